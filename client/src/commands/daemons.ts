@@ -1,0 +1,39 @@
+import { startC1 } from '@fnn/server-c1';
+import { startC2 } from '@fnn/server-c2';
+import type { Logger, RunningDaemon } from '@fnn/shared';
+import { loadPublicKey, loadSecretKey } from '../key-files';
+import { checkAddress } from '../connect';
+import { createCrypto } from '../crypto-workers';
+import { jsonLine } from '../output';
+
+// `fnn c1` and `fnn c2`: load keys and config, start, stop cleanly on SIGTERM/SIGINT.
+// The bound address goes to stdout as one JSON line (port 0 picks a free port).
+
+export async function runC2(log: Logger, options: { listen: string; keys: string }): Promise<void> {
+  const listen = checkAddress(options.listen, '--listen', 'FNN_C2_LISTEN');
+  const secretKey = loadSecretKey(options.keys);
+  const crypto = createCrypto(secretKey.publicKey, secretKey);
+  const daemon = await startC2({ listen, crypto: crypto.keyHolder!, log });
+  await serveUntilSignal(daemon, 'c2', log, crypto.close);
+}
+
+export async function runC1(log: Logger, options: { listen: string; keys: string; db: string; c2: string }): Promise<void> {
+  const listen = checkAddress(options.listen, '--listen', 'FNN_C1_LISTEN');
+  const c2Address = checkAddress(options.c2, '--c2', 'FNN_C2');
+  const publicKey = loadPublicKey(options.keys);
+  const crypto = createCrypto(publicKey);
+  const daemon = await startC1({ listen, dbPath: options.db, c2Address, crypto: crypto.evaluator, log });
+  await serveUntilSignal(daemon, 'c1', log, crypto.close);
+}
+
+async function serveUntilSignal(daemon: RunningDaemon, role: string, log: Logger, cleanup: () => Promise<void>) {
+  process.stdout.write(jsonLine({ event: 'listening', role, address: daemon.address, pid: process.pid }) + '\n');
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info({ signal }, 'stopping');
+      void daemon.stop().then(cleanup).then(resolve);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}

@@ -1,0 +1,41 @@
+import { call, checkAddress, connectC1, connectC2 } from '../connect';
+import { classify, CliError, type Output } from '../output';
+
+/** `fnn status`: are both daemons up, on the same key, and what does C1 hold? */
+export async function status(out: Output, options: { c1: string; c2: string }): Promise<void> {
+  const c1 = connectC1(checkAddress(options.c1, '--c1', 'FNN_C1'));
+  const c2 = connectC2(checkAddress(options.c2, '--c2', 'FNN_C2'));
+  try {
+    const [db, holder] = await Promise.allSettled([
+      call(c1.status.bind(c1), {}, 5000),
+      call(c2.status.bind(c2), {}, 5000),
+    ]);
+    const c1Up = db.status === 'fulfilled' ? db.value : undefined;
+    const c2Up = holder.status === 'fulfilled' ? holder.value : undefined;
+    const sameKey = c1Up && c2Up ? c1Up.keyFingerprint === c2Up.keyFingerprint : undefined;
+    const report = {
+      c1: c1Up
+        ? { up: true, records: Number(c1Up.records), width: c1Up.width, height: c1Up.height, maxValue: c1Up.maxValue, keyBits: c1Up.keyBits, keyFingerprint: c1Up.keyFingerprint, seesC2: c1Up.c2Reachable }
+        : { up: false, error: classify((db as PromiseRejectedResult).reason).reason },
+      c2: c2Up
+        ? { up: true, keyBits: c2Up.keyBits, keyFingerprint: c2Up.keyFingerprint, openSessions: c2Up.openSessions, pendingRetrievals: c2Up.pendingRetrievals }
+        : { up: false, error: classify((holder as PromiseRejectedResult).reason).reason },
+      sameKey,
+    };
+    const lines = [
+      c1Up
+        ? `C1 ${options.c1}: up, ${c1Up.records} records${c1Up.width ? ` of ${c1Up.width}x${c1Up.height} (max ${c1Up.maxValue})` : ''}, ${c1Up.keyBits}-bit key ${c1Up.keyFingerprint}, C2 ${c1Up.c2Reachable ? 'reachable' : 'NOT reachable'} from C1`
+        : `C1 ${options.c1}: DOWN (${report.c1.error})`,
+      c2Up
+        ? `C2 ${options.c2}: up, ${c2Up.keyBits}-bit key ${c2Up.keyFingerprint}, ${c2Up.openSessions} open sessions`
+        : `C2 ${options.c2}: DOWN (${report.c2.error})`,
+    ];
+    if (sameKey === false) lines.push('WARNING: C1 and C2 hold different keys');
+    out.result(report, lines.join('\n'));
+    if (!c1Up || !c2Up) throw new CliError('unavailable', 'not all daemons are up');
+    if (sameKey === false) throw new CliError('failure', 'C1 and C2 hold different keys');
+  } finally {
+    c1.close();
+    c2.close();
+  }
+}

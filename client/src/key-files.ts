@@ -1,0 +1,58 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PublicKey, RecordKey, SecretKey, keyFromHex, keyToHex } from '@fnn/shared';
+import { CliError } from './output';
+
+// The key directory, as `fnn keygen` writes it:
+//   public-key.json  the Paillier public key (everyone)
+//   c2-secret.json   the Paillier secret key: C2, and the owner who made it (mode 0600)
+//   record.key       the symmetric key k: the owner and authorised doctors (mode 0600)
+export const PUBLIC_KEY_FILE = 'public-key.json';
+export const SECRET_KEY_FILE = 'c2-secret.json';
+export const RECORD_KEY_FILE = 'record.key';
+
+export function writeKeyDirectory(dir: string, publicKey: PublicKey, secretKey: SecretKey, recordKey: Buffer): void {
+  mkdirSync(dir, { recursive: true });
+  for (const f of [PUBLIC_KEY_FILE, SECRET_KEY_FILE, RECORD_KEY_FILE])
+    if (existsSync(join(dir, f))) throw new CliError('usage', `${join(dir, f)} exists; refusing to overwrite a key`);
+  writeFileSync(join(dir, PUBLIC_KEY_FILE), JSON.stringify(publicKey.toJSON(), null, 2) + '\n', { mode: 0o644 });
+  writeSecret(join(dir, SECRET_KEY_FILE), JSON.stringify(secretKey.toJSON(), null, 2) + '\n');
+  writeSecret(join(dir, RECORD_KEY_FILE), keyToHex(recordKey) + '\n');
+}
+
+function writeSecret(path: string, content: string): void {
+  writeFileSync(path, content, { mode: 0o600, flag: 'wx' });
+  chmodSync(path, 0o600); // in case the umask interfered
+}
+
+export function loadPublicKey(dir: string): PublicKey {
+  return PublicKey.fromJSON(JSON.parse(readKeyFile(dir, PUBLIC_KEY_FILE, false)));
+}
+
+export function loadSecretKey(dir: string, publicKey = loadPublicKey(dir)): SecretKey {
+  return SecretKey.fromJSON(JSON.parse(readKeyFile(dir, SECRET_KEY_FILE, true)), publicKey);
+}
+
+export function hasSecretKey(dir: string): boolean {
+  return existsSync(join(dir, SECRET_KEY_FILE));
+}
+
+export function loadRecordKey(dir: string): RecordKey {
+  return new RecordKey(keyFromHex(readKeyFile(dir, RECORD_KEY_FILE, true).trim()));
+}
+
+/** Read a key file; a secret one must not be readable by group or others. */
+function readKeyFile(dir: string, name: string, secret: boolean): string {
+  const path = join(dir, name);
+  if (!existsSync(path)) throw new CliError('usage', `${path} not found (run \`fnn keygen --out ${dir}\`?)`);
+  if (secret) {
+    const mode = statSync(path).mode & 0o777;
+    if (mode & 0o077)
+      throw new CliError('usage', `${path} has mode ${mode.toString(8)}; a secret key must be 0600 (chmod 600 ${path})`);
+  }
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    throw new CliError('usage', `${path} could not be read`);
+  }
+}

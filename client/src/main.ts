@@ -1,0 +1,128 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import pino from 'pino';
+import type { Logger } from '@fnn/shared';
+import { runC1, runC2 } from './commands/daemons';
+import { deleteRecords } from './commands/delete';
+import { keygen } from './commands/keygen';
+import { batchQuery, query } from './commands/query';
+import { status } from './commands/status';
+import { upload } from './commands/upload';
+import { classify, makeOutput, jsonLine } from './output';
+
+// Every address and path can also come from the environment, so the daemons
+// can run under a service manager:
+//   FNN_KEYS (key directory), FNN_C1 / FNN_C2 (addresses to call),
+//   FNN_C1_LISTEN / FNN_C2_LISTEN (addresses to bind), FNN_DB (C1's database),
+//   FNN_LOG_LEVEL (daemon log level: info by default).
+
+const env = (name: string) => process.env[name];
+const keys = () => new Option('--keys <dir>', 'key directory').env('FNN_KEYS').default('keys');
+const c1 = () => new Option('--c1 <host:port>', 'C1 address').env('FNN_C1');
+const c2 = () => new Option('--c2 <host:port>', 'C2 address').env('FNN_C2');
+const json = () => new Option('--json', 'one JSON object per line');
+
+const program = new Command('fnn')
+  .description('Exact nearest-neighbour search over encrypted medical images (two non-colluding servers)')
+  .showHelpAfterError()
+  .exitOverride();
+
+/** Run a command: its failure is one line on stderr (or a JSON object) and a documented exit code. */
+function action<A extends unknown[]>(fn: (...args: A) => Promise<void>) {
+  return async (...args: A) => {
+    const opts = args.find((a) => a && typeof a === 'object' && !Array.isArray(a) && !(a instanceof Command)) as { json?: boolean } | undefined;
+    try {
+      await fn(...args);
+    } catch (error) {
+      const { code, reason } = classify(error);
+      if (opts?.json) process.stdout.write(jsonLine({ error: reason, exitCode: code }) + '\n');
+      process.stderr.write(`fnn: ${reason}\n`);
+      process.exitCode = code;
+    }
+  };
+}
+
+function daemonLogger(role: string): Logger {
+  return pino({ name: `fnn-${role}`, level: env('FNN_LOG_LEVEL') ?? 'info' }, pino.destination(2)) as unknown as Logger;
+}
+
+program
+  .command('keygen')
+  .description('create the Paillier key pair (g = N+1) and the record key k')
+  .requiredOption('--out <dir>', 'directory to write the keys into')
+  .option('--bits <n>', 'Paillier modulus size', '2048')
+  .addOption(json())
+  .action(action(async (o: { out: string; bits: string; json?: boolean }) => keygen(makeOutput(!!o.json), o)));
+
+program
+  .command('c2')
+  .description('run C2, the key holder')
+  .addOption(new Option('--listen <host:port>', 'address to bind (port 0: a free port)').env('FNN_C2_LISTEN').default('127.0.0.1:50052'))
+  .addOption(keys())
+  .action(action(async (o: { listen: string; keys: string }) => runC2(daemonLogger('c2'), o)));
+
+program
+  .command('c1')
+  .description('run C1, the encrypted database')
+  .addOption(new Option('--listen <host:port>', 'address to bind (port 0: a free port)').env('FNN_C1_LISTEN').default('127.0.0.1:50051'))
+  .addOption(new Option('--db <file>', 'SQLite database').env('FNN_DB').default('fnn-c1.db'))
+  .addOption(keys())
+  .addOption(c2().default('127.0.0.1:50052'))
+  .action(action(async (o: { listen: string; keys: string; db: string; c2: string }) => runC1(daemonLogger('c1'), o)));
+
+program
+  .command('upload')
+  .description('encrypt images and upload them to C1 (record ID = file name)')
+  .argument('<paths...>', 'PNG files or directories of them')
+  .addOption(c1())
+  .addOption(keys())
+  .option('--id <id>', 'record ID for a single file')
+  .addOption(json())
+  .action(action(async (paths: string[], o: { c1: string; keys: string; id?: string; json?: boolean }) => upload(makeOutput(!!o.json), paths, o)));
+
+program
+  .command('delete')
+  .description('delete records by ID; their ciphertexts are removed from C1')
+  .argument('<ids...>', 'record IDs')
+  .addOption(c1())
+  .addOption(keys())
+  .addOption(json())
+  .action(action(async (ids: string[], o: { c1: string; keys: string; json?: boolean }) => deleteRecords(makeOutput(!!o.json), ids, o)));
+
+const queryOptions = (cmd: Command) =>
+  cmd
+    .addOption(c1())
+    .addOption(c2())
+    .addOption(keys())
+    .addOption(new Option('--protocol <name>', 'fnn (the paper) or bf (brute force)').choices(['fnn', 'bf']).default('fnn'))
+    .option('--k <k>', 'number of nearest neighbours', '1')
+    .option('--out <dir>', 'write the neighbour images here as PNG')
+    .option('--timeout <seconds>', 'give up after this long', '3600')
+    .addOption(json());
+
+queryOptions(
+  program
+    .command('query')
+    .description('find the exact nearest neighbour(s) of an image')
+    .argument('<image>', 'query image (PNG)'),
+).action(action(async (image: string, o: Parameters<typeof query>[2] & { json?: boolean }) => query(makeOutput(!!o.json), image, o)));
+
+queryOptions(
+  program
+    .command('batch-query')
+    .description('many queries over one stream; results print as they finish')
+    .argument('<paths...>', 'query images or directories'),
+).action(action(async (paths: string[], o: Parameters<typeof query>[2] & { json?: boolean }) => batchQuery(makeOutput(!!o.json), paths, o)));
+
+program
+  .command('status')
+  .description('are C1 and C2 up; records, image size, key size')
+  .addOption(c1())
+  .addOption(c2())
+  .addOption(json())
+  .action(action(async (o: { c1: string; c2: string; json?: boolean }) => status(makeOutput(!!o.json), o)));
+
+program.parseAsync(process.argv).catch((error: { exitCode?: number; code?: string }) => {
+  // commander's own usage errors (already printed) and --help/--version
+  process.exitCode = error.code === 'commander.helpDisplayed' || error.code === 'commander.version' ? 0 : 2;
+});

@@ -1,0 +1,63 @@
+import { describeGrpcError, isFnnError } from '@fnn/shared';
+
+// How the CLI reports: one JSON object per line with --json, human text
+// otherwise; failures as one line on stderr and a documented exit code.
+
+export const EXIT = {
+  ok: 0,
+  failure: 1, // anything else
+  usage: 2, // bad arguments, missing or unreadable files, bad keys
+  invalid: 3, // a server refused the input (INVALID_ARGUMENT, FAILED_PRECONDITION)
+  notFound: 4, // NOT_FOUND
+  unavailable: 5, // a daemon cannot be reached (UNAVAILABLE, DEADLINE_EXCEEDED)
+} as const;
+
+export class CliError extends Error {
+  constructor(
+    readonly kind: Exclude<keyof typeof EXIT, 'ok'>,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface Output {
+  json: boolean;
+  /** A result: the object with --json, else the human lines. */
+  result(object: object, human: string): void;
+  /** Progress and notes: stderr, and only for humans. */
+  note(text: string): void;
+}
+
+export function makeOutput(json: boolean): Output {
+  return {
+    json,
+    result: (object, human) => process.stdout.write((json ? jsonLine(object) : human) + '\n'),
+    note: (text) => {
+      if (!json) process.stderr.write(text + '\n');
+    },
+  };
+}
+
+export function jsonLine(object: object): string {
+  return JSON.stringify(object, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
+}
+
+/** Map a failure to its exit code and one-line reason. */
+export function classify(error: unknown): { code: number; reason: string } {
+  if (error instanceof CliError) return { code: EXIT[error.kind], reason: error.message };
+  if (isFnnError(error)) {
+    const code = { 'invalid-input': EXIT.invalid, 'not-found': EXIT.notFound, 'protocol-state': EXIT.invalid, 'peer-unavailable': EXIT.unavailable }[error.kind];
+    return { code, reason: error.message };
+  }
+  const grpc = describeGrpcError(error);
+  if (grpc) {
+    const code =
+      grpc.code === 'INVALID_ARGUMENT' || grpc.code === 'FAILED_PRECONDITION' ? EXIT.invalid
+      : grpc.code === 'NOT_FOUND' ? EXIT.notFound
+      : grpc.code === 'UNAVAILABLE' || grpc.code === 'DEADLINE_EXCEEDED' ? EXIT.unavailable
+      : EXIT.failure;
+    return { code, reason: `${grpc.code}: ${grpc.message}` };
+  }
+  return { code: EXIT.failure, reason: error instanceof Error ? error.message : String(error) };
+}

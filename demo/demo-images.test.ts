@@ -1,0 +1,41 @@
+// Guards what the demo promises about its bundled images (see
+// demo/images/LICENSE.md): they decode as FNN images, and each query's plaintext
+// nearest neighbour is the one the demo narrates.
+
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { decodePng } from '../shared/src/image/png';
+import { plaintextNearest } from '../shared/src/reference';
+
+const load = (dir: string) =>
+  readdirSync(join(__dirname, dir))
+    .filter((f) => f.endsWith('.png'))
+    .sort()
+    .map((f) => ({ id: f, image: decodePng(readFileSync(join(__dirname, dir, f)), f) }));
+
+describe('bundled demo images', () => {
+  const stored = load('images');
+  const records = stored.map(({ id, image }) => ({ id, pixels: image.pixels }));
+  const query = (id: string) => load('queries').find((q) => q.id === id)!.image.pixels;
+
+  it('are 24 stored slices and 2 queries, all 32 x 32 8-bit grayscale', () => {
+    expect(stored).toHaveLength(24);
+    for (const { image } of [...stored, ...load('queries')]) {
+      expect(image).toMatchObject({ width: 32, height: 32, maxValue: 255 });
+    }
+  });
+
+  it('find a stored copy of a query at distance 0', () => {
+    const [nearest] = plaintextNearest(records, query('ch2-z106.png'), 1);
+    expect(nearest).toMatchObject({ id: 'ch2-z106.png', distance: 0n });
+  });
+
+  it('find the adjacent stored slice for a slice that is not stored', () => {
+    expect(stored.some((s) => s.id === 'ch2-z167.png')).toBe(false);
+    const [first, second] = plaintextNearest(records, query('ch2-z167.png'), 2);
+    expect(first.id).toBe('ch2-z166.png');
+    expect(first.distance).toBeGreaterThan(0n);
+    expect(second.distance).toBeGreaterThan(first.distance);
+  });
+});

@@ -1,0 +1,221 @@
+import { randomBytes } from 'node:crypto';
+import { status, type Metadata, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall } from '@grpc/grpc-js';
+import * as wire from '@fnn/proto';
+import {
+  invalidInput,
+  search,
+  toStatus,
+  type EvaluatorCrypto,
+  type Logger,
+  type ProtocolName,
+  type WireCodec,
+  residueToBytes,
+} from '@fnn/shared';
+import type { KeyHolderLink } from './key-holder-link';
+import type { RecordStore, StoredRecord } from './storage';
+
+/** The largest collection images the protocols' bounds allow (512x512, 16-bit). */
+export const MAX_DIMENSION = 512 * 512;
+export const MAX_PIXEL_VALUE = 65535;
+const MAX_K = 100;
+
+export interface DatabaseDeps {
+  store: RecordStore;
+  crypto: EvaluatorCrypto;
+  codec: WireCodec;
+  keyHolder: KeyHolderLink;
+  log: Logger;
+  queryTimeoutMs: number;
+}
+
+/** C1's gRPC service: the owner's uploads and deletes, the doctors' queries. */
+export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
+  const { store, crypto, codec, log } = deps;
+  const pk = crypto.publicKey;
+
+  const unary =
+    <Req, Res>(name: string, handler: (req: Req, requestId: string) => Promise<Res> | Res) =>
+    (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+      const requestId = requestIdOf(call.metadata);
+      const started = Date.now();
+      Promise.resolve()
+        .then(() => handler(call.request, requestId))
+        .then(
+          (reply) => {
+            log.info({ rpc: name, requestId, ms: Date.now() - started }, 'ok');
+            callback(null, reply);
+          },
+          (error) => {
+            const s = toStatus(error);
+            log.warn({ rpc: name, requestId, code: s.code, reason: s.details, ms: Date.now() - started }, 'failed');
+            if (s.details === 'internal error') log.error({ rpc: name, requestId, kind: errorKind(error) }, 'internal');
+            callback(s);
+          },
+        );
+    };
+
+  const checkKey = (fingerprint: string) => {
+    if (fingerprint !== pk.fingerprint())
+      throw invalidInput('encrypted under another Paillier key than this collection');
+  };
+
+  const checkShape = (width: number, height: number) => {
+    if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1)
+      throw invalidInput('image width and height must be positive');
+    if (width * height > MAX_DIMENSION) throw invalidInput(`images above ${MAX_DIMENSION} pixels are not supported`);
+  };
+
+  const ciphers = (list: Uint8Array[], what: string): bigint[] => {
+    const values = codec.fromCiphers(list);
+    for (const c of values) if (!pk.isValidCiphertext(c)) throw invalidInput(`${what}: invalid ciphertext`);
+    return values;
+  };
+  const cipher = (b: Uint8Array, what: string) => ciphers([b], what)[0];
+
+  const runQuery = async (req: wire.QueryRequest, requestId: string): Promise<wire.QueryReply> => {
+    const q = req.query;
+    if (!q) throw invalidInput('query without an encrypted image');
+    checkKey(q.keyFingerprint);
+    const shape = store.shape();
+    if (!shape) throw invalidInput('the collection is empty');
+    if (q.width !== shape.width || q.height !== shape.height)
+      throw invalidInput(`query is ${q.width}x${q.height}, the collection's images are ${shape.width}x${shape.height}`);
+    if (q.negatedPixels.length !== shape.width * shape.height)
+      throw invalidInput(`query has ${q.negatedPixels.length} pixels, expected ${shape.width * shape.height}`);
+    const protocol = protocolName(req.protocol);
+    const k = req.k === 0 ? 1 : req.k;
+    if (k > MAX_K) throw invalidInput(`k above ${MAX_K} is not supported`);
+    const query = {
+      negatedPixels: ciphers(q.negatedPixels, 'query pixels'),
+      negatedSum: cipher(q.negatedSum, 'query sum'),
+      negatedSpread: cipher(q.negatedSpread, 'query spread'),
+      spread: cipher(q.spread, 'query spread'),
+    };
+    const records = store.snapshot();
+    const started = Date.now();
+    const transport = deps.keyHolder.openSession(requestId, new Date(Date.now() + deps.queryTimeoutMs));
+    const result = await search({ crypto, transport, records, query, protocol, k, requestId });
+    log.info(
+      { requestId, protocol, k, total: result.total, rejected: result.rejected, ms: Date.now() - started },
+      'query done',
+    );
+    return {
+      tag: req.tag,
+      results: result.candidates.map((candidate, i) => ({
+        encryptedId: records.encryptedId(candidate),
+        blinding: result.blindings[i].map(residueToBytes),
+      })),
+      retrievalTicket: result.ticket,
+      total: BigInt(result.total),
+      rejected: BigInt(result.rejected),
+      protocol: req.protocol === wire.Protocol.PROTOCOL_UNSPECIFIED ? wire.Protocol.PROTOCOL_FNN : req.protocol,
+      errorCode: '',
+      errorMessage: '',
+    };
+  };
+
+  return {
+    upload: unary<wire.UploadRequest, wire.UploadReply>('Upload', (req) => {
+      checkKey(req.keyFingerprint);
+      checkShape(req.width, req.height);
+      if (req.maxValue < 1 || req.maxValue > MAX_PIXEL_VALUE)
+        throw invalidInput(`pixel depth must be between 1 and ${MAX_PIXEL_VALUE}`);
+      if (req.records.length === 0) throw invalidInput('no records to upload');
+      const d = req.width * req.height;
+      const records: StoredRecord[] = req.records.map((r, i) => {
+        const what = `record ${i + 1}`;
+        if (r.pixels.length !== d) throw invalidInput(`${what} has ${r.pixels.length} pixels, expected ${d}`);
+        if (r.lookupTag.length !== 32) throw invalidInput(`${what}: lookup tag must be 32 bytes`);
+        if (r.encryptedId.length < 29 || r.encryptedId.length > 1024)
+          throw invalidInput(`${what}: encrypted identifier has an impossible size`);
+        return {
+          lookupTag: Buffer.from(r.lookupTag),
+          encryptedId: Buffer.from(r.encryptedId),
+          pixels: ciphers(r.pixels, what),
+          sum: cipher(r.sum, what),
+          spread: cipher(r.spread, what),
+        };
+      });
+      const { stored, replaced } = store.upsert(
+        { width: req.width, height: req.height, maxValue: req.maxValue },
+        records,
+      );
+      return { stored, replaced, total: BigInt(store.count) };
+    }),
+
+    delete: unary<wire.DeleteRequest, wire.DeleteReply>('Delete', (req) => {
+      if (req.lookupTags.length === 0) throw invalidInput('no records named');
+      for (const t of req.lookupTags) if (t.length !== 32) throw invalidInput('lookup tag must be 32 bytes');
+      const deleted = store.delete(req.lookupTags.map((t) => Buffer.from(t)));
+      return { deleted, total: BigInt(store.count) };
+    }),
+
+    query: unary<wire.QueryRequest, wire.QueryReply>('Query', runQuery),
+
+    batchQuery: (call: ServerDuplexStream<wire.QueryRequest, wire.QueryReply>) => {
+      const batchId = requestIdOf(call.metadata);
+      const running: Promise<void>[] = [];
+      let n = 0;
+      call.on('data', (req: wire.QueryRequest) => {
+        const requestId = `${batchId}.${++n}`;
+        running.push(
+          runQuery(req, requestId).then(
+            (reply) => void call.write(reply),
+            (error) => {
+              const s = toStatus(error);
+              log.warn({ rpc: 'BatchQuery', requestId, code: s.code, reason: s.details }, 'query failed');
+              call.write({
+                tag: req.tag,
+                results: [],
+                retrievalTicket: '',
+                total: 0n,
+                rejected: 0n,
+                protocol: req.protocol,
+                errorCode: status[s.code] ?? String(s.code),
+                errorMessage: s.details,
+              });
+            },
+          ),
+        );
+      });
+      call.on('end', () => {
+        void Promise.all(running).then(() => call.end());
+      });
+      call.on('error', () => {});
+    },
+
+    status: unary<wire.StatusRequest, wire.DatabaseStatus>('Status', async () => {
+      const shape = store.shape();
+      return {
+        records: BigInt(store.count),
+        width: shape?.width ?? 0,
+        height: shape?.height ?? 0,
+        maxValue: shape?.maxValue ?? 0,
+        keyBits: pk.bits,
+        keyFingerprint: pk.fingerprint(),
+        c2Reachable: await deps.keyHolder.reachable(),
+      };
+    }),
+  };
+}
+
+function protocolName(p: wire.Protocol): ProtocolName {
+  switch (p) {
+    case wire.Protocol.PROTOCOL_UNSPECIFIED:
+    case wire.Protocol.PROTOCOL_FNN:
+      return 'fnn';
+    case wire.Protocol.PROTOCOL_BF:
+      return 'bf';
+    default:
+      throw invalidInput('unknown protocol');
+  }
+}
+
+function requestIdOf(metadata: Metadata): string {
+  const given = metadata.get('x-request-id')[0];
+  return typeof given === 'string' && /^[\w.-]{1,64}$/.test(given) ? given : randomBytes(8).toString('hex');
+}
+
+function errorKind(error: unknown): string {
+  return error instanceof Error ? error.name : typeof error;
+}

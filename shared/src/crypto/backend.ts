@@ -1,0 +1,94 @@
+import type { PublicKey, SecretKey } from './paillier';
+
+// The bulk Paillier work of the protocols, as batch operations. The protocols
+// only see these interfaces, so the same protocol code runs with the work done
+// in-process (tests) or spread over worker threads (the daemons: a batch of d
+// decryptions takes seconds and must not block the event loop).
+
+/** C1's side: needs only the public key. */
+export interface EvaluatorCrypto {
+  readonly publicKey: PublicKey;
+  /** Algorithm 1 step 1: E(a - r), re-randomised so C2 cannot link it to E(a). */
+  blind(values: bigint[], masks: bigint[]): Promise<bigint[]>;
+  /** Algorithm 1 step 3 for a = b: E(a^2) = E(h) E(a)^(2r) E(-r^2), since (a - r)^2 = a^2 - 2ar + r^2. */
+  unblindSquares(h: bigint[], values: bigint[], masks: bigint[]): Promise<bigint[]>;
+  /** Algorithm 1 step 3: E(ab) = E(h) E(a)^(r_b) E(b)^(r_a) E(-r_a r_b). */
+  unblindProducts(h: bigint[], a: bigint[], b: bigint[], masksA: bigint[], masksB: bigint[]): Promise<bigint[]>;
+}
+
+/** C2's side: holds the secret key. */
+export interface KeyHolderCrypto {
+  readonly publicKey: PublicKey;
+  /** Algorithm 1 step 2 for a = b: E(D(c)^2 mod N), freshly randomised. */
+  squareBlinded(values: bigint[]): Promise<bigint[]>;
+  /** Algorithm 1 step 2: E(D(a) D(b) mod N), freshly randomised. */
+  multiplyBlinded(a: bigint[], b: bigint[]): Promise<bigint[]>;
+  /** Plain decryptions into [0, N). */
+  decrypt(values: bigint[]): Promise<bigint[]>;
+}
+
+// ----- the work itself, as pure functions (also what the worker threads run) -----
+
+export function blindBatch(pk: PublicKey, values: bigint[], masks: bigint[]): bigint[] {
+  return values.map((c, i) => pk.rerandomize(pk.addPlain(c, -masks[i])));
+}
+
+export function unblindSquaresBatch(pk: PublicKey, h: bigint[], values: bigint[], masks: bigint[]): bigint[] {
+  return h.map((hi, i) => {
+    const r = masks[i];
+    const cross = pk.mulPlain(values[i], 2n * r);
+    return pk.addPlain(pk.add(hi, cross), -(r * r));
+  });
+}
+
+export function unblindProductsBatch(
+  pk: PublicKey,
+  h: bigint[],
+  a: bigint[],
+  b: bigint[],
+  masksA: bigint[],
+  masksB: bigint[],
+): bigint[] {
+  return h.map((hi, i) => {
+    const crossA = pk.mulPlain(a[i], masksB[i]);
+    const crossB = pk.mulPlain(b[i], masksA[i]);
+    return pk.addPlain(pk.add(pk.add(hi, crossA), crossB), -(masksA[i] * masksB[i]));
+  });
+}
+
+export function squareBlindedBatch(sk: SecretKey, values: bigint[]): bigint[] {
+  const n = sk.publicKey.n;
+  return values.map((c) => {
+    const h = sk.decrypt(c);
+    return sk.encrypt((h * h) % n);
+  });
+}
+
+export function multiplyBlindedBatch(sk: SecretKey, a: bigint[], b: bigint[]): bigint[] {
+  const n = sk.publicKey.n;
+  return a.map((c, i) => sk.encrypt((sk.decrypt(c) * sk.decrypt(b[i])) % n));
+}
+
+export function decryptBatch(sk: SecretKey, values: bigint[]): bigint[] {
+  return values.map((c) => sk.decrypt(c));
+}
+
+// ----- in-process implementations -----
+
+export function localEvaluator(publicKey: PublicKey): EvaluatorCrypto {
+  return {
+    publicKey,
+    blind: async (values, masks) => blindBatch(publicKey, values, masks),
+    unblindSquares: async (h, values, masks) => unblindSquaresBatch(publicKey, h, values, masks),
+    unblindProducts: async (h, a, b, ma, mb) => unblindProductsBatch(publicKey, h, a, b, ma, mb),
+  };
+}
+
+export function localKeyHolder(secretKey: SecretKey): KeyHolderCrypto {
+  return {
+    publicKey: secretKey.publicKey,
+    squareBlinded: async (values) => squareBlindedBatch(secretKey, values),
+    multiplyBlinded: async (a, b) => multiplyBlindedBatch(secretKey, a, b),
+    decrypt: async (values) => decryptBatch(secretKey, values),
+  };
+}

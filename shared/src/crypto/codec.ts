@@ -1,0 +1,37 @@
+// Big-endian byte encodings of non-negative bigints. Conversions go through
+// hex strings because V8 parses and prints those natively; a per-byte loop of
+// BigInt shifts costs O(bytes^2) and is ~50x slower for a 512-byte ciphertext.
+
+function requireNonNegative(x: bigint, what: string): void {
+  if (typeof x !== 'bigint') throw new TypeError(`${what} must be a bigint`);
+  if (x < 0n) throw new RangeError(`${what} must be non-negative`);
+}
+
+/** Fixed-width big-endian bytes (ciphertexts on the wire and on disk all have the key's cipherBytes). */
+export function cipherToBytes(c: bigint, width: number): Uint8Array {
+  if (!Number.isSafeInteger(width) || width <= 0) throw new RangeError('ciphertext width must be a positive integer');
+  requireNonNegative(c, 'ciphertext');
+  const hex = c.toString(16);
+  if (hex.length > 2 * width) throw new RangeError(`ciphertext does not fit in ${width} bytes`);
+  return Buffer.from(hex.padStart(2 * width, '0'), 'hex');
+}
+
+/** Inverse of cipherToBytes; the width is the caller's to check (it knows the key). */
+export function bytesToCipher(b: Uint8Array): bigint {
+  return bytesToBigint(b);
+}
+
+/** Minimal big-endian bytes; 0 encodes as the empty array (bytesToBigint maps it back to 0). */
+export function bigintToBytes(x: bigint): Uint8Array {
+  requireNonNegative(x, 'value');
+  if (x === 0n) return new Uint8Array(0);
+  const hex = x.toString(16);
+  return Buffer.from(hex.length % 2 === 0 ? hex : '0' + hex, 'hex');
+}
+
+/** Big-endian bytes to a non-negative bigint; leading zero bytes are allowed. */
+export function bytesToBigint(b: Uint8Array): bigint {
+  if (!(b instanceof Uint8Array)) throw new TypeError('bytes must be a Uint8Array');
+  if (b.length === 0) return 0n;
+  return BigInt('0x' + Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex'));
+}

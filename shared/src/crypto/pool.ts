@@ -1,0 +1,73 @@
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { Piscina } from 'piscina';
+import type { EvaluatorCrypto, KeyHolderCrypto } from './backend';
+import type { PublicKey, SecretKey } from './paillier';
+import type { KeyMaterial, Task } from './worker';
+
+// The daemons' crypto: batches split across worker threads, so both cores
+// work and the event loop (health checks, other queries) never waits on a
+// modular exponentiation.
+
+/** Below this many values a batch runs in one task: splitting costs more than it saves. */
+const MIN_CHUNK = 8;
+
+export class CryptoPool {
+  private readonly pool: Piscina;
+  private readonly key: KeyMaterial;
+  readonly threads: number;
+
+  constructor(
+    readonly publicKey: PublicKey,
+    secretKey?: SecretKey,
+    threads = availableParallelism(),
+  ) {
+    this.threads = Math.max(1, threads);
+    this.pool = new Piscina({ filename: join(__dirname, 'worker.js'), minThreads: this.threads, maxThreads: this.threads });
+    this.key = {
+      id: publicKey.fingerprint(),
+      publicKey: publicKey.toJSON(),
+      secretKey: secretKey ? secretKey.toJSON() : undefined,
+    };
+  }
+
+  /** Run one operation over arrays of equal length, split into one chunk per thread. */
+  private async split(op: Task['op'], arrays: Record<string, bigint[]>): Promise<bigint[]> {
+    const length = Object.values(arrays)[0].length;
+    const chunks = Math.max(1, Math.min(this.threads, Math.floor(length / MIN_CHUNK)));
+    const size = Math.ceil(length / chunks);
+    const parts: Promise<bigint[]>[] = [];
+    for (let start = 0; start < length; start += size) {
+      const slice: Record<string, bigint[]> = {};
+      for (const [name, values] of Object.entries(arrays)) slice[name] = values.slice(start, start + size);
+      parts.push(this.pool.run({ op, key: this.key, ...slice }));
+    }
+    return (await Promise.all(parts)).flat();
+  }
+
+  encrypt(values: bigint[]): Promise<bigint[]> {
+    return this.split('encrypt', { values });
+  }
+
+  evaluator(): EvaluatorCrypto {
+    return {
+      publicKey: this.publicKey,
+      blind: (values, masks) => this.split('blind', { values, masks }),
+      unblindSquares: (h, values, masks) => this.split('unblindSquares', { h, values, masks }),
+      unblindProducts: (h, a, b, masksA, masksB) => this.split('unblindProducts', { h, a, b, masksA, masksB }),
+    };
+  }
+
+  keyHolder(): KeyHolderCrypto {
+    return {
+      publicKey: this.publicKey,
+      squareBlinded: (values) => this.split('squareBlinded', { values }),
+      multiplyBlinded: (a, b) => this.split('multiplyBlinded', { a, b }),
+      decrypt: (values) => this.split('decrypt', { values }),
+    };
+  }
+
+  close(): Promise<void> {
+    return this.pool.destroy();
+  }
+}

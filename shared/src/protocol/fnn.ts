@@ -1,0 +1,50 @@
+import { protocolState } from '../errors';
+import { OrderMask } from './masking';
+import type { EncryptedQuery, RecordSource } from './records';
+import { ssed } from './ssed';
+import { ssedlb } from './ssedlb';
+import type { EvaluatorContext } from './sm';
+
+export interface Ranking {
+  /** Candidate positions, nearest first. */
+  candidates: number[];
+  /** Records rejected by the lower bound without computing their distance. */
+  rejected: number;
+}
+
+/**
+ * Algorithm 3 (FNN), C1's side, for the k nearest neighbours. C2 drives the
+ * loop of step 5: after each distance it names the next candidate whose bound
+ * does not exceed the current k-th best, or says it is done.
+ */
+export async function fnn(
+  ctx: EvaluatorContext,
+  records: RecordSource,
+  query: EncryptedQuery,
+  k: number,
+): Promise<Ranking> {
+  const mask = new OrderMask(ctx.crypto.publicKey, records.dimension);
+  // Step 2: the seeds are the first k records (the tie rule favours them anyway).
+  const seedCount = Math.min(k, records.count);
+  const seeds = [];
+  for (let candidate = 0; candidate < seedCount; candidate++) {
+    const distance = await ssed(ctx, 'ssed-sm', await records.pixels(candidate), query);
+    seeds.push({ candidate, value: mask.distance(distance) });
+  }
+  // Step 3: bounds for every other record.
+  const stats = (await records.stats()).slice(seedCount);
+  const bounds = (await ssedlb(ctx, stats, query)).map((b, i) => ({
+    candidate: seedCount + i,
+    value: mask.bound(b),
+  }));
+  // Step 4, then step 5 as C2 asks.
+  let next = await ctx.peer.bounds('fnn-bounds', seeds, bounds);
+  while (!next.done) {
+    if (next.candidate < seedCount || next.candidate >= records.count)
+      throw protocolState('C2 asked for a candidate that does not exist');
+    const distance = await ssed(ctx, 'ssed-sm', await records.pixels(next.candidate), query);
+    next = await ctx.peer.distance('fnn-distance', { candidate: next.candidate, value: mask.distance(distance) });
+  }
+  // Step 6.
+  return { candidates: await ctx.peer.finish(), rejected: next.rejected };
+}

@@ -1,0 +1,58 @@
+// The C1 <-> C2 conversation as plain TypeScript values (ciphertexts as
+// bigints). The gRPC layer converts these to and from proto/ messages in one
+// codec; the in-process transport passes them as they are.
+//
+// Every message carries its session id and the paper's step it belongs to.
+
+export type Step =
+  | 'open'
+  | 'ssed-sm' // SM rounds of SSED
+  | 'ssedlb-sm' // SM rounds of SSEDLB (Algorithm 2)
+  | 'fnn-bounds' // Algorithm 3 step 4
+  | 'fnn-distance' // Algorithm 3 step 5
+  | 'bf-distance' // the brute-force baseline
+  | 'result' // Algorithm 3 step 6
+  | 'retrieval'; // Algorithm 3 step 7
+
+/** A masked value alpha * v + beta, and the record's position in C1's candidate list. */
+export interface MaskedScore {
+  candidate: number;
+  value: bigint;
+}
+
+export type C1Body =
+  | { kind: 'open'; keyFingerprint: string; k: number; requestId: string }
+  | { kind: 'square'; values: bigint[] }
+  | { kind: 'multiply'; a: bigint[]; b: bigint[] }
+  | { kind: 'bounds'; seeds: MaskedScore[]; bounds: MaskedScore[] }
+  | { kind: 'distance'; score: MaskedScore }
+  | { kind: 'finish' }
+  | { kind: 'retrieval'; images: bigint[][] };
+
+export type C2Body =
+  | { kind: 'opened' }
+  | { kind: 'products'; values: bigint[] }
+  | { kind: 'next'; done: boolean; candidate: number; rejected: number }
+  | { kind: 'ranking'; candidates: number[] }
+  | { kind: 'ticket'; ticket: string };
+
+export interface C1Message {
+  sessionId: string;
+  step: Step;
+  body: C1Body;
+}
+
+export interface C2Message {
+  sessionId: string;
+  step: Step;
+  body: C2Body;
+}
+
+/**
+ * How C1 reaches C2 for one session: each message gets exactly one reply, in
+ * order. Implemented in-process (tests) and over a gRPC bidirectional stream.
+ */
+export interface SessionTransport {
+  exchange(message: C1Message): Promise<C2Message>;
+  close(): void;
+}

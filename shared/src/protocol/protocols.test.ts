@@ -1,0 +1,173 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { localEvaluator, localKeyHolder, type KeyHolderCrypto } from '../crypto/backend';
+import { generateKeyPair, type PublicKey, type SecretKey } from '../crypto/paillier';
+import { imageStats, lowerBoundInt } from '../encoding/lower-bound';
+import { plaintextNearest, squaredDistance } from '../reference';
+import { encryptQuery } from './doctor';
+import { inProcessTransport } from './in-process';
+import { KeyHolderPeer } from './peer';
+import type { EncryptedStats, RecordSource } from './records';
+import { RetrievalStore, unblindRetrieved } from './retrieval';
+import { search, type ProtocolName } from './search';
+import { sm, smSquare, type EvaluatorContext } from './sm';
+import { ssed } from './ssed';
+import { ssedlb } from './ssedlb';
+
+let pk: PublicKey;
+let sk: SecretKey;
+
+beforeAll(async () => {
+  ({ publicKey: pk, secretKey: sk } = await generateKeyPair(512));
+});
+
+const encryptAll = async (values: bigint[]) => values.map((v) => pk.encrypt(v));
+
+/** An in-process C2 and a C1 context talking to it, as the daemons do over gRPC. */
+async function session(keyHolder: KeyHolderCrypto = localKeyHolder(sk), k = 1): Promise<EvaluatorContext> {
+  const peer = new KeyHolderPeer(inProcessTransport(keyHolder, new RetrievalStore()), 'test-session');
+  await peer.open(pk.fingerprint(), k, 'test');
+  return { crypto: localEvaluator(pk), peer };
+}
+
+function randomImage(d: number, max: number): Uint16Array {
+  return Uint16Array.from({ length: d }, () => Math.floor(Math.random() * (max + 1)));
+}
+
+async function encryptedCollection(images: Uint16Array[]): Promise<RecordSource> {
+  const pixels = await Promise.all(images.map((im) => encryptAll(Array.from(im, BigInt))));
+  const stats: EncryptedStats[] = images.map((im) => {
+    const s = imageStats(im);
+    return { sum: pk.encrypt(s.sum), spread: pk.encrypt(s.spread) };
+  });
+  return {
+    count: images.length,
+    dimension: images[0].length,
+    stats: async () => stats,
+    pixels: async (candidate) => pixels[candidate],
+  };
+}
+
+describe('SM (Algorithm 1)', () => {
+  it('multiplies encrypted values, including negative ones and zero', async () => {
+    const ctx = await session();
+    const a = [0n, 1n, -1n, 65535n, -65535n, 123456789n, -(1n << 47n)];
+    const b = [5n, -7n, -1n, 65535n, 3n, -987654n, (1n << 40n)];
+    const products = await sm(ctx, 'ssed-sm', await encryptAll(a), await encryptAll(b));
+    expect(products.map((c) => sk.decryptSigned(c))).toEqual(a.map((x, i) => x * b[i]));
+  });
+
+  it('squares encrypted values (the specialisation SSED uses)', async () => {
+    const ctx = await session();
+    const a = [0n, 1n, -1n, 255n, -65535n, (1n << 47n) - 1n, -(1n << 47n)];
+    const squares = await smSquare(ctx, 'ssed-sm', await encryptAll(a));
+    expect(squares.map((c) => sk.decryptSigned(c))).toEqual(a.map((x) => x * x));
+  });
+
+  it('shows C2 only blinded values, never the inputs', async () => {
+    const seen: bigint[] = [];
+    const spy = localKeyHolder(sk);
+    const watching: KeyHolderCrypto = {
+      ...spy,
+      squareBlinded: async (values) => {
+        seen.push(...values.map((c) => sk.decryptSigned(c)));
+        return spy.squareBlinded(values);
+      },
+    };
+    const ctx = await session(watching);
+    const a = Array.from({ length: 50 }, (_, i) => BigInt(i));
+    await smSquare(ctx, 'ssed-sm', await encryptAll(a));
+    // Every blinded value is a - r with r of 128 bits: far outside the inputs' range.
+    for (const v of seen) expect(v < -(1n << 100n) || v > 1n << 100n).toBe(true);
+  });
+});
+
+describe('SSED and SSEDLB', () => {
+  it('SSED equals the plaintext squared distance on random and extreme images', async () => {
+    const ctx = await session();
+    const cases: [Uint16Array, Uint16Array][] = [
+      [randomImage(37, 255), randomImage(37, 255)],
+      [randomImage(50, 65535), randomImage(50, 65535)],
+      [new Uint16Array(20).fill(65535), new Uint16Array(20)],
+      [new Uint16Array(20).fill(9), new Uint16Array(20).fill(9)],
+    ];
+    for (const [x, y] of cases) {
+      const query = await encryptQuery(encryptAll, y);
+      const d = await ssed(ctx, 'ssed-sm', await encryptAll(Array.from(x, BigInt)), query);
+      expect(sk.decrypt(d)).toBe(squaredDistance(x, y));
+    }
+  });
+
+  it('SSEDLB equals the plaintext integer bound for every record', async () => {
+    const ctx = await session();
+    const images = [randomImage(64, 255), new Uint16Array(64), new Uint16Array(64).fill(255), randomImage(64, 65535)];
+    const q = randomImage(64, 255);
+    const query = await encryptQuery(encryptAll, q);
+    const stats = images.map((im) => imageStats(im));
+    const bounds = await ssedlb(ctx, stats.map((s) => ({ sum: pk.encrypt(s.sum), spread: pk.encrypt(s.spread) })), query);
+    expect(bounds.map((b) => sk.decryptSigned(b))).toEqual(stats.map((s) => lowerBoundInt(s, imageStats(q))));
+  });
+});
+
+describe('FNN and BF return exactly the plaintext nearest neighbours', () => {
+  async function runBoth(images: Uint16Array[], q: Uint16Array, k: number) {
+    const records = await encryptedCollection(images);
+    const query = await encryptQuery(encryptAll, q);
+    const expected = plaintextNearest(images.map((pixels, i) => ({ id: String(i), pixels })), q, k).map((r) => r.index);
+    const out: Record<ProtocolName, { candidates: number[]; rejected: number }> = {} as never;
+    for (const protocol of ['fnn', 'bf'] as const) {
+      const retrievals = new RetrievalStore();
+      const result = await search({
+        crypto: localEvaluator(pk),
+        transport: inProcessTransport(localKeyHolder(sk), retrievals),
+        records,
+        query,
+        protocol,
+        k,
+        requestId: 'test',
+      });
+      expect(result.candidates, `${protocol} ranking`).toEqual(expected);
+      // Step 7: the doctor recovers exactly the neighbours' pixels.
+      const blinded = retrievals.take(result.ticket);
+      result.candidates.forEach((c, i) =>
+        expect(unblindRetrieved(pk.n, blinded[i], result.blindings[i], 65535), `${protocol} retrieved image`).toEqual(
+          Array.from(images[c]),
+        ),
+      );
+      out[protocol] = result;
+    }
+    return out;
+  }
+
+  it('on random collections, for k = 1, 2 and 3', async () => {
+    for (const k of [1, 2, 3]) {
+      const images = Array.from({ length: 9 }, () => randomImage(23, 255));
+      await runBoth(images, randomImage(23, 255), k);
+    }
+  });
+
+  it('on ties: equal distances rank by upload order, in both protocols', async () => {
+    const base = randomImage(16, 200);
+    const plusOne = base.map((v) => v + 1);
+    const images = [randomImage(16, 255), plusOne, Uint16Array.from(base), plusOne.slice(), Uint16Array.from(base)];
+    // base appears at 2 and 4 (distance 0), base+1 at 1 and 3 (distance 16).
+    await runBoth(images, base, 4);
+  });
+
+  it('with extreme values: pixels at 0 and at the 16-bit maximum, and a query equal to a record', async () => {
+    const images = [new Uint16Array(12).fill(65535), new Uint16Array(12), randomImage(12, 65535), new Uint16Array(12).fill(32768)];
+    await runBoth(images, new Uint16Array(12).fill(65535), 1);
+    await runBoth(images, new Uint16Array(12).fill(1), 2);
+  });
+
+  it('FNN rejects records by the bound when the collection is spread out', async () => {
+    // Constant images far apart in brightness: the bound is tight for them.
+    const images = Array.from({ length: 8 }, (_, i) => new Uint16Array(30).fill(i * 30));
+    const { fnn } = await runBoth(images, new Uint16Array(30).fill(2), 1);
+    expect(fnn.rejected).toBeGreaterThanOrEqual(6);
+  });
+
+  it('k larger than the collection returns every record, ranked', async () => {
+    const images = [randomImage(8, 255), randomImage(8, 255)];
+    await runBoth(images, randomImage(8, 255), 2);
+  });
+});

@@ -1,0 +1,55 @@
+import { randomBytes } from 'node:crypto';
+import type { EvaluatorCrypto } from '../crypto/backend';
+import { invalidInput } from '../errors';
+import { bf } from './bf';
+import { fnn } from './fnn';
+import type { SessionTransport } from './messages';
+import { KeyHolderPeer } from './peer';
+import type { EncryptedQuery, RecordSource } from './records';
+import { blindForRetrieval } from './retrieval';
+
+export type ProtocolName = 'fnn' | 'bf';
+
+export interface SearchResult {
+  /** Candidate positions of the neighbours, nearest first. */
+  candidates: number[];
+  /** Step 7: C1's half of each neighbour image (r); C2 holds m + r under the ticket. */
+  blindings: bigint[][];
+  ticket: string;
+  rejected: number;
+  total: number;
+}
+
+/** One whole query at C1: open a session with C2, search, and prepare retrieval. */
+export async function search(options: {
+  crypto: EvaluatorCrypto;
+  transport: SessionTransport;
+  records: RecordSource;
+  query: EncryptedQuery;
+  protocol: ProtocolName;
+  k: number;
+  requestId: string;
+}): Promise<SearchResult> {
+  const { crypto, records, query, protocol } = options;
+  if (records.count === 0) throw invalidInput('the collection is empty');
+  if (query.negatedPixels.length !== records.dimension)
+    throw invalidInput(`query has ${query.negatedPixels.length} pixels, the collection ${records.dimension}`);
+  const k = Math.min(options.k, records.count);
+  const peer = new KeyHolderPeer(options.transport, randomBytes(12).toString('hex'));
+  try {
+    await peer.open(crypto.publicKey.fingerprint(), k, options.requestId);
+    const ctx = { crypto, peer };
+    const ranking = protocol === 'fnn' ? await fnn(ctx, records, query, k) : await bf(ctx, records, query, k);
+    const blindings: bigint[][] = [];
+    const blinded: bigint[][] = [];
+    for (const candidate of ranking.candidates) {
+      const b = blindForRetrieval(crypto.publicKey, await records.pixels(candidate));
+      blindings.push(b.blinding);
+      blinded.push(b.blinded);
+    }
+    const ticket = await peer.retrieval(blinded);
+    return { candidates: ranking.candidates, blindings, ticket, rejected: ranking.rejected, total: records.count };
+  } finally {
+    peer.close();
+  }
+}

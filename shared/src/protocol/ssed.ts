@@ -1,0 +1,19 @@
+import type { Step } from './messages';
+import type { EncryptedQuery } from './records';
+import { smSquare, type EvaluatorContext } from './sm';
+
+/**
+ * SSED: E(|x - q|^2) at C1, from d independent squarings batched into
+ * ceil(d / MAX_VALUES_PER_MESSAGE) round trips.
+ */
+export async function ssed(
+  ctx: EvaluatorContext,
+  step: Step,
+  record: bigint[],
+  query: EncryptedQuery,
+): Promise<bigint> {
+  const pk = ctx.crypto.publicKey;
+  const differences = record.map((x, i) => pk.add(x, query.negatedPixels[i])); // E(x_i - q_i)
+  const squares = await smSquare(ctx, step, differences);
+  return squares.reduce((acc, c) => pk.add(acc, c));
+}

@@ -1,0 +1,205 @@
+import * as wire from '@fnn/proto';
+import { bigintToBytes, bytesToBigint, bytesToCipher, cipherToBytes } from '../crypto/codec';
+import { invalidInput } from '../errors';
+import type { C1Body, C1Message, C2Body, C2Message, MaskedScore, Step } from '../protocol/messages';
+import type { OwnerRecord } from '../protocol/owner';
+import type { EncryptedQuery } from '../protocol/records';
+
+// The one module that turns protocol values into wire messages and back.
+// Ciphertexts are fixed-width big-endian bytes (width = the key's cipherBytes).
+
+const STEP_TO_WIRE: Record<Step, wire.Step> = {
+  open: wire.Step.STEP_OPEN,
+  'ssed-sm': wire.Step.STEP_SSED_SM,
+  'ssedlb-sm': wire.Step.STEP_SSEDLB_SM,
+  'fnn-bounds': wire.Step.STEP_FNN_BOUNDS,
+  'fnn-distance': wire.Step.STEP_FNN_DISTANCE,
+  'bf-distance': wire.Step.STEP_BF_DISTANCE,
+  result: wire.Step.STEP_RESULT,
+  retrieval: wire.Step.STEP_RETRIEVAL,
+};
+const STEP_FROM_WIRE = new Map<wire.Step, Step>(Object.entries(STEP_TO_WIRE).map(([k, v]) => [v, k as Step]));
+
+function stepFromWire(step: wire.Step): Step {
+  const s = STEP_FROM_WIRE.get(step);
+  if (!s) throw invalidInput('message without a known step');
+  return s;
+}
+
+export class WireCodec {
+  constructor(readonly cipherBytes: number) {}
+
+  cipher(c: bigint): Buffer {
+    return Buffer.from(cipherToBytes(c, this.cipherBytes));
+  }
+
+  ciphers(cs: bigint[]): Buffer[] {
+    return cs.map((c) => this.cipher(c));
+  }
+
+  /** Bytes from the network: refuse anything that is not exactly one ciphertext wide. */
+  fromCipher(bytes: Uint8Array): bigint {
+    if (bytes.length !== this.cipherBytes)
+      throw invalidInput(`ciphertext of ${bytes.length} bytes, expected ${this.cipherBytes}`);
+    return bytesToCipher(bytes);
+  }
+
+  fromCiphers(list: Uint8Array[]): bigint[] {
+    return list.map((b) => this.fromCipher(b));
+  }
+
+  // ----- C1 -> C2 -----
+
+  c1ToWire(m: C1Message): wire.C1Message {
+    return { sessionId: m.sessionId, step: STEP_TO_WIRE[m.step], body: this.c1BodyToWire(m.body) };
+  }
+
+  private c1BodyToWire(b: C1Body): wire.C1Message['body'] {
+    switch (b.kind) {
+      case 'open':
+        return { $case: 'open', value: { keyFingerprint: b.keyFingerprint, k: b.k, requestId: b.requestId } };
+      case 'square':
+        return { $case: 'square', value: { values: this.ciphers(b.values) } };
+      case 'multiply':
+        return { $case: 'multiply', value: { a: this.ciphers(b.a), b: this.ciphers(b.b) } };
+      case 'bounds':
+        return { $case: 'bounds', value: { seeds: this.scoresToWire(b.seeds), bounds: this.scoresToWire(b.bounds) } };
+      case 'distance':
+        return { $case: 'distance', value: this.scoreToWire(b.score) };
+      case 'finish':
+        return { $case: 'finish', value: {} };
+      case 'retrieval':
+        return { $case: 'retrieval', value: { images: b.images.map((im) => ({ values: this.ciphers(im) })) } };
+    }
+  }
+
+  c1FromWire(m: wire.C1Message): C1Message {
+    const body = m.body;
+    if (!body) throw invalidInput('message without a body');
+    const step = stepFromWire(m.step);
+    let out: C1Body;
+    switch (body.$case) {
+      case 'open':
+        out = { kind: 'open', keyFingerprint: body.value.keyFingerprint, k: body.value.k, requestId: body.value.requestId };
+        break;
+      case 'square':
+        out = { kind: 'square', values: this.fromCiphers(body.value.values) };
+        break;
+      case 'multiply':
+        out = { kind: 'multiply', a: this.fromCiphers(body.value.a), b: this.fromCiphers(body.value.b) };
+        break;
+      case 'bounds':
+        out = { kind: 'bounds', seeds: this.scoresFromWire(body.value.seeds), bounds: this.scoresFromWire(body.value.bounds) };
+        break;
+      case 'distance':
+        out = { kind: 'distance', score: this.scoreFromWire(body.value) };
+        break;
+      case 'finish':
+        out = { kind: 'finish' };
+        break;
+      case 'retrieval':
+        out = { kind: 'retrieval', images: body.value.images.map((im) => this.fromCiphers(im.values)) };
+        break;
+    }
+    return { sessionId: m.sessionId, step, body: out };
+  }
+
+  // ----- C2 -> C1 -----
+
+  c2ToWire(m: C2Message): wire.C2Message {
+    return { sessionId: m.sessionId, step: STEP_TO_WIRE[m.step], body: this.c2BodyToWire(m.body) };
+  }
+
+  private c2BodyToWire(b: C2Body): wire.C2Message['body'] {
+    switch (b.kind) {
+      case 'opened':
+        return { $case: 'opened', value: {} };
+      case 'products':
+        return { $case: 'products', value: { values: this.ciphers(b.values) } };
+      case 'next':
+        return { $case: 'next', value: { done: b.done, candidate: b.candidate, rejected: BigInt(b.rejected) } };
+      case 'ranking':
+        return { $case: 'ranking', value: { candidates: b.candidates } };
+      case 'ticket':
+        return { $case: 'ticket', value: { ticket: b.ticket } };
+    }
+  }
+
+  c2FromWire(m: wire.C2Message): C2Message {
+    const body = m.body;
+    if (!body) throw invalidInput('reply without a body');
+    const step = stepFromWire(m.step);
+    let out: C2Body;
+    switch (body.$case) {
+      case 'opened':
+        out = { kind: 'opened' };
+        break;
+      case 'products':
+        out = { kind: 'products', values: this.fromCiphers(body.value.values) };
+        break;
+      case 'next':
+        out = { kind: 'next', done: body.value.done, candidate: body.value.candidate, rejected: Number(body.value.rejected) };
+        break;
+      case 'ranking':
+        out = { kind: 'ranking', candidates: body.value.candidates };
+        break;
+      case 'ticket':
+        out = { kind: 'ticket', ticket: body.value.ticket };
+        break;
+    }
+    return { sessionId: m.sessionId, step, body: out };
+  }
+
+  private scoreToWire(s: MaskedScore): wire.MaskedScore {
+    return { candidate: s.candidate, value: this.cipher(s.value) };
+  }
+
+  private scoresToWire(list: MaskedScore[]): wire.MaskedScore[] {
+    return list.map((s) => this.scoreToWire(s));
+  }
+
+  private scoreFromWire(s: wire.MaskedScore): MaskedScore {
+    return { candidate: s.candidate, value: this.fromCipher(s.value) };
+  }
+
+  private scoresFromWire(list: wire.MaskedScore[]): MaskedScore[] {
+    return list.map((s) => this.scoreFromWire(s));
+  }
+
+  // ----- the doctor's query -----
+
+  queryToWire(q: EncryptedQuery, keyFingerprint: string, width: number, height: number): wire.EncryptedQuery {
+    return {
+      keyFingerprint,
+      width,
+      height,
+      negatedPixels: this.ciphers(q.negatedPixels),
+      negatedSum: this.cipher(q.negatedSum),
+      negatedSpread: this.cipher(q.negatedSpread),
+      spread: this.cipher(q.spread),
+    };
+  }
+
+  recordToWire(r: OwnerRecord): wire.EncryptedRecord {
+    return {
+      encryptedId: r.encryptedId,
+      lookupTag: r.lookupTag,
+      pixels: this.ciphers(r.pixels),
+      sum: this.cipher(r.sum),
+      spread: this.cipher(r.spread),
+    };
+  }
+
+  queryFromWire(q: wire.EncryptedQuery): EncryptedQuery {
+    return {
+      negatedPixels: this.fromCiphers(q.negatedPixels),
+      negatedSum: this.fromCipher(q.negatedSum),
+      negatedSpread: this.fromCipher(q.negatedSpread),
+      spread: this.fromCipher(q.spread),
+    };
+  }
+}
+
+/** Values in Z_N that are not ciphertexts (blindings r, and m + r): minimal big-endian bytes. */
+export const residueToBytes = (x: bigint): Buffer => Buffer.from(bigintToBytes(x));
+export const residueFromBytes = (b: Uint8Array): bigint => bytesToBigint(b);

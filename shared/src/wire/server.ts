@@ -1,0 +1,32 @@
+import { ServerCredentials, type Server } from '@grpc/grpc-js';
+
+// Starting and stopping a gRPC server the same way in both daemons.
+
+export interface RunningDaemon {
+  address: string; // host:port actually bound
+  stop(): Promise<void>;
+}
+
+/** Bind host:port (port 0 picks a free one) and resolve to the address actually bound. */
+export function bind(server: Server, listen: string): Promise<string> {
+  return new Promise((resolve, reject) =>
+    server.bindAsync(listen, ServerCredentials.createInsecure(), (err, port) => {
+      if (err) return reject(err);
+      resolve(`${listen.slice(0, listen.lastIndexOf(':'))}:${port}`);
+    }),
+  );
+}
+
+/** Finish in-flight calls, then stop; force after a grace period. */
+export function shutdown(server: Server, graceMs = 10_000): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
