@@ -19,10 +19,10 @@ describe('bundled demo images', () => {
   const records = stored.map(({ id, image }) => ({ id, pixels: image.pixels }));
   const query = (id: string) => load('queries').find((q) => q.id === id)!.image.pixels;
 
-  it('are 24 stored slices and 2 queries, all 32 x 32 8-bit grayscale', () => {
+  it('are 24 stored slices and 2 queries, all 16 x 16 8-bit grayscale', () => {
     expect(stored).toHaveLength(24);
     for (const { image } of [...stored, ...load('queries')]) {
-      expect(image).toMatchObject({ width: 32, height: 32, maxValue: 255 });
+      expect(image).toMatchObject({ width: 16, height: 16, maxValue: 255 });
     }
   });
 

@@ -93,7 +93,7 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
     };
     const records = store.snapshot();
     const started = Date.now();
-    const transport = deps.keyHolder.openSession(requestId, new Date(Date.now() + deps.queryTimeoutMs));
+    const transport = await deps.keyHolder.openSession(requestId, new Date(Date.now() + deps.queryTimeoutMs));
     const result = await search({ crypto, transport, records, query, protocol, k, requestId });
     log.info(
       { requestId, protocol, k, total: result.total, rejected: result.rejected, ms: Date.now() - started },

@@ -6,7 +6,15 @@ export const GRPC_MESSAGE_LIMIT = 64 * 1024 * 1024;
 export const CHANNEL_OPTIONS: ChannelOptions = {
   'grpc.max_receive_message_length': GRPC_MESSAGE_LIMIT,
   'grpc.max_send_message_length': GRPC_MESSAGE_LIMIT,
+  // Closing the link must close its sockets too, so a stopped C1 exits.
+  'grpc.use_local_subchannel_pool': 1,
+  // C2 may restart: retry the connection often, so the next query finds it back within a second or two.
+  'grpc.initial_reconnect_backoff_ms': 250,
+  'grpc.max_reconnect_backoff_ms': 2000,
 };
+
+/** How long a query waits for a connection to C2 before failing with UNAVAILABLE. */
+export const CONNECT_TIMEOUT_MS = 5000;
 
 /** C1's connection to C2: one bidirectional stream per query session. */
 export class KeyHolderLink {
@@ -21,8 +29,13 @@ export class KeyHolderLink {
     this.retrieval = new RetrievalClient(address, credentials.createInsecure(), CHANNEL_OPTIONS);
   }
 
-  /** A session transport over one stream; every reply is matched to its message in order. */
-  openSession(requestId: string, deadline: Date): SessionTransport {
+  /**
+   * A session transport over one stream; every reply is matched to its message
+   * in order. Waits (briefly) for the connection first, so a C2 that just
+   * restarted is found again and a C2 that is down fails fast and clearly.
+   */
+  async openSession(requestId: string, deadline: Date): Promise<SessionTransport> {
+    await this.connected();
     const metadata = new Metadata();
     metadata.set('x-request-id', requestId);
     const call = this.secure.session(metadata, { deadline });
@@ -57,6 +70,14 @@ export class KeyHolderLink {
         call.end();
       },
     };
+  }
+
+  private connected(): Promise<void> {
+    return new Promise((resolve, reject) =>
+      this.secure.waitForReady(new Date(Date.now() + CONNECT_TIMEOUT_MS), (err) =>
+        err ? reject(peerUnavailable(`C2 at ${this.address} is unavailable (no connection within ${CONNECT_TIMEOUT_MS / 1000} s)`)) : resolve(),
+      ),
+    );
   }
 
   /** Is C2 up and on our key? For status only; a short deadline. */

@@ -30,7 +30,8 @@ export function secureComputationService(deps: KeyHolderDeps): wire.SecureComput
       let steps = 0;
       void (async () => {
         try {
-          for await (const message of call as AsyncIterable<wire.C1Message>) {
+          // destroyOnReturn: false, or the stream is destroyed when the loop ends and call.end() sends no status.
+          for await (const message of call.iterator({ destroyOnReturn: false }) as AsyncIterable<wire.C1Message>) {
             const reply = await session.handle(deps.codec.c1FromWire(message));
             steps++;
             call.write(deps.codec.c2ToWire(reply));

@@ -1,4 +1,5 @@
 import { inspect } from 'node:util';
+// @ts-expect-error TS1479 under "module": "node16"; see the same import in paillier.ts
 import { PrivateKey as LibPrivateKey, PublicKey as LibPublicKey } from 'paillier-bigint';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PublicKey, SecretKey, generateKeyPair } from './paillier';

@@ -367,8 +367,9 @@ export class SecretKey {
   }
 
   /**
-   * The owner's encryption: the same fixed-base short-exponent randomiser as
-   * PublicKey.encrypt (same security assumption, stated there), but with h^a
+   * The owner's encryption. Deviation from paper: like PublicKey.encrypt it
+   * uses the fixed-base short-exponent randomiser instead of a fresh r^N (same
+   * security assumption, stated there), here with h^a
    * computed mod p^2 and mod q^2 and joined by CRT. Half-size multiplications
    * are ~4x cheaper, so this is ~2x faster than PublicKey.encrypt; a textbook
    * r^N via CRT would still cost two 1024-bit exponentiations (~10 ms).

@@ -1,0 +1,191 @@
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodePng, encodePng, plaintextNearest } from '@fnn/shared';
+import { jsonLines, runCli, startDaemon, type Daemon } from './harness';
+import { EXIT } from './output';
+
+// The whole system as a hospital runs it: the `fnn` binary, both daemons on
+// ephemeral localhost ports, small keys and images so it stays quick.
+
+const SIZE = 6;
+let work: string;
+let keys: string;
+let c1: Daemon;
+let c2: Daemon;
+const stored: { id: string; pixels: Uint16Array }[] = [];
+
+function writeImage(path: string, pixels: Uint16Array, width = SIZE, height = SIZE) {
+  writeFileSync(path, encodePng({ width, height, maxValue: 255, pixels }));
+}
+
+const randomPixels = (n = SIZE * SIZE) => Uint16Array.from({ length: n }, () => Math.floor(Math.random() * 256));
+
+async function fnn(...args: string[]) {
+  return runCli(args);
+}
+
+const conn = () => ['--c1', c1.address, '--c2', c2.address, '--keys', keys];
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'fnn-e2e-'));
+  keys = join(work, 'keys');
+  const gen = await fnn('keygen', '--out', keys, '--bits', '512', '--json');
+  expect(gen.code, gen.stderr).toBe(0);
+  c2 = await startDaemon('c2', ['--listen', '127.0.0.1:0', '--keys', keys]);
+  c1 = await startDaemon('c1', ['--listen', '127.0.0.1:0', '--keys', keys, '--c2', c2.address, '--db', join(work, 'c1.db')]);
+  mkdirSync(join(work, 'images'));
+  const base = randomPixels();
+  const images = [randomPixels(), base, randomPixels(), Uint16Array.from(base), randomPixels(), randomPixels()];
+  images.forEach((pixels, i) => {
+    const id = `scan-${i}.png`;
+    writeImage(join(work, 'images', id), pixels);
+    stored.push({ id, pixels });
+  });
+});
+
+afterAll(async () => {
+  await c1?.stop();
+  await c2?.stop();
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe('fnn keygen', () => {
+  it('writes the secret files with mode 0600 and refuses to overwrite keys', async () => {
+    expect(statSync(join(keys, 'c2-secret.json')).mode & 0o777).toBe(0o600);
+    expect(statSync(join(keys, 'record.key')).mode & 0o777).toBe(0o600);
+    const again = await fnn('keygen', '--out', keys, '--bits', '512');
+    expect(again.code).toBe(EXIT.usage);
+    expect(again.stderr).toMatch(/refusing to overwrite/);
+  });
+});
+
+describe('upload, query, batch query, status', () => {
+  it('uploads a directory, one record per file', async () => {
+    const run = await fnn('upload', join(work, 'images'), '--c1', c1.address, '--keys', keys, '--json');
+    expect(run.code, run.stderr).toBe(0);
+    expect(jsonLines(run.stdout).map((l) => l.status)).toEqual(Array(stored.length).fill('stored'));
+  });
+
+  it('status reports both daemons, the records, image size and key size', async () => {
+    const run = await fnn('status', '--c1', c1.address, '--c2', c2.address, '--json');
+    expect(run.code, run.stderr).toBe(0);
+    const [s] = jsonLines(run.stdout) as [{ c1: Record<string, unknown>; c2: Record<string, unknown>; sameKey: boolean }];
+    expect(s.c1).toMatchObject({ up: true, records: stored.length, width: SIZE, height: SIZE, keyBits: 512, seesC2: true });
+    expect(s.c2).toMatchObject({ up: true, keyBits: 512 });
+    expect(s.sameKey).toBe(true);
+  });
+
+  it.each(['fnn', 'bf'])('query --protocol %s returns the exact nearest neighbour, its distance and its image', async (protocol) => {
+    const query = randomPixels();
+    writeImage(join(work, `q-${protocol}.png`), query);
+    const out = join(work, `out-${protocol}`);
+    const run = await fnn('query', join(work, `q-${protocol}.png`), ...conn(), '--protocol', protocol, '--out', out, '--json');
+    expect(run.code, run.stderr).toBe(0);
+    const [result] = jsonLines(run.stdout) as [{ results: { id: string; distance: string; image: string }[]; protocol: string; total: number }];
+    const [want] = plaintextNearest(stored, query, 1);
+    expect(result.protocol).toBe(protocol);
+    expect(result.total).toBe(stored.length);
+    expect(result.results[0].id).toBe(want.id);
+    expect(result.results[0].distance).toBe(want.distance.toString());
+    const written = decodePng(readFileSync(result.results[0].image), 'neighbour');
+    expect(Array.from(written.pixels)).toEqual(Array.from(stored[want.index].pixels));
+  });
+
+  it('query --k 3 ranks ties by upload order, as the plaintext reference does', async () => {
+    const query = stored[1].pixels; // stored twice: at 1 and at 3
+    writeImage(join(work, 'q-tie.png'), query);
+    const run = await fnn('query', join(work, 'q-tie.png'), ...conn(), '--k', '3', '--json');
+    expect(run.code, run.stderr).toBe(0);
+    const [result] = jsonLines(run.stdout) as [{ results: { id: string; distance: string }[] }];
+    const want = plaintextNearest(stored, query, 3);
+    expect(result.results.map((r) => [r.id, r.distance])).toEqual(want.map((w) => [w.id, w.distance.toString()]));
+    expect(result.results.slice(0, 2).map((r) => r.id)).toEqual(['scan-1.png', 'scan-3.png']);
+  });
+
+  it('batch-query answers every query over one stream, each exactly', async () => {
+    const queries = [randomPixels(), randomPixels(), stored[4].pixels];
+    const paths = queries.map((q, i) => {
+      const p = join(work, `batch-${i}.png`);
+      writeImage(p, q);
+      return p;
+    });
+    const run = await fnn('batch-query', ...paths, ...conn(), '--json');
+    expect(run.code, run.stderr).toBe(0);
+    const results = jsonLines(run.stdout) as { query: string; results: { id: string; distance: string }[] }[];
+    expect(results.map((r) => r.query).sort()).toEqual([...paths].sort());
+    for (const r of results) {
+      const [want] = plaintextNearest(stored, queries[paths.indexOf(r.query)], 1);
+      expect([r.results[0].id, r.results[0].distance], r.query).toEqual([want.id, want.distance.toString()]);
+    }
+  });
+});
+
+describe('bad input', () => {
+  it('an image of another size is refused with INVALID_ARGUMENT and nothing is stored', async () => {
+    const odd = join(work, 'odd.png');
+    writeImage(odd, randomPixels(SIZE * (SIZE + 1)), SIZE, SIZE + 1);
+    const run = await fnn('upload', odd, '--c1', c1.address, '--keys', keys);
+    expect(run.code).toBe(EXIT.invalid);
+    expect(run.stdout + run.stderr).toMatch(/INVALID_ARGUMENT.*6x7.*6x6/);
+    const status = jsonLines((await fnn('status', '--c1', c1.address, '--c2', c2.address, '--json')).stdout)[0] as { c1: { records: number } };
+    expect(status.c1.records).toBe(stored.length);
+  });
+
+  it('a file that is not a PNG is refused by name, with a usage exit code', async () => {
+    const junk = join(work, 'junk.png');
+    writeFileSync(junk, 'not an image');
+    const run = await fnn('query', junk, ...conn());
+    expect(run.code).toBe(EXIT.usage);
+    expect(run.stderr).toMatch(/junk\.png/);
+  });
+
+  it('deleting an unknown ID is NOT_FOUND and deletes nothing', async () => {
+    const run = await fnn('delete', 'scan-0.png', 'no-such-scan', '--c1', c1.address, '--keys', keys);
+    expect(run.code).toBe(EXIT.notFound);
+    expect(run.stderr).toMatch(/NOT_FOUND/);
+    const status = jsonLines((await fnn('status', '--c1', c1.address, '--c2', c2.address, '--json')).stdout)[0] as { c1: { records: number } };
+    expect(status.c1.records).toBe(stored.length);
+  });
+
+  it('a missing address is a usage error that names the flag and the variable', async () => {
+    const run = await runCli(['status'], { FNN_C1: '', FNN_C2: '' });
+    expect(run.code).toBe(EXIT.usage);
+    expect(run.stderr).toMatch(/--c1.*FNN_C1/);
+  });
+});
+
+describe('delete', () => {
+  it('removes the record: it is no longer found and the others still are', async () => {
+    const run = await fnn('delete', 'scan-5.png', '--c1', c1.address, '--keys', keys, '--json');
+    expect(run.code, run.stderr).toBe(0);
+    const removed = stored.pop()!;
+    writeImage(join(work, 'q-removed.png'), removed.pixels);
+    const q = await fnn('query', join(work, 'q-removed.png'), ...conn(), '--json');
+    const [result] = jsonLines(q.stdout) as [{ results: { id: string; distance: string }[]; total: number }];
+    expect(result.total).toBe(stored.length);
+    expect(result.results[0].id).not.toBe(removed.id);
+    expect(result.results[0].id).toBe(plaintextNearest(stored, removed.pixels, 1)[0].id);
+  });
+});
+
+describe('C2 down', () => {
+  it('a query fails with UNAVAILABLE naming C2, C1 keeps serving, and the next query after C2 returns succeeds', async () => {
+    const c2Address = c2.address;
+    await c2.stop();
+    const query = join(work, 'q-down.png');
+    writeImage(query, randomPixels());
+    const failed = await fnn('query', query, ...conn());
+    expect(failed.code).toBe(EXIT.unavailable);
+    expect(failed.stderr).toMatch(/UNAVAILABLE.*C2/);
+    const status = await fnn('status', '--c1', c1.address, '--c2', c2Address, '--json');
+    const [s] = jsonLines(status.stdout) as [{ c1: { up: boolean; seesC2: boolean }; c2: { up: boolean } }];
+    expect(s.c1).toMatchObject({ up: true, seesC2: false });
+    expect(s.c2.up).toBe(false);
+    c2 = await startDaemon('c2', ['--listen', c2Address, '--keys', keys]);
+    const again = await fnn('query', query, ...conn(), '--json');
+    expect(again.code, again.stderr).toBe(0);
+    expect(existsSync(join(work, 'c1.db'))).toBe(true);
+  });
+});

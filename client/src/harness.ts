@@ -1,0 +1,82 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { resolve } from 'node:path';
+
+// Running the real `fnn` binary as a subprocess: used by `make demo` and the
+// end-to-end tests, so both exercise exactly what a hospital would run.
+
+/** The compiled CLI, whether this file runs from src/ (tests) or dist/ (demo). */
+export const CLI = resolve(__dirname, '..', 'dist', 'main.js');
+
+export interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliRun> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (b) => (stdout += b));
+    child.stderr.on('data', (b) => (stderr += b));
+    child.on('error', reject);
+    child.on('close', (code) => resolvePromise({ code, stdout, stderr }));
+  });
+}
+
+/** Parse the JSON lines a command printed with --json. */
+export const jsonLines = (out: string) =>
+  out
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+
+export interface Daemon {
+  address: string;
+  child: ChildProcess;
+  /** The daemon's log (stderr) so far. */
+  log(): string;
+  /** SIGTERM and wait for the exit code. */
+  stop(): Promise<number | null>;
+  /** SIGKILL: a crash. */
+  kill(): Promise<void>;
+}
+
+/** Start `fnn c1|c2 ...` and resolve once it prints the address it bound (no sleeps). */
+export function startDaemon(role: 'c1' | 'c2', args: string[], env: NodeJS.ProcessEnv = {}): Promise<Daemon> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, [CLI, role, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let log = '';
+    child.stderr!.on('data', (b) => (log += b));
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    const lines = createInterface({ input: child.stdout! });
+    let started = false;
+    lines.on('line', (line) => {
+      if (started || !line.startsWith('{')) return;
+      const event = JSON.parse(line) as { event?: string; address?: string };
+      if (event.event !== 'listening' || !event.address) return;
+      started = true;
+      resolvePromise({
+        address: event.address,
+        child,
+        log: () => log,
+        stop: async () => {
+          if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+          return exited;
+        },
+        kill: async () => {
+          if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+          await exited;
+        },
+      });
+    });
+    void exited.then((code) => {
+      if (!started) reject(new Error(`fnn ${role} exited with ${code} before listening: ${log.trim().split('\n').slice(-3).join(' | ')}`));
+    });
+  });
+}
