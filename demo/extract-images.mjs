@@ -20,7 +20,8 @@
 
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { basename, join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 
 const { PNG } = createRequire(import.meta.url)('pngjs');
@@ -58,7 +59,7 @@ const DATATYPES = {
 };
 
 /** The first 3-D volume, as real-valued voxels with scl_slope/scl_inter applied; x fastest. */
-function readNifti(path) {
+export function readNifti(path) {
   let bytes = readFileSync(path);
   if (bytes[0] === 0x1f && bytes[1] === 0x8b) bytes = gunzipSync(bytes);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -84,7 +85,7 @@ function readNifti(path) {
 }
 
 /** Non-negative integers the PNG can hold, keeping the volume's own values whenever possible. */
-function toPixelValues(voxels) {
+export function toPixelValues(voxels) {
   let min = Infinity;
   let max = -Infinity;
   let integral = true;
@@ -203,9 +204,12 @@ function main() {
   console.log(`pixel values written: ${lowest}..${highest}`);
 }
 
-try {
-  main();
-} catch (e) {
-  console.error(`extract-images: ${e.message}`);
-  process.exit(1);
+// Run only as a script: bench/make-dataset.mjs imports readNifti and toPixelValues.
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  try {
+    main();
+  } catch (e) {
+    console.error(`extract-images: ${e.message}`);
+    process.exit(1);
+  }
 }
