@@ -30,8 +30,13 @@ export class RecordStore {
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.pragma('secure_delete = ON'); // deleted ciphertexts are overwritten, not just unlinked
-    this.db.exec(SCHEMA);
-    this.bindKey();
+    try {
+      this.db.exec(SCHEMA);
+      this.bindKey();
+    } catch (error) {
+      this.db.close();
+      throw error;
+    }
   }
 
   close(): void {
@@ -64,17 +69,25 @@ export class RecordStore {
         throw invalidInput(`image pixel depth ${shape.maxValue} differs from the collection's ${current.maxValue}`);
       }
       let replaced = 0;
-      const remove = this.db.prepare('DELETE FROM records WHERE lookup_tag = ?');
+      const d = shape.width * shape.height;
+      // A replacement keeps its seq: the upload order (and so the tie rule) does not change.
+      const update = this.db.prepare(
+        'UPDATE records SET encrypted_id = ?, sum = ?, spread = ?, pixels = ? WHERE lookup_tag = ?',
+      );
       const insert = this.db.prepare(
         'INSERT INTO records (lookup_tag, encrypted_id, sum, spread, pixels) VALUES (?, ?, ?, ?, ?)',
       );
-      for (const r of records) {
-        replaced += remove.run(r.lookupTag).changes;
-        insert.run(r.lookupTag, r.encryptedId, this.pack([r.sum]), this.pack([r.spread]), this.pack(r.pixels));
-      }
+      records.forEach((r, i) => {
+        if (r.pixels.length !== d) throw invalidInput(`record ${i + 1} has ${r.pixels.length} pixels, expected ${d}`);
+        const row = [r.encryptedId, this.pack([r.sum]), this.pack([r.spread]), this.pack(r.pixels)];
+        if (update.run(...row, r.lookupTag).changes > 0) replaced++;
+        else insert.run(r.lookupTag, ...row);
+      });
       return { stored: records.length - replaced, replaced };
     });
-    return write.immediate();
+    const result = write.immediate();
+    if (result.replaced > 0) this.db.pragma('wal_checkpoint(TRUNCATE)'); // the replaced ciphertexts leave the WAL
+    return result;
   }
 
   /** Remove records by lookup tag; all or nothing: an unknown tag deletes none. */
