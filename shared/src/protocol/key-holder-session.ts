@@ -2,7 +2,10 @@ import type { KeyHolderCrypto } from '../crypto/backend';
 import { invalidInput, protocolState } from '../errors';
 import type { C1Body, C1Message, C2Body, C2Message, MaskedScore, Step } from './messages';
 import { TopK } from './ranking';
+import type { QueryShares } from './fast/doctor';
+import { FastKeyHolder, type FastKeyHolderCrypto, type ReplicaSource } from './fast/key-holder';
 import type { RetrievalStore } from './retrieval';
+import type { TicketStore } from './ticket-store';
 
 // C2's half of one query session. C2 keeps nothing beyond its key across
 // sessions: this object lives as long as the session's stream, and only the
@@ -21,9 +24,19 @@ const STEPS_OF: Record<C1Body['kind'], Step[]> = {
   distance: ['fnn-distance'],
   finish: ['result'],
   retrieval: ['retrieval'],
+  'fast-open': ['fast-open'],
+  'fast-bounds': ['fast-bounds'],
+  'fast-distance': ['fast-distance'],
 };
 
-type Phase = 'new' | 'open' | 'ranking' | 'finished' | 'closed';
+/** What C2 needs for the fast protocol: its replica, C1's public key, the doctors' shares. */
+export interface FastKeyHolderDeps {
+  crypto: FastKeyHolderCrypto;
+  replica: ReplicaSource;
+  shares: TicketStore<QueryShares>;
+}
+
+type Phase = 'new' | 'open' | 'ranking' | 'fast' | 'finished' | 'closed';
 
 export class KeyHolderSession {
   private phase: Phase = 'new';
@@ -32,12 +45,14 @@ export class KeyHolderSession {
   private awaiting: number | undefined;
   private rejected = 0;
   private ranking: number[] = [];
+  private fast: FastKeyHolder | undefined;
   private sessionId: string | undefined;
   requestId = '';
 
   constructor(
     private readonly crypto: KeyHolderCrypto,
     private readonly retrievals: RetrievalStore,
+    private readonly fastDeps?: FastKeyHolderDeps,
   ) {}
 
   /** One message in, its one reply out. The session id comes from the 'open' message. */
@@ -79,14 +94,40 @@ export class KeyHolderSession {
       case 'distance':
         return this.receiveDistance(body.score);
       case 'finish':
+        if (this.phase === 'fast') {
+          this.ranking = this.fast!.ranking();
+          this.phase = 'closed'; // fast results come back sealed from C1: nothing to retrieve here
+          return { kind: 'ranking', candidates: this.ranking };
+        }
         this.expect('ranking', 'finish');
         if (this.awaiting !== undefined || this.queue.length > 0) throw protocolState('finish before all candidates');
         this.ranking = this.top.candidates();
         this.phase = 'finished';
         return { kind: 'ranking', candidates: this.ranking };
+      case 'fast-open':
+        return this.openFast(body);
+      case 'fast-bounds':
+        this.expect('fast', 'fast-bounds');
+        return this.fast!.bounds(body.items);
+      case 'fast-distance':
+        this.expect('fast', 'fast-distance');
+        return this.fast!.distance(body.group, body.value);
       case 'retrieval':
         return this.receiveRetrieval(body.images);
     }
+  }
+
+  private openFast(body: Extract<C1Body, { kind: 'fast-open' }>): Promise<C2Body> {
+    this.expect('new', 'fast-open');
+    if (!this.fastDeps) throw protocolState('this C2 has no replica for the fast protocol');
+    const { crypto, replica, shares } = this.fastDeps;
+    if (body.keyFingerprint !== this.crypto.publicKey.fingerprint() || body.evaluatorKeyFingerprint !== crypto.evaluatorKey.fingerprint())
+      throw invalidInput('C1 and C2 use different Paillier keys');
+    if (!Number.isInteger(body.k) || body.k < 1) throw invalidInput('k must be a positive integer');
+    this.requestId = body.requestId;
+    this.fast = new FastKeyHolder(crypto, replica, shares.take(body.shareTicket), body.k, body.groups);
+    this.phase = 'fast';
+    return this.fast.open();
   }
 
   /** Algorithm 3 step 4/5: decrypt the seeds' distances and every bound. */

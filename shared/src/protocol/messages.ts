@@ -12,12 +12,29 @@ export type Step =
   | 'fnn-distance' // Algorithm 3 step 5
   | 'bf-distance' // the brute-force baseline
   | 'result' // Algorithm 3 step 6
-  | 'retrieval'; // Algorithm 3 step 7
+  | 'retrieval' // Algorithm 3 step 7
+  | 'fast-open' // fast: session, groups, C2's bound contributions
+  | 'fast-bounds' // fast: packed masked bounds of every group
+  | 'fast-distance'; // fast: packed masked distances of one group
 
 /** A masked value alpha * v + beta, and the record's position in C1's candidate list. */
 export interface MaskedScore {
   candidate: number;
   value: bigint;
+}
+
+/** A group of the fast protocol: candidate per slot (-1: free) and a digest of its members. */
+export interface GroupLayout {
+  group: number;
+  members: number[];
+  digest: string;
+}
+
+/** C2's half of a packed inner product for one group: E1(pack(B + t)) and E2(-pack(t)). */
+export interface Contribution {
+  group: number;
+  masked: bigint;
+  negatedMask: bigint;
 }
 
 export type C1Body =
@@ -27,14 +44,27 @@ export type C1Body =
   | { kind: 'bounds'; seeds: MaskedScore[]; bounds: MaskedScore[] }
   | { kind: 'distance'; score: MaskedScore }
   | { kind: 'finish' }
-  | { kind: 'retrieval'; images: bigint[][] };
+  | { kind: 'retrieval'; images: bigint[][] }
+  | {
+      kind: 'fast-open';
+      keyFingerprint: string;
+      evaluatorKeyFingerprint: string;
+      k: number;
+      requestId: string;
+      shareTicket: string;
+      groups: GroupLayout[];
+    }
+  | { kind: 'fast-bounds'; items: { group: number; value: bigint }[] }
+  | { kind: 'fast-distance'; group: number; value: bigint };
 
 export type C2Body =
   | { kind: 'opened' }
   | { kind: 'products'; values: bigint[] }
   | { kind: 'next'; done: boolean; candidate: number; rejected: number }
   | { kind: 'ranking'; candidates: number[] }
-  | { kind: 'ticket'; ticket: string };
+  | { kind: 'ticket'; ticket: string }
+  | { kind: 'fast-contributions'; items: Contribution[] }
+  | { kind: 'fast-next'; done: boolean; contribution?: Contribution; rejected: number };
 
 export interface C1Message {
   sessionId: string;

@@ -1,5 +1,5 @@
 import { protocolState } from '../errors';
-import type { C2Body, MaskedScore, SessionTransport, Step } from './messages';
+import type { C2Body, Contribution, GroupLayout, MaskedScore, SessionTransport, Step } from './messages';
 
 /** C1's typed view of C2 within one session: each call is one message and its one reply. */
 export class KeyHolderPeer {
@@ -28,6 +28,26 @@ export class KeyHolderPeer {
 
   distance(step: Step, score: MaskedScore) {
     return this.call(step, { kind: 'distance', score }, 'next');
+  }
+
+  async fastOpen(
+    keyFingerprint: string,
+    evaluatorKeyFingerprint: string,
+    k: number,
+    requestId: string,
+    shareTicket: string,
+    groups: GroupLayout[],
+  ): Promise<Contribution[]> {
+    const body = { kind: 'fast-open' as const, keyFingerprint, evaluatorKeyFingerprint, k, requestId, shareTicket, groups };
+    return (await this.call('fast-open', body, 'fast-contributions')).items;
+  }
+
+  fastBounds(items: { group: number; value: bigint }[]) {
+    return this.call('fast-bounds', { kind: 'fast-bounds', items }, 'fast-next');
+  }
+
+  fastDistance(group: number, value: bigint) {
+    return this.call('fast-distance', { kind: 'fast-distance', group, value }, 'fast-next');
   }
 
   async finish(): Promise<number[]> {

@@ -1,7 +1,7 @@
 import * as wire from '@fnn/proto';
 import { bigintToBytes, bytesToBigint, bytesToCipher, cipherToBytes } from '../crypto/codec';
 import { invalidInput } from '../errors';
-import type { C1Body, C1Message, C2Body, C2Message, MaskedScore, Step } from '../protocol/messages';
+import type { C1Body, C1Message, C2Body, C2Message, Contribution, MaskedScore, Step } from '../protocol/messages';
 import type { OwnerRecord } from '../protocol/owner';
 import type { EncryptedQuery } from '../protocol/records';
 
@@ -17,6 +17,9 @@ const STEP_TO_WIRE: Record<Step, wire.Step> = {
   'bf-distance': wire.Step.STEP_BF_DISTANCE,
   result: wire.Step.STEP_RESULT,
   retrieval: wire.Step.STEP_RETRIEVAL,
+  'fast-open': wire.Step.STEP_FAST_OPEN,
+  'fast-bounds': wire.Step.STEP_FAST_BOUNDS,
+  'fast-distance': wire.Step.STEP_FAST_DISTANCE,
 };
 const STEP_FROM_WIRE = new Map<wire.Step, Step>(Object.entries(STEP_TO_WIRE).map(([k, v]) => [v, k as Step]));
 
@@ -70,6 +73,22 @@ export class WireCodec {
         return { $case: 'finish', value: {} };
       case 'retrieval':
         return { $case: 'retrieval', value: { images: b.images.map((im) => ({ values: this.ciphers(im) })) } };
+      case 'fast-open':
+        return {
+          $case: 'fastOpen',
+          value: {
+            keyFingerprint: b.keyFingerprint,
+            evaluatorKeyFingerprint: b.evaluatorKeyFingerprint,
+            k: b.k,
+            requestId: b.requestId,
+            shareTicket: b.shareTicket,
+            groups: b.groups,
+          },
+        };
+      case 'fast-bounds':
+        return { $case: 'fastBounds', value: { items: b.items.map((i) => ({ group: i.group, value: this.cipher(i.value) })) } };
+      case 'fast-distance':
+        return { $case: 'fastDistance', value: { group: b.group, value: this.cipher(b.value) } };
     }
   }
 
@@ -100,6 +119,15 @@ export class WireCodec {
       case 'retrieval':
         out = { kind: 'retrieval', images: body.value.images.map((im) => this.fromCiphers(im.values)) };
         break;
+      case 'fastOpen':
+        out = { kind: 'fast-open', ...body.value, groups: body.value.groups.map((g) => ({ group: g.group, members: g.members, digest: g.digest })) };
+        break;
+      case 'fastBounds':
+        out = { kind: 'fast-bounds', items: body.value.items.map((i) => ({ group: i.group, value: this.fromCipher(i.value) })) };
+        break;
+      case 'fastDistance':
+        out = { kind: 'fast-distance', group: body.value.group, value: this.fromCipher(body.value.value) };
+        break;
     }
     return { sessionId: m.sessionId, step, body: out };
   }
@@ -122,6 +150,17 @@ export class WireCodec {
         return { $case: 'ranking', value: { candidates: b.candidates } };
       case 'ticket':
         return { $case: 'ticket', value: { ticket: b.ticket } };
+      case 'fast-contributions':
+        return { $case: 'contributions', value: { items: b.items.map((c) => this.contributionToWire(c)) } };
+      case 'fast-next':
+        return {
+          $case: 'fastNext',
+          value: {
+            done: b.done,
+            contribution: b.contribution ? this.contributionToWire(b.contribution) : undefined,
+            rejected: BigInt(b.rejected),
+          },
+        };
     }
   }
 
@@ -146,8 +185,27 @@ export class WireCodec {
       case 'ticket':
         out = { kind: 'ticket', ticket: body.value.ticket };
         break;
+      case 'contributions':
+        out = { kind: 'fast-contributions', items: body.value.items.map((c) => this.contributionFromWire(c)) };
+        break;
+      case 'fastNext':
+        out = {
+          kind: 'fast-next',
+          done: body.value.done,
+          contribution: body.value.contribution ? this.contributionFromWire(body.value.contribution) : undefined,
+          rejected: Number(body.value.rejected),
+        };
+        break;
     }
     return { sessionId: m.sessionId, step, body: out };
+  }
+
+  private contributionToWire(c: Contribution): wire.Contribution {
+    return { group: c.group, masked: this.cipher(c.masked), negatedMask: this.cipher(c.negatedMask) };
+  }
+
+  private contributionFromWire(c: wire.Contribution): Contribution {
+    return { group: c.group, masked: this.fromCipher(c.masked), negatedMask: this.fromCipher(c.negatedMask) };
   }
 
   private scoreToWire(s: MaskedScore): wire.MaskedScore {

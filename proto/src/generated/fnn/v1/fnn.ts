@@ -85,6 +85,12 @@ export enum Step {
   STEP_RESULT = 7,
   /** STEP_RETRIEVAL - Algorithm 3 step 7: E(m + r) for the doctor */
   STEP_RETRIEVAL = 8,
+  /** STEP_FAST_OPEN - fast: session, groups, C2's halves of the bounds */
+  STEP_FAST_OPEN = 9,
+  /** STEP_FAST_BOUNDS - fast: every group's packed masked bounds */
+  STEP_FAST_BOUNDS = 10,
+  /** STEP_FAST_DISTANCE - fast: one group's packed masked distances */
+  STEP_FAST_DISTANCE = 11,
   UNRECOGNIZED = -1,
 }
 
@@ -117,6 +123,15 @@ export function stepFromJSON(object: any): Step {
     case 8:
     case "STEP_RETRIEVAL":
       return Step.STEP_RETRIEVAL;
+    case 9:
+    case "STEP_FAST_OPEN":
+      return Step.STEP_FAST_OPEN;
+    case 10:
+    case "STEP_FAST_BOUNDS":
+      return Step.STEP_FAST_BOUNDS;
+    case 11:
+    case "STEP_FAST_DISTANCE":
+      return Step.STEP_FAST_DISTANCE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -144,6 +159,12 @@ export function stepToJSON(object: Step): string {
       return "STEP_RESULT";
     case Step.STEP_RETRIEVAL:
       return "STEP_RETRIEVAL";
+    case Step.STEP_FAST_OPEN:
+      return "STEP_FAST_OPEN";
+    case Step.STEP_FAST_BOUNDS:
+      return "STEP_FAST_BOUNDS";
+    case Step.STEP_FAST_DISTANCE:
+      return "STEP_FAST_DISTANCE";
     case Step.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -274,6 +295,9 @@ export interface C1Message {
     | { $case: "distance"; value: MaskedScore }
     | { $case: "finish"; value: Finish }
     | { $case: "retrieval"; value: RetrievalSubmission }
+    | { $case: "fastOpen"; value: FastOpen }
+    | { $case: "fastBounds"; value: FastBounds }
+    | { $case: "fastDistance"; value: GroupValue }
     | undefined;
 }
 
@@ -288,6 +312,8 @@ export interface C2Message {
     | { $case: "next"; value: NextCandidate }
     | { $case: "ranking"; value: Ranking }
     | { $case: "ticket"; value: RetrievalTicket }
+    | { $case: "contributions"; value: Contributions }
+    | { $case: "fastNext"; value: FastNext }
     | undefined;
 }
 
@@ -351,6 +377,58 @@ export interface RetrievalSubmission {
 
 export interface RetrievalTicket {
   ticket: string;
+}
+
+/**
+ * A group of G records packed per ciphertext: the candidate in each slot (-1: free)
+ * and a digest of the members' lookup tags, so C2 can check its replica agrees.
+ */
+export interface GroupLayout {
+  group: number;
+  members: number[];
+  digest: string;
+}
+
+export interface FastOpen {
+  /** C2's key */
+  keyFingerprint: string;
+  /** C1's key */
+  evaluatorKeyFingerprint: string;
+  k: number;
+  requestId: string;
+  /** the doctor's share of the query, deposited at C2 */
+  shareTicket: string;
+  groups: GroupLayout[];
+}
+
+/** C2's half of one group's packed inner product: E1(pack(<x, v> + t)) and E2(-pack(t)). */
+export interface Contribution {
+  group: number;
+  masked: Buffer;
+  negatedMask: Buffer;
+}
+
+export interface Contributions {
+  items: Contribution[];
+}
+
+export interface GroupValue {
+  group: number;
+  value: Buffer;
+}
+
+export interface FastBounds {
+  items: GroupValue[];
+}
+
+export interface FastNext {
+  done: boolean;
+  /** C2's half of the next group's distances (when not done) */
+  contribution:
+    | Contribution
+    | undefined;
+  /** records in groups pruned by the bound */
+  rejected: bigint;
 }
 
 export interface RetrieveRequest {
@@ -1808,6 +1886,15 @@ export const C1Message: MessageFns<C1Message> = {
       case "retrieval":
         RetrievalSubmission.encode(message.body.value, writer.uint32(74).fork()).join();
         break;
+      case "fastOpen":
+        FastOpen.encode(message.body.value, writer.uint32(82).fork()).join();
+        break;
+      case "fastBounds":
+        FastBounds.encode(message.body.value, writer.uint32(90).fork()).join();
+        break;
+      case "fastDistance":
+        GroupValue.encode(message.body.value, writer.uint32(98).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1897,6 +1984,30 @@ export const C1Message: MessageFns<C1Message> = {
             message.body = { $case: "retrieval", value: RetrievalSubmission.decode(reader, reader.uint32()) };
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.body = { $case: "fastOpen", value: FastOpen.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.body = { $case: "fastBounds", value: FastBounds.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.body = { $case: "fastDistance", value: GroupValue.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1931,6 +2042,18 @@ export const C1Message: MessageFns<C1Message> = {
         ? { $case: "finish", value: Finish.fromJSON(object.finish) }
         : isSet(object.retrieval)
         ? { $case: "retrieval", value: RetrievalSubmission.fromJSON(object.retrieval) }
+        : isSet(object.fastOpen)
+        ? { $case: "fastOpen", value: FastOpen.fromJSON(object.fastOpen) }
+        : isSet(object.fast_open)
+        ? { $case: "fastOpen", value: FastOpen.fromJSON(object.fast_open) }
+        : isSet(object.fastBounds)
+        ? { $case: "fastBounds", value: FastBounds.fromJSON(object.fastBounds) }
+        : isSet(object.fast_bounds)
+        ? { $case: "fastBounds", value: FastBounds.fromJSON(object.fast_bounds) }
+        : isSet(object.fastDistance)
+        ? { $case: "fastDistance", value: GroupValue.fromJSON(object.fastDistance) }
+        : isSet(object.fast_distance)
+        ? { $case: "fastDistance", value: GroupValue.fromJSON(object.fast_distance) }
         : undefined,
     };
   },
@@ -1957,6 +2080,12 @@ export const C1Message: MessageFns<C1Message> = {
       obj.finish = Finish.toJSON(message.body.value);
     } else if (message.body?.$case === "retrieval") {
       obj.retrieval = RetrievalSubmission.toJSON(message.body.value);
+    } else if (message.body?.$case === "fastOpen") {
+      obj.fastOpen = FastOpen.toJSON(message.body.value);
+    } else if (message.body?.$case === "fastBounds") {
+      obj.fastBounds = FastBounds.toJSON(message.body.value);
+    } else if (message.body?.$case === "fastDistance") {
+      obj.fastDistance = GroupValue.toJSON(message.body.value);
     }
     return obj;
   },
@@ -2011,6 +2140,24 @@ export const C1Message: MessageFns<C1Message> = {
         }
         break;
       }
+      case "fastOpen": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "fastOpen", value: FastOpen.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "fastBounds": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "fastBounds", value: FastBounds.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "fastDistance": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "fastDistance", value: GroupValue.fromPartial(object.body.value) };
+        }
+        break;
+      }
     }
     return message;
   },
@@ -2043,6 +2190,12 @@ export const C2Message: MessageFns<C2Message> = {
         break;
       case "ticket":
         RetrievalTicket.encode(message.body.value, writer.uint32(58).fork()).join();
+        break;
+      case "contributions":
+        Contributions.encode(message.body.value, writer.uint32(66).fork()).join();
+        break;
+      case "fastNext":
+        FastNext.encode(message.body.value, writer.uint32(74).fork()).join();
         break;
     }
     return writer;
@@ -2117,6 +2270,22 @@ export const C2Message: MessageFns<C2Message> = {
             message.body = { $case: "ticket", value: RetrievalTicket.decode(reader, reader.uint32()) };
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.body = { $case: "contributions", value: Contributions.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.body = { $case: "fastNext", value: FastNext.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2147,6 +2316,12 @@ export const C2Message: MessageFns<C2Message> = {
         ? { $case: "ranking", value: Ranking.fromJSON(object.ranking) }
         : isSet(object.ticket)
         ? { $case: "ticket", value: RetrievalTicket.fromJSON(object.ticket) }
+        : isSet(object.contributions)
+        ? { $case: "contributions", value: Contributions.fromJSON(object.contributions) }
+        : isSet(object.fastNext)
+        ? { $case: "fastNext", value: FastNext.fromJSON(object.fastNext) }
+        : isSet(object.fast_next)
+        ? { $case: "fastNext", value: FastNext.fromJSON(object.fast_next) }
         : undefined,
     };
   },
@@ -2169,6 +2344,10 @@ export const C2Message: MessageFns<C2Message> = {
       obj.ranking = Ranking.toJSON(message.body.value);
     } else if (message.body?.$case === "ticket") {
       obj.ticket = RetrievalTicket.toJSON(message.body.value);
+    } else if (message.body?.$case === "contributions") {
+      obj.contributions = Contributions.toJSON(message.body.value);
+    } else if (message.body?.$case === "fastNext") {
+      obj.fastNext = FastNext.toJSON(message.body.value);
     }
     return obj;
   },
@@ -2208,6 +2387,18 @@ export const C2Message: MessageFns<C2Message> = {
       case "ticket": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
           message.body = { $case: "ticket", value: RetrievalTicket.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "contributions": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "contributions", value: Contributions.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "fastNext": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "fastNext", value: FastNext.fromPartial(object.body.value) };
         }
         break;
       }
@@ -3147,6 +3338,722 @@ export const RetrievalTicket: MessageFns<RetrievalTicket> = {
   fromPartial(object: DeepPartial<RetrievalTicket>): RetrievalTicket {
     const message = createBaseRetrievalTicket();
     message.ticket = object.ticket ?? "";
+    return message;
+  },
+};
+
+function createBaseGroupLayout(): GroupLayout {
+  return { group: 0, members: [], digest: "" };
+}
+
+export const GroupLayout: MessageFns<GroupLayout> = {
+  encode(message: GroupLayout, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.group !== 0) {
+      writer.uint32(8).uint32(message.group);
+    }
+    if (message.members.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.members) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    if (message.digest !== "") {
+      writer.uint32(26).string(message.digest);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GroupLayout {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGroupLayout();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.group = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.members.push(reader.int32());
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.members.push(reader.int32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.digest = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GroupLayout {
+    return {
+      group: isSet(object.group) ? globalThis.Number(object.group) : 0,
+      members: globalThis.Array.isArray(object?.members) ? object.members.map((e: any) => globalThis.Number(e)) : [],
+      digest: isSet(object.digest) ? globalThis.String(object.digest) : "",
+    };
+  },
+
+  toJSON(message: GroupLayout): unknown {
+    const obj: any = {};
+    if (message.group !== 0) {
+      obj.group = Math.round(message.group);
+    }
+    if (message.members?.length) {
+      obj.members = message.members.map((e) => Math.round(e));
+    }
+    if (message.digest !== "") {
+      obj.digest = message.digest;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GroupLayout>): GroupLayout {
+    return GroupLayout.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GroupLayout>): GroupLayout {
+    const message = createBaseGroupLayout();
+    message.group = object.group ?? 0;
+    message.members = object.members?.map((e) => e) || [];
+    message.digest = object.digest ?? "";
+    return message;
+  },
+};
+
+function createBaseFastOpen(): FastOpen {
+  return { keyFingerprint: "", evaluatorKeyFingerprint: "", k: 0, requestId: "", shareTicket: "", groups: [] };
+}
+
+export const FastOpen: MessageFns<FastOpen> = {
+  encode(message: FastOpen, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyFingerprint !== "") {
+      writer.uint32(10).string(message.keyFingerprint);
+    }
+    if (message.evaluatorKeyFingerprint !== "") {
+      writer.uint32(18).string(message.evaluatorKeyFingerprint);
+    }
+    if (message.k !== 0) {
+      writer.uint32(24).uint32(message.k);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(34).string(message.requestId);
+    }
+    if (message.shareTicket !== "") {
+      writer.uint32(42).string(message.shareTicket);
+    }
+    for (const v of message.groups) {
+      GroupLayout.encode(v!, writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FastOpen {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFastOpen();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyFingerprint = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.evaluatorKeyFingerprint = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.k = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.shareTicket = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.groups.push(GroupLayout.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FastOpen {
+    return {
+      keyFingerprint: isSet(object.keyFingerprint)
+        ? globalThis.String(object.keyFingerprint)
+        : isSet(object.key_fingerprint)
+        ? globalThis.String(object.key_fingerprint)
+        : "",
+      evaluatorKeyFingerprint: isSet(object.evaluatorKeyFingerprint)
+        ? globalThis.String(object.evaluatorKeyFingerprint)
+        : isSet(object.evaluator_key_fingerprint)
+        ? globalThis.String(object.evaluator_key_fingerprint)
+        : "",
+      k: isSet(object.k) ? globalThis.Number(object.k) : 0,
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      shareTicket: isSet(object.shareTicket)
+        ? globalThis.String(object.shareTicket)
+        : isSet(object.share_ticket)
+        ? globalThis.String(object.share_ticket)
+        : "",
+      groups: globalThis.Array.isArray(object?.groups)
+        ? object.groups.map((e: any) => GroupLayout.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: FastOpen): unknown {
+    const obj: any = {};
+    if (message.keyFingerprint !== "") {
+      obj.keyFingerprint = message.keyFingerprint;
+    }
+    if (message.evaluatorKeyFingerprint !== "") {
+      obj.evaluatorKeyFingerprint = message.evaluatorKeyFingerprint;
+    }
+    if (message.k !== 0) {
+      obj.k = Math.round(message.k);
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.shareTicket !== "") {
+      obj.shareTicket = message.shareTicket;
+    }
+    if (message.groups?.length) {
+      obj.groups = message.groups.map((e) => GroupLayout.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FastOpen>): FastOpen {
+    return FastOpen.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FastOpen>): FastOpen {
+    const message = createBaseFastOpen();
+    message.keyFingerprint = object.keyFingerprint ?? "";
+    message.evaluatorKeyFingerprint = object.evaluatorKeyFingerprint ?? "";
+    message.k = object.k ?? 0;
+    message.requestId = object.requestId ?? "";
+    message.shareTicket = object.shareTicket ?? "";
+    message.groups = object.groups?.map((e) => GroupLayout.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseContribution(): Contribution {
+  return { group: 0, masked: Buffer.alloc(0), negatedMask: Buffer.alloc(0) };
+}
+
+export const Contribution: MessageFns<Contribution> = {
+  encode(message: Contribution, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.group !== 0) {
+      writer.uint32(8).uint32(message.group);
+    }
+    if (message.masked.length !== 0) {
+      writer.uint32(18).bytes(message.masked);
+    }
+    if (message.negatedMask.length !== 0) {
+      writer.uint32(26).bytes(message.negatedMask);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Contribution {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseContribution();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.group = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.masked = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.negatedMask = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Contribution {
+    return {
+      group: isSet(object.group) ? globalThis.Number(object.group) : 0,
+      masked: isSet(object.masked) ? Buffer.from(bytesFromBase64(object.masked)) : Buffer.alloc(0),
+      negatedMask: isSet(object.negatedMask)
+        ? Buffer.from(bytesFromBase64(object.negatedMask))
+        : isSet(object.negated_mask)
+        ? Buffer.from(bytesFromBase64(object.negated_mask))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: Contribution): unknown {
+    const obj: any = {};
+    if (message.group !== 0) {
+      obj.group = Math.round(message.group);
+    }
+    if (message.masked.length !== 0) {
+      obj.masked = base64FromBytes(message.masked);
+    }
+    if (message.negatedMask.length !== 0) {
+      obj.negatedMask = base64FromBytes(message.negatedMask);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Contribution>): Contribution {
+    return Contribution.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Contribution>): Contribution {
+    const message = createBaseContribution();
+    message.group = object.group ?? 0;
+    message.masked = object.masked ?? Buffer.alloc(0);
+    message.negatedMask = object.negatedMask ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseContributions(): Contributions {
+  return { items: [] };
+}
+
+export const Contributions: MessageFns<Contributions> = {
+  encode(message: Contributions, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.items) {
+      Contribution.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Contributions {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseContributions();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.items.push(Contribution.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Contributions {
+    return {
+      items: globalThis.Array.isArray(object?.items) ? object.items.map((e: any) => Contribution.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: Contributions): unknown {
+    const obj: any = {};
+    if (message.items?.length) {
+      obj.items = message.items.map((e) => Contribution.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Contributions>): Contributions {
+    return Contributions.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Contributions>): Contributions {
+    const message = createBaseContributions();
+    message.items = object.items?.map((e) => Contribution.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseGroupValue(): GroupValue {
+  return { group: 0, value: Buffer.alloc(0) };
+}
+
+export const GroupValue: MessageFns<GroupValue> = {
+  encode(message: GroupValue, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.group !== 0) {
+      writer.uint32(8).uint32(message.group);
+    }
+    if (message.value.length !== 0) {
+      writer.uint32(18).bytes(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GroupValue {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGroupValue();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.group = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GroupValue {
+    return {
+      group: isSet(object.group) ? globalThis.Number(object.group) : 0,
+      value: isSet(object.value) ? Buffer.from(bytesFromBase64(object.value)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: GroupValue): unknown {
+    const obj: any = {};
+    if (message.group !== 0) {
+      obj.group = Math.round(message.group);
+    }
+    if (message.value.length !== 0) {
+      obj.value = base64FromBytes(message.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GroupValue>): GroupValue {
+    return GroupValue.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GroupValue>): GroupValue {
+    const message = createBaseGroupValue();
+    message.group = object.group ?? 0;
+    message.value = object.value ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseFastBounds(): FastBounds {
+  return { items: [] };
+}
+
+export const FastBounds: MessageFns<FastBounds> = {
+  encode(message: FastBounds, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.items) {
+      GroupValue.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FastBounds {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFastBounds();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.items.push(GroupValue.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FastBounds {
+    return {
+      items: globalThis.Array.isArray(object?.items) ? object.items.map((e: any) => GroupValue.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: FastBounds): unknown {
+    const obj: any = {};
+    if (message.items?.length) {
+      obj.items = message.items.map((e) => GroupValue.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FastBounds>): FastBounds {
+    return FastBounds.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FastBounds>): FastBounds {
+    const message = createBaseFastBounds();
+    message.items = object.items?.map((e) => GroupValue.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseFastNext(): FastNext {
+  return { done: false, contribution: undefined, rejected: 0n };
+}
+
+export const FastNext: MessageFns<FastNext> = {
+  encode(message: FastNext, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.done !== false) {
+      writer.uint32(8).bool(message.done);
+    }
+    if (message.contribution !== undefined) {
+      Contribution.encode(message.contribution, writer.uint32(18).fork()).join();
+    }
+    if (message.rejected !== 0n) {
+      if (BigInt.asUintN(64, message.rejected) !== message.rejected) {
+        throw new globalThis.Error("value provided for field message.rejected of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.rejected);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FastNext {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFastNext();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.done = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.contribution = Contribution.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.rejected = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FastNext {
+    return {
+      done: isSet(object.done) ? globalThis.Boolean(object.done) : false,
+      contribution: isSet(object.contribution) ? Contribution.fromJSON(object.contribution) : undefined,
+      rejected: isSet(object.rejected) ? BigInt(object.rejected) : 0n,
+    };
+  },
+
+  toJSON(message: FastNext): unknown {
+    const obj: any = {};
+    if (message.done !== false) {
+      obj.done = message.done;
+    }
+    if (message.contribution !== undefined) {
+      obj.contribution = Contribution.toJSON(message.contribution);
+    }
+    if (message.rejected !== 0n) {
+      obj.rejected = message.rejected.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FastNext>): FastNext {
+    return FastNext.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FastNext>): FastNext {
+    const message = createBaseFastNext();
+    message.done = object.done ?? false;
+    message.contribution = (object.contribution !== undefined && object.contribution !== null)
+      ? Contribution.fromPartial(object.contribution)
+      : undefined;
+    message.rejected = (object.rejected !== undefined && object.rejected !== null) ? BigInt(object.rejected) : 0n;
     return message;
   },
 };

@@ -1,0 +1,53 @@
+import { randomBelow } from '../../crypto/random';
+import { invalidInput } from '../../errors';
+import type { BatchEncryptor } from '../owner';
+import { dot, embed } from './embedding';
+import type { PackingParams } from './params';
+
+// The doctor's side of the fast protocol. The query y is secret-shared:
+// u uniform in [0, O) goes to C1, v = y + O - u to C2 (O a public offset
+// 2^(bits(max) + 40), so both shares are non-negative and each is within 2^-40
+// of independent of y). Two scalars go to C1 encrypted under C2's key.
+
+export interface QueryShares {
+  distance: bigint[];
+  bound: bigint[];
+}
+
+export interface FastQueryForC1 {
+  shares: QueryShares;
+  /** E2(|y|^2) */
+  distanceConstant: bigint;
+  /** E2(|e_y|^2 - 2 sum_b T_by - B + Z) */
+  boundConstant: bigint;
+}
+
+function share(values: bigint[], offset: bigint): { u: bigint[]; v: bigint[] } {
+  const u = values.map(() => randomBelow(offset));
+  return { u, v: values.map((y, i) => y + offset - u[i]) };
+}
+
+export async function shareQuery(
+  pixels: ArrayLike<number>,
+  p: PackingParams,
+  encrypt2: BatchEncryptor,
+): Promise<{ forC1: FastQueryForC1; forC2: QueryShares }> {
+  if (pixels.length !== p.width * p.height)
+    throw invalidInput(`query has ${pixels.length} pixels, the collection's images ${p.width * p.height}`);
+  const y = Array.from(pixels, (v) => BigInt(v));
+  for (const v of y)
+    if (v < 0n || v > BigInt(p.maxValue))
+      throw invalidInput(`query pixel values must be within the collection's range 0..${p.maxValue}`);
+  const e = embed(pixels, p);
+  const pixelShares = share(y, p.distance.shareOffset);
+  const boundShares = share(e.vector, p.bound.shareOffset);
+  const blocks = BigInt(p.blockRows * p.blockCols);
+  const [distanceConstant, boundConstant] = await encrypt2([
+    dot(y, y),
+    dot(e.vector, e.vector) - 2n * e.spreadSum - blocks + p.boundShift,
+  ]);
+  return {
+    forC1: { shares: { distance: pixelShares.u, bound: boundShares.u }, distanceConstant, boundConstant },
+    forC2: { distance: pixelShares.v, bound: boundShares.v },
+  };
+}

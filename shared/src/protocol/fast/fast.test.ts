@@ -1,0 +1,152 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { localKeyHolder } from '../../crypto/backend';
+import { multiExp } from '../../crypto/multiexp';
+import { generateKeyPair, type PublicKey, type SecretKey } from '../../crypto/paillier';
+import { plaintextNearest, squaredDistance } from '../../reference';
+import { SPREAD_SCALE } from '../../encoding/lower-bound';
+import { inProcessTransport } from '../in-process';
+import { KeyHolderPeer } from '../peer';
+import { RetrievalStore } from '../retrieval';
+import { TicketStore } from '../ticket-store';
+import { shareQuery, type QueryShares } from './doctor';
+import { blockLowerBound } from './embedding';
+import { fastSearch, type Family, type PackedRecordSource } from './fast';
+import type { ReplicaSource } from './key-holder';
+import { packingParams, unpack, type PackingParams } from './params';
+import { encryptSlotRecord, packColumns, type SlotRecord } from './records';
+
+// C1's key pair (pk1, sk1) and C2's (pk2, sk2): each replica is under the other server's key.
+let pk1: PublicKey, sk1: SecretKey, pk2: PublicKey, sk2: SecretKey;
+
+beforeAll(async () => {
+  ({ publicKey: pk1, secretKey: sk1 } = await generateKeyPair(512));
+  ({ publicKey: pk2, secretKey: sk2 } = await generateKeyPair(512));
+});
+
+const localMultiExp = async (bases: bigint[], exps: bigint[], m: bigint) => multiExp(bases, exps, m);
+const randomImage = (d: number, max: number) => Uint16Array.from({ length: d }, () => Math.floor(Math.random() * (max + 1)));
+
+/** Both replicas of a collection, laid out in groups in upload order; `holes` leaves slots free (deleted records). */
+async function collection(images: Uint16Array[], p: PackingParams, holes = new Set<number>()) {
+  const G = p.groupSize;
+  const slots: { candidate: number; slot: number; c1: SlotRecord; c2: SlotRecord }[][] = [];
+  let position = 0;
+  for (let candidate = 0; candidate < images.length; candidate++) {
+    while (holes.has(position)) position++;
+    const group = Math.floor(position / G);
+    const enc = await encryptSlotRecord(images[candidate], p, position % G, async (v) => v.map((m) => pk2.encrypt(m)), async (v) => v.map((m) => pk1.encrypt(m)));
+    (slots[group] ??= []).push({ candidate, slot: position % G, c1: enc.forC1, c2: enc.forC2 });
+    position++;
+  }
+  const layout = slots.map((members, group) => {
+    const m = new Array<number>(G).fill(-1);
+    for (const s of members) m[s.slot] = s.candidate;
+    return { group, members: m, digest: m.join(',') };
+  });
+  const family = (r: SlotRecord, f: Family) => (f === 'bound' ? r.embedding : r.pixels);
+  const c1: PackedRecordSource = {
+    params: p,
+    count: images.length,
+    groups: layout,
+    columns: async (group, f) => ({
+      columns: packColumns(pk2, slots[group].map((s) => family(s.c1, f))),
+      constant: slots[group].reduce((acc, s) => pk2.add(acc, f === 'bound' ? s.c1.boundConstant! : s.c1.distanceConstant!), 1n),
+    }),
+  };
+  const c2: ReplicaSource = {
+    params: p,
+    digest: (group) => layout[group]?.digest,
+    columns: async (group, f) => packColumns(pk1, slots[group].map((s) => family(s.c2, f))),
+  };
+  return { c1, c2 };
+}
+
+async function runFast(images: Uint16Array[], q: Uint16Array, k: number, p: PackingParams, holes?: Set<number>, spy?: bigint[]) {
+  const { c1, c2 } = await collection(images, p, holes);
+  const shares = new TicketStore<QueryShares>('query share');
+  const query = await shareQuery(q, p, async (v) => v.map((m) => pk2.encrypt(m)));
+  const ticket = shares.put(query.forC2);
+  const watched = spy
+    ? ({
+        publicKey: sk2.publicKey,
+        encrypt: (m: bigint) => sk2.encrypt(m),
+        decrypt: (c: bigint) => {
+          const v = sk2.decrypt(c);
+          spy.push(...unpack(v, p.slotBits, p.groupSize));
+          return v;
+        },
+      } as unknown as SecretKey)
+    : sk2;
+  const transport = inProcessTransport(localKeyHolder(sk2), new RetrievalStore(), {
+    crypto: { ownSecretKey: watched, evaluatorKey: pk1, multiExp: localMultiExp },
+    replica: c2,
+    shares,
+  });
+  const peer = new KeyHolderPeer(transport, 'fast-test');
+  return fastSearch({ crypto: { keyHolderKey: pk2, ownSecretKey: sk1, multiExp: localMultiExp }, peer }, c1, query.forC1, ticket, k, 'test');
+}
+
+const expected = (images: Uint16Array[], q: Uint16Array, k: number) =>
+  plaintextNearest(images.map((pixels, i) => ({ id: String(i), pixels })), q, k).map((r) => r.index);
+
+describe('the fast protocol returns exactly the plaintext nearest neighbours', () => {
+  it('on random collections spanning several groups, k = 1 and 3', async () => {
+    const p = packingParams(512, 6, 6, 255);
+    expect(p.groupSize).toBeGreaterThan(1);
+    for (const k of [1, 3]) {
+      const images = Array.from({ length: 10 }, () => randomImage(36, 255));
+      const q = randomImage(36, 255);
+      expect((await runFast(images, q, k, p)).candidates).toEqual(expected(images, q, k));
+    }
+  });
+
+  it('with ties: equal distances rank by upload order, across groups', async () => {
+    const p = packingParams(512, 6, 6, 255);
+    const base = randomImage(36, 250);
+    const images = [randomImage(36, 255), base.map((v) => v + 1), Uint16Array.from(base), randomImage(36, 255), Uint16Array.from(base), base.map((v) => v + 1)];
+    expect((await runFast(images, base, 4, p)).candidates).toEqual(expected(images, base, 4));
+  });
+
+  it('at the extremes: 16-bit pixels at 0 and 65535, d not a multiple of anything convenient', async () => {
+    const p = packingParams(512, 7, 5, 65535);
+    const d = 35;
+    const images = [new Uint16Array(d).fill(65535), new Uint16Array(d), randomImage(d, 65535), new Uint16Array(d).fill(65535), randomImage(d, 65535)];
+    for (const q of [new Uint16Array(d).fill(65535), new Uint16Array(d), randomImage(d, 65535)])
+      expect((await runFast(images, q, 2, p)).candidates).toEqual(expected(images, q, 2));
+  });
+
+  it('with free slots left by deleted records', async () => {
+    const p = packingParams(512, 6, 6, 255);
+    const images = Array.from({ length: 7 }, () => randomImage(36, 255));
+    const q = randomImage(36, 255);
+    expect((await runFast(images, q, 2, p, new Set([1, 4]))).candidates).toEqual(expected(images, q, 2));
+  });
+
+  it('refuses packing parameters that do not fit the keys', async () => {
+    const p = packingParams(1024, 6, 6, 255);
+    await expect(runFast([randomImage(36, 255)], randomImage(36, 255), 1, p)).rejects.toThrow(/key/);
+  });
+
+  it('prunes whole groups by the bound on images that differ in structure', async () => {
+    const p = packingParams(512, 8, 8, 255);
+    // Brightness levels far apart: the block bound separates them.
+    const images = Array.from({ length: 12 }, (_, i) => new Uint16Array(64).fill(i * 20));
+    const q = new Uint16Array(64).fill(3);
+    const result = await runFast(images, q, 1, p);
+    expect(result.candidates).toEqual(expected(images, q, 1));
+    expect(result.rejected).toBeGreaterThanOrEqual(images.length - 2 * p.groupSize);
+  });
+
+  it('shows C2 only masked values: no decrypted slot equals a true distance or bound', async () => {
+    const p = packingParams(512, 6, 6, 255);
+    const images = Array.from({ length: 6 }, () => randomImage(36, 255));
+    const q = randomImage(36, 255);
+    const seen: bigint[] = [];
+    await runFast(images, q, 1, p, undefined, seen);
+    expect(seen.length).toBeGreaterThan(0);
+    const scale = SPREAD_SCALE * SPREAD_SCALE * BigInt(p.blockSize);
+    const raw = new Set(images.flatMap((x) => [squaredDistance(x, q), blockLowerBound(x, q, p), scale * squaredDistance(x, q)]));
+    for (const v of seen) expect(raw.has(v), 'C2 decrypted an unmasked value').toBe(false);
+    for (const v of seen) expect(v > 1n << 60n, 'a masked value is suspiciously small').toBe(true);
+  });
+});

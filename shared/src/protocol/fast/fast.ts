@@ -1,0 +1,112 @@
+import type { PublicKey, SecretKey } from '../../crypto/paillier';
+import { randomBetween, randomBits } from '../../crypto/random';
+import { SPREAD_SCALE } from '../../encoding/lower-bound';
+import { invalidInput, protocolState } from '../../errors';
+import type { Ranking } from '../fnn';
+import type { Contribution, GroupLayout } from '../messages';
+import type { KeyHolderPeer } from '../peer';
+import type { FastQueryForC1 } from './doctor';
+import { ALPHA_BITS, broadcast, type PackingParams } from './params';
+
+// The fast protocol, C1's side. Per group of G records and per family (the
+// block bound, then the distance):
+//   C1: E2(pack <x, u>) = prod_i E2(P_i)^(u_i)        one multi-exponentiation
+//   C2: E1(pack <x, v> + t) = prod_i E1(P'_i)^(v_i) E1(t), and E2(-t)
+//   C1: decrypts pack(<x,v> + t) with its own key, re-encrypts under C2's key,
+//       adds E2(-t): E2(pack <x, y + O>), then the record and query constants:
+//       E2(pack value) with value = |x - y|^2 (or the shifted bound) in every slot.
+// C2 decrypts one ciphertext per group, only ever under the per-query mask
+// alpha v + beta. Groups are visited best-first by their smallest bound and the
+// search stops when the next group's smallest bound exceeds the k-th best
+// distance, so most groups never have their distances computed.
+
+export type Family = 'bound' | 'distance';
+
+/** C1's packed records: the groups in slot order, and their columns under C2's key. */
+export interface PackedRecordSource {
+  params: PackingParams;
+  /** Records in the collection (candidates are numbered 0..count-1 in upload order). */
+  count: number;
+  groups: GroupLayout[];
+  columns(group: number, family: Family): Promise<{ columns: bigint[]; constant: bigint }>;
+}
+
+/** C1's crypto for the fast protocol: C2's public key, C1's own key pair, and the heavy multi-exponentiation. */
+export interface FastEvaluatorCrypto {
+  keyHolderKey: PublicKey; // pk2
+  ownSecretKey: SecretKey; // sk1
+  multiExp(bases: bigint[], exponents: bigint[], modulus: bigint): Promise<bigint>;
+}
+
+/** The per-query order-preserving mask, in the form that keeps every slot non-negative. */
+class PackedMask {
+  readonly alpha = randomBetween(1n << BigInt(ALPHA_BITS - 1), 1n << BigInt(ALPHA_BITS));
+  /** Distances: alpha D + beta. */
+  readonly beta: bigint;
+  /** Bounds: alpha (LB + Z) + gamma = alpha LB + K^2 d_b beta, so C2 compares bound > K^2 d_b (alpha D + beta). */
+  readonly gamma: bigint;
+
+  constructor(p: PackingParams) {
+    const scale = SPREAD_SCALE * SPREAD_SCALE * BigInt(p.blockSize);
+    const shifted = this.alpha * p.boundShift;
+    this.beta = shifted / scale + 1n + randomBits(ALPHA_BITS);
+    this.gamma = scale * this.beta - shifted;
+  }
+}
+
+/** A packed value must stay below N/2 of both keys, or the answer would wrap and be wrong. */
+export function assertFits(p: PackingParams, ...keys: PublicKey[]): void {
+  for (const key of keys)
+    if (p.groupSize * p.slotBits > key.bits - 2)
+      throw invalidInput(`the collection's packing needs ${p.groupSize * p.slotBits + 2}-bit keys, this key has ${key.bits}`);
+}
+
+export async function fastSearch(
+  ctx: { crypto: FastEvaluatorCrypto; peer: KeyHolderPeer },
+  records: PackedRecordSource,
+  query: FastQueryForC1,
+  shareTicket: string,
+  k: number,
+  requestId: string,
+): Promise<Ranking> {
+  const { crypto, peer } = ctx;
+  const pk2 = crypto.keyHolderKey;
+  const p = records.params;
+  if (query.shares.distance.length !== p.width * p.height || query.shares.bound.length !== 2 * p.blockRows * p.blockCols)
+    throw invalidInput('query shares do not match the collection');
+  assertFits(p, pk2, crypto.ownSecretKey.publicKey);
+  const mask = new PackedMask(p);
+  const G = p.groupSize;
+  const ones = broadcast(1n, p.slotBits, G);
+  const queryConstant: Record<Family, bigint> = {
+    distance: pk2.mulPlain(query.distanceConstant, ones),
+    bound: pk2.mulPlain(query.boundConstant, ones),
+  };
+  const share: Record<Family, bigint[]> = { distance: query.shares.distance, bound: query.shares.bound };
+
+  /** E2(pack value) of one group and family, from C2's contribution. */
+  const packedValue = async (family: Family, c: Contribution): Promise<bigint> => {
+    const { columns, constant } = await records.columns(c.group, family);
+    const ours = await crypto.multiExp(columns, share[family], pk2.n2); // E2(pack <x, u>)
+    const theirs = pk2.encrypt(crypto.ownSecretKey.decrypt(c.masked)); // E2(pack(<x, v> + t))
+    const inner = pk2.add(pk2.add(ours, theirs), c.negatedMask); // E2(pack <x, y + O>)
+    return pk2.add(pk2.add(constant, pk2.mulPlain(inner, -2n)), queryConstant[family]);
+  };
+
+  const opened = await peer.fastOpen(pk2.fingerprint(), crypto.ownSecretKey.publicKey.fingerprint(), k, requestId, shareTicket, records.groups);
+  if (opened.length !== records.groups.length) throw protocolState('C2 sent bound contributions for other groups');
+  const bounds = [];
+  for (const c of opened) {
+    const value = await packedValue('bound', c);
+    bounds.push({ group: c.group, value: pk2.addPlain(pk2.mulPlain(value, mask.alpha), broadcast(mask.gamma, p.slotBits, G)) });
+  }
+  let next = await peer.fastBounds(bounds);
+  while (!next.done) {
+    const c = next.contribution;
+    if (!c || !records.groups.some((g) => g.group === c.group)) throw protocolState('C2 asked for a group that does not exist');
+    const value = await packedValue('distance', c);
+    const masked = pk2.addPlain(pk2.mulPlain(value, mask.alpha), broadcast(mask.beta, p.slotBits, G));
+    next = await peer.fastDistance(c.group, masked);
+  }
+  return { candidates: await peer.finish(), rejected: next.rejected };
+}

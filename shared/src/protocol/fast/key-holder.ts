@@ -1,0 +1,151 @@
+import type { PublicKey, SecretKey } from '../../crypto/paillier';
+import { randomBits } from '../../crypto/random';
+import { SPREAD_SCALE } from '../../encoding/lower-bound';
+import { invalidInput, protocolState } from '../../errors';
+import type { C2Body, Contribution, GroupLayout } from '../messages';
+import { TopK } from '../ranking';
+import type { QueryShares } from './doctor';
+import { assertFits, type Family } from './fast';
+import { pack, unpack, type PackingParams } from './params';
+
+// The fast protocol, C2's side. C2 holds the second replica of the packed
+// records under C1's key (it cannot decrypt them) and the doctor's share v of
+// the query. It adds a fresh mask t to its half of every inner product (C1 sees
+// pack(<x, v> + t): statistically hiding), and decrypts only C1's masked packed
+// bounds and distances, one ciphertext per group.
+
+/** C2's replica: the same groups as C1, columns under C1's key. */
+export interface ReplicaSource {
+  params: PackingParams;
+  /** The digest of a group's members in slot order, to check both replicas agree. */
+  digest(group: number): string | undefined;
+  columns(group: number, family: Family): Promise<bigint[]>;
+}
+
+export interface FastKeyHolderCrypto {
+  ownSecretKey: SecretKey; // sk2
+  evaluatorKey: PublicKey; // pk1
+  multiExp(bases: bigint[], exponents: bigint[], modulus: bigint): Promise<bigint>;
+}
+
+interface QueuedGroup {
+  layout: GroupLayout;
+  smallestBound: bigint;
+}
+
+export class FastKeyHolder {
+  private readonly top: TopK;
+  private readonly params: PackingParams;
+  private readonly layouts = new Map<number, GroupLayout>();
+  private queue: QueuedGroup[] | undefined;
+  private awaiting: number | undefined;
+  private rejected = 0;
+
+  constructor(
+    private readonly crypto: FastKeyHolderCrypto,
+    private readonly replica: ReplicaSource,
+    private readonly shares: QueryShares,
+    k: number,
+    groups: GroupLayout[],
+  ) {
+    this.params = replica.params;
+    this.top = new TopK(k);
+    const p = this.params;
+    assertFits(p, crypto.evaluatorKey, crypto.ownSecretKey.publicKey);
+    if (shares.distance.length !== p.width * p.height || shares.bound.length !== 2 * p.blockRows * p.blockCols)
+      throw invalidInput('the query share does not match the collection');
+    for (const g of groups) {
+      if (this.layouts.has(g.group)) throw invalidInput('group listed twice');
+      if (g.members.length !== p.groupSize) throw invalidInput('group layout of the wrong size');
+      if (this.replica.digest(g.group) !== g.digest)
+        throw protocolState(`the replicas of group ${g.group} differ between C1 and C2; upload the records again`);
+      this.layouts.set(g.group, g);
+    }
+  }
+
+  /** Step 1: C2's half of every group's bound. */
+  async open(): Promise<C2Body> {
+    const items = [];
+    for (const group of this.layouts.keys()) items.push(await this.contribution(group, 'bound'));
+    return { kind: 'fast-contributions', items };
+  }
+
+  /** Step 2: all packed masked bounds; order the groups by their smallest bound. */
+  async bounds(items: { group: number; value: bigint }[]): Promise<C2Body> {
+    if (this.queue) throw protocolState('bounds sent twice');
+    if (items.length !== this.layouts.size || new Set(items.map((i) => i.group)).size !== items.length)
+      throw invalidInput('one bound per group is needed');
+    this.queue = items.map((item) => {
+      const layout = this.layouts.get(item.group);
+      if (!layout) throw invalidInput('bound for an unknown group');
+      const slots = this.slots(item.value);
+      const occupied = layout.members.flatMap((m, j) => (m >= 0 ? [slots[j]] : []));
+      const smallestBound = occupied.reduce((a, b) => (b < a ? b : a), occupied[0] ?? 0n);
+      return { layout, smallestBound };
+    });
+    this.queue.sort((a, b) => (a.smallestBound < b.smallestBound ? -1 : a.smallestBound > b.smallestBound ? 1 : a.layout.group - b.layout.group));
+    return this.advance();
+  }
+
+  /** Step 3: the packed masked distances of the group C2 asked for. */
+  async distance(group: number, value: bigint): Promise<C2Body> {
+    if (this.awaiting === undefined || group !== this.awaiting) throw protocolState('distance for a group that was not requested');
+    const layout = this.layouts.get(group)!;
+    const slots = this.slots(value);
+    layout.members.forEach((candidate, j) => {
+      if (candidate >= 0) this.top.offer({ candidate, value: slots[j] });
+    });
+    this.awaiting = undefined;
+    return this.advance();
+  }
+
+  ranking(): number[] {
+    if (!this.queue || this.awaiting !== undefined || this.queue.length > 0) throw protocolState('finish before the search is done');
+    return this.top.candidates();
+  }
+
+  /**
+   * Best-first: the next group unless its smallest bound already exceeds the
+   * k-th best distance, in which case so do all later ones and the search ends.
+   * Bounds are alpha LB + K^2 d_b beta and distances alpha D + beta, so a bound
+   * above K^2 d_b times a distance means LB > K^2 d_b D: the group cannot hold
+   * anything nearer (ties go on, so the upload-order rule decides them).
+   */
+  private async advance(): Promise<C2Body> {
+    const queue = this.queue!;
+    const worst = this.top.worstKept;
+    const scale = SPREAD_SCALE * SPREAD_SCALE * BigInt(this.params.blockSize);
+    if (queue.length > 0 && worst !== undefined && queue[0].smallestBound > scale * worst) {
+      for (const g of queue.splice(0)) this.rejected += g.layout.members.filter((m) => m >= 0).length;
+    }
+    const next = queue.shift();
+    if (!next) return { kind: 'fast-next', done: true, rejected: this.rejected };
+    this.awaiting = next.layout.group;
+    return {
+      kind: 'fast-next',
+      done: false,
+      contribution: await this.contribution(next.layout.group, 'distance'),
+      rejected: this.rejected,
+    };
+  }
+
+  /** E1(pack(<x, v> + t)) and E2(-pack(t)) for one group. */
+  private async contribution(group: number, family: Family): Promise<Contribution> {
+    const p = this.params;
+    const pk1 = this.crypto.evaluatorKey;
+    const columns = await this.replica.columns(group, family);
+    const theirs = await this.crypto.multiExp(columns, this.shares[family], pk1.n2);
+    const maskBits = family === 'bound' ? p.bound.maskBits : p.distance.maskBits;
+    const t = pack(Array.from({ length: p.groupSize }, () => randomBits(maskBits)), p.slotBits);
+    return {
+      group,
+      masked: pk1.add(theirs, pk1.encrypt(t)),
+      negatedMask: this.crypto.ownSecretKey.encrypt(-t),
+    };
+  }
+
+  private slots(value: bigint): bigint[] {
+    if (!this.crypto.ownSecretKey.publicKey.isValidCiphertext(value)) throw invalidInput('invalid ciphertext');
+    return unpack(this.crypto.ownSecretKey.decrypt(value), this.params.slotBits, this.params.groupSize);
+  }
+}

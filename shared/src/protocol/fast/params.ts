@@ -1,0 +1,131 @@
+import { SPREAD_SCALE } from '../../encoding/lower-bound';
+
+// The packed two-server protocol ("fast"; SCHEME.md, "a design that is not
+// slow"). G records share one plaintext per coordinate, each in a slot of w
+// bits: P_i = sum_j x_i^(j) 2^(w j). Everything computed on packed values must
+// stay inside its slot, or a carry would corrupt the neighbour slot and the
+// answer would no longer be exact. This module derives w and G from the public
+// facts of a collection and is the one place that reasons about slot overflow.
+
+/** Statistical hiding of query shares and combination masks, in bits. */
+export const STATISTICAL_BITS = 40;
+/** Bits of the order-preserving multiplier alpha. */
+export const ALPHA_BITS = 64;
+
+const bitsOf = (x: bigint) => (x <= 0n ? 0 : x.toString(2).length);
+
+export interface FamilyParams {
+  /** Coordinates of the vectors compared (d pixels, or 2 per block for the bound). */
+  dimension: number;
+  /** Largest coordinate value of a record or query. */
+  maxCoordinate: bigint;
+  /** Query shares: u uniform in [0, offset), v = y + offset - u, so both are in [0, 2 offset). */
+  shareOffset: bigint;
+  /** Bits of the largest inner product <x, share>. */
+  innerProductBits: number;
+  /** The combination mask t is uniform in [0, 2^maskBits). */
+  maskBits: number;
+}
+
+export interface PackingParams {
+  width: number;
+  height: number;
+  maxValue: number;
+  /** Blocks of the lower bound: a grid of blockRows x blockCols equal tiles. */
+  blockRows: number;
+  blockCols: number;
+  /** Pixels per block, d_b. */
+  blockSize: number;
+  distance: FamilyParams;
+  bound: FamilyParams;
+  /** The bound is shifted by this public amount so every slot stays non-negative. */
+  boundShift: bigint;
+  /** Slot width w in bits, and records per group G. */
+  slotBits: number;
+  groupSize: number;
+}
+
+/** The largest grid of at most `target` x `target` equal tiles that divides the image. */
+export function chooseGrid(width: number, height: number, target = 4): { rows: number; cols: number } {
+  const largestDivisor = (n: number) => {
+    for (let k = Math.min(target, n); k >= 1; k--) if (n % k === 0) return k;
+    return 1;
+  };
+  return { rows: largestDivisor(height), cols: largestDivisor(width) };
+}
+
+function family(dimension: number, maxCoordinate: bigint): FamilyParams {
+  const shareOffset = 1n << BigInt(bitsOf(maxCoordinate) + STATISTICAL_BITS);
+  // <x, v> <= d * max * (2 offset)
+  const innerProductBits = bitsOf(BigInt(dimension) * maxCoordinate * 2n * shareOffset);
+  return { dimension, maxCoordinate, shareOffset, innerProductBits, maskBits: innerProductBits + STATISTICAL_BITS };
+}
+
+/**
+ * Slot width and group size for a collection, or an error if the key is too
+ * small to hold even one slot. Every quantity that ever sits in a slot is
+ * bounded here; params.test.ts checks the bounds at the worst case.
+ */
+export function packingParams(
+  keyBits: number,
+  width: number,
+  height: number,
+  maxValue: number,
+  grid = chooseGrid(width, height),
+): PackingParams {
+  const d = width * height;
+  const blocks = grid.rows * grid.cols;
+  const blockSize = d / blocks;
+  const K = SPREAD_SCALE;
+  const M = BigInt(maxValue);
+  const distance = family(d, M);
+  // Embedding coordinates: K S_b <= K d_b M, and T_b <= K d_b M / 2.
+  const maxEmbedding = K * BigInt(blockSize) * M;
+  const bound = family(2 * blocks, maxEmbedding);
+  // LB >= -sum_b (2 (T_bx + T_bq) + 1) >= -blocks (2 K d_b M + 1)
+  const boundShift = BigInt(blocks) * (2n * K * BigInt(blockSize) * M + 1n);
+  const maxDistance = BigInt(d) * M * M;
+  const maxShiftedBound = 2n * BigInt(blocks) * maxEmbedding * maxEmbedding + 2n * boundShift;
+  const slotBits =
+    Math.max(
+      distance.maskBits + 1, // B + t at C1 (one carry bit)
+      bound.maskBits + 1,
+      ALPHA_BITS + bitsOf(maxDistance) + 2, // alpha D + beta'
+      ALPHA_BITS + bitsOf(maxShiftedBound) + bitsOf(K * K * BigInt(blockSize)) + 2, // alpha (LB + Z) + gamma
+    ) + 1;
+  // The packed integer must stay below N/2 (signed decoding) with room to spare.
+  const groupSize = Math.floor((keyBits - 2) / slotBits);
+  if (groupSize < 1) throw new RangeError(`a ${keyBits}-bit key cannot hold one ${slotBits}-bit slot`);
+  return {
+    width,
+    height,
+    maxValue,
+    blockRows: grid.rows,
+    blockCols: grid.cols,
+    blockSize,
+    distance,
+    bound,
+    boundShift,
+    slotBits,
+    groupSize,
+  };
+}
+
+/** sum_j values_j 2^(w j) */
+export function pack(values: bigint[], slotBits: number): bigint {
+  let out = 0n;
+  for (let j = values.length - 1; j >= 0; j--) out = (out << BigInt(slotBits)) + values[j];
+  return out;
+}
+
+export function unpack(packed: bigint, slotBits: number, count: number): bigint[] {
+  const mask = (1n << BigInt(slotBits)) - 1n;
+  const out: bigint[] = [];
+  for (let j = 0; j < count; j++) out.push((packed >> BigInt(slotBits * j)) & mask);
+  return out;
+}
+
+/** The same value in every slot of a group: sum_j v 2^(w j). */
+export function broadcast(value: bigint, slotBits: number, count: number): bigint {
+  return pack(new Array<bigint>(count).fill(value), slotBits);
+}
