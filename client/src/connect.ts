@@ -1,5 +1,5 @@
 import { credentials, Metadata, type CallOptions, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
-import { DatabaseClient, RetrievalClient } from '@fnn/proto';
+import { DatabaseClient, ReplicaClient, RetrievalClient } from '@fnn/proto';
 import { CliError } from './output';
 
 const CHANNEL_OPTIONS = {
@@ -16,6 +16,8 @@ export function checkAddress(address: string | undefined, flag: string, env: str
 
 export const connectC1 = (address: string) => new DatabaseClient(address, credentials.createInsecure(), CHANNEL_OPTIONS);
 export const connectC2 = (address: string) => new RetrievalClient(address, credentials.createInsecure(), CHANNEL_OPTIONS);
+/** C2's owner-facing service: the replica of the packed records. */
+export const connectReplica = (address: string) => new ReplicaClient(address, credentials.createInsecure(), CHANNEL_OPTIONS);
 
 /** A unary call as a promise, with a deadline and the request id in metadata. */
 export function call<Req, Res>(

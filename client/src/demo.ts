@@ -55,7 +55,7 @@ async function main() {
     await fnn(['keygen', '--out', keys, '--bits', BITS, '--json']);
 
     step('daemons on free localhost ports');
-    const c2 = await startDaemon('c2', ['--listen', '127.0.0.1:0', '--keys', keys], { FNN_LOG_LEVEL: 'warn' });
+    const c2 = await startDaemon('c2', ['--listen', '127.0.0.1:0', '--keys', keys, '--db', join(work, 'c2.db')], { FNN_LOG_LEVEL: 'warn' });
     daemons.push(c2);
     const c1 = await startDaemon('c1', ['--listen', '127.0.0.1:0', '--keys', keys, '--c2', c2.address, '--db', join(work, 'c1.db')], { FNN_LOG_LEVEL: 'warn' });
     daemons.push(c1);
@@ -65,18 +65,18 @@ async function main() {
 
     step(`upload: real brain MRI slices from ${IMAGES} (licence: demo/images/LICENSE.md)`);
     const started = Date.now();
-    const uploaded = await fnn(['upload', IMAGES, '--c1', c1.address, '--keys', keys, '--json']);
+    const uploaded = await fnn(['upload', IMAGES, '--c1', c1.address, '--c2', c2.address, '--keys', keys, '--json']);
     process.stdout.write(`  ${uploaded.length} images encrypted and stored in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
 
     const queries = readdirSync(QUERIES).filter((f) => f.endsWith('.png')).sort().map((f) => join(QUERIES, f));
     const common = ['--c1', c1.address, '--c2', c2.address, '--keys', keys, '--json', '--out', join(work, 'results')];
-    for (const protocol of ['fnn', 'bf']) {
+    for (const protocol of ['fast', 'fnn', 'bf']) {
       step(`query, protocol ${protocol}`);
       const [result] = await fnn(['query', queries[0], '--protocol', protocol, ...common]);
       allExact = check(result) && allExact;
     }
 
-    step(`batch query: ${queries.length} queries over one stream`);
+    step(`batch query: ${queries.length} queries over one stream (protocol fast)`);
     for (const result of await fnn(['batch-query', ...queries, ...common])) allExact = check(result) && allExact;
   } finally {
     step('stopping the daemons');

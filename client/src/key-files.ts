@@ -4,19 +4,31 @@ import { PublicKey, RecordKey, SecretKey, keyFromHex, keyToHex } from '@fnn/shar
 import { CliError } from './output';
 
 // The key directory, as `fnn keygen` writes it:
-//   public-key.json  the Paillier public key (everyone)
-//   c2-secret.json   the Paillier secret key: C2, and the owner who made it (mode 0600)
-//   record.key       the symmetric key k: the owner and authorised doctors (mode 0600)
+//   public-key.json     C2's Paillier public key (everyone)
+//   c2-secret.json      C2's Paillier secret key: C2, and the owner who made it (mode 0600)
+//   c1-public-key.json  C1's Paillier public key (everyone): the fast protocol's replica at C2 is under it
+//   c1-secret.json      C1's Paillier secret key: C1, and the owner (mode 0600)
+//   record.key          the symmetric key k: the owner and authorised doctors (mode 0600)
 export const PUBLIC_KEY_FILE = 'public-key.json';
 export const SECRET_KEY_FILE = 'c2-secret.json';
+export const C1_PUBLIC_KEY_FILE = 'c1-public-key.json';
+export const C1_SECRET_KEY_FILE = 'c1-secret.json';
 export const RECORD_KEY_FILE = 'record.key';
 
-export function writeKeyDirectory(dir: string, publicKey: PublicKey, secretKey: SecretKey, recordKey: Buffer): void {
+export interface KeyPairFiles {
+  publicKey: PublicKey;
+  secretKey: SecretKey;
+}
+
+export function writeKeyDirectory(dir: string, c2: KeyPairFiles, c1: KeyPairFiles, recordKey: Buffer): void {
   mkdirSync(dir, { recursive: true });
-  for (const f of [PUBLIC_KEY_FILE, SECRET_KEY_FILE, RECORD_KEY_FILE])
+  for (const f of [PUBLIC_KEY_FILE, SECRET_KEY_FILE, C1_PUBLIC_KEY_FILE, C1_SECRET_KEY_FILE, RECORD_KEY_FILE])
     if (existsSync(join(dir, f))) throw new CliError('usage', `${join(dir, f)} exists; refusing to overwrite a key`);
-  writeFileSync(join(dir, PUBLIC_KEY_FILE), JSON.stringify(publicKey.toJSON(), null, 2) + '\n', { mode: 0o644 });
-  writeSecret(join(dir, SECRET_KEY_FILE), JSON.stringify(secretKey.toJSON(), null, 2) + '\n');
+  const json = (o: object) => JSON.stringify(o, null, 2) + '\n';
+  writeFileSync(join(dir, PUBLIC_KEY_FILE), json(c2.publicKey.toJSON()), { mode: 0o644 });
+  writeFileSync(join(dir, C1_PUBLIC_KEY_FILE), json(c1.publicKey.toJSON()), { mode: 0o644 });
+  writeSecret(join(dir, SECRET_KEY_FILE), json(c2.secretKey.toJSON()));
+  writeSecret(join(dir, C1_SECRET_KEY_FILE), json(c1.secretKey.toJSON()));
   writeSecret(join(dir, RECORD_KEY_FILE), keyToHex(recordKey) + '\n');
 }
 
@@ -31,6 +43,19 @@ export function loadPublicKey(dir: string): PublicKey {
 
 export function loadSecretKey(dir: string, publicKey = loadPublicKey(dir)): SecretKey {
   return SecretKey.fromJSON(JSON.parse(readKeyFile(dir, SECRET_KEY_FILE, true)), publicKey);
+}
+
+/** C1's key pair: the fast protocol's second replica (at C2) is encrypted under it. */
+export function loadC1PublicKey(dir: string): PublicKey {
+  return PublicKey.fromJSON(JSON.parse(readKeyFile(dir, C1_PUBLIC_KEY_FILE, false)));
+}
+
+export function loadC1SecretKey(dir: string, publicKey = loadC1PublicKey(dir)): SecretKey {
+  return SecretKey.fromJSON(JSON.parse(readKeyFile(dir, C1_SECRET_KEY_FILE, true)), publicKey);
+}
+
+export function hasC1SecretKey(dir: string): boolean {
+  return existsSync(join(dir, C1_SECRET_KEY_FILE));
 }
 
 export function hasSecretKey(dir: string): boolean {

@@ -4,7 +4,10 @@ import * as wire from '@fnn/proto';
 import {
   invalidInput,
   search,
+  searchPacked,
   toStatus,
+  residueFromBytes,
+  type FastEvaluatorCrypto,
   type EvaluatorCrypto,
   type Logger,
   type ProtocolName,
@@ -24,6 +27,8 @@ export interface DatabaseDeps {
   crypto: EvaluatorCrypto;
   codec: WireCodec;
   keyHolder: KeyHolderLink;
+  /** C1's own key pair and the multi-exponentiation pool, for the fast protocol. */
+  fast: FastEvaluatorCrypto;
   log: Logger;
   queryTimeoutMs: number;
 }
@@ -72,19 +77,21 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
   };
   const cipher = (b: Uint8Array, what: string) => ciphers([b], what)[0];
 
-  const runQuery = async (req: wire.QueryRequest, requestId: string): Promise<wire.QueryReply> => {
-    const q = req.query;
-    if (!q) throw invalidInput('query without an encrypted image');
+  const checkQueryShape = (q: wire.EncryptedQuery | undefined) => {
+    if (!q) throw invalidInput('query without its image size and key');
     checkKey(q.keyFingerprint);
     const shape = store.shape();
     if (!shape) throw invalidInput('the collection is empty');
     if (q.width !== shape.width || q.height !== shape.height)
       throw invalidInput(`query is ${q.width}x${q.height}, the collection's images are ${shape.width}x${shape.height}`);
+    return shape;
+  };
+
+  const runPaper = async (req: wire.QueryRequest, protocol: 'fnn' | 'bf', k: number, requestId: string) => {
+    const q = req.query!;
+    const shape = checkQueryShape(q);
     if (q.negatedPixels.length !== shape.width * shape.height)
       throw invalidInput(`query has ${q.negatedPixels.length} pixels, expected ${shape.width * shape.height}`);
-    const protocol = protocolName(req.protocol);
-    const k = req.k === 0 ? 1 : req.k;
-    if (k > MAX_K) throw invalidInput(`k above ${MAX_K} is not supported`);
     const query = {
       negatedPixels: ciphers(q.negatedPixels, 'query pixels'),
       negatedSum: cipher(q.negatedSum, 'query sum'),
@@ -92,23 +99,62 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
       spread: cipher(q.spread, 'query spread'),
     };
     const records = store.snapshot();
-    const started = Date.now();
     const transport = await deps.keyHolder.openSession(requestId, new Date(Date.now() + deps.queryTimeoutMs));
     const result = await search({ crypto, transport, records, query, protocol, k, requestId });
-    log.info(
-      { requestId, protocol, k, total: result.total, rejected: result.rejected, ms: Date.now() - started },
-      'query done',
-    );
     return {
-      tag: req.tag,
+      ...result,
       results: result.candidates.map((candidate, i) => ({
         encryptedId: records.encryptedId(candidate),
         blinding: result.blindings[i].map(residueToBytes),
+        sealedImage: Buffer.alloc(0),
       })),
+    };
+  };
+
+  const runFast = async (req: wire.QueryRequest, k: number, requestId: string) => {
+    checkQueryShape(req.query);
+    const f = req.fast;
+    if (!f) throw invalidInput('a fast query needs its shares');
+    const records = store.packedSnapshot();
+    const p = records.params;
+    if (f.distanceShare.length !== p.width * p.height || f.boundShare.length !== 2 * p.blockRows * p.blockCols)
+      throw invalidInput('query shares do not match the collection');
+    const residue = (b: Uint8Array) => {
+      if (b.length > 64) throw invalidInput('query share value too large');
+      return residueFromBytes(b);
+    };
+    const query = {
+      shares: { distance: f.distanceShare.map(residue), bound: f.boundShare.map(residue) },
+      distanceConstant: cipher(f.distanceConstant, 'query constant'),
+      boundConstant: cipher(f.boundConstant, 'query constant'),
+    };
+    const transport = await deps.keyHolder.openSession(requestId, new Date(Date.now() + deps.queryTimeoutMs));
+    const result = await searchPacked({ crypto: deps.fast, transport, records, query, shareTicket: f.shareTicket, k, requestId });
+    return {
+      ...result,
+      ticket: '',
+      results: result.candidates.map((candidate) => ({
+        encryptedId: records.encryptedId(candidate),
+        blinding: [],
+        sealedImage: records.sealedImage(candidate),
+      })),
+    };
+  };
+
+  const runQuery = async (req: wire.QueryRequest, requestId: string): Promise<wire.QueryReply> => {
+    const protocol = protocolName(req.protocol);
+    const k = req.k === 0 ? 1 : req.k;
+    if (k > MAX_K) throw invalidInput(`k above ${MAX_K} is not supported`);
+    const started = Date.now();
+    const result = protocol === 'fast' ? await runFast(req, k, requestId) : await runPaper(req, protocol, k, requestId);
+    log.info({ requestId, protocol, k, total: result.total, rejected: result.rejected, ms: Date.now() - started }, 'query done');
+    return {
+      tag: req.tag,
+      results: result.results,
       retrievalTicket: result.ticket,
       total: BigInt(result.total),
       rejected: BigInt(result.rejected),
-      protocol: req.protocol === wire.Protocol.PROTOCOL_UNSPECIFIED ? wire.Protocol.PROTOCOL_FNN : req.protocol,
+      protocol: req.protocol === wire.Protocol.PROTOCOL_UNSPECIFIED ? wire.Protocol.PROTOCOL_FAST : req.protocol,
       errorCode: '',
       errorMessage: '',
     };
@@ -128,12 +174,22 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
         if (r.lookupTag.length !== 32) throw invalidInput(`${what}: lookup tag must be 32 bytes`);
         if (r.encryptedId.length < 29 || r.encryptedId.length > 1024)
           throw invalidInput(`${what}: encrypted identifier has an impossible size`);
+        if (!r.slot) throw invalidInput(`${what}: no packed slot record`);
+        if (r.sealedImage.length < 29 || r.sealedImage.length > 2 * d + 1024)
+          throw invalidInput(`${what}: sealed image has an impossible size`);
+        const slotRecord = codec.slotFromWire(r.slot, true);
+        for (const c of [...slotRecord.pixels, ...slotRecord.embedding, slotRecord.distanceConstant!, slotRecord.boundConstant!])
+          if (!pk.isValidCiphertext(c)) throw invalidInput(`${what}: invalid ciphertext`);
         return {
           lookupTag: Buffer.from(r.lookupTag),
           encryptedId: Buffer.from(r.encryptedId),
+          sealedImage: Buffer.from(r.sealedImage),
           pixels: ciphers(r.pixels, what),
           sum: cipher(r.sum, what),
           spread: cipher(r.spread, what),
+          group: r.slot.group,
+          slot: r.slot.slot,
+          slotRecord,
         };
       });
       const { stored, replaced } = store.upsert(
@@ -151,6 +207,11 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
     }),
 
     query: unary<wire.QueryRequest, wire.QueryReply>('Query', runQuery),
+
+    allocateSlot: unary<wire.AllocateSlotRequest, wire.SlotAssignment>('AllocateSlot', (req) => {
+      if (req.lookupTag.length !== 32) throw invalidInput('lookup tag must be 32 bytes');
+      return store.allocateSlot(Buffer.from(req.lookupTag));
+    }),
 
     batchQuery: (call: ServerDuplexStream<wire.QueryRequest, wire.QueryReply>) => {
       const batchId = requestIdOf(call.metadata);
@@ -202,6 +263,8 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
 function protocolName(p: wire.Protocol): ProtocolName {
   switch (p) {
     case wire.Protocol.PROTOCOL_UNSPECIFIED:
+    case wire.Protocol.PROTOCOL_FAST:
+      return 'fast';
     case wire.Protocol.PROTOCOL_FNN:
       return 'fnn';
     case wire.Protocol.PROTOCOL_BF:

@@ -1,6 +1,6 @@
 import { Server } from '@grpc/grpc-js';
 import { DatabaseService } from '@fnn/proto';
-import { bind, shutdown, WireCodec, type EvaluatorCrypto, type Logger, type RunningDaemon } from '@fnn/shared';
+import { bind, shutdown, WireCodec, type EvaluatorCrypto, type FastEvaluatorCrypto, type Logger, type RunningDaemon } from '@fnn/shared';
 import { databaseService } from './database-service';
 import { CHANNEL_OPTIONS, KeyHolderLink } from './key-holder-link';
 import { RecordStore } from './storage';
@@ -10,6 +10,7 @@ export interface C1Config {
   dbPath: string;
   c2Address: string;
   crypto: EvaluatorCrypto;
+  fast: FastEvaluatorCrypto;
   log: Logger;
   queryTimeoutMs?: number;
 }
@@ -18,7 +19,7 @@ export interface C1Config {
 export async function startC1(config: C1Config): Promise<RunningDaemon> {
   const pk = config.crypto.publicKey;
   const codec = new WireCodec(pk.cipherBytes);
-  const store = new RecordStore(config.dbPath, pk.fingerprint(), pk.cipherBytes);
+  const store = new RecordStore(config.dbPath, pk);
   const keyHolder = new KeyHolderLink(config.c2Address, codec);
   const server = new Server(CHANNEL_OPTIONS);
   server.addService(
@@ -28,6 +29,7 @@ export async function startC1(config: C1Config): Promise<RunningDaemon> {
       crypto: config.crypto,
       codec,
       keyHolder,
+      fast: config.fast,
       log: config.log,
       queryTimeoutMs: config.queryTimeoutMs ?? 60 * 60_000,
     }),

@@ -1,5 +1,21 @@
 import Database from 'better-sqlite3';
-import { bytesToCipher, cipherToBytes, invalidInput, notFound, type EncryptedStats, type RecordSource } from '@fnn/shared';
+import {
+  blobToCiphers,
+  ciphersToBlob,
+  packColumns,
+  groupDigest,
+  invalidInput,
+  notFound,
+  packingParams,
+  protocolState,
+  type EncryptedStats,
+  type Family,
+  type PackedRecordSource,
+  type PackingParams,
+  type PublicKey,
+  type RecordSource,
+  type SlotRecord,
+} from '@fnn/shared';
 import { SCHEMA, SCHEMA_VERSION } from './schema';
 
 export interface CollectionShape {
@@ -11,7 +27,11 @@ export interface CollectionShape {
 export interface StoredRecord extends EncryptedStats {
   lookupTag: Buffer;
   encryptedId: Buffer;
+  sealedImage: Buffer;
   pixels: bigint[];
+  group: number;
+  slot: number;
+  slotRecord: SlotRecord;
 }
 
 /**
@@ -21,11 +41,18 @@ export interface StoredRecord extends EncryptedStats {
 export class RecordStore {
   private readonly db: Database.Database;
 
+  private readonly keyFingerprint: string;
+  private readonly cipherBytes: number;
+  private readonly keyBits: number;
+
+  /** A database of records encrypted under `key` (C2's public key). */
   constructor(
     path: string,
-    private readonly keyFingerprint: string,
-    private readonly cipherBytes: number,
+    private readonly key: PublicKey,
   ) {
+    this.keyFingerprint = key.fingerprint();
+    this.cipherBytes = key.cipherBytes;
+    this.keyBits = key.bits;
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
@@ -70,19 +97,47 @@ export class RecordStore {
       }
       let replaced = 0;
       const d = shape.width * shape.height;
+      const params = this.params()!;
       // A replacement keeps its seq: the upload order (and so the tie rule) does not change.
       const update = this.db.prepare(
-        'UPDATE records SET encrypted_id = ?, sum = ?, spread = ?, pixels = ? WHERE lookup_tag = ?',
+        `UPDATE records SET encrypted_id = ?, sealed_image = ?, sum = ?, spread = ?, pixels = ?,
+           grp = ?, slot = ?, slot_pixels = ?, slot_embedding = ?, slot_constants = ? WHERE lookup_tag = ?`,
       );
       const insert = this.db.prepare(
-        'INSERT INTO records (lookup_tag, encrypted_id, sum, spread, pixels) VALUES (?, ?, ?, ?, ?)',
+        `INSERT INTO records (encrypted_id, sealed_image, sum, spread, pixels, grp, slot, slot_pixels, slot_embedding,
+           slot_constants, lookup_tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       );
+      const holder = this.db.prepare('SELECT lookup_tag FROM records WHERE grp = ? AND slot = ?');
+      const touched = new Set<number>();
       records.forEach((r, i) => {
-        if (r.pixels.length !== d) throw invalidInput(`record ${i + 1} has ${r.pixels.length} pixels, expected ${d}`);
-        const row = [r.encryptedId, this.pack([r.sum]), this.pack([r.spread]), this.pack(r.pixels)];
+        const what = `record ${i + 1}`;
+        if (r.pixels.length !== d) throw invalidInput(`${what} has ${r.pixels.length} pixels, expected ${d}`);
+        if (r.slot >= params.groupSize) throw invalidInput(`${what}: slot ${r.slot} outside a group of ${params.groupSize}`);
+        if (r.slotRecord.pixels.length !== d || r.slotRecord.embedding.length !== 2 * params.blockRows * params.blockCols)
+          throw invalidInput(`${what}: packed record of the wrong size`);
+        const current = holder.get(r.group, r.slot) as { lookup_tag: Buffer } | undefined;
+        if (current && !current.lookup_tag.equals(r.lookupTag))
+          throw protocolState(`${what}: slot ${r.group}/${r.slot} is taken; allocate a slot again`);
+        const c = r.slotRecord;
+        const row = [
+          r.encryptedId,
+          r.sealedImage,
+          this.toBlob([r.sum]),
+          this.toBlob([r.spread]),
+          this.toBlob(r.pixels),
+          r.group,
+          r.slot,
+          this.toBlob(c.pixels),
+          this.toBlob(c.embedding),
+          this.toBlob([c.distanceConstant!, c.boundConstant!]),
+        ];
+        const before = this.db.prepare('SELECT grp FROM records WHERE lookup_tag = ?').get(r.lookupTag) as { grp: number } | undefined;
+        if (before) touched.add(before.grp);
         if (update.run(...row, r.lookupTag).changes > 0) replaced++;
-        else insert.run(r.lookupTag, ...row);
+        else insert.run(...row, r.lookupTag);
+        touched.add(r.group);
       });
+      for (const g of touched) this.repack(g);
       return { stored: records.length - replaced, replaced };
     });
     const result = write.immediate();
@@ -93,13 +148,17 @@ export class RecordStore {
   /** Remove records by lookup tag; all or nothing: an unknown tag deletes none. */
   delete(tags: Buffer[]): number {
     const remove = this.db.transaction(() => {
-      const del = this.db.prepare('DELETE FROM records WHERE lookup_tag = ?');
+      const del = this.db.prepare('DELETE FROM records WHERE lookup_tag = ? RETURNING grp');
+      const groups = new Set<number>();
       let n = 0;
       tags.forEach((tag, i) => {
-        if (del.run(tag).changes === 0) throw notFound(`record ${i + 1} of ${tags.length} is not in the collection`);
+        const row = del.get(tag) as { grp: number } | undefined;
+        if (!row) throw notFound(`record ${i + 1} of ${tags.length} is not in the collection`);
+        groups.add(row.grp);
         n++;
       });
       if (this.count === 0) this.db.prepare("DELETE FROM collection WHERE name NOT IN ('key', 'schema_version')").run();
+      for (const g of groups) this.repack(g);
       return n;
     });
     const n = remove.immediate();
@@ -118,30 +177,107 @@ export class RecordStore {
     return {
       count: rows.length,
       dimension,
-      stats: async () => rows.map((r) => ({ sum: this.unpack(r.sum)[0], spread: this.unpack(r.spread)[0] })),
+      stats: async () => rows.map((r) => ({ sum: this.fromBlob(r.sum)[0], spread: this.fromBlob(r.spread)[0] })),
       pixels: async (candidate) => {
         const row = getPixels.get(rows[candidate].seq) as { pixels: Buffer } | undefined;
         if (!row) throw notFound('a record was deleted during the query; run the query again');
-        return this.unpack(row.pixels);
+        return this.fromBlob(row.pixels);
       },
       encryptedId: (candidate) => rows[candidate].encrypted_id,
     };
+  }
+
+  /** The fast protocol's layout: where a record goes (its own slot if it is already stored). */
+  allocateSlot(lookupTag: Buffer): { group: number; slot: number } {
+    const own = this.db.prepare('SELECT grp, slot FROM records WHERE lookup_tag = ?').get(lookupTag) as
+      | { grp: number; slot: number }
+      | undefined;
+    if (own) return { group: own.grp, slot: own.slot };
+    const params = this.params();
+    if (!params) return { group: 0, slot: 0 };
+    const taken = new Set(
+      (this.db.prepare('SELECT grp, slot FROM records').all() as { grp: number; slot: number }[]).map(
+        (r) => r.grp * params.groupSize + r.slot,
+      ),
+    );
+    let position = 0;
+    while (taken.has(position)) position++;
+    return { group: Math.floor(position / params.groupSize), slot: position % params.groupSize };
+  }
+
+  /** The collection's packing, once its shape is known. */
+  params(): PackingParams | undefined {
+    const shape = this.shape();
+    return shape ? packingParams(this.keyBits, shape.width, shape.height, shape.maxValue) : undefined;
+  }
+
+  /** The packed groups as the fast protocol sees them, candidates numbered in upload order. */
+  packedSnapshot(): PackedRecordSource & { sealedImage(candidate: number): Buffer; encryptedId(candidate: number): Buffer } {
+    const params = this.params();
+    if (!params) throw invalidInput('the collection is empty');
+    const rows = this.db
+      .prepare('SELECT lookup_tag, encrypted_id, grp, slot FROM records ORDER BY seq')
+      .all() as { lookup_tag: Buffer; encrypted_id: Buffer; grp: number; slot: number }[];
+    const layouts = new Map<number, { members: number[]; tags: (Buffer | null)[] }>();
+    rows.forEach((r, candidate) => {
+      let g = layouts.get(r.grp);
+      if (!g) layouts.set(r.grp, (g = { members: new Array(params.groupSize).fill(-1), tags: new Array(params.groupSize).fill(null) }));
+      g.members[r.slot] = candidate;
+      g.tags[r.slot] = r.lookup_tag;
+    });
+    const getPacked = this.db.prepare('SELECT pixels, embedding, constants FROM packed_groups WHERE grp = ?');
+    const getSealed = this.db.prepare('SELECT sealed_image FROM records WHERE lookup_tag = ?');
+    return {
+      params,
+      count: rows.length,
+      groups: [...layouts.entries()]
+        .sort(([a], [b]) => a - b)
+        .map(([group, g]) => ({ group, members: g.members, digest: groupDigest(g.tags) })),
+      columns: async (group: number, family: Family) => {
+        const row = getPacked.get(group) as { pixels: Buffer; embedding: Buffer; constants: Buffer } | undefined;
+        if (!row) throw notFound('a group changed during the query; run the query again');
+        const [distanceConstant, boundConstant] = this.fromBlob(row.constants);
+        return family === 'distance'
+          ? { columns: this.fromBlob(row.pixels), constant: distanceConstant }
+          : { columns: this.fromBlob(row.embedding), constant: boundConstant };
+      },
+      encryptedId: (candidate) => rows[candidate].encrypted_id,
+      sealedImage: (candidate) => {
+        const row = getSealed.get(rows[candidate].lookup_tag) as { sealed_image: Buffer } | undefined;
+        if (!row) throw notFound('a record was deleted during the query; run the query again');
+        return row.sealed_image;
+      },
+    };
+  }
+
+  /** Rewrite one group's packed columns from its members (or drop it when it has none). */
+  private repack(group: number): void {
+    const members = this.db
+      .prepare('SELECT slot_pixels, slot_embedding, slot_constants FROM records WHERE grp = ?')
+      .all(group) as { slot_pixels: Buffer; slot_embedding: Buffer; slot_constants: Buffer }[];
+    if (members.length === 0) {
+      this.db.prepare('DELETE FROM packed_groups WHERE grp = ?').run(group);
+      return;
+    }
+    const product = (blobs: Buffer[]) => this.toBlob(packColumns(this.key, blobs.map((b) => this.fromBlob(b))));
+    this.db
+      .prepare(
+        `INSERT INTO packed_groups (grp, pixels, embedding, constants) VALUES (?, ?, ?, ?)
+         ON CONFLICT(grp) DO UPDATE SET pixels = excluded.pixels, embedding = excluded.embedding, constants = excluded.constants`,
+      )
+      .run(
+        group,
+        product(members.map((m) => m.slot_pixels)),
+        product(members.map((m) => m.slot_embedding)),
+        product(members.map((m) => m.slot_constants)),
+      );
   }
 
   integrityCheck(): string {
     return (this.db.pragma('integrity_check', { simple: true }) as string) ?? 'unknown';
   }
 
-  private pack(ciphers: bigint[]): Buffer {
-    return Buffer.concat(ciphers.map((c) => cipherToBytes(c, this.cipherBytes)));
-  }
 
-  private unpack(blob: Buffer): bigint[] {
-    const out: bigint[] = [];
-    for (let off = 0; off < blob.length; off += this.cipherBytes)
-      out.push(bytesToCipher(blob.subarray(off, off + this.cipherBytes)));
-    return out;
-  }
 
   /** A database belongs to one Paillier key: refuse to mix ciphertexts of two keys. */
   private bindKey(): void {
@@ -151,6 +287,16 @@ export class RecordStore {
       throw invalidInput('this database holds records encrypted under another Paillier key');
     const version = this.fact('schema_version');
     if (version === undefined) this.setFact('schema_version', String(SCHEMA_VERSION));
+    else if (version !== String(SCHEMA_VERSION))
+      throw invalidInput(`database schema ${version}, this C1 needs ${SCHEMA_VERSION}; upload the collection into a new database`);
+  }
+
+  private toBlob(ciphers: bigint[]): Buffer {
+    return ciphersToBlob(ciphers, this.cipherBytes);
+  }
+
+  private fromBlob(blob: Buffer): bigint[] {
+    return blobToCiphers(blob, this.cipherBytes);
   }
 
   private fact(name: string): string | undefined {

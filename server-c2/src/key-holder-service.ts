@@ -4,17 +4,24 @@ import {
   KeyHolderSession,
   toStatus,
   residueToBytes,
+  invalidInput,
+  residueFromBytes,
+  type FastKeyHolderDeps,
   type KeyHolderCrypto,
   type Logger,
   type RetrievalStore,
   type WireCodec,
 } from '@fnn/shared';
+import type { ReplicaStore } from './replica-store';
 
 export interface KeyHolderDeps {
   crypto: KeyHolderCrypto;
   retrievals: RetrievalStore;
   codec: WireCodec;
   log: Logger;
+  /** The fast protocol: C1's public key, the replica, the doctors' query shares. */
+  fast: FastKeyHolderDeps;
+  replica: ReplicaStore;
 }
 
 /** C2's protocol service: one KeyHolderSession per stream, messages answered strictly in order. */
@@ -25,7 +32,7 @@ export function secureComputationService(deps: KeyHolderDeps): wire.SecureComput
     session: (call: ServerDuplexStream<wire.C1Message, wire.C2Message>) => {
       open++;
       const requestId = requestIdOf(call.metadata);
-      const session = new KeyHolderSession(deps.crypto, deps.retrievals);
+      const session = new KeyHolderSession(deps.crypto, deps.retrievals, deps.fast);
       const started = Date.now();
       let steps = 0;
       void (async () => {
@@ -71,7 +78,63 @@ export function retrievalService(deps: KeyHolderDeps, openSessions: () => number
         keyFingerprint: pk.fingerprint(),
         openSessions: openSessions(),
         pendingRetrievals: deps.retrievals.size,
+        replicaRecords: BigInt(deps.replica.count),
       }),
+    putShare: (call: ServerUnaryCall<wire.QueryShare, wire.ShareTicket>, callback: sendUnaryData<wire.ShareTicket>) => {
+      try {
+        const values = (list: Uint8Array[]) =>
+          list.map((b) => {
+            if (b.length > 64) throw invalidInput('query share value too large');
+            return residueFromBytes(b);
+          });
+        const ticket = deps.fast.shares.put({ distance: values(call.request.distance), bound: values(call.request.bound) });
+        callback(null, { ticket });
+      } catch (error) {
+        callback(toStatus(error));
+      }
+    },
+  };
+}
+
+/** The owner's replica of the packed records (under C1's key). */
+export function replicaService(deps: KeyHolderDeps): wire.ReplicaServer {
+  const unary =
+    <Req, Res>(name: string, handler: (req: Req) => Res) =>
+    (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+      try {
+        callback(null, handler(call.request));
+      } catch (error) {
+        const s = toStatus(error);
+        deps.log.warn({ rpc: name, code: s.code, reason: s.details }, 'failed');
+        callback(s);
+      }
+    };
+  const pk2 = deps.crypto.publicKey;
+  const pk1 = deps.fast.crypto.evaluatorKey;
+  return {
+    store: unary<wire.ReplicaRecord, wire.ReplicaReply>('Replica.Store', (req) => {
+      if (req.keyFingerprint !== pk2.fingerprint() || req.evaluatorKeyFingerprint !== pk1.fingerprint())
+        throw invalidInput('encrypted under other keys than this deployment\'s');
+      if (req.lookupTag.length !== 32) throw invalidInput('lookup tag must be 32 bytes');
+      if (!req.slot) throw invalidInput('no slot record');
+      if (req.width < 1 || req.height < 1 || req.width * req.height > 512 * 512 || req.maxValue < 1 || req.maxValue > 65535)
+        throw invalidInput('impossible image shape');
+      const record = deps.codec.slotFromWire(req.slot, false);
+      for (const c of [...record.pixels, ...record.embedding]) if (!pk1.isValidCiphertext(c)) throw invalidInput('invalid ciphertext');
+      deps.replica.store(
+        { width: req.width, height: req.height, maxValue: req.maxValue },
+        Buffer.from(req.lookupTag),
+        req.slot.group,
+        req.slot.slot,
+        record,
+      );
+      return { total: BigInt(deps.replica.count) };
+    }),
+    delete: unary<wire.DeleteRequest, wire.ReplicaReply>('Replica.Delete', (req) => {
+      for (const t of req.lookupTags) if (t.length !== 32) throw invalidInput('lookup tag must be 32 bytes');
+      deps.replica.delete(req.lookupTags.map((t) => Buffer.from(t)));
+      return { total: BigInt(deps.replica.count) };
+    }),
   };
 }
 

@@ -1,7 +1,7 @@
 import { startC1 } from '@fnn/server-c1';
 import { startC2 } from '@fnn/server-c2';
 import type { Logger, RunningDaemon } from '@fnn/shared';
-import { loadPublicKey, loadSecretKey } from '../key-files';
+import { loadC1PublicKey, loadC1SecretKey, loadPublicKey, loadSecretKey } from '../key-files';
 import { checkAddress } from '../connect';
 import { createCrypto } from '../crypto-workers';
 import { jsonLine } from '../output';
@@ -9,11 +9,13 @@ import { jsonLine } from '../output';
 // `fnn c1` and `fnn c2`: load keys and config, start, stop cleanly on SIGTERM/SIGINT.
 // The bound address goes to stdout as one JSON line (port 0 picks a free port).
 
-export async function runC2(log: Logger, options: { listen: string; keys: string }): Promise<void> {
+export async function runC2(log: Logger, options: { listen: string; keys: string; db: string }): Promise<void> {
   const listen = checkAddress(options.listen, '--listen', 'FNN_C2_LISTEN');
   const secretKey = loadSecretKey(options.keys);
+  const evaluatorKey = loadC1PublicKey(options.keys);
   const crypto = createCrypto(secretKey.publicKey, secretKey);
-  const daemon = await startC2({ listen, crypto: crypto.keyHolder!, log });
+  const fast = { ownSecretKey: secretKey, evaluatorKey, multiExp: crypto.pool.multiExp.bind(crypto.pool) };
+  const daemon = await startC2({ listen, dbPath: options.db, crypto: crypto.keyHolder!, fast, log });
   await serveUntilSignal(daemon, 'c2', log, crypto.close);
 }
 
@@ -21,8 +23,10 @@ export async function runC1(log: Logger, options: { listen: string; keys: string
   const listen = checkAddress(options.listen, '--listen', 'FNN_C1_LISTEN');
   const c2Address = checkAddress(options.c2, '--c2', 'FNN_C2');
   const publicKey = loadPublicKey(options.keys);
+  const ownSecretKey = loadC1SecretKey(options.keys);
   const crypto = createCrypto(publicKey);
-  const daemon = await startC1({ listen, dbPath: options.db, c2Address, crypto: crypto.evaluator, log });
+  const fast = { keyHolderKey: publicKey, ownSecretKey, multiExp: crypto.pool.multiExp.bind(crypto.pool) };
+  const daemon = await startC1({ listen, dbPath: options.db, c2Address, crypto: crypto.evaluator, fast, log });
   await serveUntilSignal(daemon, 'c1', log, crypto.close);
 }
 

@@ -35,3 +35,15 @@ export function bytesToBigint(b: Uint8Array): bigint {
   if (b.length === 0) return 0n;
   return BigInt('0x' + Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex'));
 }
+
+/** Ciphertexts of one width back to back: how the databases store a vector. */
+export function ciphersToBlob(ciphers: bigint[], width: number): Buffer {
+  return Buffer.concat(ciphers.map((c) => cipherToBytes(c, width)));
+}
+
+export function blobToCiphers(blob: Uint8Array, width: number): bigint[] {
+  if (blob.length % width !== 0) throw new RangeError('stored vector is not a whole number of ciphertexts');
+  const out: bigint[] = [];
+  for (let off = 0; off < blob.length; off += width) out.push(bytesToCipher(blob.subarray(off, off + width)));
+  return out;
+}

@@ -49,6 +49,24 @@ export class CryptoPool {
     return this.split('encrypt', { values });
   }
 
+  /** prod base_i^(e_i) mod m, the terms split across the threads. */
+  async multiExp(bases: bigint[], exponents: bigint[], modulus: bigint): Promise<bigint> {
+    const chunks = Math.max(1, Math.min(this.threads, Math.floor(bases.length / 64)));
+    const size = Math.ceil(bases.length / chunks);
+    const parts: Promise<bigint[]>[] = [];
+    for (let start = 0; start < bases.length; start += size)
+      parts.push(
+        this.pool.run({
+          op: 'multiExp',
+          key: this.key,
+          bases: bases.slice(start, start + size),
+          exponents: exponents.slice(start, start + size),
+          modulus,
+        }),
+      );
+    return (await Promise.all(parts)).reduce((acc, [x]) => (acc * x) % modulus, 1n);
+  }
+
   evaluator(): EvaluatorCrypto {
     return {
       publicKey: this.publicKey,

@@ -9,6 +9,7 @@ import {
   unblindProductsBatch,
   unblindSquaresBatch,
 } from './backend';
+import { multiExp } from './multiexp';
 import { PublicKey, SecretKey } from './paillier';
 
 export type Task =
@@ -18,7 +19,8 @@ export type Task =
   | { op: 'squareBlinded'; key: KeyMaterial; values: bigint[] }
   | { op: 'multiplyBlinded'; key: KeyMaterial; a: bigint[]; b: bigint[] }
   | { op: 'decrypt'; key: KeyMaterial; values: bigint[] }
-  | { op: 'encrypt'; key: KeyMaterial; values: bigint[] };
+  | { op: 'encrypt'; key: KeyMaterial; values: bigint[] }
+  | { op: 'multiExp'; key: KeyMaterial; bases: bigint[]; exponents: bigint[]; modulus: bigint };
 
 export interface KeyMaterial {
   id: string; // fingerprint
@@ -45,6 +47,7 @@ function secretKeyOf(key: KeyMaterial): SecretKey {
 }
 
 export default function run(task: Task): bigint[] {
+  if (task.op === 'multiExp') return [multiExp(task.bases, task.exponents, task.modulus)];
   switch (task.op) {
     case 'blind':
       return blindBatch(publicKeyOf(task.key), task.values, task.masks);
@@ -58,7 +61,7 @@ export default function run(task: Task): bigint[] {
       return multiplyBlindedBatch(secretKeyOf(task.key), task.a, task.b);
     case 'decrypt':
       return decryptBatch(secretKeyOf(task.key), task.values);
-    case 'encrypt': {
+    default: {
       const enc = task.key.secretKey ? secretKeyOf(task.key) : publicKeyOf(task.key);
       return task.values.map((m) => enc.encrypt(m));
     }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { assertGrayImage, centerCrop, downsampleBox, sameSize, type GrayImage } from './image';
+import { assertGrayImage, centerCrop, centerFit, downsampleBox, sameSize, type GrayImage } from './image';
 
 function image(width: number, height: number, values: number[], maxValue = 255): GrayImage {
   return { width, height, maxValue, pixels: Uint16Array.from(values) };
@@ -105,5 +105,27 @@ describe('downsampleBox', () => {
     expect(() => downsampleBox(image(3, 2, [1, 2, 3, 4, 5, 6]), 2)).toThrow(/does not divide/);
     expect(() => downsampleBox(image(2, 2, [1, 2, 3, 4]), 0)).toThrow(RangeError);
     expect(() => downsampleBox(image(2, 2, [1, 2, 3, 4]), 1.5)).toThrow(RangeError);
+  });
+});
+
+describe('centerFit', () => {
+  const grid = (w: number, h: number) => image(w, h, Array.from({ length: w * h }, (_, i) => i + 1));
+
+  it('crops like centerCrop when the image is larger', () => {
+    const src = grid(5, 4);
+    expect(centerFit(src, 2, 2)).toEqual(centerCrop(src, 2, 2));
+    expect(centerFit(src, 5, 4)).toBe(src);
+  });
+
+  it('pads with 0 around the middle when the image is smaller (extra pixel right/bottom)', () => {
+    expect(Array.from(centerFit(grid(1, 1), 3, 2).pixels)).toEqual([0, 1, 0, 0, 0, 0]);
+    expect(Array.from(centerFit(grid(2, 1), 4, 3).pixels)).toEqual([0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0]);
+  });
+
+  it('crops one axis and pads the other', () => {
+    // 3 wide x 1 high -> 1 wide x 3 high: the middle column, padded above and below.
+    const out = centerFit(grid(3, 1), 1, 3);
+    expect([out.width, out.height, Array.from(out.pixels)]).toEqual([1, 3, [0, 2, 0]]);
+    expect(out.maxValue).toBe(255);
   });
 });

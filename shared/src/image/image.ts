@@ -95,3 +95,28 @@ export function downsampleBox(img: GrayImage, factor: number): GrayImage {
   }
   return { width, height, maxValue: img.maxValue, pixels };
 }
+
+/**
+ * The image centred in a w x h frame: cropped where it is larger, padded with
+ * 0 where it is smaller (each axis on its own). Crops leave the extra pixel of
+ * an odd margin on the right/bottom, as centerCrop does; pads put it there too.
+ */
+export function centerFit(img: GrayImage, w: number, h: number): GrayImage {
+  if (!Number.isInteger(w) || !Number.isInteger(h) || w < 1 || h < 1) {
+    throw new RangeError(`cannot fit an image into ${w} x ${h}`);
+  }
+  if (img.width === w && img.height === h) return img;
+  // Where column/row 0 of the frame falls in the source image.
+  const dx = w <= img.width ? Math.floor((img.width - w) / 2) : -Math.floor((w - img.width) / 2);
+  const dy = h <= img.height ? Math.floor((img.height - h) / 2) : -Math.floor((h - img.height) / 2);
+  const pixels = new Uint16Array(w * h);
+  const x0 = Math.max(0, -dx);
+  const x1 = Math.min(w, img.width - dx);
+  for (let y = 0; y < h; y++) {
+    const sy = y + dy;
+    if (sy < 0 || sy >= img.height) continue;
+    const from = sy * img.width + x0 + dx;
+    pixels.set(img.pixels.subarray(from, from + (x1 - x0)), y * w + x0);
+  }
+  return { width: w, height: h, maxValue: img.maxValue, pixels };
+}

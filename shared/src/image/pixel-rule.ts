@@ -81,8 +81,8 @@ export interface StoredImage {
   where: string;
 }
 
-const isIdentity = (r: Rescale | undefined) =>
-  !r || (r.slope.digits === 10n ** BigInt(Math.max(0, -r.slope.exponent)) && r.slope.exponent <= 0 && r.intercept.digits === 0n);
+const isOne = (d: Decimal) => d.exponent <= 0 && d.digits === 10n ** BigInt(-d.exponent);
+const isIdentity = (r: Rescale | undefined) => !r || (isOne(r.slope) && r.intercept.digits === 0n);
 
 /**
  * Applies the rule. maxValue (the collection's pixel depth) is 255 when every
@@ -122,7 +122,7 @@ function valueMap(rescale: Rescale | undefined, offset: number, range: [number, 
   const { slope, intercept } = rescale!;
   const e = Math.min(slope.exponent, intercept.exponent, 0);
   const S = slope.digits * 10n ** BigInt(slope.exponent - e);
-  const I = (intercept.digits + BigInt(offset) * 10n ** BigInt(intercept.exponent < 0 ? -intercept.exponent : 0) * (intercept.exponent < 0 ? 1n : 0n)) * 0n + intercept.digits * 10n ** BigInt(intercept.exponent - e) + BigInt(offset) * 10n ** BigInt(-e);
+  const I = intercept.digits * 10n ** BigInt(intercept.exponent - e) + BigInt(offset) * 10n ** BigInt(-e);
   const D = 10n ** BigInt(-e);
   const maxStored = range ? Math.max(Math.abs(range[0]), Math.abs(range[1])) : Infinity;
   const abs = (x: bigint) => (x < 0n ? -x : x);
@@ -166,9 +166,11 @@ function refusal(img: StoredImage, rule: PixelRule, index: number, what: string)
   if (span && img.range && (what.includes('below 0') || what.includes('above 65535'))) {
     // From the metadata only: the range the file's sample type allows.
     const withoutOffset: [number, number] = [span[0] - rule.offset, span[1] - rule.offset];
-    hint = `; the file's stored values ${img.range[0]}..${img.range[1]} become ${withoutOffset[0]}..${withoutOffset[1]} after ${rescaleText(img.rescale)}`;
-    if (withoutOffset[1] - withoutOffset[0] <= MAX_VALUE_16_BIT) hint += `, so --offset ${-withoutOffset[0]} fits every value`;
-    hint += ' (the same --offset must be used for the whole collection and its queries)';
+    const scaled = img.rescale && !isIdentity(img.rescale);
+    hint = `; the file's stored values span ${img.range[0]}..${img.range[1]}`;
+    if (scaled) hint += `, ${withoutOffset[0]}..${withoutOffset[1]} after ${rescaleText(img.rescale)}`;
+    if (withoutOffset[1] - withoutOffset[0] <= MAX_VALUE_16_BIT) hint += `, so --offset ${-withoutOffset[0]} fits every value they allow`;
+    hint += ' (use one --offset for the whole collection and its queries)';
   }
   return invalidInput(`${img.where}: pixel at (${x}, ${y}) ${what}${hint}`);
 }

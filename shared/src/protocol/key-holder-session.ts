@@ -32,7 +32,8 @@ const STEPS_OF: Record<C1Body['kind'], Step[]> = {
 /** What C2 needs for the fast protocol: its replica, C1's public key, the doctors' shares. */
 export interface FastKeyHolderDeps {
   crypto: FastKeyHolderCrypto;
-  replica: ReplicaSource;
+  /** Read when a fast session opens: the replica as it is at that moment. */
+  replica: () => ReplicaSource;
   shares: TicketStore<QueryShares>;
 }
 
@@ -125,7 +126,7 @@ export class KeyHolderSession {
       throw invalidInput('C1 and C2 use different Paillier keys');
     if (!Number.isInteger(body.k) || body.k < 1) throw invalidInput('k must be a positive integer');
     this.requestId = body.requestId;
-    this.fast = new FastKeyHolder(crypto, replica, shares.take(body.shareTicket), body.k, body.groups);
+    this.fast = new FastKeyHolder(crypto, replica(), shares.take(body.shareTicket), body.k, body.groups);
     this.phase = 'fast';
     return this.fast.open();
   }

@@ -2,13 +2,15 @@ import { randomBytes } from 'node:crypto';
 import type { EvaluatorCrypto } from '../crypto/backend';
 import { invalidInput } from '../errors';
 import { bf } from './bf';
+import type { FastQueryForC1 } from './fast/doctor';
+import { fastSearch, type FastEvaluatorCrypto, type PackedRecordSource } from './fast/fast';
 import { fnn } from './fnn';
 import type { SessionTransport } from './messages';
 import { KeyHolderPeer } from './peer';
 import type { EncryptedQuery, RecordSource } from './records';
 import { blindForRetrieval } from './retrieval';
 
-export type ProtocolName = 'fnn' | 'bf';
+export type ProtocolName = 'fast' | 'fnn' | 'bf';
 
 export interface SearchResult {
   /** Candidate positions of the neighbours, nearest first. */
@@ -39,6 +41,7 @@ export async function search(options: {
   try {
     await peer.open(crypto.publicKey.fingerprint(), k, options.requestId);
     const ctx = { crypto, peer };
+    if (protocol === 'fast') throw invalidInput('the fast protocol is run by searchPacked');
     const ranking = protocol === 'fnn' ? await fnn(ctx, records, query, k) : await bf(ctx, records, query, k);
     const blindings: bigint[][] = [];
     const blinded: bigint[][] = [];
@@ -49,6 +52,28 @@ export async function search(options: {
     }
     const ticket = await peer.retrieval(blinded);
     return { candidates: ranking.candidates, blindings, ticket, rejected: ranking.rejected, total: records.count };
+  } finally {
+    peer.close();
+  }
+}
+
+/** One whole fast query at C1: the ranking; the results go back sealed under k, with no retrieval step at C2. */
+export async function searchPacked(options: {
+  crypto: FastEvaluatorCrypto;
+  transport: SessionTransport;
+  records: PackedRecordSource;
+  query: FastQueryForC1;
+  shareTicket: string;
+  k: number;
+  requestId: string;
+}): Promise<{ candidates: number[]; rejected: number; total: number }> {
+  const { records } = options;
+  if (records.count === 0) throw invalidInput('the collection is empty');
+  const k = Math.min(options.k, records.count);
+  const peer = new KeyHolderPeer(options.transport, randomBytes(12).toString('hex'));
+  try {
+    const ranking = await fastSearch({ crypto: options.crypto, peer }, records, options.query, options.shareTicket, k, options.requestId);
+    return { candidates: ranking.candidates, rejected: ranking.rejected, total: records.count };
   } finally {
     peer.close();
   }

@@ -2,6 +2,7 @@ import * as wire from '@fnn/proto';
 import { bigintToBytes, bytesToBigint, bytesToCipher, cipherToBytes } from '../crypto/codec';
 import { invalidInput } from '../errors';
 import type { C1Body, C1Message, C2Body, C2Message, Contribution, MaskedScore, Step } from '../protocol/messages';
+import type { SlotRecord } from '../protocol/fast/records';
 import type { OwnerRecord } from '../protocol/owner';
 import type { EncryptedQuery } from '../protocol/records';
 
@@ -238,13 +239,36 @@ export class WireCodec {
     };
   }
 
-  recordToWire(r: OwnerRecord): wire.EncryptedRecord {
+  recordToWire(r: OwnerRecord, sealedImage: Buffer, slot: wire.SlotRecord): wire.EncryptedRecord {
     return {
       encryptedId: r.encryptedId,
       lookupTag: r.lookupTag,
       pixels: this.ciphers(r.pixels),
       sum: this.cipher(r.sum),
       spread: this.cipher(r.spread),
+      sealedImage,
+      slot,
+    };
+  }
+
+  slotToWire(group: number, slot: number, r: SlotRecord): wire.SlotRecord {
+    return {
+      group,
+      slot,
+      pixels: this.ciphers(r.pixels),
+      embedding: this.ciphers(r.embedding),
+      distanceConstant: r.distanceConstant === undefined ? Buffer.alloc(0) : this.cipher(r.distanceConstant),
+      boundConstant: r.boundConstant === undefined ? Buffer.alloc(0) : this.cipher(r.boundConstant),
+    };
+  }
+
+  /** A slot record from the network; the constants only where `withConstants` (C1's replica). */
+  slotFromWire(s: wire.SlotRecord, withConstants: boolean): SlotRecord {
+    return {
+      pixels: this.fromCiphers(s.pixels),
+      embedding: this.fromCiphers(s.embedding),
+      distanceConstant: withConstants ? this.fromCipher(s.distanceConstant) : undefined,
+      boundConstant: withConstants ? this.fromCipher(s.boundConstant) : undefined,
     };
   }
 

@@ -79,7 +79,7 @@ async function runFast(images: Uint16Array[], q: Uint16Array, k: number, p: Pack
     : sk2;
   const transport = inProcessTransport(localKeyHolder(sk2), new RetrievalStore(), {
     crypto: { ownSecretKey: watched, evaluatorKey: pk1, multiExp: localMultiExp },
-    replica: c2,
+    replica: () => c2,
     shares,
   });
   const peer = new KeyHolderPeer(transport, 'fast-test');

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { PublicKey } from '../../crypto/paillier';
 import type { BatchEncryptor } from '../owner';
 import { dot, embed, sumOf } from './embedding';
@@ -63,6 +64,17 @@ export async function encryptSlotRecord(
     },
     forC2: { pixels: c2Side.slice(0, d), embedding: c2Side.slice(d) },
   };
+}
+
+/**
+ * What both servers must agree on for a group: its members' lookup tags in
+ * slot order (free slots as '-'). C2 refuses a session whose groups differ
+ * from its replica, rather than computing a wrong answer.
+ */
+export function groupDigest(tags: (Uint8Array | null)[]): string {
+  const h = createHash('sha256');
+  for (const t of tags) h.update(t ? Buffer.from(t).toString('hex') + ',' : '-,');
+  return h.digest('hex').slice(0, 32);
 }
 
 /** A group's packed column: the product of its members' shifted ciphertexts. */

@@ -31,6 +31,8 @@ export enum Protocol {
   PROTOCOL_FNN = 1,
   /** PROTOCOL_BF - the paper's baseline: SSED for every record */
   PROTOCOL_BF = 2,
+  /** PROTOCOL_FAST - packed two-server protocol with best-first pruning */
+  PROTOCOL_FAST = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -45,6 +47,9 @@ export function protocolFromJSON(object: any): Protocol {
     case 2:
     case "PROTOCOL_BF":
       return Protocol.PROTOCOL_BF;
+    case 3:
+    case "PROTOCOL_FAST":
+      return Protocol.PROTOCOL_FAST;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -60,6 +65,8 @@ export function protocolToJSON(object: Protocol): string {
       return "PROTOCOL_FNN";
     case Protocol.PROTOCOL_BF:
       return "PROTOCOL_BF";
+    case Protocol.PROTOCOL_FAST:
+      return "PROTOCOL_FAST";
     case Protocol.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -183,6 +190,33 @@ export interface EncryptedRecord {
   sum: Buffer;
   /** E(T), T = isqrt(K^2 (d sum x_i^2 - S^2)) */
   spread: Buffer;
+  /** E_k(image): what the fast protocol returns to the doctor */
+  sealedImage: Buffer;
+  /** the record shifted into its slot, under C2's key */
+  slot: SlotRecord | undefined;
+}
+
+/** One record's share of its group's packed columns: E(v 2^(w slot)) per coordinate. */
+export interface SlotRecord {
+  group: number;
+  slot: number;
+  /** distance family: the d pixels */
+  pixels: Buffer[];
+  /** bound family: (K S_b, T_b) per block */
+  embedding: Buffer[];
+  /** only in C1's replica */
+  distanceConstant: Buffer;
+  /** only in C1's replica */
+  boundConstant: Buffer;
+}
+
+export interface AllocateSlotRequest {
+  lookupTag: Buffer;
+}
+
+export interface SlotAssignment {
+  group: number;
+  slot: number;
 }
 
 export interface UploadRequest {
@@ -212,6 +246,19 @@ export interface DeleteReply {
 }
 
 /**
+ * The doctor's part of a fast query for C1: its share u of the query (plain
+ * residues: statistically hiding), two constants under C2's key, and the ticket
+ * of the other share v, deposited at C2.
+ */
+export interface FastQuery {
+  distanceShare: Buffer[];
+  boundShare: Buffer[];
+  distanceConstant: Buffer;
+  boundConstant: Buffer;
+  shareTicket: string;
+}
+
+/**
  * The doctor's encrypted query. Deviation from paper: the negated pixels and
  * statistics are sent (E(-q_i) instead of E(q_i)), so C1 forms E(x_i - q_i) with
  * one multiplication instead of a full-size exponentiation per pixel.
@@ -237,6 +284,8 @@ export interface QueryRequest {
   protocol: Protocol;
   /** number of neighbours (0 means 1) */
   k: number;
+  /** set for PROTOCOL_FAST (then query carries only the shape and key) */
+  fast: FastQuery | undefined;
 }
 
 /**
@@ -246,8 +295,10 @@ export interface QueryRequest {
 export interface BlindedResult {
   /** E_k(ID) of the neighbour */
   encryptedId: Buffer;
-  /** r_1 .. r_d, uniform in Z_N */
+  /** r_1 .. r_d, uniform in Z_N (paper protocols) */
   blinding: Buffer[];
+  /** E_k(image) (fast protocol) */
+  sealedImage: Buffer;
 }
 
 export interface QueryReply {
@@ -278,6 +329,31 @@ export interface DatabaseStatus {
   keyBits: number;
   keyFingerprint: string;
   c2Reachable: boolean;
+}
+
+export interface QueryShare {
+  distance: Buffer[];
+  bound: Buffer[];
+}
+
+export interface ShareTicket {
+  ticket: string;
+}
+
+export interface ReplicaRecord {
+  /** C2's key */
+  keyFingerprint: string;
+  /** C1's key, under which the slot record is encrypted */
+  evaluatorKeyFingerprint: string;
+  width: number;
+  height: number;
+  maxValue: number;
+  lookupTag: Buffer;
+  slot: SlotRecord | undefined;
+}
+
+export interface ReplicaReply {
+  total: bigint;
 }
 
 export interface C1Message {
@@ -448,6 +524,7 @@ export interface KeyHolderStatus {
   keyFingerprint: string;
   openSessions: number;
   pendingRetrievals: number;
+  replicaRecords: bigint;
 }
 
 function createBaseEncryptedRecord(): EncryptedRecord {
@@ -457,6 +534,8 @@ function createBaseEncryptedRecord(): EncryptedRecord {
     pixels: [],
     sum: Buffer.alloc(0),
     spread: Buffer.alloc(0),
+    sealedImage: Buffer.alloc(0),
+    slot: undefined,
   };
 }
 
@@ -476,6 +555,12 @@ export const EncryptedRecord: MessageFns<EncryptedRecord> = {
     }
     if (message.spread.length !== 0) {
       writer.uint32(42).bytes(message.spread);
+    }
+    if (message.sealedImage.length !== 0) {
+      writer.uint32(50).bytes(message.sealedImage);
+    }
+    if (message.slot !== undefined) {
+      SlotRecord.encode(message.slot, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -533,6 +618,22 @@ export const EncryptedRecord: MessageFns<EncryptedRecord> = {
             message.spread = Buffer.from(reader.bytes());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.sealedImage = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.slot = SlotRecord.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -562,6 +663,12 @@ export const EncryptedRecord: MessageFns<EncryptedRecord> = {
         : [],
       sum: isSet(object.sum) ? Buffer.from(bytesFromBase64(object.sum)) : Buffer.alloc(0),
       spread: isSet(object.spread) ? Buffer.from(bytesFromBase64(object.spread)) : Buffer.alloc(0),
+      sealedImage: isSet(object.sealedImage)
+        ? Buffer.from(bytesFromBase64(object.sealedImage))
+        : isSet(object.sealed_image)
+        ? Buffer.from(bytesFromBase64(object.sealed_image))
+        : Buffer.alloc(0),
+      slot: isSet(object.slot) ? SlotRecord.fromJSON(object.slot) : undefined,
     };
   },
 
@@ -582,6 +689,12 @@ export const EncryptedRecord: MessageFns<EncryptedRecord> = {
     if (message.spread.length !== 0) {
       obj.spread = base64FromBytes(message.spread);
     }
+    if (message.sealedImage.length !== 0) {
+      obj.sealedImage = base64FromBytes(message.sealedImage);
+    }
+    if (message.slot !== undefined) {
+      obj.slot = SlotRecord.toJSON(message.slot);
+    }
     return obj;
   },
 
@@ -595,6 +708,336 @@ export const EncryptedRecord: MessageFns<EncryptedRecord> = {
     message.pixels = object.pixels?.map((e) => e) || [];
     message.sum = object.sum ?? Buffer.alloc(0);
     message.spread = object.spread ?? Buffer.alloc(0);
+    message.sealedImage = object.sealedImage ?? Buffer.alloc(0);
+    message.slot = (object.slot !== undefined && object.slot !== null)
+      ? SlotRecord.fromPartial(object.slot)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSlotRecord(): SlotRecord {
+  return {
+    group: 0,
+    slot: 0,
+    pixels: [],
+    embedding: [],
+    distanceConstant: Buffer.alloc(0),
+    boundConstant: Buffer.alloc(0),
+  };
+}
+
+export const SlotRecord: MessageFns<SlotRecord> = {
+  encode(message: SlotRecord, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.group !== 0) {
+      writer.uint32(8).uint32(message.group);
+    }
+    if (message.slot !== 0) {
+      writer.uint32(16).uint32(message.slot);
+    }
+    for (const v of message.pixels) {
+      writer.uint32(26).bytes(v!);
+    }
+    for (const v of message.embedding) {
+      writer.uint32(34).bytes(v!);
+    }
+    if (message.distanceConstant.length !== 0) {
+      writer.uint32(42).bytes(message.distanceConstant);
+    }
+    if (message.boundConstant.length !== 0) {
+      writer.uint32(50).bytes(message.boundConstant);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SlotRecord {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSlotRecord();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.group = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.slot = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pixels.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.embedding.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.distanceConstant = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.boundConstant = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SlotRecord {
+    return {
+      group: isSet(object.group) ? globalThis.Number(object.group) : 0,
+      slot: isSet(object.slot) ? globalThis.Number(object.slot) : 0,
+      pixels: globalThis.Array.isArray(object?.pixels)
+        ? object.pixels.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+      embedding: globalThis.Array.isArray(object?.embedding)
+        ? object.embedding.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+      distanceConstant: isSet(object.distanceConstant)
+        ? Buffer.from(bytesFromBase64(object.distanceConstant))
+        : isSet(object.distance_constant)
+        ? Buffer.from(bytesFromBase64(object.distance_constant))
+        : Buffer.alloc(0),
+      boundConstant: isSet(object.boundConstant)
+        ? Buffer.from(bytesFromBase64(object.boundConstant))
+        : isSet(object.bound_constant)
+        ? Buffer.from(bytesFromBase64(object.bound_constant))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: SlotRecord): unknown {
+    const obj: any = {};
+    if (message.group !== 0) {
+      obj.group = Math.round(message.group);
+    }
+    if (message.slot !== 0) {
+      obj.slot = Math.round(message.slot);
+    }
+    if (message.pixels?.length) {
+      obj.pixels = message.pixels.map((e) => base64FromBytes(e));
+    }
+    if (message.embedding?.length) {
+      obj.embedding = message.embedding.map((e) => base64FromBytes(e));
+    }
+    if (message.distanceConstant.length !== 0) {
+      obj.distanceConstant = base64FromBytes(message.distanceConstant);
+    }
+    if (message.boundConstant.length !== 0) {
+      obj.boundConstant = base64FromBytes(message.boundConstant);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SlotRecord>): SlotRecord {
+    return SlotRecord.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SlotRecord>): SlotRecord {
+    const message = createBaseSlotRecord();
+    message.group = object.group ?? 0;
+    message.slot = object.slot ?? 0;
+    message.pixels = object.pixels?.map((e) => e) || [];
+    message.embedding = object.embedding?.map((e) => e) || [];
+    message.distanceConstant = object.distanceConstant ?? Buffer.alloc(0);
+    message.boundConstant = object.boundConstant ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseAllocateSlotRequest(): AllocateSlotRequest {
+  return { lookupTag: Buffer.alloc(0) };
+}
+
+export const AllocateSlotRequest: MessageFns<AllocateSlotRequest> = {
+  encode(message: AllocateSlotRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.lookupTag.length !== 0) {
+      writer.uint32(10).bytes(message.lookupTag);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AllocateSlotRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAllocateSlotRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.lookupTag = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AllocateSlotRequest {
+    return {
+      lookupTag: isSet(object.lookupTag)
+        ? Buffer.from(bytesFromBase64(object.lookupTag))
+        : isSet(object.lookup_tag)
+        ? Buffer.from(bytesFromBase64(object.lookup_tag))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: AllocateSlotRequest): unknown {
+    const obj: any = {};
+    if (message.lookupTag.length !== 0) {
+      obj.lookupTag = base64FromBytes(message.lookupTag);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AllocateSlotRequest>): AllocateSlotRequest {
+    return AllocateSlotRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AllocateSlotRequest>): AllocateSlotRequest {
+    const message = createBaseAllocateSlotRequest();
+    message.lookupTag = object.lookupTag ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseSlotAssignment(): SlotAssignment {
+  return { group: 0, slot: 0 };
+}
+
+export const SlotAssignment: MessageFns<SlotAssignment> = {
+  encode(message: SlotAssignment, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.group !== 0) {
+      writer.uint32(8).uint32(message.group);
+    }
+    if (message.slot !== 0) {
+      writer.uint32(16).uint32(message.slot);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SlotAssignment {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSlotAssignment();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.group = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.slot = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SlotAssignment {
+    return {
+      group: isSet(object.group) ? globalThis.Number(object.group) : 0,
+      slot: isSet(object.slot) ? globalThis.Number(object.slot) : 0,
+    };
+  },
+
+  toJSON(message: SlotAssignment): unknown {
+    const obj: any = {};
+    if (message.group !== 0) {
+      obj.group = Math.round(message.group);
+    }
+    if (message.slot !== 0) {
+      obj.slot = Math.round(message.slot);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SlotAssignment>): SlotAssignment {
+    return SlotAssignment.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SlotAssignment>): SlotAssignment {
+    const message = createBaseSlotAssignment();
+    message.group = object.group ?? 0;
+    message.slot = object.slot ?? 0;
     return message;
   },
 };
@@ -1007,6 +1450,165 @@ export const DeleteReply: MessageFns<DeleteReply> = {
   },
 };
 
+function createBaseFastQuery(): FastQuery {
+  return {
+    distanceShare: [],
+    boundShare: [],
+    distanceConstant: Buffer.alloc(0),
+    boundConstant: Buffer.alloc(0),
+    shareTicket: "",
+  };
+}
+
+export const FastQuery: MessageFns<FastQuery> = {
+  encode(message: FastQuery, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.distanceShare) {
+      writer.uint32(10).bytes(v!);
+    }
+    for (const v of message.boundShare) {
+      writer.uint32(18).bytes(v!);
+    }
+    if (message.distanceConstant.length !== 0) {
+      writer.uint32(26).bytes(message.distanceConstant);
+    }
+    if (message.boundConstant.length !== 0) {
+      writer.uint32(34).bytes(message.boundConstant);
+    }
+    if (message.shareTicket !== "") {
+      writer.uint32(42).string(message.shareTicket);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FastQuery {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFastQuery();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.distanceShare.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.boundShare.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.distanceConstant = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.boundConstant = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.shareTicket = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FastQuery {
+    return {
+      distanceShare: globalThis.Array.isArray(object?.distanceShare)
+        ? object.distanceShare.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : globalThis.Array.isArray(object?.distance_share)
+        ? object.distance_share.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+      boundShare: globalThis.Array.isArray(object?.boundShare)
+        ? object.boundShare.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : globalThis.Array.isArray(object?.bound_share)
+        ? object.bound_share.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+      distanceConstant: isSet(object.distanceConstant)
+        ? Buffer.from(bytesFromBase64(object.distanceConstant))
+        : isSet(object.distance_constant)
+        ? Buffer.from(bytesFromBase64(object.distance_constant))
+        : Buffer.alloc(0),
+      boundConstant: isSet(object.boundConstant)
+        ? Buffer.from(bytesFromBase64(object.boundConstant))
+        : isSet(object.bound_constant)
+        ? Buffer.from(bytesFromBase64(object.bound_constant))
+        : Buffer.alloc(0),
+      shareTicket: isSet(object.shareTicket)
+        ? globalThis.String(object.shareTicket)
+        : isSet(object.share_ticket)
+        ? globalThis.String(object.share_ticket)
+        : "",
+    };
+  },
+
+  toJSON(message: FastQuery): unknown {
+    const obj: any = {};
+    if (message.distanceShare?.length) {
+      obj.distanceShare = message.distanceShare.map((e) => base64FromBytes(e));
+    }
+    if (message.boundShare?.length) {
+      obj.boundShare = message.boundShare.map((e) => base64FromBytes(e));
+    }
+    if (message.distanceConstant.length !== 0) {
+      obj.distanceConstant = base64FromBytes(message.distanceConstant);
+    }
+    if (message.boundConstant.length !== 0) {
+      obj.boundConstant = base64FromBytes(message.boundConstant);
+    }
+    if (message.shareTicket !== "") {
+      obj.shareTicket = message.shareTicket;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FastQuery>): FastQuery {
+    return FastQuery.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FastQuery>): FastQuery {
+    const message = createBaseFastQuery();
+    message.distanceShare = object.distanceShare?.map((e) => e) || [];
+    message.boundShare = object.boundShare?.map((e) => e) || [];
+    message.distanceConstant = object.distanceConstant ?? Buffer.alloc(0);
+    message.boundConstant = object.boundConstant ?? Buffer.alloc(0);
+    message.shareTicket = object.shareTicket ?? "";
+    return message;
+  },
+};
+
 function createBaseEncryptedQuery(): EncryptedQuery {
   return {
     keyFingerprint: "",
@@ -1197,7 +1799,7 @@ export const EncryptedQuery: MessageFns<EncryptedQuery> = {
 };
 
 function createBaseQueryRequest(): QueryRequest {
-  return { tag: "", query: undefined, protocol: 0, k: 0 };
+  return { tag: "", query: undefined, protocol: 0, k: 0, fast: undefined };
 }
 
 export const QueryRequest: MessageFns<QueryRequest> = {
@@ -1213,6 +1815,9 @@ export const QueryRequest: MessageFns<QueryRequest> = {
     }
     if (message.k !== 0) {
       writer.uint32(32).uint32(message.k);
+    }
+    if (message.fast !== undefined) {
+      FastQuery.encode(message.fast, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -1262,6 +1867,14 @@ export const QueryRequest: MessageFns<QueryRequest> = {
             message.k = reader.uint32();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.fast = FastQuery.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1280,6 +1893,7 @@ export const QueryRequest: MessageFns<QueryRequest> = {
       query: isSet(object.query) ? EncryptedQuery.fromJSON(object.query) : undefined,
       protocol: isSet(object.protocol) ? protocolFromJSON(object.protocol) : 0,
       k: isSet(object.k) ? globalThis.Number(object.k) : 0,
+      fast: isSet(object.fast) ? FastQuery.fromJSON(object.fast) : undefined,
     };
   },
 
@@ -1297,6 +1911,9 @@ export const QueryRequest: MessageFns<QueryRequest> = {
     if (message.k !== 0) {
       obj.k = Math.round(message.k);
     }
+    if (message.fast !== undefined) {
+      obj.fast = FastQuery.toJSON(message.fast);
+    }
     return obj;
   },
 
@@ -1311,12 +1928,13 @@ export const QueryRequest: MessageFns<QueryRequest> = {
       : undefined;
     message.protocol = object.protocol ?? 0;
     message.k = object.k ?? 0;
+    message.fast = (object.fast !== undefined && object.fast !== null) ? FastQuery.fromPartial(object.fast) : undefined;
     return message;
   },
 };
 
 function createBaseBlindedResult(): BlindedResult {
-  return { encryptedId: Buffer.alloc(0), blinding: [] };
+  return { encryptedId: Buffer.alloc(0), blinding: [], sealedImage: Buffer.alloc(0) };
 }
 
 export const BlindedResult: MessageFns<BlindedResult> = {
@@ -1326,6 +1944,9 @@ export const BlindedResult: MessageFns<BlindedResult> = {
     }
     for (const v of message.blinding) {
       writer.uint32(18).bytes(v!);
+    }
+    if (message.sealedImage.length !== 0) {
+      writer.uint32(26).bytes(message.sealedImage);
     }
     return writer;
   },
@@ -1359,6 +1980,14 @@ export const BlindedResult: MessageFns<BlindedResult> = {
             message.blinding.push(Buffer.from(reader.bytes()));
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sealedImage = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1381,6 +2010,11 @@ export const BlindedResult: MessageFns<BlindedResult> = {
       blinding: globalThis.Array.isArray(object?.blinding)
         ? object.blinding.map((e: any) => Buffer.from(bytesFromBase64(e)))
         : [],
+      sealedImage: isSet(object.sealedImage)
+        ? Buffer.from(bytesFromBase64(object.sealedImage))
+        : isSet(object.sealed_image)
+        ? Buffer.from(bytesFromBase64(object.sealed_image))
+        : Buffer.alloc(0),
     };
   },
 
@@ -1392,6 +2026,9 @@ export const BlindedResult: MessageFns<BlindedResult> = {
     if (message.blinding?.length) {
       obj.blinding = message.blinding.map((e) => base64FromBytes(e));
     }
+    if (message.sealedImage.length !== 0) {
+      obj.sealedImage = base64FromBytes(message.sealedImage);
+    }
     return obj;
   },
 
@@ -1402,6 +2039,7 @@ export const BlindedResult: MessageFns<BlindedResult> = {
     const message = createBaseBlindedResult();
     message.encryptedId = object.encryptedId ?? Buffer.alloc(0);
     message.blinding = object.blinding?.map((e) => e) || [];
+    message.sealedImage = object.sealedImage ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -1848,6 +2486,423 @@ export const DatabaseStatus: MessageFns<DatabaseStatus> = {
     message.keyBits = object.keyBits ?? 0;
     message.keyFingerprint = object.keyFingerprint ?? "";
     message.c2Reachable = object.c2Reachable ?? false;
+    return message;
+  },
+};
+
+function createBaseQueryShare(): QueryShare {
+  return { distance: [], bound: [] };
+}
+
+export const QueryShare: MessageFns<QueryShare> = {
+  encode(message: QueryShare, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.distance) {
+      writer.uint32(10).bytes(v!);
+    }
+    for (const v of message.bound) {
+      writer.uint32(18).bytes(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): QueryShare {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQueryShare();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.distance.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.bound.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): QueryShare {
+    return {
+      distance: globalThis.Array.isArray(object?.distance)
+        ? object.distance.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+      bound: globalThis.Array.isArray(object?.bound)
+        ? object.bound.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+    };
+  },
+
+  toJSON(message: QueryShare): unknown {
+    const obj: any = {};
+    if (message.distance?.length) {
+      obj.distance = message.distance.map((e) => base64FromBytes(e));
+    }
+    if (message.bound?.length) {
+      obj.bound = message.bound.map((e) => base64FromBytes(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<QueryShare>): QueryShare {
+    return QueryShare.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<QueryShare>): QueryShare {
+    const message = createBaseQueryShare();
+    message.distance = object.distance?.map((e) => e) || [];
+    message.bound = object.bound?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseShareTicket(): ShareTicket {
+  return { ticket: "" };
+}
+
+export const ShareTicket: MessageFns<ShareTicket> = {
+  encode(message: ShareTicket, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ticket !== "") {
+      writer.uint32(10).string(message.ticket);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShareTicket {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShareTicket();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.ticket = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ShareTicket {
+    return { ticket: isSet(object.ticket) ? globalThis.String(object.ticket) : "" };
+  },
+
+  toJSON(message: ShareTicket): unknown {
+    const obj: any = {};
+    if (message.ticket !== "") {
+      obj.ticket = message.ticket;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ShareTicket>): ShareTicket {
+    return ShareTicket.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ShareTicket>): ShareTicket {
+    const message = createBaseShareTicket();
+    message.ticket = object.ticket ?? "";
+    return message;
+  },
+};
+
+function createBaseReplicaRecord(): ReplicaRecord {
+  return {
+    keyFingerprint: "",
+    evaluatorKeyFingerprint: "",
+    width: 0,
+    height: 0,
+    maxValue: 0,
+    lookupTag: Buffer.alloc(0),
+    slot: undefined,
+  };
+}
+
+export const ReplicaRecord: MessageFns<ReplicaRecord> = {
+  encode(message: ReplicaRecord, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyFingerprint !== "") {
+      writer.uint32(10).string(message.keyFingerprint);
+    }
+    if (message.evaluatorKeyFingerprint !== "") {
+      writer.uint32(18).string(message.evaluatorKeyFingerprint);
+    }
+    if (message.width !== 0) {
+      writer.uint32(24).uint32(message.width);
+    }
+    if (message.height !== 0) {
+      writer.uint32(32).uint32(message.height);
+    }
+    if (message.maxValue !== 0) {
+      writer.uint32(40).uint32(message.maxValue);
+    }
+    if (message.lookupTag.length !== 0) {
+      writer.uint32(50).bytes(message.lookupTag);
+    }
+    if (message.slot !== undefined) {
+      SlotRecord.encode(message.slot, writer.uint32(58).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReplicaRecord {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReplicaRecord();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyFingerprint = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.evaluatorKeyFingerprint = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.width = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.height = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.maxValue = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.lookupTag = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.slot = SlotRecord.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReplicaRecord {
+    return {
+      keyFingerprint: isSet(object.keyFingerprint)
+        ? globalThis.String(object.keyFingerprint)
+        : isSet(object.key_fingerprint)
+        ? globalThis.String(object.key_fingerprint)
+        : "",
+      evaluatorKeyFingerprint: isSet(object.evaluatorKeyFingerprint)
+        ? globalThis.String(object.evaluatorKeyFingerprint)
+        : isSet(object.evaluator_key_fingerprint)
+        ? globalThis.String(object.evaluator_key_fingerprint)
+        : "",
+      width: isSet(object.width) ? globalThis.Number(object.width) : 0,
+      height: isSet(object.height) ? globalThis.Number(object.height) : 0,
+      maxValue: isSet(object.maxValue)
+        ? globalThis.Number(object.maxValue)
+        : isSet(object.max_value)
+        ? globalThis.Number(object.max_value)
+        : 0,
+      lookupTag: isSet(object.lookupTag)
+        ? Buffer.from(bytesFromBase64(object.lookupTag))
+        : isSet(object.lookup_tag)
+        ? Buffer.from(bytesFromBase64(object.lookup_tag))
+        : Buffer.alloc(0),
+      slot: isSet(object.slot) ? SlotRecord.fromJSON(object.slot) : undefined,
+    };
+  },
+
+  toJSON(message: ReplicaRecord): unknown {
+    const obj: any = {};
+    if (message.keyFingerprint !== "") {
+      obj.keyFingerprint = message.keyFingerprint;
+    }
+    if (message.evaluatorKeyFingerprint !== "") {
+      obj.evaluatorKeyFingerprint = message.evaluatorKeyFingerprint;
+    }
+    if (message.width !== 0) {
+      obj.width = Math.round(message.width);
+    }
+    if (message.height !== 0) {
+      obj.height = Math.round(message.height);
+    }
+    if (message.maxValue !== 0) {
+      obj.maxValue = Math.round(message.maxValue);
+    }
+    if (message.lookupTag.length !== 0) {
+      obj.lookupTag = base64FromBytes(message.lookupTag);
+    }
+    if (message.slot !== undefined) {
+      obj.slot = SlotRecord.toJSON(message.slot);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReplicaRecord>): ReplicaRecord {
+    return ReplicaRecord.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReplicaRecord>): ReplicaRecord {
+    const message = createBaseReplicaRecord();
+    message.keyFingerprint = object.keyFingerprint ?? "";
+    message.evaluatorKeyFingerprint = object.evaluatorKeyFingerprint ?? "";
+    message.width = object.width ?? 0;
+    message.height = object.height ?? 0;
+    message.maxValue = object.maxValue ?? 0;
+    message.lookupTag = object.lookupTag ?? Buffer.alloc(0);
+    message.slot = (object.slot !== undefined && object.slot !== null)
+      ? SlotRecord.fromPartial(object.slot)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseReplicaReply(): ReplicaReply {
+  return { total: 0n };
+}
+
+export const ReplicaReply: MessageFns<ReplicaReply> = {
+  encode(message: ReplicaReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.total !== 0n) {
+      if (BigInt.asUintN(64, message.total) !== message.total) {
+        throw new globalThis.Error("value provided for field message.total of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.total);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReplicaReply {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReplicaReply();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.total = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReplicaReply {
+    return { total: isSet(object.total) ? BigInt(object.total) : 0n };
+  },
+
+  toJSON(message: ReplicaReply): unknown {
+    const obj: any = {};
+    if (message.total !== 0n) {
+      obj.total = message.total.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReplicaReply>): ReplicaReply {
+    return ReplicaReply.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReplicaReply>): ReplicaReply {
+    const message = createBaseReplicaReply();
+    message.total = (object.total !== undefined && object.total !== null) ? BigInt(object.total) : 0n;
     return message;
   },
 };
@@ -4266,7 +5321,7 @@ export const BlindedImage: MessageFns<BlindedImage> = {
 };
 
 function createBaseKeyHolderStatus(): KeyHolderStatus {
-  return { keyBits: 0, keyFingerprint: "", openSessions: 0, pendingRetrievals: 0 };
+  return { keyBits: 0, keyFingerprint: "", openSessions: 0, pendingRetrievals: 0, replicaRecords: 0n };
 }
 
 export const KeyHolderStatus: MessageFns<KeyHolderStatus> = {
@@ -4282,6 +5337,12 @@ export const KeyHolderStatus: MessageFns<KeyHolderStatus> = {
     }
     if (message.pendingRetrievals !== 0) {
       writer.uint32(32).uint32(message.pendingRetrievals);
+    }
+    if (message.replicaRecords !== 0n) {
+      if (BigInt.asUintN(64, message.replicaRecords) !== message.replicaRecords) {
+        throw new globalThis.Error("value provided for field message.replicaRecords of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.replicaRecords);
     }
     return writer;
   },
@@ -4331,6 +5392,14 @@ export const KeyHolderStatus: MessageFns<KeyHolderStatus> = {
             message.pendingRetrievals = reader.uint32();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.replicaRecords = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4365,6 +5434,11 @@ export const KeyHolderStatus: MessageFns<KeyHolderStatus> = {
         : isSet(object.pending_retrievals)
         ? globalThis.Number(object.pending_retrievals)
         : 0,
+      replicaRecords: isSet(object.replicaRecords)
+        ? BigInt(object.replicaRecords)
+        : isSet(object.replica_records)
+        ? BigInt(object.replica_records)
+        : 0n,
     };
   },
 
@@ -4382,6 +5456,9 @@ export const KeyHolderStatus: MessageFns<KeyHolderStatus> = {
     if (message.pendingRetrievals !== 0) {
       obj.pendingRetrievals = Math.round(message.pendingRetrievals);
     }
+    if (message.replicaRecords !== 0n) {
+      obj.replicaRecords = message.replicaRecords.toString();
+    }
     return obj;
   },
 
@@ -4394,6 +5471,9 @@ export const KeyHolderStatus: MessageFns<KeyHolderStatus> = {
     message.keyFingerprint = object.keyFingerprint ?? "";
     message.openSessions = object.openSessions ?? 0;
     message.pendingRetrievals = object.pendingRetrievals ?? 0;
+    message.replicaRecords = (object.replicaRecords !== undefined && object.replicaRecords !== null)
+      ? BigInt(object.replicaRecords)
+      : 0n;
     return message;
   },
 };
@@ -4452,6 +5532,19 @@ export const DatabaseService = {
     responseSerialize: (value: DatabaseStatus): Buffer => Buffer.from(DatabaseStatus.encode(value).finish()),
     responseDeserialize: (value: Buffer): DatabaseStatus => DatabaseStatus.decode(value),
   },
+  /**
+   * The fast protocol packs G records per ciphertext: the owner asks where a
+   * record goes before encrypting it into that slot.
+   */
+  allocateSlot: {
+    path: "/fnn.v1.Database/AllocateSlot" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AllocateSlotRequest): Buffer => Buffer.from(AllocateSlotRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AllocateSlotRequest => AllocateSlotRequest.decode(value),
+    responseSerialize: (value: SlotAssignment): Buffer => Buffer.from(SlotAssignment.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SlotAssignment => SlotAssignment.decode(value),
+  },
 } as const;
 
 export interface DatabaseServer extends UntypedServiceImplementation {
@@ -4461,6 +5554,11 @@ export interface DatabaseServer extends UntypedServiceImplementation {
   /** Many queries over one stream; replies arrive as each query finishes, in any order. */
   batchQuery: handleBidiStreamingCall<QueryRequest, QueryReply>;
   status: handleUnaryCall<StatusRequest, DatabaseStatus>;
+  /**
+   * The fast protocol packs G records per ciphertext: the owner asks where a
+   * record goes before encrypting it into that slot.
+   */
+  allocateSlot: handleUnaryCall<AllocateSlotRequest, SlotAssignment>;
 }
 
 export interface DatabaseClient extends Client {
@@ -4524,6 +5622,25 @@ export interface DatabaseClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DatabaseStatus) => void,
+  ): ClientUnaryCall;
+  /**
+   * The fast protocol packs G records per ciphertext: the owner asks where a
+   * record goes before encrypting it into that slot.
+   */
+  allocateSlot(
+    request: AllocateSlotRequest,
+    callback: (error: ServiceError | null, response: SlotAssignment) => void,
+  ): ClientUnaryCall;
+  allocateSlot(
+    request: AllocateSlotRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SlotAssignment) => void,
+  ): ClientUnaryCall;
+  allocateSlot(
+    request: AllocateSlotRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SlotAssignment) => void,
   ): ClientUnaryCall;
 }
 
@@ -4594,11 +5711,23 @@ export const RetrievalService = {
     responseSerialize: (value: KeyHolderStatus): Buffer => Buffer.from(KeyHolderStatus.encode(value).finish()),
     responseDeserialize: (value: Buffer): KeyHolderStatus => KeyHolderStatus.decode(value),
   },
+  /** The doctor's share v of a fast query, held for one session. */
+  putShare: {
+    path: "/fnn.v1.Retrieval/PutShare" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: QueryShare): Buffer => Buffer.from(QueryShare.encode(value).finish()),
+    requestDeserialize: (value: Buffer): QueryShare => QueryShare.decode(value),
+    responseSerialize: (value: ShareTicket): Buffer => Buffer.from(ShareTicket.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ShareTicket => ShareTicket.decode(value),
+  },
 } as const;
 
 export interface RetrievalServer extends UntypedServiceImplementation {
   retrieve: handleUnaryCall<RetrieveRequest, RetrieveReply>;
   status: handleUnaryCall<StatusRequest, KeyHolderStatus>;
+  /** The doctor's share v of a fast query, held for one session. */
+  putShare: handleUnaryCall<QueryShare, ShareTicket>;
 }
 
 export interface RetrievalClient extends Client {
@@ -4632,11 +5761,91 @@ export interface RetrievalClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: KeyHolderStatus) => void,
   ): ClientUnaryCall;
+  /** The doctor's share v of a fast query, held for one session. */
+  putShare(request: QueryShare, callback: (error: ServiceError | null, response: ShareTicket) => void): ClientUnaryCall;
+  putShare(
+    request: QueryShare,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ShareTicket) => void,
+  ): ClientUnaryCall;
+  putShare(
+    request: QueryShare,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ShareTicket) => void,
+  ): ClientUnaryCall;
 }
 
 export const RetrievalClient = makeGenericClientConstructor(RetrievalService, "fnn.v1.Retrieval") as unknown as {
   new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): RetrievalClient;
   service: typeof RetrievalService;
+  serviceName: string;
+};
+
+/** The owner's second replica of the packed records, under C1's key. */
+export type ReplicaService = typeof ReplicaService;
+export const ReplicaService = {
+  store: {
+    path: "/fnn.v1.Replica/Store" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReplicaRecord): Buffer => Buffer.from(ReplicaRecord.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReplicaRecord => ReplicaRecord.decode(value),
+    responseSerialize: (value: ReplicaReply): Buffer => Buffer.from(ReplicaReply.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReplicaReply => ReplicaReply.decode(value),
+  },
+  delete: {
+    path: "/fnn.v1.Replica/Delete" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteRequest): Buffer => Buffer.from(DeleteRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteRequest => DeleteRequest.decode(value),
+    responseSerialize: (value: ReplicaReply): Buffer => Buffer.from(ReplicaReply.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReplicaReply => ReplicaReply.decode(value),
+  },
+} as const;
+
+export interface ReplicaServer extends UntypedServiceImplementation {
+  store: handleUnaryCall<ReplicaRecord, ReplicaReply>;
+  delete: handleUnaryCall<DeleteRequest, ReplicaReply>;
+}
+
+export interface ReplicaClient extends Client {
+  store(
+    request: ReplicaRecord,
+    callback: (error: ServiceError | null, response: ReplicaReply) => void,
+  ): ClientUnaryCall;
+  store(
+    request: ReplicaRecord,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReplicaReply) => void,
+  ): ClientUnaryCall;
+  store(
+    request: ReplicaRecord,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReplicaReply) => void,
+  ): ClientUnaryCall;
+  delete(
+    request: DeleteRequest,
+    callback: (error: ServiceError | null, response: ReplicaReply) => void,
+  ): ClientUnaryCall;
+  delete(
+    request: DeleteRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReplicaReply) => void,
+  ): ClientUnaryCall;
+  delete(
+    request: DeleteRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReplicaReply) => void,
+  ): ClientUnaryCall;
+}
+
+export const ReplicaClient = makeGenericClientConstructor(ReplicaService, "fnn.v1.Replica") as unknown as {
+  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): ReplicaClient;
+  service: typeof ReplicaService;
   serviceName: string;
 };
 

@@ -1,0 +1,26 @@
+// What every image file reader gives back: one or more same-size grayscale
+// images (a PNG is one; a multi-frame DICOM, one per frame; a NIfTI volume,
+// one per slice). Opening reads the header and finds every image, so a file
+// that cannot be read at all fails there; each image is decoded on demand.
+
+import type { GrayImage } from './image';
+import type { PixelRule } from './pixel-rule';
+
+export type ImageFormat = 'png' | 'dicom' | 'nifti';
+
+export interface ImageStack {
+  format: ImageFormat;
+  /** The file's name, as messages use it. */
+  name: string;
+  width: number;
+  height: number;
+  count: number;
+  /**
+   * What tells image i apart within the file, for record IDs (`name#label`):
+   * '' when the file holds one image, else `frame3` (DICOM, from 1) or `z012`
+   * (NIfTI, the 0-based slice index along the axis).
+   */
+  label(i: number): string;
+  /** Image i under the collection's pixel rule; throws an invalid-input FnnError naming the file. */
+  image(i: number, rule: PixelRule): GrayImage;
+}
