@@ -33,7 +33,7 @@ beforeAll(async () => {
   keys = join(work, 'keys');
   const gen = await fnn('keygen', '--out', keys, '--bits', '512', '--json');
   expect(gen.code, gen.stderr).toBe(0);
-  c2 = await startDaemon('c2', ['--listen', '127.0.0.1:0', '--keys', keys]);
+  c2 = await startDaemon('c2', ['--listen', '127.0.0.1:0', '--keys', keys, '--db', join(work, 'c2.db')]);
   c1 = await startDaemon('c1', ['--listen', '127.0.0.1:0', '--keys', keys, '--c2', c2.address, '--db', join(work, 'c1.db')]);
   mkdirSync(join(work, 'images'));
   const base = randomPixels();
@@ -55,6 +55,7 @@ describe('fnn keygen', () => {
   it('writes the secret files with mode 0600 and refuses to overwrite keys', async () => {
     expect(statSync(join(keys, 'c2-secret.json')).mode & 0o777).toBe(0o600);
     expect(statSync(join(keys, 'record.key')).mode & 0o777).toBe(0o600);
+    expect(statSync(join(keys, 'c1-secret.json')).mode & 0o777).toBe(0o600);
     const again = await fnn('keygen', '--out', keys, '--bits', '512');
     expect(again.code).toBe(EXIT.usage);
     expect(again.stderr).toMatch(/refusing to overwrite/);
@@ -63,7 +64,7 @@ describe('fnn keygen', () => {
 
 describe('upload, query, batch query, status', () => {
   it('uploads a directory, one record per file', async () => {
-    const run = await fnn('upload', join(work, 'images'), '--c1', c1.address, '--keys', keys, '--json');
+    const run = await fnn('upload', join(work, 'images'), '--c1', c1.address, '--c2', c2.address, '--keys', keys, '--json');
     expect(run.code, run.stderr).toBe(0);
     expect(jsonLines(run.stdout).map((l) => l.status)).toEqual(Array(stored.length).fill('stored'));
   });
@@ -77,7 +78,7 @@ describe('upload, query, batch query, status', () => {
     expect(s.sameKey).toBe(true);
   });
 
-  it.each(['fnn', 'bf'])('query --protocol %s returns the exact nearest neighbour, its distance and its image', async (protocol) => {
+  it.each(['fast', 'fnn', 'bf'])('query --protocol %s returns the exact nearest neighbour, its distance and its image', async (protocol) => {
     const query = randomPixels();
     writeImage(join(work, `q-${protocol}.png`), query);
     const out = join(work, `out-${protocol}`);
@@ -93,10 +94,10 @@ describe('upload, query, batch query, status', () => {
     expect(Array.from(written.pixels)).toEqual(Array.from(stored[want.index].pixels));
   });
 
-  it('query --k 3 ranks ties by upload order, as the plaintext reference does', async () => {
+  it.each(['fast', 'fnn', 'bf'])('query --k 3 --protocol %s ranks ties by upload order, as the plaintext reference does', async (protocol) => {
     const query = stored[1].pixels; // stored twice: at 1 and at 3
     writeImage(join(work, 'q-tie.png'), query);
-    const run = await fnn('query', join(work, 'q-tie.png'), ...conn(), '--k', '3', '--json');
+    const run = await fnn('query', join(work, 'q-tie.png'), ...conn(), '--k', '3', '--protocol', protocol, '--json');
     expect(run.code, run.stderr).toBe(0);
     const [result] = jsonLines(run.stdout) as [{ results: { id: string; distance: string }[] }];
     const want = plaintextNearest(stored, query, 3);
@@ -123,12 +124,12 @@ describe('upload, query, batch query, status', () => {
 });
 
 describe('bad input', () => {
-  it('an image of another size is refused with INVALID_ARGUMENT and nothing is stored', async () => {
+  it('an image of another size is refused by name before it is encrypted, and nothing is stored', async () => {
     const odd = join(work, 'odd.png');
     writeImage(odd, randomPixels(SIZE * (SIZE + 1)), SIZE, SIZE + 1);
-    const run = await fnn('upload', odd, '--c1', c1.address, '--keys', keys);
+    const run = await fnn('upload', odd, '--c1', c1.address, '--c2', c2.address, '--keys', keys);
     expect(run.code).toBe(EXIT.invalid);
-    expect(run.stdout + run.stderr).toMatch(/INVALID_ARGUMENT.*6x7.*6x6/);
+    expect(run.stdout + run.stderr).toMatch(/odd\.png: 6x7, but the collection's images are 6x6/);
     const status = jsonLines((await fnn('status', '--c1', c1.address, '--c2', c2.address, '--json')).stdout)[0] as { c1: { records: number } };
     expect(status.c1.records).toBe(stored.length);
   });
@@ -142,7 +143,7 @@ describe('bad input', () => {
   });
 
   it('deleting an unknown ID is NOT_FOUND and deletes nothing', async () => {
-    const run = await fnn('delete', 'scan-0.png', 'no-such-scan', '--c1', c1.address, '--keys', keys);
+    const run = await fnn('delete', 'scan-0.png', 'no-such-scan', '--c1', c1.address, '--c2', c2.address, '--keys', keys);
     expect(run.code).toBe(EXIT.notFound);
     expect(run.stderr).toMatch(/NOT_FOUND/);
     const status = jsonLines((await fnn('status', '--c1', c1.address, '--c2', c2.address, '--json')).stdout)[0] as { c1: { records: number } };
@@ -158,15 +159,18 @@ describe('bad input', () => {
 
 describe('delete', () => {
   it('removes the record: it is no longer found and the others still are', async () => {
-    const run = await fnn('delete', 'scan-5.png', '--c1', c1.address, '--keys', keys, '--json');
+    const run = await fnn('delete', 'scan-5.png', '--c1', c1.address, '--c2', c2.address, '--keys', keys, '--json');
     expect(run.code, run.stderr).toBe(0);
     const removed = stored.pop()!;
     writeImage(join(work, 'q-removed.png'), removed.pixels);
-    const q = await fnn('query', join(work, 'q-removed.png'), ...conn(), '--json');
-    const [result] = jsonLines(q.stdout) as [{ results: { id: string; distance: string }[]; total: number }];
-    expect(result.total).toBe(stored.length);
-    expect(result.results[0].id).not.toBe(removed.id);
-    expect(result.results[0].id).toBe(plaintextNearest(stored, removed.pixels, 1)[0].id);
+    for (const protocol of ['fast', 'fnn']) {
+      const q = await fnn('query', join(work, 'q-removed.png'), ...conn(), '--protocol', protocol, '--json');
+      expect(q.code, q.stderr).toBe(0);
+      const [result] = jsonLines(q.stdout) as [{ results: { id: string; distance: string }[]; total: number }];
+      expect(result.total).toBe(stored.length);
+      expect(result.results[0].id).not.toBe(removed.id);
+      expect(result.results[0].id).toBe(plaintextNearest(stored, removed.pixels, 1)[0].id);
+    }
   });
 });
 
@@ -183,7 +187,7 @@ describe('C2 down', () => {
     const [s] = jsonLines(status.stdout) as [{ c1: { up: boolean; seesC2: boolean }; c2: { up: boolean } }];
     expect(s.c1).toMatchObject({ up: true, seesC2: false });
     expect(s.c2.up).toBe(false);
-    c2 = await startDaemon('c2', ['--listen', c2Address, '--keys', keys]);
+    c2 = await startDaemon('c2', ['--listen', c2Address, '--keys', keys, '--db', join(work, 'c2.db')]);
     const again = await fnn('query', query, ...conn(), '--json');
     expect(again.code, again.stderr).toBe(0);
     expect(existsSync(join(work, 'c1.db'))).toBe(true);

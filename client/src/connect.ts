@@ -25,10 +25,16 @@ export function call<Req, Res>(
   request: Req,
   timeoutMs: number,
   requestId?: string,
+  /** Which daemon this is ("C2"), so a failure says who failed. */
+  who?: string,
 ): Promise<Res> {
   const metadata = new Metadata();
   if (requestId) metadata.set('x-request-id', requestId);
   return new Promise((resolve, reject) =>
-    method(request, metadata, { deadline: new Date(Date.now() + timeoutMs) }, (err, res) => (err ? reject(err) : resolve(res))),
+    method(request, metadata, { deadline: new Date(Date.now() + timeoutMs) }, (err, res) => {
+      if (!err) return resolve(res);
+      if (who) err.details = `${who}: ${err.details}`;
+      reject(err);
+    }),
   );
 }

@@ -53,6 +53,8 @@ export class RecordUploader {
         slot: this.codec.slotToWire(group, slot, slots.forC2),
       },
       10 * 60_000,
+      undefined,
+      'C2',
     );
     return call(
       this.c1.upload.bind(this.c1),

@@ -1,7 +1,6 @@
-import { describeGrpcError } from '@fnn/shared';
 import { call, checkAddress, connectC1, connectReplica } from '../connect';
 import { loadRecordKey } from '../key-files';
-import type { Output } from '../output';
+import { CliError, classify, type Output } from '../output';
 
 /** `fnn delete`: all named records go in one transaction, or none if one is unknown. */
 export async function deleteRecords(out: Output, ids: string[], options: { c1: string; c2: string; keys: string }): Promise<void> {
@@ -10,14 +9,12 @@ export async function deleteRecords(out: Output, ids: string[], options: { c1: s
   const recordKey = loadRecordKey(options.keys);
   try {
     const lookupTags = ids.map((id) => recordKey.lookupTag(id));
-    // C1 first: it is the authority (all or none). The replica forgets the same
-    // tags even when C1 no longer knows them, so running a delete again heals a
-    // replica that missed the first one.
-    const reply = await call(client.delete.bind(client), { lookupTags }, 60_000).catch(async (error) => {
-      if (describeGrpcError(error)?.code === 'NOT_FOUND') await call(replica.delete.bind(replica), { lookupTags }, 60_000);
-      throw error;
+    // C1 first: it is the authority (all or none), and a query sees a record
+    // only while C1 holds it. Then C2's replica forgets the same records.
+    const reply = await call(client.delete.bind(client), { lookupTags }, 60_000);
+    await call(replica.delete.bind(replica), { lookupTags }, 60_000, undefined, 'C2').catch((error) => {
+      throw new CliError('unavailable', `deleted at C1, but C2's replica was not updated (${classify(error).reason}); fast queries fail until it is: run the same delete against C2 when it is back`);
     });
-    await call(replica.delete.bind(replica), { lookupTags }, 60_000);
     out.result({ deleted: ids, total: Number(reply.total) }, `deleted ${reply.deleted} record(s); ${reply.total} remain`);
   } finally {
     client.close();

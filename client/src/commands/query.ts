@@ -6,7 +6,12 @@ import * as wire from '@fnn/proto';
 import {
   encodePng,
   encryptQuery,
+  openSealedImage,
+  packingParams,
   residueFromBytes,
+  residueToBytes,
+  shareQuery,
+  type PackingParams,
   squaredDistance,
   unblindRetrieved,
   WireCodec,
@@ -16,11 +21,11 @@ import {
 } from '@fnn/shared';
 import { call, checkAddress, connectC1, connectC2 } from '../connect';
 import { createCrypto } from '../crypto-workers';
-import { expandImagePaths, readImage } from '../image-files';
+import { expandImagePaths, parseImageOptions, readQueryImage, type ImageFlags } from '../image-files';
 import { loadPublicKey, loadRecordKey } from '../key-files';
 import { CliError, classify, type Output } from '../output';
 
-export interface QueryOptions {
+export interface QueryOptions extends ImageFlags {
   c1: string;
   c2: string;
   keys: string;
@@ -39,7 +44,11 @@ export interface QueryResult {
   elapsedMs: number;
 }
 
-const PROTOCOLS: Record<string, wire.Protocol> = { fnn: wire.Protocol.PROTOCOL_FNN, bf: wire.Protocol.PROTOCOL_BF };
+const PROTOCOLS: Record<string, wire.Protocol> = {
+  fast: wire.Protocol.PROTOCOL_FAST,
+  fnn: wire.Protocol.PROTOCOL_FNN,
+  bf: wire.Protocol.PROTOCOL_BF,
+};
 
 /** What every query needs: keys, connections, the encryption pool. */
 function prepare(options: QueryOptions) {
@@ -64,6 +73,8 @@ function prepare(options: QueryOptions) {
     codec: new WireCodec(publicKey.cipherBytes),
     c1: connectC1(c1),
     c2: connectC2(c2),
+    /** The collection's packing (fast protocol), fetched once from C1. */
+    packing: undefined as PackingParams | undefined,
     close: async () => {
       await crypto.close();
     },
@@ -72,13 +83,65 @@ function prepare(options: QueryOptions) {
 type Prepared = ReturnType<typeof prepare>;
 
 async function buildRequest(ctx: Prepared, path: string, image: GrayImage): Promise<wire.QueryRequest> {
+  const base = { tag: path, protocol: ctx.protocol, k: ctx.k, fast: undefined };
+  if (ctx.protocol === wire.Protocol.PROTOCOL_FAST) return { ...base, ...(await buildFastRequest(ctx, image)) };
   const encrypted = await encryptQuery((v) => ctx.crypto.pool.encrypt(v), image.pixels);
+  return { ...base, query: ctx.codec.queryToWire(encrypted, ctx.publicKey.fingerprint(), image.width, image.height) };
+}
+
+/**
+ * The fast protocol's query: the image split into two additive shares, u for
+ * C1 (in the request) and v deposited at C2 (the request names its ticket),
+ * plus two constants encrypted under C2's key. Neither share alone says
+ * anything about the image (statistical hiding, 40 bits).
+ */
+async function buildFastRequest(ctx: Prepared, image: GrayImage): Promise<Pick<wire.QueryRequest, 'query' | 'fast'>> {
+  if (!ctx.packing) {
+    const status = await call(ctx.c1.status.bind(ctx.c1), {}, 30_000);
+    if (!status.width) throw new CliError('invalid', 'the collection is empty');
+    if (status.keyFingerprint !== ctx.publicKey.fingerprint()) throw new CliError('usage', 'C1 holds records under another key than public-key.json');
+    ctx.packing = packingParams(status.keyBits, status.width, status.height, status.maxValue);
+  }
+  const p = ctx.packing;
+  if (image.width !== p.width || image.height !== p.height)
+    throw new CliError('invalid', `query is ${image.width}x${image.height}, the collection's images are ${p.width}x${p.height}`);
+  const shares = await shareQuery(image.pixels, p, (v) => ctx.crypto.pool.encrypt(v));
+  const { ticket } = await call(
+    ctx.c2.putShare.bind(ctx.c2),
+    { distance: shares.forC2.distance.map(residueToBytes), bound: shares.forC2.bound.map(residueToBytes) },
+    30_000,
+    undefined,
+    'C2',
+  );
   return {
-    tag: path,
-    query: ctx.codec.queryToWire(encrypted, ctx.publicKey.fingerprint(), image.width, image.height),
-    protocol: ctx.protocol,
-    k: ctx.k,
+    query: { keyFingerprint: ctx.publicKey.fingerprint(), width: image.width, height: image.height, negatedPixels: [], negatedSum: Buffer.alloc(0), negatedSpread: Buffer.alloc(0), spread: Buffer.alloc(0) },
+    fast: {
+      distanceShare: shares.forC1.shares.distance.map(residueToBytes),
+      boundShare: shares.forC1.shares.bound.map(residueToBytes),
+      distanceConstant: ctx.codec.cipher(shares.forC1.distanceConstant),
+      boundConstant: ctx.codec.cipher(shares.forC1.boundConstant),
+      shareTicket: ticket,
+    },
   };
+}
+
+/** The neighbours' pixels: sealed under k (fast), or m + r from C2 minus C1's r (the paper's step 7). */
+async function neighbourImages(ctx: Prepared, reply: wire.QueryReply): Promise<GrayImage[]> {
+  if (reply.protocol === wire.Protocol.PROTOCOL_FAST)
+    return reply.results.map((r) => {
+      try {
+        return openSealedImage(ctx.recordKey, r.sealedImage);
+      } catch (e) {
+        throw new CliError('usage', (e as Error).message);
+      }
+    });
+  const retrieved = await call(ctx.c2.retrieve.bind(ctx.c2), { ticket: reply.retrievalTicket }, ctx.timeoutMs, undefined, 'C2');
+  if (retrieved.images.length !== reply.results.length)
+    throw new CliError('failure', 'C1 and C2 disagree on the number of results');
+  return reply.results.map((r, rank) => {
+    const pixels = unblindRetrieved(ctx.publicKey.n, retrieved.images[rank].values.map(residueFromBytes), r.blinding.map(residueFromBytes), 65535);
+    return { width: 0, height: 0, maxValue: pixels.some((v) => v > 255) ? 65535 : 255, pixels: Uint16Array.from(pixels) };
+  });
 }
 
 /** Step 7 at the doctor: fetch m + r from C2, remove r, decrypt the IDs, measure, write PNGs. */
@@ -89,25 +152,17 @@ async function complete(
   started: number,
   outDir: string | undefined,
 ): Promise<QueryResult> {
-  const retrieved = await call(ctx.c2.retrieve.bind(ctx.c2), { ticket: reply.retrievalTicket }, ctx.timeoutMs);
-  if (retrieved.images.length !== reply.results.length)
-    throw new CliError('failure', 'C1 and C2 disagree on the number of results');
+  const images = await neighbourImages(ctx, reply);
   const results = reply.results.map((r, rank) => {
-    const pixels = unblindRetrieved(
-      ctx.publicKey.n,
-      retrieved.images[rank].values.map(residueFromBytes),
-      r.blinding.map(residueFromBytes),
-      65535,
-    );
     const id = decryptId(ctx.recordKey, r.encryptedId);
-    const neighbour = Uint16Array.from(pixels);
+    const neighbour = images[rank].pixels;
+    if (neighbour.length !== image.pixels.length) throw new CliError('failure', 'a result image has another size than the query');
     const distance = squaredDistance(image.pixels, neighbour);
     let written: string | null = null;
     if (outDir) {
       mkdirSync(outDir, { recursive: true });
-      const maxValue = neighbour.some((v) => v > 255) ? 65535 : 255;
       written = join(outDir, `${stem(reply.tag)}.nn${rank + 1}.${safeName(id)}.png`);
-      writeFileSync(written, encodePng({ width: image.width, height: image.height, maxValue, pixels: neighbour }));
+      writeFileSync(written, encodePng({ width: image.width, height: image.height, maxValue: images[rank].maxValue, pixels: neighbour }));
     }
     return { id, distance: distance.toString(), image: written };
   });
@@ -139,7 +194,7 @@ export async function query(out: Output, path: string, options: QueryOptions): P
   const ctx = prepare(options);
   try {
     const started = Date.now();
-    const image = readImage(path);
+    const image = await readQueryImage(path, parseImageOptions(options));
     const request = await buildRequest(ctx, path, image);
     const reply = await call(ctx.c1.query.bind(ctx.c1), request, ctx.timeoutMs, randomBytes(8).toString('hex'));
     const result = await complete(ctx, reply, image, started, options.out);
@@ -182,10 +237,16 @@ export async function batchQuery(out: Output, paths: string[], options: QueryOpt
       stream.on('error', reject);
       stream.on('end', () => void Promise.all(pending).then(() => resolve()));
     });
-    for (const file of files) {
-      const image = readImage(file);
-      images.set(file, image);
-      stream.write(await buildRequest(ctx, file, image));
+    try {
+      for (const file of files) {
+        const image = await readQueryImage(file, parseImageOptions(options));
+        images.set(file, image);
+        stream.write(await buildRequest(ctx, file, image));
+      }
+    } catch (error) {
+      stream.cancel(); // a query that cannot even be built ends the batch, and the stream with it
+      finished.catch(() => {});
+      throw error;
     }
     stream.end();
     await finished;

@@ -1,59 +1,159 @@
-import { encryptRecord, WireCodec } from '@fnn/shared';
-import * as wire from '@fnn/proto';
-import { call, checkAddress, connectC1 } from '../connect';
+import type { GrayImage } from '@fnn/shared';
+import { call, checkAddress, connectC1, connectReplica } from '../connect';
 import { createCrypto } from '../crypto-workers';
-import { expandImagePaths, readImage, recordIdOf } from '../image-files';
-import { hasSecretKey, loadPublicKey, loadRecordKey, loadSecretKey } from '../key-files';
+import {
+  expandImagePaths,
+  openImageFile,
+  parseImageOptions,
+  recordIdOf,
+  ruledImage,
+  sizeRefusal,
+  type ImageFlags,
+} from '../image-files';
+import { hasC1SecretKey, hasSecretKey, loadC1PublicKey, loadC1SecretKey, loadPublicKey, loadRecordKey, loadSecretKey } from '../key-files';
+import { RecordUploader } from '../owner-upload';
 import { CliError, classify, EXIT, type Output } from '../output';
+import { progressBar } from '../progress';
+
+export interface UploadOptions extends ImageFlags {
+  c1: string;
+  c2: string;
+  keys: string;
+  id?: string;
+}
+
+type Size = { width: number; height: number };
+
+const depthText = (maxValue: number) => (maxValue === 255 ? '8-bit (0..255)' : '16-bit (0..65535)');
 
 /**
- * `fnn upload`: encrypt each image and send it as its own request, so each is
- * one transaction at C1: a failure leaves the others stored and nothing half-written.
+ * `fnn upload`: every image of every file (a PNG, each frame of a DICOM, each
+ * slice of a NIfTI volume) is encrypted and sent as its own request, so each
+ * is one transaction at C1: a failure leaves the others stored and nothing
+ * half-written. A file that cannot be read is reported by name and skipped.
+ *
+ * Two passes: the first opens every file (headers) to count the records for
+ * the progress bar and to refuse unreadable or mis-sized files before any
+ * encryption; the second decodes one file at a time (all its images, so a
+ * bad frame fails the whole file before any of it is stored) and uploads.
  */
-export async function upload(out: Output, paths: string[], options: { c1: string; keys: string; id?: string }) {
+export async function upload(out: Output, paths: string[], options: UploadOptions) {
   const address = checkAddress(options.c1, '--c1', 'FNN_C1');
+  const replicaAddress = checkAddress(options.c2, '--c2', 'FNN_C2');
   const files = expandImagePaths(paths);
-  if (options.id !== undefined && files.length !== 1) throw new CliError('usage', '--id names one record: give one file');
+  if (options.id !== undefined && files.length !== 1) throw new CliError('usage', '--id names the records of one file: give one file');
+  const imageOptions = parseImageOptions(options);
   const publicKey = loadPublicKey(options.keys);
   // The owner made the key pair: with the factorisation, encryption is faster.
   const secretKey = hasSecretKey(options.keys) ? loadSecretKey(options.keys, publicKey) : undefined;
   const recordKey = loadRecordKey(options.keys);
-  const crypto = createCrypto(publicKey, secretKey);
-  const codec = new WireCodec(publicKey.cipherBytes);
+  const c1Key = loadC1PublicKey(options.keys);
+  const c1Secret = hasC1SecretKey(options.keys) ? loadC1SecretKey(options.keys, c1Key) : undefined;
   const client = connectC1(address);
+  const replica = connectReplica(replicaAddress);
+  let underC1Key: ReturnType<typeof createCrypto> | undefined;
   const started = Date.now();
   let stored = 0;
-  let failed = 0;
+  let notUploaded = 0;
+  let total = 0;
+  let crypto: ReturnType<typeof createCrypto> | undefined;
   try {
-    for (const [i, file] of files.entries()) {
-      const id = options.id ?? recordIdOf(file);
+    // The collection's size and depth, so that a mismatch is caught here,
+    // with a message that says what to do, rather than refused by C1 after
+    // the image has been encrypted.
+    const shape = await call(client.status.bind(client), {}, 30_000);
+    const collection: Size | undefined = shape.width ? { width: shape.width, height: shape.height } : undefined;
+    if (imageOptions.size && collection && (imageOptions.size.width !== collection.width || imageOptions.size.height !== collection.height)) {
+      throw new CliError('usage', `--size ${imageOptions.size.width}x${imageOptions.size.height} differs from the collection's ${collection.width}x${collection.height}`);
+    }
+    let target: Size | undefined = imageOptions.size ?? collection;
+    if (imageOptions.fit === 'crop' && !target) {
+      throw new CliError('usage', '--fit crop needs --size WIDTHxHEIGHT: the collection is empty, so it has no size yet');
+    }
+    let depth = shape.maxValue || undefined;
+
+    // Quiet until pass 1 has counted the records.
+    let bar = progressBar(0, 'records', false);
+    const failed = (file: string, id: string, error: unknown, records: number, where: string) => {
+      notUploaded += records;
+      const { reason } = classify(error);
+      bar.around(() => out.result({ file, id, status: 'failed', error: reason }, `${where}${file}: FAILED: ${reason}`));
+      if (classify(error).code === EXIT.unavailable) throw error; // C1 is down: the rest would fail too
+    };
+
+    const plan: { file: string; count: number }[] = [];
+    for (const file of files) {
       try {
-        const image = readImage(file);
-        const record = await encryptRecord((v) => crypto.pool.encrypt(v), recordKey, id, image.pixels);
-        const request: wire.UploadRequest = {
-          keyFingerprint: publicKey.fingerprint(),
-          width: image.width,
-          height: image.height,
-          maxValue: image.maxValue,
-          records: [codec.recordToWire(record)],
-        };
-        const reply = await call(client.upload.bind(client), request, 10 * 60_000);
-        stored++;
-        out.result(
-          { file, id, status: reply.replaced > 0 ? 'replaced' : 'stored', total: Number(reply.total) },
-          `[${i + 1}/${files.length}] ${id}: ${reply.replaced > 0 ? 'replaced' : 'stored'} (${reply.total} records)`,
-        );
+        const stack = await openImageFile(file, imageOptions);
+        // An empty collection takes the size of its first image.
+        target ??= { width: stack.width, height: stack.height };
+        if (imageOptions.fit === 'refuse' && (stack.width !== target.width || stack.height !== target.height)) {
+          throw sizeRefusal(stack.name, stack, target);
+        }
+        plan.push({ file, count: stack.count });
       } catch (error) {
-        failed++;
-        const { reason } = classify(error);
-        out.result({ file, id, status: 'failed', error: reason }, `[${i + 1}/${files.length}] ${file}: FAILED: ${reason}`);
-        if (classify(error).code === EXIT.unavailable) throw error; // C1 is down: the rest would fail too
+        failed(file, recordIdOf(file, undefined, 0, options.id), error, 1, '');
       }
+    }
+    total = plan.reduce((sum, p) => sum + p.count, 0);
+    bar = progressBar(total, 'records', !out.json);
+    crypto = plan.length > 0 ? createCrypto(publicKey, secretKey) : undefined;
+    underC1Key = plan.length > 0 ? createCrypto(c1Key, c1Secret) : undefined;
+    const uploader =
+      crypto && underC1Key
+        ? new RecordUploader(client, replica, { c2Key: publicKey, c1Key, recordKey }, { underC2Key: crypto.pool, underC1Key: underC1Key.pool })
+        : undefined;
+    let n = 0;
+    try {
+      for (const { file, count } of plan) {
+        let records: { id: string; image: GrayImage }[];
+        try {
+          const stack = await openImageFile(file, imageOptions);
+          records = Array.from({ length: stack.count }, (_, i) => {
+            let image = ruledImage(stack, i, imageOptions, target);
+            depth ??= image.maxValue;
+            // 8-bit values are valid 16-bit values: only the declared range changes.
+            if (image.maxValue < depth) image = { ...image, maxValue: depth };
+            if (image.maxValue !== depth) {
+              throw new CliError(
+                'usage',
+                `${stack.name}: its pixel depth is ${depthText(image.maxValue)}, the collection's ${depthText(depth)} ` +
+                  '(a collection keeps the depth of its first upload, which the file type and --offset decide)',
+              );
+            }
+            return { id: recordIdOf(file, stack, i, options.id), image };
+          });
+        } catch (error) {
+          n += count;
+          bar.tick(count);
+          failed(file, recordIdOf(file, undefined, 0, options.id), error, count, `[${n}/${total}] `);
+          continue;
+        }
+        for (const { id, image } of records) {
+          n++;
+          try {
+            const reply = await uploader!.upload(id, image);
+            stored++;
+            const status = reply.replaced > 0 ? 'replaced' : 'stored';
+            bar.tick();
+            bar.around(() =>
+              out.result({ file, id, status, total: Number(reply.total) }, `[${n}/${total}] ${id}: ${status} (${reply.total} records)`),
+            );
+          } catch (error) {
+            bar.tick();
+            failed(file, id, error, 1, `[${n}/${total}] `);
+          }
+        }
+      }
+    } finally {
+      bar.stop();
     }
   } finally {
     client.close();
-    await crypto.close();
+    replica.close();
+    await crypto?.close();
+    await underC1Key?.close();
   }
-  out.note(`uploaded ${stored} of ${files.length} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  if (failed > 0) throw new CliError('invalid', `${failed} of ${files.length} images were not uploaded`);
+  out.note(`uploaded ${stored} of ${total} images from ${files.length} file${files.length === 1 ? '' : 's'} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  if (notUploaded > 0) throw new CliError('invalid', `${notUploaded} image${notUploaded === 1 ? ' was' : 's were'} not uploaded (see the FAILED lines)`);
 }
