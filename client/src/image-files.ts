@@ -1,9 +1,13 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { decodePng, type GrayImage } from '@fnn/shared';
+import { centerFit, decodePng, isDicomPart10, openImageStack, type GrayImage, type ImageStack, type PixelRule, type SliceAxis } from '@fnn/shared';
 import { CliError } from './output';
 
-const IMAGE_EXTENSIONS = ['.png'];
+// The CLI's side of reading images: which files a path names, the flags that
+// make a collection's pixel rule and size, and record IDs. Decoding is in
+// @fnn/shared (bytes in, GrayImage out).
+
+const IMAGE_EXTENSIONS = ['.png', '.dcm', '.dicom', '.nii', '.nii.gz'];
 
 /** Files named on the command line, directories expanded (sorted, one level). */
 export function expandImagePaths(paths: string[]): string[] {
@@ -17,15 +21,68 @@ export function expandImagePaths(paths: string[]): string[] {
     }
     if (st.isDirectory()) {
       const files = readdirSync(p)
-        .filter((f) => IMAGE_EXTENSIONS.some((e) => f.toLowerCase().endsWith(e)))
-        .sort();
-      if (files.length === 0) throw new CliError('usage', `${p}: no PNG images in this directory`);
+        .filter((f) => !f.startsWith('.'))
+        .sort()
+        .filter((f) => IMAGE_EXTENSIONS.some((e) => f.toLowerCase().endsWith(e)) || isExtensionlessDicom(join(p, f)));
+      if (files.length === 0) throw new CliError('usage', `${p}: no PNG, DICOM or NIfTI images in this directory`);
       out.push(...files.map((f) => join(p, f)));
     } else out.push(p);
   }
   return out;
 }
 
+/** Scanners often name DICOM files IM0001 or 1.2.840...: look for the Part 10 marker. */
+function isExtensionlessDicom(path: string): boolean {
+  try {
+    if (!statSync(path).isFile()) return false;
+    const fd = openSync(path, 'r');
+    try {
+      const head = Buffer.alloc(132);
+      return readSync(fd, head, 0, 132, 0) === 132 && isDicomPart10(head);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return false;
+  }
+}
+
+/** How a collection's images are read: the same for its uploads and its queries. */
+export interface ImageOptions {
+  rule: PixelRule;
+  /** The collection's image size, when given with --size. */
+  size?: { width: number; height: number };
+  /** What to do with another size: refuse (default) or center-crop/pad with 0. */
+  fit: 'refuse' | 'crop';
+  /** NIfTI: the voxel axis to slice along. */
+  axis: SliceAxis;
+}
+
+export interface ImageFlags {
+  offset?: string;
+  size?: string;
+  fit?: string;
+  axis?: string;
+}
+
+export function parseImageOptions(flags: ImageFlags): ImageOptions {
+  const offset = Number(flags.offset ?? '0');
+  if (!Number.isSafeInteger(offset) || Math.abs(offset) > 1 << 20)
+    throw new CliError('usage', `--offset must be an integer (e.g. 1024 for CT in Hounsfield units), not "${flags.offset}"`);
+  let size: ImageOptions['size'];
+  if (flags.size !== undefined) {
+    const m = /^(\d{1,5})x(\d{1,5})$/i.exec(flags.size.trim());
+    if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) throw new CliError('usage', `--size must be WIDTHxHEIGHT, e.g. 256x256, not "${flags.size}"`);
+    size = { width: Number(m[1]), height: Number(m[2]) };
+  }
+  const fit = flags.fit ?? 'refuse';
+  if (fit !== 'refuse' && fit !== 'crop') throw new CliError('usage', `--fit must be refuse or crop, not "${fit}"`);
+  const axis = flags.axis ?? 'z';
+  if (axis !== 'x' && axis !== 'y' && axis !== 'z') throw new CliError('usage', `--axis must be x, y or z, not "${axis}"`);
+  return { rule: { offset }, size, fit, axis };
+}
+
+/** A PNG, synchronously: the demo and the benchmark read their own PNGs this way. */
 export function readImage(path: string): GrayImage {
   let bytes: Buffer;
   try {
@@ -40,5 +97,84 @@ export function readImage(path: string): GrayImage {
   }
 }
 
-/** The record ID of a file: its name. */
-export const recordIdOf = (path: string) => basename(path);
+/** A file's images, or a CliError naming the file and the reason. */
+export async function openImageFile(path: string, options: Pick<ImageOptions, 'axis'>): Promise<ImageStack> {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch {
+    throw new CliError('usage', `${path}: cannot be read`);
+  }
+  try {
+    return await openImageStack(bytes, basename(path), { axis: options.axis });
+  } catch (e) {
+    throw new CliError('usage', (e as Error).message);
+  }
+}
+
+/** The record ID of image i of a file: its name, `name#frame3` or `name#z012` (or --id in its place). */
+export function recordIdOf(path: string, stack?: ImageStack, i = 0, id?: string): string {
+  const base = id ?? basename(path);
+  const label = stack?.label(i) ?? '';
+  return label ? `${base}#${label}` : base;
+}
+
+const sizeText = (s: { width: number; height: number }) => `${s.width}x${s.height}`;
+
+/**
+ * Image i under the rule, brought to `target` by --fit; a different size
+ * without --fit crop is refused with a message that says what to do.
+ */
+export function ruledImage(stack: ImageStack, i: number, options: ImageOptions, target?: { width: number; height: number }): GrayImage {
+  let image: GrayImage;
+  try {
+    image = stack.image(i, options.rule);
+  } catch (e) {
+    throw new CliError('usage', (e as Error).message);
+  }
+  if (!target || (image.width === target.width && image.height === target.height)) return image;
+  if (options.fit === 'crop') return centerFit(image, target.width, target.height);
+  throw sizeRefusal(stack.name, image, target);
+}
+
+export function sizeRefusal(name: string, got: { width: number; height: number }, want: { width: number; height: number }) {
+  return new CliError(
+    'usage',
+    `${name}: ${sizeText(got)}, but the collection's images are ${sizeText(want)}: ` +
+      `pass --fit crop to center-crop/pad it to ${sizeText(want)} (the same flags on every upload and query)`,
+  );
+}
+
+/**
+ * The one image a query names: a file, or one image of a multi-image file as
+ * `file#frame3` / `vol.nii.gz#z012` (the record ID's suffix).
+ */
+export async function readQueryImage(path: string, options: ImageOptions): Promise<GrayImage> {
+  let file = path;
+  let label: string | undefined;
+  const hash = path.lastIndexOf('#');
+  if (hash > 0 && !existsAsFile(path)) {
+    file = path.slice(0, hash);
+    label = path.slice(hash + 1);
+  }
+  const stack = await openImageFile(file, options);
+  let index = 0;
+  if (label !== undefined) {
+    index = Array.from({ length: stack.count }, (_, i) => stack.label(i)).indexOf(label);
+    if (index < 0) throw new CliError('usage', `${file}: has no image ${label} (${describeLabels(stack)})`);
+  } else if (stack.count > 1) {
+    throw new CliError('usage', `${file}: holds ${stack.count} images (${describeLabels(stack)}); a query is one: name it as ${basename(file)}#${stack.label(0)}`);
+  }
+  if (options.fit === 'crop' && !options.size) throw new CliError('usage', '--fit crop needs --size WIDTHxHEIGHT (the collection\'s image size)');
+  return ruledImage(stack, index, options, options.size);
+}
+
+const describeLabels = (s: ImageStack) => (s.count > 1 ? `${s.label(0)}..${s.label(s.count - 1)}` : 'one image');
+
+function existsAsFile(path: string): boolean {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}

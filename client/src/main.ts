@@ -21,6 +21,14 @@ const keys = () => new Option('--keys <dir>', 'key directory').env('FNN_KEYS').d
 const c1 = () => new Option('--c1 <host:port>', 'C1 address').env('FNN_C1');
 const c2 = () => new Option('--c2 <host:port>', 'C2 address').env('FNN_C2');
 const json = () => new Option('--json', 'one JSON object per line');
+// How images become the stored integers and the collection's size: the same
+// flags on every upload and every query of a collection (docs/IMAGES.md).
+const imageOptions = (cmd: Command) =>
+  cmd
+    .option('--offset <n>', 'added to every pixel after the file\'s rescale (e.g. 1024 for CT in Hounsfield units)', '0')
+    .option('--size <WxH>', "the collection's image size, e.g. 256x256")
+    .addOption(new Option('--fit <mode>', 'an image of another size: refuse, or center-crop/pad with 0 to --size').choices(['refuse', 'crop']).default('refuse'))
+    .addOption(new Option('--axis <axis>', 'NIfTI volumes: the voxel axis to slice along').choices(['x', 'y', 'z']).default('z'));
 
 const program = new Command('fnn')
   .description('Exact nearest-neighbour search over encrypted medical images (two non-colluding servers)')
@@ -58,8 +66,9 @@ program
   .command('c2')
   .description('run C2, the key holder')
   .addOption(new Option('--listen <host:port>', 'address to bind (port 0: a free port)').env('FNN_C2_LISTEN').default('127.0.0.1:50052'))
+  .addOption(new Option('--db <file>', "SQLite replica of the packed records (fast protocol)").env('FNN_C2_DB').default('fnn-c2.db'))
   .addOption(keys())
-  .action(action(async (o: { listen: string; keys: string }) => runC2(daemonLogger('c2'), o)));
+  .action(action(async (o: { listen: string; keys: string; db: string }) => runC2(daemonLogger('c2'), o)));
 
 program
   .command('c1')
@@ -70,31 +79,34 @@ program
   .addOption(c2().default('127.0.0.1:50052'))
   .action(action(async (o: { listen: string; keys: string; db: string; c2: string }) => runC1(daemonLogger('c1'), o)));
 
-program
-  .command('upload')
-  .description('encrypt images and upload them to C1 (record ID = file name)')
-  .argument('<paths...>', 'PNG files or directories of them')
-  .addOption(c1())
-  .addOption(keys())
-  .option('--id <id>', 'record ID for a single file')
-  .addOption(json())
-  .action(action(async (paths: string[], o: { c1: string; keys: string; id?: string; json?: boolean }) => upload(makeOutput(!!o.json), paths, o)));
-
-program
-  .command('delete')
-  .description('delete records by ID; their ciphertexts are removed from C1')
-  .argument('<ids...>', 'record IDs')
-  .addOption(c1())
-  .addOption(keys())
-  .addOption(json())
-  .action(action(async (ids: string[], o: { c1: string; keys: string; json?: boolean }) => deleteRecords(makeOutput(!!o.json), ids, o)));
-
-const queryOptions = (cmd: Command) =>
-  cmd
+imageOptions(
+  program
+    .command('upload')
+    .description('encrypt images and upload them to C1 (record ID = file name; name#frameN / name#z012 for DICOM frames and NIfTI slices)')
+    .argument('<paths...>', 'PNG, DICOM (.dcm or none) and NIfTI (.nii, .nii.gz) files, or directories of them')
     .addOption(c1())
     .addOption(c2())
     .addOption(keys())
-    .addOption(new Option('--protocol <name>', 'fnn (the paper) or bf (brute force)').choices(['fnn', 'bf']).default('fnn'))
+    .option('--id <id>', 'record ID (base name) for a single file')
+    .addOption(json()),
+).action(action(async (paths: string[], o: Parameters<typeof upload>[2] & { json?: boolean }) => upload(makeOutput(!!o.json), paths, o)));
+
+program
+  .command('delete')
+  .description('delete records by ID; their ciphertexts are removed from C1 and from C2\'s replica')
+  .argument('<ids...>', 'record IDs')
+  .addOption(c1())
+  .addOption(c2())
+  .addOption(keys())
+  .addOption(json())
+  .action(action(async (ids: string[], o: { c1: string; c2: string; keys: string; json?: boolean }) => deleteRecords(makeOutput(!!o.json), ids, o)));
+
+const queryOptions = (cmd: Command) =>
+  imageOptions(cmd)
+    .addOption(c1())
+    .addOption(c2())
+    .addOption(keys())
+    .addOption(new Option('--protocol <name>', 'fast (packed, default), fnn (the paper) or bf (brute force)').choices(['fast', 'fnn', 'bf']).default('fast'))
     .option('--k <k>', 'number of nearest neighbours', '1')
     .option('--out <dir>', 'write the neighbour images here as PNG')
     .option('--timeout <seconds>', 'give up after this long', '3600')
@@ -104,7 +116,7 @@ queryOptions(
   program
     .command('query')
     .description('find the exact nearest neighbour(s) of an image')
-    .argument('<image>', 'query image (PNG)'),
+    .argument('<image>', 'query image: PNG, DICOM or NIfTI; FILE#frame3 or FILE#z012 names one image of a multi-image file'),
 ).action(action(async (image: string, o: Parameters<typeof query>[2] & { json?: boolean }) => query(makeOutput(!!o.json), image, o)));
 
 queryOptions(

@@ -125,6 +125,8 @@ const ROUND_TRIPS: [string, boolean, Sample[], Record<string, unknown>?][] = [
   ['1.2.840.10008.1.2.4.201', true, [{ bits: 8, stored: 8, signed: false }, { bits: 16, stored: 12, signed: false }, { bits: 16, stored: 16, signed: true }]],
   ['1.2.840.10008.1.2.4.202', true, [{ bits: 8, stored: 8, signed: false }, { bits: 16, stored: 16, signed: true }]],
   ['1.2.840.10008.1.2.4.203', false, [{ bits: 8, stored: 8, signed: false }, { bits: 16, stored: 12, signed: false }]],
+  ['1.2.840.10008.1.2.4.110', true, [{ bits: 8, stored: 8, signed: false }, { bits: 16, stored: 12, signed: false }, { bits: 16, stored: 16, signed: false }]],
+  ['1.2.840.10008.1.2.4.112', false, [{ bits: 8, stored: 8, signed: false }, { bits: 16, stored: 12, signed: false }]],
 ];
 
 const kind = (s: Sample) => `${s.bits}-bit allocated, ${s.stored} stored, ${s.signed ? 'signed' : 'unsigned'}`;

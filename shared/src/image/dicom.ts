@@ -7,7 +7,8 @@
 //   hand back pixel data silently padded with zeros.
 // * dcmjs-codecs' WebAssembly decodes compressed frames: RLE, JPEG
 //   (libjpeg 8/12/16-bit builds: baseline, extended, lossless with any
-//   predictor), JPEG-LS (CharLS), JPEG 2000 (OpenJPEG) and HTJ2K (OpenJPH).
+//   predictor), JPEG-LS (CharLS), JPEG 2000 (OpenJPEG), HTJ2K (OpenJPH) and
+//   JPEG XL (libjxl).
 //
 // What this file adds is DICOM's pixel semantics: BitsStored/HighBit/
 // PixelRepresentation, MONOCHROME1, and which RescaleSlope/Intercept applies
@@ -19,7 +20,7 @@ import { applyPixelRule, decimalOf, parseDecimal, type PixelRule, type Rescale }
 import type { ImageStack } from './stack';
 
 type Codecs = typeof import('dcmjs-codecs');
-type DecoderName = 'decodeRle' | 'decodeJpeg' | 'decodeJpegLs' | 'decodeJpeg2000' | 'decodeHtJpeg2000';
+type DecoderName = 'decodeRle' | 'decodeJpeg' | 'decodeJpegLs' | 'decodeJpeg2000' | 'decodeHtJpeg2000' | 'decodeJpegXl';
 
 /** Uncompressed transfer syntaxes (deflate is undone by dicom-parser while parsing). */
 const NATIVE: Record<string, string> = {
@@ -49,6 +50,8 @@ const COMPRESSED: Record<string, [DecoderName, string]> = {
   '1.2.840.10008.1.2.4.201': ['decodeHtJpeg2000', 'HTJ2K Lossless'],
   '1.2.840.10008.1.2.4.202': ['decodeHtJpeg2000', 'HTJ2K Lossless RPCL'],
   '1.2.840.10008.1.2.4.203': ['decodeHtJpeg2000', 'HTJ2K'],
+  '1.2.840.10008.1.2.4.110': ['decodeJpegXl', 'JPEG XL Lossless'],
+  '1.2.840.10008.1.2.4.112': ['decodeJpegXl', 'JPEG XL'],
 };
 
 /** Names for the syntaxes we refuse, so the message says what the file is. */
@@ -67,9 +70,7 @@ const UNSUPPORTED: Record<string, string> = {
   '1.2.840.10008.1.2.4.106': 'MPEG-4 AVC/H.264 video',
   '1.2.840.10008.1.2.4.107': 'HEVC/H.265 video',
   '1.2.840.10008.1.2.4.108': 'HEVC/H.265 video',
-  '1.2.840.10008.1.2.4.110': 'JPEG XL Lossless',
   '1.2.840.10008.1.2.4.111': 'JPEG XL JPEG Recompression',
-  '1.2.840.10008.1.2.4.112': 'JPEG XL',
   '1.2.840.10008.1.2.1.98': 'Encapsulated Uncompressed Explicit VR Little Endian',
 };
 
@@ -135,7 +136,7 @@ export async function openDicom(bytes: Uint8Array, name: string): Promise<ImageS
     const known = UNSUPPORTED[syntax];
     throw fail(
       `transfer syntax ${syntax || '(none)'}${known ? ` (${known})` : ''} is not supported; ` +
-        'FNN reads uncompressed, deflated, RLE, JPEG, JPEG-LS, JPEG 2000 and HTJ2K DICOM',
+        'FNN reads uncompressed, deflated, RLE, JPEG, JPEG-LS, JPEG 2000, HTJ2K and JPEG XL DICOM',
     );
   }
   if (Boolean(compressed) !== Boolean(pixelData.encapsulatedPixelData)) {

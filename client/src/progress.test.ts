@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { duration, progressBar } from './progress';
+
+function fakeTerminal(isTTY = true) {
+  const writes: string[] = [];
+  return { isTTY, columns: 80, writes, write: (t: string) => (writes.push(t), true) };
+}
+
+describe('progressBar', () => {
+  it('draws done/total, rate and ETA on a terminal, and steps aside for result lines', () => {
+    const term = fakeTerminal();
+    let t = 0;
+    const bar = progressBar(4, 'records', true, term, () => t);
+    expect(term.writes.at(-1)).toMatch(/^\r\x1b\[K\[-+\] 0\/4 records .* ETA --$/);
+    t = 2000;
+    bar.tick();
+    expect(term.writes.at(-1)).toMatch(/\[#+-+\] 1\/4 records {2}30\.0\/min {2}ETA 6s$/);
+    const printed: string[] = [];
+    bar.around(() => printed.push('line'));
+    expect(printed).toEqual(['line']);
+    expect(term.writes.slice(-2)[0]).toBe('\r\x1b[K'); // erased before the line, redrawn after
+    t = 4000;
+    bar.tick(3);
+    expect(term.writes.at(-1)).toMatch(/4\/4 records {2}1\.0\/s {2}ETA 0s$/);
+    bar.stop();
+    expect(term.writes.at(-1)).toBe('\r\x1b[K');
+  });
+
+  it('is silent when disabled (--json) or when stderr is not a terminal', () => {
+    for (const [term, enabled] of [[fakeTerminal(false), true], [fakeTerminal(true), false]] as const) {
+      const bar = progressBar(3, 'records', enabled, term);
+      bar.tick();
+      let ran = false;
+      bar.around(() => (ran = true));
+      bar.stop();
+      expect([term.writes, ran]).toEqual([[], true]);
+    }
+  });
+
+  it('formats durations', () => {
+    expect([duration(5), duration(65), duration(3725)]).toEqual(['5s', '1m05s', '1h02m']);
+  });
+});
