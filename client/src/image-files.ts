@@ -82,14 +82,17 @@ export function parseImageOptions(flags: ImageFlags): ImageOptions {
   return { rule: { offset }, size, fit, axis };
 }
 
-/** A PNG, synchronously: the demo and the benchmark read their own PNGs this way. */
-export function readImage(path: string): GrayImage {
-  let bytes: Buffer;
+function readBytes(path: string): Buffer {
   try {
-    bytes = readFileSync(path);
+    return readFileSync(path);
   } catch {
     throw new CliError('usage', `${path}: cannot be read`);
   }
+}
+
+/** A PNG, synchronously: the demo and the benchmark read their own PNGs this way. */
+export function readImage(path: string): GrayImage {
+  const bytes = readBytes(path);
   try {
     return decodePng(bytes, basename(path));
   } catch (e) {
@@ -99,12 +102,7 @@ export function readImage(path: string): GrayImage {
 
 /** A file's images, or a CliError naming the file and the reason. */
 export async function openImageFile(path: string, options: Pick<ImageOptions, 'axis'>): Promise<ImageStack> {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(path);
-  } catch {
-    throw new CliError('usage', `${path}: cannot be read`);
-  }
+  const bytes = readBytes(path);
   try {
     return await openImageStack(bytes, basename(path), { axis: options.axis });
   } catch (e) {
