@@ -1,6 +1,6 @@
 # The two commands of the README: `make demo` and `make test`. Both install
 # what they need (npm ci from the lock file; better-sqlite3 builds from source).
-.PHONY: all install build test demo proto clean
+.PHONY: all install build test demo proto clean dataset
 
 all: build
 
@@ -21,6 +21,20 @@ demo: build
 # Regenerate proto/src/generated/ from proto/fnn/v1/*.proto (buf and ts-proto from npm).
 proto: install
 	cd proto && ../node_modules/.bin/buf lint && rm -rf src/generated && ../node_modules/.bin/buf generate
+
+# The benchmark collection (bench/make-dataset.mjs): real MRI from Debian's
+# mricron-data. Needs apt and Debian's mirror once; the .deb stays in data/cache.
+DEB_CACHE := data/cache
+VOLUME := $(DEB_CACHE)/root/usr/share/mricron/templates/ch2better.nii.gz
+
+dataset: build $(VOLUME)
+	node bench/make-dataset.mjs $(VOLUME) data
+
+$(VOLUME):
+	mkdir -p $(DEB_CACHE)
+	cd $(DEB_CACHE) && (apt-get download mricron-data || (apt-get update && apt-get download mricron-data))
+	dpkg-deb -x $$(ls $(DEB_CACHE)/mricron-data_*.deb | head -n 1) $(DEB_CACHE)/root
+	touch $@
 
 clean:
 	rm -rf */dist node_modules
