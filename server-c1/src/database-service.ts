@@ -157,6 +157,7 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
       protocol: req.protocol === wire.Protocol.PROTOCOL_UNSPECIFIED ? wire.Protocol.PROTOCOL_FAST : req.protocol,
       errorCode: '',
       errorMessage: '',
+      lowerBoundMs: BigInt(result.lowerBoundMs ?? 0),
     };
   };
 
@@ -234,6 +235,7 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
                 protocol: req.protocol,
                 errorCode: status[s.code] ?? String(s.code),
                 errorMessage: s.details,
+                lowerBoundMs: 0n,
               });
             },
           ),

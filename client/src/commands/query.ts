@@ -41,6 +41,8 @@ export interface QueryResult {
   protocol: string;
   rejected: number;
   total: number;
+  /** C1's lower-bound stage (fnn, fast); absent for bf. */
+  lowerBoundMs?: number;
   elapsedMs: number;
 }
 
@@ -172,6 +174,7 @@ async function complete(
     protocol: wire.Protocol[reply.protocol].replace('PROTOCOL_', '').toLowerCase(),
     rejected: Number(reply.rejected),
     total: Number(reply.total),
+    ...(reply.protocol === wire.Protocol.PROTOCOL_BF ? {} : { lowerBoundMs: Number(reply.lowerBoundMs) }),
     elapsedMs: Date.now() - started,
   };
 }

@@ -10,6 +10,8 @@ export interface Ranking {
   candidates: number[];
   /** Records rejected by the lower bound without computing their distance. */
   rejected: number;
+  /** Time C1 spent on the lower-bound stage, until the bounds went to C2 (the paper's "LB time"). */
+  lowerBoundMs?: number;
 }
 
 /**
@@ -32,12 +34,14 @@ export async function fnn(
     seeds.push({ candidate, value: mask.distance(distance) });
   }
   // Step 3: bounds for every other record.
+  const boundsStarted = Date.now();
   const stats = (await records.stats()).slice(seedCount);
   const bounds = (await ssedlb(ctx, stats, query)).map((b, i) => ({
     candidate: seedCount + i,
     value: mask.bound(b),
   }));
   // Step 4, then step 5 as C2 asks.
+  const lowerBoundMs = Date.now() - boundsStarted;
   let next = await ctx.peer.bounds('fnn-bounds', seeds, bounds);
   while (!next.done) {
     if (next.candidate < seedCount || next.candidate >= records.count)
@@ -46,5 +50,5 @@ export async function fnn(
     next = await ctx.peer.distance('fnn-distance', { candidate: next.candidate, value: mask.distance(distance) });
   }
   // Step 6.
-  return { candidates: await ctx.peer.finish(), rejected: next.rejected };
+  return { candidates: await ctx.peer.finish(), rejected: next.rejected, lowerBoundMs };
 }

@@ -20,6 +20,7 @@ export interface SearchResult {
   ticket: string;
   rejected: number;
   total: number;
+  lowerBoundMs?: number;
 }
 
 /** One whole query at C1: open a session with C2, search, and prepare retrieval. */
@@ -51,7 +52,7 @@ export async function search(options: {
       blinded.push(b.blinded);
     }
     const ticket = await peer.retrieval(blinded);
-    return { candidates: ranking.candidates, blindings, ticket, rejected: ranking.rejected, total: records.count };
+    return { candidates: ranking.candidates, blindings, ticket, rejected: ranking.rejected, total: records.count, lowerBoundMs: ranking.lowerBoundMs };
   } finally {
     peer.close();
   }
@@ -66,14 +67,14 @@ export async function searchPacked(options: {
   shareTicket: string;
   k: number;
   requestId: string;
-}): Promise<{ candidates: number[]; rejected: number; total: number }> {
+}): Promise<{ candidates: number[]; rejected: number; total: number; lowerBoundMs?: number }> {
   const { records } = options;
   if (records.count === 0) throw invalidInput('the collection is empty');
   const k = Math.min(options.k, records.count);
   const peer = new KeyHolderPeer(options.transport, randomBytes(12).toString('hex'));
   try {
     const ranking = await fastSearch({ crypto: options.crypto, peer }, records, options.query, options.shareTicket, k, options.requestId);
-    return { candidates: ranking.candidates, rejected: ranking.rejected, total: records.count };
+    return { candidates: ranking.candidates, rejected: ranking.rejected, total: records.count, lowerBoundMs: ranking.lowerBoundMs };
   } finally {
     peer.close();
   }

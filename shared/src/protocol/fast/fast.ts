@@ -93,6 +93,7 @@ export async function fastSearch(
     return pk2.add(pk2.add(constant, pk2.mulPlain(inner, -2n)), queryConstant[family]);
   };
 
+  const boundsStarted = Date.now();
   const opened = await peer.fastOpen(pk2.fingerprint(), crypto.ownSecretKey.publicKey.fingerprint(), k, requestId, shareTicket, records.groups);
   if (opened.length !== records.groups.length) throw protocolState('C2 sent bound contributions for other groups');
   const bounds = [];
@@ -100,6 +101,7 @@ export async function fastSearch(
     const value = await packedValue('bound', c);
     bounds.push({ group: c.group, value: pk2.addPlain(pk2.mulPlain(value, mask.alpha), broadcast(mask.gamma, p.slotBits, G)) });
   }
+  const lowerBoundMs = Date.now() - boundsStarted;
   let next = await peer.fastBounds(bounds);
   while (!next.done) {
     const c = next.contribution;
@@ -108,5 +110,5 @@ export async function fastSearch(
     const masked = pk2.addPlain(pk2.mulPlain(value, mask.alpha), broadcast(mask.beta, p.slotBits, G));
     next = await peer.fastDistance(c.group, masked);
   }
-  return { candidates: await peer.finish(), rejected: next.rejected };
+  return { candidates: await peer.finish(), rejected: next.rejected, lowerBoundMs };
 }

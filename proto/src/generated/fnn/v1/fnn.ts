@@ -315,6 +315,8 @@ export interface QueryReply {
   /** Set in BatchQuery when this query failed; the stream goes on with the others. */
   errorCode: string;
   errorMessage: string;
+  /** time of the lower-bound stage (fnn, fast) */
+  lowerBoundMs: bigint;
 }
 
 export interface StatusRequest {
@@ -2054,6 +2056,7 @@ function createBaseQueryReply(): QueryReply {
     protocol: 0,
     errorCode: "",
     errorMessage: "",
+    lowerBoundMs: 0n,
   };
 }
 
@@ -2088,6 +2091,12 @@ export const QueryReply: MessageFns<QueryReply> = {
     }
     if (message.errorMessage !== "") {
       writer.uint32(66).string(message.errorMessage);
+    }
+    if (message.lowerBoundMs !== 0n) {
+      if (BigInt.asUintN(64, message.lowerBoundMs) !== message.lowerBoundMs) {
+        throw new globalThis.Error("value provided for field message.lowerBoundMs of type uint64 too large");
+      }
+      writer.uint32(72).uint64(message.lowerBoundMs);
     }
     return writer;
   },
@@ -2169,6 +2178,14 @@ export const QueryReply: MessageFns<QueryReply> = {
             message.errorMessage = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.lowerBoundMs = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2205,6 +2222,11 @@ export const QueryReply: MessageFns<QueryReply> = {
         : isSet(object.error_message)
         ? globalThis.String(object.error_message)
         : "",
+      lowerBoundMs: isSet(object.lowerBoundMs)
+        ? BigInt(object.lowerBoundMs)
+        : isSet(object.lower_bound_ms)
+        ? BigInt(object.lower_bound_ms)
+        : 0n,
     };
   },
 
@@ -2234,6 +2256,9 @@ export const QueryReply: MessageFns<QueryReply> = {
     if (message.errorMessage !== "") {
       obj.errorMessage = message.errorMessage;
     }
+    if (message.lowerBoundMs !== 0n) {
+      obj.lowerBoundMs = message.lowerBoundMs.toString();
+    }
     return obj;
   },
 
@@ -2250,6 +2275,9 @@ export const QueryReply: MessageFns<QueryReply> = {
     message.protocol = object.protocol ?? 0;
     message.errorCode = object.errorCode ?? "";
     message.errorMessage = object.errorMessage ?? "";
+    message.lowerBoundMs = (object.lowerBoundMs !== undefined && object.lowerBoundMs !== null)
+      ? BigInt(object.lowerBoundMs)
+      : 0n;
     return message;
   },
 };
