@@ -11,13 +11,17 @@ import {
   type RecordKey,
 } from '@fnn/shared';
 import { call } from './connect';
+import { CliError } from './output';
+
+export const MAX_ID_BYTES = 512;
 
 /**
  * One record, uploaded as the owner must: ask C1 for the record's slot, encrypt
  * the paper's layout and the fast protocol's slot records (C1's under C2's
  * key, C2's under C1's key) and the sealed image, store C2's replica, then
- * C1's record. C1 is written last: until it holds the record, no query sees it,
- * and a failed upload is completed by running it again (same ID, same slot).
+ * C1's record. C1 is written last: until it holds the record, fnn and bf do
+ * not see it and a fast query over its group is refused (the replicas' group
+ * digests differ); a failed upload is completed by running it again.
  */
 export class RecordUploader {
   private readonly codec: WireCodec;
@@ -33,6 +37,8 @@ export class RecordUploader {
 
   async upload(id: string, image: GrayImage): Promise<wire.UploadReply> {
     const { c2Key, c1Key, recordKey } = this.keys;
+    // C1 refuses what would not fit; refuse it here, before C2's replica is written.
+    if (Buffer.byteLength(id) > MAX_ID_BYTES) throw new CliError('usage', `record ID longer than ${MAX_ID_BYTES} bytes`);
     const lookupTag = recordKey.lookupTag(id);
     const { group, slot } = await call(this.c1.allocateSlot.bind(this.c1), { lookupTag }, 30_000);
     const params = packingParams(Math.min(c2Key.bits, c1Key.bits), image.width, image.height, image.maxValue);

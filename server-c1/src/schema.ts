@@ -1,7 +1,7 @@
 // C1's SQLite schema, in one place. C1 stores only what the owner encrypted:
 // Paillier ciphertexts under C2's key, AES-GCM-sealed identifiers and images,
 // and HMAC lookup tags.
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 export const SCHEMA = `
 -- One row per fact about the collection (image size, pixel depth, key).
@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS records (
   slot_pixels    BLOB NOT NULL,       -- E(x_i 2^(w slot))
   slot_embedding BLOB NOT NULL,       -- E(e_i 2^(w slot)), the block embedding
   slot_constants BLOB NOT NULL,       -- E(distance constant 2^(w slot)), E(bound constant 2^(w slot))
+  slot_version   BLOB NOT NULL,       -- random per upload, the same in C2's replica (group digests)
   UNIQUE (grp, slot)
 ) STRICT;
 

@@ -10,6 +10,7 @@ import {
   generateKeyPair,
   generateSymmetricKey,
   groupDigest,
+  type GroupMember,
   openSealedImage,
   packColumns,
   packingParams,
@@ -89,6 +90,9 @@ const notForC1 = async (values: bigint[]) => values.map(() => 0n);
  * image, and the slot record for `at` (a position in group order, or a group
  * and slot), everything under pk.
  */
+/** A record as a group digest names it: its lookup tag and upload version. */
+const member = (r: TestRecord): GroupMember => ({ tag: r.stored.lookupTag, version: r.stored.slotRecord.version });
+
 async function record(
   id: string,
   at: number | { group: number; slot: number },
@@ -305,7 +309,7 @@ describe('RecordStore', () => {
     );
     const packed = store.packedSnapshot();
     expect(packed.groups, 'the replaced record keeps its slot and its candidate number').toEqual([
-      { group: 0, members: [0, 1, 2], digest: groupDigest([a.stored.lookupTag, b.stored.lookupTag, c.stored.lookupTag]) },
+      { group: 0, members: [0, 1, 2], digest: groupDigest([member(a), member(newB), member(c)]) },
     ]);
     expect(openSealedImage(recordKey, packed.sealedImage(position)).pixels, 'the sealed image must be the new one').toEqual(
       newB.image,
@@ -485,7 +489,7 @@ describe('RecordStore: slots and packed groups (fast protocol)', () => {
     expect((error as Error).message, 'the refusal must tell the owner to allocate again').toMatch(/allocate/);
     expect(store.count, 'nothing of the refused call may be stored (not even the valid 1st record)').toBe(1);
     expect(store.packedSnapshot().groups, 'the group layout must be unchanged').toEqual([
-      { group: 0, members: [0, -1, -1], digest: groupDigest([a.stored.lookupTag, null, null]) },
+      { group: 0, members: [0, -1, -1], digest: groupDigest([member(a), null, null]) },
     ]);
     await expectPackedGroup(store, 0, [a], 'after the refused record');
     const twice = await record('d', { group: 0, slot: 2 });
@@ -534,14 +538,14 @@ describe('RecordStore: slots and packed groups (fast protocol)', () => {
     members0[0] = 1;
     members0[1] = 3;
     members0[2] = 0;
-    const tags0 = free<Buffer | null>(g, null);
-    tags0[0] = r1.stored.lookupTag;
-    tags0[1] = r3.stored.lookupTag;
-    tags0[2] = r0.stored.lookupTag;
+    const tags0 = free<GroupMember | null>(g, null);
+    tags0[0] = member(r1);
+    tags0[1] = member(r3);
+    tags0[2] = member(r0);
     const members1 = free(g, -1);
     members1[1] = 2;
-    const tags1 = free<Buffer | null>(g, null);
-    tags1[1] = r2.stored.lookupTag;
+    const tags1 = free<GroupMember | null>(g, null);
+    tags1[1] = member(r2);
     expect(snap.groups, 'groups in order, each slot naming its record by upload order (-1: free)').toEqual([
       { group: 0, members: members0, digest: groupDigest(tags0) },
       { group: 1, members: members1, digest: groupDigest(tags1) },
@@ -557,7 +561,7 @@ describe('RecordStore: slots and packed groups (fast protocol)', () => {
     // The packed column holds each member's value in its own slot and nothing elsewhere.
     const column = (await snap.columns(0, 'distance')).columns[5];
     expect(unpack(sk.decrypt(column), snap.params.slotBits, g)).toEqual([r1, r3, r0].map((r) => BigInt(r.image[5])));
-    expectFnnError(await rejected(snap.columns(7, 'distance'), 'columns of a group that does not exist'), 'not-found', 'unknown group');
+    expectFnnError(await rejected(snap.columns(7, 'distance'), 'columns of a group that does not exist'), 'protocol-state', 'unknown group');
   });
 
   it('recomputes a group from its remaining members after a delete, and drops a group whose last member goes', async () => {
@@ -575,11 +579,11 @@ describe('RecordStore: slots and packed groups (fast protocol)', () => {
     await expectPackedGroup(store, 0, remaining, 'group 0 after deleting its 2nd member');
     const snap = store.packedSnapshot();
     const members = new Array<number>(g).fill(-1);
-    const tags = new Array<Buffer | null>(g).fill(null);
+    const tags = new Array<GroupMember | null>(g).fill(null);
     const candidates = candidatesById(store);
     for (const r of remaining) {
       members[r.stored.slot] = candidates.get(r.id)!;
-      tags[r.stored.slot] = r.stored.lookupTag;
+      tags[r.stored.slot] = member(r);
     }
     expect(snap.groups[0], 'the deleted slot is free, the others renumbered in upload order').toEqual({
       group: 0,
@@ -594,7 +598,7 @@ describe('RecordStore: slots and packed groups (fast protocol)', () => {
     expect(store.packedSnapshot().groups.map((x) => x.group), 'a group without members must disappear').toEqual([0]);
     expectFnnError(
       await rejected(before.columns(1, 'distance'), 'the columns of a group deleted since the snapshot'),
-      'not-found',
+      'protocol-state',
       'a group that disappeared during a query',
     );
     expect(store.allocateSlot(recordKey.lookupTag('new')), 'the freed slot in group 0 comes before the dropped group').toEqual({

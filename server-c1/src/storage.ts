@@ -10,6 +10,7 @@ import {
   protocolState,
   type EncryptedStats,
   type Family,
+  type GroupMember,
   type PackedRecordSource,
   type PackingParams,
   type PublicKey,
@@ -101,11 +102,11 @@ export class RecordStore {
       // A replacement keeps its seq: the upload order (and so the tie rule) does not change.
       const update = this.db.prepare(
         `UPDATE records SET encrypted_id = ?, sealed_image = ?, sum = ?, spread = ?, pixels = ?,
-           grp = ?, slot = ?, slot_pixels = ?, slot_embedding = ?, slot_constants = ? WHERE lookup_tag = ?`,
+           grp = ?, slot = ?, slot_pixels = ?, slot_embedding = ?, slot_constants = ?, slot_version = ? WHERE lookup_tag = ?`,
       );
       const insert = this.db.prepare(
         `INSERT INTO records (encrypted_id, sealed_image, sum, spread, pixels, grp, slot, slot_pixels, slot_embedding,
-           slot_constants, lookup_tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           slot_constants, slot_version, lookup_tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       );
       const holder = this.db.prepare('SELECT lookup_tag FROM records WHERE grp = ? AND slot = ?');
       const touched = new Set<number>();
@@ -130,6 +131,7 @@ export class RecordStore {
           this.toBlob(c.pixels),
           this.toBlob(c.embedding),
           this.toBlob([c.distanceConstant!, c.boundConstant!]),
+          Buffer.from(c.version),
         ];
         const before = this.db.prepare('SELECT grp FROM records WHERE lookup_tag = ?').get(r.lookupTag) as { grp: number } | undefined;
         if (before) touched.add(before.grp);
@@ -211,6 +213,18 @@ export class RecordStore {
     return shape ? packingParams(this.keyBits, shape.width, shape.height, shape.maxValue) : undefined;
   }
 
+  /** The digest of one group as it is now (members' tags and upload versions in slot order). */
+  private groupDigestNow(group: number, groupSize: number): string {
+    const members: (GroupMember | null)[] = new Array(groupSize).fill(null);
+    for (const r of this.db.prepare('SELECT lookup_tag, slot_version, slot FROM records WHERE grp = ?').all(group) as {
+      lookup_tag: Buffer;
+      slot_version: Buffer;
+      slot: number;
+    }[])
+      members[r.slot] = { tag: r.lookup_tag, version: r.slot_version };
+    return groupDigest(members);
+  }
+
   /** The packed groups as the fast protocol sees them, candidates numbered in upload order. */
   packedSnapshot(): PackedRecordSource & { sealedImage(candidate: number): Buffer; encryptedId(candidate: number): Buffer } {
     const params = this.params();
@@ -218,24 +232,27 @@ export class RecordStore {
     const rows = this.db
       .prepare('SELECT lookup_tag, encrypted_id, grp, slot FROM records ORDER BY seq')
       .all() as { lookup_tag: Buffer; encrypted_id: Buffer; grp: number; slot: number }[];
-    const layouts = new Map<number, { members: number[]; tags: (Buffer | null)[] }>();
+    const members = new Map<number, number[]>();
     rows.forEach((r, candidate) => {
-      let g = layouts.get(r.grp);
-      if (!g) layouts.set(r.grp, (g = { members: new Array(params.groupSize).fill(-1), tags: new Array(params.groupSize).fill(null) }));
-      g.members[r.slot] = candidate;
-      g.tags[r.slot] = r.lookup_tag;
+      let m = members.get(r.grp);
+      if (!m) members.set(r.grp, (m = new Array(params.groupSize).fill(-1)));
+      m[r.slot] = candidate;
     });
+    const groups = [...members.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([group, m]) => ({ group, members: m, digest: this.groupDigestNow(group, params.groupSize) }));
+    const digests = new Map(groups.map((g) => [g.group, g.digest]));
     const getPacked = this.db.prepare('SELECT pixels, embedding, constants FROM packed_groups WHERE grp = ?');
     const getSealed = this.db.prepare('SELECT sealed_image FROM records WHERE lookup_tag = ?');
     return {
       params,
       count: rows.length,
-      groups: [...layouts.entries()]
-        .sort(([a], [b]) => a - b)
-        .map(([group, g]) => ({ group, members: g.members, digest: groupDigest(g.tags) })),
+      groups,
+      // Checked and read synchronously, so no upload can slip in between.
       columns: async (group: number, family: Family) => {
-        const row = getPacked.get(group) as { pixels: Buffer; embedding: Buffer; constants: Buffer } | undefined;
-        if (!row) throw notFound('a group changed during the query; run the query again');
+        if (this.groupDigestNow(group, params.groupSize) !== digests.get(group))
+          throw protocolState('a group changed during the query; run the query again');
+        const row = getPacked.get(group) as { pixels: Buffer; embedding: Buffer; constants: Buffer };
         const [distanceConstant, boundConstant] = this.fromBlob(row.constants);
         return family === 'distance'
           ? { columns: this.fromBlob(row.pixels), constant: distanceConstant }

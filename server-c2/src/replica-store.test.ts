@@ -10,6 +10,7 @@ import {
   generateKeyPair,
   generateSymmetricKey,
   groupDigest,
+  type GroupMember,
   packColumns,
   packingParams,
   RecordKey,
@@ -145,18 +146,18 @@ const onDisk = (disk: Buffer, probes: Buffer | Buffer[]) => (Array.isArray(probe
 
 /** The digest C2 must compute for a group holding these records (in their slots). */
 function digestOf(members: TestRecord[]): string {
-  const tags = new Array<Buffer | null>(G()).fill(null);
-  for (const m of members) tags[m.slot] = m.tag;
+  const tags = new Array<GroupMember | null>(G()).fill(null);
+  for (const m of members) tags[m.slot] = { tag: m.tag, version: m.replica.version };
   return groupDigest(tags);
 }
 
 /** The group's packed columns must be exactly the product of these members' slot ciphertexts. */
 async function expectPackedGroup(store: ReplicaStore, group: number, members: TestRecord[], what: string) {
   const source = store.source();
-  expect(await source.columns(group, 'distance'), `${what}: packed pixel columns of group ${group}`).toEqual(
+  expect(await source.columns(group, 'distance', source.digest(group)!), `${what}: packed pixel columns of group ${group}`).toEqual(
     packColumns(pk1, members.map((m) => m.replica.pixels)),
   );
-  expect(await source.columns(group, 'bound'), `${what}: packed embedding columns of group ${group}`).toEqual(
+  expect(await source.columns(group, 'bound', source.digest(group)!), `${what}: packed embedding columns of group ${group}`).toEqual(
     packColumns(pk1, members.map((m) => m.replica.embedding)),
   );
   expect(source.digest(group), `${what}: digest of group ${group}`).toBe(digestOf(members));
@@ -180,9 +181,9 @@ describe('ReplicaStore', () => {
     await expectPackedGroup(store, 1, records.slice(G()), 'group 1 with one member');
     const source = store.source();
     expect(source.digest(2), 'a group without members has no digest').toBeUndefined();
-    expectFnnError(await rejected(source.columns(2, 'distance'), 'columns of an unknown group'), 'not-found', 'unknown group');
+    expectFnnError(await rejected(source.columns(2, 'distance', 'no-such-digest'), 'columns of an unknown group'), 'protocol-state', 'unknown group');
     // The packed column holds each member's pixel in its own slot.
-    const column = (await source.columns(0, 'distance'))[3];
+    const column = (await source.columns(0, 'distance', source.digest(0)!))[3];
     expect(unpack(sk1.decrypt(column), paramsOf(SHAPE_4x4).slotBits, G())).toEqual(records.slice(0, G()).map((r) => BigInt(r.image[3])));
   });
 
@@ -242,9 +243,10 @@ describe('ReplicaStore', () => {
     for (const r of records) put(store, r);
     const last = records[G()];
     const before = store.source();
+    const digestBefore1 = before.digest(1)!;
     store.delete([last.tag]);
     expect(store.source().digest(1), 'a group without members must disappear').toBeUndefined();
-    expectFnnError(await rejected(before.columns(1, 'distance'), 'columns of a dropped group'), 'not-found', 'dropped group');
+    expectFnnError(await rejected(before.columns(1, 'distance', digestBefore1), 'columns of a dropped group'), 'protocol-state', 'dropped group');
     await expectPackedGroup(store, 0, records.slice(0, G()), 'the untouched group');
     store.delete(records.slice(0, G()).map((r) => r.tag));
     expect(store.count).toBe(0);
@@ -328,7 +330,7 @@ describe('ReplicaStore', () => {
     const gone = await record('gone', 1);
     put(store, keep);
     put(store, gone);
-    const packedBefore = await store.source().columns(0, 'distance');
+    const packedBefore = await store.source().columns(0, 'distance', store.source().digest(0)!);
     const goneProbes: [string, Buffer | Buffer[]][] = [
       ['slot pixel ciphertexts', pieces(gone.replica.pixels)],
       ['slot embedding ciphertexts', pieces(gone.replica.embedding)],

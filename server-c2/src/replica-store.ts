@@ -5,9 +5,10 @@ import {
   packColumns,
   groupDigest,
   invalidInput,
-  notFound,
+  protocolState,
   packingParams,
   type Family,
+  type GroupMember,
   type PackingParams,
   type PublicKey,
   type ReplicaSource,
@@ -30,6 +31,7 @@ CREATE TABLE IF NOT EXISTS replica (
   slot       INTEGER NOT NULL,
   pixels     BLOB NOT NULL,         -- E1(x_i 2^(w slot))
   embedding  BLOB NOT NULL,         -- E1(e_i 2^(w slot))
+  version    BLOB NOT NULL,         -- the owner's random upload version, the same at C1
   PRIMARY KEY (grp, slot)
 ) STRICT;
 
@@ -92,8 +94,10 @@ export class ReplicaStore {
           this.setFact('width', String(shape.width));
           this.setFact('height', String(shape.height));
           this.setFact('max_value', String(shape.maxValue));
-        } else if (Number(width) !== shape.width || Number(this.fact('height')) !== shape.height || Number(this.fact('max_value')) !== shape.maxValue)
+        } else if (Number(width) !== shape.width || Number(this.fact('height')) !== shape.height)
           throw invalidInput(`image is ${shape.width}x${shape.height}, the replica's images are ${width}x${this.fact('height')}`);
+        else if (Number(this.fact('max_value')) !== shape.maxValue)
+          throw invalidInput(`image pixel depth ${shape.maxValue} differs from the replica's ${this.fact('max_value')}`);
         const p = this.params()!;
         if (slot >= p.groupSize) throw invalidInput(`slot ${slot} outside a group of ${p.groupSize}`);
         if (record.pixels.length !== shape.width * shape.height || record.embedding.length !== 2 * p.blockRows * p.blockCols)
@@ -104,8 +108,8 @@ export class ReplicaStore {
           .all(lookupTag, group, slot) as { grp: number }[])
           touched.add(row.grp);
         this.db
-          .prepare('INSERT INTO replica (lookup_tag, grp, slot, pixels, embedding) VALUES (?, ?, ?, ?, ?)')
-          .run(lookupTag, group, slot, this.toBlob(record.pixels), this.toBlob(record.embedding));
+          .prepare('INSERT INTO replica (lookup_tag, grp, slot, pixels, embedding, version) VALUES (?, ?, ?, ?, ?, ?)')
+          .run(lookupTag, group, slot, this.toBlob(record.pixels), this.toBlob(record.embedding), Buffer.from(record.version));
         for (const g of touched) this.repack(g);
       })
       .immediate();
@@ -136,23 +140,31 @@ export class ReplicaStore {
   source(): ReplicaSource {
     const params = this.params();
     if (!params) throw invalidInput('the replica is empty');
-    const tagsOf = this.db.prepare('SELECT lookup_tag, slot FROM replica WHERE grp = ?');
     const packed = this.db.prepare('SELECT pixels, embedding FROM packed_groups WHERE grp = ?');
     return {
       params,
-      digest: (group) => {
-        const rows = tagsOf.all(group) as { lookup_tag: Buffer; slot: number }[];
-        if (rows.length === 0) return undefined;
-        const tags: (Buffer | null)[] = new Array(params.groupSize).fill(null);
-        for (const r of rows) tags[r.slot] = r.lookup_tag;
-        return groupDigest(tags);
-      },
-      columns: async (group: number, family: Family) => {
-        const row = packed.get(group) as { pixels: Buffer; embedding: Buffer } | undefined;
-        if (!row) throw notFound('a group changed during the query; run the query again');
+      digest: (group) => this.digest(group, params.groupSize),
+      // Checked and read synchronously, so no upload can slip in between.
+      columns: async (group: number, family: Family, expectedDigest: string) => {
+        const now = this.digest(group, params.groupSize);
+        if (now === undefined || now !== expectedDigest)
+          throw protocolState('a group changed during the query; run the query again');
+        const row = packed.get(group) as { pixels: Buffer; embedding: Buffer };
         return this.fromBlob(family === 'distance' ? row.pixels : row.embedding);
       },
     };
+  }
+
+  private digest(group: number, groupSize: number): string | undefined {
+    const rows = this.db.prepare('SELECT lookup_tag, version, slot FROM replica WHERE grp = ?').all(group) as {
+      lookup_tag: Buffer;
+      version: Buffer;
+      slot: number;
+    }[];
+    if (rows.length === 0) return undefined;
+    const members: (GroupMember | null)[] = new Array(groupSize).fill(null);
+    for (const r of rows) members[r.slot] = { tag: r.lookup_tag, version: r.version };
+    return groupDigest(members);
   }
 
   private repack(group: number): void {

@@ -1,6 +1,7 @@
 import { startC1 } from '@fnn/server-c1';
 import { startC2 } from '@fnn/server-c2';
-import type { Logger, RunningDaemon } from '@fnn/shared';
+import type { Logger, PublicKey, RunningDaemon } from '@fnn/shared';
+import { CliError } from '../output';
 import { loadC1PublicKey, loadC1SecretKey, loadPublicKey, loadSecretKey } from '../key-files';
 import { checkAddress } from '../connect';
 import { createCrypto } from '../crypto-workers';
@@ -13,6 +14,7 @@ export async function runC2(log: Logger, options: { listen: string; keys: string
   const listen = checkAddress(options.listen, '--listen', 'FNN_C2_LISTEN');
   const secretKey = loadSecretKey(options.keys);
   const evaluatorKey = loadC1PublicKey(options.keys);
+  sameSize(secretKey.publicKey, evaluatorKey);
   const crypto = createCrypto(secretKey.publicKey, secretKey);
   const fast = { ownSecretKey: secretKey, evaluatorKey, multiExp: crypto.pool.multiExp.bind(crypto.pool) };
   const daemon = await startC2({ listen, dbPath: options.db, crypto: crypto.keyHolder!, fast, log });
@@ -24,10 +26,17 @@ export async function runC1(log: Logger, options: { listen: string; keys: string
   const c2Address = checkAddress(options.c2, '--c2', 'FNN_C2');
   const publicKey = loadPublicKey(options.keys);
   const ownSecretKey = loadC1SecretKey(options.keys);
+  sameSize(publicKey, ownSecretKey.publicKey);
   const crypto = createCrypto(publicKey);
   const fast = { keyHolderKey: publicKey, ownSecretKey, multiExp: crypto.pool.multiExp.bind(crypto.pool) };
   const daemon = await startC1({ listen, dbPath: options.db, c2Address, crypto: crypto.evaluator, fast, log });
   await serveUntilSignal(daemon, 'c1', log, crypto.close);
+}
+
+/** The packing is sized by one key and checked against the other: both key pairs must be the same size. */
+function sameSize(c2Key: PublicKey, c1Key: PublicKey): void {
+  if (c2Key.bits !== c1Key.bits)
+    throw new CliError('usage', `C2's key has ${c2Key.bits} bits and C1's ${c1Key.bits}: make both with one \`fnn keygen\``);
 }
 
 async function serveUntilSignal(daemon: RunningDaemon, role: string, log: Logger, cleanup: () => Promise<void>) {

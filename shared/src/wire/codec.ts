@@ -259,12 +259,15 @@ export class WireCodec {
       embedding: this.ciphers(r.embedding),
       distanceConstant: r.distanceConstant === undefined ? Buffer.alloc(0) : this.cipher(r.distanceConstant),
       boundConstant: r.boundConstant === undefined ? Buffer.alloc(0) : this.cipher(r.boundConstant),
+      version: Buffer.from(r.version),
     };
   }
 
   /** A slot record from the network; the constants only where `withConstants` (C1's replica). */
   slotFromWire(s: wire.SlotRecord, withConstants: boolean): SlotRecord {
+    if (s.version.length !== 16) throw invalidInput('slot record without a 16-byte version');
     return {
+      version: Buffer.from(s.version),
       pixels: this.fromCiphers(s.pixels),
       embedding: this.fromCiphers(s.embedding),
       distanceConstant: withConstants ? this.fromCipher(s.distanceConstant) : undefined,

@@ -56,7 +56,10 @@ async function collection(images: Uint16Array[], p: PackingParams, holes = new S
   const c2: ReplicaSource = {
     params: p,
     digest: (group) => layout[group]?.digest,
-    columns: async (group, f) => packColumns(pk1, slots[group].map((s) => family(s.c2, f))),
+    columns: async (group, f, expected) => {
+      if (layout[group]?.digest !== expected) throw new Error('group changed');
+      return packColumns(pk1, slots[group].map((s) => family(s.c2, f)));
+    },
   };
   return { c1, c2 };
 }

@@ -19,7 +19,8 @@ export interface ReplicaSource {
   params: PackingParams;
   /** The digest of a group's members in slot order, to check both replicas agree. */
   digest(group: number): string | undefined;
-  columns(group: number, family: Family): Promise<bigint[]>;
+  /** A group's packed columns, refused if the group no longer has `expectedDigest` (it changed mid-query). */
+  columns(group: number, family: Family, expectedDigest: string): Promise<bigint[]>;
 }
 
 export interface FastKeyHolderCrypto {
@@ -133,7 +134,7 @@ export class FastKeyHolder {
   private async contribution(group: number, family: Family): Promise<Contribution> {
     const p = this.params;
     const pk1 = this.crypto.evaluatorKey;
-    const columns = await this.replica.columns(group, family);
+    const columns = await this.replica.columns(group, family, this.layouts.get(group)!.digest);
     const theirs = await this.crypto.multiExp(columns, this.shares[family], pk1.n2);
     const maskBits = family === 'bound' ? p.bound.maskBits : p.distance.maskBits;
     const t = pack(Array.from({ length: p.groupSize }, () => randomBits(maskBits)), p.slotBits);

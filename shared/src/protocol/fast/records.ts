@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { PublicKey } from '../../crypto/paillier';
 import type { BatchEncryptor } from '../owner';
 import { dot, embed, sumOf } from './embedding';
@@ -12,6 +12,8 @@ import type { PackingParams } from './params';
 
 /** Per record and per replica: the shifted coordinates (and, at C1, the record constants). */
 export interface SlotRecord {
+  /** Random per upload and the same in both replicas, so their group digests catch different contents. */
+  version: Uint8Array;
   /** Distance family: E(x_i 2^(w j)), i = 1..d. */
   pixels: bigint[];
   /** Bound family: E(e_i 2^(w j)), the block embedding. */
@@ -51,29 +53,39 @@ export async function encryptSlotRecord(
   const shift = (v: bigint) => v << BigInt(p.slotBits * slot);
   const values = [...plain.pixels, ...plain.embedding].map(shift);
   const d = plain.pixels.length;
+  const version = randomBytes(16);
   const [c1Side, c2Side] = await Promise.all([
     encrypt2([...values, shift(plain.distanceConstant), shift(plain.boundConstant)]),
     encrypt1(values),
   ]);
   return {
     forC1: {
+      version,
       pixels: c1Side.slice(0, d),
       embedding: c1Side.slice(d, values.length),
       distanceConstant: c1Side[values.length],
       boundConstant: c1Side[values.length + 1],
     },
-    forC2: { pixels: c2Side.slice(0, d), embedding: c2Side.slice(d) },
+    forC2: { version, pixels: c2Side.slice(0, d), embedding: c2Side.slice(d) },
   };
 }
 
+/** A member of a group as both servers know it: its lookup tag and the version of its upload. */
+export interface GroupMember {
+  tag: Uint8Array;
+  version: Uint8Array;
+}
+
 /**
- * What both servers must agree on for a group: its members' lookup tags in
- * slot order (free slots as '-'). C2 refuses a session whose groups differ
- * from its replica, rather than computing a wrong answer.
+ * What both servers must agree on for a group: its members' lookup tags and
+ * upload versions in slot order (free slots as '-'). C2 refuses a session
+ * whose groups differ from its replica, rather than computing a wrong answer;
+ * the version catches two servers holding different uploads of the same ID.
  */
-export function groupDigest(tags: (Uint8Array | null)[]): string {
+export function groupDigest(members: (GroupMember | null)[]): string {
   const h = createHash('sha256');
-  for (const t of tags) h.update(t ? Buffer.from(t).toString('hex') + ',' : '-,');
+  for (const m of members)
+    h.update(m ? `${Buffer.from(m.tag).toString('hex')}:${Buffer.from(m.version).toString('hex')},` : '-,');
   return h.digest('hex').slice(0, 32);
 }
 

@@ -208,6 +208,8 @@ export interface SlotRecord {
   distanceConstant: Buffer;
   /** only in C1's replica */
   boundConstant: Buffer;
+  /** random per upload, the same in both replicas: their digests then */
+  version: Buffer;
 }
 
 export interface AllocateSlotRequest {
@@ -726,6 +728,7 @@ function createBaseSlotRecord(): SlotRecord {
     embedding: [],
     distanceConstant: Buffer.alloc(0),
     boundConstant: Buffer.alloc(0),
+    version: Buffer.alloc(0),
   };
 }
 
@@ -748,6 +751,9 @@ export const SlotRecord: MessageFns<SlotRecord> = {
     }
     if (message.boundConstant.length !== 0) {
       writer.uint32(50).bytes(message.boundConstant);
+    }
+    if (message.version.length !== 0) {
+      writer.uint32(58).bytes(message.version);
     }
     return writer;
   },
@@ -813,6 +819,14 @@ export const SlotRecord: MessageFns<SlotRecord> = {
             message.boundConstant = Buffer.from(reader.bytes());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.version = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -845,6 +859,7 @@ export const SlotRecord: MessageFns<SlotRecord> = {
         : isSet(object.bound_constant)
         ? Buffer.from(bytesFromBase64(object.bound_constant))
         : Buffer.alloc(0),
+      version: isSet(object.version) ? Buffer.from(bytesFromBase64(object.version)) : Buffer.alloc(0),
     };
   },
 
@@ -868,6 +883,9 @@ export const SlotRecord: MessageFns<SlotRecord> = {
     if (message.boundConstant.length !== 0) {
       obj.boundConstant = base64FromBytes(message.boundConstant);
     }
+    if (message.version.length !== 0) {
+      obj.version = base64FromBytes(message.version);
+    }
     return obj;
   },
 
@@ -882,6 +900,7 @@ export const SlotRecord: MessageFns<SlotRecord> = {
     message.embedding = object.embedding?.map((e) => e) || [];
     message.distanceConstant = object.distanceConstant ?? Buffer.alloc(0);
     message.boundConstant = object.boundConstant ?? Buffer.alloc(0);
+    message.version = object.version ?? Buffer.alloc(0);
     return message;
   },
 };
