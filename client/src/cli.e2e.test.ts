@@ -92,6 +92,10 @@ describe('upload, query, batch query, status', () => {
     expect(result.results[0].distance).toBe(want.distance.toString());
     const written = decodePng(readFileSync(result.results[0].image), 'neighbour');
     expect(Array.from(written.pixels)).toEqual(Array.from(stored[want.index].pixels));
+    // The sheet shows the query beside its neighbour, captioned with ID and distance.
+    const sheet = readFileSync((result as unknown as { sheet: string }).sheet, 'utf8');
+    expect(sheet).toContain(`1. ${want.id}, squared distance ${want.distance}`);
+    expect(sheet.match(/<img src="data:image\/png;base64,/g)?.length).toBe(2);
   });
 
   it.each(['fast', 'fnn', 'bf'])('query --k 3 --protocol %s ranks ties by upload order, as the plaintext reference does', async (protocol) => {

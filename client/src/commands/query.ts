@@ -23,6 +23,7 @@ import { call, checkAddress, connectC1, connectC2 } from '../connect';
 import { createCrypto } from '../crypto-workers';
 import { expandImagePaths, parseImageOptions, readQueryImage, type ImageFlags } from '../image-files';
 import { loadPublicKey, loadRecordKey } from '../key-files';
+import { writeSheet } from '../sheet';
 import { CliError, classify, type Output } from '../output';
 
 export interface QueryOptions extends ImageFlags {
@@ -38,6 +39,8 @@ export interface QueryOptions extends ImageFlags {
 export interface QueryResult {
   query: string;
   results: { id: string; distance: string; image: string | null }[];
+  /** With --out: the HTML page showing the query beside its neighbours. */
+  sheet: string | null;
   protocol: string;
   rejected: number;
   total: number;
@@ -168,9 +171,19 @@ async function complete(
     }
     return { id, distance: distance.toString(), image: written };
   });
+  const sheet = outDir
+    ? writeSheet(
+        outDir,
+        stem(reply.tag),
+        basename(reply.tag),
+        image,
+        results.map((r, rank) => ({ id: r.id, distance: r.distance, image: { ...image, maxValue: images[rank].maxValue, pixels: images[rank].pixels } })),
+      )
+    : null;
   return {
     query: reply.tag,
     results,
+    sheet,
     protocol: wire.Protocol[reply.protocol].replace('PROTOCOL_', '').toLowerCase(),
     rejected: Number(reply.rejected),
     total: Number(reply.total),
@@ -190,6 +203,7 @@ function decryptId(recordKey: RecordKey, blob: Uint8Array): string {
 function human(r: QueryResult): string {
   const lines = [`${r.query}: ${r.protocol}, ${r.total} records, ${r.rejected} rejected by the bound, ${(r.elapsedMs / 1000).toFixed(1)} s`];
   r.results.forEach((x, i) => lines.push(`  ${i + 1}. ${x.id}  distance ${x.distance}${x.image ? `  -> ${x.image}` : ''}`));
+  if (r.sheet) lines.push(`  sheet: ${r.sheet}`);
   return lines.join('\n');
 }
 
