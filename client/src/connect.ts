@@ -1,11 +1,9 @@
 import { credentials, Metadata, type CallOptions, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
 import { DatabaseClient, ReplicaClient, RetrievalClient } from '@fnn/proto';
+import { MESSAGE_SIZE_OPTIONS } from '@fnn/shared';
 import { CliError } from './output';
 
-const CHANNEL_OPTIONS = {
-  'grpc.max_receive_message_length': 64 * 1024 * 1024,
-  'grpc.max_send_message_length': 64 * 1024 * 1024,
-};
+const CHANNEL_OPTIONS = MESSAGE_SIZE_OPTIONS;
 
 export function checkAddress(address: string | undefined, flag: string, env: string): string {
   if (!address) throw new CliError('usage', `no address: pass ${flag} HOST:PORT or set ${env}`);

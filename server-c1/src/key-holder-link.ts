@@ -1,11 +1,9 @@
 import { Metadata, credentials, type ChannelOptions } from '@grpc/grpc-js';
 import { SecureComputationClient, RetrievalClient } from '@fnn/proto';
-import { fromPeerError, peerUnavailable, type C2Message, type SessionTransport, type WireCodec } from '@fnn/shared';
+import { fromPeerError, MESSAGE_SIZE_OPTIONS, peerUnavailable, type C2Message, type SessionTransport, type WireCodec } from '@fnn/shared';
 
-export const GRPC_MESSAGE_LIMIT = 64 * 1024 * 1024;
 export const CHANNEL_OPTIONS: ChannelOptions = {
-  'grpc.max_receive_message_length': GRPC_MESSAGE_LIMIT,
-  'grpc.max_send_message_length': GRPC_MESSAGE_LIMIT,
+  ...MESSAGE_SIZE_OPTIONS,
   // Closing the link must close its sockets too, so a stopped C1 exits.
   'grpc.use_local_subchannel_pool': 1,
   // C2 may restart: retry the connection often, so the next query finds it back within a second or two.

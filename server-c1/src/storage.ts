@@ -42,18 +42,11 @@ export interface StoredRecord extends EncryptedStats {
 export class RecordStore {
   private readonly db: Database.Database;
 
-  private readonly keyFingerprint: string;
-  private readonly cipherBytes: number;
-  private readonly keyBits: number;
-
   /** A database of records encrypted under `key` (C2's public key). */
   constructor(
     path: string,
     private readonly key: PublicKey,
   ) {
-    this.keyFingerprint = key.fingerprint();
-    this.cipherBytes = key.cipherBytes;
-    this.keyBits = key.bits;
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
@@ -210,7 +203,7 @@ export class RecordStore {
   /** The collection's packing, once its shape is known. */
   params(): PackingParams | undefined {
     const shape = this.shape();
-    return shape ? packingParams(this.keyBits, shape.width, shape.height, shape.maxValue) : undefined;
+    return shape ? packingParams(this.key.bits, shape.width, shape.height, shape.maxValue) : undefined;
   }
 
   /** The digest of one group as it is now (members' tags and upload versions in slot order). */
@@ -299,8 +292,8 @@ export class RecordStore {
   /** A database belongs to one Paillier key: refuse to mix ciphertexts of two keys. */
   private bindKey(): void {
     const stored = this.fact('key');
-    if (stored === undefined) this.setFact('key', this.keyFingerprint);
-    else if (stored !== this.keyFingerprint)
+    if (stored === undefined) this.setFact('key', this.key.fingerprint());
+    else if (stored !== this.key.fingerprint())
       throw invalidInput('this database holds records encrypted under another Paillier key');
     const version = this.fact('schema_version');
     if (version === undefined) this.setFact('schema_version', String(SCHEMA_VERSION));
@@ -309,11 +302,11 @@ export class RecordStore {
   }
 
   private toBlob(ciphers: bigint[]): Buffer {
-    return ciphersToBlob(ciphers, this.cipherBytes);
+    return ciphersToBlob(ciphers, this.key.cipherBytes);
   }
 
   private fromBlob(blob: Buffer): bigint[] {
-    return blobToCiphers(blob, this.cipherBytes);
+    return blobToCiphers(blob, this.key.cipherBytes);
   }
 
   private fact(name: string): string | undefined {

@@ -2,6 +2,7 @@ import { Server } from '@grpc/grpc-js';
 import { ReplicaService, RetrievalService, SecureComputationService } from '@fnn/proto';
 import {
   bind,
+  MESSAGE_SIZE_OPTIONS,
   RetrievalStore,
   shutdown,
   TicketStore,
@@ -39,10 +40,7 @@ export async function startC2(config: C2Config): Promise<RunningDaemon> {
       shares: new TicketStore<QueryShares>('query share ticket'),
     },
   };
-  const server = new Server({
-    'grpc.max_receive_message_length': 64 * 1024 * 1024,
-    'grpc.max_send_message_length': 64 * 1024 * 1024,
-  });
+  const server = new Server(MESSAGE_SIZE_OPTIONS);
   const secure = secureComputationService(deps);
   server.addService(SecureComputationService, secure);
   server.addService(RetrievalService, retrievalService(deps, secure.openSessions));

@@ -2,6 +2,16 @@ import { ServerCredentials, type Server } from '@grpc/grpc-js';
 
 // Starting and stopping a gRPC server the same way in both daemons.
 
+/**
+ * gRPC message sizes, the same for every program: a 256x256 record is 32 MiB
+ * of ciphertexts at 2048 bits, far above grpc-js's 4 MiB default.
+ */
+export const GRPC_MESSAGE_LIMIT = 64 * 1024 * 1024;
+export const MESSAGE_SIZE_OPTIONS = {
+  'grpc.max_receive_message_length': GRPC_MESSAGE_LIMIT,
+  'grpc.max_send_message_length': GRPC_MESSAGE_LIMIT,
+};
+
 export interface RunningDaemon {
   address: string; // host:port actually bound
   stop(): Promise<void>;
