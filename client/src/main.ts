@@ -88,6 +88,10 @@ imageOptions(
     .addOption(c2())
     .addOption(keys())
     .option('--id <id>', 'record ID (base name) for a single file')
+    .option(
+      '--no-paper-layout',
+      "skip the paper's per-pixel layout (d encryptions and d ciphertexts per record): the collection then answers only --protocol fast; fixed by a collection's first upload",
+    )
     .addOption(json()),
 ).action(action(async (paths: string[], o: Parameters<typeof upload>[2] & { json?: boolean }) => upload(makeOutput(!!o.json), paths, o)));
 

@@ -15,12 +15,14 @@ import {
   residueToBytes,
 } from '@fnn/shared';
 import type { KeyHolderLink } from './key-holder-link';
-import type { RecordStore, StoredRecord } from './storage';
+import type { GroupChange, RecordStore, StoredRecord } from './storage';
 
 /** The largest collection images the protocols' bounds allow (512x512, 16-bit). */
 export const MAX_DIMENSION = 512 * 512;
 export const MAX_PIXEL_VALUE = 65535;
 const MAX_K = 100;
+/** Slots one AllocateSlots call may ask for (an upload goes in batches). */
+const MAX_SLOTS_PER_CALL = 10_000;
 
 export interface DatabaseDeps {
   store: RecordStore;
@@ -76,6 +78,19 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
     return values;
   };
   const cipher = (b: Uint8Array, what: string) => ciphers([b], what)[0];
+
+  const checkDepth = (maxValue: number) => {
+    if (maxValue < 1 || maxValue > MAX_PIXEL_VALUE) throw invalidInput(`pixel depth must be between 1 and ${MAX_PIXEL_VALUE}`);
+  };
+
+  /** A group change from the wire, its columns checked to be ciphertexts under C2's key. */
+  const groupChange = (g: wire.GroupChange): GroupChange => {
+    const columns = g.columns ? codec.columnsFromWire(g.columns, true) : undefined;
+    if (columns)
+      for (const c of [...columns.pixels, ...columns.embedding, columns.distanceConstant!, columns.boundConstant!])
+        if (!pk.isValidCiphertext(c)) throw invalidInput(`group ${g.group}: invalid ciphertext`);
+    return { group: g.group, baseVersion: Buffer.from(g.baseVersion), version: Buffer.from(g.version), columns };
+  };
 
   const checkQueryShape = (q: wire.EncryptedQuery | undefined) => {
     if (!q) throw invalidInput('query without its image size and key');
@@ -165,36 +180,33 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
     upload: unary<wire.UploadRequest, wire.UploadReply>('Upload', (req) => {
       checkKey(req.keyFingerprint);
       checkShape(req.width, req.height);
-      if (req.maxValue < 1 || req.maxValue > MAX_PIXEL_VALUE)
-        throw invalidInput(`pixel depth must be between 1 and ${MAX_PIXEL_VALUE}`);
+      checkDepth(req.maxValue);
       if (req.records.length === 0) throw invalidInput('no records to upload');
+      if (!req.group) throw invalidInput('an upload names no group');
       const d = req.width * req.height;
       const records: StoredRecord[] = req.records.map((r, i) => {
         const what = `record ${i + 1}`;
-        if (r.pixels.length !== d) throw invalidInput(`${what} has ${r.pixels.length} pixels, expected ${d}`);
         if (r.lookupTag.length !== 32) throw invalidInput(`${what}: lookup tag must be 32 bytes`);
         if (r.encryptedId.length < 29 || r.encryptedId.length > 1024)
           throw invalidInput(`${what}: encrypted identifier has an impossible size`);
-        if (!r.slot) throw invalidInput(`${what}: no packed slot record`);
         if (r.sealedImage.length < 29 || r.sealedImage.length > 2 * d + 1024)
           throw invalidInput(`${what}: sealed image has an impossible size`);
-        const slotRecord = codec.slotFromWire(r.slot, true);
-        for (const c of [...slotRecord.pixels, ...slotRecord.embedding, slotRecord.distanceConstant!, slotRecord.boundConstant!])
-          if (!pk.isValidCiphertext(c)) throw invalidInput(`${what}: invalid ciphertext`);
+        if (req.paperLayout && r.pixels.length !== d) throw invalidInput(`${what} has ${r.pixels.length} pixels, expected ${d}`);
+        if (!req.paperLayout && (r.pixels.length > 0 || r.sum.length > 0 || r.spread.length > 0))
+          throw invalidInput(`${what} carries the paper's layout, but the upload says it has none`);
         return {
           lookupTag: Buffer.from(r.lookupTag),
           encryptedId: Buffer.from(r.encryptedId),
           sealedImage: Buffer.from(r.sealedImage),
-          pixels: ciphers(r.pixels, what),
-          sum: cipher(r.sum, what),
-          spread: cipher(r.spread, what),
-          group: r.slot.group,
-          slot: r.slot.slot,
-          slotRecord,
+          slot: r.slot,
+          paper: req.paperLayout
+            ? { pixels: ciphers(r.pixels, what), sum: cipher(r.sum, what), spread: cipher(r.spread, what) }
+            : undefined,
         };
       });
-      const { stored, replaced } = store.upsert(
-        { width: req.width, height: req.height, maxValue: req.maxValue },
+      const { stored, replaced } = store.upsertGroup(
+        { width: req.width, height: req.height, maxValue: req.maxValue, paperLayout: req.paperLayout },
+        groupChange(req.group),
         records,
       );
       return { stored, replaced, total: BigInt(store.count) };
@@ -203,15 +215,28 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
     delete: unary<wire.DeleteRequest, wire.DeleteReply>('Delete', (req) => {
       if (req.lookupTags.length === 0) throw invalidInput('no records named');
       for (const t of req.lookupTags) if (t.length !== 32) throw invalidInput('lookup tag must be 32 bytes');
-      const deleted = store.delete(req.lookupTags.map((t) => Buffer.from(t)));
+      const deleted = store.delete(
+        req.lookupTags.map((t) => Buffer.from(t)),
+        req.groups.map(groupChange),
+      );
       return { deleted, total: BigInt(store.count) };
     }),
 
     query: unary<wire.QueryRequest, wire.QueryReply>('Query', runQuery),
 
-    allocateSlot: unary<wire.AllocateSlotRequest, wire.SlotAssignment>('AllocateSlot', (req) => {
-      if (req.lookupTag.length !== 32) throw invalidInput('lookup tag must be 32 bytes');
-      return store.allocateSlot(Buffer.from(req.lookupTag));
+    allocateSlots: unary<wire.AllocateSlotsRequest, wire.SlotAssignments>('AllocateSlots', (req) => {
+      checkShape(req.width, req.height);
+      checkDepth(req.maxValue);
+      if (req.lookupTags.length === 0 || req.lookupTags.length > MAX_SLOTS_PER_CALL)
+        throw invalidInput(`name between 1 and ${MAX_SLOTS_PER_CALL} records`);
+      for (const t of req.lookupTags) if (t.length !== 32) throw invalidInput('lookup tag must be 32 bytes');
+      const shape = { width: req.width, height: req.height, maxValue: req.maxValue };
+      return { slots: store.allocateSlots(shape, req.lookupTags.map((t) => Buffer.from(t))) };
+    }),
+
+    getGroup: unary<wire.GetGroupRequest, wire.GroupContents>('GetGroup', (req) => {
+      const { version, members } = store.group(req.group);
+      return { version, members: members.map((m) => ({ slot: m.slot, lookupTag: m.lookupTag, sealedImage: m.sealedImage })) };
     }),
 
     batchQuery: (call: ServerDuplexStream<wire.QueryRequest, wire.QueryReply>) => {

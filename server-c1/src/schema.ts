@@ -1,7 +1,7 @@
 // C1's SQLite schema, in one place. C1 stores only what the owner encrypted:
 // Paillier ciphertexts under C2's key, AES-GCM-sealed identifiers and images,
 // and HMAC lookup tags.
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 export const SCHEMA = `
 -- One row per fact about the collection (image size, pixel depth, key).
@@ -17,24 +17,22 @@ CREATE TABLE IF NOT EXISTS records (
   lookup_tag   BLOB NOT NULL UNIQUE,  -- HMAC_k(ID): delete by ID without C1 learning it
   encrypted_id BLOB NOT NULL,         -- E_k(ID), AES-256-GCM
   sealed_image BLOB NOT NULL,         -- E_k(image), returned by the fast protocol
-  sum          BLOB NOT NULL,         -- E(S), for the paper's lower bound
-  spread       BLOB NOT NULL,         -- E(T), for the paper's lower bound
-  pixels       BLOB NOT NULL,         -- E(x_1) .. E(x_d), fixed-width ciphertexts back to back
+  -- The paper's layout (fnn, bf); NULL in a collection uploaded without it.
+  sum          BLOB,                  -- E(S), for the paper's lower bound
+  spread       BLOB,                  -- E(T), for the paper's lower bound
+  pixels       BLOB,                  -- E(x_1) .. E(x_d), fixed-width ciphertexts back to back
   grp          INTEGER NOT NULL,      -- fast protocol: the group and slot this record is packed into
   slot         INTEGER NOT NULL,
-  slot_pixels    BLOB NOT NULL,       -- E(x_i 2^(w slot))
-  slot_embedding BLOB NOT NULL,       -- E(e_i 2^(w slot)), the block embedding
-  slot_constants BLOB NOT NULL,       -- E(distance constant 2^(w slot)), E(bound constant 2^(w slot))
-  slot_version   BLOB NOT NULL,       -- random per upload, the same in C2's replica (group digests)
   UNIQUE (grp, slot)
 ) STRICT;
 
--- The packed columns of each group: the product of its members' slot ciphertexts.
--- Derived from records; rewritten in the same transaction as any change to a member.
+-- The packed columns of each group with members, as the owner encrypted them
+-- from all its members; rewritten in the same transaction as any change to a member.
 CREATE TABLE IF NOT EXISTS packed_groups (
   grp       INTEGER PRIMARY KEY,
+  version   BLOB NOT NULL,            -- random per change, the same in C2's replica (group digests)
   pixels    BLOB NOT NULL,
   embedding BLOB NOT NULL,
-  constants BLOB NOT NULL
+  constants BLOB NOT NULL             -- the distance and bound constants
 ) STRICT;
 `;

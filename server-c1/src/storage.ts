@@ -2,7 +2,6 @@ import Database from 'better-sqlite3';
 import {
   blobToCiphers,
   ciphersToBlob,
-  packColumns,
   groupDigest,
   invalidInput,
   notFound,
@@ -10,12 +9,12 @@ import {
   protocolState,
   type EncryptedStats,
   type Family,
-  type GroupMember,
+  type PackedColumns,
   type PackedRecordSource,
   type PackingParams,
+  type PaperLayout,
   type PublicKey,
   type RecordSource,
-  type SlotRecord,
 } from '@fnn/shared';
 import { SCHEMA, SCHEMA_VERSION } from './schema';
 
@@ -23,21 +22,40 @@ export interface CollectionShape {
   width: number;
   height: number;
   maxValue: number;
+  /** The records carry the paper's per-pixel layout (fnn, bf); fixed by the first upload. */
+  paperLayout: boolean;
 }
 
-export interface StoredRecord extends EncryptedStats {
+/** A new or replaced member of a group. */
+export interface StoredRecord {
   lookupTag: Buffer;
   encryptedId: Buffer;
   sealedImage: Buffer;
-  pixels: bigint[];
-  group: number;
   slot: number;
-  slotRecord: SlotRecord;
+  paper?: PaperLayout;
+}
+
+/** One change to one group: what the owner read (baseVersion), its new version and columns. */
+export interface GroupChange {
+  group: number;
+  /** Empty when the owner saw the group empty. */
+  baseVersion: Buffer;
+  version: Buffer;
+  /** Absent when the change leaves the group empty. */
+  columns?: PackedColumns;
+}
+
+/** A member of a group as the owner needs it to re-encrypt the group. */
+export interface GroupMemberRecord {
+  slot: number;
+  lookupTag: Buffer;
+  sealedImage: Buffer;
 }
 
 /**
  * C1's record store. Each upload and each delete is one transaction (WAL mode),
- * so a crash leaves every record either fully there or not there at all.
+ * so a crash leaves every record either fully there or not there at all, and
+ * every group's packed columns in step with its members.
  */
 export class RecordStore {
   private readonly db: Database.Database;
@@ -71,68 +89,59 @@ export class RecordStore {
   shape(): CollectionShape | undefined {
     const width = this.fact('width');
     if (width === undefined) return undefined;
-    return { width: Number(width), height: Number(this.fact('height')), maxValue: Number(this.fact('max_value')) };
+    return {
+      width: Number(width),
+      height: Number(this.fact('height')),
+      maxValue: Number(this.fact('max_value')),
+      paperLayout: this.fact('paper_layout') === '1',
+    };
   }
 
-  /** Store (or replace, by lookup tag) records of one shape, all in one transaction. */
-  upsert(shape: CollectionShape, records: StoredRecord[]): { stored: number; replaced: number } {
+  /**
+   * Store (or replace, by lookup tag) records of one group with the group's
+   * new packed columns, all in one transaction. Refused if the group changed
+   * since the owner read it (its version differs from `change.baseVersion`).
+   */
+  upsertGroup(shape: CollectionShape, change: GroupChange, records: StoredRecord[]): { stored: number; replaced: number } {
     const write = this.db.transaction(() => {
-      const current = this.shape();
-      if (current === undefined) {
-        this.setFact('width', String(shape.width));
-        this.setFact('height', String(shape.height));
-        this.setFact('max_value', String(shape.maxValue));
-      } else if (current.width !== shape.width || current.height !== shape.height) {
-        throw invalidInput(
-          `image is ${shape.width}x${shape.height}, the collection's images are ${current.width}x${current.height}`,
-        );
-      } else if (current.maxValue !== shape.maxValue) {
-        throw invalidInput(`image pixel depth ${shape.maxValue} differs from the collection's ${current.maxValue}`);
-      }
-      let replaced = 0;
-      const d = shape.width * shape.height;
+      this.checkShape(shape);
+      if (records.length === 0) throw invalidInput('an upload names no records');
       const params = this.params()!;
+      const d = shape.width * shape.height;
+      this.checkBase(change);
+      if (!change.columns) throw invalidInput(`group ${change.group} would have members but no packed columns`);
+      let replaced = 0;
       // A replacement keeps its seq: the upload order (and so the tie rule) does not change.
       const update = this.db.prepare(
-        `UPDATE records SET encrypted_id = ?, sealed_image = ?, sum = ?, spread = ?, pixels = ?,
-           grp = ?, slot = ?, slot_pixels = ?, slot_embedding = ?, slot_constants = ?, slot_version = ? WHERE lookup_tag = ?`,
+        'UPDATE records SET encrypted_id = ?, sealed_image = ?, sum = ?, spread = ?, pixels = ? WHERE lookup_tag = ?',
       );
       const insert = this.db.prepare(
-        `INSERT INTO records (encrypted_id, sealed_image, sum, spread, pixels, grp, slot, slot_pixels, slot_embedding,
-           slot_constants, slot_version, lookup_tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        'INSERT INTO records (encrypted_id, sealed_image, sum, spread, pixels, lookup_tag, grp, slot) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
       );
       const holder = this.db.prepare('SELECT lookup_tag FROM records WHERE grp = ? AND slot = ?');
-      const touched = new Set<number>();
+      const place = this.db.prepare('SELECT grp, slot FROM records WHERE lookup_tag = ?');
       records.forEach((r, i) => {
         const what = `record ${i + 1}`;
-        if (r.pixels.length !== d) throw invalidInput(`${what} has ${r.pixels.length} pixels, expected ${d}`);
-        if (r.slot >= params.groupSize) throw invalidInput(`${what}: slot ${r.slot} outside a group of ${params.groupSize}`);
-        if (r.slotRecord.pixels.length !== d || r.slotRecord.embedding.length !== 2 * params.blockRows * params.blockCols)
-          throw invalidInput(`${what}: packed record of the wrong size`);
-        const current = holder.get(r.group, r.slot) as { lookup_tag: Buffer } | undefined;
+        if (!Number.isInteger(r.slot) || r.slot < 0 || r.slot >= params.groupSize)
+          throw invalidInput(`${what}: slot ${r.slot} outside a group of ${params.groupSize}`);
+        if (shape.paperLayout !== (r.paper !== undefined))
+          throw invalidInput(`${what}: ${shape.paperLayout ? 'lacks' : 'carries'} the paper's layout, unlike its collection`);
+        if (r.paper && r.paper.pixels.length !== d) throw invalidInput(`${what} has ${r.paper.pixels.length} pixels, expected ${d}`);
+        const own = place.get(r.lookupTag) as { grp: number; slot: number } | undefined;
+        if (own && (own.grp !== change.group || own.slot !== r.slot))
+          throw protocolState(`${what} is stored in another slot; allocate its slot again`);
+        const current = holder.get(change.group, r.slot) as { lookup_tag: Buffer } | undefined;
         if (current && !current.lookup_tag.equals(r.lookupTag))
-          throw protocolState(`${what}: slot ${r.group}/${r.slot} is taken; allocate a slot again`);
-        const c = r.slotRecord;
-        const row = [
-          r.encryptedId,
-          r.sealedImage,
-          this.toBlob([r.sum]),
-          this.toBlob([r.spread]),
-          this.toBlob(r.pixels),
-          r.group,
-          r.slot,
-          this.toBlob(c.pixels),
-          this.toBlob(c.embedding),
-          this.toBlob([c.distanceConstant!, c.boundConstant!]),
-          Buffer.from(c.version),
-        ];
-        const before = this.db.prepare('SELECT grp FROM records WHERE lookup_tag = ?').get(r.lookupTag) as { grp: number } | undefined;
-        if (before) touched.add(before.grp);
-        if (update.run(...row, r.lookupTag).changes > 0) replaced++;
-        else insert.run(...row, r.lookupTag);
-        touched.add(r.group);
+          throw protocolState(`${what}: slot ${change.group}/${r.slot} is taken; allocate a slot again`);
+        const paper = r.paper
+          ? [this.toBlob([r.paper.sum]), this.toBlob([r.paper.spread]), this.toBlob(r.paper.pixels)]
+          : [null, null, null];
+        if (own) {
+          update.run(r.encryptedId, r.sealedImage, ...paper, r.lookupTag);
+          replaced++;
+        } else insert.run(r.encryptedId, r.sealedImage, ...paper, r.lookupTag, change.group, r.slot);
       });
-      for (const g of touched) this.repack(g);
+      this.writeColumns(change, params);
       return { stored: records.length - replaced, replaced };
     });
     const result = write.immediate();
@@ -140,8 +149,11 @@ export class RecordStore {
     return result;
   }
 
-  /** Remove records by lookup tag; all or nothing: an unknown tag deletes none. */
-  delete(tags: Buffer[]): number {
+  /**
+   * Remove records by lookup tag, with the re-encrypted columns of every group
+   * that loses a member; all or nothing: an unknown tag deletes none.
+   */
+  delete(tags: Buffer[], changes: GroupChange[]): number {
     const remove = this.db.transaction(() => {
       const del = this.db.prepare('DELETE FROM records WHERE lookup_tag = ? RETURNING grp');
       const groups = new Set<number>();
@@ -152,8 +164,17 @@ export class RecordStore {
         groups.add(row.grp);
         n++;
       });
+      const params = this.params()!;
+      const changed = new Set<number>();
+      for (const change of changes) {
+        if (!groups.has(change.group) || changed.has(change.group))
+          throw invalidInput(`group ${change.group} is changed but loses no member, or is changed twice`);
+        changed.add(change.group);
+        this.checkBase(change);
+        this.writeColumns(change, params);
+      }
+      for (const g of groups) if (!changed.has(g)) throw invalidInput(`group ${g} loses a member but its re-encrypted columns are missing`);
       if (this.count === 0) this.db.prepare("DELETE FROM collection WHERE name NOT IN ('key', 'schema_version')").run();
-      for (const g of groups) this.repack(g);
       return n;
     });
     const n = remove.immediate();
@@ -164,9 +185,11 @@ export class RecordStore {
   /** The records as the protocols see them, in upload order, frozen at this moment. */
   snapshot(): RecordSource & { encryptedId(candidate: number): Buffer } {
     const shape = this.shape();
+    if (shape && !shape.paperLayout)
+      throw protocolState("this collection was uploaded without the paper's per-pixel layout: query it with the fast protocol");
     const rows = this.db
       .prepare('SELECT seq, encrypted_id, sum, spread FROM records ORDER BY seq')
-      .all() as { seq: number; encrypted_id: Buffer; sum: Buffer; spread: Buffer }[];
+      .all() as { seq: number; encrypted_id: Buffer; sum: Buffer; spread: Buffer }[]; // non-null: the collection has the paper's layout
     const getPixels = this.db.prepare('SELECT pixels FROM records WHERE seq = ?');
     const dimension = shape ? shape.width * shape.height : 0;
     return {
@@ -182,22 +205,47 @@ export class RecordStore {
     };
   }
 
-  /** The fast protocol's layout: where a record goes (its own slot if it is already stored). */
-  allocateSlot(lookupTag: Buffer): { group: number; slot: number } {
-    const own = this.db.prepare('SELECT grp, slot FROM records WHERE lookup_tag = ?').get(lookupTag) as
-      | { grp: number; slot: number }
-      | undefined;
-    if (own) return { group: own.grp, slot: own.slot };
-    const params = this.params();
-    if (!params) return { group: 0, slot: 0 };
+  /**
+   * The fast protocol's layout: where each record goes (its own slot if it is
+   * already stored), filling free slots first. Nothing is reserved: the
+   * upload that follows is refused if another took the slot meanwhile.
+   */
+  allocateSlots(shape: Omit<CollectionShape, 'paperLayout'>, tags: Buffer[]): { group: number; slot: number; stored: boolean }[] {
+    this.checkShape(shape);
+    const { groupSize } = this.params() ?? packingParams(this.key.bits, shape.width, shape.height, shape.maxValue);
+    const place = this.db.prepare('SELECT grp, slot FROM records WHERE lookup_tag = ?');
     const taken = new Set(
       (this.db.prepare('SELECT grp, slot FROM records').all() as { grp: number; slot: number }[]).map(
-        (r) => r.grp * params.groupSize + r.slot,
+        (r) => r.grp * groupSize + r.slot,
       ),
     );
+    const fresh = new Map<string, { group: number; slot: number; stored: boolean }>();
     let position = 0;
-    while (taken.has(position)) position++;
-    return { group: Math.floor(position / params.groupSize), slot: position % params.groupSize };
+    return tags.map((tag) => {
+      const own = place.get(tag) as { grp: number; slot: number } | undefined;
+      if (own) return { group: own.grp, slot: own.slot, stored: true };
+      const key = tag.toString('hex');
+      const earlier = fresh.get(key);
+      if (earlier) return earlier;
+      while (taken.has(position)) position++;
+      taken.add(position);
+      const at = { group: Math.floor(position / groupSize), slot: position % groupSize, stored: false };
+      fresh.set(key, at);
+      return at;
+    });
+  }
+
+  /** A group's version and members, for the owner to re-encrypt its columns. */
+  group(group: number): { version: Buffer; members: GroupMemberRecord[] } {
+    const row = this.db.prepare('SELECT version FROM packed_groups WHERE grp = ?').get(group) as { version: Buffer } | undefined;
+    const members = (
+      this.db.prepare('SELECT slot, lookup_tag, sealed_image FROM records WHERE grp = ? ORDER BY slot').all(group) as {
+        slot: number;
+        lookup_tag: Buffer;
+        sealed_image: Buffer;
+      }[]
+    ).map((r) => ({ slot: r.slot, lookupTag: r.lookup_tag, sealedImage: r.sealed_image }));
+    return { version: row?.version ?? Buffer.alloc(0), members };
   }
 
   /** The collection's packing, once its shape is known. */
@@ -206,16 +254,13 @@ export class RecordStore {
     return shape ? packingParams(this.key.bits, shape.width, shape.height, shape.maxValue) : undefined;
   }
 
-  /** The digest of one group as it is now (members' tags and upload versions in slot order). */
+  /** The digest of one group as it is now (its version and members' tags in slot order). */
   private groupDigestNow(group: number, groupSize: number): string {
-    const members: (GroupMember | null)[] = new Array(groupSize).fill(null);
-    for (const r of this.db.prepare('SELECT lookup_tag, slot_version, slot FROM records WHERE grp = ?').all(group) as {
-      lookup_tag: Buffer;
-      slot_version: Buffer;
-      slot: number;
-    }[])
-      members[r.slot] = { tag: r.lookup_tag, version: r.slot_version };
-    return groupDigest(members);
+    const row = this.db.prepare('SELECT version FROM packed_groups WHERE grp = ?').get(group) as { version: Buffer } | undefined;
+    const tags: (Buffer | null)[] = new Array(groupSize).fill(null);
+    for (const m of this.db.prepare('SELECT slot, lookup_tag FROM records WHERE grp = ?').all(group) as { slot: number; lookup_tag: Buffer }[])
+      tags[m.slot] = m.lookup_tag;
+    return groupDigest(row?.version ?? Buffer.alloc(0), tags);
   }
 
   /** The packed groups as the fast protocol sees them, candidates numbered in upload order. */
@@ -260,27 +305,57 @@ export class RecordStore {
     };
   }
 
-  /** Rewrite one group's packed columns from its members (or drop it when it has none). */
-  private repack(group: number): void {
-    const members = this.db
-      .prepare('SELECT slot_pixels, slot_embedding, slot_constants FROM records WHERE grp = ?')
-      .all(group) as { slot_pixels: Buffer; slot_embedding: Buffer; slot_constants: Buffer }[];
-    if (members.length === 0) {
-      this.db.prepare('DELETE FROM packed_groups WHERE grp = ?').run(group);
+  /** The first upload sets the collection's shape; later ones must match it. */
+  private checkShape(shape: Omit<CollectionShape, 'paperLayout'> & { paperLayout?: boolean }): void {
+    const current = this.shape();
+    if (current === undefined) {
+      if (shape.paperLayout === undefined) return; // only asking: nothing to record yet
+      this.setFact('width', String(shape.width));
+      this.setFact('height', String(shape.height));
+      this.setFact('max_value', String(shape.maxValue));
+      this.setFact('paper_layout', shape.paperLayout ? '1' : '0');
+    } else if (current.width !== shape.width || current.height !== shape.height) {
+      throw invalidInput(`image is ${shape.width}x${shape.height}, the collection's images are ${current.width}x${current.height}`);
+    } else if (current.maxValue !== shape.maxValue) {
+      throw invalidInput(`image pixel depth ${shape.maxValue} differs from the collection's ${current.maxValue}`);
+    } else if (shape.paperLayout !== undefined && shape.paperLayout !== current.paperLayout) {
+      throw invalidInput(
+        current.paperLayout
+          ? "the collection carries the paper's per-pixel layout: upload with it (drop --no-paper-layout)"
+          : "the collection was uploaded without the paper's per-pixel layout: upload with --no-paper-layout",
+      );
+    }
+  }
+
+  /** Optimistic concurrency: the owner encrypted the group as it was at baseVersion. */
+  private checkBase(change: GroupChange): void {
+    if (change.version.length !== 16) throw invalidInput('a group change needs a 16-byte version');
+    const { version } = this.group(change.group);
+    if (!version.equals(change.baseVersion))
+      throw protocolState(`group ${change.group} changed since it was read; run the upload or delete again`);
+  }
+
+  /** Write a group's new columns and version, or drop the group when it has no members left. */
+  private writeColumns(change: GroupChange, params: PackingParams): void {
+    const members = (this.db.prepare('SELECT count(*) AS n FROM records WHERE grp = ?').get(change.group) as { n: number }).n;
+    if (members === 0) {
+      if (change.columns) throw invalidInput(`group ${change.group} is left empty but columns were sent`);
+      this.db.prepare('DELETE FROM packed_groups WHERE grp = ?').run(change.group);
       return;
     }
-    const product = (blobs: Buffer[]) => this.toBlob(packColumns(this.key, blobs.map((b) => this.fromBlob(b))));
+    const c = change.columns;
+    if (!c) throw invalidInput(`group ${change.group} keeps members but its re-encrypted columns are missing`);
+    if (c.pixels.length !== params.width * params.height || c.embedding.length !== 2 * params.blockRows * params.blockCols)
+      throw invalidInput(`group ${change.group}: packed columns of the wrong size`);
+    if (c.distanceConstant === undefined || c.boundConstant === undefined)
+      throw invalidInput(`group ${change.group}: packed columns without their constants`);
     this.db
       .prepare(
-        `INSERT INTO packed_groups (grp, pixels, embedding, constants) VALUES (?, ?, ?, ?)
-         ON CONFLICT(grp) DO UPDATE SET pixels = excluded.pixels, embedding = excluded.embedding, constants = excluded.constants`,
+        `INSERT INTO packed_groups (grp, version, pixels, embedding, constants) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT(grp) DO UPDATE SET version = excluded.version, pixels = excluded.pixels,
+           embedding = excluded.embedding, constants = excluded.constants`,
       )
-      .run(
-        group,
-        product(members.map((m) => m.slot_pixels)),
-        product(members.map((m) => m.slot_embedding)),
-        product(members.map((m) => m.slot_constants)),
-      );
+      .run(change.group, change.version, this.toBlob(c.pixels), this.toBlob(c.embedding), this.toBlob([c.distanceConstant, c.boundConstant]));
   }
 
   integrityCheck(): string {

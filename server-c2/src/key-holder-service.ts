@@ -112,27 +112,25 @@ export function replicaService(deps: KeyHolderDeps): wire.ReplicaServer {
   const pk2 = deps.crypto.publicKey;
   const pk1 = deps.fast.crypto.evaluatorKey;
   return {
-    store: unary<wire.ReplicaRecord, wire.ReplicaReply>('Replica.Store', (req) => {
+    putGroup: unary<wire.ReplicaGroup, wire.ReplicaReply>('Replica.PutGroup', (req) => {
       if (req.keyFingerprint !== pk2.fingerprint() || req.evaluatorKeyFingerprint !== pk1.fingerprint())
         throw invalidInput('encrypted under other keys than this deployment\'s');
-      if (req.lookupTag.length !== 32) throw invalidInput('lookup tag must be 32 bytes');
-      if (!req.slot) throw invalidInput('no slot record');
       if (req.width < 1 || req.height < 1 || req.width * req.height > 512 * 512 || req.maxValue < 1 || req.maxValue > 65535)
         throw invalidInput('impossible image shape');
-      const record = deps.codec.slotFromWire(req.slot, false);
-      for (const c of [...record.pixels, ...record.embedding]) if (!pk1.isValidCiphertext(c)) throw invalidInput('invalid ciphertext');
-      deps.replica.store(
+      const change = req.group;
+      if (!change) throw invalidInput('no group');
+      for (const m of req.members) if (m.lookupTag.length !== 32) throw invalidInput('lookup tag must be 32 bytes');
+      const columns = change.columns ? deps.codec.columnsFromWire(change.columns, false) : undefined;
+      if (columns) for (const c of [...columns.pixels, ...columns.embedding]) if (!pk1.isValidCiphertext(c)) throw invalidInput('invalid ciphertext');
+      deps.replica.putGroup(
         { width: req.width, height: req.height, maxValue: req.maxValue },
-        Buffer.from(req.lookupTag),
-        req.slot.group,
-        req.slot.slot,
-        record,
+        {
+          group: change.group,
+          version: Buffer.from(change.version),
+          members: req.members.map((m) => ({ slot: m.slot, lookupTag: Buffer.from(m.lookupTag) })),
+          columns,
+        },
       );
-      return { total: BigInt(deps.replica.count) };
-    }),
-    delete: unary<wire.DeleteRequest, wire.ReplicaReply>('Replica.Delete', (req) => {
-      for (const t of req.lookupTags) if (t.length !== 32) throw invalidInput('lookup tag must be 32 bytes');
-      deps.replica.delete(req.lookupTags.map((t) => Buffer.from(t)));
       return { total: BigInt(deps.replica.count) };
     }),
   };

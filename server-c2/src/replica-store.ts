@@ -2,43 +2,39 @@ import Database from 'better-sqlite3';
 import {
   blobToCiphers,
   ciphersToBlob,
-  packColumns,
   groupDigest,
   invalidInput,
   protocolState,
   packingParams,
   type Family,
-  type GroupMember,
+  type PackedColumns,
   type PackingParams,
   type PublicKey,
   type ReplicaSource,
-  type SlotRecord,
 } from '@fnn/shared';
 
-// C2's replica of the packed records, for the fast protocol: every record's
-// slot ciphertexts under C1's key (C2 cannot decrypt them), and each group's
-// packed columns. The schema is here, in one place; WAL mode, one transaction
-// per change, deleted rows overwritten.
+// C2's replica of the packed records, for the fast protocol: each group's
+// packed columns under C1's key (C2 cannot decrypt them), its members' lookup
+// tags and the version of its last change. The schema is here, in one place;
+// WAL mode, one transaction per change, deleted rows overwritten.
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS collection (
   name  TEXT PRIMARY KEY,
   value TEXT NOT NULL
 ) STRICT;
 
-CREATE TABLE IF NOT EXISTS replica (
-  lookup_tag BLOB NOT NULL UNIQUE,  -- HMAC_k(ID), the same tag C1 holds
-  grp        INTEGER NOT NULL,
-  slot       INTEGER NOT NULL,
-  pixels     BLOB NOT NULL,         -- E1(x_i 2^(w slot))
-  embedding  BLOB NOT NULL,         -- E1(e_i 2^(w slot))
-  version    BLOB NOT NULL,         -- the owner's random upload version, the same at C1
-  PRIMARY KEY (grp, slot)
+CREATE TABLE IF NOT EXISTS replica_groups (
+  grp       INTEGER PRIMARY KEY,
+  version   BLOB NOT NULL,          -- the owner's random version of the group's last change, the same at C1
+  pixels    BLOB NOT NULL,          -- E1(sum_j x_i^(j) 2^(w j))
+  embedding BLOB NOT NULL
 ) STRICT;
 
-CREATE TABLE IF NOT EXISTS packed_groups (
-  grp       INTEGER PRIMARY KEY,
-  pixels    BLOB NOT NULL,
-  embedding BLOB NOT NULL
+CREATE TABLE IF NOT EXISTS replica_members (
+  grp        INTEGER NOT NULL,
+  slot       INTEGER NOT NULL,
+  lookup_tag BLOB NOT NULL,         -- HMAC_k(ID), the same tag C1 holds
+  PRIMARY KEY (grp, slot)
 ) STRICT;
 `;
 
@@ -46,6 +42,15 @@ export interface ReplicaShape {
   width: number;
   height: number;
   maxValue: number;
+}
+
+/** A group as the owner set it: members after the change, its version and columns under C1's key. */
+export interface ReplicaGroupChange {
+  group: number;
+  version: Buffer;
+  members: { slot: number; lookupTag: Buffer }[];
+  /** Absent when the group is left empty. */
+  columns?: PackedColumns;
 }
 
 export class ReplicaStore {
@@ -76,7 +81,7 @@ export class ReplicaStore {
   }
 
   get count(): number {
-    return (this.db.prepare('SELECT count(*) AS n FROM replica').get() as { n: number }).n;
+    return (this.db.prepare('SELECT count(*) AS n FROM replica_members').get() as { n: number }).n;
   }
 
   params(): PackingParams | undefined {
@@ -85,8 +90,12 @@ export class ReplicaStore {
     return packingParams(this.key.bits, Number(width), Number(this.fact('height')), Number(this.fact('max_value')));
   }
 
-  /** Store one record in its slot, replacing whatever held that slot or that tag before. */
-  store(shape: ReplicaShape, lookupTag: Buffer, group: number, slot: number, record: SlotRecord): void {
+  /**
+   * Set one group as the owner re-encrypted it: its members (none: the group
+   * is dropped), version and columns. C1 is the authority on what exists and
+   * arbitrates concurrent changes; the group digests catch any disagreement.
+   */
+  putGroup(shape: ReplicaShape, change: ReplicaGroupChange): void {
     this.db
       .transaction(() => {
         const width = this.fact('width');
@@ -99,48 +108,39 @@ export class ReplicaStore {
         else if (Number(this.fact('max_value')) !== shape.maxValue)
           throw invalidInput(`image pixel depth ${shape.maxValue} differs from the replica's ${this.fact('max_value')}`);
         const p = this.params()!;
-        if (slot >= p.groupSize) throw invalidInput(`slot ${slot} outside a group of ${p.groupSize}`);
-        if (record.pixels.length !== shape.width * shape.height || record.embedding.length !== 2 * p.blockRows * p.blockCols)
-          throw invalidInput('packed record of the wrong size');
-        const touched = new Set<number>([group]);
-        for (const row of this.db
-          .prepare('DELETE FROM replica WHERE lookup_tag = ? OR (grp = ? AND slot = ?) RETURNING grp')
-          .all(lookupTag, group, slot) as { grp: number }[])
-          touched.add(row.grp);
-        this.db
-          .prepare('INSERT INTO replica (lookup_tag, grp, slot, pixels, embedding, version) VALUES (?, ?, ?, ?, ?, ?)')
-          .run(lookupTag, group, slot, this.toBlob(record.pixels), this.toBlob(record.embedding), Buffer.from(record.version));
-        for (const g of touched) this.repack(g);
-      })
-      .immediate();
-    this.db.pragma('wal_checkpoint(TRUNCATE)');
-  }
-
-  /** Remove records by tag (unknown tags are ignored: C1 is the authority on what exists). */
-  delete(tags: Buffer[]): number {
-    const n = this.db
-      .transaction(() => {
-        const touched = new Set<number>();
-        let n = 0;
-        for (const tag of tags)
-          for (const row of this.db.prepare('DELETE FROM replica WHERE lookup_tag = ? RETURNING grp').all(tag) as { grp: number }[]) {
-            touched.add(row.grp);
-            n++;
-          }
-        for (const g of touched) this.repack(g);
+        if (change.version.length !== 16) throw invalidInput('a group change needs a 16-byte version');
+        const slots = new Set<number>();
+        for (const m of change.members) {
+          if (!Number.isInteger(m.slot) || m.slot < 0 || m.slot >= p.groupSize) throw invalidInput(`slot ${m.slot} outside a group of ${p.groupSize}`);
+          if (slots.has(m.slot)) throw invalidInput(`slot ${m.slot} named twice`);
+          slots.add(m.slot);
+        }
+        this.db.prepare('DELETE FROM replica_members WHERE grp = ?').run(change.group);
+        this.db.prepare('DELETE FROM replica_groups WHERE grp = ?').run(change.group);
+        if (change.members.length === 0) {
+          if (change.columns) throw invalidInput(`group ${change.group} is left empty but columns were sent`);
+        } else {
+          const c = change.columns;
+          if (!c) throw invalidInput(`group ${change.group} has members but no packed columns`);
+          if (c.pixels.length !== shape.width * shape.height || c.embedding.length !== 2 * p.blockRows * p.blockCols)
+            throw invalidInput('packed columns of the wrong size');
+          this.db
+            .prepare('INSERT INTO replica_groups (grp, version, pixels, embedding) VALUES (?, ?, ?, ?)')
+            .run(change.group, change.version, this.toBlob(c.pixels), this.toBlob(c.embedding));
+          const insert = this.db.prepare('INSERT INTO replica_members (grp, slot, lookup_tag) VALUES (?, ?, ?)');
+          for (const m of change.members) insert.run(change.group, m.slot, m.lookupTag);
+        }
         if (this.count === 0) this.db.prepare("DELETE FROM collection WHERE name != 'key'").run();
-        return n;
       })
       .immediate();
-    this.db.pragma('wal_checkpoint(TRUNCATE)');
-    return n;
+    this.db.pragma('wal_checkpoint(TRUNCATE)'); // replaced ciphertexts leave the WAL
   }
 
   /** The replica as the fast protocol's C2 side reads it. */
   source(): ReplicaSource {
     const params = this.params();
     if (!params) throw invalidInput('the replica is empty');
-    const packed = this.db.prepare('SELECT pixels, embedding FROM packed_groups WHERE grp = ?');
+    const packed = this.db.prepare('SELECT pixels, embedding FROM replica_groups WHERE grp = ?');
     return {
       params,
       digest: (group) => this.digest(group, params.groupSize),
@@ -156,36 +156,13 @@ export class ReplicaStore {
   }
 
   private digest(group: number, groupSize: number): string | undefined {
-    const rows = this.db.prepare('SELECT lookup_tag, version, slot FROM replica WHERE grp = ?').all(group) as {
-      lookup_tag: Buffer;
-      version: Buffer;
-      slot: number;
-    }[];
-    if (rows.length === 0) return undefined;
-    const members: (GroupMember | null)[] = new Array(groupSize).fill(null);
-    for (const r of rows) members[r.slot] = { tag: r.lookup_tag, version: r.version };
-    return groupDigest(members);
+    const row = this.db.prepare('SELECT version FROM replica_groups WHERE grp = ?').get(group) as { version: Buffer } | undefined;
+    if (!row) return undefined;
+    const tags: (Buffer | null)[] = new Array(groupSize).fill(null);
+    for (const m of this.db.prepare('SELECT slot, lookup_tag FROM replica_members WHERE grp = ?').all(group) as { slot: number; lookup_tag: Buffer }[])
+      tags[m.slot] = m.lookup_tag;
+    return groupDigest(row.version, tags);
   }
-
-  private repack(group: number): void {
-    const members = this.db.prepare('SELECT pixels, embedding FROM replica WHERE grp = ?').all(group) as {
-      pixels: Buffer;
-      embedding: Buffer;
-    }[];
-    if (members.length === 0) {
-      this.db.prepare('DELETE FROM packed_groups WHERE grp = ?').run(group);
-      return;
-    }
-    const product = (blobs: Buffer[]) => this.toBlob(packColumns(this.key, blobs.map((b) => this.fromBlob(b))));
-    this.db
-      .prepare(
-        `INSERT INTO packed_groups (grp, pixels, embedding) VALUES (?, ?, ?)
-         ON CONFLICT(grp) DO UPDATE SET pixels = excluded.pixels, embedding = excluded.embedding`,
-      )
-      .run(group, product(members.map((m) => m.pixels)), product(members.map((m) => m.embedding)));
-  }
-
-
 
   private toBlob(ciphers: bigint[]): Buffer {
     return ciphersToBlob(ciphers, this.key.cipherBytes);

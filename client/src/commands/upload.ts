@@ -1,6 +1,5 @@
 import type { GrayImage } from '@fnn/shared';
 import { call, checkAddress, connectC1, connectReplica } from '../connect';
-import { createCrypto } from '../crypto-workers';
 import {
   expandImagePaths,
   openImageFile,
@@ -10,8 +9,8 @@ import {
   sizeRefusal,
   type ImageFlags,
 } from '../image-files';
-import { hasC1SecretKey, hasSecretKey, loadC1PublicKey, loadC1SecretKey, loadPublicKey, loadRecordKey, loadSecretKey } from '../key-files';
-import { RecordUploader } from '../owner-upload';
+import { loadC1PublicKey, loadPublicKey, loadRecordKey } from '../key-files';
+import { openCollectionWriter, type NamedImage } from '../owner-upload';
 import { CliError, classify, EXIT, type Output } from '../output';
 import { progressBar } from '../progress';
 
@@ -20,9 +19,14 @@ export interface UploadOptions extends ImageFlags {
   c2: string;
   keys: string;
   id?: string;
+  /** Also upload the paper's per-pixel layout, so --protocol fnn and bf can run (default). */
+  paperLayout: boolean;
 }
 
 type Size = { width: number; height: number };
+
+/** Groups' worth of records read before encrypting: fills partial groups and bounds memory. */
+const BATCH_GROUPS = 4;
 
 const depthText = (maxValue: number) => (maxValue === 255 ? '8-bit (0..255)' : '16-bit (0..65535)');
 
@@ -43,20 +47,17 @@ export async function upload(out: Output, paths: string[], options: UploadOption
   const files = expandImagePaths(paths);
   if (options.id !== undefined && files.length !== 1) throw new CliError('usage', '--id names the records of one file: give one file');
   const imageOptions = parseImageOptions(options);
-  const publicKey = loadPublicKey(options.keys);
-  // The owner made the key pair: with the factorisation, encryption is faster.
-  const secretKey = hasSecretKey(options.keys) ? loadSecretKey(options.keys, publicKey) : undefined;
-  const recordKey = loadRecordKey(options.keys);
-  const c1Key = loadC1PublicKey(options.keys);
-  const c1Secret = hasC1SecretKey(options.keys) ? loadC1SecretKey(options.keys, c1Key) : undefined;
+  // Read now, so a missing key file is reported before any image is opened.
+  loadPublicKey(options.keys);
+  loadC1PublicKey(options.keys);
+  loadRecordKey(options.keys);
   const client = connectC1(address);
   const replica = connectReplica(replicaAddress);
-  let underC1Key: ReturnType<typeof createCrypto> | undefined;
+  let owner: ReturnType<typeof openCollectionWriter> | undefined;
   const started = Date.now();
   let stored = 0;
   let notUploaded = 0;
   let total = 0;
-  let crypto: ReturnType<typeof createCrypto> | undefined;
   try {
     // The collection's size and depth, so that a mismatch is caught here,
     // with a message that says what to do, rather than refused by C1 after
@@ -97,16 +98,39 @@ export async function upload(out: Output, paths: string[], options: UploadOption
     }
     total = plan.reduce((sum, p) => sum + p.count, 0);
     bar = progressBar(total, 'records', !out.json);
-    crypto = plan.length > 0 ? createCrypto(publicKey, secretKey) : undefined;
-    underC1Key = plan.length > 0 ? createCrypto(c1Key, c1Secret) : undefined;
-    const uploader =
-      crypto && underC1Key
-        ? new RecordUploader(client, replica, { c2Key: publicKey, c1Key, recordKey }, { underC2Key: crypto.pool, underC1Key: underC1Key.pool })
-        : undefined;
+    owner = plan.length > 0 ? openCollectionWriter(client, replica, options.keys, options.paperLayout) : undefined;
+    // Records wait here until a few groups' worth are read: a group is encrypted in one go.
+    let pending: (NamedImage & { file: string })[] = [];
     let n = 0;
+    const flush = async () => {
+      const batch = pending;
+      pending = [];
+      const fileOf = new Map(batch.map((r) => [r.id, r.file]));
+      const reported = new Set<string>();
+      await owner!.writer.upload(batch, (outcome) => {
+        for (const id of outcome.ids) reported.add(id);
+        for (const id of outcome.ids) {
+          n++;
+          bar.tick();
+          const file = fileOf.get(id)!;
+          if (outcome.ok) {
+            stored++;
+            const status = outcome.replaced.has(id) ? 'replaced' : 'stored';
+            bar.around(() => out.result({ file, id, status, total: outcome.total }, `[${n}/${total}] ${id}: ${status} (${outcome.total} records)`));
+          } else failed(file, id, outcome.error, 1, `[${n}/${total}] `);
+        }
+      }).catch((error) => {
+        // Refused before any group was written (slot allocation): every record of the batch failed.
+        for (const r of batch.filter((b) => !reported.has(b.id))) {
+          n++;
+          bar.tick();
+          failed(r.file, r.id, error, 1, `[${n}/${total}] `);
+        }
+      });
+    };
     try {
       for (const { file, count } of plan) {
-        let records: { id: string; image: GrayImage }[];
+        let records: NamedImage[];
         try {
           const stack = await openImageFile(file, imageOptions);
           records = Array.from({ length: stack.count }, (_, i) => {
@@ -129,30 +153,21 @@ export async function upload(out: Output, paths: string[], options: UploadOption
           failed(file, recordIdOf(file, undefined, 0, options.id), error, count, `[${n}/${total}] `);
           continue;
         }
-        for (const { id, image } of records) {
-          n++;
-          try {
-            const reply = await uploader!.upload(id, image);
-            stored++;
-            const status = reply.replaced > 0 ? 'replaced' : 'stored';
-            bar.tick();
-            bar.around(() =>
-              out.result({ file, id, status, total: Number(reply.total) }, `[${n}/${total}] ${id}: ${status} (${reply.total} records)`),
-            );
-          } catch (error) {
-            bar.tick();
-            failed(file, id, error, 1, `[${n}/${total}] `);
-          }
+        for (const record of records) {
+          // The same ID again (a file given twice): upload the earlier one first, so the later one replaces it.
+          if (pending.some((p) => p.id === record.id)) await flush();
+          pending.push({ ...record, file });
+          if (pending.length >= BATCH_GROUPS * owner!.writer.params(record.image).groupSize) await flush();
         }
       }
+      if (pending.length > 0) await flush();
     } finally {
       bar.stop();
     }
   } finally {
     client.close();
     replica.close();
-    await crypto?.close();
-    await underC1Key?.close();
+    await owner?.close();
   }
   out.note(`uploaded ${stored} of ${total} images from ${files.length} file${files.length === 1 ? '' : 's'} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   if (notUploaded > 0) throw new CliError('invalid', `${notUploaded} image${notUploaded === 1 ? ' was' : 's were'} not uploaded (see the FAILED lines)`);

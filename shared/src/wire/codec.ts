@@ -2,7 +2,7 @@ import * as wire from '@fnn/proto';
 import { bigintToBytes, bytesToBigint, bytesToCipher, cipherToBytes } from '../crypto/codec';
 import { invalidInput } from '../errors';
 import type { C1Body, C1Message, C2Body, C2Message, Contribution, MaskedScore, Step } from '../protocol/messages';
-import type { SlotRecord } from '../protocol/fast/records';
+import type { PackedColumns } from '../protocol/fast/records';
 import type { OwnerRecord } from '../protocol/owner';
 import type { EncryptedQuery } from '../protocol/records';
 
@@ -239,39 +239,34 @@ export class WireCodec {
     };
   }
 
-  recordToWire(r: OwnerRecord, sealedImage: Buffer, slot: wire.SlotRecord): wire.EncryptedRecord {
+  recordToWire(r: OwnerRecord, sealedImage: Buffer, slot: number): wire.EncryptedRecord {
     return {
       encryptedId: r.encryptedId,
       lookupTag: r.lookupTag,
-      pixels: this.ciphers(r.pixels),
-      sum: this.cipher(r.sum),
-      spread: this.cipher(r.spread),
+      pixels: r.paper ? this.ciphers(r.paper.pixels) : [],
+      sum: r.paper ? this.cipher(r.paper.sum) : Buffer.alloc(0),
+      spread: r.paper ? this.cipher(r.paper.spread) : Buffer.alloc(0),
       sealedImage,
       slot,
     };
   }
 
-  slotToWire(group: number, slot: number, r: SlotRecord): wire.SlotRecord {
+  columnsToWire(c: PackedColumns): wire.PackedColumns {
     return {
-      group,
-      slot,
-      pixels: this.ciphers(r.pixels),
-      embedding: this.ciphers(r.embedding),
-      distanceConstant: r.distanceConstant === undefined ? Buffer.alloc(0) : this.cipher(r.distanceConstant),
-      boundConstant: r.boundConstant === undefined ? Buffer.alloc(0) : this.cipher(r.boundConstant),
-      version: Buffer.from(r.version),
+      pixels: this.ciphers(c.pixels),
+      embedding: this.ciphers(c.embedding),
+      distanceConstant: c.distanceConstant === undefined ? Buffer.alloc(0) : this.cipher(c.distanceConstant),
+      boundConstant: c.boundConstant === undefined ? Buffer.alloc(0) : this.cipher(c.boundConstant),
     };
   }
 
-  /** A slot record from the network; the constants only where `withConstants` (C1's replica). */
-  slotFromWire(s: wire.SlotRecord, withConstants: boolean): SlotRecord {
-    if (s.version.length !== 16) throw invalidInput('slot record without a 16-byte version');
+  /** A group's columns from the network; the constants only where `withConstants` (C1's replica). */
+  columnsFromWire(c: wire.PackedColumns, withConstants: boolean): PackedColumns {
     return {
-      version: Buffer.from(s.version),
-      pixels: this.fromCiphers(s.pixels),
-      embedding: this.fromCiphers(s.embedding),
-      distanceConstant: withConstants ? this.fromCipher(s.distanceConstant) : undefined,
-      boundConstant: withConstants ? this.fromCipher(s.boundConstant) : undefined,
+      pixels: this.fromCiphers(c.pixels),
+      embedding: this.fromCiphers(c.embedding),
+      distanceConstant: withConstants ? this.fromCipher(c.distanceConstant) : undefined,
+      boundConstant: withConstants ? this.fromCipher(c.boundConstant) : undefined,
     };
   }
 

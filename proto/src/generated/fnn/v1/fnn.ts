@@ -184,7 +184,7 @@ export interface EncryptedRecord {
   encryptedId: Buffer;
   /** HMAC_k(ID): lets the owner delete by ID; C1 learns only equality */
   lookupTag: Buffer;
-  /** E(x_1) .. E(x_d) */
+  /** The paper's per-pixel layout, for fnn and bf; empty in a collection uploaded without it. */
   pixels: Buffer[];
   /** E(S), S = sum x_i */
   sum: Buffer;
@@ -192,14 +192,16 @@ export interface EncryptedRecord {
   spread: Buffer;
   /** E_k(image): what the fast protocol returns to the doctor */
   sealedImage: Buffer;
-  /** the record shifted into its slot, under C2's key */
-  slot: SlotRecord | undefined;
+  /** the record's slot in the group of its UploadRequest */
+  slot: number;
 }
 
-/** One record's share of its group's packed columns: E(v 2^(w slot)) per coordinate. */
-export interface SlotRecord {
-  group: number;
-  slot: number;
+/**
+ * A group's packed columns over all its members: E(sum_j v^(j) 2^(w j)) per
+ * coordinate, encrypted by the owner in one go (one ciphertext per coordinate
+ * per group, not per record).
+ */
+export interface PackedColumns {
   /** distance family: the d pixels */
   pixels: Buffer[];
   /** bound family: (K S_b, T_b) per block */
@@ -208,17 +210,55 @@ export interface SlotRecord {
   distanceConstant: Buffer;
   /** only in C1's replica */
   boundConstant: Buffer;
-  /** random per upload, the same in both replicas: their digests then */
-  version: Buffer;
 }
 
-export interface AllocateSlotRequest {
-  lookupTag: Buffer;
+/** One change to one group, sent alike to C1 and C2. */
+export interface GroupChange {
+  group: number;
+  /** the group's version the owner read (empty: the group was empty) */
+  baseVersion: Buffer;
+  /** 16 random bytes, new for this change, the same at C1 and C2: */
+  version: Buffer;
+  /** their digests then differ whenever the servers hold different contents */
+  columns: PackedColumns | undefined;
+}
+
+export interface AllocateSlotsRequest {
+  lookupTags: Buffer[];
+  /**
+   * The images' shape: it decides the group size of an empty collection, and
+   * a mismatch with a collection's shape is refused before anything is encrypted.
+   */
+  width: number;
+  height: number;
+  maxValue: number;
 }
 
 export interface SlotAssignment {
   group: number;
   slot: number;
+  /** the tag is already in the collection (this is its place) */
+  stored: boolean;
+}
+
+export interface SlotAssignments {
+  slots: SlotAssignment[];
+}
+
+export interface GetGroupRequest {
+  group: number;
+}
+
+export interface GroupMember {
+  slot: number;
+  lookupTag: Buffer;
+  sealedImage: Buffer;
+}
+
+export interface GroupContents {
+  /** empty when the group has no members */
+  version: Buffer;
+  members: GroupMember[];
 }
 
 export interface UploadRequest {
@@ -228,7 +268,11 @@ export interface UploadRequest {
   height: number;
   /** pixel depth of the collection (255 or 65535) */
   maxValue: number;
+  /** new or replaced members of the group */
   records: EncryptedRecord[];
+  /** the records carry the paper's layout; fixed by a collection's first upload */
+  paperLayout: boolean;
+  group: GroupChange | undefined;
 }
 
 export interface UploadReply {
@@ -240,6 +284,8 @@ export interface UploadReply {
 
 export interface DeleteRequest {
   lookupTags: Buffer[];
+  /** every group that loses a member, re-encrypted without it */
+  groups: GroupChange[];
 }
 
 export interface DeleteReply {
@@ -344,16 +390,24 @@ export interface ShareTicket {
   ticket: string;
 }
 
-export interface ReplicaRecord {
+export interface ReplicaGroup {
   /** C2's key */
   keyFingerprint: string;
-  /** C1's key, under which the slot record is encrypted */
+  /** C1's key, under which the columns are encrypted */
   evaluatorKeyFingerprint: string;
   width: number;
   height: number;
   maxValue: number;
+  group:
+    | GroupChange
+    | undefined;
+  /** every member after the change (none: the group is dropped) */
+  members: ReplicaMember[];
+}
+
+export interface ReplicaMember {
+  slot: number;
   lookupTag: Buffer;
-  slot: SlotRecord | undefined;
 }
 
 export interface ReplicaReply {
@@ -539,7 +593,7 @@ function createBaseEncryptedRecord(): EncryptedRecord {
     sum: Buffer.alloc(0),
     spread: Buffer.alloc(0),
     sealedImage: Buffer.alloc(0),
-    slot: undefined,
+    slot: 0,
   };
 }
 
@@ -563,8 +617,8 @@ export const EncryptedRecord: MessageFns<EncryptedRecord> = {
     if (message.sealedImage.length !== 0) {
       writer.uint32(50).bytes(message.sealedImage);
     }
-    if (message.slot !== undefined) {
-      SlotRecord.encode(message.slot, writer.uint32(58).fork()).join();
+    if (message.slot !== 0) {
+      writer.uint32(64).uint32(message.slot);
     }
     return writer;
   },
@@ -630,12 +684,12 @@ export const EncryptedRecord: MessageFns<EncryptedRecord> = {
             message.sealedImage = Buffer.from(reader.bytes());
             continue;
           }
-          case 7: {
-            if (tag !== 58) {
+          case 8: {
+            if (tag !== 64) {
               break;
             }
 
-            message.slot = SlotRecord.decode(reader, reader.uint32());
+            message.slot = reader.uint32();
             continue;
           }
         }
@@ -672,7 +726,7 @@ export const EncryptedRecord: MessageFns<EncryptedRecord> = {
         : isSet(object.sealed_image)
         ? Buffer.from(bytesFromBase64(object.sealed_image))
         : Buffer.alloc(0),
-      slot: isSet(object.slot) ? SlotRecord.fromJSON(object.slot) : undefined,
+      slot: isSet(object.slot) ? globalThis.Number(object.slot) : 0,
     };
   },
 
@@ -696,8 +750,8 @@ export const EncryptedRecord: MessageFns<EncryptedRecord> = {
     if (message.sealedImage.length !== 0) {
       obj.sealedImage = base64FromBytes(message.sealedImage);
     }
-    if (message.slot !== undefined) {
-      obj.slot = SlotRecord.toJSON(message.slot);
+    if (message.slot !== 0) {
+      obj.slot = Math.round(message.slot);
     }
     return obj;
   },
@@ -713,52 +767,33 @@ export const EncryptedRecord: MessageFns<EncryptedRecord> = {
     message.sum = object.sum ?? Buffer.alloc(0);
     message.spread = object.spread ?? Buffer.alloc(0);
     message.sealedImage = object.sealedImage ?? Buffer.alloc(0);
-    message.slot = (object.slot !== undefined && object.slot !== null)
-      ? SlotRecord.fromPartial(object.slot)
-      : undefined;
+    message.slot = object.slot ?? 0;
     return message;
   },
 };
 
-function createBaseSlotRecord(): SlotRecord {
-  return {
-    group: 0,
-    slot: 0,
-    pixels: [],
-    embedding: [],
-    distanceConstant: Buffer.alloc(0),
-    boundConstant: Buffer.alloc(0),
-    version: Buffer.alloc(0),
-  };
+function createBasePackedColumns(): PackedColumns {
+  return { pixels: [], embedding: [], distanceConstant: Buffer.alloc(0), boundConstant: Buffer.alloc(0) };
 }
 
-export const SlotRecord: MessageFns<SlotRecord> = {
-  encode(message: SlotRecord, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.group !== 0) {
-      writer.uint32(8).uint32(message.group);
-    }
-    if (message.slot !== 0) {
-      writer.uint32(16).uint32(message.slot);
-    }
+export const PackedColumns: MessageFns<PackedColumns> = {
+  encode(message: PackedColumns, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.pixels) {
-      writer.uint32(26).bytes(v!);
+      writer.uint32(10).bytes(v!);
     }
     for (const v of message.embedding) {
-      writer.uint32(34).bytes(v!);
+      writer.uint32(18).bytes(v!);
     }
     if (message.distanceConstant.length !== 0) {
-      writer.uint32(42).bytes(message.distanceConstant);
+      writer.uint32(26).bytes(message.distanceConstant);
     }
     if (message.boundConstant.length !== 0) {
-      writer.uint32(50).bytes(message.boundConstant);
-    }
-    if (message.version.length !== 0) {
-      writer.uint32(58).bytes(message.version);
+      writer.uint32(34).bytes(message.boundConstant);
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): SlotRecord {
+  decode(input: BinaryReader | Uint8Array, length?: number): PackedColumns {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -767,24 +802,24 @@ export const SlotRecord: MessageFns<SlotRecord> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseSlotRecord();
+      const message = createBasePackedColumns();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
           case 1: {
-            if (tag !== 8) {
+            if (tag !== 10) {
               break;
             }
 
-            message.group = reader.uint32();
+            message.pixels.push(Buffer.from(reader.bytes()));
             continue;
           }
           case 2: {
-            if (tag !== 16) {
+            if (tag !== 18) {
               break;
             }
 
-            message.slot = reader.uint32();
+            message.embedding.push(Buffer.from(reader.bytes()));
             continue;
           }
           case 3: {
@@ -792,7 +827,7 @@ export const SlotRecord: MessageFns<SlotRecord> = {
               break;
             }
 
-            message.pixels.push(Buffer.from(reader.bytes()));
+            message.distanceConstant = Buffer.from(reader.bytes());
             continue;
           }
           case 4: {
@@ -800,31 +835,7 @@ export const SlotRecord: MessageFns<SlotRecord> = {
               break;
             }
 
-            message.embedding.push(Buffer.from(reader.bytes()));
-            continue;
-          }
-          case 5: {
-            if (tag !== 42) {
-              break;
-            }
-
-            message.distanceConstant = Buffer.from(reader.bytes());
-            continue;
-          }
-          case 6: {
-            if (tag !== 50) {
-              break;
-            }
-
             message.boundConstant = Buffer.from(reader.bytes());
-            continue;
-          }
-          case 7: {
-            if (tag !== 58) {
-              break;
-            }
-
-            message.version = Buffer.from(reader.bytes());
             continue;
           }
         }
@@ -839,10 +850,8 @@ export const SlotRecord: MessageFns<SlotRecord> = {
     }
   },
 
-  fromJSON(object: any): SlotRecord {
+  fromJSON(object: any): PackedColumns {
     return {
-      group: isSet(object.group) ? globalThis.Number(object.group) : 0,
-      slot: isSet(object.slot) ? globalThis.Number(object.slot) : 0,
       pixels: globalThis.Array.isArray(object?.pixels)
         ? object.pixels.map((e: any) => Buffer.from(bytesFromBase64(e)))
         : [],
@@ -859,18 +868,11 @@ export const SlotRecord: MessageFns<SlotRecord> = {
         : isSet(object.bound_constant)
         ? Buffer.from(bytesFromBase64(object.bound_constant))
         : Buffer.alloc(0),
-      version: isSet(object.version) ? Buffer.from(bytesFromBase64(object.version)) : Buffer.alloc(0),
     };
   },
 
-  toJSON(message: SlotRecord): unknown {
+  toJSON(message: PackedColumns): unknown {
     const obj: any = {};
-    if (message.group !== 0) {
-      obj.group = Math.round(message.group);
-    }
-    if (message.slot !== 0) {
-      obj.slot = Math.round(message.slot);
-    }
     if (message.pixels?.length) {
       obj.pixels = message.pixels.map((e) => base64FromBytes(e));
     }
@@ -883,41 +885,44 @@ export const SlotRecord: MessageFns<SlotRecord> = {
     if (message.boundConstant.length !== 0) {
       obj.boundConstant = base64FromBytes(message.boundConstant);
     }
-    if (message.version.length !== 0) {
-      obj.version = base64FromBytes(message.version);
-    }
     return obj;
   },
 
-  create(base?: DeepPartial<SlotRecord>): SlotRecord {
-    return SlotRecord.fromPartial(base ?? {});
+  create(base?: DeepPartial<PackedColumns>): PackedColumns {
+    return PackedColumns.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<SlotRecord>): SlotRecord {
-    const message = createBaseSlotRecord();
-    message.group = object.group ?? 0;
-    message.slot = object.slot ?? 0;
+  fromPartial(object: DeepPartial<PackedColumns>): PackedColumns {
+    const message = createBasePackedColumns();
     message.pixels = object.pixels?.map((e) => e) || [];
     message.embedding = object.embedding?.map((e) => e) || [];
     message.distanceConstant = object.distanceConstant ?? Buffer.alloc(0);
     message.boundConstant = object.boundConstant ?? Buffer.alloc(0);
-    message.version = object.version ?? Buffer.alloc(0);
     return message;
   },
 };
 
-function createBaseAllocateSlotRequest(): AllocateSlotRequest {
-  return { lookupTag: Buffer.alloc(0) };
+function createBaseGroupChange(): GroupChange {
+  return { group: 0, baseVersion: Buffer.alloc(0), version: Buffer.alloc(0), columns: undefined };
 }
 
-export const AllocateSlotRequest: MessageFns<AllocateSlotRequest> = {
-  encode(message: AllocateSlotRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.lookupTag.length !== 0) {
-      writer.uint32(10).bytes(message.lookupTag);
+export const GroupChange: MessageFns<GroupChange> = {
+  encode(message: GroupChange, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.group !== 0) {
+      writer.uint32(8).uint32(message.group);
+    }
+    if (message.baseVersion.length !== 0) {
+      writer.uint32(18).bytes(message.baseVersion);
+    }
+    if (message.version.length !== 0) {
+      writer.uint32(26).bytes(message.version);
+    }
+    if (message.columns !== undefined) {
+      PackedColumns.encode(message.columns, writer.uint32(34).fork()).join();
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): AllocateSlotRequest {
+  decode(input: BinaryReader | Uint8Array, length?: number): GroupChange {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -926,16 +931,40 @@ export const AllocateSlotRequest: MessageFns<AllocateSlotRequest> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseAllocateSlotRequest();
+      const message = createBaseGroupChange();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
           case 1: {
-            if (tag !== 10) {
+            if (tag !== 8) {
               break;
             }
 
-            message.lookupTag = Buffer.from(reader.bytes());
+            message.group = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.baseVersion = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.version = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.columns = PackedColumns.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -950,36 +979,178 @@ export const AllocateSlotRequest: MessageFns<AllocateSlotRequest> = {
     }
   },
 
-  fromJSON(object: any): AllocateSlotRequest {
+  fromJSON(object: any): GroupChange {
     return {
-      lookupTag: isSet(object.lookupTag)
-        ? Buffer.from(bytesFromBase64(object.lookupTag))
-        : isSet(object.lookup_tag)
-        ? Buffer.from(bytesFromBase64(object.lookup_tag))
+      group: isSet(object.group) ? globalThis.Number(object.group) : 0,
+      baseVersion: isSet(object.baseVersion)
+        ? Buffer.from(bytesFromBase64(object.baseVersion))
+        : isSet(object.base_version)
+        ? Buffer.from(bytesFromBase64(object.base_version))
         : Buffer.alloc(0),
+      version: isSet(object.version) ? Buffer.from(bytesFromBase64(object.version)) : Buffer.alloc(0),
+      columns: isSet(object.columns) ? PackedColumns.fromJSON(object.columns) : undefined,
     };
   },
 
-  toJSON(message: AllocateSlotRequest): unknown {
+  toJSON(message: GroupChange): unknown {
     const obj: any = {};
-    if (message.lookupTag.length !== 0) {
-      obj.lookupTag = base64FromBytes(message.lookupTag);
+    if (message.group !== 0) {
+      obj.group = Math.round(message.group);
+    }
+    if (message.baseVersion.length !== 0) {
+      obj.baseVersion = base64FromBytes(message.baseVersion);
+    }
+    if (message.version.length !== 0) {
+      obj.version = base64FromBytes(message.version);
+    }
+    if (message.columns !== undefined) {
+      obj.columns = PackedColumns.toJSON(message.columns);
     }
     return obj;
   },
 
-  create(base?: DeepPartial<AllocateSlotRequest>): AllocateSlotRequest {
-    return AllocateSlotRequest.fromPartial(base ?? {});
+  create(base?: DeepPartial<GroupChange>): GroupChange {
+    return GroupChange.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<AllocateSlotRequest>): AllocateSlotRequest {
-    const message = createBaseAllocateSlotRequest();
-    message.lookupTag = object.lookupTag ?? Buffer.alloc(0);
+  fromPartial(object: DeepPartial<GroupChange>): GroupChange {
+    const message = createBaseGroupChange();
+    message.group = object.group ?? 0;
+    message.baseVersion = object.baseVersion ?? Buffer.alloc(0);
+    message.version = object.version ?? Buffer.alloc(0);
+    message.columns = (object.columns !== undefined && object.columns !== null)
+      ? PackedColumns.fromPartial(object.columns)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseAllocateSlotsRequest(): AllocateSlotsRequest {
+  return { lookupTags: [], width: 0, height: 0, maxValue: 0 };
+}
+
+export const AllocateSlotsRequest: MessageFns<AllocateSlotsRequest> = {
+  encode(message: AllocateSlotsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.lookupTags) {
+      writer.uint32(10).bytes(v!);
+    }
+    if (message.width !== 0) {
+      writer.uint32(16).uint32(message.width);
+    }
+    if (message.height !== 0) {
+      writer.uint32(24).uint32(message.height);
+    }
+    if (message.maxValue !== 0) {
+      writer.uint32(32).uint32(message.maxValue);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AllocateSlotsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAllocateSlotsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.lookupTags.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.width = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.height = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.maxValue = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AllocateSlotsRequest {
+    return {
+      lookupTags: globalThis.Array.isArray(object?.lookupTags)
+        ? object.lookupTags.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : globalThis.Array.isArray(object?.lookup_tags)
+        ? object.lookup_tags.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+      width: isSet(object.width) ? globalThis.Number(object.width) : 0,
+      height: isSet(object.height) ? globalThis.Number(object.height) : 0,
+      maxValue: isSet(object.maxValue)
+        ? globalThis.Number(object.maxValue)
+        : isSet(object.max_value)
+        ? globalThis.Number(object.max_value)
+        : 0,
+    };
+  },
+
+  toJSON(message: AllocateSlotsRequest): unknown {
+    const obj: any = {};
+    if (message.lookupTags?.length) {
+      obj.lookupTags = message.lookupTags.map((e) => base64FromBytes(e));
+    }
+    if (message.width !== 0) {
+      obj.width = Math.round(message.width);
+    }
+    if (message.height !== 0) {
+      obj.height = Math.round(message.height);
+    }
+    if (message.maxValue !== 0) {
+      obj.maxValue = Math.round(message.maxValue);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AllocateSlotsRequest>): AllocateSlotsRequest {
+    return AllocateSlotsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AllocateSlotsRequest>): AllocateSlotsRequest {
+    const message = createBaseAllocateSlotsRequest();
+    message.lookupTags = object.lookupTags?.map((e) => e) || [];
+    message.width = object.width ?? 0;
+    message.height = object.height ?? 0;
+    message.maxValue = object.maxValue ?? 0;
     return message;
   },
 };
 
 function createBaseSlotAssignment(): SlotAssignment {
-  return { group: 0, slot: 0 };
+  return { group: 0, slot: 0, stored: false };
 }
 
 export const SlotAssignment: MessageFns<SlotAssignment> = {
@@ -989,6 +1160,9 @@ export const SlotAssignment: MessageFns<SlotAssignment> = {
     }
     if (message.slot !== 0) {
       writer.uint32(16).uint32(message.slot);
+    }
+    if (message.stored !== false) {
+      writer.uint32(24).bool(message.stored);
     }
     return writer;
   },
@@ -1022,6 +1196,14 @@ export const SlotAssignment: MessageFns<SlotAssignment> = {
             message.slot = reader.uint32();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.stored = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1038,6 +1220,7 @@ export const SlotAssignment: MessageFns<SlotAssignment> = {
     return {
       group: isSet(object.group) ? globalThis.Number(object.group) : 0,
       slot: isSet(object.slot) ? globalThis.Number(object.slot) : 0,
+      stored: isSet(object.stored) ? globalThis.Boolean(object.stored) : false,
     };
   },
 
@@ -1049,6 +1232,9 @@ export const SlotAssignment: MessageFns<SlotAssignment> = {
     if (message.slot !== 0) {
       obj.slot = Math.round(message.slot);
     }
+    if (message.stored !== false) {
+      obj.stored = message.stored;
+    }
     return obj;
   },
 
@@ -1059,12 +1245,343 @@ export const SlotAssignment: MessageFns<SlotAssignment> = {
     const message = createBaseSlotAssignment();
     message.group = object.group ?? 0;
     message.slot = object.slot ?? 0;
+    message.stored = object.stored ?? false;
+    return message;
+  },
+};
+
+function createBaseSlotAssignments(): SlotAssignments {
+  return { slots: [] };
+}
+
+export const SlotAssignments: MessageFns<SlotAssignments> = {
+  encode(message: SlotAssignments, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.slots) {
+      SlotAssignment.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SlotAssignments {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSlotAssignments();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.slots.push(SlotAssignment.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SlotAssignments {
+    return {
+      slots: globalThis.Array.isArray(object?.slots) ? object.slots.map((e: any) => SlotAssignment.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: SlotAssignments): unknown {
+    const obj: any = {};
+    if (message.slots?.length) {
+      obj.slots = message.slots.map((e) => SlotAssignment.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SlotAssignments>): SlotAssignments {
+    return SlotAssignments.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SlotAssignments>): SlotAssignments {
+    const message = createBaseSlotAssignments();
+    message.slots = object.slots?.map((e) => SlotAssignment.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseGetGroupRequest(): GetGroupRequest {
+  return { group: 0 };
+}
+
+export const GetGroupRequest: MessageFns<GetGroupRequest> = {
+  encode(message: GetGroupRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.group !== 0) {
+      writer.uint32(8).uint32(message.group);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetGroupRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetGroupRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.group = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetGroupRequest {
+    return { group: isSet(object.group) ? globalThis.Number(object.group) : 0 };
+  },
+
+  toJSON(message: GetGroupRequest): unknown {
+    const obj: any = {};
+    if (message.group !== 0) {
+      obj.group = Math.round(message.group);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetGroupRequest>): GetGroupRequest {
+    return GetGroupRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetGroupRequest>): GetGroupRequest {
+    const message = createBaseGetGroupRequest();
+    message.group = object.group ?? 0;
+    return message;
+  },
+};
+
+function createBaseGroupMember(): GroupMember {
+  return { slot: 0, lookupTag: Buffer.alloc(0), sealedImage: Buffer.alloc(0) };
+}
+
+export const GroupMember: MessageFns<GroupMember> = {
+  encode(message: GroupMember, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.slot !== 0) {
+      writer.uint32(8).uint32(message.slot);
+    }
+    if (message.lookupTag.length !== 0) {
+      writer.uint32(18).bytes(message.lookupTag);
+    }
+    if (message.sealedImage.length !== 0) {
+      writer.uint32(26).bytes(message.sealedImage);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GroupMember {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGroupMember();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.slot = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.lookupTag = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sealedImage = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GroupMember {
+    return {
+      slot: isSet(object.slot) ? globalThis.Number(object.slot) : 0,
+      lookupTag: isSet(object.lookupTag)
+        ? Buffer.from(bytesFromBase64(object.lookupTag))
+        : isSet(object.lookup_tag)
+        ? Buffer.from(bytesFromBase64(object.lookup_tag))
+        : Buffer.alloc(0),
+      sealedImage: isSet(object.sealedImage)
+        ? Buffer.from(bytesFromBase64(object.sealedImage))
+        : isSet(object.sealed_image)
+        ? Buffer.from(bytesFromBase64(object.sealed_image))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: GroupMember): unknown {
+    const obj: any = {};
+    if (message.slot !== 0) {
+      obj.slot = Math.round(message.slot);
+    }
+    if (message.lookupTag.length !== 0) {
+      obj.lookupTag = base64FromBytes(message.lookupTag);
+    }
+    if (message.sealedImage.length !== 0) {
+      obj.sealedImage = base64FromBytes(message.sealedImage);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GroupMember>): GroupMember {
+    return GroupMember.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GroupMember>): GroupMember {
+    const message = createBaseGroupMember();
+    message.slot = object.slot ?? 0;
+    message.lookupTag = object.lookupTag ?? Buffer.alloc(0);
+    message.sealedImage = object.sealedImage ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseGroupContents(): GroupContents {
+  return { version: Buffer.alloc(0), members: [] };
+}
+
+export const GroupContents: MessageFns<GroupContents> = {
+  encode(message: GroupContents, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.version.length !== 0) {
+      writer.uint32(10).bytes(message.version);
+    }
+    for (const v of message.members) {
+      GroupMember.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GroupContents {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGroupContents();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.version = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.members.push(GroupMember.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GroupContents {
+    return {
+      version: isSet(object.version) ? Buffer.from(bytesFromBase64(object.version)) : Buffer.alloc(0),
+      members: globalThis.Array.isArray(object?.members) ? object.members.map((e: any) => GroupMember.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: GroupContents): unknown {
+    const obj: any = {};
+    if (message.version.length !== 0) {
+      obj.version = base64FromBytes(message.version);
+    }
+    if (message.members?.length) {
+      obj.members = message.members.map((e) => GroupMember.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GroupContents>): GroupContents {
+    return GroupContents.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GroupContents>): GroupContents {
+    const message = createBaseGroupContents();
+    message.version = object.version ?? Buffer.alloc(0);
+    message.members = object.members?.map((e) => GroupMember.fromPartial(e)) || [];
     return message;
   },
 };
 
 function createBaseUploadRequest(): UploadRequest {
-  return { keyFingerprint: "", width: 0, height: 0, maxValue: 0, records: [] };
+  return { keyFingerprint: "", width: 0, height: 0, maxValue: 0, records: [], paperLayout: false, group: undefined };
 }
 
 export const UploadRequest: MessageFns<UploadRequest> = {
@@ -1083,6 +1600,12 @@ export const UploadRequest: MessageFns<UploadRequest> = {
     }
     for (const v of message.records) {
       EncryptedRecord.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.paperLayout !== false) {
+      writer.uint32(48).bool(message.paperLayout);
+    }
+    if (message.group !== undefined) {
+      GroupChange.encode(message.group, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -1140,6 +1663,22 @@ export const UploadRequest: MessageFns<UploadRequest> = {
             message.records.push(EncryptedRecord.decode(reader, reader.uint32()));
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.paperLayout = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.group = GroupChange.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1169,6 +1708,12 @@ export const UploadRequest: MessageFns<UploadRequest> = {
       records: globalThis.Array.isArray(object?.records)
         ? object.records.map((e: any) => EncryptedRecord.fromJSON(e))
         : [],
+      paperLayout: isSet(object.paperLayout)
+        ? globalThis.Boolean(object.paperLayout)
+        : isSet(object.paper_layout)
+        ? globalThis.Boolean(object.paper_layout)
+        : false,
+      group: isSet(object.group) ? GroupChange.fromJSON(object.group) : undefined,
     };
   },
 
@@ -1189,6 +1734,12 @@ export const UploadRequest: MessageFns<UploadRequest> = {
     if (message.records?.length) {
       obj.records = message.records.map((e) => EncryptedRecord.toJSON(e));
     }
+    if (message.paperLayout !== false) {
+      obj.paperLayout = message.paperLayout;
+    }
+    if (message.group !== undefined) {
+      obj.group = GroupChange.toJSON(message.group);
+    }
     return obj;
   },
 
@@ -1202,6 +1753,10 @@ export const UploadRequest: MessageFns<UploadRequest> = {
     message.height = object.height ?? 0;
     message.maxValue = object.maxValue ?? 0;
     message.records = object.records?.map((e) => EncryptedRecord.fromPartial(e)) || [];
+    message.paperLayout = object.paperLayout ?? false;
+    message.group = (object.group !== undefined && object.group !== null)
+      ? GroupChange.fromPartial(object.group)
+      : undefined;
     return message;
   },
 };
@@ -1311,13 +1866,16 @@ export const UploadReply: MessageFns<UploadReply> = {
 };
 
 function createBaseDeleteRequest(): DeleteRequest {
-  return { lookupTags: [] };
+  return { lookupTags: [], groups: [] };
 }
 
 export const DeleteRequest: MessageFns<DeleteRequest> = {
   encode(message: DeleteRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.lookupTags) {
       writer.uint32(10).bytes(v!);
+    }
+    for (const v of message.groups) {
+      GroupChange.encode(v!, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -1343,6 +1901,14 @@ export const DeleteRequest: MessageFns<DeleteRequest> = {
             message.lookupTags.push(Buffer.from(reader.bytes()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.groups.push(GroupChange.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1362,6 +1928,7 @@ export const DeleteRequest: MessageFns<DeleteRequest> = {
         : globalThis.Array.isArray(object?.lookup_tags)
         ? object.lookup_tags.map((e: any) => Buffer.from(bytesFromBase64(e)))
         : [],
+      groups: globalThis.Array.isArray(object?.groups) ? object.groups.map((e: any) => GroupChange.fromJSON(e)) : [],
     };
   },
 
@@ -1369,6 +1936,9 @@ export const DeleteRequest: MessageFns<DeleteRequest> = {
     const obj: any = {};
     if (message.lookupTags?.length) {
       obj.lookupTags = message.lookupTags.map((e) => base64FromBytes(e));
+    }
+    if (message.groups?.length) {
+      obj.groups = message.groups.map((e) => GroupChange.toJSON(e));
     }
     return obj;
   },
@@ -1379,6 +1949,7 @@ export const DeleteRequest: MessageFns<DeleteRequest> = {
   fromPartial(object: DeepPartial<DeleteRequest>): DeleteRequest {
     const message = createBaseDeleteRequest();
     message.lookupTags = object.lookupTags?.map((e) => e) || [];
+    message.groups = object.groups?.map((e) => GroupChange.fromPartial(e)) || [];
     return message;
   },
 };
@@ -2693,20 +3264,20 @@ export const ShareTicket: MessageFns<ShareTicket> = {
   },
 };
 
-function createBaseReplicaRecord(): ReplicaRecord {
+function createBaseReplicaGroup(): ReplicaGroup {
   return {
     keyFingerprint: "",
     evaluatorKeyFingerprint: "",
     width: 0,
     height: 0,
     maxValue: 0,
-    lookupTag: Buffer.alloc(0),
-    slot: undefined,
+    group: undefined,
+    members: [],
   };
 }
 
-export const ReplicaRecord: MessageFns<ReplicaRecord> = {
-  encode(message: ReplicaRecord, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const ReplicaGroup: MessageFns<ReplicaGroup> = {
+  encode(message: ReplicaGroup, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.keyFingerprint !== "") {
       writer.uint32(10).string(message.keyFingerprint);
     }
@@ -2722,16 +3293,16 @@ export const ReplicaRecord: MessageFns<ReplicaRecord> = {
     if (message.maxValue !== 0) {
       writer.uint32(40).uint32(message.maxValue);
     }
-    if (message.lookupTag.length !== 0) {
-      writer.uint32(50).bytes(message.lookupTag);
+    if (message.group !== undefined) {
+      GroupChange.encode(message.group, writer.uint32(50).fork()).join();
     }
-    if (message.slot !== undefined) {
-      SlotRecord.encode(message.slot, writer.uint32(58).fork()).join();
+    for (const v of message.members) {
+      ReplicaMember.encode(v!, writer.uint32(58).fork()).join();
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): ReplicaRecord {
+  decode(input: BinaryReader | Uint8Array, length?: number): ReplicaGroup {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -2740,7 +3311,7 @@ export const ReplicaRecord: MessageFns<ReplicaRecord> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseReplicaRecord();
+      const message = createBaseReplicaGroup();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -2789,7 +3360,7 @@ export const ReplicaRecord: MessageFns<ReplicaRecord> = {
               break;
             }
 
-            message.lookupTag = Buffer.from(reader.bytes());
+            message.group = GroupChange.decode(reader, reader.uint32());
             continue;
           }
           case 7: {
@@ -2797,7 +3368,7 @@ export const ReplicaRecord: MessageFns<ReplicaRecord> = {
               break;
             }
 
-            message.slot = SlotRecord.decode(reader, reader.uint32());
+            message.members.push(ReplicaMember.decode(reader, reader.uint32()));
             continue;
           }
         }
@@ -2812,7 +3383,7 @@ export const ReplicaRecord: MessageFns<ReplicaRecord> = {
     }
   },
 
-  fromJSON(object: any): ReplicaRecord {
+  fromJSON(object: any): ReplicaGroup {
     return {
       keyFingerprint: isSet(object.keyFingerprint)
         ? globalThis.String(object.keyFingerprint)
@@ -2831,16 +3402,14 @@ export const ReplicaRecord: MessageFns<ReplicaRecord> = {
         : isSet(object.max_value)
         ? globalThis.Number(object.max_value)
         : 0,
-      lookupTag: isSet(object.lookupTag)
-        ? Buffer.from(bytesFromBase64(object.lookupTag))
-        : isSet(object.lookup_tag)
-        ? Buffer.from(bytesFromBase64(object.lookup_tag))
-        : Buffer.alloc(0),
-      slot: isSet(object.slot) ? SlotRecord.fromJSON(object.slot) : undefined,
+      group: isSet(object.group) ? GroupChange.fromJSON(object.group) : undefined,
+      members: globalThis.Array.isArray(object?.members)
+        ? object.members.map((e: any) => ReplicaMember.fromJSON(e))
+        : [],
     };
   },
 
-  toJSON(message: ReplicaRecord): unknown {
+  toJSON(message: ReplicaGroup): unknown {
     const obj: any = {};
     if (message.keyFingerprint !== "") {
       obj.keyFingerprint = message.keyFingerprint;
@@ -2857,29 +3426,118 @@ export const ReplicaRecord: MessageFns<ReplicaRecord> = {
     if (message.maxValue !== 0) {
       obj.maxValue = Math.round(message.maxValue);
     }
-    if (message.lookupTag.length !== 0) {
-      obj.lookupTag = base64FromBytes(message.lookupTag);
+    if (message.group !== undefined) {
+      obj.group = GroupChange.toJSON(message.group);
     }
-    if (message.slot !== undefined) {
-      obj.slot = SlotRecord.toJSON(message.slot);
+    if (message.members?.length) {
+      obj.members = message.members.map((e) => ReplicaMember.toJSON(e));
     }
     return obj;
   },
 
-  create(base?: DeepPartial<ReplicaRecord>): ReplicaRecord {
-    return ReplicaRecord.fromPartial(base ?? {});
+  create(base?: DeepPartial<ReplicaGroup>): ReplicaGroup {
+    return ReplicaGroup.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<ReplicaRecord>): ReplicaRecord {
-    const message = createBaseReplicaRecord();
+  fromPartial(object: DeepPartial<ReplicaGroup>): ReplicaGroup {
+    const message = createBaseReplicaGroup();
     message.keyFingerprint = object.keyFingerprint ?? "";
     message.evaluatorKeyFingerprint = object.evaluatorKeyFingerprint ?? "";
     message.width = object.width ?? 0;
     message.height = object.height ?? 0;
     message.maxValue = object.maxValue ?? 0;
-    message.lookupTag = object.lookupTag ?? Buffer.alloc(0);
-    message.slot = (object.slot !== undefined && object.slot !== null)
-      ? SlotRecord.fromPartial(object.slot)
+    message.group = (object.group !== undefined && object.group !== null)
+      ? GroupChange.fromPartial(object.group)
       : undefined;
+    message.members = object.members?.map((e) => ReplicaMember.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseReplicaMember(): ReplicaMember {
+  return { slot: 0, lookupTag: Buffer.alloc(0) };
+}
+
+export const ReplicaMember: MessageFns<ReplicaMember> = {
+  encode(message: ReplicaMember, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.slot !== 0) {
+      writer.uint32(8).uint32(message.slot);
+    }
+    if (message.lookupTag.length !== 0) {
+      writer.uint32(18).bytes(message.lookupTag);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReplicaMember {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReplicaMember();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.slot = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.lookupTag = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReplicaMember {
+    return {
+      slot: isSet(object.slot) ? globalThis.Number(object.slot) : 0,
+      lookupTag: isSet(object.lookupTag)
+        ? Buffer.from(bytesFromBase64(object.lookupTag))
+        : isSet(object.lookup_tag)
+        ? Buffer.from(bytesFromBase64(object.lookup_tag))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: ReplicaMember): unknown {
+    const obj: any = {};
+    if (message.slot !== 0) {
+      obj.slot = Math.round(message.slot);
+    }
+    if (message.lookupTag.length !== 0) {
+      obj.lookupTag = base64FromBytes(message.lookupTag);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReplicaMember>): ReplicaMember {
+    return ReplicaMember.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReplicaMember>): ReplicaMember {
+    const message = createBaseReplicaMember();
+    message.slot = object.slot ?? 0;
+    message.lookupTag = object.lookupTag ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -5533,6 +6191,7 @@ export const KeyHolderStatus: MessageFns<KeyHolderStatus> = {
  */
 export type DatabaseService = typeof DatabaseService;
 export const DatabaseService = {
+  /** Records into one group, with the group's new packed columns; one transaction. */
   upload: {
     path: "/fnn.v1.Database/Upload" as const,
     requestStream: false as const,
@@ -5542,6 +6201,7 @@ export const DatabaseService = {
     responseSerialize: (value: UploadReply): Buffer => Buffer.from(UploadReply.encode(value).finish()),
     responseDeserialize: (value: Buffer): UploadReply => UploadReply.decode(value),
   },
+  /** Records out, with the new packed columns of every group that loses a member. */
   delete: {
     path: "/fnn.v1.Database/Delete" as const,
     requestStream: false as const,
@@ -5580,35 +6240,56 @@ export const DatabaseService = {
     responseDeserialize: (value: Buffer): DatabaseStatus => DatabaseStatus.decode(value),
   },
   /**
-   * The fast protocol packs G records per ciphertext: the owner asks where a
-   * record goes before encrypting it into that slot.
+   * The fast protocol packs G records per ciphertext: the owner asks where
+   * records go (or are) before encrypting their groups.
    */
-  allocateSlot: {
-    path: "/fnn.v1.Database/AllocateSlot" as const,
+  allocateSlots: {
+    path: "/fnn.v1.Database/AllocateSlots" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: AllocateSlotRequest): Buffer => Buffer.from(AllocateSlotRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): AllocateSlotRequest => AllocateSlotRequest.decode(value),
-    responseSerialize: (value: SlotAssignment): Buffer => Buffer.from(SlotAssignment.encode(value).finish()),
-    responseDeserialize: (value: Buffer): SlotAssignment => SlotAssignment.decode(value),
+    requestSerialize: (value: AllocateSlotsRequest): Buffer => Buffer.from(AllocateSlotsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AllocateSlotsRequest => AllocateSlotsRequest.decode(value),
+    responseSerialize: (value: SlotAssignments): Buffer => Buffer.from(SlotAssignments.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SlotAssignments => SlotAssignments.decode(value),
+  },
+  /**
+   * A group's members as the owner sealed them, so the owner can re-encrypt
+   * the group's packed columns when a member joins, is replaced or leaves.
+   */
+  getGroup: {
+    path: "/fnn.v1.Database/GetGroup" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetGroupRequest): Buffer => Buffer.from(GetGroupRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetGroupRequest => GetGroupRequest.decode(value),
+    responseSerialize: (value: GroupContents): Buffer => Buffer.from(GroupContents.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GroupContents => GroupContents.decode(value),
   },
 } as const;
 
 export interface DatabaseServer extends UntypedServiceImplementation {
+  /** Records into one group, with the group's new packed columns; one transaction. */
   upload: handleUnaryCall<UploadRequest, UploadReply>;
+  /** Records out, with the new packed columns of every group that loses a member. */
   delete: handleUnaryCall<DeleteRequest, DeleteReply>;
   query: handleUnaryCall<QueryRequest, QueryReply>;
   /** Many queries over one stream; replies arrive as each query finishes, in any order. */
   batchQuery: handleBidiStreamingCall<QueryRequest, QueryReply>;
   status: handleUnaryCall<StatusRequest, DatabaseStatus>;
   /**
-   * The fast protocol packs G records per ciphertext: the owner asks where a
-   * record goes before encrypting it into that slot.
+   * The fast protocol packs G records per ciphertext: the owner asks where
+   * records go (or are) before encrypting their groups.
    */
-  allocateSlot: handleUnaryCall<AllocateSlotRequest, SlotAssignment>;
+  allocateSlots: handleUnaryCall<AllocateSlotsRequest, SlotAssignments>;
+  /**
+   * A group's members as the owner sealed them, so the owner can re-encrypt
+   * the group's packed columns when a member joins, is replaced or leaves.
+   */
+  getGroup: handleUnaryCall<GetGroupRequest, GroupContents>;
 }
 
 export interface DatabaseClient extends Client {
+  /** Records into one group, with the group's new packed columns; one transaction. */
   upload(
     request: UploadRequest,
     callback: (error: ServiceError | null, response: UploadReply) => void,
@@ -5624,6 +6305,7 @@ export interface DatabaseClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: UploadReply) => void,
   ): ClientUnaryCall;
+  /** Records out, with the new packed columns of every group that loses a member. */
   delete(
     request: DeleteRequest,
     callback: (error: ServiceError | null, response: DeleteReply) => void,
@@ -5671,23 +6353,42 @@ export interface DatabaseClient extends Client {
     callback: (error: ServiceError | null, response: DatabaseStatus) => void,
   ): ClientUnaryCall;
   /**
-   * The fast protocol packs G records per ciphertext: the owner asks where a
-   * record goes before encrypting it into that slot.
+   * The fast protocol packs G records per ciphertext: the owner asks where
+   * records go (or are) before encrypting their groups.
    */
-  allocateSlot(
-    request: AllocateSlotRequest,
-    callback: (error: ServiceError | null, response: SlotAssignment) => void,
+  allocateSlots(
+    request: AllocateSlotsRequest,
+    callback: (error: ServiceError | null, response: SlotAssignments) => void,
   ): ClientUnaryCall;
-  allocateSlot(
-    request: AllocateSlotRequest,
+  allocateSlots(
+    request: AllocateSlotsRequest,
     metadata: Metadata,
-    callback: (error: ServiceError | null, response: SlotAssignment) => void,
+    callback: (error: ServiceError | null, response: SlotAssignments) => void,
   ): ClientUnaryCall;
-  allocateSlot(
-    request: AllocateSlotRequest,
+  allocateSlots(
+    request: AllocateSlotsRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: SlotAssignment) => void,
+    callback: (error: ServiceError | null, response: SlotAssignments) => void,
+  ): ClientUnaryCall;
+  /**
+   * A group's members as the owner sealed them, so the owner can re-encrypt
+   * the group's packed columns when a member joins, is replaced or leaves.
+   */
+  getGroup(
+    request: GetGroupRequest,
+    callback: (error: ServiceError | null, response: GroupContents) => void,
+  ): ClientUnaryCall;
+  getGroup(
+    request: GetGroupRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GroupContents) => void,
+  ): ClientUnaryCall;
+  getGroup(
+    request: GetGroupRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GroupContents) => void,
   ): ClientUnaryCall;
 }
 
@@ -5832,58 +6533,36 @@ export const RetrievalClient = makeGenericClientConstructor(RetrievalService, "f
 /** The owner's second replica of the packed records, under C1's key. */
 export type ReplicaService = typeof ReplicaService;
 export const ReplicaService = {
-  store: {
-    path: "/fnn.v1.Replica/Store" as const,
+  /** Set one group: its members and packed columns (under C1's key) after a change. */
+  putGroup: {
+    path: "/fnn.v1.Replica/PutGroup" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: ReplicaRecord): Buffer => Buffer.from(ReplicaRecord.encode(value).finish()),
-    requestDeserialize: (value: Buffer): ReplicaRecord => ReplicaRecord.decode(value),
-    responseSerialize: (value: ReplicaReply): Buffer => Buffer.from(ReplicaReply.encode(value).finish()),
-    responseDeserialize: (value: Buffer): ReplicaReply => ReplicaReply.decode(value),
-  },
-  delete: {
-    path: "/fnn.v1.Replica/Delete" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: DeleteRequest): Buffer => Buffer.from(DeleteRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): DeleteRequest => DeleteRequest.decode(value),
+    requestSerialize: (value: ReplicaGroup): Buffer => Buffer.from(ReplicaGroup.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReplicaGroup => ReplicaGroup.decode(value),
     responseSerialize: (value: ReplicaReply): Buffer => Buffer.from(ReplicaReply.encode(value).finish()),
     responseDeserialize: (value: Buffer): ReplicaReply => ReplicaReply.decode(value),
   },
 } as const;
 
 export interface ReplicaServer extends UntypedServiceImplementation {
-  store: handleUnaryCall<ReplicaRecord, ReplicaReply>;
-  delete: handleUnaryCall<DeleteRequest, ReplicaReply>;
+  /** Set one group: its members and packed columns (under C1's key) after a change. */
+  putGroup: handleUnaryCall<ReplicaGroup, ReplicaReply>;
 }
 
 export interface ReplicaClient extends Client {
-  store(
-    request: ReplicaRecord,
+  /** Set one group: its members and packed columns (under C1's key) after a change. */
+  putGroup(
+    request: ReplicaGroup,
     callback: (error: ServiceError | null, response: ReplicaReply) => void,
   ): ClientUnaryCall;
-  store(
-    request: ReplicaRecord,
+  putGroup(
+    request: ReplicaGroup,
     metadata: Metadata,
     callback: (error: ServiceError | null, response: ReplicaReply) => void,
   ): ClientUnaryCall;
-  store(
-    request: ReplicaRecord,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: ReplicaReply) => void,
-  ): ClientUnaryCall;
-  delete(
-    request: DeleteRequest,
-    callback: (error: ServiceError | null, response: ReplicaReply) => void,
-  ): ClientUnaryCall;
-  delete(
-    request: DeleteRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: ReplicaReply) => void,
-  ): ClientUnaryCall;
-  delete(
-    request: DeleteRequest,
+  putGroup(
+    request: ReplicaGroup,
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ReplicaReply) => void,
