@@ -29,6 +29,7 @@ export * from './protocol/key-holder-session';
 export * from './protocol/retrieval';
 export * from './protocol/search';
 export * from './protocol/owner';
+export * from './protocol/owner-writer';
 export * from './protocol/doctor';
 export * from './protocol/in-process';
 export * from './wire/codec';

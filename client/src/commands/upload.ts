@@ -10,7 +10,8 @@ import {
   type ImageFlags,
 } from '../image-files';
 import { loadC1PublicKey, loadPublicKey, loadRecordKey } from '../key-files';
-import { openCollectionWriter, type NamedImage } from '../owner-upload';
+import type { NamedImage } from '@fnn/shared';
+import { openCollectionWriter } from '../owner-upload';
 import { CliError, classify, EXIT, type Output } from '../output';
 import { progressBar } from '../progress';
 

@@ -13,7 +13,7 @@ import { blockLowerBound } from './embedding';
 import { fastSearch, type Family, type PackedRecordSource } from './fast';
 import type { ReplicaSource } from './key-holder';
 import { packingParams, unpack, type PackingParams } from './params';
-import { encryptSlotRecord, packColumns, type SlotRecord } from './records';
+import { encryptGroup, type PackedColumns } from './records';
 
 // C1's key pair (pk1, sk1) and C2's (pk2, sk2): each replica is under the other server's key.
 let pk1: PublicKey, sk1: SecretKey, pk2: PublicKey, sk2: SecretKey;
@@ -29,28 +29,35 @@ const randomImage = (d: number, max: number) => Uint16Array.from({ length: d }, 
 /** Both replicas of a collection, laid out in groups in upload order; `holes` leaves slots free (deleted records). */
 async function collection(images: Uint16Array[], p: PackingParams, holes = new Set<number>()) {
   const G = p.groupSize;
-  const slots: { candidate: number; slot: number; c1: SlotRecord; c2: SlotRecord }[][] = [];
+  const members: (number | null)[][] = [];
   let position = 0;
   for (let candidate = 0; candidate < images.length; candidate++) {
     while (holes.has(position)) position++;
-    const group = Math.floor(position / G);
-    const enc = await encryptSlotRecord(images[candidate], p, position % G, async (v) => v.map((m) => pk2.encrypt(m)), async (v) => v.map((m) => pk1.encrypt(m)));
-    (slots[group] ??= []).push({ candidate, slot: position % G, c1: enc.forC1, c2: enc.forC2 });
+    (members[Math.floor(position / G)] ??= new Array<number | null>(G).fill(null))[position % G] = candidate;
     position++;
   }
-  const layout = slots.map((members, group) => {
-    const m = new Array<number>(G).fill(-1);
-    for (const s of members) m[s.slot] = s.candidate;
-    return { group, members: m, digest: m.join(',') };
+  const encrypted: { c1: PackedColumns; c2: PackedColumns }[] = [];
+  for (const m of members) {
+    const enc = await encryptGroup(
+      m.map((candidate) => (candidate === null ? null : images[candidate])),
+      p,
+      async (v) => v.map((x) => pk2.encrypt(x)),
+      async (v) => v.map((x) => pk1.encrypt(x)),
+    );
+    encrypted.push({ c1: enc.forC1, c2: enc.forC2 });
+  }
+  const layout = members.map((m, group) => {
+    const slots = m.map((candidate) => candidate ?? -1);
+    return { group, members: slots, digest: slots.join(',') };
   });
-  const family = (r: SlotRecord, f: Family) => (f === 'bound' ? r.embedding : r.pixels);
+  const family = (c: PackedColumns, f: Family) => (f === 'bound' ? c.embedding : c.pixels);
   const c1: PackedRecordSource = {
     params: p,
     count: images.length,
     groups: layout,
     columns: async (group, f) => ({
-      columns: packColumns(pk2, slots[group].map((s) => family(s.c1, f))),
-      constant: slots[group].reduce((acc, s) => pk2.add(acc, f === 'bound' ? s.c1.boundConstant! : s.c1.distanceConstant!), 1n),
+      columns: family(encrypted[group].c1, f),
+      constant: f === 'bound' ? encrypted[group].c1.boundConstant! : encrypted[group].c1.distanceConstant!,
     }),
   };
   const c2: ReplicaSource = {
@@ -58,7 +65,7 @@ async function collection(images: Uint16Array[], p: PackingParams, holes = new S
     digest: (group) => layout[group]?.digest,
     columns: async (group, f, expected) => {
       if (layout[group]?.digest !== expected) throw new Error('group changed');
-      return packColumns(pk1, slots[group].map((s) => family(s.c2, f)));
+      return family(encrypted[group].c2, f);
     },
   };
   return { c1, c2 };

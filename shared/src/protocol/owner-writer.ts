@@ -1,0 +1,212 @@
+import * as wire from '@fnn/proto';
+import type { PublicKey } from '../crypto/paillier';
+import type { RecordKey } from '../crypto/symmetric';
+import { openSealedImage, sealImage } from '../encoding/sealed-image';
+import { invalidInput } from '../errors';
+import type { GrayImage } from '../image/image';
+import { WireCodec } from '../wire/codec';
+import { packingParams, type PackingParams } from './fast/params';
+import { encryptGroup, newGroupVersion } from './fast/records';
+import { encryptRecord, type BatchEncryptor } from './owner';
+
+// The owner's side of the collection: uploads and deletes, over any link to
+// C1 and C2's replica (gRPC in the CLI, the same clients in the daemons' tests).
+
+export const MAX_ID_BYTES = 512;
+
+/** The owner's calls: C1's Database service and C2's Replica service. */
+export interface OwnerLink {
+  status(): Promise<wire.DatabaseStatus>;
+  allocateSlots(request: wire.AllocateSlotsRequest): Promise<wire.SlotAssignments>;
+  getGroup(request: wire.GetGroupRequest): Promise<wire.GroupContents>;
+  upload(request: wire.UploadRequest): Promise<wire.UploadReply>;
+  delete(request: wire.DeleteRequest): Promise<wire.DeleteReply>;
+  putReplicaGroup(request: wire.ReplicaGroup): Promise<wire.ReplicaReply>;
+}
+
+export interface NamedImage {
+  id: string;
+  image: GrayImage;
+}
+
+/** What happened to the records of one group: all stored (or replaced) together, or all failed. */
+export type GroupOutcome =
+  | { ids: string[]; ok: true; replaced: Set<string>; total: number }
+  | { ids: string[]; ok: false; error: unknown };
+
+/**
+ * The owner's writes, group by group. A group's packed columns are encrypted
+ * from all its members at once (one ciphertext per coordinate per group), so
+ * every change to a group (records in, replaced or out) re-encrypts it from
+ * its members' images: the new ones from the files, the others opened from
+ * the sealed copies C1 keeps. Each group is written to C2's replica first,
+ * then to C1 in one transaction checked against the group's version the
+ * owner read: until C1 holds the change, fast queries over that group are
+ * refused (the replicas' digests differ) rather than answered wrongly, and
+ * running the same command again completes it.
+ */
+export class CollectionWriter {
+  private readonly codec: WireCodec;
+
+  constructor(
+    private readonly link: OwnerLink,
+    private readonly keys: { c2Key: PublicKey; c1Key: PublicKey; recordKey: RecordKey },
+    /** Encryption under C2's key (C1's replica, the paper's layout) and under C1's key (C2's replica). */
+    private readonly encrypt: { underC2Key: BatchEncryptor; underC1Key: BatchEncryptor },
+    /** Also upload the paper's per-pixel layout (d more encryptions per record), so fnn and bf can run. */
+    private readonly paperLayout: boolean,
+  ) {
+    this.codec = new WireCodec(keys.c2Key.cipherBytes);
+  }
+
+  /** Records per group for images of this shape (the same at C1 and C2: equal key sizes). */
+  params(shape: { width: number; height: number; maxValue: number }): PackingParams {
+    return packingParams(Math.min(this.keys.c2Key.bits, this.keys.c1Key.bits), shape.width, shape.height, shape.maxValue);
+  }
+
+  /** Upload records of one shape; `done` hears of each group as it lands or fails. */
+  async upload(records: NamedImage[], done: (outcome: GroupOutcome) => void): Promise<void> {
+    if (records.length === 0) return;
+    for (const r of records)
+      if (Buffer.byteLength(r.id) > MAX_ID_BYTES) throw invalidInput(`record ID longer than ${MAX_ID_BYTES} bytes`);
+    const { width, height, maxValue } = records[0].image;
+    const shape = { width, height, maxValue };
+    const params = this.params(shape);
+    const tags = records.map((r) => this.keys.recordKey.lookupTag(r.id));
+    const { slots } = await this.link.allocateSlots({ lookupTags: tags, ...shape });
+    const groups = new Map<number, { slot: number; record: NamedImage; tag: Buffer }[]>();
+    slots.forEach((at, i) => {
+      const members = groups.get(at.group) ?? [];
+      // The same ID twice in one batch: the later image wins its slot.
+      const same = members.findIndex((m) => m.slot === at.slot);
+      if (same >= 0) members.splice(same, 1);
+      members.push({ slot: at.slot, record: records[i], tag: tags[i] });
+      groups.set(at.group, members);
+    });
+    for (const [group, incoming] of groups) {
+      const ids = incoming.map((m) => m.record.id);
+      try {
+        const contents = await this.readGroup(group);
+        const members: (GrayImage | null)[] = new Array(params.groupSize).fill(null);
+        const memberTags: (Buffer | null)[] = new Array(params.groupSize).fill(null);
+        const replacing = new Set(incoming.map((m) => m.tag.toString('hex')));
+        for (const m of contents.members) {
+          if (replacing.has(Buffer.from(m.lookupTag).toString('hex'))) continue;
+          members[m.slot] = this.openMember(m);
+          memberTags[m.slot] = Buffer.from(m.lookupTag);
+        }
+        for (const m of incoming) {
+          members[m.slot] = m.record.image;
+          memberTags[m.slot] = m.tag;
+        }
+        const encrypt2 = this.encrypt.underC2Key;
+        const encrypt1 = this.encrypt.underC1Key;
+        const [columns, owned] = await Promise.all([
+          encryptGroup(members.map((m) => m?.pixels ?? null), params, encrypt2, encrypt1),
+          Promise.all(
+            incoming.map((m) => encryptRecord(this.keys.recordKey, m.record.id, m.record.image.pixels, this.paperLayout ? encrypt2 : undefined)),
+          ),
+        ]);
+        const version = newGroupVersion();
+        const change = (side: 'forC1' | 'forC2') => ({
+          group,
+          baseVersion: contents.version,
+          version,
+          columns: this.codec.columnsToWire(columns[side]),
+        });
+        await this.putReplica(shape, change('forC2'), memberTags);
+        const reply = await this.link.upload({
+          keyFingerprint: this.keys.c2Key.fingerprint(),
+          ...shape,
+          paperLayout: this.paperLayout,
+          group: change('forC1'),
+          records: incoming.map((m, i) => this.codec.recordToWire(owned[i], sealImage(this.keys.recordKey, m.record.image), m.slot)),
+        });
+        const replaced = new Set(incoming.filter((m) => slots[tags.indexOf(m.tag)].stored).map((m) => m.record.id));
+        done({ ids, ok: true, replaced, total: Number(reply.total) });
+      } catch (error) {
+        done({ ids, ok: false, error });
+      }
+    }
+  }
+
+  /**
+   * Delete records by ID: every group that loses a member is re-encrypted
+   * from the members it keeps (or dropped), at C2 and then at C1, where the
+   * whole delete is one transaction. An unknown ID deletes nothing.
+   */
+  async delete(ids: string[]): Promise<{ deleted: number; total: bigint }> {
+    const tags = ids.map((id) => this.keys.recordKey.lookupTag(id));
+    const status = await this.link.status();
+    const deleteAtC1 = (groups: wire.GroupChange[]) => this.link.delete({ lookupTags: tags, groups });
+    // An empty collection, or an unknown ID: C1 refuses the delete (NOT_FOUND) before touching anything.
+    if (status.width === 0) return deleteAtC1([]);
+    const shape = { width: status.width, height: status.height, maxValue: status.maxValue };
+    const { slots } = await this.link.allocateSlots({ lookupTags: tags, ...shape });
+    if (slots.some((s) => !s.stored)) return deleteAtC1([]);
+    const params = this.params(shape);
+    const leaving = new Set(tags.map((t) => t.toString('hex')));
+    const changes: wire.GroupChange[] = [];
+    for (const group of new Set(slots.map((s) => s.group))) {
+      const contents = await this.readGroup(group);
+      const members: (GrayImage | null)[] = new Array(params.groupSize).fill(null);
+      const memberTags: (Buffer | null)[] = new Array(params.groupSize).fill(null);
+      for (const m of contents.members) {
+        if (leaving.has(Buffer.from(m.lookupTag).toString('hex'))) continue;
+        members[m.slot] = this.openMember(m);
+        memberTags[m.slot] = Buffer.from(m.lookupTag);
+      }
+      const version = newGroupVersion();
+      const empty = members.every((m) => m === null);
+      const columns = empty
+        ? undefined
+        : await encryptGroup(
+            members.map((m) => m?.pixels ?? null),
+            params,
+            this.encrypt.underC2Key,
+            this.encrypt.underC1Key,
+          );
+      const change = (side: 'forC1' | 'forC2') => ({
+        group,
+        baseVersion: contents.version,
+        version,
+        columns: columns ? this.codec.columnsToWire(columns[side]) : undefined,
+      });
+      await this.putReplica(shape, change('forC2'), memberTags);
+      changes.push(change('forC1'));
+    }
+    return deleteAtC1(changes).catch((error: unknown) => {
+      // Keep the error (its status decides the exit code); say what state it leaves.
+      const note = "C2's replica is updated but C1 did not delete; fast queries over the affected groups are refused until the same delete runs again";
+      if (error instanceof Error) {
+        error.message = `${note}: ${error.message}`;
+        const e = error as Error & { details?: unknown };
+        if (typeof e.details === 'string') e.details = `${note}: ${e.details}`;
+      }
+      throw error;
+    });
+  }
+
+  private readGroup(group: number): Promise<wire.GroupContents> {
+    return this.link.getGroup({ group });
+  }
+
+  /** A member's image from its sealed copy at C1 (only the owner's record key opens it). */
+  private openMember(m: wire.GroupMember): GrayImage {
+    try {
+      return openSealedImage(this.keys.recordKey, m.sealedImage);
+    } catch {
+      throw invalidInput("a stored image does not open with this record key: is this the collection's key directory?");
+    }
+  }
+
+  private putReplica(shape: { width: number; height: number; maxValue: number }, group: wire.GroupChange, tags: (Buffer | null)[]) {
+    return this.link.putReplicaGroup({
+      keyFingerprint: this.keys.c2Key.fingerprint(),
+      evaluatorKeyFingerprint: this.keys.c1Key.fingerprint(),
+      ...shape,
+      group,
+      members: tags.flatMap((lookupTag, slot) => (lookupTag ? [{ slot, lookupTag }] : [])),
+    });
+  }
+}
