@@ -74,7 +74,7 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
 
   const ciphers = (list: Uint8Array[], what: string): bigint[] => {
     const values = codec.fromCiphers(list);
-    for (const c of values) if (!pk.isValidCiphertext(c)) throw invalidInput(`${what}: invalid ciphertext`);
+    if (!pk.areValidCiphertexts(values)) throw invalidInput(`${what}: invalid ciphertext`);
     return values;
   };
   const cipher = (b: Uint8Array, what: string) => ciphers([b], what)[0];
@@ -86,9 +86,8 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
   /** A group change from the wire, its columns checked to be ciphertexts under C2's key. */
   const groupChange = (g: wire.GroupChange): GroupChange => {
     const columns = g.columns ? codec.columnsFromWire(g.columns, true) : undefined;
-    if (columns)
-      for (const c of [...columns.pixels, ...columns.embedding, columns.distanceConstant!, columns.boundConstant!])
-        if (!pk.isValidCiphertext(c)) throw invalidInput(`group ${g.group}: invalid ciphertext`);
+    if (columns && !pk.areValidCiphertexts([...columns.pixels, ...columns.embedding, columns.distanceConstant!, columns.boundConstant!]))
+      throw invalidInput(`group ${g.group}: invalid ciphertext`);
     return { group: g.group, baseVersion: Buffer.from(g.baseVersion), version: Buffer.from(g.version), columns };
   };
 

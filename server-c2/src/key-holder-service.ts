@@ -121,7 +121,7 @@ export function replicaService(deps: KeyHolderDeps): wire.ReplicaServer {
       if (!change) throw invalidInput('no group');
       for (const m of req.members) if (m.lookupTag.length !== 32) throw invalidInput('lookup tag must be 32 bytes');
       const columns = change.columns ? deps.codec.columnsFromWire(change.columns, false) : undefined;
-      if (columns) for (const c of [...columns.pixels, ...columns.embedding]) if (!pk1.isValidCiphertext(c)) throw invalidInput('invalid ciphertext');
+      if (columns && !pk1.areValidCiphertexts([...columns.pixels, ...columns.embedding])) throw invalidInput('invalid ciphertext');
       deps.replica.putGroup(
         { width: req.width, height: req.height, maxValue: req.maxValue },
         {

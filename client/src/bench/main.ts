@@ -178,6 +178,9 @@ async function bench(o: Options, started: number): Promise<BenchRun> {
   const work = mkdtempSync(join(ROOT, 'bench', 'work', 'run-'));
   const keys = join(work, 'keys');
   const budget = new Budget(o, started);
+  // The paper's per-pixel layout only when a paper protocol is measured: it costs d encryptions per record.
+  const paperLayout = o.protocols.some((p) => p === 'fnn' || p === 'bf');
+  if (!paperLayout) note("uploads without the paper's per-pixel layout (no fnn or bf in this run): the fast protocol's upload cost alone");
   const unsupported = new Map<string, ProtocolResult>(); // noted once, then left out
   try {
     const keygen = await runCli(['keygen', '--out', keys, '--bits', String(o.bits), '--json']);
@@ -189,7 +192,7 @@ async function bench(o: Options, started: number): Promise<BenchRun> {
       const failed = new Set<string>(); // an error stops a protocol for the rest of this size
       let collection: Collection | undefined;
       try {
-        collection = await Collection.start(size, keys, work);
+        collection = await Collection.start(size, keys, work, paperLayout);
         for (const n of o.n) {
           const tag = `${size}x${size} n=${n}`;
           const extra = files.slice(collection.count, n);

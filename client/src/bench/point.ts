@@ -83,10 +83,12 @@ export class Collection {
     private readonly keys: string,
     private readonly db: string,
     private readonly c2Db: string,
+    /** Upload the paper's per-pixel layout too: needed by fnn and bf, d encryptions per record more. */
+    private readonly paperLayout: boolean,
   ) {}
 
-  static async start(size: number, keys: string, work: string): Promise<Collection> {
-    const collection = new Collection(size, keys, join(work, `c1-${size}.db`), join(work, `c2-${size}.db`));
+  static async start(size: number, keys: string, work: string, paperLayout: boolean): Promise<Collection> {
+    const collection = new Collection(size, keys, join(work, `c1-${size}.db`), join(work, `c2-${size}.db`), paperLayout);
     for (const db of [collection.db, collection.c2Db]) rmSync(db, { force: true });
     await collection.startDaemons();
     return collection;
@@ -120,7 +122,8 @@ export class Collection {
   async grow(files: string[]): Promise<PointResult['upload']> {
     const started = Date.now();
     // C2 by environment: an upload that also sends C2 a replica (fast) needs it, an older one ignores it.
-    const run = await runCli(['upload', ...files, '--c1', this.c1.address, '--keys', this.keys, '--json'], { FNN_C2: this.c2.address });
+    const layout = this.paperLayout ? [] : ['--no-paper-layout'];
+    const run = await runCli(['upload', ...files, ...layout, '--c1', this.c1.address, '--keys', this.keys, '--json'], { FNN_C2: this.c2.address });
     if (run.code !== 0) throw new Error(`upload failed (exit ${run.code}): ${run.stderr.trim()}`);
     const seconds = (Date.now() - started) / 1000;
     for (const f of files) this.stored.push({ id: basename(f), pixels: readImage(f).pixels });

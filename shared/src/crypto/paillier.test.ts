@@ -198,6 +198,21 @@ describe('ciphertext validation', () => {
     expect(pk.isValidCiphertext(q * q)).toBe(false);
     expect(pk.isValidCiphertext(pk.n)).toBe(false);
   });
+
+  it('validates many at once exactly as one by one: one bad ciphertext anywhere in a batch fails it', () => {
+    const good = Array.from({ length: 20 }, (_, i) => pk.encrypt(BigInt(i)));
+    expect(pk.areValidCiphertexts(good), 'genuine ciphertexts').toBe(true);
+    expect(pk.areValidCiphertexts([]), 'an empty batch').toBe(true);
+    for (const bad of [0n, -1n, pk.n2, p, p * 12_345n, q * q, pk.n, q * pk.encrypt(3n)]) {
+      for (const at of [0, 7, 20]) {
+        const batch = [...good.slice(0, at), bad, ...good.slice(at)];
+        expect(pk.areValidCiphertexts(batch), `${bad === pk.n2 ? 'N^2' : 'a bad value'} at position ${at}`).toBe(false);
+      }
+    }
+    // Two ciphertexts that are each fine but multiply to a multiple of N mod N would be
+    // impossible: a product of units mod N is a unit. Check a product close to it stays valid.
+    expect(pk.areValidCiphertexts([pk.n + 1n, pk.n - 1n, pk.n2 - 1n])).toBe(true);
+  });
 });
 
 describe('fingerprint', () => {

@@ -257,6 +257,21 @@ export class PublicKey {
     return gcd(c % this.n, this.n) === 1n;
   }
 
+  /**
+   * isValidCiphertext for many at once, with one gcd: a ciphertext shares a
+   * factor p of N exactly when p divides the product of all of them mod N.
+   * One multiplication per ciphertext instead of one gcd (~0.5 ms at 2048
+   * bits): validating a 256x256 group's columns drops from ~30 s to ~0.2 s.
+   */
+  areValidCiphertexts(cs: readonly bigint[]): boolean {
+    let product = 1n;
+    for (const c of cs) {
+      if (typeof c !== 'bigint' || c <= 0n || c >= this.n2) return false;
+      product = (product * (c % this.n)) % this.n;
+    }
+    return gcd(product, this.n) === 1n;
+  }
+
   /** First 16 hex chars of SHA-256(N big-endian): lets parties check they share a key. */
   fingerprint(): string {
     if (this.#fingerprint === undefined) {

@@ -198,7 +198,7 @@ export class KeyHolderSession {
 
   private checked(values: bigint[]): bigint[] {
     const pk = this.crypto.publicKey;
-    for (const c of values) if (!pk.isValidCiphertext(c)) throw invalidInput('invalid ciphertext');
+    if (!pk.areValidCiphertexts(values)) throw invalidInput('invalid ciphertext');
     return values;
   }
 
