@@ -1,32 +1,32 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  cipherToBytes,
+  encryptGroup,
   encryptRecord,
-  encryptSlotRecord,
   FnnError,
   generateKeyPair,
   generateSymmetricKey,
   groupDigest,
-  type GroupMember,
-  packColumns,
+  groupPlaintexts,
+  newGroupVersion,
   packingParams,
   RecordKey,
   sealImage,
   unpack,
+  type PackedColumns,
   type PackingParams,
   type PublicKey,
   type SecretKey,
-  type SlotRecord,
 } from '@fnn/shared';
+import { cipherPieces, databaseBytes, onDisk, rejected, thrown } from '@fnn/shared/dist/testing/storage-support';
 import { RecordStore } from '@fnn/server-c1';
-import { ReplicaStore, type ReplicaShape } from './replica-store';
+import { ReplicaStore, type ReplicaGroupChange, type ReplicaShape } from './replica-store';
 
-// C2's replica of the packed records against a real SQLite file: store and
-// replace (by tag and by slot), lenient delete, packed columns, the digest
-// C2 compares with C1's, secure deletion on disk, key binding.
+// C2's replica of the packed groups against a real SQLite file: a group set
+// whole (stored, replaced, dropped), the refusals that store nothing, the
+// digest C2 compares with C1's, secure deletion on disk, key binding.
 
 let pk1: PublicKey; // C1's key: the replica is under it
 let sk1: SecretKey; // only to look inside the packed columns in tests
@@ -75,52 +75,42 @@ function openReplica(path = freshPath(), key = pk1): ReplicaStore {
 const randomImage = (d: number) => Uint16Array.from({ length: d }, () => Math.floor(Math.random() * 256));
 const under = (key: PublicKey) => async (values: bigint[]) => values.map((v) => key.encrypt(v));
 
+/** A record in its slot, as the owner knows it. */
 interface TestRecord {
   id: string;
   tag: Buffer;
   image: Uint16Array;
-  group: number;
   slot: number;
-  /** C2's replica of the record (under pk1). */
-  replica: SlotRecord;
-  /** C1's replica (under pk2), for the stores that must agree. */
-  forC1: SlotRecord;
 }
 
-/** One record's two slot records for position `at` (in group order) or a group and slot. */
-async function record(
-  id: string,
-  at: number | { group: number; slot: number },
-  options: { shape?: ReplicaShape; image?: Uint16Array } = {},
-): Promise<TestRecord> {
-  const shape = options.shape ?? SHAPE_4x4;
-  const image = options.image ?? randomImage(shape.width * shape.height);
+function record(id: string, slot: number, shape = SHAPE_4x4): TestRecord {
+  return { id, tag: recordKey.lookupTag(id), image: randomImage(shape.width * shape.height), slot };
+}
+
+/** One change to one group as the owner sends it: to C2 (`replica`, under pk1) and to C1 (`forC1`, under pk2). */
+interface TestChange {
+  members: TestRecord[];
+  replica: ReplicaGroupChange;
+  forC1?: PackedColumns;
+}
+
+/** The owner's change that sets `group` to exactly `members`, re-encrypted whole under a new version. */
+async function groupChange(group: number, members: TestRecord[], shape = SHAPE_4x4, version = newGroupVersion()): Promise<TestChange> {
   const p = paramsOf(shape);
-  const { group, slot } = typeof at === 'number' ? { group: Math.floor(at / p.groupSize), slot: at % p.groupSize } : at;
-  const slots = await encryptSlotRecord(image, p, slot, under(pk2), under(pk1));
-  return { id, tag: recordKey.lookupTag(id), image, group, slot, replica: slots.forC2, forC1: slots.forC1 };
+  const slots = new Array<Uint16Array | null>(p.groupSize).fill(null);
+  for (const m of members) slots[m.slot] = m.image;
+  const columns = members.length > 0 ? await encryptGroup(slots, p, under(pk2), under(pk1)) : undefined;
+  return {
+    members,
+    replica: { group, version, members: members.map((m) => ({ slot: m.slot, lookupTag: m.tag })), columns: columns?.forC2 },
+    forC1: columns?.forC1,
+  };
 }
 
-function put(store: ReplicaStore, r: TestRecord, shape = SHAPE_4x4): void {
-  store.store(shape, r.tag, r.group, r.slot, r.replica);
-}
-
-function thrown(fn: () => unknown, what: string): unknown {
-  try {
-    fn();
-  } catch (e) {
-    return e;
-  }
-  throw new Error(`${what} was accepted, but it must be refused`);
-}
-
-async function rejected(promise: Promise<unknown>, what: string): Promise<unknown> {
-  try {
-    await promise;
-  } catch (e) {
-    return e;
-  }
-  throw new Error(`${what} succeeded, but it must fail`);
+async function put(store: ReplicaStore, group: number, members: TestRecord[], shape = SHAPE_4x4): Promise<TestChange> {
+  const change = await groupChange(group, members, shape);
+  store.putGroup(shape, change.replica);
+  return change;
 }
 
 function expectFnnError(error: unknown, kind: FnnError['kind'], what: string): void {
@@ -128,255 +118,284 @@ function expectFnnError(error: unknown, kind: FnnError['kind'], what: string): v
   expect((error as FnnError).kind, `${what}: wrong error kind (${(error as Error).message})`).toBe(kind);
 }
 
-function databaseBytes(path: string): Buffer {
-  const dir = dirname(path);
-  const name = basename(path);
-  const files = readdirSync(dir).filter((f) => f === name || f.startsWith(`${name}-`));
-  expect(files, 'the database file itself must exist').toContain(name);
-  return Buffer.concat(files.map((f) => readFileSync(join(dir, f))));
+/** The digest C1 and C2 must compute for a group set by this change. */
+function digestOf(change: TestChange, groupSize = G()): string {
+  const tags = new Array<Buffer | null>(groupSize).fill(null);
+  for (const m of change.members) tags[m.slot] = m.tag;
+  return groupDigest(change.replica.version, tags);
 }
 
-/**
- * 32-byte pieces of every ciphertext of a vector: a long blob spans SQLite
- * overflow pages, so one piece may be cut by a page header; the vector is on
- * disk if some piece is, and gone only if none is.
- */
-const pieces = (cs: bigint[]) => cs.map((c) => Buffer.from(cipherToBytes(c, pk1.cipherBytes)).subarray(8, 40));
-const onDisk = (disk: Buffer, probes: Buffer | Buffer[]) => (Array.isArray(probes) ? probes : [probes]).some((b) => disk.includes(b));
-
-/** The digest C2 must compute for a group holding these records (in their slots). */
-function digestOf(members: TestRecord[]): string {
-  const tags = new Array<GroupMember | null>(G()).fill(null);
-  for (const m of members) tags[m.slot] = { tag: m.tag, version: m.replica.version };
-  return groupDigest(tags);
-}
-
-/** The group's packed columns must be exactly the product of these members' slot ciphertexts. */
-async function expectPackedGroup(store: ReplicaStore, group: number, members: TestRecord[], what: string) {
+/** Everything a refused change must leave as it was: count, shape, and each listed group's digest and raw columns. */
+async function stateOf(store: ReplicaStore, groups: number[]) {
+  const params = store.params();
+  if (!params) return { count: store.count, params };
   const source = store.source();
-  expect(await source.columns(group, 'distance', source.digest(group)!), `${what}: packed pixel columns of group ${group}`).toEqual(
-    packColumns(pk1, members.map((m) => m.replica.pixels)),
-  );
-  expect(await source.columns(group, 'bound', source.digest(group)!), `${what}: packed embedding columns of group ${group}`).toEqual(
-    packColumns(pk1, members.map((m) => m.replica.embedding)),
-  );
-  expect(source.digest(group), `${what}: digest of group ${group}`).toBe(digestOf(members));
+  return {
+    count: store.count,
+    params,
+    groups: await Promise.all(
+      groups.map(async (g) => {
+        const digest = source.digest(g);
+        if (digest === undefined) return { group: g };
+        return {
+          group: g,
+          digest,
+          distance: await source.columns(g, 'distance', digest),
+          bound: await source.columns(g, 'bound', digest),
+        };
+      }),
+    ),
+  };
+}
+
+/** The group's digest must name this change, and its columns must decrypt to the packed plaintexts of its members. */
+async function expectGroup(store: ReplicaStore, change: TestChange, what: string) {
+  const group = change.replica.group;
+  const source = store.source();
+  const p = source.params;
+  const digest = source.digest(group);
+  expect(digest, `${what}: digest of group ${group}`).toBe(digestOf(change, p.groupSize));
+  const slots = new Array<Uint16Array | null>(p.groupSize).fill(null);
+  for (const m of change.members) slots[m.slot] = m.image;
+  const want = groupPlaintexts(slots, p);
+  const distance = await source.columns(group, 'distance', digest!);
+  const bound = await source.columns(group, 'bound', digest!);
+  expect(distance.map((c) => sk1.decrypt(c)), `${what}: packed pixel columns of group ${group}`).toEqual(want.pixels);
+  expect(bound.map((c) => sk1.decrypt(c)), `${what}: packed embedding columns of group ${group}`).toEqual(want.embedding);
+  expect(distance, `${what}: the stored columns must be exactly the ciphertexts sent`).toEqual(change.replica.columns!.pixels);
 }
 
 describe('ReplicaStore', () => {
-  it('works with 512-bit keys and 4x4 8-bit images in groups of at least 2', () => {
-    expect(G()).toBeGreaterThanOrEqual(2);
+  it('works with 512-bit keys and 4x4 8-bit images in groups of at least 3', () => {
+    expect(G()).toBeGreaterThanOrEqual(3);
   });
 
-  it('stores records in their slots: count, packing, digests and packed columns', async () => {
+  it('stores groups: count, packing, digests and columns that decrypt to the members in their slots', async () => {
     const store = openReplica();
     expect(store.count).toBe(0);
     expect(store.params(), 'an empty replica has no packing').toBeUndefined();
     expectFnnError(thrown(() => store.source(), 'the source of an empty replica'), 'invalid-input', 'empty replica');
-    const records = await Promise.all(Array.from({ length: G() + 1 }, (_, i) => record(`r${i}`, i)));
-    for (const r of records) put(store, r);
-    expect(store.count).toBe(records.length);
-    expect(store.params(), 'the packing follows from C1\'s key size and the shape').toEqual(paramsOf(SHAPE_4x4));
-    await expectPackedGroup(store, 0, records.slice(0, G()), 'full group 0');
-    await expectPackedGroup(store, 1, records.slice(G()), 'group 1 with one member');
+    const full = Array.from({ length: G() }, (_, i) => record(`r${i}`, i));
+    const one = record('x', 1);
+    const group0 = await put(store, 0, full);
+    const group1 = await put(store, 1, [one]);
+    expect(store.count, 'every member of every group counts').toBe(G() + 1);
+    expect(store.params(), "the packing follows from C1's key size and the shape").toEqual(paramsOf(SHAPE_4x4));
+    await expectGroup(store, group0, 'full group 0');
+    await expectGroup(store, group1, 'group 1 with one member in slot 1');
     const source = store.source();
     expect(source.digest(2), 'a group without members has no digest').toBeUndefined();
     expectFnnError(await rejected(source.columns(2, 'distance', 'no-such-digest'), 'columns of an unknown group'), 'protocol-state', 'unknown group');
     // The packed column holds each member's pixel in its own slot.
     const column = (await source.columns(0, 'distance', source.digest(0)!))[3];
-    expect(unpack(sk1.decrypt(column), paramsOf(SHAPE_4x4).slotBits, G())).toEqual(records.slice(0, G()).map((r) => BigInt(r.image[3])));
+    expect(unpack(sk1.decrypt(column), paramsOf(SHAPE_4x4).slotBits, G())).toEqual(full.map((r) => BigInt(r.image[3])));
   });
 
-  it('replaces by tag: same slot (new content) and another slot (the old slot is freed)', async () => {
+  it('replaces a group whole: members, version and columns of the new change only', async () => {
     const store = openReplica();
-    const a = await record('a', 0);
-    const b = await record('b', 1);
-    put(store, a);
-    put(store, b);
-    const newA = await record('a', 0);
-    put(store, newA);
-    expect(store.count, 'a replacement must not add a record').toBe(2);
-    await expectPackedGroup(store, 0, [newA, b], 'after replacing a in place');
-    const movedB = await record('b', { group: 1, slot: 2 });
-    put(store, movedB);
-    expect(store.count).toBe(2);
-    await expectPackedGroup(store, 0, [newA], 'the group b left');
-    await expectPackedGroup(store, 1, [movedB], 'the group b joined');
+    const a = record('a', 0);
+    const b = record('b', 1);
+    await put(store, 0, [a, b]);
+    const other = await put(store, 1, [record('z', 0)]);
+    const newA = record('a', 0); // same tag, new image
+    const c = record('c', 2);
+    const second = await put(store, 0, [newA, c]);
+    expect(store.count, 'b left the group, c joined it: still 2 + 1 members').toBe(3);
+    await expectGroup(store, second, 'group 0 after the change');
+    await expectGroup(store, other, 'the untouched group 1');
   });
 
-  it('replaces by slot: another tag in a held slot evicts the record that held it', async () => {
+  it('drops a group given no members, and forgets the shape when the replica is empty', async () => {
     const store = openReplica();
-    const a = await record('a', 0);
-    const b = await record('b', 1);
-    put(store, a);
-    put(store, b);
-    const c = await record('c', { group: 0, slot: a.slot });
-    put(store, c);
-    expect(store.count, 'the evicted record is gone, not kept beside the new one').toBe(2);
-    await expectPackedGroup(store, 0, [c, b], 'after c took a\'s slot');
-    expect(store.delete([a.tag]), 'the evicted record no longer exists').toBe(0);
-    // A tag that moves into a slot held by another record: both the old slot and the holder go.
-    const movedB = await record('b', { group: 0, slot: c.slot });
-    put(store, movedB);
-    expect(store.count).toBe(1);
-    await expectPackedGroup(store, 0, [movedB], 'after b moved into c\'s slot');
-  });
-
-  it('ignores unknown tags on delete (C1 is the authority) and deletes the known ones', async () => {
-    const store = openReplica();
-    const a = await record('a', 0);
-    const b = await record('b', 1);
-    put(store, a);
-    put(store, b);
-    expect(store.delete([recordKey.lookupTag('nobody')]), 'an unknown tag deletes nothing and is no error').toBe(0);
-    expect(store.delete([]), 'an empty delete is no error').toBe(0);
-    expect(store.count).toBe(2);
-    await expectPackedGroup(store, 0, [a, b], 'after deleting unknown tags');
-    expect(store.delete([recordKey.lookupTag('nobody'), a.tag, a.tag]), 'known tags among unknown ones are deleted').toBe(1);
-    expect(store.count).toBe(1);
-    await expectPackedGroup(store, 0, [b], 'after deleting a');
-  });
-
-  it('drops a group whose last member is deleted, and forgets the shape when the replica is empty', async () => {
-    const store = openReplica();
-    const records = await Promise.all(Array.from({ length: G() + 1 }, (_, i) => record(`r${i}`, i)));
-    for (const r of records) put(store, r);
-    const last = records[G()];
+    const group0 = await put(store, 0, Array.from({ length: G() }, (_, i) => record(`r${i}`, i)));
+    await put(store, 1, [record('last', 0)]);
     const before = store.source();
     const digestBefore1 = before.digest(1)!;
-    store.delete([last.tag]);
+    const drop = await groupChange(1, []);
+    expect(drop.replica.columns, 'the owner sends no columns for an emptied group').toBeUndefined();
+    store.putGroup(SHAPE_4x4, drop.replica);
+    expect(store.count).toBe(G());
     expect(store.source().digest(1), 'a group without members must disappear').toBeUndefined();
     expectFnnError(await rejected(before.columns(1, 'distance', digestBefore1), 'columns of a dropped group'), 'protocol-state', 'dropped group');
-    await expectPackedGroup(store, 0, records.slice(0, G()), 'the untouched group');
-    store.delete(records.slice(0, G()).map((r) => r.tag));
+    await expectGroup(store, group0, 'the untouched group');
+    await put(store, 0, []);
     expect(store.count).toBe(0);
     expect(store.params(), 'an empty replica has no shape').toBeUndefined();
-    const other = await record('x', 0, { shape: SHAPE_5x5 });
-    put(store, other, SHAPE_5x5);
-    expect(store.params(), 'after the last delete another shape is accepted').toEqual(paramsOf(SHAPE_5x5));
+    await put(store, 5, []);
+    expect(store.params(), 'dropping a group of an empty replica leaves it without a shape').toBeUndefined();
+    const other = await put(store, 0, [record('x', 0, SHAPE_5x5)], SHAPE_5x5);
+    expect(store.params(), 'after the last group is dropped another shape is accepted').toEqual(paramsOf(SHAPE_5x5));
+    await expectGroup(store, other, 'a 5x5 group');
   });
 
-  it('refuses another shape, a slot outside the group and records of the wrong size, storing nothing', async () => {
+  it('refuses another shape, a bad slot, columns of the wrong size or for an empty group, and a version not of 16 bytes, storing nothing', async () => {
     const store = openReplica();
-    const a = await record('a', 0);
-    put(store, a);
-    const b = await record('b', 1);
-    const cases: [string, () => void][] = [
-      ['another image size (5x5 into 4x4)', () => store.store(SHAPE_5x5, b.tag, 0, 1, b.replica)],
-      ['another pixel depth', () => store.store({ ...SHAPE_4x4, maxValue: 65535 }, b.tag, 0, 1, b.replica)],
-      [`slot ${G()} in a group of ${G()}`, () => store.store(SHAPE_4x4, b.tag, 0, G(), b.replica)],
-      ['15 of 16 pixels', () => store.store(SHAPE_4x4, b.tag, 0, 1, { ...b.replica, pixels: b.replica.pixels.slice(1) })],
-      ['an embedding of the wrong length', () => store.store(SHAPE_4x4, b.tag, 0, 1, { ...b.replica, embedding: b.replica.embedding.slice(2) })],
-      // A refused record in a held slot must not evict its holder either.
-      ['a wrong-size record into a held slot', () => store.store(SHAPE_4x4, b.tag, 0, 0, { ...b.replica, pixels: [] })],
+    const held = await put(store, 0, [record('a', 0), record('b', 1)]);
+    await put(store, 1, [record('c', 0)]);
+    const before = await stateOf(store, [0, 1, 2]);
+    const c = record('c', 2);
+    const change = (await groupChange(0, [...held.members, c])).replica;
+    const cols = change.columns!;
+    const cases: [string, () => unknown][] = [
+      ['another image size (5x5 into 4x4)', async () => store.putGroup(SHAPE_5x5, (await groupChange(2, [record('d', 0, SHAPE_5x5)], SHAPE_5x5)).replica)],
+      ['another pixel depth', () => store.putGroup({ ...SHAPE_4x4, maxValue: 65535 }, change)],
+      [`slot ${G()} in a group of ${G()}`, () => store.putGroup(SHAPE_4x4, { ...change, members: [...change.members, { slot: G(), lookupTag: recordKey.lookupTag('e') }] })],
+      ['slot -1', () => store.putGroup(SHAPE_4x4, { ...change, members: [{ slot: -1, lookupTag: c.tag }] })],
+      ['slot 0.5', () => store.putGroup(SHAPE_4x4, { ...change, members: [{ slot: 0.5, lookupTag: c.tag }] })],
+      ['one slot named twice', () => store.putGroup(SHAPE_4x4, { ...change, members: [...change.members, { slot: 0, lookupTag: recordKey.lookupTag('e') }] })],
+      ['15 of 16 pixel columns', () => store.putGroup(SHAPE_4x4, { ...change, columns: { ...cols, pixels: cols.pixels.slice(1) } })],
+      ['an embedding of the wrong length', () => store.putGroup(SHAPE_4x4, { ...change, columns: { ...cols, embedding: cols.embedding.slice(2) } })],
+      ['members without columns', () => store.putGroup(SHAPE_4x4, { ...change, columns: undefined })],
+      ['columns for a group left empty', () => store.putGroup(SHAPE_4x4, { ...change, members: [] })],
+      ['a 15-byte version', () => store.putGroup(SHAPE_4x4, { ...change, version: Buffer.alloc(15, 1) })],
+      ['an empty version', () => store.putGroup(SHAPE_4x4, { ...change, version: Buffer.alloc(0) })],
+      ['a 15-byte version on a drop', () => store.putGroup(SHAPE_4x4, { group: 1, version: Buffer.alloc(15, 1), members: [] })],
     ];
     for (const [what, run] of cases) {
-      expectFnnError(thrown(run, what), 'invalid-input', what);
-      expect(store.count, `${what}: nothing may be stored`).toBe(1);
-      await expectPackedGroup(store, 0, [a], `after refusing ${what}`);
+      expectFnnError(await rejected(Promise.resolve().then(run), what), 'invalid-input', what);
+      // A refused change to a held group must not drop or alter its members either.
+      expect(await stateOf(store, [0, 1, 2]), `${what}: nothing may be stored or dropped`).toEqual(before);
     }
-    expect(store.params(), 'the shape is unchanged').toEqual(paramsOf(SHAPE_4x4));
+    await expectGroup(store, held, 'the held group after the refusals');
     const empty = openReplica();
-    expectFnnError(thrown(() => empty.store(SHAPE_4x4, b.tag, 0, G(), b.replica), 'first store, slot outside'), 'invalid-input', 'first store');
-    expect(empty.params(), 'a refused first store must not fix the shape').toBeUndefined();
+    const first = await groupChange(0, [record('a', 0)]);
+    const firsts: [string, ReplicaGroupChange][] = [
+      ['first change, slot outside', { ...first.replica, members: [{ slot: G(), lookupTag: first.members[0].tag }] }],
+      ['first change, 8-byte version', { ...first.replica, version: Buffer.alloc(8) }],
+      ['first change, columns of the wrong size', { ...first.replica, columns: { ...first.replica.columns!, pixels: [] } }],
+    ];
+    for (const [what, bad] of firsts) {
+      expectFnnError(thrown(() => empty.putGroup(SHAPE_4x4, bad), what), 'invalid-input', what);
+      expect(empty.params(), `${what}: a refused first change must not fix the shape`).toBeUndefined();
+      expect(empty.count, `${what}: nothing may be stored`).toBe(0);
+    }
   });
 
-  it('names the pixel depth when it refuses a record of another depth (the message reaches the owner)', async () => {
+  it('names the pixel depth when it refuses a group of another depth (the message reaches the owner)', async () => {
     const store = openReplica();
-    put(store, await record('a', 0));
-    const b = await record('b', 1);
-    const error = thrown(() => store.store({ ...SHAPE_4x4, maxValue: 65535 }, b.tag, 0, 1, b.replica), 'a 16-bit record into an 8-bit replica');
-    expectFnnError(error, 'invalid-input', 'a 16-bit record into an 8-bit replica');
+    await put(store, 0, [record('a', 0)]);
+    const b = await groupChange(1, [record('b', 0)]);
+    const error = thrown(() => store.putGroup({ ...SHAPE_4x4, maxValue: 65535 }, b.replica), 'a 16-bit group into an 8-bit replica');
+    expectFnnError(error, 'invalid-input', 'a 16-bit group into an 8-bit replica');
     // C1 says "image pixel depth 65535 differs from the collection's 255"; C2 must not say "4x4 ... are 4x4".
     expect((error as Error).message, 'the refusal must name the pixel depths, not two equal sizes').toMatch(/depth|65535/);
   });
 
-  it('gives the same group digests as C1 for the same tags in the same slots', async () => {
+  it('changes a group digest with its version and with its members, and only then', async () => {
+    const store = openReplica();
+    const a = record('a', 0);
+    const b = record('b', 1);
+    const version = newGroupVersion();
+    const digest = () => store.source().digest(0);
+    await put(store, 1, [record('z', 0)]);
+    const other = store.source().digest(1);
+    store.putGroup(SHAPE_4x4, (await groupChange(0, [a, b], SHAPE_4x4, version)).replica);
+    const first = digest();
+    expect(first, 'the digest names the version and the tags in slot order').toBe(groupDigest(version, [a.tag, b.tag, ...new Array(G() - 2).fill(null)]));
+    store.putGroup(SHAPE_4x4, (await groupChange(0, [a, b], SHAPE_4x4, newGroupVersion())).replica);
+    expect(digest(), 'the same members under a new version must give another digest').not.toBe(first);
+    store.putGroup(SHAPE_4x4, (await groupChange(0, [a], SHAPE_4x4, version)).replica);
+    expect(digest(), 'other members under the same version must give another digest').not.toBe(first);
+    store.putGroup(SHAPE_4x4, (await groupChange(0, [{ ...a, slot: 1 }, { ...b, slot: 0 }], SHAPE_4x4, version)).replica);
+    expect(digest(), 'the same members in other slots must give another digest').not.toBe(first);
+    store.putGroup(SHAPE_4x4, (await groupChange(0, [a, b], SHAPE_4x4, version)).replica);
+    expect(digest(), 'the same version and members give the same digest, whatever the columns').toBe(first);
+    expect(store.source().digest(1), 'changes to group 0 leave group 1 alone').toBe(other);
+  });
+
+  it('refuses columns when the expected digest differs from the group as it is now, with protocol-state', async () => {
+    const store = openReplica();
+    const change = await put(store, 0, [record('a', 0)]);
+    const source = store.source();
+    const digest = source.digest(0)!;
+    expectFnnError(await rejected(source.columns(0, 'distance', digestOf({ ...change, members: [] })), 'columns under a wrong digest'), 'protocol-state', 'wrong digest');
+    expect(await source.columns(0, 'bound', digest), 'the right digest reads the columns').toEqual(change.replica.columns!.embedding);
+    await put(store, 0, [record('a', 0)]); // the group changes during a query
+    expectFnnError(await rejected(source.columns(0, 'distance', digest), 'columns under a digest the group no longer has'), 'protocol-state', 'stale digest');
+  });
+
+  it('gives the same group digests as C1 for the same changes', async () => {
     const replica = openReplica();
     const c1 = new RecordStore(freshPath('c1.db'), pk2);
     open.push(c1);
-    const g = G();
-    // Slots out of upload order, a free slot in group 0, and a group 1 with a hole first.
-    const records = await Promise.all([record('r0', 2), record('r1', 0), record('r2', g + 1), record('r3', g + 2)]);
-    for (const r of records) {
-      put(replica, r);
-      const owner = await encryptRecord(under(pk2), recordKey, r.id, r.image);
-      c1.upsert(SHAPE_4x4, [
-        { ...owner, sealedImage: sealImage(recordKey, { ...SHAPE_4x4, pixels: r.image }), group: r.group, slot: r.slot, slotRecord: r.forC1 },
-      ]);
-    }
+    const shape = { ...SHAPE_4x4, paperLayout: false };
+    const stored = async (r: TestRecord) => ({
+      ...(await encryptRecord(recordKey, r.id, r.image)),
+      sealedImage: sealImage(recordKey, { ...SHAPE_4x4, pixels: r.image }),
+      slot: r.slot,
+    });
+    /** Apply one change to both servers, as the owner does: C1 first (it arbitrates), then C2. */
+    const both = async (group: number, members: TestRecord[], added: TestRecord[], removed: TestRecord[] = []) => {
+      const change = await groupChange(group, members);
+      const c1Change = { group, baseVersion: c1.group(group).version, version: change.replica.version, columns: change.forC1 };
+      if (removed.length > 0) c1.delete(removed.map((r) => r.tag), [c1Change]);
+      else c1.upsertGroup(shape, c1Change, await Promise.all(added.map(stored)));
+      replica.putGroup(SHAPE_4x4, change.replica);
+      return change;
+    };
     const check = (what: string) => {
       const layout = c1.packedSnapshot().groups;
       const source = replica.source();
       expect(layout.length, what).toBeGreaterThan(0);
       for (const group of layout)
         expect(source.digest(group.group), `${what}: C2's digest of group ${group.group} differs from C1's`).toBe(group.digest);
+      for (const g of [0, 1, 2])
+        if (!layout.some((x) => x.group === g)) expect(source.digest(g), `${what}: group ${g} is empty at C1 and must be at C2`).toBeUndefined();
     };
+    // Slots out of upload order, a free slot in group 0, and a group 1 with a hole first.
+    const [r0, r1, r2, r3] = [record('r0', 2), record('r1', 0), record('r2', 1), record('r3', 2)];
+    await both(0, [r0, r1], [r0, r1]);
+    await both(1, [r2, r3], [r2, r3]);
     check('after the uploads');
-    c1.delete([records[1].tag]);
-    replica.delete([records[1].tag]);
+    const newR0 = record('r0', 2); // same tag, new image
+    await both(0, [newR0, r1], [newR0]);
+    check('after a replacement on both');
+    await both(0, [newR0], [], [r1]);
     check('after a delete on both');
-    const r2 = records[2];
-    c1.delete([r2.tag]);
-    const atC1 = c1.packedSnapshot().groups.find((x) => x.group === r2.group);
-    expect(atC1, 'the group keeps another member at C1').toBeDefined();
-    expect(replica.source().digest(r2.group), 'a record deleted at C1 only must make the digests differ').not.toBe(atC1!.digest);
+    await both(1, [], [], [r2, r3]);
+    check('after a group was emptied on both');
+    // A change that reached C1 only: the digests must tell.
+    const late = record('late', 1);
+    const change = await groupChange(0, [newR0, late]);
+    c1.upsertGroup(shape, { group: 0, baseVersion: c1.group(0).version, version: change.replica.version, columns: change.forC1 }, [await stored(late)]);
+    const atC1 = c1.packedSnapshot().groups.find((x) => x.group === 0)!;
+    expect(replica.source().digest(0), 'a change made at C1 only must make the digests differ').not.toBe(atC1.digest);
   });
 
-  it('removes a deleted record\'s bytes from the database file and the WAL', async () => {
+  it("removes a replaced or dropped group's old columns and departed members' tags from the database file and the WAL", async () => {
     const path = freshPath();
     const store = openReplica(path);
-    const keep = await record('keep', 0);
-    const gone = await record('gone', 1);
-    put(store, keep);
-    put(store, gone);
-    const packedBefore = await store.source().columns(0, 'distance', store.source().digest(0)!);
-    const goneProbes: [string, Buffer | Buffer[]][] = [
-      ['slot pixel ciphertexts', pieces(gone.replica.pixels)],
-      ['slot embedding ciphertexts', pieces(gone.replica.embedding)],
-      ['lookup tag', gone.tag],
-      ['packed columns that included it', pieces(packedBefore)],
-    ];
-    const before = databaseBytes(path);
-    for (const [what, bytes] of goneProbes)
-      expect(onDisk(before, bytes), `before the delete the record's ${what} must be found on disk, or this test proves nothing`).toBe(
-        true,
-      );
-    expect(store.delete([gone.tag])).toBe(1);
-    const after = databaseBytes(path);
-    for (const [what, bytes] of goneProbes)
-      expect(onDisk(after, bytes), `the deleted record's ${what} is still on disk (.db or -wal)`).toBe(false);
-    expect(onDisk(after, pieces(keep.replica.pixels)), 'the record that was not deleted must still be on disk').toBe(true);
-  });
-
-  it('removes an evicted or replaced record\'s bytes from the database file and the WAL', async () => {
-    const path = freshPath();
-    const store = openReplica(path);
-    const old = await record('a', 0);
-    const evicted = await record('b', 1);
-    put(store, old);
-    put(store, evicted);
+    const keep = record('keep', 0);
+    const gone = record('gone', 1);
+    const old = await put(store, 0, [keep, gone]);
+    const dropped = await put(store, 1, [record('alone', 0)]);
+    const columnsOf = (c: TestChange) => cipherPieces([...c.replica.columns!.pixels, ...c.replica.columns!.embedding], pk1.cipherBytes);
     const probes: [string, Buffer | Buffer[]][] = [
-      ['replaced slot pixel ciphertexts', pieces(old.replica.pixels)],
-      ['evicted slot pixel ciphertexts', pieces(evicted.replica.pixels)],
-      ['evicted lookup tag', evicted.tag],
+      ['replaced columns', columnsOf(old)],
+      ["departed member's lookup tag", gone.tag],
+      ['dropped columns', columnsOf(dropped)],
+      ["dropped group's member's lookup tag", dropped.members[0].tag],
     ];
+    // Without this the test could pass vacuously (e.g. if the bytes were never where we look).
     const before = databaseBytes(path);
     for (const [what, bytes] of probes) expect(onDisk(before, bytes), `${what} must be on disk before, or this test proves nothing`).toBe(true);
-    put(store, await record('a', 0));
-    put(store, await record('c', 1));
+    const kept = await put(store, 0, [keep]);
+    await put(store, 1, []);
     const after = databaseBytes(path);
-    for (const [what, bytes] of probes) expect(onDisk(after, bytes), `the ${what} is still on disk (.db or -wal)`).toBe(false);
+    for (const [what, bytes] of probes) expect(onDisk(after, bytes), `the ${what} are still on disk (.db or -wal)`).toBe(false);
+    expect(onDisk(after, columnsOf(kept)), "the group's new columns must be on disk").toBe(true);
+    expect(onDisk(after, keep.tag), "the remaining member's tag must be on disk").toBe(true);
   });
 
   it('refuses to reopen a replica under another key of C1, and reopens under the same one', async () => {
     const path = freshPath();
     const first = openReplica(path);
-    put(first, await record('a', 0));
+    const change = await put(first, 0, [record('a', 0)]);
     first.close();
     expectFnnError(thrown(() => openReplica(path, otherKey), 'opening the replica under another key'), 'invalid-input', 'another key');
     const again = openReplica(path);
-    expect(again.count, 'reopening with the right key must find the stored record').toBe(1);
+    expect(again.count, 'reopening with the right key must find the stored group').toBe(1);
     expect(again.params()).toEqual(paramsOf(SHAPE_4x4));
+    await expectGroup(again, change, 'after reopening');
   });
 });
