@@ -211,7 +211,7 @@ export class RecordStore {
    * upload that follows is refused if another took the slot meanwhile.
    */
   allocateSlots(shape: Omit<CollectionShape, 'paperLayout'>, tags: Buffer[]): { group: number; slot: number; stored: boolean }[] {
-    this.checkShape(shape);
+    this.checkShape({ width: shape.width, height: shape.height, maxValue: shape.maxValue }); // asking only: fixes nothing
     const { groupSize } = this.params() ?? packingParams(this.key.bits, shape.width, shape.height, shape.maxValue);
     const place = this.db.prepare('SELECT grp, slot FROM records WHERE lookup_tag = ?');
     const taken = new Set(
