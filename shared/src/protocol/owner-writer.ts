@@ -136,7 +136,8 @@ export class CollectionWriter {
    * whole delete is one transaction. An unknown ID deletes nothing.
    */
   async delete(ids: string[]): Promise<{ deleted: number; total: bigint }> {
-    const tags = ids.map((id) => this.keys.recordKey.lookupTag(id));
+    // An ID named twice is deleted once: C1 would refuse its second tag as unknown, after C2's groups changed.
+    const tags = [...new Set(ids)].map((id) => this.keys.recordKey.lookupTag(id));
     const status = await this.link.status();
     const deleteAtC1 = (groups: wire.GroupChange[]) => this.link.delete({ lookupTags: tags, groups });
     // An empty collection, or an unknown ID: C1 refuses the delete (NOT_FOUND) before touching anything.
