@@ -23,7 +23,10 @@ describe('packing parameters', () => {
   });
 
   it('the grid divides the image into equal blocks (1 block when nothing divides)', () => {
-    expect(chooseGrid(256, 256)).toEqual({ rows: 4, cols: 4 });
+    expect(chooseGrid(256, 256, 4)).toEqual({ rows: 4, cols: 4 });
+    expect(chooseGrid(256, 256), '256x256 gets 8x8-pixel blocks').toEqual({ rows: 32, cols: 32 });
+    expect(chooseGrid(64, 64), '64x64 gets 8x8-pixel blocks').toEqual({ rows: 8, cols: 8 });
+    expect(chooseGrid(16, 16), 'small images keep at least a 4x4 grid').toEqual({ rows: 4, cols: 4 });
     expect(chooseGrid(30, 21)).toEqual({ rows: 3, cols: 3 });
     expect(chooseGrid(7, 13)).toEqual({ rows: 1, cols: 1 });
   });
@@ -60,7 +63,9 @@ describe('packing parameters', () => {
     const lbShifted = blockLowerBound(full, new Uint16Array(d), p) + p.boundShift;
     expect(lbShifted >= 0n).toBe(true);
     const kScale = SPREAD_SCALE * SPREAD_SCALE * BigInt(p.blockSize);
-    slot(alphaMax * (lbShifted + p.boundShift) + kScale * alphaMax * (1n << 64n));
+    // gamma = K^2 d_b beta - alpha Z with beta <= alpha Z / (K^2 d_b) + 2^64 (fast.ts, PackedMask).
+    const gammaMax = kScale * ((1n << 64n) + 1n);
+    slot(alphaMax * (lbShifted + p.boundShift) + gammaMax);
   });
 
   it('the block-wise bound never exceeds K^2 d_b D and beats the whole-image bound on structured images', () => {
