@@ -1,15 +1,25 @@
 import { randomBytes } from 'node:crypto';
-import { status, type Metadata, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall } from '@grpc/grpc-js';
+import {
+  status,
+  type Metadata,
+  type sendUnaryData,
+  type ServerDuplexStream,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+} from '@grpc/grpc-js';
 import * as wire from '@fnn/proto';
 import {
   invalidInput,
   search,
   searchPacked,
   toStatus,
+  throttleProgress,
+  progressToWire,
   residueFromBytes,
   type FastEvaluatorCrypto,
   type EvaluatorCrypto,
   type Logger,
+  type ProgressListener,
   type ProtocolName,
   type WireCodec,
   residueToBytes,
@@ -21,6 +31,8 @@ import type { RecordStore, StoredRecord } from './storage';
 export const MAX_DIMENSION = 512 * 512;
 export const MAX_PIXEL_VALUE = 65535;
 const MAX_K = 100;
+/** QueryWithProgress: at most ~10 progress events a second (phase changes and a phase's end always go). */
+const PROGRESS_INTERVAL_MS = 100;
 
 export interface DatabaseDeps {
   store: RecordStore;
@@ -87,7 +99,7 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
     return shape;
   };
 
-  const runPaper = async (req: wire.QueryRequest, protocol: 'fnn' | 'bf', k: number, requestId: string) => {
+  const runPaper = async (req: wire.QueryRequest, protocol: 'fnn' | 'bf', k: number, requestId: string, onProgress?: ProgressListener) => {
     const q = req.query!;
     const shape = checkQueryShape(q);
     if (q.negatedPixels.length !== shape.width * shape.height)
@@ -100,7 +112,7 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
     };
     const records = store.snapshot();
     const transport = await deps.keyHolder.openSession(requestId, new Date(Date.now() + deps.queryTimeoutMs));
-    const result = await search({ crypto, transport, records, query, protocol, k, requestId });
+    const result = await search({ crypto, transport, records, query, protocol, k, requestId, onProgress });
     return {
       ...result,
       results: result.candidates.map((candidate, i) => ({
@@ -111,7 +123,7 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
     };
   };
 
-  const runFast = async (req: wire.QueryRequest, k: number, requestId: string) => {
+  const runFast = async (req: wire.QueryRequest, k: number, requestId: string, onProgress?: ProgressListener) => {
     checkQueryShape(req.query);
     const f = req.fast;
     if (!f) throw invalidInput('a fast query needs its shares');
@@ -129,7 +141,7 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
       boundConstant: cipher(f.boundConstant, 'query constant'),
     };
     const transport = await deps.keyHolder.openSession(requestId, new Date(Date.now() + deps.queryTimeoutMs));
-    const result = await searchPacked({ crypto: deps.fast, transport, records, query, shareTicket: f.shareTicket, k, requestId });
+    const result = await searchPacked({ crypto: deps.fast, transport, records, query, shareTicket: f.shareTicket, k, requestId, onProgress });
     return {
       ...result,
       ticket: '',
@@ -141,12 +153,13 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
     };
   };
 
-  const runQuery = async (req: wire.QueryRequest, requestId: string): Promise<wire.QueryReply> => {
+  const runQuery = async (req: wire.QueryRequest, requestId: string, onProgress?: ProgressListener): Promise<wire.QueryReply> => {
     const protocol = protocolName(req.protocol);
     const k = req.k === 0 ? 1 : req.k;
     if (k > MAX_K) throw invalidInput(`k above ${MAX_K} is not supported`);
     const started = Date.now();
-    const result = protocol === 'fast' ? await runFast(req, k, requestId) : await runPaper(req, protocol, k, requestId);
+    const result =
+      protocol === 'fast' ? await runFast(req, k, requestId, onProgress) : await runPaper(req, protocol, k, requestId, onProgress);
     log.info({ requestId, protocol, k, total: result.total, rejected: result.rejected, ms: Date.now() - started }, 'query done');
     return {
       tag: req.tag,
@@ -207,7 +220,30 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
       return { deleted, total: BigInt(store.count) };
     }),
 
-    query: unary<wire.QueryRequest, wire.QueryReply>('Query', runQuery),
+    query: unary<wire.QueryRequest, wire.QueryReply>('Query', (req, requestId) => runQuery(req, requestId)),
+
+    queryWithProgress: (call: ServerWritableStream<wire.QueryRequest, wire.QueryEvent>) => {
+      const requestId = requestIdOf(call.metadata);
+      const started = Date.now();
+      // A doctor who hung up gets no more events; the search itself runs to its end, as for Query.
+      const send = (event: wire.QueryEvent['event']) => {
+        if (!call.cancelled && call.writable) call.write({ event });
+      };
+      const onProgress = throttleProgress((p) => send({ $case: 'progress', value: progressToWire(p) }), PROGRESS_INTERVAL_MS);
+      runQuery(call.request, requestId, onProgress).then(
+        (reply) => {
+          log.info({ rpc: 'QueryWithProgress', requestId, ms: Date.now() - started }, 'ok');
+          send({ $case: 'reply', value: reply });
+          call.end();
+        },
+        (error) => {
+          const s = toStatus(error);
+          log.warn({ rpc: 'QueryWithProgress', requestId, code: s.code, reason: s.details, ms: Date.now() - started }, 'failed');
+          if (s.details === 'internal error') log.error({ rpc: 'QueryWithProgress', requestId, kind: errorKind(error) }, 'internal');
+          call.emit('error', s);
+        },
+      );
+    },
 
     allocateSlot: unary<wire.AllocateSlotRequest, wire.SlotAssignment>('AllocateSlot', (req) => {
       if (req.lookupTag.length !== 32) throw invalidInput('lookup tag must be 32 bytes');

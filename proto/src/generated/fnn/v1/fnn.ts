@@ -80,7 +80,7 @@ export enum QueryPhase {
   QUERY_PHASE_UNSPECIFIED = 0,
   /** QUERY_PHASE_LOWER_BOUNDS - fnn: records bounded; fast: groups bounded */
   QUERY_PHASE_LOWER_BOUNDS = 1,
-  /** QUERY_PHASE_CANDIDATES - fnn: records settled (distance computed or rejected); fast: groups visited */
+  /** QUERY_PHASE_CANDIDATES - records (fnn) or groups (fast) settled: distance computed or rejected by the bound */
   QUERY_PHASE_CANDIDATES = 2,
   /** QUERY_PHASE_DISTANCES - bf: records whose distance is computed */
   QUERY_PHASE_DISTANCES = 3,
