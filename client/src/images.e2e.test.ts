@@ -94,7 +94,9 @@ describe('fnn upload of DICOM, NIfTI and PNG', () => {
     const run = await runCli(['batch-query', volume, join(DEMO, 'ch2-z106.png'), ...conn(), '--out', out, '--json']);
     expect(run.code, run.stderr).toBe(0);
     const lines = jsonLines(run.stdout) as { query?: string; results?: { id: string; distance: string; image: string }[]; summary?: object }[];
-    const byQuery = Object.fromEntries(lines.filter((l) => l.query).map((l) => [l.query, l.results![0]]));
+    const byQuery: Record<string, { id: string; distance: string; image: string }> = Object.fromEntries(
+      lines.filter((l) => l.query).map((l) => [l.query, l.results![0]]),
+    );
     expect(Object.keys(byQuery).sort()).toEqual([`${volume}#z000`, `${volume}#z001`, join(DEMO, 'ch2-z106.png')].sort());
     expect(byQuery[`${volume}#z000`]).toMatchObject({ id: 'b.nii.gz#z000', distance: '0' });
     expect(byQuery[`${volume}#z001`]).toMatchObject({ id: 'b.nii.gz#z001', distance: '0' });
