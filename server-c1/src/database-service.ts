@@ -50,6 +50,14 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
   const { store, crypto, codec, log } = deps;
   const pk = crypto.publicKey;
 
+  /** The status a failed call ends with, logged without its cause (which may hold secrets). */
+  const failed = (rpc: string, requestId: string, started: number, error: unknown) => {
+    const s = toStatus(error);
+    log.warn({ rpc, requestId, code: s.code, reason: s.details, ms: Date.now() - started }, 'failed');
+    if (s.details === 'internal error') log.error({ rpc, requestId, kind: errorKind(error) }, 'internal');
+    return s;
+  };
+
   const unary =
     <Req, Res>(name: string, handler: (req: Req, requestId: string) => Promise<Res> | Res) =>
     (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
@@ -62,12 +70,7 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
             log.info({ rpc: name, requestId, ms: Date.now() - started }, 'ok');
             callback(null, reply);
           },
-          (error) => {
-            const s = toStatus(error);
-            log.warn({ rpc: name, requestId, code: s.code, reason: s.details, ms: Date.now() - started }, 'failed');
-            if (s.details === 'internal error') log.error({ rpc: name, requestId, kind: errorKind(error) }, 'internal');
-            callback(s);
-          },
+          (error) => callback(failed(name, requestId, started, error)),
         );
     };
 
@@ -237,10 +240,8 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
           call.end();
         },
         (error) => {
-          const s = toStatus(error);
-          log.warn({ rpc: 'QueryWithProgress', requestId, code: s.code, reason: s.details, ms: Date.now() - started }, 'failed');
-          if (s.details === 'internal error') log.error({ rpc: 'QueryWithProgress', requestId, kind: errorKind(error) }, 'internal');
-          call.emit('error', s);
+          const s = failed('QueryWithProgress', requestId, started, error);
+          if (!call.cancelled) call.emit('error', s);
         },
       );
     },
