@@ -119,11 +119,53 @@ describe('upload, query, batch query, status', () => {
     const run = await fnn('batch-query', ...paths, ...conn(), '--json');
     expect(run.code, run.stderr).toBe(0);
     const results = jsonLines(run.stdout) as { query: string; results: { id: string; distance: string }[] }[];
+    const summary = results.pop() as unknown as { summary: Record<string, unknown> };
+    expect(summary.summary, 'the last line is the summary').toMatchObject({ answered: 3, total: 3, failures: {} });
     expect(results.map((r) => r.query).sort()).toEqual([...paths].sort());
     for (const r of results) {
       const [want] = plaintextNearest(stored, queries[paths.indexOf(r.query)], 1);
       expect([r.results[0].id, r.results[0].distance], r.query).toEqual([want.id, want.distance.toString()]);
     }
+  });
+
+  it.each(['fast', 'fnn'])(
+    'batch-query --protocol %s answers the good queries and counts a query of another size as INVALID_ARGUMENT',
+    async (protocol) => {
+      const good = [randomPixels(), randomPixels()].map((pixels, i) => {
+        const path = join(work, `mixed-${protocol}-${i}.png`);
+        writeImage(path, pixels);
+        return { path, pixels };
+      });
+      // fast: the CLI refuses it (it must know the collection's size to split the query); fnn: C1 does.
+      const odd = join(work, `mixed-${protocol}-odd.png`);
+      writeImage(odd, randomPixels(SIZE * (SIZE + 1)), SIZE, SIZE + 1);
+      const run = await fnn('batch-query', good[0].path, odd, good[1].path, ...conn(), '--protocol', protocol, '--json');
+      expect(run.code, run.stderr).toBe(EXIT.invalid);
+      const lines = jsonLines(run.stdout) as Record<string, unknown>[];
+      const answered = lines.filter((l) => Array.isArray(l.results)) as { query: string; results: { id: string }[]; elapsedMs: number }[];
+      expect(answered.map((r) => r.query).sort()).toEqual(good.map((g) => g.path).sort());
+      for (const r of answered) expect(r.results[0].id).toBe(plaintextNearest(stored, good.find((g) => g.path === r.query)!.pixels, 1)[0].id);
+      expect(lines.find((l) => l.query === odd)).toMatchObject({ code: 'INVALID_ARGUMENT', error: expect.stringMatching(/query is 6x7, the collection's images are 6x6/) });
+      const { summary } = lines.find((l) => l.summary) as { summary: { answered: number; total: number; failures: object; medianMs: number; maxMs: number; elapsedMs: number } };
+      expect(summary).toMatchObject({ answered: 2, total: 3, failures: { INVALID_ARGUMENT: 1 } });
+      const latencies = answered.map((r) => r.elapsedMs).sort((a, b) => a - b);
+      expect([summary.medianMs, summary.maxMs]).toEqual([Math.round((latencies[0] + latencies[1]) / 2), latencies[1]]);
+      expect(summary.elapsedMs).toBeGreaterThanOrEqual(summary.maxMs);
+      expect(lines.at(-1)).toMatchObject({ exitCode: EXIT.invalid, error: '1 of 3 queries failed' });
+      // Without --json the summary is one line on stderr.
+      const human = await fnn('batch-query', good[0].path, odd, ...conn(), '--protocol', protocol);
+      expect(human.code).toBe(EXIT.invalid);
+      expect(human.stderr).toMatch(/1 of 2 queries answered; failed: INVALID_ARGUMENT 1; latency median [\d.]+ s, max [\d.]+ s; total [\d.]+ s/);
+    },
+  );
+
+  it('query draws no progress when stderr is not a terminal', async () => {
+    const query = join(work, 'q-quiet.png');
+    writeImage(query, randomPixels());
+    const run = await fnn('query', query, ...conn(), '--protocol', 'fnn');
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).toBe('');
+    expect(run.stdout).toMatch(/q-quiet\.png: fnn, \d+ records/);
   });
 });
 

@@ -77,7 +77,14 @@ async function main() {
     }
 
     step(`batch query: ${queries.length} queries over one stream (protocol fast)`);
-    for (const result of await fnn(['batch-query', ...queries, ...common])) allExact = check(result) && allExact;
+    const lines = await fnn(['batch-query', ...queries, ...common]);
+    const { summary } = lines.pop() as { summary: { answered: number; total: number; medianMs: number; maxMs: number; elapsedMs: number } };
+    for (const result of lines) allExact = check(result) && allExact;
+    process.stdout.write(
+      `  ${summary.answered} of ${summary.total} answered; latency median ${(summary.medianMs / 1000).toFixed(1)} s, ` +
+        `max ${(summary.maxMs / 1000).toFixed(1)} s; total ${(summary.elapsedMs / 1000).toFixed(1)} s\n`,
+    );
+    allExact = summary.answered === queries.length && allExact;
   } finally {
     step('stopping the daemons');
     for (const d of daemons.reverse()) {

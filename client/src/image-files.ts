@@ -176,3 +176,56 @@ function existsAsFile(path: string): boolean {
     return false;
   }
 }
+
+/** One query of a batch: its name (the tag C1 echoes) and its image, or why it cannot be read. */
+export type BatchImage = { name: string; image: GrayImage } | { name: string; error: unknown };
+
+/**
+ * Every image a batch names, one at a time: a file is one query per image
+ * (`file#frame3`, `vol.nii.gz#z012`, named as uploads name records), and
+ * `FILE#label` names one image. A file that cannot be read, or an image that
+ * breaks the size rule, is one failed query; the batch goes on.
+ */
+export async function* batchImages(paths: string[], options: ImageOptions): AsyncGenerator<BatchImage> {
+  if (options.fit === 'crop' && !options.size) throw new CliError('usage', '--fit crop needs --size WIDTHxHEIGHT (the collection\'s image size)');
+  // Every path is checked before the first query goes out: a typo fails the batch at once.
+  const sources = paths.map((path) =>
+    path.lastIndexOf('#') > 0 && !existsAsPath(path) ? { kind: 'one' as const, path } : { kind: 'files' as const, files: expandImagePaths([path]) },
+  );
+  for (const source of sources) {
+    if (source.kind === 'one') {
+      yield await readOne(source.path, () => readQueryImage(source.path, options));
+      continue;
+    }
+    for (const file of source.files) {
+      let stack: ImageStack;
+      try {
+        stack = await openImageFile(file, options);
+      } catch (error) {
+        yield { name: file, error };
+        continue;
+      }
+      for (let i = 0; i < stack.count; i++) {
+        const name = recordIdOf(file, stack, i, file);
+        yield await readOne(name, async () => ruledImage(stack, i, options, options.size));
+      }
+    }
+  }
+}
+
+async function readOne(name: string, read: () => Promise<GrayImage>): Promise<BatchImage> {
+  try {
+    return { name, image: await read() };
+  } catch (error) {
+    return { name, error };
+  }
+}
+
+function existsAsPath(path: string): boolean {
+  try {
+    statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,4 +1,4 @@
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -85,5 +85,25 @@ describe('fnn upload of DICOM, NIfTI and PNG', () => {
     expect(run.code, run.stderr).toBe(0);
     const [result] = jsonLines(run.stdout) as { results: { id: string; distance: string }[] }[];
     expect(result.results[0]).toMatchObject({ id: 'b.nii.gz#z001', distance: '0' });
+  });
+
+  it('batch-query over a NIfTI volume queries every slice, named like the uploads, and a PNG beside it', async () => {
+    const volume = join(work, 'batch-q.nii.gz');
+    writeFileSync(volume, niftiGz());
+    const out = join(work, 'batch-out');
+    const run = await runCli(['batch-query', volume, join(DEMO, 'ch2-z106.png'), ...conn(), '--out', out, '--json']);
+    expect(run.code, run.stderr).toBe(0);
+    const lines = jsonLines(run.stdout) as { query?: string; results?: { id: string; distance: string; image: string }[]; summary?: object }[];
+    const byQuery: Record<string, { id: string; distance: string; image: string }> = Object.fromEntries(
+      lines.filter((l) => l.query).map((l) => [l.query, l.results![0]]),
+    );
+    expect(Object.keys(byQuery).sort()).toEqual([`${volume}#z000`, `${volume}#z001`, join(DEMO, 'ch2-z106.png')].sort());
+    expect(byQuery[`${volume}#z000`]).toMatchObject({ id: 'b.nii.gz#z000', distance: '0' });
+    expect(byQuery[`${volume}#z001`]).toMatchObject({ id: 'b.nii.gz#z001', distance: '0' });
+    expect(byQuery[join(DEMO, 'ch2-z106.png')]).toMatchObject({ id: 'a.dcm', distance: '0' });
+    // Each slice's neighbour is written under its own name.
+    expect(new Set(Object.values(byQuery).map((r) => r.image)).size).toBe(3);
+    for (const r of Object.values(byQuery)) expect(existsSync(r.image), r.image).toBe(true);
+    expect(lines.at(-1)).toMatchObject({ summary: { answered: 3, total: 3, failures: {} } });
   });
 });

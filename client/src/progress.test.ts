@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { duration, progressBar } from './progress';
+import { duration, progressBar, queryProgressBar } from './progress';
 
 function fakeTerminal(isTTY = true) {
   const writes: string[] = [];
@@ -39,5 +39,29 @@ describe('progressBar', () => {
 
   it('formats durations', () => {
     expect([duration(5), duration(65), duration(3725)]).toEqual(['5s', '1m05s', '1h02m']);
+  });
+
+  it('draws a query\'s phase, done/total and rejected records as C1 reports them, and erases itself', () => {
+    const term = fakeTerminal();
+    let t = 0;
+    const bar = queryProgressBar('groups', true, term, () => t);
+    expect(term.writes.at(-1)).toBe('\r\x1b[Ksearching  0s');
+    t = 3000;
+    bar.show({ phase: 'lower-bounds', done: 2, total: 8, rejected: 0 });
+    expect(term.writes.at(-1)).toMatch(/^\r\x1b\[K\[#+-+\] lower bounds 2\/8 groups {2}3s$/);
+    t = 5000;
+    bar.show({ phase: 'candidates', done: 8, total: 8, rejected: 40 });
+    expect(term.writes.at(-1)).toMatch(/\[#+\] candidates 8\/8 groups {2}40 records rejected {2}5s$/);
+    bar.stop();
+    expect(term.writes.at(-1)).toBe('\r\x1b[K');
+  });
+
+  it('draws no query progress with --json or when stderr is not a terminal', () => {
+    for (const [term, enabled] of [[fakeTerminal(false), true], [fakeTerminal(true), false]] as const) {
+      const bar = queryProgressBar('records', enabled, term);
+      bar.show({ phase: 'distances', done: 1, total: 3, rejected: 0 });
+      bar.stop();
+      expect(term.writes).toEqual([]);
+    }
   });
 });

@@ -2,6 +2,9 @@
 // few lines rather than a library because upload prints a result line on
 // stdout per record, and on a terminal both streams share the screen: the bar
 // must step aside for each line and come back under it (docs/IMAGES.md).
+// `fnn query` draws the same bar for the phases C1 reports while it searches.
+
+import type { QueryPhase, QueryProgress } from '@fnn/shared';
 
 export interface Progress {
   /** One more record finished (stored or failed). */
@@ -31,9 +34,7 @@ export function progressBar(total: number, label: string, enabled: boolean, stre
     const rate = seconds > 0 ? done / seconds : 0;
     const eta = rate > 0 ? (total - done) / rate : undefined;
     const text = `${done}/${total} ${label}  ${rate >= 1 ? rate.toFixed(1) : (rate * 60).toFixed(1)}/${rate >= 1 ? 's' : 'min'}  ETA ${eta === undefined ? '--' : duration(eta)}`;
-    const width = Math.max(10, Math.min(30, (stream.columns || 80) - text.length - 4));
-    const filled = Math.round((width * done) / total);
-    stream.write(`\r\x1b[K[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${text}`);
+    drawBar(stream, done, total, text);
     shown = true;
   };
   const erase = () => {
@@ -57,6 +58,56 @@ export function progressBar(total: number, label: string, enabled: boolean, stre
     stop() {
       clearInterval(timer);
       erase();
+    },
+  };
+}
+
+function drawBar(stream: BarStream, done: number, total: number, text: string): void {
+  const width = Math.max(10, Math.min(30, (stream.columns || 80) - text.length - 4));
+  const filled = total > 0 ? Math.round((width * Math.min(done, total)) / total) : 0;
+  stream.write(`\r\x1b[K[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${text}`);
+}
+
+export interface QueryProgressView {
+  /** C1's latest report. */
+  show(progress: QueryProgress): void;
+  /** Erase the bar for good (before the result is printed). */
+  stop(): void;
+}
+
+const PHASE_LABEL: Record<QueryPhase, string> = {
+  'lower-bounds': 'lower bounds',
+  candidates: 'candidates',
+  distances: 'distances',
+};
+
+/**
+ * One query's progress as C1 reports it: phase, done/total (`unit`: records,
+ * or groups for the fast protocol), records rejected so far, time elapsed.
+ * No ETA: how many candidates survive the bound is unknown until the end.
+ */
+export function queryProgressBar(unit: string, enabled: boolean, stream: BarStream = process.stderr, now = () => Date.now()): QueryProgressView {
+  if (!enabled || !stream.isTTY) return { show: () => {}, stop: () => {} };
+  const started = now();
+  let last: QueryProgress | undefined;
+  const draw = () => {
+    const elapsed = duration((now() - started) / 1000);
+    if (!last) return void stream.write(`\r\x1b[Ksearching  ${elapsed}`);
+    const rejected = last.rejected > 0 ? `  ${last.rejected} records rejected` : '';
+    drawBar(stream, last.done, last.total, `${PHASE_LABEL[last.phase]} ${last.done}/${last.total} ${unit}${rejected}  ${elapsed}`);
+  };
+  // Between C1's reports (a phase can take minutes at 2048 bits), keep the clock moving.
+  const timer = setInterval(draw, 1000);
+  timer.unref();
+  draw();
+  return {
+    show(progress) {
+      last = progress;
+      draw();
+    },
+    stop() {
+      clearInterval(timer);
+      stream.write('\r\x1b[K');
     },
   };
 }

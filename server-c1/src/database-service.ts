@@ -1,15 +1,25 @@
 import { randomBytes } from 'node:crypto';
-import { status, type Metadata, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall } from '@grpc/grpc-js';
+import {
+  status,
+  type Metadata,
+  type sendUnaryData,
+  type ServerDuplexStream,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+} from '@grpc/grpc-js';
 import * as wire from '@fnn/proto';
 import {
   invalidInput,
   search,
   searchPacked,
   toStatus,
+  throttleProgress,
+  progressToWire,
   residueFromBytes,
   type FastEvaluatorCrypto,
   type EvaluatorCrypto,
   type Logger,
+  type ProgressListener,
   type ProtocolName,
   type WireCodec,
   residueToBytes,
@@ -23,6 +33,8 @@ export const MAX_PIXEL_VALUE = 65535;
 const MAX_K = 100;
 /** Slots one AllocateSlots call may ask for (an upload goes in batches). */
 const MAX_SLOTS_PER_CALL = 10_000;
+/** QueryWithProgress: at most ~10 progress events a second (phase changes and a phase's end always go). */
+const PROGRESS_INTERVAL_MS = 100;
 
 export interface DatabaseDeps {
   store: RecordStore;
@@ -40,6 +52,14 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
   const { store, crypto, codec, log } = deps;
   const pk = crypto.publicKey;
 
+  /** The status a failed call ends with, logged without its cause (which may hold secrets). */
+  const failed = (rpc: string, requestId: string, started: number, error: unknown) => {
+    const s = toStatus(error);
+    log.warn({ rpc, requestId, code: s.code, reason: s.details, ms: Date.now() - started }, 'failed');
+    if (s.details === 'internal error') log.error({ rpc, requestId, kind: errorKind(error) }, 'internal');
+    return s;
+  };
+
   const unary =
     <Req, Res>(name: string, handler: (req: Req, requestId: string) => Promise<Res> | Res) =>
     (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
@@ -52,12 +72,7 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
             log.info({ rpc: name, requestId, ms: Date.now() - started }, 'ok');
             callback(null, reply);
           },
-          (error) => {
-            const s = toStatus(error);
-            log.warn({ rpc: name, requestId, code: s.code, reason: s.details, ms: Date.now() - started }, 'failed');
-            if (s.details === 'internal error') log.error({ rpc: name, requestId, kind: errorKind(error) }, 'internal');
-            callback(s);
-          },
+          (error) => callback(failed(name, requestId, started, error)),
         );
     };
 
@@ -101,7 +116,7 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
     return shape;
   };
 
-  const runPaper = async (req: wire.QueryRequest, protocol: 'fnn' | 'bf', k: number, requestId: string) => {
+  const runPaper = async (req: wire.QueryRequest, protocol: 'fnn' | 'bf', k: number, requestId: string, onProgress?: ProgressListener) => {
     const q = req.query!;
     const shape = checkQueryShape(q);
     if (q.negatedPixels.length !== shape.width * shape.height)
@@ -114,7 +129,7 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
     };
     const records = store.snapshot();
     const transport = await deps.keyHolder.openSession(requestId, new Date(Date.now() + deps.queryTimeoutMs));
-    const result = await search({ crypto, transport, records, query, protocol, k, requestId });
+    const result = await search({ crypto, transport, records, query, protocol, k, requestId, onProgress });
     return {
       ...result,
       results: result.candidates.map((candidate, i) => ({
@@ -125,7 +140,7 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
     };
   };
 
-  const runFast = async (req: wire.QueryRequest, k: number, requestId: string) => {
+  const runFast = async (req: wire.QueryRequest, k: number, requestId: string, onProgress?: ProgressListener) => {
     checkQueryShape(req.query);
     const f = req.fast;
     if (!f) throw invalidInput('a fast query needs its shares');
@@ -143,7 +158,7 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
       boundConstant: cipher(f.boundConstant, 'query constant'),
     };
     const transport = await deps.keyHolder.openSession(requestId, new Date(Date.now() + deps.queryTimeoutMs));
-    const result = await searchPacked({ crypto: deps.fast, transport, records, query, shareTicket: f.shareTicket, k, requestId });
+    const result = await searchPacked({ crypto: deps.fast, transport, records, query, shareTicket: f.shareTicket, k, requestId, onProgress });
     return {
       ...result,
       ticket: '',
@@ -155,12 +170,13 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
     };
   };
 
-  const runQuery = async (req: wire.QueryRequest, requestId: string): Promise<wire.QueryReply> => {
+  const runQuery = async (req: wire.QueryRequest, requestId: string, onProgress?: ProgressListener): Promise<wire.QueryReply> => {
     const protocol = protocolName(req.protocol);
     const k = req.k === 0 ? 1 : req.k;
     if (k > MAX_K) throw invalidInput(`k above ${MAX_K} is not supported`);
     const started = Date.now();
-    const result = protocol === 'fast' ? await runFast(req, k, requestId) : await runPaper(req, protocol, k, requestId);
+    const result =
+      protocol === 'fast' ? await runFast(req, k, requestId, onProgress) : await runPaper(req, protocol, k, requestId, onProgress);
     log.info({ requestId, protocol, k, total: result.total, rejected: result.rejected, ms: Date.now() - started }, 'query done');
     return {
       tag: req.tag,
@@ -221,7 +237,28 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
       return { deleted, total: BigInt(store.count) };
     }),
 
-    query: unary<wire.QueryRequest, wire.QueryReply>('Query', runQuery),
+    query: unary<wire.QueryRequest, wire.QueryReply>('Query', (req, requestId) => runQuery(req, requestId)),
+
+    queryWithProgress: (call: ServerWritableStream<wire.QueryRequest, wire.QueryEvent>) => {
+      const requestId = requestIdOf(call.metadata);
+      const started = Date.now();
+      // A doctor who hung up gets no more events; the search itself runs to its end, as for Query.
+      const send = (event: wire.QueryEvent['event']) => {
+        if (!call.cancelled && call.writable) call.write({ event });
+      };
+      const onProgress = throttleProgress((p) => send({ $case: 'progress', value: progressToWire(p) }), PROGRESS_INTERVAL_MS);
+      runQuery(call.request, requestId, onProgress).then(
+        (reply) => {
+          log.info({ rpc: 'QueryWithProgress', requestId, ms: Date.now() - started }, 'ok');
+          send({ $case: 'reply', value: reply });
+          call.end();
+        },
+        (error) => {
+          const s = failed('QueryWithProgress', requestId, started, error);
+          if (!call.cancelled) call.emit('error', s);
+        },
+      );
+    },
 
     allocateSlots: unary<wire.AllocateSlotsRequest, wire.SlotAssignments>('AllocateSlots', (req) => {
       checkShape(req.width, req.height);

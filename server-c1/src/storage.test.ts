@@ -796,7 +796,7 @@ describe('RecordStore: slots and packed groups (fast protocol)', () => {
     ).toEqual([
       { group: 1, slot: 2, stored: false },
       { group: 0, slot: 0, stored: true },
-      { group: 2, slot: 0, stored: false },
+      { group: Math.floor((g + 3) / g), slot: (g + 3) % g, stored: false },
     ]);
     // Free group 0 slot 1 and group 1 slot 0: the earlier one in group order comes first.
     await remove(store, [records[g].stored.lookupTag, records[1].stored.lookupTag]);
@@ -827,16 +827,16 @@ describe('RecordStore: slots and packed groups (fast protocol)', () => {
 
   it("uses the given shape's group size for an empty collection, without fixing the shape", async () => {
     const store = openStore();
-    const small = { width: 2, height: 2, maxValue: 255 };
+    const small = { width: 16, height: 16, maxValue: 255 };
     const gSmall = paramsOf(small).groupSize;
     expect(gSmall, 'this test needs a shape whose groups differ in size from 4x4').not.toBe(G());
     const tags = Array.from({ length: Math.max(gSmall, G()) + 1 }, (_, i) => recordKey.lookupTag(`t${i}`));
     const placesFor = (groupSize: number) => tags.map((_, i) => ({ group: Math.floor(i / groupSize), slot: i % groupSize, stored: false }));
-    expect(store.allocateSlots(small, tags), `2x2 images go ${gSmall} to a group`).toEqual(placesFor(gSmall));
+    expect(store.allocateSlots(small, tags), `16x16 images go ${gSmall} to a group`).toEqual(placesFor(gSmall));
     expect(store.allocateSlots(sizeOf(SHAPE_4x4), tags), `4x4 images go ${G()} to a group`).toEqual(placesFor(G()));
     expect(store.shape(), 'allocating must not fix the shape').toBeUndefined();
     await upload(store, 0, [await record('a', 0)]);
-    expectFnnError(thrown(() => store.allocateSlots(small, tags), 'allocating for 2x2 images in a 4x4 collection'), 'invalid-input', 'another size');
+    expectFnnError(thrown(() => store.allocateSlots(small, tags), 'allocating for 16x16 images in a 4x4 collection'), 'invalid-input', 'another size');
     expectFnnError(
       thrown(() => store.allocateSlots({ ...small, width: 4, height: 4, maxValue: 65535 }, tags), 'allocating for 16-bit images'),
       'invalid-input',
@@ -897,7 +897,8 @@ describe('RecordStore: slots and packed groups (fast protocol)', () => {
     await expectPackedGroup(store, 1, [r2], 'group 1');
     // The packed column holds each member's value in its own slot and nothing elsewhere.
     const column = (await snap.columns(0, 'distance')).columns[5];
-    expect(unpack(sk.decrypt(column), snap.params.slotBits, g)).toEqual([r1, r3, r0].map((r) => BigInt(r.image[5])));
+    expect(unpack(sk.decrypt(column), snap.params.slotBits, 3)).toEqual([r1, r3, r0].map((r) => BigInt(r.image[5])));
+    expect(unpack(sk.decrypt(column), snap.params.slotBits, g).slice(3), 'free slots hold 0').toEqual(new Array(g - 3).fill(0n));
     expectFnnError(await rejected(snap.columns(7, 'distance'), 'columns of a group that does not exist'), 'protocol-state', 'unknown group');
   });
 

@@ -28,6 +28,7 @@ export * from './protocol/peer';
 export * from './protocol/key-holder-session';
 export * from './protocol/retrieval';
 export * from './protocol/search';
+export * from './protocol/progress';
 export * from './protocol/owner';
 export * from './protocol/owner-writer';
 export * from './protocol/doctor';

@@ -1,5 +1,5 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { basename, extname, join } from 'node:path';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Metadata } from '@grpc/grpc-js';
 import * as wire from '@fnn/proto';
@@ -21,10 +21,13 @@ import {
 } from '@fnn/shared';
 import { call, checkAddress, connectC1, connectC2 } from '../connect';
 import { createCrypto } from '../crypto-workers';
-import { expandImagePaths, parseImageOptions, readQueryImage, type ImageFlags } from '../image-files';
+import { BatchTally, failureCode, humanSummary } from '../batch-summary';
+import { batchImages, parseImageOptions, readQueryImage, type ImageFlags } from '../image-files';
 import { loadPublicKey, loadRecordKey } from '../key-files';
 import { writeSheet } from '../sheet';
 import { CliError, classify, type Output } from '../output';
+import { queryProgressBar } from '../progress';
+import { queryWithProgress } from '../query-stream';
 
 export interface QueryOptions extends ImageFlags {
   c1: string;
@@ -213,7 +216,14 @@ export async function query(out: Output, path: string, options: QueryOptions): P
     const started = Date.now();
     const image = await readQueryImage(path, parseImageOptions(options));
     const request = await buildRequest(ctx, path, image);
-    const reply = await call(ctx.c1.query.bind(ctx.c1), request, ctx.timeoutMs, randomBytes(8).toString('hex'));
+    // Only counts come back while C1 searches; drawn on a terminal, never with --json.
+    const bar = queryProgressBar(ctx.protocol === wire.Protocol.PROTOCOL_FAST ? 'groups' : 'records', !out.json);
+    let reply: wire.QueryReply;
+    try {
+      reply = await queryWithProgress(ctx.c1, request, ctx.timeoutMs, randomBytes(8).toString('hex'), (p) => bar.show(p));
+    } finally {
+      bar.stop();
+    }
     const result = await complete(ctx, reply, image, started, options.out);
     out.result(result, human(result));
   } finally {
@@ -223,14 +233,22 @@ export async function query(out: Output, path: string, options: QueryOptions): P
   }
 }
 
-/** Many queries over one bidirectional stream; each result printed as it arrives. */
+/**
+ * Many queries over one bidirectional stream; each result printed as it
+ * arrives, then a summary: answered of total, failures per gRPC code, median
+ * and max latency, total time. A query that cannot be read or built fails
+ * alone; the others go on.
+ */
 export async function batchQuery(out: Output, paths: string[], options: QueryOptions): Promise<void> {
-  const files = expandImagePaths(paths);
+  const imageOptions = parseImageOptions(options);
   const ctx = prepare(options);
   const started = Date.now();
-  const images = new Map<string, GrayImage>();
-  let done = 0;
-  let failed = 0;
+  const tally = new BatchTally(started);
+  const asked = new Map<string, { image: GrayImage; started: number }>();
+  const failed = (name: string, code: string, reason: string) => {
+    tally.failed(code);
+    out.result({ query: name, error: reason, code }, `${name}: FAILED: ${reason}`);
+  };
   try {
     const stream = ctx.c1.batchQuery(new Metadata(), { deadline: new Date(Date.now() + ctx.timeoutMs) });
     const finished = new Promise<void>((resolve, reject) => {
@@ -238,38 +256,46 @@ export async function batchQuery(out: Output, paths: string[], options: QueryOpt
       stream.on('data', (reply: wire.QueryReply) => {
         pending.push(
           (async () => {
-            const image = images.get(reply.tag);
-            if (!image) throw new CliError('failure', 'C1 answered a query that was not asked');
-            if (reply.errorCode) throw new CliError('invalid', `${reply.errorCode}: ${reply.errorMessage}`);
-            const result = await complete(ctx, reply, image, started, options.out);
-            done++;
+            const query = asked.get(reply.tag);
+            if (!query) throw new CliError('failure', 'C1 answered a query that was not asked');
+            if (reply.errorCode) return failed(reply.tag, reply.errorCode, `${reply.errorCode}: ${reply.errorMessage}`);
+            const result = await complete(ctx, reply, query.image, query.started, options.out);
+            tally.answered(result.elapsedMs);
             out.result(result, human(result));
-          })().catch((error) => {
-            failed++;
-            const { reason } = classify(error);
-            out.result({ query: reply.tag, error: reason }, `${reply.tag}: FAILED: ${reason}`);
-          }),
+          })().catch((error) => failed(reply.tag, failureCode(error), classify(error).reason)),
         );
       });
       stream.on('error', reject);
       stream.on('end', () => void Promise.all(pending).then(() => resolve()));
     });
     try {
-      for (const file of files) {
-        const image = await readQueryImage(file, parseImageOptions(options));
-        images.set(file, image);
-        stream.write(await buildRequest(ctx, file, image));
+      for await (const query of batchImages(paths, imageOptions)) {
+        tally.ask();
+        if ('error' in query) {
+          failed(query.name, failureCode(query.error), classify(query.error).reason);
+          continue;
+        }
+        const queryStarted = Date.now();
+        try {
+          const request = await buildRequest(ctx, query.name, query.image);
+          asked.set(query.name, { image: query.image, started: queryStarted });
+          stream.write(request);
+        } catch (error) {
+          failed(query.name, failureCode(error), classify(error).reason);
+        }
       }
     } catch (error) {
-      stream.cancel(); // a query that cannot even be built ends the batch, and the stream with it
+      stream.cancel(); // a path that does not exist ends the batch, and the stream with it
       finished.catch(() => {});
       throw error;
     }
     stream.end();
     await finished;
-    out.note(`${done} of ${files.length} queries answered in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    if (done + failed < files.length) throw new CliError('failure', 'C1 closed the stream before answering every query');
-    if (failed > 0) throw new CliError('invalid', `${failed} of ${files.length} queries failed`);
+    const summary = tally.summary(Date.now());
+    if (out.json) out.result({ summary }, '');
+    else out.note(humanSummary(summary));
+    if (summary.answered + tally.failedCount < summary.total) throw new CliError('failure', 'C1 closed the stream before answering every query');
+    if (tally.failedCount > 0) throw new CliError('invalid', `${tally.failedCount} of ${summary.total} queries failed`);
   } finally {
     ctx.c1.close();
     ctx.c2.close();
@@ -277,5 +303,12 @@ export async function batchQuery(out: Output, paths: string[], options: QueryOpt
   }
 }
 
-const stem = (path: string) => basename(path, extname(path));
+/** The file-name stem of a query's outputs: `scan.png` -> scan, `vol.nii.gz#z012` -> vol.z012 (slices must not collide). */
+function stem(tag: string): string {
+  const name = basename(tag);
+  const hash = name.lastIndexOf('#');
+  const [file, label] = hash > 0 && !existsSync(tag) ? [name.slice(0, hash), name.slice(hash + 1)] : [name, ''];
+  const base = file.replace(/\.nii\.gz$/i, '').replace(/\.[^.]*$/, '') || file;
+  return label ? `${base}.${safeName(label)}` : base;
+}
 const safeName = (id: string) => id.replace(/[^\w.-]+/g, '_').slice(0, 100);

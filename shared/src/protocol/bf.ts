@@ -1,6 +1,7 @@
 import { protocolState } from '../errors';
 import { OrderMask } from './masking';
 import type { Ranking } from './fnn';
+import type { ProgressListener } from './progress';
 import type { EncryptedQuery, RecordSource } from './records';
 import { ssed } from './ssed';
 import type { EvaluatorContext } from './sm';
@@ -11,12 +12,16 @@ export async function bf(
   records: RecordSource,
   query: EncryptedQuery,
   k: number,
+  onProgress: ProgressListener = () => {},
 ): Promise<Ranking> {
   const mask = new OrderMask(ctx.crypto.publicKey, records.dimension);
   const distances = [];
-  for (let candidate = 0; candidate < records.count; candidate++) {
+  const n = records.count;
+  onProgress({ phase: 'distances', done: 0, total: n, rejected: 0 });
+  for (let candidate = 0; candidate < n; candidate++) {
     const distance = await ssed(ctx, 'ssed-sm', await records.pixels(candidate), query);
     distances.push({ candidate, value: mask.distance(distance) });
+    onProgress({ phase: 'distances', done: candidate + 1, total: n, rejected: 0 });
   }
   const next = await ctx.peer.bounds('bf-distance', distances, []);
   if (!next.done) throw protocolState('C2 asked for a candidate in brute force');

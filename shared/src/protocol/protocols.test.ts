@@ -7,6 +7,7 @@ import { encryptQuery } from './doctor';
 import { inProcessTransport } from './in-process';
 import { KeyHolderPeer } from './peer';
 import type { EncryptedStats, RecordSource } from './records';
+import { QUERY_PHASES, type QueryProgress } from './progress';
 import { RetrievalStore, unblindRetrieved } from './retrieval';
 import { search, type ProtocolName } from './search';
 import { sm, smSquare, type EvaluatorContext } from './sm';
@@ -108,14 +109,28 @@ describe('SSED and SSEDLB', () => {
   });
 });
 
+/** Phases in order, counts that never go back, and the last event: all settled, the reply's rejected count. */
+function expectOrderlyProgress(events: QueryProgress[], records: number, rejected: number, what: string) {
+  const order = events.map((e) => QUERY_PHASES.indexOf(e.phase));
+  expect(order, `${what}: phases in order`).toEqual([...order].sort());
+  for (let i = 1; i < events.length; i++) {
+    if (events[i].phase === events[i - 1].phase)
+      expect(events[i].done, `${what}: done never goes back`).toBeGreaterThanOrEqual(events[i - 1].done);
+    expect(events[i].rejected, `${what}: rejected never goes back`).toBeGreaterThanOrEqual(events[i - 1].rejected);
+  }
+  for (const e of events) expect(Object.keys(e).sort(), `${what}: counts only`).toEqual(['done', 'phase', 'rejected', 'total']);
+  expect(events.at(-1), `${what}: last event`).toEqual({ phase: what === 'bf' ? 'distances' : 'candidates', done: records, total: records, rejected });
+}
+
 describe('FNN and BF return exactly the plaintext nearest neighbours', () => {
   async function runBoth(images: Uint16Array[], q: Uint16Array, k: number) {
     const records = await encryptedCollection(images);
     const query = await encryptQuery(encryptAll, q);
     const expected = plaintextNearest(images.map((pixels, i) => ({ id: String(i), pixels })), q, k).map((r) => r.index);
-    const out: Record<ProtocolName, { candidates: number[]; rejected: number }> = {} as never;
+    const out: Record<ProtocolName, { candidates: number[]; rejected: number; progress: QueryProgress[] }> = {} as never;
     for (const protocol of ['fnn', 'bf'] as const) {
       const retrievals = new RetrievalStore();
+      const progress: QueryProgress[] = [];
       const result = await search({
         crypto: localEvaluator(pk),
         transport: inProcessTransport(localKeyHolder(sk), retrievals),
@@ -124,8 +139,10 @@ describe('FNN and BF return exactly the plaintext nearest neighbours', () => {
         protocol,
         k,
         requestId: 'test',
+        onProgress: (p) => progress.push(p),
       });
       expect(result.candidates, `${protocol} ranking`).toEqual(expected);
+      expectOrderlyProgress(progress, images.length, result.rejected, protocol);
       // Step 7: the doctor recovers exactly the neighbours' pixels.
       const blinded = retrievals.take(result.ticket);
       result.candidates.forEach((c, i) =>
@@ -133,7 +150,7 @@ describe('FNN and BF return exactly the plaintext nearest neighbours', () => {
           Array.from(images[c]),
         ),
       );
-      out[protocol] = result;
+      out[protocol] = { ...result, progress };
     }
     return out;
   }
@@ -164,6 +181,16 @@ describe('FNN and BF return exactly the plaintext nearest neighbours', () => {
     const images = Array.from({ length: 8 }, (_, i) => new Uint16Array(30).fill(i * 30));
     const { fnn } = await runBoth(images, new Uint16Array(30).fill(2), 1);
     expect(fnn.rejected).toBeGreaterThanOrEqual(6);
+  });
+
+  it('reports FNN\'s rejections as they happen, and only distances for BF', async () => {
+    // Query 100: record 1 (50) beats the seed, 2 (200) is rejected, 3 (60) is still computed, and so on.
+    const images = [0, 50, 200, 60, 210, 70, 220, 80].map((v) => new Uint16Array(30).fill(v));
+    const { fnn, bf } = await runBoth(images, new Uint16Array(30).fill(100), 1);
+    expect(fnn.progress.some((p) => p.phase === 'candidates' && p.rejected > 0 && p.done < p.total), 'a rejection seen before the end').toBe(true);
+    expect(fnn.progress.filter((p) => p.phase === 'lower-bounds').at(-1)).toEqual({ phase: 'lower-bounds', done: 8, total: 8, rejected: 0 });
+    expect(new Set(bf.progress.map((p) => p.phase))).toEqual(new Set(['distances']));
+    expect(bf.progress.map((p) => p.done)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
   });
 
   it('k larger than the collection returns every record, ranked', async () => {

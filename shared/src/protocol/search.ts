@@ -7,6 +7,7 @@ import { fastSearch, type FastEvaluatorCrypto, type PackedRecordSource } from '.
 import { fnn } from './fnn';
 import type { SessionTransport } from './messages';
 import { KeyHolderPeer } from './peer';
+import type { ProgressListener } from './progress';
 import type { EncryptedQuery, RecordSource } from './records';
 import { blindForRetrieval } from './retrieval';
 
@@ -32,6 +33,8 @@ export async function search(options: {
   protocol: ProtocolName;
   k: number;
   requestId: string;
+  /** Phase and counts as the search runs (never values: see progress.ts). */
+  onProgress?: ProgressListener;
 }): Promise<SearchResult> {
   const { crypto, records, query, protocol } = options;
   if (records.count === 0) throw invalidInput('the collection is empty');
@@ -43,7 +46,8 @@ export async function search(options: {
     await peer.open(crypto.publicKey.fingerprint(), k, options.requestId);
     const ctx = { crypto, peer };
     if (protocol === 'fast') throw invalidInput('the fast protocol is run by searchPacked');
-    const ranking = protocol === 'fnn' ? await fnn(ctx, records, query, k) : await bf(ctx, records, query, k);
+    const ranking =
+      protocol === 'fnn' ? await fnn(ctx, records, query, k, options.onProgress) : await bf(ctx, records, query, k, options.onProgress);
     const blindings: bigint[][] = [];
     const blinded: bigint[][] = [];
     for (const candidate of ranking.candidates) {
@@ -67,13 +71,14 @@ export async function searchPacked(options: {
   shareTicket: string;
   k: number;
   requestId: string;
+  onProgress?: ProgressListener;
 }): Promise<{ candidates: number[]; rejected: number; total: number; lowerBoundMs?: number }> {
   const { records } = options;
   if (records.count === 0) throw invalidInput('the collection is empty');
   const k = Math.min(options.k, records.count);
   const peer = new KeyHolderPeer(options.transport, randomBytes(12).toString('hex'));
   try {
-    const ranking = await fastSearch({ crypto: options.crypto, peer }, records, options.query, options.shareTicket, k, options.requestId);
+    const ranking = await fastSearch({ crypto: options.crypto, peer }, records, options.query, options.shareTicket, k, options.requestId, options.onProgress);
     return { candidates: ranking.candidates, rejected: ranking.rejected, total: records.count, lowerBoundMs: ranking.lowerBoundMs };
   } finally {
     peer.close();

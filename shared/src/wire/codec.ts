@@ -3,6 +3,7 @@ import { bigintToBytes, bytesToBigint, bytesToCipher, cipherToBytes } from '../c
 import { invalidInput } from '../errors';
 import type { C1Body, C1Message, C2Body, C2Message, Contribution, MaskedScore, Step } from '../protocol/messages';
 import type { PackedColumns } from '../protocol/fast/records';
+import type { QueryPhase, QueryProgress } from '../protocol/progress';
 import type { OwnerRecord } from '../protocol/owner';
 import type { EncryptedQuery } from '../protocol/records';
 
@@ -283,3 +284,20 @@ export class WireCodec {
 /** Values in Z_N that are not ciphertexts (blindings r, and m + r): minimal big-endian bytes. */
 export const residueToBytes = (x: bigint): Buffer => Buffer.from(bigintToBytes(x));
 export const residueFromBytes = (b: Uint8Array): bigint => bytesToBigint(b);
+
+const PHASE_TO_WIRE: Record<QueryPhase, wire.QueryPhase> = {
+  'lower-bounds': wire.QueryPhase.QUERY_PHASE_LOWER_BOUNDS,
+  candidates: wire.QueryPhase.QUERY_PHASE_CANDIDATES,
+  distances: wire.QueryPhase.QUERY_PHASE_DISTANCES,
+};
+const PHASE_FROM_WIRE = new Map<wire.QueryPhase, QueryPhase>(Object.entries(PHASE_TO_WIRE).map(([k, v]) => [v, k as QueryPhase]));
+
+export function progressToWire(p: QueryProgress): wire.QueryProgress {
+  return { phase: PHASE_TO_WIRE[p.phase], done: BigInt(p.done), total: BigInt(p.total), rejected: BigInt(p.rejected) };
+}
+
+export function progressFromWire(p: wire.QueryProgress): QueryProgress {
+  const phase = PHASE_FROM_WIRE.get(p.phase);
+  if (!phase) throw invalidInput('progress without a known phase');
+  return { phase, done: Number(p.done), total: Number(p.total), rejected: Number(p.rejected) };
+}

@@ -6,6 +6,7 @@ import { plaintextNearest, squaredDistance } from '../../reference';
 import { SPREAD_SCALE } from '../../encoding/lower-bound';
 import { inProcessTransport } from '../in-process';
 import { KeyHolderPeer } from '../peer';
+import { QUERY_PHASES, type QueryProgress } from '../progress';
 import { RetrievalStore } from '../retrieval';
 import { TicketStore } from '../ticket-store';
 import { shareQuery, type QueryShares } from './doctor';
@@ -71,7 +72,15 @@ async function collection(images: Uint16Array[], p: PackingParams, holes = new S
   return { c1, c2 };
 }
 
-async function runFast(images: Uint16Array[], q: Uint16Array, k: number, p: PackingParams, holes?: Set<number>, spy?: bigint[]) {
+async function runFast(
+  images: Uint16Array[],
+  q: Uint16Array,
+  k: number,
+  p: PackingParams,
+  holes?: Set<number>,
+  spy?: bigint[],
+  onProgress?: (p: QueryProgress) => void,
+) {
   const { c1, c2 } = await collection(images, p, holes);
   const shares = new TicketStore<QueryShares>('query share');
   const query = await shareQuery(q, p, async (v) => v.map((m) => pk2.encrypt(m)));
@@ -93,7 +102,7 @@ async function runFast(images: Uint16Array[], q: Uint16Array, k: number, p: Pack
     shares,
   });
   const peer = new KeyHolderPeer(transport, 'fast-test');
-  return fastSearch({ crypto: { keyHolderKey: pk2, ownSecretKey: sk1, multiExp: localMultiExp }, peer }, c1, query.forC1, ticket, k, 'test');
+  return fastSearch({ crypto: { keyHolderKey: pk2, ownSecretKey: sk1, multiExp: localMultiExp }, peer }, c1, query.forC1, ticket, k, 'test', onProgress);
 }
 
 const expected = (images: Uint16Array[], q: Uint16Array, k: number) =>
@@ -145,6 +154,27 @@ describe('the fast protocol returns exactly the plaintext nearest neighbours', (
     const result = await runFast(images, q, 1, p);
     expect(result.candidates).toEqual(expected(images, q, 1));
     expect(result.rejected).toBeGreaterThanOrEqual(images.length - 2 * p.groupSize);
+  });
+
+  it('reports progress in groups: every bound, then groups settled, ending with all settled and the reply\'s rejected count', async () => {
+    const p = packingParams(512, 8, 8, 255);
+    const images = Array.from({ length: 12 }, (_, i) => new Uint16Array(64).fill(i * 20));
+    const q = new Uint16Array(64).fill(3);
+    const events: QueryProgress[] = [];
+    const result = await runFast(images, q, 1, p, undefined, undefined, (e) => events.push(e));
+    const groups = Math.ceil(images.length / p.groupSize);
+    const bounds = events.filter((e) => e.phase === 'lower-bounds');
+    const visits = events.filter((e) => e.phase === 'candidates');
+    expect(events.map((e) => QUERY_PHASES.indexOf(e.phase)), 'phases in order').toEqual([...events.map((e) => QUERY_PHASES.indexOf(e.phase))].sort());
+    expect(bounds.map((e) => e.done), 'one event per group bounded').toEqual(Array.from({ length: groups + 1 }, (_, i) => i));
+    expect(new Set(events.map((e) => e.total)), 'totals are groups').toEqual(new Set([groups]));
+    for (let i = 1; i < visits.length; i++) {
+      expect(visits[i].done, 'groups settled never go back').toBeGreaterThanOrEqual(visits[i - 1].done);
+      expect(visits[i].rejected, 'rejected never goes back').toBeGreaterThanOrEqual(visits[i - 1].rejected);
+    }
+    expect(visits.at(-1), 'the last event: every group settled').toEqual({ phase: 'candidates', done: groups, total: groups, rejected: result.rejected });
+    expect(result.rejected, 'this collection prunes').toBeGreaterThan(0);
+    expect(visits.at(-2)!.done, 'pruned groups were not visited one by one').toBeLessThan(groups);
   });
 
   it('shows C2 only masked values: no decrypted slot equals a true distance or bound', async () => {

@@ -5,6 +5,7 @@ import { invalidInput, protocolState } from '../../errors';
 import type { Ranking } from '../fnn';
 import type { Contribution, GroupLayout } from '../messages';
 import type { KeyHolderPeer } from '../peer';
+import type { ProgressListener } from '../progress';
 import type { FastQueryForC1 } from './doctor';
 import { ALPHA_BITS, broadcast, type PackingParams } from './params';
 
@@ -68,6 +69,7 @@ export async function fastSearch(
   shareTicket: string,
   k: number,
   requestId: string,
+  onProgress: ProgressListener = () => {},
 ): Promise<Ranking> {
   const { crypto, peer } = ctx;
   const pk2 = crypto.keyHolderKey;
@@ -93,22 +95,32 @@ export async function fastSearch(
     return pk2.add(pk2.add(constant, pk2.mulPlain(inner, -2n)), queryConstant[family]);
   };
 
+  // Progress counts groups: the unit of work here (one multi-exponentiation and one decryption each).
+  const groupCount = records.groups.length;
   const boundsStarted = Date.now();
+  onProgress({ phase: 'lower-bounds', done: 0, total: groupCount, rejected: 0 });
   const opened = await peer.fastOpen(pk2.fingerprint(), crypto.ownSecretKey.publicKey.fingerprint(), k, requestId, shareTicket, records.groups);
   if (opened.length !== records.groups.length) throw protocolState('C2 sent bound contributions for other groups');
   const bounds = [];
   for (const c of opened) {
     const value = await packedValue('bound', c);
     bounds.push({ group: c.group, value: pk2.addPlain(pk2.mulPlain(value, mask.alpha), broadcast(mask.gamma, p.slotBits, G)) });
+    onProgress({ phase: 'lower-bounds', done: bounds.length, total: groupCount, rejected: 0 });
   }
   const lowerBoundMs = Date.now() - boundsStarted;
+  let visited = 0;
+  onProgress({ phase: 'candidates', done: 0, total: groupCount, rejected: 0 });
   let next = await peer.fastBounds(bounds);
   while (!next.done) {
+    onProgress({ phase: 'candidates', done: visited, total: groupCount, rejected: next.rejected });
     const c = next.contribution;
     if (!c || !records.groups.some((g) => g.group === c.group)) throw protocolState('C2 asked for a group that does not exist');
     const value = await packedValue('distance', c);
     const masked = pk2.addPlain(pk2.mulPlain(value, mask.alpha), broadcast(mask.beta, p.slotBits, G));
     next = await peer.fastDistance(c.group, masked);
+    visited++;
   }
+  // The groups not visited were pruned: every group is settled.
+  onProgress({ phase: 'candidates', done: groupCount, total: groupCount, rejected: next.rejected });
   return { candidates: await peer.finish(), rejected: next.rejected, lowerBoundMs };
 }

@@ -12,8 +12,10 @@ import {
   Client,
   type ClientDuplexStream,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
   type handleBidiStreamingCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -68,6 +70,55 @@ export function protocolToJSON(object: Protocol): string {
     case Protocol.PROTOCOL_FAST:
       return "PROTOCOL_FAST";
     case Protocol.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** Where a running query is. Phases come in this order; a protocol skips those it has not. */
+export enum QueryPhase {
+  QUERY_PHASE_UNSPECIFIED = 0,
+  /** QUERY_PHASE_LOWER_BOUNDS - fnn: records bounded; fast: groups bounded */
+  QUERY_PHASE_LOWER_BOUNDS = 1,
+  /** QUERY_PHASE_CANDIDATES - records (fnn) or groups (fast) settled: distance computed or rejected by the bound */
+  QUERY_PHASE_CANDIDATES = 2,
+  /** QUERY_PHASE_DISTANCES - bf: records whose distance is computed */
+  QUERY_PHASE_DISTANCES = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function queryPhaseFromJSON(object: any): QueryPhase {
+  switch (object) {
+    case 0:
+    case "QUERY_PHASE_UNSPECIFIED":
+      return QueryPhase.QUERY_PHASE_UNSPECIFIED;
+    case 1:
+    case "QUERY_PHASE_LOWER_BOUNDS":
+      return QueryPhase.QUERY_PHASE_LOWER_BOUNDS;
+    case 2:
+    case "QUERY_PHASE_CANDIDATES":
+      return QueryPhase.QUERY_PHASE_CANDIDATES;
+    case 3:
+    case "QUERY_PHASE_DISTANCES":
+      return QueryPhase.QUERY_PHASE_DISTANCES;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return QueryPhase.UNRECOGNIZED;
+  }
+}
+
+export function queryPhaseToJSON(object: QueryPhase): string {
+  switch (object) {
+    case QueryPhase.QUERY_PHASE_UNSPECIFIED:
+      return "QUERY_PHASE_UNSPECIFIED";
+    case QueryPhase.QUERY_PHASE_LOWER_BOUNDS:
+      return "QUERY_PHASE_LOWER_BOUNDS";
+    case QueryPhase.QUERY_PHASE_CANDIDATES:
+      return "QUERY_PHASE_CANDIDATES";
+    case QueryPhase.QUERY_PHASE_DISTANCES:
+      return "QUERY_PHASE_DISTANCES";
+    case QueryPhase.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
@@ -365,6 +416,24 @@ export interface QueryReply {
   errorMessage: string;
   /** time of the lower-bound stage (fnn, fast) */
   lowerBoundMs: bigint;
+}
+
+/**
+ * Counts only: never a distance, a bound or a record. C1 sends what its reply
+ * will reveal anyway (how many records the bound rejected), only earlier.
+ */
+export interface QueryProgress {
+  phase: QueryPhase;
+  done: bigint;
+  total: bigint;
+  /** records rejected by the bound so far */
+  rejected: bigint;
+}
+
+export interface QueryEvent {
+  event: { $case: "progress"; value: QueryProgress } | //
+  /** the last event: the same as Query's reply */
+  { $case: "reply"; value: QueryReply } | undefined;
 }
 
 export interface StatusRequest {
@@ -2868,6 +2937,233 @@ export const QueryReply: MessageFns<QueryReply> = {
     message.lowerBoundMs = (object.lowerBoundMs !== undefined && object.lowerBoundMs !== null)
       ? BigInt(object.lowerBoundMs)
       : 0n;
+    return message;
+  },
+};
+
+function createBaseQueryProgress(): QueryProgress {
+  return { phase: 0, done: 0n, total: 0n, rejected: 0n };
+}
+
+export const QueryProgress: MessageFns<QueryProgress> = {
+  encode(message: QueryProgress, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.phase !== 0) {
+      writer.uint32(8).int32(message.phase);
+    }
+    if (message.done !== 0n) {
+      if (BigInt.asUintN(64, message.done) !== message.done) {
+        throw new globalThis.Error("value provided for field message.done of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.done);
+    }
+    if (message.total !== 0n) {
+      if (BigInt.asUintN(64, message.total) !== message.total) {
+        throw new globalThis.Error("value provided for field message.total of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.total);
+    }
+    if (message.rejected !== 0n) {
+      if (BigInt.asUintN(64, message.rejected) !== message.rejected) {
+        throw new globalThis.Error("value provided for field message.rejected of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.rejected);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): QueryProgress {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQueryProgress();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.phase = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.done = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.total = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.rejected = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): QueryProgress {
+    return {
+      phase: isSet(object.phase) ? queryPhaseFromJSON(object.phase) : 0,
+      done: isSet(object.done) ? BigInt(object.done) : 0n,
+      total: isSet(object.total) ? BigInt(object.total) : 0n,
+      rejected: isSet(object.rejected) ? BigInt(object.rejected) : 0n,
+    };
+  },
+
+  toJSON(message: QueryProgress): unknown {
+    const obj: any = {};
+    if (message.phase !== 0) {
+      obj.phase = queryPhaseToJSON(message.phase);
+    }
+    if (message.done !== 0n) {
+      obj.done = message.done.toString();
+    }
+    if (message.total !== 0n) {
+      obj.total = message.total.toString();
+    }
+    if (message.rejected !== 0n) {
+      obj.rejected = message.rejected.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<QueryProgress>): QueryProgress {
+    return QueryProgress.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<QueryProgress>): QueryProgress {
+    const message = createBaseQueryProgress();
+    message.phase = object.phase ?? 0;
+    message.done = (object.done !== undefined && object.done !== null) ? BigInt(object.done) : 0n;
+    message.total = (object.total !== undefined && object.total !== null) ? BigInt(object.total) : 0n;
+    message.rejected = (object.rejected !== undefined && object.rejected !== null) ? BigInt(object.rejected) : 0n;
+    return message;
+  },
+};
+
+function createBaseQueryEvent(): QueryEvent {
+  return { event: undefined };
+}
+
+export const QueryEvent: MessageFns<QueryEvent> = {
+  encode(message: QueryEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.event?.$case) {
+      case "progress":
+        QueryProgress.encode(message.event.value, writer.uint32(10).fork()).join();
+        break;
+      case "reply":
+        QueryReply.encode(message.event.value, writer.uint32(18).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): QueryEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQueryEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.event = { $case: "progress", value: QueryProgress.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.event = { $case: "reply", value: QueryReply.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): QueryEvent {
+    return {
+      event: isSet(object.progress)
+        ? { $case: "progress", value: QueryProgress.fromJSON(object.progress) }
+        : isSet(object.reply)
+        ? { $case: "reply", value: QueryReply.fromJSON(object.reply) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: QueryEvent): unknown {
+    const obj: any = {};
+    if (message.event?.$case === "progress") {
+      obj.progress = QueryProgress.toJSON(message.event.value);
+    } else if (message.event?.$case === "reply") {
+      obj.reply = QueryReply.toJSON(message.event.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<QueryEvent>): QueryEvent {
+    return QueryEvent.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<QueryEvent>): QueryEvent {
+    const message = createBaseQueryEvent();
+    switch (object.event?.$case) {
+      case "progress": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "progress", value: QueryProgress.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "reply": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "reply", value: QueryReply.fromPartial(object.event.value) };
+        }
+        break;
+      }
+    }
     return message;
   },
 };
@@ -6220,6 +6516,16 @@ export const DatabaseService = {
     responseSerialize: (value: QueryReply): Buffer => Buffer.from(QueryReply.encode(value).finish()),
     responseDeserialize: (value: Buffer): QueryReply => QueryReply.decode(value),
   },
+  /** Query, with progress while it runs: QueryProgress events, then the reply. */
+  queryWithProgress: {
+    path: "/fnn.v1.Database/QueryWithProgress" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: QueryRequest): Buffer => Buffer.from(QueryRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): QueryRequest => QueryRequest.decode(value),
+    responseSerialize: (value: QueryEvent): Buffer => Buffer.from(QueryEvent.encode(value).finish()),
+    responseDeserialize: (value: Buffer): QueryEvent => QueryEvent.decode(value),
+  },
   /** Many queries over one stream; replies arrive as each query finishes, in any order. */
   batchQuery: {
     path: "/fnn.v1.Database/BatchQuery" as const,
@@ -6273,6 +6579,8 @@ export interface DatabaseServer extends UntypedServiceImplementation {
   /** Records out, with the new packed columns of every group that loses a member. */
   delete: handleUnaryCall<DeleteRequest, DeleteReply>;
   query: handleUnaryCall<QueryRequest, QueryReply>;
+  /** Query, with progress while it runs: QueryProgress events, then the reply. */
+  queryWithProgress: handleServerStreamingCall<QueryRequest, QueryEvent>;
   /** Many queries over one stream; replies arrive as each query finishes, in any order. */
   batchQuery: handleBidiStreamingCall<QueryRequest, QueryReply>;
   status: handleUnaryCall<StatusRequest, DatabaseStatus>;
@@ -6333,6 +6641,13 @@ export interface DatabaseClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: QueryReply) => void,
   ): ClientUnaryCall;
+  /** Query, with progress while it runs: QueryProgress events, then the reply. */
+  queryWithProgress(request: QueryRequest, options?: Partial<CallOptions>): ClientReadableStream<QueryEvent>;
+  queryWithProgress(
+    request: QueryRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<QueryEvent>;
   /** Many queries over one stream; replies arrive as each query finishes, in any order. */
   batchQuery(): ClientDuplexStream<QueryRequest, QueryReply>;
   batchQuery(options: Partial<CallOptions>): ClientDuplexStream<QueryRequest, QueryReply>;
