@@ -7,11 +7,13 @@ import { jsonLines, runCli, startDaemon, type Daemon } from './harness';
 import { EXIT } from './output';
 
 // The whole system as a hospital runs it: the `fnn` binary, both daemons on
-// ephemeral localhost ports, small keys and images so it stays quick.
+// ephemeral localhost ports over mutual TLS (the owner's certificate for every
+// command, by FNN_TLS_DIR), small keys and images so it stays quick.
 
 const SIZE = 6;
 let work: string;
 let keys: string;
+let certs: string;
 let c1: Daemon;
 let c2: Daemon;
 const stored: { id: string; pixels: Uint16Array }[] = [];
@@ -22,8 +24,10 @@ function writeImage(path: string, pixels: Uint16Array, width = SIZE, height = SI
 
 const randomPixels = (n = SIZE * SIZE) => Uint16Array.from({ length: n }, () => Math.floor(Math.random() * 256));
 
+const as = (party: string) => ({ FNN_TLS_DIR: join(certs, party) });
+
 async function fnn(...args: string[]) {
-  return runCli(args);
+  return runCli(args, as('owner'));
 }
 
 const conn = () => ['--c1', c1.address, '--c2', c2.address, '--keys', keys];
@@ -31,10 +35,13 @@ const conn = () => ['--c1', c1.address, '--c2', c2.address, '--keys', keys];
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'fnn-e2e-'));
   keys = join(work, 'keys');
+  certs = join(work, 'certs');
   const gen = await fnn('keygen', '--out', keys, '--bits', '512', '--json');
   expect(gen.code, gen.stderr).toBe(0);
-  c2 = await startDaemon('c2', ['--listen', '127.0.0.1:0', '--keys', keys, '--db', join(work, 'c2.db')]);
-  c1 = await startDaemon('c1', ['--listen', '127.0.0.1:0', '--keys', keys, '--c2', c2.address, '--db', join(work, 'c1.db')]);
+  const issued = await fnn('certs', '--out', certs, '--json');
+  expect(issued.code, issued.stderr).toBe(0);
+  c2 = await startDaemon('c2', ['--listen', '127.0.0.1:0', '--keys', keys, '--db', join(work, 'c2.db')], as('c2'));
+  c1 = await startDaemon('c1', ['--listen', '127.0.0.1:0', '--keys', keys, '--c2', c2.address, '--db', join(work, 'c1.db')], as('c1'));
   mkdirSync(join(work, 'images'));
   const base = randomPixels();
   const images = [randomPixels(), base, randomPixels(), Uint16Array.from(base), randomPixels(), randomPixels()];
@@ -155,7 +162,7 @@ describe('bad input', () => {
   });
 
   it('a missing address is a usage error that names the flag and the variable', async () => {
-    const run = await runCli(['status'], { FNN_C1: '', FNN_C2: '' });
+    const run = await runCli(['status', '--insecure'], { FNN_C1: '', FNN_C2: '' });
     expect(run.code).toBe(EXIT.usage);
     expect(run.stderr).toMatch(/--c1.*FNN_C1/);
   });
@@ -191,7 +198,7 @@ describe('C2 down', () => {
     const [s] = jsonLines(status.stdout) as [{ c1: { up: boolean; seesC2: boolean }; c2: { up: boolean } }];
     expect(s.c1).toMatchObject({ up: true, seesC2: false });
     expect(s.c2.up).toBe(false);
-    c2 = await startDaemon('c2', ['--listen', c2Address, '--keys', keys, '--db', join(work, 'c2.db')]);
+    c2 = await startDaemon('c2', ['--listen', c2Address, '--keys', keys, '--db', join(work, 'c2.db')], as('c2'));
     const again = await fnn('query', query, ...conn(), '--json');
     expect(again.code, again.stderr).toBe(0);
     expect(existsSync(join(work, 'c1.db'))).toBe(true);

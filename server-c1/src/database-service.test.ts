@@ -11,6 +11,7 @@ import {
   encryptSlotRecord,
   generateKeyPair,
   generateSymmetricKey,
+  INSECURE,
   localEvaluator,
   localKeyHolder,
   multiExp,
@@ -343,6 +344,7 @@ function c2Config(listen: string) {
     crypto: localKeyHolder(sk),
     fast: { ownSecretKey: sk, evaluatorKey: pk1, multiExp: localMultiExp },
     log: silentLogger,
+    transport: INSECURE,
   };
 }
 
@@ -360,6 +362,7 @@ beforeAll(async () => {
     crypto: localEvaluator(pk),
     fast: { keyHolderKey: pk, ownSecretKey: sk1, multiExp: localMultiExp },
     log: silentLogger,
+    transport: INSECURE,
   };
   c1 = await startC1({ ...c1Config, dbPath: join(root, 'c1.db') });
   c1Empty = await startC1({ ...c1Config, dbPath: join(root, 'c1-empty.db') });

@@ -1,11 +1,12 @@
+import type { Transport } from '@fnn/shared';
 import { call, checkAddress, connectC1, connectReplica } from '../connect';
 import { loadRecordKey } from '../key-files';
 import { CliError, classify, type Output } from '../output';
 
 /** `fnn delete`: all named records go in one transaction, or none if one is unknown. */
-export async function deleteRecords(out: Output, ids: string[], options: { c1: string; c2: string; keys: string }): Promise<void> {
-  const client = connectC1(checkAddress(options.c1, '--c1', 'FNN_C1'));
-  const replica = connectReplica(checkAddress(options.c2, '--c2', 'FNN_C2'));
+export async function deleteRecords(out: Output, ids: string[], options: { c1: string; c2: string; keys: string; transport: Transport }): Promise<void> {
+  const client = connectC1(checkAddress(options.c1, '--c1', 'FNN_C1'), options.transport);
+  const replica = connectReplica(checkAddress(options.c2, '--c2', 'FNN_C2'), options.transport);
   const recordKey = loadRecordKey(options.keys);
   try {
     const lookupTags = ids.map((id) => recordKey.lookupTag(id));

@@ -1,4 +1,4 @@
-import type { GrayImage } from '@fnn/shared';
+import type { GrayImage, Transport } from '@fnn/shared';
 import { call, checkAddress, connectC1, connectReplica } from '../connect';
 import { createCrypto } from '../crypto-workers';
 import {
@@ -20,6 +20,7 @@ export interface UploadOptions extends ImageFlags {
   c2: string;
   keys: string;
   id?: string;
+  transport: Transport;
 }
 
 type Size = { width: number; height: number };
@@ -49,8 +50,8 @@ export async function upload(out: Output, paths: string[], options: UploadOption
   const recordKey = loadRecordKey(options.keys);
   const c1Key = loadC1PublicKey(options.keys);
   const c1Secret = hasC1SecretKey(options.keys) ? loadC1SecretKey(options.keys, c1Key) : undefined;
-  const client = connectC1(address);
-  const replica = connectReplica(replicaAddress);
+  const client = connectC1(address, options.transport);
+  const replica = connectReplica(replicaAddress, options.transport);
   let underC1Key: ReturnType<typeof createCrypto> | undefined;
   const started = Date.now();
   let stored = 0;
@@ -78,7 +79,8 @@ export async function upload(out: Output, paths: string[], options: UploadOption
       notUploaded += records;
       const { reason } = classify(error);
       bar.around(() => out.result({ file, id, status: 'failed', error: reason }, `${where}${file}: FAILED: ${reason}`));
-      if (classify(error).code === EXIT.unavailable) throw error; // C1 is down: the rest would fail too
+      // C1 is down, or refuses this certificate: the rest would fail too
+      if (classify(error).code === EXIT.unavailable || classify(error).code === EXIT.refused) throw error;
     };
 
     const plan: { file: string; count: number }[] = [];
