@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,8 +26,13 @@ const randomPixels = (n = SIZE * SIZE) => Uint16Array.from({ length: n }, () => 
 
 const as = (party: string) => ({ FNN_TLS_DIR: join(certs, party) });
 
+/** The owner runs every command unless a test says otherwise. */
 async function fnn(...args: string[]) {
   return runCli(args, as('owner'));
+}
+
+async function doctor(...args: string[]) {
+  return runCli(args, as('doctor'));
 }
 
 const conn = () => ['--c1', c1.address, '--c2', c2.address, '--keys', keys];
@@ -89,7 +94,7 @@ describe('upload, query, batch query, status', () => {
     const query = randomPixels();
     writeImage(join(work, `q-${protocol}.png`), query);
     const out = join(work, `out-${protocol}`);
-    const run = await fnn('query', join(work, `q-${protocol}.png`), ...conn(), '--protocol', protocol, '--out', out, '--json');
+    const run = await doctor('query', join(work, `q-${protocol}.png`), ...conn(), '--protocol', protocol, '--out', out, '--json');
     expect(run.code, run.stderr).toBe(0);
     const [result] = jsonLines(run.stdout) as [{ results: { id: string; distance: string; image: string }[]; protocol: string; total: number }];
     const [want] = plaintextNearest(stored, query, 1);
@@ -123,7 +128,7 @@ describe('upload, query, batch query, status', () => {
       writeImage(p, q);
       return p;
     });
-    const run = await fnn('batch-query', ...paths, ...conn(), '--json');
+    const run = await doctor('batch-query', ...paths, ...conn(), '--json');
     expect(run.code, run.stderr).toBe(0);
     const results = jsonLines(run.stdout) as { query: string; results: { id: string; distance: string }[] }[];
     expect(results.map((r) => r.query).sort()).toEqual([...paths].sort());
@@ -182,6 +187,41 @@ describe('delete', () => {
       expect(result.results[0].id).not.toBe(removed.id);
       expect(result.results[0].id).toBe(plaintextNearest(stored, removed.pixels, 1)[0].id);
     }
+  });
+});
+
+describe('certificates and roles', () => {
+  it("fnn certs writes the CA's and each party's private key with mode 0600 and refuses to overwrite", async () => {
+    expect(statSync(join(certs, 'ca-key.pem')).mode & 0o777).toBe(0o600);
+    for (const party of ['c1', 'c2', 'owner', 'doctor']) expect(statSync(join(certs, party, 'key.pem')).mode & 0o777, party).toBe(0o600);
+    const again = await fnn('certs', '--out', certs);
+    expect(again.code).toBe(EXIT.usage);
+    expect(again.stderr).toMatch(/refusing to overwrite/);
+  });
+
+  it("refuses a doctor's upload (PERMISSION_DENIED, exit 6) and stores nothing", async () => {
+    const before = jsonLines((await fnn('status', '--c1', c1.address, '--c2', c2.address, '--json')).stdout)[0] as { c1: { records: number } };
+    writeImage(join(work, 'by-doctor.png'), randomPixels());
+    const one = await doctor('upload', join(work, 'by-doctor.png'), ...conn());
+    expect(one.code, one.stderr).toBe(EXIT.refused);
+    expect(one.stderr).toMatch(/PERMISSION_DENIED/);
+    const after = jsonLines((await fnn('status', '--c1', c1.address, '--c2', c2.address, '--json')).stdout)[0] as { c1: { records: number } };
+    expect(after.c1.records).toBe(before.c1.records);
+  });
+
+  it('a daemon refuses to start with a TLS private key that others can read', async () => {
+    const loose = join(work, 'loose-c2');
+    cpSync(join(certs, 'c2'), loose, { recursive: true });
+    chmodSync(join(loose, 'key.pem'), 0o644);
+    const run = await runCli(['c2', '--listen', '127.0.0.1:0', '--keys', keys, '--db', join(work, 'loose.db'), '--tls-dir', loose]);
+    expect(run.code).toBe(EXIT.usage);
+    expect(run.stderr).toMatch(/key\.pem has mode 644; a secret key must be 0600/);
+  });
+
+  it('a command without a certificate or --insecure says how to connect', async () => {
+    const run = await runCli(['status', '--c1', c1.address, '--c2', c2.address]);
+    expect(run.code).toBe(EXIT.usage);
+    expect(run.stderr).toMatch(/--tls-dir.*--insecure/);
   });
 });
 
