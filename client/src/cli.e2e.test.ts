@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodePng, encodePng, plaintextNearest } from '@fnn/shared';
 import { jsonLines, runCli, startDaemon, type Daemon } from './harness';
 import { EXIT } from './output';
+import { transportFrom } from './tls-files';
 
 // The whole system as a hospital runs it: the `fnn` binary, both daemons on
 // ephemeral localhost ports over mutual TLS (the owner's certificate for every
@@ -25,6 +26,8 @@ function writeImage(path: string, pixels: Uint16Array, width = SIZE, height = SI
 const randomPixels = (n = SIZE * SIZE) => Uint16Array.from({ length: n }, () => Math.floor(Math.random() * 256));
 
 const as = (party: string) => ({ FNN_TLS_DIR: join(certs, party) });
+/** The owner's credentials, for the harness to wait until a daemon's health says SERVING. */
+const readyAs = () => transportFrom({ tlsDir: join(certs, 'owner') }, ['owner']);
 
 /** The owner runs every command unless a test says otherwise. */
 async function fnn(...args: string[]) {
@@ -45,8 +48,8 @@ beforeAll(async () => {
   expect(gen.code, gen.stderr).toBe(0);
   const issued = await fnn('certs', '--out', certs, '--json');
   expect(issued.code, issued.stderr).toBe(0);
-  c2 = await startDaemon('c2', ['--listen', '127.0.0.1:0', '--keys', keys, '--db', join(work, 'c2.db')], as('c2'));
-  c1 = await startDaemon('c1', ['--listen', '127.0.0.1:0', '--keys', keys, '--c2', c2.address, '--db', join(work, 'c1.db')], as('c1'));
+  c2 = await startDaemon('c2', ['--listen', '127.0.0.1:0', '--keys', keys, '--db', join(work, 'c2.db')], as('c2'), readyAs());
+  c1 = await startDaemon('c1', ['--listen', '127.0.0.1:0', '--keys', keys, '--c2', c2.address, '--db', join(work, 'c1.db')], as('c1'), readyAs());
   mkdirSync(join(work, 'images'));
   const base = randomPixels();
   const images = [randomPixels(), base, randomPixels(), Uint16Array.from(base), randomPixels(), randomPixels()];
@@ -238,7 +241,7 @@ describe('C2 down', () => {
     const [s] = jsonLines(status.stdout) as [{ c1: { up: boolean; seesC2: boolean }; c2: { up: boolean } }];
     expect(s.c1).toMatchObject({ up: true, seesC2: false });
     expect(s.c2.up).toBe(false);
-    c2 = await startDaemon('c2', ['--listen', c2Address, '--keys', keys, '--db', join(work, 'c2.db')], as('c2'));
+    c2 = await startDaemon('c2', ['--listen', c2Address, '--keys', keys, '--db', join(work, 'c2.db')], as('c2'), readyAs());
     const again = await fnn('query', query, ...conn(), '--json');
     expect(again.code, again.stderr).toBe(0);
     expect(existsSync(join(work, 'c1.db'))).toBe(true);
