@@ -20,7 +20,6 @@ import { transportFrom, type TransportFlags } from './tls-files';
 //   party's certificate directory) or FNN_TLS_CA / FNN_TLS_CERT / FNN_TLS_KEY.
 
 const env = (name: string) => process.env[name];
-
 const keys = () => new Option('--keys <dir>', 'key directory').env('FNN_KEYS').default('keys');
 const c1 = () => new Option('--c1 <host:port>', 'C1 address').env('FNN_C1');
 const c2 = () => new Option('--c2 <host:port>', 'C2 address').env('FNN_C2');
