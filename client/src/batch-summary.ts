@@ -20,6 +20,8 @@ const CODE_OF_KIND: Record<FnnErrorKind, string> = {
   'not-found': 'NOT_FOUND',
   'protocol-state': 'FAILED_PRECONDITION',
   'peer-unavailable': 'UNAVAILABLE',
+  unauthenticated: 'UNAUTHENTICATED',
+  'permission-denied': 'PERMISSION_DENIED',
 };
 
 const CODE_OF_CLI_KIND: Record<CliError['kind'], string> = {
@@ -29,6 +31,7 @@ const CODE_OF_CLI_KIND: Record<CliError['kind'], string> = {
   invalid: 'INVALID_ARGUMENT',
   notFound: 'NOT_FOUND',
   unavailable: 'UNAVAILABLE',
+  refused: 'PERMISSION_DENIED',
   failure: 'UNKNOWN',
 };
 

@@ -1,17 +1,20 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodePng, encodePng, plaintextNearest } from '@fnn/shared';
 import { jsonLines, runCli, startDaemon, type Daemon } from './harness';
 import { EXIT } from './output';
+import { transportFrom } from './tls-files';
 
 // The whole system as a hospital runs it: the `fnn` binary, both daemons on
-// ephemeral localhost ports, small keys and images so it stays quick.
+// ephemeral localhost ports over mutual TLS (the owner's certificate for every
+// command, by FNN_TLS_DIR), small keys and images so it stays quick.
 
 const SIZE = 6;
 let work: string;
 let keys: string;
+let certs: string;
 let c1: Daemon;
 let c2: Daemon;
 const stored: { id: string; pixels: Uint16Array }[] = [];
@@ -22,8 +25,17 @@ function writeImage(path: string, pixels: Uint16Array, width = SIZE, height = SI
 
 const randomPixels = (n = SIZE * SIZE) => Uint16Array.from({ length: n }, () => Math.floor(Math.random() * 256));
 
+const as = (party: string) => ({ FNN_TLS_DIR: join(certs, party) });
+/** The owner's credentials, for the harness to wait until a daemon's health says SERVING. */
+const readyAs = () => transportFrom({ tlsDir: join(certs, 'owner') }, ['owner']);
+
+/** The owner runs every command unless a test says otherwise. */
 async function fnn(...args: string[]) {
-  return runCli(args);
+  return runCli(args, as('owner'));
+}
+
+async function doctor(...args: string[]) {
+  return runCli(args, as('doctor'));
 }
 
 const conn = () => ['--c1', c1.address, '--c2', c2.address, '--keys', keys];
@@ -31,10 +43,13 @@ const conn = () => ['--c1', c1.address, '--c2', c2.address, '--keys', keys];
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'fnn-e2e-'));
   keys = join(work, 'keys');
+  certs = join(work, 'certs');
   const gen = await fnn('keygen', '--out', keys, '--bits', '512', '--json');
   expect(gen.code, gen.stderr).toBe(0);
-  c2 = await startDaemon('c2', ['--listen', '127.0.0.1:0', '--keys', keys, '--db', join(work, 'c2.db')]);
-  c1 = await startDaemon('c1', ['--listen', '127.0.0.1:0', '--keys', keys, '--c2', c2.address, '--db', join(work, 'c1.db')]);
+  const issued = await fnn('certs', '--out', certs, '--json');
+  expect(issued.code, issued.stderr).toBe(0);
+  c2 = await startDaemon('c2', ['--listen', '127.0.0.1:0', '--keys', keys, '--db', join(work, 'c2.db')], as('c2'), readyAs());
+  c1 = await startDaemon('c1', ['--listen', '127.0.0.1:0', '--keys', keys, '--c2', c2.address, '--db', join(work, 'c1.db')], as('c1'), readyAs());
   mkdirSync(join(work, 'images'));
   const base = randomPixels();
   const images = [randomPixels(), base, randomPixels(), Uint16Array.from(base), randomPixels(), randomPixels()];
@@ -82,7 +97,7 @@ describe('upload, query, batch query, status', () => {
     const query = randomPixels();
     writeImage(join(work, `q-${protocol}.png`), query);
     const out = join(work, `out-${protocol}`);
-    const run = await fnn('query', join(work, `q-${protocol}.png`), ...conn(), '--protocol', protocol, '--out', out, '--json');
+    const run = await doctor('query', join(work, `q-${protocol}.png`), ...conn(), '--protocol', protocol, '--out', out, '--json');
     expect(run.code, run.stderr).toBe(0);
     const [result] = jsonLines(run.stdout) as [{ results: { id: string; distance: string; image: string }[]; protocol: string; total: number }];
     const [want] = plaintextNearest(stored, query, 1);
@@ -116,7 +131,7 @@ describe('upload, query, batch query, status', () => {
       writeImage(p, q);
       return p;
     });
-    const run = await fnn('batch-query', ...paths, ...conn(), '--json');
+    const run = await doctor('batch-query', ...paths, ...conn(), '--json');
     expect(run.code, run.stderr).toBe(0);
     const results = jsonLines(run.stdout) as { query: string; results: { id: string; distance: string }[] }[];
     const summary = results.pop() as unknown as { summary: Record<string, unknown> };
@@ -197,7 +212,7 @@ describe('bad input', () => {
   });
 
   it('a missing address is a usage error that names the flag and the variable', async () => {
-    const run = await runCli(['status'], { FNN_C1: '', FNN_C2: '' });
+    const run = await runCli(['status', '--insecure'], { FNN_C1: '', FNN_C2: '' });
     expect(run.code).toBe(EXIT.usage);
     expect(run.stderr).toMatch(/--c1.*FNN_C1/);
   });
@@ -220,6 +235,41 @@ describe('delete', () => {
   });
 });
 
+describe('certificates and roles', () => {
+  it("fnn certs writes the CA's and each party's private key with mode 0600 and refuses to overwrite", async () => {
+    expect(statSync(join(certs, 'ca-key.pem')).mode & 0o777).toBe(0o600);
+    for (const party of ['c1', 'c2', 'owner', 'doctor']) expect(statSync(join(certs, party, 'key.pem')).mode & 0o777, party).toBe(0o600);
+    const again = await fnn('certs', '--out', certs);
+    expect(again.code).toBe(EXIT.usage);
+    expect(again.stderr).toMatch(/refusing to overwrite/);
+  });
+
+  it("refuses a doctor's upload (PERMISSION_DENIED, exit 6) and stores nothing", async () => {
+    const before = jsonLines((await fnn('status', '--c1', c1.address, '--c2', c2.address, '--json')).stdout)[0] as { c1: { records: number } };
+    writeImage(join(work, 'by-doctor.png'), randomPixels());
+    const one = await doctor('upload', join(work, 'by-doctor.png'), ...conn());
+    expect(one.code, one.stderr).toBe(EXIT.refused);
+    expect(one.stderr).toMatch(/PERMISSION_DENIED/);
+    const after = jsonLines((await fnn('status', '--c1', c1.address, '--c2', c2.address, '--json')).stdout)[0] as { c1: { records: number } };
+    expect(after.c1.records).toBe(before.c1.records);
+  });
+
+  it('a daemon refuses to start with a TLS private key that others can read', async () => {
+    const loose = join(work, 'loose-c2');
+    cpSync(join(certs, 'c2'), loose, { recursive: true });
+    chmodSync(join(loose, 'key.pem'), 0o644);
+    const run = await runCli(['c2', '--listen', '127.0.0.1:0', '--keys', keys, '--db', join(work, 'loose.db'), '--tls-dir', loose]);
+    expect(run.code).toBe(EXIT.usage);
+    expect(run.stderr).toMatch(/key\.pem has mode 644; a secret key must be 0600/);
+  });
+
+  it('a command without a certificate or --insecure says how to connect', async () => {
+    const run = await runCli(['status', '--c1', c1.address, '--c2', c2.address]);
+    expect(run.code).toBe(EXIT.usage);
+    expect(run.stderr).toMatch(/--tls-dir.*--insecure/);
+  });
+});
+
 describe('C2 down', () => {
   it('a query fails with UNAVAILABLE naming C2, C1 keeps serving, and the next query after C2 returns succeeds', async () => {
     const c2Address = c2.address;
@@ -233,7 +283,7 @@ describe('C2 down', () => {
     const [s] = jsonLines(status.stdout) as [{ c1: { up: boolean; seesC2: boolean }; c2: { up: boolean } }];
     expect(s.c1).toMatchObject({ up: true, seesC2: false });
     expect(s.c2.up).toBe(false);
-    c2 = await startDaemon('c2', ['--listen', c2Address, '--keys', keys, '--db', join(work, 'c2.db')]);
+    c2 = await startDaemon('c2', ['--listen', c2Address, '--keys', keys, '--db', join(work, 'c2.db')], as('c2'), readyAs());
     const again = await fnn('query', query, ...conn(), '--json');
     expect(again.code, again.stderr).toBe(0);
     expect(existsSync(join(work, 'c1.db'))).toBe(true);

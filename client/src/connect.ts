@@ -1,6 +1,6 @@
-import { credentials, Metadata, type CallOptions, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, type CallOptions, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
 import { DatabaseClient, ReplicaClient, RetrievalClient } from '@fnn/proto';
-import { MESSAGE_SIZE_OPTIONS } from '@fnn/shared';
+import { channelCredentials, HealthClient, MESSAGE_SIZE_OPTIONS, type Transport } from '@fnn/shared';
 import { CliError } from './output';
 
 const CHANNEL_OPTIONS = MESSAGE_SIZE_OPTIONS;
@@ -12,10 +12,13 @@ export function checkAddress(address: string | undefined, flag: string, env: str
   return address;
 }
 
-export const connectC1 = (address: string) => new DatabaseClient(address, credentials.createInsecure(), CHANNEL_OPTIONS);
-export const connectC2 = (address: string) => new RetrievalClient(address, credentials.createInsecure(), CHANNEL_OPTIONS);
+// Each connection checks that the server's certificate is the daemon it means to reach (role c1 or c2).
+export const connectC1 = (address: string, transport: Transport) => new DatabaseClient(address, channelCredentials(transport, 'c1'), CHANNEL_OPTIONS);
+export const connectC2 = (address: string, transport: Transport) => new RetrievalClient(address, channelCredentials(transport, 'c2'), CHANNEL_OPTIONS);
 /** C2's owner-facing service: the replica of the packed records. */
-export const connectReplica = (address: string) => new ReplicaClient(address, credentials.createInsecure(), CHANNEL_OPTIONS);
+export const connectReplica = (address: string, transport: Transport) => new ReplicaClient(address, channelCredentials(transport, 'c2'), CHANNEL_OPTIONS);
+/** The standard health service of either daemon. */
+export const connectHealth = (address: string, transport: Transport, daemon: 'c1' | 'c2') => new HealthClient(address, channelCredentials(transport, daemon));
 
 /** A unary call as a promise, with a deadline and the request id in metadata. */
 export function call<Req, Res>(

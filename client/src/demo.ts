@@ -3,11 +3,15 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { plaintextNearest } from '@fnn/shared';
 import { jsonLines, runCli, startDaemon, type Daemon } from './harness';
+import { EXIT } from './output';
 import { readImage } from './image-files';
+import './ip-servername-warning';
+import { transportFrom } from './tls-files';
 
-// `make demo`: keys, both daemons on free localhost ports, the bundled real MRI
-// slices uploaded, one query per protocol and one batch query, each answer
-// checked against the plaintext nearest neighbour, daemons stopped.
+// `make demo`: keys and certificates, both daemons on free localhost ports over
+// mutual TLS, the bundled real MRI slices uploaded by the owner, one query per
+// protocol and one batch query by a doctor, each answer checked against the
+// plaintext nearest neighbour, daemons stopped.
 
 const ROOT = resolve(__dirname, '..', '..');
 const IMAGES = join(ROOT, 'demo', 'images');
@@ -48,30 +52,43 @@ function check(result: Record<string, unknown>): boolean {
 async function main() {
   const work = mkdtempSync(join(tmpdir(), 'fnn-demo-'));
   const keys = join(work, 'keys');
+  const certs = join(work, 'certs');
+  const as = (party: string) => ['--tls-dir', join(certs, party)];
   const daemons: Daemon[] = [];
   let allExact = true;
   try {
     step(`keys: ${BITS}-bit Paillier + record key`);
     await fnn(['keygen', '--out', keys, '--bits', BITS, '--json']);
 
-    step('daemons on free localhost ports');
-    const c2 = await startDaemon('c2', ['--listen', '127.0.0.1:0', '--keys', keys, '--db', join(work, 'c2.db')], { FNN_LOG_LEVEL: 'warn' });
+    step('certificates: a CA for this deployment, one certificate each for C1, C2, the owner and a doctor');
+    await fnn(['certs', '--out', certs, '--json']);
+
+    step('daemons on free localhost ports, mutual TLS; ready when their health service says SERVING');
+    const readyAs = transportFrom({ tlsDir: join(certs, 'owner') }, ['owner']);
+    const quiet = { FNN_LOG_LEVEL: 'warn' };
+    const c2 = await startDaemon('c2', ['--listen', '127.0.0.1:0', '--keys', keys, '--db', join(work, 'c2.db'), ...as('c2')], quiet, readyAs);
     daemons.push(c2);
-    const c1 = await startDaemon('c1', ['--listen', '127.0.0.1:0', '--keys', keys, '--c2', c2.address, '--db', join(work, 'c1.db')], { FNN_LOG_LEVEL: 'warn' });
+    const c1Args = ['--listen', '127.0.0.1:0', '--keys', keys, '--c2', c2.address, '--db', join(work, 'c1.db'), ...as('c1')];
+    const c1 = await startDaemon('c1', c1Args, quiet, readyAs);
     daemons.push(c1);
     process.stdout.write(`  C1 ${c1.address}, C2 ${c2.address}\n`);
-    const [status] = await fnn(['status', '--c1', c1.address, '--c2', c2.address, '--json']);
+    const [status] = await fnn(['status', '--c1', c1.address, '--c2', c2.address, ...as('doctor'), '--json']);
     process.stdout.write(`  status: ${JSON.stringify(status)}\n`);
 
-    step(`upload: real brain MRI slices from ${IMAGES} (licence: demo/images/LICENSE.md)`);
+    step('a doctor may not upload: C1 refuses the doctor\'s certificate');
+    const refused = await runCli(['upload', IMAGES, '--c1', c1.address, '--c2', c2.address, '--keys', keys, ...as('doctor')]);
+    process.stdout.write(`  exit ${refused.code}: ${refused.stderr.trim().split('\n').pop()}\n`);
+    if (refused.code !== EXIT.refused) throw new Error(`a doctor's upload should be refused (exit ${EXIT.refused}), got exit ${refused.code}`);
+
+    step(`upload by the owner: real brain MRI slices from ${IMAGES} (licence: demo/images/LICENSE.md)`);
     const started = Date.now();
-    const uploaded = await fnn(['upload', IMAGES, '--c1', c1.address, '--c2', c2.address, '--keys', keys, '--json']);
+    const uploaded = await fnn(['upload', IMAGES, '--c1', c1.address, '--c2', c2.address, '--keys', keys, ...as('owner'), '--json']);
     process.stdout.write(`  ${uploaded.length} images encrypted and stored in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
 
     const queries = readdirSync(QUERIES).filter((f) => f.endsWith('.png')).sort().map((f) => join(QUERIES, f));
-    const common = ['--c1', c1.address, '--c2', c2.address, '--keys', keys, '--json', '--out', join(work, 'results')];
+    const common = ['--c1', c1.address, '--c2', c2.address, '--keys', keys, ...as('doctor'), '--json', '--out', join(work, 'results')];
     for (const protocol of ['fast', 'fnn', 'bf']) {
-      step(`query, protocol ${protocol}`);
+      step(`query by the doctor, protocol ${protocol}`);
       const [result] = await fnn(['query', queries[0], '--protocol', protocol, ...common]);
       allExact = check(result) && allExact;
     }

@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { resolve } from 'node:path';
+import { checkHealth, type Transport } from '@fnn/shared';
+import { connectHealth } from './connect';
 
 // Running the real `fnn` binary as a subprocess: used by `make demo` and the
 // end-to-end tests, so both exercise exactly what a hospital would run.
@@ -44,8 +46,32 @@ export interface Daemon {
   kill(): Promise<void>;
 }
 
-/** Start `fnn c1|c2 ...` and resolve once it prints the address it bound (no sleeps). */
-export function startDaemon(role: 'c1' | 'c2', args: string[], env: NodeJS.ProcessEnv = {}): Promise<Daemon> {
+/**
+ * Start `fnn c1|c2 ...` and resolve once it prints the address it bound, and,
+ * with `readyAs` (the credentials of a party allowed to ask), once its health
+ * service says SERVING over a real connection: TLS set up, certificates
+ * accepted. No sleeps either way.
+ */
+export async function startDaemon(role: 'c1' | 'c2', args: string[], env: NodeJS.ProcessEnv = {}, readyAs?: Transport): Promise<Daemon> {
+  const daemon = await listening(role, args, env);
+  if (readyAs) {
+    const health = connectHealth(daemon.address, readyAs, role);
+    try {
+      const state = await checkHealth(health, '', new Date(Date.now() + READY_TIMEOUT_MS), true);
+      if (state !== 'SERVING') throw new Error(`fnn ${role} at ${daemon.address} is ${state}`);
+    } catch (error) {
+      await daemon.stop();
+      throw new Error(`fnn ${role} listens but is not ready: ${(error as Error).message}; log: ${daemon.log().trim().split('\n').slice(-3).join(' | ')}`);
+    } finally {
+      health.close();
+    }
+  }
+  return daemon;
+}
+
+const READY_TIMEOUT_MS = 10_000;
+
+function listening(role: 'c1' | 'c2', args: string[], env: NodeJS.ProcessEnv): Promise<Daemon> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, [CLI, role, ...args], {
       env: { ...process.env, ...env },

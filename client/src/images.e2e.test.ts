@@ -34,8 +34,9 @@ beforeAll(async () => {
   keys = join(work, 'keys');
   const gen = await runCli(['keygen', '--out', keys, '--bits', '512', '--json']);
   expect(gen.code, gen.stderr).toBe(0);
-  c2 = await startDaemon('c2', ['--listen', '127.0.0.1:0', '--keys', keys, '--db', join(work, 'c2.db')]);
-  c1 = await startDaemon('c1', ['--listen', '127.0.0.1:0', '--keys', keys, '--c2', c2.address, '--db', join(work, 'c1.db')]);
+  // Plaintext here (--insecure everywhere): this file is about images, cli.e2e.test.ts runs the same commands over TLS.
+  c2 = await startDaemon('c2', ['--listen', '127.0.0.1:0', '--keys', keys, '--db', join(work, 'c2.db'), '--insecure']);
+  c1 = await startDaemon('c1', ['--listen', '127.0.0.1:0', '--keys', keys, '--c2', c2.address, '--db', join(work, 'c1.db'), '--insecure']);
 });
 
 afterAll(async () => {
@@ -44,7 +45,7 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-const conn = () => ['--c1', c1.address, '--c2', c2.address, '--keys', keys];
+const conn = () => ['--c1', c1.address, '--c2', c2.address, '--keys', keys, '--insecure'];
 
 describe('fnn upload of DICOM, NIfTI and PNG', () => {
   it('uploads every readable image, names each unreadable file with its reason, and exits 3', async () => {
@@ -68,7 +69,7 @@ describe('fnn upload of DICOM, NIfTI and PNG', () => {
     expect(lines.at(-1)).toMatchObject({ exitCode: EXIT.invalid, error: expect.stringMatching(/3 images were not uploaded/) });
     // No progress bar when stderr is not a terminal.
     expect(run.stderr).not.toMatch(/ETA/);
-    const status = jsonLines((await runCli(['status', '--c1', c1.address, '--c2', c2.address, '--json'])).stdout)[0] as { c1: { records: number } };
+    const status = jsonLines((await runCli(['status', '--c1', c1.address, '--c2', c2.address, '--insecure', '--json'])).stdout)[0] as { c1: { records: number } };
     expect(status.c1.records).toBe(4);
   });
 

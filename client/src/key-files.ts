@@ -70,14 +70,17 @@ export function loadRecordKey(dir: string): RecordKey {
 function readKeyFile(dir: string, name: string, secret: boolean): string {
   const path = join(dir, name);
   if (!existsSync(path)) throw new CliError('usage', `${path} not found (run \`fnn keygen --out ${dir}\`?)`);
-  if (secret) {
-    const mode = statSync(path).mode & 0o777;
-    if (mode & 0o077)
-      throw new CliError('usage', `${path} has mode ${mode.toString(8)}; a secret key must be 0600 (chmod 600 ${path})`);
-  }
+  if (secret) refuseReadableByOthers(path);
   try {
     return readFileSync(path, 'utf8');
   } catch {
     throw new CliError('usage', `${path} could not be read`);
   }
+}
+
+/** A secret key file (Paillier, record key, TLS private key) must not be readable by group or others. */
+export function refuseReadableByOthers(path: string): void {
+  const mode = statSync(path).mode & 0o777;
+  if (mode & 0o077)
+    throw new CliError('usage', `${path} has mode ${mode.toString(8)}; a secret key must be 0600 (chmod 600 ${path})`);
 }

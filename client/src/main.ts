@@ -1,26 +1,45 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import pino from 'pino';
-import type { Logger } from '@fnn/shared';
+import { ROLES, type Logger, type Role } from '@fnn/shared';
 import { runC1, runC2 } from './commands/daemons';
 import { deleteRecords } from './commands/delete';
 import { keygen } from './commands/keygen';
 import { batchQuery, query } from './commands/query';
 import { status } from './commands/status';
 import { upload } from './commands/upload';
+import './ip-servername-warning';
 import { classify, makeOutput, jsonLine } from './output';
+import { transportFrom, type TransportFlags } from './tls-files';
 
 // Every address and path can also come from the environment, so the daemons
 // can run under a service manager:
 //   FNN_KEYS (key directory), FNN_C1 / FNN_C2 (addresses to call),
 //   FNN_C1_LISTEN / FNN_C2_LISTEN (addresses to bind), FNN_DB (C1's database),
-//   FNN_LOG_LEVEL (daemon log level: info by default).
+//   FNN_LOG_LEVEL (daemon log level: info by default), FNN_TLS_DIR (this
+//   party's certificate directory) or FNN_TLS_CA / FNN_TLS_CERT / FNN_TLS_KEY.
 
 const env = (name: string) => process.env[name];
 const keys = () => new Option('--keys <dir>', 'key directory').env('FNN_KEYS').default('keys');
 const c1 = () => new Option('--c1 <host:port>', 'C1 address').env('FNN_C1');
 const c2 = () => new Option('--c2 <host:port>', 'C2 address').env('FNN_C2');
 const json = () => new Option('--json', 'one JSON object per line');
+// Every connection is TLS with this party's certificate, or plaintext with an explicit --insecure.
+const tlsOptions = (cmd: Command) =>
+  cmd
+    .addOption(new Option('--tls-dir <dir>', "this party's directory from `fnn certs`: ca.pem, cert.pem, key.pem").env('FNN_TLS_DIR'))
+    .addOption(new Option('--tls-ca <file>', 'the deployment CA certificate (instead of DIR/ca.pem)').env('FNN_TLS_CA'))
+    .addOption(new Option('--tls-cert <file>', "this party's certificate (instead of DIR/cert.pem)").env('FNN_TLS_CERT'))
+    .addOption(new Option('--tls-key <file>', "this party's private key, mode 0600 (instead of DIR/key.pem)").env('FNN_TLS_KEY'))
+    .option('--insecure', 'plaintext: no TLS, no certificates, no role checks (tests; never between hospitals)');
+type TlsFlags = { insecure?: boolean; tlsDir?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string };
+/** The command's options with the transport its flags name, for a party in one of `roles`. */
+const secured = <O extends TlsFlags>(o: O, roles: readonly Role[]) => {
+  const flags: TransportFlags = { insecure: o.insecure, tlsDir: o.tlsDir, ca: o.tlsCa, cert: o.tlsCert, key: o.tlsKey };
+  return { ...o, transport: transportFrom(flags, roles) };
+};
+// The CLI takes an owner's or a doctor's certificate for every call; the daemons decide what each may do.
+const CLIENTS: readonly Role[] = ['owner', 'doctor'];
 // How images become the stored integers and the collection's size: the same
 // flags on every upload and every query of a collection (docs/IMAGES.md).
 const imageOptions = (cmd: Command) =>
@@ -63,23 +82,39 @@ program
   .action(action(async (o: { out: string; bits: string; json?: boolean }) => keygen(makeOutput(!!o.json), o)));
 
 program
+  .command('certs')
+  .description('issue the deployment CA and certificates for C1, C2, the owner and a doctor (one directory each)')
+  .requiredOption('--out <dir>', 'directory to write them into (refuses to overwrite)')
+  .option('--c1-host <name...>', 'DNS names or IP addresses C1 is reached at (default: localhost, 127.0.0.1, ::1)')
+  .option('--c2-host <name...>', 'DNS names or IP addresses C2 is reached at (default: localhost, 127.0.0.1, ::1)')
+  .option('--days <n>', 'validity of the parties\' certificates', '825')
+  .addOption(json())
+  .action(
+    action(async (o: { out: string; c1Host?: string[]; c2Host?: string[]; days: string; json?: boolean }) => {
+      // Loaded on demand: the X.509 encoder is needed by this command only.
+      const { certs } = await import('./commands/certs.js');
+      await certs(makeOutput(!!o.json), o);
+    }),
+  );
+
+tlsOptions(program
   .command('c2')
   .description('run C2, the key holder')
   .addOption(new Option('--listen <host:port>', 'address to bind (port 0: a free port)').env('FNN_C2_LISTEN').default('127.0.0.1:50052'))
   .addOption(new Option('--db <file>', "SQLite replica of the packed records (fast protocol)").env('FNN_C2_DB').default('fnn-c2.db'))
-  .addOption(keys())
-  .action(action(async (o: { listen: string; keys: string; db: string }) => runC2(daemonLogger('c2'), o)));
+  .addOption(keys()))
+  .action(action(async (o: { listen: string; keys: string; db: string } & TlsFlags) => runC2(daemonLogger('c2'), secured(o, ['c2']))));
 
-program
+tlsOptions(program
   .command('c1')
   .description('run C1, the encrypted database')
   .addOption(new Option('--listen <host:port>', 'address to bind (port 0: a free port)').env('FNN_C1_LISTEN').default('127.0.0.1:50051'))
   .addOption(new Option('--db <file>', 'SQLite database').env('FNN_DB').default('fnn-c1.db'))
   .addOption(keys())
-  .addOption(c2().default('127.0.0.1:50052'))
-  .action(action(async (o: { listen: string; keys: string; db: string; c2: string }) => runC1(daemonLogger('c1'), o)));
+  .addOption(c2().default('127.0.0.1:50052')))
+  .action(action(async (o: { listen: string; keys: string; db: string; c2: string } & TlsFlags) => runC1(daemonLogger('c1'), secured(o, ['c1']))));
 
-imageOptions(
+tlsOptions(imageOptions(
   program
     .command('upload')
     .description('encrypt images and upload them to C1 (record ID = file name; name#frameN / name#z012 for DICOM frames and NIfTI slices)')
@@ -93,20 +128,20 @@ imageOptions(
       "skip the paper's per-pixel layout (d encryptions and d ciphertexts per record): the collection then answers only --protocol fast; fixed by a collection's first upload",
     )
     .addOption(json()),
-).action(action(async (paths: string[], o: Parameters<typeof upload>[2] & { json?: boolean }) => upload(makeOutput(!!o.json), paths, o)));
+)).action(action(async (paths: string[], o: Omit<Parameters<typeof upload>[2], 'transport'> & TlsFlags & { json?: boolean }) => upload(makeOutput(!!o.json), paths, secured(o, CLIENTS))));
 
-program
+tlsOptions(program
   .command('delete')
   .description('delete records by ID; their ciphertexts are removed from C1 and from C2\'s replica')
   .argument('<ids...>', 'record IDs')
   .addOption(c1())
   .addOption(c2())
   .addOption(keys())
-  .addOption(json())
-  .action(action(async (ids: string[], o: { c1: string; c2: string; keys: string; json?: boolean }) => deleteRecords(makeOutput(!!o.json), ids, o)));
+  .addOption(json()))
+  .action(action(async (ids: string[], o: { c1: string; c2: string; keys: string; json?: boolean } & TlsFlags) => deleteRecords(makeOutput(!!o.json), ids, secured(o, CLIENTS))));
 
 const queryOptions = (cmd: Command) =>
-  imageOptions(cmd)
+  tlsOptions(imageOptions(cmd))
     .addOption(c1())
     .addOption(c2())
     .addOption(keys())
@@ -121,22 +156,22 @@ queryOptions(
     .command('query')
     .description('find the exact nearest neighbour(s) of an image')
     .argument('<image>', 'query image: PNG, DICOM or NIfTI; FILE#frame3 or FILE#z012 names one image of a multi-image file'),
-).action(action(async (image: string, o: Parameters<typeof query>[2] & { json?: boolean }) => query(makeOutput(!!o.json), image, o)));
+).action(action(async (image: string, o: Omit<Parameters<typeof query>[2], 'transport'> & TlsFlags & { json?: boolean }) => query(makeOutput(!!o.json), image, secured(o, CLIENTS))));
 
 queryOptions(
   program
     .command('batch-query')
     .description('many queries over one stream; results print as they finish')
     .argument('<paths...>', 'query images or directories'),
-).action(action(async (paths: string[], o: Parameters<typeof query>[2] & { json?: boolean }) => batchQuery(makeOutput(!!o.json), paths, o)));
+).action(action(async (paths: string[], o: Omit<Parameters<typeof query>[2], 'transport'> & TlsFlags & { json?: boolean }) => batchQuery(makeOutput(!!o.json), paths, secured(o, CLIENTS))));
 
-program
+tlsOptions(program
   .command('status')
   .description('are C1 and C2 up; records, image size, key size')
   .addOption(c1())
   .addOption(c2())
-  .addOption(json())
-  .action(action(async (o: { c1: string; c2: string; json?: boolean }) => status(makeOutput(!!o.json), o)));
+  .addOption(json()))
+  .action(action(async (o: { c1: string; c2: string; json?: boolean } & TlsFlags) => status(makeOutput(!!o.json), secured(o, ROLES))));
 
 program.parseAsync(process.argv).catch((error: { exitCode?: number; code?: string }) => {
   // commander's own usage errors (already printed) and --help/--version

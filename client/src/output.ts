@@ -10,6 +10,7 @@ export const EXIT = {
   invalid: 3, // a server refused the input (INVALID_ARGUMENT, FAILED_PRECONDITION)
   notFound: 4, // NOT_FOUND
   unavailable: 5, // a daemon cannot be reached (UNAVAILABLE, DEADLINE_EXCEEDED)
+  refused: 6, // this certificate may not do that (UNAUTHENTICATED, PERMISSION_DENIED)
 } as const;
 
 export class CliError extends Error {
@@ -47,7 +48,14 @@ export function jsonLine(object: object): string {
 export function classify(error: unknown): { code: number; reason: string } {
   if (error instanceof CliError) return { code: EXIT[error.kind], reason: error.message };
   if (isFnnError(error)) {
-    const code = { 'invalid-input': EXIT.invalid, 'not-found': EXIT.notFound, 'protocol-state': EXIT.invalid, 'peer-unavailable': EXIT.unavailable }[error.kind];
+    const code = {
+      'invalid-input': EXIT.invalid,
+      'not-found': EXIT.notFound,
+      'protocol-state': EXIT.invalid,
+      'peer-unavailable': EXIT.unavailable,
+      unauthenticated: EXIT.refused,
+      'permission-denied': EXIT.refused,
+    }[error.kind];
     return { code, reason: error.message };
   }
   const grpc = describeGrpcError(error);
@@ -56,6 +64,7 @@ export function classify(error: unknown): { code: number; reason: string } {
       grpc.code === 'INVALID_ARGUMENT' || grpc.code === 'FAILED_PRECONDITION' ? EXIT.invalid
       : grpc.code === 'NOT_FOUND' ? EXIT.notFound
       : grpc.code === 'UNAVAILABLE' || grpc.code === 'DEADLINE_EXCEEDED' ? EXIT.unavailable
+      : grpc.code === 'UNAUTHENTICATED' || grpc.code === 'PERMISSION_DENIED' ? EXIT.refused
       : EXIT.failure;
     return { code, reason: `${grpc.code}: ${grpc.message}` };
   }

@@ -10,6 +10,7 @@ import {
   encryptQuery,
   generateKeyPair,
   generateSymmetricKey,
+  INSECURE,
   localEvaluator,
   localKeyHolder,
   multiExp,
@@ -410,6 +411,7 @@ function c2Config(listen: string, file = 'c2.db') {
     crypto: localKeyHolder(sk),
     fast: { ownSecretKey: sk, evaluatorKey: pk1, multiExp: localMultiExp },
     log: silentLogger,
+    transport: INSECURE,
   };
 }
 
@@ -421,6 +423,7 @@ function c1Config(c2Address: string, file: string) {
     crypto: localEvaluator(pk),
     fast: { keyHolderKey: pk, ownSecretKey: sk1, multiExp: localMultiExp },
     log: silentLogger,
+    transport: INSECURE,
   };
 }
 

@@ -1,6 +1,15 @@
-import { Metadata, credentials, type ChannelOptions } from '@grpc/grpc-js';
+import { Metadata, type ChannelOptions } from '@grpc/grpc-js';
 import { SecureComputationClient, RetrievalClient } from '@fnn/proto';
-import { fromPeerError, MESSAGE_SIZE_OPTIONS, peerUnavailable, type C2Message, type SessionTransport, type WireCodec } from '@fnn/shared';
+import {
+  channelCredentials,
+  fromPeerError,
+  MESSAGE_SIZE_OPTIONS,
+  peerUnavailable,
+  type C2Message,
+  type SessionTransport,
+  type Transport,
+  type WireCodec,
+} from '@fnn/shared';
 
 export const CHANNEL_OPTIONS: ChannelOptions = {
   ...MESSAGE_SIZE_OPTIONS,
@@ -22,9 +31,12 @@ export class KeyHolderLink {
   constructor(
     readonly address: string,
     private readonly codec: WireCodec,
+    /** C1's own certificate: C2 opens protocol sessions to the c1 role only. */
+    transport: Transport,
   ) {
-    this.secure = new SecureComputationClient(address, credentials.createInsecure(), CHANNEL_OPTIONS);
-    this.retrieval = new RetrievalClient(address, credentials.createInsecure(), CHANNEL_OPTIONS);
+    const credentials = channelCredentials(transport, 'c2');
+    this.secure = new SecureComputationClient(address, credentials, CHANNEL_OPTIONS);
+    this.retrieval = new RetrievalClient(address, credentials, CHANNEL_OPTIONS);
   }
 
   /**

@@ -1,8 +1,18 @@
-import { Server } from '@grpc/grpc-js';
 import { DatabaseService } from '@fnn/proto';
-import { bind, shutdown, WireCodec, type EvaluatorCrypto, type FastEvaluatorCrypto, type Logger, type RunningDaemon } from '@fnn/shared';
+import {
+  addStandardServices,
+  bind,
+  createServer,
+  shutdown,
+  WireCodec,
+  type EvaluatorCrypto,
+  type FastEvaluatorCrypto,
+  type Logger,
+  type RunningDaemon,
+  type Transport,
+} from '@fnn/shared';
 import { databaseService } from './database-service';
-import { CHANNEL_OPTIONS, KeyHolderLink } from './key-holder-link';
+import { KeyHolderLink } from './key-holder-link';
 import { RecordStore } from './storage';
 
 export interface C1Config {
@@ -13,6 +23,8 @@ export interface C1Config {
   fast: FastEvaluatorCrypto;
   log: Logger;
   queryTimeoutMs?: number;
+  /** TLS as C1, both for its callers (roles are checked) and towards C2; or plaintext. */
+  transport: Transport;
 }
 
 /** C1's main: wire storage, the link to C2 and the service; nothing else. */
@@ -20,8 +32,8 @@ export async function startC1(config: C1Config): Promise<RunningDaemon> {
   const pk = config.crypto.publicKey;
   const codec = new WireCodec(pk.cipherBytes);
   const store = new RecordStore(config.dbPath, pk);
-  const keyHolder = new KeyHolderLink(config.c2Address, codec);
-  const server = new Server(CHANNEL_OPTIONS);
+  const keyHolder = new KeyHolderLink(config.c2Address, codec, config.transport);
+  const server = createServer(config.transport, config.log);
   server.addService(
     DatabaseService,
     databaseService({
@@ -34,11 +46,13 @@ export async function startC1(config: C1Config): Promise<RunningDaemon> {
       queryTimeoutMs: config.queryTimeoutMs ?? 60 * 60_000,
     }),
   );
-  const address = await bind(server, config.listen);
+  const health = addStandardServices(server, ['fnn.v1.Database']);
+  const address = await bind(server, config.listen, config.transport);
   config.log.info({ address, records: store.count, c2: config.c2Address, keyBits: pk.bits }, 'C1 listening');
   return {
     address,
     stop: async () => {
+      health.stopping();
       await shutdown(server);
       keyHolder.close();
       store.close();

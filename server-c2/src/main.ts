@@ -1,8 +1,8 @@
-import { Server } from '@grpc/grpc-js';
 import { ReplicaService, RetrievalService, SecureComputationService } from '@fnn/proto';
 import {
+  addStandardServices,
   bind,
-  MESSAGE_SIZE_OPTIONS,
+  createServer,
   RetrievalStore,
   shutdown,
   TicketStore,
@@ -12,6 +12,7 @@ import {
   type Logger,
   type QueryShares,
   type RunningDaemon,
+  type Transport,
 } from '@fnn/shared';
 import { ReplicaStore } from './replica-store';
 import { replicaService, retrievalService, secureComputationService } from './key-holder-service';
@@ -22,6 +23,8 @@ export interface C2Config {
   crypto: KeyHolderCrypto;
   fast: FastKeyHolderCrypto;
   log: Logger;
+  /** TLS as C2 (callers' roles are checked), or plaintext. */
+  transport: Transport;
 }
 
 /** C2's main: the key holder's two services; no storage beyond the key. */
@@ -40,16 +43,18 @@ export async function startC2(config: C2Config): Promise<RunningDaemon> {
       shares: new TicketStore<QueryShares>('query share ticket'),
     },
   };
-  const server = new Server(MESSAGE_SIZE_OPTIONS);
+  const server = createServer(config.transport, config.log);
   const secure = secureComputationService(deps);
   server.addService(SecureComputationService, secure);
   server.addService(RetrievalService, retrievalService(deps, secure.openSessions));
   server.addService(ReplicaService, replicaService(deps));
-  const address = await bind(server, config.listen);
+  const health = addStandardServices(server, ['fnn.v1.SecureComputation', 'fnn.v1.Retrieval', 'fnn.v1.Replica']);
+  const address = await bind(server, config.listen, config.transport);
   config.log.info({ address, keyBits: pk.bits }, 'C2 listening');
   return {
     address,
     stop: async () => {
+      health.stopping();
       await shutdown(server);
       replica.close();
       config.log.info({}, 'C2 stopped');

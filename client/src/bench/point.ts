@@ -97,8 +97,9 @@ export class Collection {
   private async startDaemons() {
     // C2's replica database (the fast protocol) by environment, which a C2 without one ignores.
     const env = { FNN_LOG_LEVEL: 'warn', FNN_C2_DB: this.c2Db };
-    this.c2 = await startDaemon('c2', ['--listen', '127.0.0.1:0', '--keys', this.keys], env);
-    const c1Args = ['--listen', '127.0.0.1:0', '--keys', this.keys, '--c2', this.c2.address, '--db', this.db];
+    // Plaintext: the benchmark measures the protocols, the same with or without TLS around them.
+    this.c2 = await startDaemon('c2', ['--listen', '127.0.0.1:0', '--keys', this.keys, '--insecure'], env);
+    const c1Args = ['--listen', '127.0.0.1:0', '--keys', this.keys, '--c2', this.c2.address, '--db', this.db, '--insecure'];
     this.c1 = await startDaemon('c1', c1Args, env).catch(async (e) => {
       await this.c2.stop();
       throw e;
@@ -123,7 +124,7 @@ export class Collection {
     const started = Date.now();
     // C2 by environment: an upload that also sends C2 a replica (fast) needs it, an older one ignores it.
     const layout = this.paperLayout ? [] : ['--no-paper-layout'];
-    const run = await runCli(['upload', ...files, ...layout, '--c1', this.c1.address, '--keys', this.keys, '--json'], { FNN_C2: this.c2.address });
+    const run = await runCli(['upload', ...files, ...layout, '--c1', this.c1.address, '--keys', this.keys, '--insecure', '--json'], { FNN_C2: this.c2.address });
     if (run.code !== 0) throw new Error(`upload failed (exit ${run.code}): ${run.stderr.trim()}`);
     const seconds = (Date.now() - started) / 1000;
     for (const f of files) this.stored.push({ id: basename(f), pixels: readImage(f).pixels });
@@ -183,7 +184,7 @@ export class Collection {
         break;
       }
       const timeout = String(Math.ceil(Math.max(budgetMs - spent, 1000) / 1000));
-      const args = ['query', q, '--protocol', protocol, '--c1', this.c1.address, '--c2', this.c2.address, '--keys', this.keys];
+      const args = ['query', q, '--protocol', protocol, '--c1', this.c1.address, '--c2', this.c2.address, '--keys', this.keys, '--insecure'];
       const run = await runCli([...args, '--json', '--timeout', timeout]);
       if (run.code === 2 && /protocol/i.test(run.stderr)) {
         return { ...result, status: 'unsupported', note: `the CLI rejects --protocol ${protocol}` };

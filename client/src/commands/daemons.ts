@@ -1,6 +1,6 @@
 import { startC1 } from '@fnn/server-c1';
 import { startC2 } from '@fnn/server-c2';
-import type { Logger, PublicKey, RunningDaemon } from '@fnn/shared';
+import { INSECURE, type Logger, type PublicKey, type RunningDaemon, type Transport } from '@fnn/shared';
 import { CliError } from '../output';
 import { loadC1PublicKey, loadC1SecretKey, loadPublicKey, loadSecretKey } from '../key-files';
 import { checkAddress } from '../connect';
@@ -10,18 +10,18 @@ import { jsonLine } from '../output';
 // `fnn c1` and `fnn c2`: load keys and config, start, stop cleanly on SIGTERM/SIGINT.
 // The bound address goes to stdout as one JSON line (port 0 picks a free port).
 
-export async function runC2(log: Logger, options: { listen: string; keys: string; db: string }): Promise<void> {
+export async function runC2(log: Logger, options: { listen: string; keys: string; db: string; transport: Transport }): Promise<void> {
   const listen = checkAddress(options.listen, '--listen', 'FNN_C2_LISTEN');
   const secretKey = loadSecretKey(options.keys);
   const evaluatorKey = loadC1PublicKey(options.keys);
   sameSize(secretKey.publicKey, evaluatorKey);
   const crypto = createCrypto(secretKey.publicKey, secretKey);
   const fast = { ownSecretKey: secretKey, evaluatorKey, multiExp: crypto.pool.multiExp.bind(crypto.pool) };
-  const daemon = await startC2({ listen, dbPath: options.db, crypto: crypto.keyHolder!, fast, log });
-  await serveUntilSignal(daemon, 'c2', log, crypto.close);
+  const daemon = await startC2({ listen, dbPath: options.db, crypto: crypto.keyHolder!, fast, log, transport: options.transport });
+  await serveUntilSignal(daemon, 'c2', log, crypto.close, options.transport);
 }
 
-export async function runC1(log: Logger, options: { listen: string; keys: string; db: string; c2: string }): Promise<void> {
+export async function runC1(log: Logger, options: { listen: string; keys: string; db: string; c2: string; transport: Transport }): Promise<void> {
   const listen = checkAddress(options.listen, '--listen', 'FNN_C1_LISTEN');
   const c2Address = checkAddress(options.c2, '--c2', 'FNN_C2');
   const publicKey = loadPublicKey(options.keys);
@@ -29,8 +29,8 @@ export async function runC1(log: Logger, options: { listen: string; keys: string
   sameSize(publicKey, ownSecretKey.publicKey);
   const crypto = createCrypto(publicKey);
   const fast = { keyHolderKey: publicKey, ownSecretKey, multiExp: crypto.pool.multiExp.bind(crypto.pool) };
-  const daemon = await startC1({ listen, dbPath: options.db, c2Address, crypto: crypto.evaluator, fast, log });
-  await serveUntilSignal(daemon, 'c1', log, crypto.close);
+  const daemon = await startC1({ listen, dbPath: options.db, c2Address, crypto: crypto.evaluator, fast, log, transport: options.transport });
+  await serveUntilSignal(daemon, 'c1', log, crypto.close, options.transport);
 }
 
 /** The packing is sized by one key and checked against the other: both key pairs must be the same size. */
@@ -39,8 +39,10 @@ function sameSize(c2Key: PublicKey, c1Key: PublicKey): void {
     throw new CliError('usage', `C2's key has ${c2Key.bits} bits and C1's ${c1Key.bits}: make both with one \`fnn keygen\``);
 }
 
-async function serveUntilSignal(daemon: RunningDaemon, role: string, log: Logger, cleanup: () => Promise<void>) {
-  process.stdout.write(jsonLine({ event: 'listening', role, address: daemon.address, pid: process.pid }) + '\n');
+async function serveUntilSignal(daemon: RunningDaemon, role: string, log: Logger, cleanup: () => Promise<void>, transport: Transport) {
+  const tls = transport !== INSECURE;
+  if (!tls) log.warn({}, 'plaintext (--insecure): no TLS, no certificates, no role checks');
+  process.stdout.write(jsonLine({ event: 'listening', role, address: daemon.address, tls, pid: process.pid }) + '\n');
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info({ signal }, 'stopping');

@@ -1,3 +1,4 @@
+import type { Transport } from '@fnn/shared';
 import { checkAddress, connectC1, connectReplica } from '../connect';
 import { openCollectionWriter } from '../owner-upload';
 import type { Output } from '../output';
@@ -7,9 +8,9 @@ import type { Output } from '../output';
  * is unknown. Every group that loses a member is re-encrypted without it, so
  * the deleted images are gone from every packed ciphertext at both servers.
  */
-export async function deleteRecords(out: Output, ids: string[], options: { c1: string; c2: string; keys: string }): Promise<void> {
-  const client = connectC1(checkAddress(options.c1, '--c1', 'FNN_C1'));
-  const replica = connectReplica(checkAddress(options.c2, '--c2', 'FNN_C2'));
+export async function deleteRecords(out: Output, ids: string[], options: { c1: string; c2: string; keys: string; transport: Transport }): Promise<void> {
+  const client = connectC1(checkAddress(options.c1, '--c1', 'FNN_C1'), options.transport);
+  const replica = connectReplica(checkAddress(options.c2, '--c2', 'FNN_C2'), options.transport);
   const owner = openCollectionWriter(client, replica, options.keys, false);
   try {
     const reply = await owner.writer.delete(ids);

@@ -18,6 +18,7 @@ import {
   type GrayImage,
   type PublicKey,
   type RecordKey,
+  type Transport,
 } from '@fnn/shared';
 import { call, checkAddress, connectC1, connectC2 } from '../connect';
 import { createCrypto } from '../crypto-workers';
@@ -37,6 +38,7 @@ export interface QueryOptions extends ImageFlags {
   k: string;
   out?: string;
   timeout: string;
+  transport: Transport;
 }
 
 export interface QueryResult {
@@ -79,8 +81,8 @@ function prepare(options: QueryOptions) {
     recordKey,
     crypto,
     codec: new WireCodec(publicKey.cipherBytes),
-    c1: connectC1(c1),
-    c2: connectC2(c2),
+    c1: connectC1(c1, options.transport),
+    c2: connectC2(c2, options.transport),
     /** The collection's packing (fast protocol), fetched once from C1. */
     packing: undefined as PackingParams | undefined,
     close: async () => {

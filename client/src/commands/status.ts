@@ -1,14 +1,30 @@
-import { call, checkAddress, connectC1, connectC2 } from '../connect';
+import { checkHealth, type Transport } from '@fnn/shared';
+import { call, checkAddress, connectC1, connectC2, connectHealth } from '../connect';
 import { classify, CliError, type Output } from '../output';
 
-/** `fnn status`: are both daemons up, on the same key, and what does C1 hold? */
-export async function status(out: Output, options: { c1: string; c2: string }): Promise<void> {
-  const c1 = connectC1(checkAddress(options.c1, '--c1', 'FNN_C1'));
-  const c2 = connectC2(checkAddress(options.c2, '--c2', 'FNN_C2'));
+const STATUS_TIMEOUT_MS = 5000;
+
+/**
+ * `fnn status`: are both daemons serving (the standard health service), on the
+ * same key, and what does C1 hold?
+ */
+export async function status(out: Output, options: { c1: string; c2: string; transport: Transport }): Promise<void> {
+  const c1Address = checkAddress(options.c1, '--c1', 'FNN_C1');
+  const c2Address = checkAddress(options.c2, '--c2', 'FNN_C2');
+  const c1 = connectC1(c1Address, options.transport);
+  const c2 = connectC2(c2Address, options.transport);
+  const c1Health = connectHealth(c1Address, options.transport, 'c1');
+  const c2Health = connectHealth(c2Address, options.transport, 'c2');
+  // Ready first (health), then what it holds (the daemon's own Status).
+  const serving = async <T>(health: typeof c1Health, service: string, details: () => Promise<T>) => {
+    const state = await checkHealth(health, service, new Date(Date.now() + STATUS_TIMEOUT_MS));
+    if (state !== 'SERVING') throw new CliError('unavailable', `health: ${state}`);
+    return details();
+  };
   try {
     const [db, holder] = await Promise.allSettled([
-      call(c1.status.bind(c1), {}, 5000),
-      call(c2.status.bind(c2), {}, 5000),
+      serving(c1Health, 'fnn.v1.Database', () => call(c1.status.bind(c1), {}, STATUS_TIMEOUT_MS)),
+      serving(c2Health, 'fnn.v1.SecureComputation', () => call(c2.status.bind(c2), {}, STATUS_TIMEOUT_MS)),
     ]);
     const c1Up = db.status === 'fulfilled' ? db.value : undefined;
     const c2Up = holder.status === 'fulfilled' ? holder.value : undefined;
@@ -37,7 +53,6 @@ export async function status(out: Output, options: { c1: string; c2: string }): 
     if (!c1Up || !c2Up) throw new CliError('unavailable', 'not all daemons are up');
     if (sameKey === false) throw new CliError('failure', 'C1 and C2 hold different keys');
   } finally {
-    c1.close();
-    c2.close();
+    for (const client of [c1, c2, c1Health, c2Health]) client.close();
   }
 }

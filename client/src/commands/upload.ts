@@ -1,4 +1,4 @@
-import type { GrayImage } from '@fnn/shared';
+import type { GrayImage, Transport } from '@fnn/shared';
 import { call, checkAddress, connectC1, connectReplica } from '../connect';
 import {
   expandImagePaths,
@@ -22,6 +22,7 @@ export interface UploadOptions extends ImageFlags {
   id?: string;
   /** Also upload the paper's per-pixel layout, so --protocol fnn and bf can run (default). */
   paperLayout: boolean;
+  transport: Transport;
 }
 
 type Size = { width: number; height: number };
@@ -52,8 +53,8 @@ export async function upload(out: Output, paths: string[], options: UploadOption
   loadPublicKey(options.keys);
   loadC1PublicKey(options.keys);
   loadRecordKey(options.keys);
-  const client = connectC1(address);
-  const replica = connectReplica(replicaAddress);
+  const client = connectC1(address, options.transport);
+  const replica = connectReplica(replicaAddress, options.transport);
   let owner: ReturnType<typeof openCollectionWriter> | undefined;
   const started = Date.now();
   let stored = 0;
@@ -80,7 +81,8 @@ export async function upload(out: Output, paths: string[], options: UploadOption
       notUploaded += records;
       const { reason } = classify(error);
       bar.around(() => out.result({ file, id, status: 'failed', error: reason }, `${where}${file}: FAILED: ${reason}`));
-      if (classify(error).code === EXIT.unavailable) throw error; // C1 is down: the rest would fail too
+      // C1 is down, or refuses this certificate: the rest would fail too
+      if (classify(error).code === EXIT.unavailable || classify(error).code === EXIT.refused) throw error;
     };
 
     const plan: { file: string; count: number }[] = [];

@@ -1,6 +1,9 @@
-import { ServerCredentials, type Server } from '@grpc/grpc-js';
+import { Server, type ChannelOptions } from '@grpc/grpc-js';
+import type { Logger } from '../logger';
+import { accessControl } from './access-control';
+import { isInsecure, serverCredentials, type Transport } from './credentials';
 
-// Starting and stopping a gRPC server the same way in both daemons.
+// Making, starting and stopping a gRPC server the same way in both daemons.
 
 /**
  * gRPC message sizes, the same for every program: a 256x256 record is 32 MiB
@@ -17,10 +20,18 @@ export interface RunningDaemon {
   stop(): Promise<void>;
 }
 
+/**
+ * A daemon's server. Over TLS every call passes the role check first; without
+ * TLS there is no certificate to check, so --insecure also means no roles.
+ */
+export function createServer(transport: Transport, log: Logger, options: ChannelOptions = MESSAGE_SIZE_OPTIONS): Server {
+  return new Server({ ...options, interceptors: isInsecure(transport) ? [] : [accessControl(log)] });
+}
+
 /** Bind host:port (port 0 picks a free one) and resolve to the address actually bound. */
-export function bind(server: Server, listen: string): Promise<string> {
+export function bind(server: Server, listen: string, transport: Transport): Promise<string> {
   return new Promise((resolve, reject) =>
-    server.bindAsync(listen, ServerCredentials.createInsecure(), (err, port) => {
+    server.bindAsync(listen, serverCredentials(transport), (err, port) => {
       if (err) return reject(err);
       resolve(`${listen.slice(0, listen.lastIndexOf(':'))}:${port}`);
     }),

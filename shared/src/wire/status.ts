@@ -8,6 +8,8 @@ const CODE_OF: Record<FnnErrorKind, status> = {
   'not-found': status.NOT_FOUND,
   'protocol-state': status.FAILED_PRECONDITION,
   'peer-unavailable': status.UNAVAILABLE,
+  unauthenticated: status.UNAUTHENTICATED,
+  'permission-denied': status.PERMISSION_DENIED,
 };
 
 export interface StatusObject {
@@ -47,6 +49,11 @@ export function fromPeerError(error: unknown, peer: string): FnnError | unknown 
       return new FnnError('not-found', `${peer}: ${e.details ?? ''}`);
     case status.FAILED_PRECONDITION:
       return new FnnError('protocol-state', `${peer}: ${e.details ?? ''}`);
+    // The other server refused this one's certificate: a deployment fault, not the
+    // caller's, so the caller sees the peer as unusable rather than itself as refused.
+    case status.UNAUTHENTICATED:
+    case status.PERMISSION_DENIED:
+      return new FnnError('peer-unavailable', `${peer} refused this server (${status[e.code]}): ${e.details ?? ''}`);
     default:
       return new FnnError('peer-unavailable', `${peer} failed (${status[e.code]})`);
   }

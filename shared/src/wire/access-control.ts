@@ -1,0 +1,80 @@
+import { ServerInterceptingCall, type ServerInterceptingCallInterface, type ServerInterceptor } from '@grpc/grpc-js';
+import type { PeerCertificate } from 'node:tls';
+import { DatabaseService, ReplicaService, RetrievalService, SecureComputationService } from '@fnn/proto';
+import { permissionDenied, unauthenticated, type FnnError } from '../errors';
+import type { Logger } from '../logger';
+import { roleOf, type Role } from './credentials';
+import { HEALTH_METHODS, REFLECTION_METHODS } from './standard-services';
+import { toStatus } from './status';
+
+// Who may call what: the one table, and the one check both daemons run before
+// any handler sees a call. TLS has already verified the caller's certificate
+// against the deployment CA; this decides what its role may do.
+
+/** Any caller with a verified certificate and a role: status, health, reflection. */
+export const ANY_ROLE = 'any role' as const;
+type Allowed = readonly Role[] | typeof ANY_ROLE;
+
+const OWNER: readonly Role[] = ['owner'];
+const CLINICIANS: readonly Role[] = ['owner', 'doctor'];
+
+/** Keyed by the full gRPC method path, taken from the generated definitions so a renamed RPC cannot slip past. */
+export const ACCESS_POLICY: Readonly<Record<string, Allowed>> = {
+  // C1
+  [DatabaseService.upload.path]: OWNER,
+  [DatabaseService.delete.path]: OWNER,
+  [DatabaseService.allocateSlots.path]: OWNER,
+  // The members' sealed images: only the owner's record key opens them, but only the owner needs them.
+  [DatabaseService.getGroup.path]: OWNER,
+  [DatabaseService.query.path]: CLINICIANS,
+  [DatabaseService.queryWithProgress.path]: CLINICIANS,
+  [DatabaseService.batchQuery.path]: CLINICIANS,
+  [DatabaseService.status.path]: ANY_ROLE,
+  // C2: only C1 runs protocol sessions; doctors fetch results and hand over query shares
+  [SecureComputationService.session.path]: ['c1'],
+  [RetrievalService.retrieve.path]: CLINICIANS,
+  [RetrievalService.putShare.path]: CLINICIANS,
+  [RetrievalService.status.path]: ANY_ROLE,
+  [ReplicaService.putGroup.path]: OWNER,
+  // the standard services: health and reflection
+  ...Object.fromEntries([...HEALTH_METHODS, ...REFLECTION_METHODS].map((path) => [path, ANY_ROLE])),
+};
+
+/**
+ * Why a caller with this certificate may not call `method`, or undefined if it may.
+ * A method missing from the table is refused: a new RPC is closed until someone decides who may call it.
+ */
+export function refusal(method: string, cert: PeerCertificate | undefined, policy = ACCESS_POLICY): FnnError | undefined {
+  const role = roleOf(cert);
+  if (!role) return unauthenticated(cert ? 'the client certificate carries no FNN role' : 'a client certificate is required');
+  const allowed = policy[method];
+  if (allowed === ANY_ROLE) return undefined;
+  if (allowed?.includes(role)) return undefined;
+  return permissionDenied(`role ${role} may not call ${method}`);
+}
+
+/**
+ * The server interceptor that enforces the table. It runs when the call's
+ * metadata arrives, before the handler is started, so a refused call never
+ * reaches a service (nothing is read from or written to a database).
+ */
+export function accessControl(log: Logger, policy = ACCESS_POLICY): ServerInterceptor {
+  return (method, call: ServerInterceptingCallInterface) =>
+    new ServerInterceptingCall(call, {
+      start: (next) =>
+        next({
+          onReceiveMetadata: (metadata, pass) => {
+            const cert = call.getAuthContext()?.sslPeerCertificate;
+            const refused = refusal(method.path, cert, policy);
+            if (!refused) return pass(metadata);
+            const s = toStatus(refused);
+            // Role, method and the certificate's public names only: nothing a caller sent is logged.
+            log.warn(
+              { method: method.path, role: roleOf(cert) ?? 'none', subject: cert?.subject?.CN, peer: call.getPeer(), code: s.code },
+              'refused',
+            );
+            call.sendStatus(s);
+          },
+        }),
+    });
+}
