@@ -99,7 +99,8 @@ function gitDescribe(): string | undefined {
  */
 class Budget {
   private readonly costs = new Map<string, { msPerUnit: number; at: string }>();
-  private uploadMsPerPixel: number | undefined;
+  /** Per layout: with the paper's per-pixel ciphertexts an upload costs ~8x more. */
+  private readonly uploadMsPerPixel = new Map<boolean, number>();
   constructor(
     private readonly o: Options,
     private readonly started: number,
@@ -125,16 +126,17 @@ class Budget {
   }
 
   /** Why uploading `count` images of d pixels must not run, or undefined. */
-  refuseUpload(d: number, count: number): string | undefined {
-    if (this.uploadMsPerPixel === undefined) return undefined;
-    const ms = this.uploadMsPerPixel * d * count;
+  refuseUpload(d: number, count: number, paperLayout: boolean): string | undefined {
+    const perPixel = this.uploadMsPerPixel.get(paperLayout);
+    if (perPixel === undefined) return undefined;
+    const ms = perPixel * d * count;
     if (ms > this.o.uploadBudget * 1000) return `uploading ${count} more images is estimated at ${duration(ms)} > ${this.o.uploadBudget} s upload budget`;
     if (this.overTotal(ms)) return `uploading ${count} more images (estimated ${duration(ms)}) would pass the run's ${this.o.totalBudget} s total budget`;
     return undefined;
   }
 
-  uploaded(ms: number, d: number, count: number) {
-    this.uploadMsPerPixel = ms / (d * count);
+  uploaded(ms: number, d: number, count: number, paperLayout: boolean) {
+    this.uploadMsPerPixel.set(paperLayout, ms / (d * count));
   }
 }
 
@@ -178,9 +180,7 @@ async function bench(o: Options, started: number): Promise<BenchRun> {
   const work = mkdtempSync(join(ROOT, 'bench', 'work', 'run-'));
   const keys = join(work, 'keys');
   const budget = new Budget(o, started);
-  // The paper's per-pixel layout only when a paper protocol is measured: it costs d encryptions per record.
-  const paperLayout = o.protocols.some((p) => p === 'fnn' || p === 'bf');
-  if (!paperLayout) note("uploads without the paper's per-pixel layout (no fnn or bf in this run): the fast protocol's upload cost alone");
+
   const unsupported = new Map<string, ProtocolResult>(); // noted once, then left out
   try {
     const keygen = await runCli(['keygen', '--out', keys, '--bits', String(o.bits), '--json']);
@@ -192,17 +192,21 @@ async function bench(o: Options, started: number): Promise<BenchRun> {
       const failed = new Set<string>(); // an error stops a protocol for the rest of this size
       let collection: Collection | undefined;
       try {
+        // The paper's per-pixel layout (d encryptions per record) only where a paper protocol may still run.
+        const paperLayout = o.protocols.some((p) => (p === 'fnn' || p === 'bf') && !budget.refuseQueries(p, d, o.n[0]));
+        if (!paperLayout)
+          note(`${size}x${size}: uploaded without the paper's per-pixel layout (no paper protocol fits the budget here): the fast protocol's upload cost alone`);
         collection = await Collection.start(size, keys, work, paperLayout);
         for (const n of o.n) {
           const tag = `${size}x${size} n=${n}`;
           const extra = files.slice(collection.count, n);
-          const refused = n > files.length ? `the collection has only ${files.length} images` : budget.refuseUpload(d, extra.length);
+          const refused = n > files.length ? `the collection has only ${files.length} images` : budget.refuseUpload(d, extra.length, paperLayout);
           if (refused) {
             note(`${tag} and above not run: ${refused}`);
             break;
           }
           const upload = await collection.grow(extra);
-          budget.uploaded(upload.seconds * 1000, d, extra.length);
+          budget.uploaded(upload.seconds * 1000, d, extra.length, paperLayout);
           const plaintext = collection.plaintext(queries);
           say(`[${tag}] uploaded ${extra.length} (${upload.imagesPerSecond.toPrecision(3)} images/s); plaintext ${duration(plaintext.ms)}`);
 
