@@ -32,6 +32,7 @@ import {
   type SecretKey,
 } from '@fnn/shared';
 import { startC2 } from '@fnn/server-c2';
+import { BATCH_CONCURRENCY } from './database-service';
 import { startC1 } from './main';
 
 // C1 and C2 as real gRPC daemons on 127.0.0.1, driven through the generated
@@ -852,6 +853,40 @@ describe('Database service: valid requests', () => {
     const bad = byTagOf.get('bad-ticket')!;
     expect(bad.errorCode, 'an unknown share ticket fails that query only').toBe('NOT_FOUND');
     expect(bad.results).toEqual([]);
+  });
+
+  it("does not let a long batch starve another doctor's query: at most BATCH_CONCURRENCY of a stream run at once", async () => {
+    const size = 6;
+    const images = Array.from({ length: size }, () => randomImage());
+    const requests = images.map((pixels, i) => ({ ...paperRequest(undefined, wire.Protocol.PROTOCOL_BF), tag: `batch-${i}`, pixels }));
+    for (const r of requests) r.query = await wireQuery(r.pixels);
+    const order: string[] = [];
+    let other: Promise<void> | undefined;
+    const otherImage = randomImage();
+    await new Promise<void>((resolve, reject) => {
+      const call = main.db.batchQuery({ deadline: new Date(Date.now() + RPC_DEADLINE_MS) });
+      call.on('data', (r: wire.QueryReply) => {
+        expect(r.errorCode, `${r.tag}: ${r.errorMessage}`).toBe('');
+        order.push(r.tag);
+        // Once the batch is under way, another doctor asks one query.
+        other ??= wireQuery(otherImage)
+          .then((q) => query(main.db, paperRequest(q, wire.Protocol.PROTOCOL_BF)))
+          .then(async (reply) => {
+            order.push('other');
+            expect((await redeem(reply)).map((n) => n.id), 'the other query is exact').toEqual([plaintextNearest(main.collection, otherImage, 1)[0].id]);
+          });
+      });
+      call.on('error', reject);
+      call.on('end', () => resolve());
+      for (const { pixels: _pixels, ...r } of requests) call.write(r);
+      call.end();
+    });
+    await other;
+    expect(order.filter((t) => t.startsWith('batch')).length, 'every batch query answered').toBe(size);
+    const after = order.length - 1 - order.indexOf('other');
+    // The other query runs beside at most BATCH_CONCURRENCY batch queries; the ones queued behind those finish after it
+    // (without the limit it finishes last: every batch query started before it and they all advance together).
+    expect(after, `replies after the other doctor's query (order: ${order.join(', ')})`).toBeGreaterThanOrEqual(size - 2 - BATCH_CONCURRENCY);
   });
 });
 

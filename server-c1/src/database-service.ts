@@ -24,6 +24,7 @@ import {
   type WireCodec,
   residueToBytes,
 } from '@fnn/shared';
+import { concurrencyLimit } from './concurrency-limit';
 import type { KeyHolderLink } from './key-holder-link';
 import type { GroupChange, RecordStore, StoredRecord } from './storage';
 
@@ -45,7 +46,12 @@ export interface DatabaseDeps {
   fast: FastEvaluatorCrypto;
   log: Logger;
   queryTimeoutMs: number;
+  /** Queries of one BatchQuery stream that run at once (default BATCH_CONCURRENCY). */
+  batchConcurrency?: number;
 }
+
+/** Two at once keep both cores busy between one query's rounds with C2. */
+export const BATCH_CONCURRENCY = 2;
 
 /** C1's gRPC service: the owner's uploads and deletes, the doctors' queries. */
 export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
@@ -277,12 +283,16 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
 
     batchQuery: (call: ServerDuplexStream<wire.QueryRequest, wire.QueryReply>) => {
       const batchId = requestIdOf(call.metadata);
+      // At most a few queries of one stream run at once: a batch of hundreds
+      // would otherwise fill the crypto pool's queue, and every other doctor's
+      // query would wait behind all of it. The rest of the batch waits here.
+      const limit = concurrencyLimit(deps.batchConcurrency ?? BATCH_CONCURRENCY);
       const running: Promise<void>[] = [];
       let n = 0;
       call.on('data', (req: wire.QueryRequest) => {
         const requestId = `${batchId}.${++n}`;
         running.push(
-          runQuery(req, requestId).then(
+          limit(() => runQuery(req, requestId)).then(
             (reply) => void call.write(reply),
             (error) => {
               const s = toStatus(error);

@@ -23,6 +23,8 @@ export interface C1Config {
   fast: FastEvaluatorCrypto;
   log: Logger;
   queryTimeoutMs?: number;
+  /** Queries of one BatchQuery stream that run at once. */
+  batchConcurrency?: number;
   /** TLS as C1, both for its callers (roles are checked) and towards C2; or plaintext. */
   transport: Transport;
 }
@@ -44,6 +46,7 @@ export async function startC1(config: C1Config): Promise<RunningDaemon> {
       fast: config.fast,
       log: config.log,
       queryTimeoutMs: config.queryTimeoutMs ?? 60 * 60_000,
+      batchConcurrency: config.batchConcurrency,
     }),
   );
   const health = addStandardServices(server, ['fnn.v1.Database']);
