@@ -9,6 +9,7 @@ import {
 } from '@grpc/grpc-js';
 import * as wire from '@fnn/proto';
 import {
+  concurrencyLimit,
   invalidInput,
   search,
   searchPacked,
@@ -24,7 +25,6 @@ import {
   type WireCodec,
   residueToBytes,
 } from '@fnn/shared';
-import { concurrencyLimit } from './concurrency-limit';
 import type { KeyHolderLink } from './key-holder-link';
 import type { GroupChange, RecordStore, StoredRecord } from './storage';
 

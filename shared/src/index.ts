@@ -1,5 +1,6 @@
 // The FNN library: crypto, encodings and the paper's protocols. No network, no disk.
 export * from './errors';
+export * from './concurrency';
 export * from './logger';
 export * from './crypto/paillier';
 export * from './crypto/codec';

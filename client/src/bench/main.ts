@@ -123,6 +123,9 @@ class Budget {
 
   queried(result: ProtocolResult, d: number, n: number, at: string) {
     if (result.medianMs !== undefined) this.costs.set(result.protocol, { msPerUnit: result.medianMs / (d * n), at });
+    // Cut off at the budget: its queries took at least the budget, a lower bound on its cost.
+    else if (result.status === 'failed')
+      this.costs.set(result.protocol, { msPerUnit: (this.o.budget * 1000) / this.o.queries / (d * n), at: `${at}, where it was cut off` });
   }
 
   /** Why uploading `count` images of d pixels must not run, or undefined. */

@@ -109,6 +109,45 @@ const expected = (images: Uint16Array[], q: Uint16Array, k: number) =>
   plaintextNearest(images.map((pixels, i) => ({ id: String(i), pixels })), q, k).map((r) => r.index);
 
 describe('the fast protocol returns exactly the plaintext nearest neighbours', () => {
+  it('C2 prepares the next group in best-first order while C1 works on the current one', async () => {
+    const p = packingParams(512, 6, 6, 255);
+    const images = Array.from({ length: 3 * p.groupSize }, () => randomImage(36, 255));
+    const q = randomImage(36, 255);
+    const { c1, c2 } = await collection(images, p);
+    const events: string[] = [];
+    const logged: ReplicaSource = {
+      ...c2,
+      columns: async (group, family, digest) => {
+        if (family === 'distance') events.push(`C2 reads ${group}`);
+        return c2.columns(group, family, digest);
+      },
+    };
+    const shares = new TicketStore<QueryShares>('query share');
+    const query = await shareQuery(q, p, async (v) => v.map((m) => pk2.encrypt(m)));
+    const transport = inProcessTransport(localKeyHolder(sk2), new RetrievalStore(), {
+      crypto: { ownSecretKey: sk2, evaluatorKey: pk1, multiExp: localMultiExp },
+      replica: () => logged,
+      shares,
+    });
+    const peer = new KeyHolderPeer(transport, 'fast-test');
+    const send = peer.fastDistance.bind(peer);
+    peer.fastDistance = (group, value) => {
+      events.push(`C1 sends ${group}`);
+      return send(group, value);
+    };
+    const k = images.length; // nothing can be pruned: every group is visited
+    const crypto = { keyHolderKey: pk2, ownSecretKey: sk1, multiExp: localMultiExp };
+    const result = await fastSearch({ crypto, peer }, c1, query.forC1, shares.put(query.forC2), k, 'test');
+    expect(result.candidates).toEqual(expected(images, q, k));
+    const visits = events.filter((e) => e.startsWith('C1 sends')).map((e) => e.slice('C1 sends '.length));
+    expect(visits.length, 'every group visited').toBe(3);
+    for (let i = 1; i < visits.length; i++)
+      expect(events.indexOf(`C2 reads ${visits[i]}`), `group ${visits[i]} prepared before C1 finished group ${visits[i - 1]} (${events.join('; ')})`).toBeLessThan(
+        events.indexOf(`C1 sends ${visits[i - 1]}`),
+      );
+    expect(events.filter((e) => e.startsWith('C2 reads')).length, 'each group read once').toBe(3);
+  });
+
   it('on random collections spanning several groups, k = 1 and 3', async () => {
     const p = packingParams(512, 6, 6, 255);
     expect(p.groupSize).toBeGreaterThan(1);

@@ -1,6 +1,7 @@
 import type { PublicKey, SecretKey } from '../../crypto/paillier';
 import { randomBetween, randomBits } from '../../crypto/random';
 import { SPREAD_SCALE } from '../../encoding/lower-bound';
+import { mapConcurrent } from '../../concurrency';
 import { invalidInput, protocolState } from '../../errors';
 import type { Ranking } from '../fnn';
 import type { Contribution, GroupLayout } from '../messages';
@@ -62,6 +63,9 @@ export function assertFits(p: PackingParams, ...keys: PublicKey[]): void {
       throw invalidInput(`the collection's packing needs ${p.groupSize * p.slotBits + 2}-bit keys, this key has ${key.bits}`);
 }
 
+/** Groups whose bounds are computed at once (C1 and C2): enough to keep a pool of a few threads busy. */
+export const GROUPS_AT_ONCE = 4;
+
 export async function fastSearch(
   ctx: { crypto: FastEvaluatorCrypto; peer: KeyHolderPeer },
   records: PackedRecordSource,
@@ -101,12 +105,14 @@ export async function fastSearch(
   onProgress({ phase: 'lower-bounds', done: 0, total: groupCount, rejected: 0 });
   const opened = await peer.fastOpen(pk2.fingerprint(), crypto.ownSecretKey.publicKey.fingerprint(), k, requestId, shareTicket, records.groups);
   if (opened.length !== records.groups.length) throw protocolState('C2 sent bound contributions for other groups');
-  const bounds = [];
-  for (const c of opened) {
+  // Several groups at once: each is a small multi-exponentiation and a round
+  // trip to the worker pool, so one at a time would leave the cores idle.
+  let boundsDone = 0;
+  const bounds = await mapConcurrent(opened, GROUPS_AT_ONCE, async (c) => {
     const value = await packedValue('bound', c);
-    bounds.push({ group: c.group, value: pk2.addPlain(pk2.mulPlain(value, mask.alpha), broadcast(mask.gamma, p.slotBits, G)) });
-    onProgress({ phase: 'lower-bounds', done: bounds.length, total: groupCount, rejected: 0 });
-  }
+    onProgress({ phase: 'lower-bounds', done: ++boundsDone, total: groupCount, rejected: 0 });
+    return { group: c.group, value: pk2.addPlain(pk2.mulPlain(value, mask.alpha), broadcast(mask.gamma, p.slotBits, G)) };
+  });
   const lowerBoundMs = Date.now() - boundsStarted;
   let visited = 0;
   onProgress({ phase: 'candidates', done: 0, total: groupCount, rejected: 0 });

@@ -1,11 +1,12 @@
 import type { PublicKey, SecretKey } from '../../crypto/paillier';
 import { randomBits } from '../../crypto/random';
 import { SPREAD_SCALE } from '../../encoding/lower-bound';
+import { mapConcurrent } from '../../concurrency';
 import { invalidInput, protocolState } from '../../errors';
 import type { C2Body, Contribution, GroupLayout } from '../messages';
 import { TopK } from '../ranking';
 import type { QueryShares } from './doctor';
-import { assertFits, type Family } from './fast';
+import { assertFits, GROUPS_AT_ONCE, type Family } from './fast';
 import { pack, unpack, type PackingParams } from './params';
 
 // The fast protocol, C2's side. C2 holds the second replica of the packed
@@ -40,6 +41,8 @@ export class FastKeyHolder {
   private readonly layouts = new Map<number, GroupLayout>();
   private queue: QueuedGroup[] | undefined;
   private awaiting: number | undefined;
+  /** The contribution of the group likely asked for next, computed ahead. */
+  private prefetched: { group: number; contribution: Promise<Contribution> } | undefined;
   private rejected = 0;
 
   constructor(
@@ -66,8 +69,7 @@ export class FastKeyHolder {
 
   /** Step 1: C2's half of every group's bound. */
   async open(): Promise<C2Body> {
-    const items = [];
-    for (const group of this.layouts.keys()) items.push(await this.contribution(group, 'bound'));
+    const items = await mapConcurrent([...this.layouts.keys()], GROUPS_AT_ONCE, (group) => this.contribution(group, 'bound'));
     return { kind: 'fast-contributions', items };
   }
 
@@ -120,14 +122,22 @@ export class FastKeyHolder {
       for (const g of queue.splice(0)) this.rejected += g.layout.members.filter((m) => m >= 0).length;
     }
     const next = queue.shift();
+    const prefetched = this.prefetched;
+    this.prefetched = undefined;
     if (!next) return { kind: 'fast-next', done: true, rejected: this.rejected };
     this.awaiting = next.layout.group;
-    return {
-      kind: 'fast-next',
-      done: false,
-      contribution: await this.contribution(next.layout.group, 'distance'),
-      rejected: this.rejected,
-    };
+    const contribution =
+      prefetched?.group === next.layout.group ? prefetched.contribution : this.contribution(next.layout.group, 'distance');
+    // While C1 works on this group, prepare the one after it in best-first
+    // order (wasted only if the search stops there): with C1 and C2 on their
+    // own machines, a group then costs one multi-exponentiation of wall time, not two.
+    if (queue.length > 0) {
+      const group = queue[0].layout.group;
+      const ahead = this.contribution(group, 'distance');
+      ahead.catch(() => {}); // a failure surfaces when it is used
+      this.prefetched = { group, contribution: ahead };
+    }
+    return { kind: 'fast-next', done: false, contribution: await contribution, rejected: this.rejected };
   }
 
   /** E1(pack(<x, v> + t)) and E2(-pack(t)) for one group. */

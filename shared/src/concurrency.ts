@@ -19,3 +19,9 @@ export function concurrencyLimit(max: number): <T>(task: () => Promise<T>) => Pr
     }
   };
 }
+
+/** fn over every item, at most `max` at a time; results in the items' order. */
+export function mapConcurrent<T, R>(items: readonly T[], max: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const limit = concurrencyLimit(max);
+  return Promise.all(items.map((item, i) => limit(() => fn(item, i))));
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { concurrencyLimit } from './concurrency-limit';
+import { concurrencyLimit } from './concurrency';
 
 /** A task that runs until released, recording when it starts. */
 function gate(started: string[], name: string) {
