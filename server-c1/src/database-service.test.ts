@@ -1129,6 +1129,37 @@ describe('C1 and C2 replicas that disagree', () => {
     }
     await expectExactNeighbours(randomImage(), FAST, 2, 'FAST after both were deleted');
   });
+
+  it('lets two owners upload into the same group at once: the one whose change lands second plans its group again, and both replicas agree', async () => {
+    const late = { id: 'racing-late', pixels: randomImage() };
+    const early = { id: 'racing-early', pixels: randomImage() };
+    const link = ownerLink(main, { c1: true, c2: true });
+    const read = link.getGroup;
+    let raced = false;
+    // Right after the late owner reads its group, the early owner's upload into the same free slot lands.
+    link.getGroup = async (req) => {
+      const contents = await read(req);
+      if (!raced) {
+        raced = true;
+        await ownerUpload(main, [early]);
+      }
+      return contents;
+    };
+    const outcomes: GroupOutcome[] = [];
+    await writerOver(link, main.paperLayout).upload([{ id: late.id, image: { ...SHAPE, pixels: late.pixels } }], (o) => outcomes.push(o));
+    remember(main, [early, late]);
+    try {
+      expect(raced, 'the race happened').toBe(true);
+      expect(outcomes.map((o) => o.ok), `the late owner's upload ends stored (${outcomes.map((o) => (o.ok ? 'ok' : String(o.error))).join('; ')})`).toEqual([true]);
+      expect(link.sent.uploads.length, 'its first change was refused as stale, the second stored').toBe(2);
+      await expectExactNeighbours(late.pixels, FAST, 1, 'FAST finds the late owner\'s record');
+      await expectExactNeighbours(early.pixels, FAST, 1, 'FAST finds the early owner\'s record');
+      await expectExactNeighbours(randomImage(), FAST, main.collection.length, 'FAST over everything: both replicas agree on every group');
+    } finally {
+      forget(main, [early.id, late.id]);
+      await ownerDelete(main, [early.id, late.id]);
+    }
+  });
 });
 
 // ----- malformed input: every case is refused with its code and leaves both servers as they were -----

@@ -2,7 +2,8 @@ import * as wire from '@fnn/proto';
 import type { PublicKey } from '../crypto/paillier';
 import type { RecordKey } from '../crypto/symmetric';
 import { openSealedImage, sealImage } from '../encoding/sealed-image';
-import { invalidInput } from '../errors';
+import { invalidInput, isFnnError } from '../errors';
+import { describeGrpcError } from '../wire/status';
 import type { GrayImage } from '../image/image';
 import { WireCodec } from '../wire/codec';
 import { packingParams, type PackingParams } from './fast/params';
@@ -13,6 +14,15 @@ import { encryptRecord, type BatchEncryptor } from './owner';
 // C1 and C2's replica (gRPC in the CLI, the same clients in the daemons' tests).
 
 export const MAX_ID_BYTES = 512;
+
+/** Tries of one group change when another owner's change to the group landed first. */
+export const CHANGE_ATTEMPTS = 3;
+
+/** C1 refused a change computed from a group state that is no longer current. */
+function isStaleChange(error: unknown): boolean {
+  if (isFnnError(error)) return error.kind === 'protocol-state';
+  return describeGrpcError(error)?.code === 'FAILED_PRECONDITION';
+}
 
 /** The owner's calls: C1's Database service and C2's Replica service. */
 export interface OwnerLink {
@@ -64,8 +74,24 @@ export class CollectionWriter {
     return packingParams(Math.min(this.keys.c2Key.bits, this.keys.c1Key.bits), shape.width, shape.height, shape.maxValue);
   }
 
-  /** Upload records of one shape; `done` hears of each group as it lands or fails. */
-  async upload(records: NamedImage[], done: (outcome: GroupOutcome) => void): Promise<void> {
+  /**
+   * Upload records of one shape; `done` hears of each group as it lands or
+   * fails. A group another owner changed first (C1 refuses the stale change
+   * with FAILED_PRECONDITION) is planned and encrypted again from what C1
+   * holds now, up to CHANGE_ATTEMPTS times: C2 then ends with the same change
+   * as C1 instead of the loser's.
+   */
+  async upload(records: NamedImage[], done: (outcome: GroupOutcome) => void, attempt = 1): Promise<void> {
+    const again: NamedImage[] = [];
+    await this.uploadOnce(records, (outcome) => {
+      if (!outcome.ok && attempt < CHANGE_ATTEMPTS && isStaleChange(outcome.error))
+        again.push(...records.filter((r) => outcome.ids.includes(r.id)));
+      else done(outcome);
+    });
+    if (again.length > 0) await this.upload(again, done, attempt + 1);
+  }
+
+  private async uploadOnce(records: NamedImage[], done: (outcome: GroupOutcome) => void): Promise<void> {
     if (records.length === 0) return;
     for (const r of records)
       if (Buffer.byteLength(r.id) > MAX_ID_BYTES) throw invalidInput(`record ID longer than ${MAX_ID_BYTES} bytes`);
