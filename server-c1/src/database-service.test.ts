@@ -731,7 +731,7 @@ const badCases: BadCase[] = [
   badFast('bound constant of the wrong byte length', async () =>
     withFast(await fastRequest(randomImage(D)), { boundConstant: zeros(pk.cipherBytes + 1) }),
   ),
-  badFast('C2\'s share of the wrong length (C2 refuses it in the session)', async () =>
+  badFast('C2\'s share of the wrong length (C2 refuses it at PutShare)', async () =>
     fastRequest(randomImage(D), { c2Share: (s) => ({ ...s, distance: s.distance.slice(1) }) }),
   ),
   badFast('an unknown share ticket', async () => withFast(await fastRequest(randomImage(D)), { shareTicket: UNKNOWN_TICKET }), Code.NOT_FOUND),
