@@ -414,9 +414,14 @@ describe('Database service: valid requests', () => {
       expect(own, `${c.id} must get its own slot back`).toEqual({ group: c.record.slot!.group, slot: c.record.slot!.slot });
       expect(own, `${c.id} was uploaded ${i + 1}th into an empty collection`).toEqual({ group: Math.floor(i / G), slot: i % G });
     }
+    // The next free slot after those reserved (allocated, not yet stored) for the spare records.
     expect(await allocateSlot(db, recordKey.lookupTag('nobody-yet')), 'a new record gets the next slot').toEqual({
-      group: Math.floor(COLLECTION_SIZE / G),
-      slot: COLLECTION_SIZE % G,
+      group: Math.floor((COLLECTION_SIZE + 2) / G),
+      slot: (COLLECTION_SIZE + 2) % G,
+    });
+    expect(await allocateSlot(db, recordKey.lookupTag('nobody-yet')), 'the same ID is given its reserved slot again').toEqual({
+      group: Math.floor((COLLECTION_SIZE + 2) / G),
+      slot: (COLLECTION_SIZE + 2) % G,
     });
   });
 
@@ -543,16 +548,19 @@ describe('C1 and C2 replicas that disagree', () => {
   });
 
   it('fail a FAST query after a delete that reached C1 only, until C2 forgets the record too', async () => {
-    const extra = await ownerUpload('deleted-at-c1-only', randomImage(D));
-    expect(extra.reply.total).toBe(BigInt(COLLECTION_SIZE + 1));
-    expect((await remove(db, { lookupTags: [extra.record.lookupTag] })).total).toBe(BigInt(COLLECTION_SIZE));
-    // The record shares its group with others at C1, so that group's digest changed.
-    expect(extra.record.slot!.slot, 'the record must not be alone in its group for this test').toBeGreaterThan(0);
+    // collection[1] shares group 0 with collection[0] (G >= 2), so that group's digest changes at C1 only.
+    const [victim] = collection.splice(1, 1);
+    expect(victim.record.slot, 'the record must not be alone in its group for this test').toEqual(expect.objectContaining({ group: 0, slot: 1 }));
+    expect((await remove(db, { lookupTags: [victim.record.lookupTag] })).total).toBe(BigInt(COLLECTION_SIZE - 1));
     const error = await grpcError(query(db, await fastRequest(randomImage(D))), 'a FAST query after a delete at C1 only');
     expectCode(error, Code.FAILED_PRECONDITION, 'a FAST query after a delete at C1 only');
     expect(error.details).toMatch(/replicas.*differ/);
-    await replicaDelete({ lookupTags: [extra.record.lookupTag] });
+    await replicaDelete({ lookupTags: [victim.record.lookupTag] });
     await expectExactNeighbours(randomImage(D), wire.Protocol.PROTOCOL_FAST, 1, 'FAST once C2 forgot the record');
+    // Put it back (at the end of the upload order, in its freed slot).
+    const back = await ownerUpload(victim.id, victim.pixels);
+    expect(back.record.slot, 'the freed slot is allocated first').toEqual(expect.objectContaining({ group: 0, slot: 1 }));
+    collection.push(back);
   });
   it('fail a FAST query, rather than answer wrongly, when C2 holds other content under a record\'s tag (a replacement that reached C2 only)', async () => {
     // The owner replaces a record: C2's replica is stored first, then C1's upload

@@ -449,9 +449,9 @@ describe('RecordStore: slots and packed groups (fast protocol)', () => {
   it('allocates the first free slot in group order, a stored tag its own slot, and reuses freed slots', async () => {
     const store = openStore();
     const tag = (id: string) => recordKey.lookupTag(id);
-    expect(store.allocateSlot(tag('new')), 'the first record of an empty collection goes to group 0, slot 0').toEqual({ group: 0, slot: 0 });
     const g = G();
     const records = await Promise.all(Array.from({ length: g + 2 }, (_, i) => record(`r${i}`, i)));
+    expect(store.allocateSlot(records[0].stored.lookupTag), 'the first record of an empty collection goes to group 0, slot 0').toEqual({ group: 0, slot: 0 });
     for (const r of records) {
       expect(store.allocateSlot(r.stored.lookupTag), `${r.id} must be allocated the next free slot`).toEqual({
         group: r.stored.group,
@@ -460,7 +460,7 @@ describe('RecordStore: slots and packed groups (fast protocol)', () => {
       store.upsert(SHAPE_4x4, [r.stored]);
     }
     expect(store.allocateSlot(tag('new')), 'after G + 2 records the next slot is the 3rd of group 1').toEqual({ group: 1, slot: 2 });
-    expect(store.allocateSlot(tag('new')), 'allocating does not reserve: the same slot until it is used').toEqual({ group: 1, slot: 2 });
+    expect(store.allocateSlot(tag('new')), 'allocating again for the same ID: the same slot').toEqual({ group: 1, slot: 2 });
     for (const r of records)
       expect(store.allocateSlot(r.stored.lookupTag), `a stored record (${r.id}) must get its own slot back`).toEqual({
         group: r.stored.group,
@@ -472,10 +472,27 @@ describe('RecordStore: slots and packed groups (fast protocol)', () => {
     const reuse = await record('new', store.allocateSlot(tag('new')));
     expect(store.upsert(SHAPE_4x4, [reuse.stored]), 'a freed slot can be filled again').toEqual({ stored: 1, replaced: 0 });
     expect(store.allocateSlot(tag('next')), 'then the other freed slot').toEqual({ group: 1, slot: 0 });
-    expect(store.allocateSlot(records[1].stored.lookupTag), 'a deleted record is allocated like a new one').toEqual({
+    expect(store.allocateSlot(records[1].stored.lookupTag), 'a deleted record is allocated like a new one: the next slot not reserved for another ID').toEqual({
       group: 1,
-      slot: 0,
+      slot: 2,
     });
+  });
+
+  it('reserves a slot it hands out, so two owners uploading at once get different slots; storing the record ends the reservation', async () => {
+    const store = openStore();
+    const tag = (id: string) => recordKey.lookupTag(id);
+    const first = await record('first', 0);
+    store.upsert(SHAPE_4x4, [first.stored]);
+    const a = store.allocateSlot(tag('owner-a'));
+    const b = store.allocateSlot(tag('owner-b'));
+    expect([a, b], 'two IDs allocated before either is stored must get different slots').toEqual([
+      { group: 0, slot: 1 },
+      { group: 0, slot: 2 },
+    ]);
+    expect(store.allocateSlot(tag('owner-a')), 'the same ID gets its reserved slot again').toEqual(a);
+    store.upsert(SHAPE_4x4, [(await record('owner-a', a)).stored]);
+    store.delete([tag('owner-a')]);
+    expect(store.allocateSlot(tag('owner-c')), 'a stored (then deleted) record no longer reserves its slot').toEqual(a);
   });
 
   it('refuses a record in a slot held by another tag with protocol-state and stores nothing', async () => {

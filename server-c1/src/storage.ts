@@ -19,6 +19,10 @@ import {
 } from '@fnn/shared';
 import { SCHEMA, SCHEMA_VERSION } from './schema';
 
+/** How long a slot handed out by allocateSlot stays reserved for its record (encrypting a large image takes a while). */
+export const RESERVATION_MS = 10 * 60_000;
+const MAX_RESERVATIONS = 10_000;
+
 export interface CollectionShape {
   width: number;
   height: number;
@@ -136,6 +140,7 @@ export class RecordStore {
       return { stored: records.length - replaced, replaced };
     });
     const result = write.immediate();
+    for (const r of records) this.reservations.delete(r.lookupTag.toString('hex'));
     if (result.replaced > 0) this.db.pragma('wal_checkpoint(TRUNCATE)'); // the replaced ciphertexts leave the WAL
     return result;
   }
@@ -182,22 +187,45 @@ export class RecordStore {
     };
   }
 
+  /**
+   * Slots handed out and not yet stored, by lookup tag (hex): two owners
+   * uploading at once must not get the same slot, or the second's replica at C2
+   * overwrites the first's and the replicas disagree for good. In memory only;
+   * a reservation lapses once its record is stored, or after RESERVATION_MS.
+   */
+  private readonly reservations = new Map<string, { group: number; slot: number; expires: number }>();
+
   /** The fast protocol's layout: where a record goes (its own slot if it is already stored). */
   allocateSlot(lookupTag: Buffer): { group: number; slot: number } {
     const own = this.db.prepare('SELECT grp, slot FROM records WHERE lookup_tag = ?').get(lookupTag) as
       | { grp: number; slot: number }
       | undefined;
     if (own) return { group: own.grp, slot: own.slot };
+    const now = Date.now();
+    const key = lookupTag.toString('hex');
+    this.reservations.delete(key); // its own earlier reservation does not count against it
+    for (const [t, r] of this.reservations) if (r.expires <= now) this.reservations.delete(t);
+    if (this.reservations.size >= MAX_RESERVATIONS) this.reservations.delete(this.reservations.keys().next().value!);
     const params = this.params();
-    if (!params) return { group: 0, slot: 0 };
-    const taken = new Set(
-      (this.db.prepare('SELECT grp, slot FROM records').all() as { grp: number; slot: number }[]).map(
-        (r) => r.grp * params.groupSize + r.slot,
-      ),
-    );
-    let position = 0;
-    while (taken.has(position)) position++;
-    return { group: Math.floor(position / params.groupSize), slot: position % params.groupSize };
+    let assignment: { group: number; slot: number };
+    if (!params) {
+      // No shape yet, so no group size: each concurrent first upload gets a group of its own.
+      const groups = new Set([...this.reservations.values()].map((r) => r.group));
+      let group = 0;
+      while (groups.has(group)) group++;
+      assignment = { group, slot: 0 };
+    } else {
+      const taken = new Set(
+        [...(this.db.prepare('SELECT grp, slot FROM records').all() as { grp: number; slot: number }[]), ...[...this.reservations.values()].map((r) => ({ grp: r.group, slot: r.slot }))].map(
+          (r) => r.grp * params.groupSize + r.slot,
+        ),
+      );
+      let position = 0;
+      while (taken.has(position)) position++;
+      assignment = { group: Math.floor(position / params.groupSize), slot: position % params.groupSize };
+    }
+    this.reservations.set(key, { ...assignment, expires: now + RESERVATION_MS });
+    return assignment;
   }
 
   /** The collection's packing, once its shape is known. */
