@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Metadata } from '@grpc/grpc-js';
+import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import * as wire from '@fnn/proto';
 import {
   encodePng,
@@ -207,13 +207,36 @@ function human(r: QueryResult): string {
   return lines.join('\n');
 }
 
+/** How often a fast query is asked again when C1 or C2 find a group changed under it. */
+export const FAST_RETRIES = 3;
+
+/**
+ * A fast query compares both replicas' groups (their digests); while an upload
+ * or delete is between C2 and C1, or a group changes during the query, it is
+ * refused with FAILED_PRECONDITION. That passes once the upload completes, so
+ * the query is asked again (a new share each time: the ticket is single-use).
+ * Replicas that stay different are still refused after the retries.
+ */
+async function withFastRetry(ctx: Prepared, ask: () => Promise<wire.QueryReply>): Promise<wire.QueryReply> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await ask();
+    } catch (error) {
+      const changed = (error as Partial<ServiceError>).code === status.FAILED_PRECONDITION;
+      if (ctx.protocol !== wire.Protocol.PROTOCOL_FAST || !changed || attempt >= FAST_RETRIES) throw error;
+      await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
+    }
+  }
+}
+
 export async function query(out: Output, path: string, options: QueryOptions): Promise<void> {
   const ctx = prepare(options);
   try {
     const started = Date.now();
     const image = await readQueryImage(path, parseImageOptions(options));
-    const request = await buildRequest(ctx, path, image);
-    const reply = await call(ctx.c1.query.bind(ctx.c1), request, ctx.timeoutMs, randomBytes(8).toString('hex'));
+    const reply = await withFastRetry(ctx, async () =>
+      call(ctx.c1.query.bind(ctx.c1), await buildRequest(ctx, path, image), ctx.timeoutMs, randomBytes(8).toString('hex')),
+    );
     const result = await complete(ctx, reply, image, started, options.out);
     out.result(result, human(result));
   } finally {
