@@ -106,7 +106,7 @@ describe('C1 killed mid-upload', () => {
         batch.set(id, pixels);
       }
       const afterLines = attempt % 8;
-      const delayMs = afterLines === 0 ? 300 + Math.floor(Math.random() * 1200) : Math.floor(Math.random() * 40);
+      const delayMs = afterLines === 0 ? 200 + Math.floor(Math.random() * 800) : Math.floor(Math.random() * 40);
       let seen = 0;
       let scheduled = false;
       const schedule = () => {
