@@ -207,8 +207,8 @@ function human(r: QueryResult): string {
   return lines.join('\n');
 }
 
-/** How often a fast query is asked again when C1 or C2 find a group changed under it. */
-export const FAST_RETRIES = 3;
+/** How often a fast query is asked again when C1 or C2 find a group changed under it (waits about 0.25, 0.5, 1, 2, 4 s, jittered so queries that collided do not collide again). */
+export const FAST_RETRIES = 5;
 
 /**
  * A fast query compares both replicas' groups (their digests); while an upload
@@ -224,7 +224,7 @@ async function withFastRetry(ctx: Prepared, ask: () => Promise<wire.QueryReply>)
     } catch (error) {
       const changed = (error as Partial<ServiceError>).code === status.FAILED_PRECONDITION;
       if (ctx.protocol !== wire.Protocol.PROTOCOL_FAST || !changed || attempt >= FAST_RETRIES) throw error;
-      await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
+      await new Promise((r) => setTimeout(r, 250 * 2 ** attempt * (0.5 + Math.random())));
     }
   }
 }
