@@ -215,11 +215,8 @@ export class RecordStore {
       while (groups.has(group)) group++;
       assignment = { group, slot: 0 };
     } else {
-      const taken = new Set(
-        [...(this.db.prepare('SELECT grp, slot FROM records').all() as { grp: number; slot: number }[]), ...[...this.reservations.values()].map((r) => ({ grp: r.group, slot: r.slot }))].map(
-          (r) => r.grp * params.groupSize + r.slot,
-        ),
-      );
+      const stored = this.db.prepare('SELECT grp AS "group", slot FROM records').all() as { group: number; slot: number }[];
+      const taken = new Set([...stored, ...this.reservations.values()].map((r) => r.group * params.groupSize + r.slot));
       let position = 0;
       while (taken.has(position)) position++;
       assignment = { group: Math.floor(position / params.groupSize), slot: position % params.groupSize };
