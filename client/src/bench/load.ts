@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { plaintextNearest } from '@fnn/shared';
 import { jsonLines, runCli, type Daemon } from '../harness';
 import { makeKeys, randomPixels, startC1, startC2, writeImage, type Keys } from '../testing/deployment';
+import { FAST_RETRIES } from '../commands/query';
 import { duration, machine, type Machine } from './report';
 
 // `npm run bench:load`: concurrent clients against one C1/C2 pair, each a
@@ -163,11 +164,16 @@ export function percentile(values: number[], p: number): number {
 export function loadSummary(run: LoadRun): string[] {
   const m = run.machine;
   const o = run.options;
-  const rows = (['query', 'upload'] as const).map((kind) => {
-    const ops = run.operations.filter((x) => x.kind === kind);
+  const groups: [string, Operation[]][] = [
+    ['query, fast', run.operations.filter((x) => x.kind === 'query' && x.detail.includes(', fast,'))],
+    ['query, fnn', run.operations.filter((x) => x.kind === 'query' && x.detail.includes(', fnn,'))],
+    ['query, all', run.operations.filter((x) => x.kind === 'query')],
+    ['upload', run.operations.filter((x) => x.kind === 'upload')],
+  ];
+  const rows = groups.map(([name, ops]) => {
     const ms = ops.filter((x) => x.ok).map((x) => x.ms);
-    const exact = kind === 'query' ? `${ops.filter((x) => x.exact).length}/${ops.filter((x) => x.ok).length}` : '-';
-    return `| ${kind} | ${ops.length} | ${ops.filter((x) => !x.ok).length} | ${exact} | ${duration(percentile(ms, 50))} | ${duration(percentile(ms, 95))} | ${duration(Math.max(...ms))} |`;
+    const exact = name.startsWith('query') ? `${ops.filter((x) => x.exact).length}/${ops.filter((x) => x.ok).length}` : '-';
+    return `| ${name} | ${ops.length} | ${ops.filter((x) => !x.ok).length} | ${exact} | ${duration(percentile(ms, 50))} | ${duration(percentile(ms, 95))} | ${duration(Math.max(...ms))} |`;
   });
   const failures = run.operations.filter((x) => !x.ok || x.exact === false);
   return [
@@ -179,6 +185,7 @@ export function loadSummary(run: LoadRun): string[] {
     ...rows,
     '',
     'Latency: one `fnn` command end to end at the client (process start, key loading and the worker pool included), while the other clients run. Exact: the answer (IDs and distances) equals the plaintext nearest neighbours of what was stored when the query started.',
+    `Checkable while the collection changes: anchors have pixels in [0, ${ANCHOR_MAX}], queries near an anchor in [0, ${ANCHOR_MAX + NOISE}], images uploaded under load in [${UPLOAD_MIN}, 255], so no upload can enter the k nearest of such a query (each run checks that the reference answer is the same at the query's start and end); the other queries are an image a client uploaded itself, found at distance 0. A fast query refused because a group changed under it (an upload in progress) is asked again by \`fnn query\`, up to ${FAST_RETRIES} times; its latency includes the retries.`,
     ...(failures.length ? ['', 'Failed or inexact:', ...failures.map((f) => `- client ${f.client}, ${f.kind} (${f.detail}): ${f.error}`)] : []),
   ];
 }
@@ -199,7 +206,8 @@ export function writeLoadSection(run: LoadRun, path: string): void {
 }
 
 const USAGE = `usage: npm run bench:load -- [--bits 2048] [--clients 8] [--ops 6] [--size 16] [--anchors 8] [--no-write]
-  writes the section between the load markers of docs/BENCHMARKS.md and bench/results/load-DATE.json`;
+       npm run bench:load -- --report bench/results/load-FILE.json   (only rewrite the section from a saved run)
+  writes the section between the load markers of docs/BENCHMARKS.md and bench/results/load-DATE-BITS.json`;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -210,10 +218,17 @@ async function main(): Promise<void> {
       size: { type: 'string', default: '16' },
       anchors: { type: 'string', default: '8' },
       'no-write': { type: 'boolean', default: false },
+      report: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) return void process.stdout.write(USAGE + '\n');
+  const root = resolve(__dirname, '..', '..', '..');
+  if (values.report) {
+    const saved = JSON.parse(readFileSync(values.report, 'utf8')) as LoadRun;
+    process.stdout.write(loadSummary(saved).join('\n') + '\n');
+    return writeLoadSection(saved, join(root, 'docs', 'BENCHMARKS.md'));
+  }
   const run = await runLoad({
     bits: Number(values.bits),
     clients: Number(values.clients),
@@ -224,7 +239,6 @@ async function main(): Promise<void> {
   });
   process.stdout.write(loadSummary(run).join('\n') + '\n');
   if (!values['no-write']) {
-    const root = resolve(__dirname, '..', '..', '..');
     const json = join(root, 'bench', 'results', `load-${run.date.slice(0, 10)}-${run.options.bits}.json`);
     mkdirSync(join(root, 'bench', 'results'), { recursive: true });
     writeFileSync(json, JSON.stringify(run, null, 2) + '\n');
