@@ -1,6 +1,6 @@
 # The two commands of the README: `make demo` and `make test`. Both install
 # what they need (npm ci from the lock file; better-sqlite3 builds from source).
-.PHONY: all install build test demo proto clean dataset
+.PHONY: all install build test soak demo proto clean dataset
 
 all: build
 
@@ -14,6 +14,11 @@ build: install
 
 test: build
 	npx vitest run
+
+# Faults and load (*.soak.test.ts, vitest.soak.config.mts): C2 killed mid-query
+# 20 times, C1 killed mid-upload 20 times, 8 concurrent clients; real daemons.
+soak: build
+	npx vitest run --config vitest.soak.config.mts
 
 demo: build
 	node client/dist/demo.js

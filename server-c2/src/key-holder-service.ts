@@ -87,10 +87,17 @@ export function retrievalService(deps: KeyHolderDeps, openSessions: () => number
             if (b.length > 64) throw invalidInput('query share value too large');
             return residueFromBytes(b);
           });
+        // A share is held in memory for minutes: refuse one that cannot belong to this collection.
+        const p = deps.replica.params();
+        if (!p) throw invalidInput('the collection is empty');
+        if (call.request.distance.length !== p.width * p.height || call.request.bound.length !== 2 * p.blockRows * p.blockCols)
+          throw invalidInput('the query share does not match the collection');
         const ticket = deps.fast.shares.put({ distance: values(call.request.distance), bound: values(call.request.bound) });
         callback(null, { ticket });
       } catch (error) {
-        callback(toStatus(error));
+        const s = toStatus(error);
+        deps.log.warn({ rpc: 'PutShare', code: s.code, reason: s.details }, 'failed');
+        callback(s);
       }
     },
   };

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Metadata } from '@grpc/grpc-js';
+import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import * as wire from '@fnn/proto';
 import {
   encodePng,
@@ -212,17 +212,40 @@ function human(r: QueryResult): string {
   return lines.join('\n');
 }
 
+/** How often a fast query is asked again when C1 or C2 find a group changed under it (waits about 0.25, 0.5, 1, 2, 4 s, jittered so queries that collided do not collide again). */
+export const FAST_RETRIES = 5;
+
+/**
+ * A fast query compares both replicas' groups (their digests); while an upload
+ * or delete is between C2 and C1, or a group changes during the query, it is
+ * refused with FAILED_PRECONDITION. That passes once the upload completes, so
+ * the query is asked again (a new share each time: the ticket is single-use).
+ * Replicas that stay different are still refused after the retries.
+ */
+async function withFastRetry(ctx: Prepared, ask: () => Promise<wire.QueryReply>): Promise<wire.QueryReply> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await ask();
+    } catch (error) {
+      const changed = (error as Partial<ServiceError>).code === status.FAILED_PRECONDITION;
+      if (ctx.protocol !== wire.Protocol.PROTOCOL_FAST || !changed || attempt >= FAST_RETRIES) throw error;
+      await new Promise((r) => setTimeout(r, 250 * 2 ** attempt * (0.5 + Math.random())));
+    }
+  }
+}
+
 export async function query(out: Output, path: string, options: QueryOptions): Promise<void> {
   const ctx = prepare(options);
   try {
     const started = Date.now();
     const image = await readQueryImage(path, parseImageOptions(options));
-    const request = await buildRequest(ctx, path, image);
     // Only counts come back while C1 searches; drawn on a terminal, never with --json.
     const bar = queryProgressBar(ctx.protocol === wire.Protocol.PROTOCOL_FAST ? 'groups' : 'records', !out.json);
     let reply: wire.QueryReply;
     try {
-      reply = await queryWithProgress(ctx.c1, request, ctx.timeoutMs, randomBytes(8).toString('hex'), (p) => bar.show(p));
+      reply = await withFastRetry(ctx, async () =>
+        queryWithProgress(ctx.c1, await buildRequest(ctx, path, image), ctx.timeoutMs, randomBytes(8).toString('hex'), (p) => bar.show(p)),
+      );
     } finally {
       bar.stop();
     }

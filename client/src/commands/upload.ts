@@ -124,11 +124,16 @@ export async function upload(out: Output, paths: string[], options: UploadOption
         }
       }).catch((error) => {
         // Refused before any group was written (slot allocation): every record of the batch failed.
+        // Or a group failed because C1 or C2 is unreachable (failed() threw it to stop the upload):
+        // the records not reported yet failed too, and the upload stops with that error (exit 5 or 6)
+        // even when it was the batch's last group.
         for (const r of batch.filter((b) => !reported.has(b.id))) {
           n++;
           bar.tick();
           failed(r.file, r.id, error, 1, `[${n}/${total}] `);
         }
+        const { code } = classify(error);
+        if (code === EXIT.unavailable || code === EXIT.refused) throw error;
       });
     };
     try {

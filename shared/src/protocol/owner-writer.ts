@@ -7,7 +7,7 @@ import { describeGrpcError } from '../wire/status';
 import type { GrayImage } from '../image/image';
 import { WireCodec } from '../wire/codec';
 import { packingParams, type PackingParams } from './fast/params';
-import { encryptGroup, newGroupVersion } from './fast/records';
+import { encryptGroup, groupPlaintexts, newGroupVersion } from './fast/records';
 import { encryptRecord, type BatchEncryptor } from './owner';
 
 // The owner's side of the collection: uploads and deletes, over any link to
@@ -151,9 +151,43 @@ export class CollectionWriter {
         const replaced = new Set(incoming.filter((m) => slots[tags.indexOf(m.tag)].stored).map((m) => m.record.id));
         done({ ids, ok: true, replaced, total: Number(reply.total) });
       } catch (error) {
+        // Refused as stale: this change already replaced the group at C2, and the
+        // records may be planned into another group next time (this one filled
+        // up), so C2 gets C1's state of this group back first.
+        if (isStaleChange(error)) await this.restoreReplica(group, shape, params).catch(() => undefined);
         done({ ids, ok: false, error });
       }
     }
+  }
+
+  /**
+   * C2's replica of a group set to what C1 holds now (its members, re-encrypted
+   * under C1's key, with C1's version): after a change C1 refused as stale had
+   * already been written to C2. Without it the replicas of that group would
+   * differ until its next change, whenever the writer's next try of those
+   * records lands in another group. Best effort: another owner's change to the
+   * group between this read and this write still ends with that owner's
+   * change at C1, and a fast query over the group refused until the group
+   * changes again.
+   */
+  private async restoreReplica(group: number, shape: { width: number; height: number; maxValue: number }, params: PackingParams) {
+    const contents = await this.readGroup(group);
+    const members: (GrayImage | null)[] = new Array(params.groupSize).fill(null);
+    const memberTags: (Buffer | null)[] = new Array(params.groupSize).fill(null);
+    for (const m of contents.members) {
+      members[m.slot] = this.openMember(m);
+      memberTags[m.slot] = Buffer.from(m.lookupTag);
+    }
+    let columns: wire.PackedColumns | undefined;
+    if (contents.members.length > 0) {
+      const plain = groupPlaintexts(members.map((m) => m?.pixels ?? null), params);
+      const c = await this.encrypt.underC1Key([...plain.pixels, ...plain.embedding]);
+      const d = plain.pixels.length;
+      columns = new WireCodec(this.keys.c1Key.cipherBytes).columnsToWire({ pixels: c.slice(0, d), embedding: c.slice(d) });
+    }
+    // An empty group has no digest; C2 still wants a well-formed version.
+    const version = contents.version.length > 0 ? contents.version : newGroupVersion();
+    await this.putReplica(shape, { group, baseVersion: contents.version, version, columns }, memberTags);
   }
 
   /**

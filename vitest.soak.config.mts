@@ -1,0 +1,14 @@
+import { defineConfig } from 'vitest/config';
+
+// `make soak`: the fault and load tests (*.soak.test.ts): daemons killed with
+// SIGKILL mid-query and mid-upload, concurrent clients. Not in `make test`.
+export default defineConfig({
+  test: {
+    include: ['{shared,server-c1,server-c2,client}/**/*.soak.test.ts'],
+    exclude: ['**/node_modules/**', '**/dist/**'],
+    testTimeout: 900_000,
+    hookTimeout: 120_000,
+    // One at a time: each kills and restarts daemons and wants the cores.
+    fileParallelism: false,
+  },
+});
