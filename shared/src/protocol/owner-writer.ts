@@ -2,6 +2,7 @@ import * as wire from '@fnn/proto';
 import type { PublicKey } from '../crypto/paillier';
 import type { RecordKey } from '../crypto/symmetric';
 import { openSealedImage, sealImage } from '../encoding/sealed-image';
+import { mapConcurrent } from '../concurrency';
 import { invalidInput, isFnnError } from '../errors';
 import { describeGrpcError } from '../wire/status';
 import type { GrayImage } from '../image/image';
@@ -14,6 +15,9 @@ import { encryptRecord, type BatchEncryptor } from './owner';
 // C1 and C2's replica (gRPC in the CLI, the same clients in the daemons' tests).
 
 export const MAX_ID_BYTES = 512;
+
+/** Groups of one upload being encrypted or sent at once. */
+const GROUPS_IN_FLIGHT = 2;
 
 /** Tries of one group change when another owner's change to the group landed first. */
 export const CHANGE_ATTEMPTS = 3;
@@ -109,7 +113,9 @@ export class CollectionWriter {
       members.push({ slot: at.slot, record: records[i], tag: tags[i] });
       groups.set(at.group, members);
     });
-    for (const [group, incoming] of groups) {
+    // Two groups in flight: one is encrypted while the other travels to C2
+    // and C1 and is checked and stored there, so the cores rarely wait.
+    await mapConcurrent([...groups], GROUPS_IN_FLIGHT, async ([group, incoming]) => {
       const ids = incoming.map((m) => m.record.id);
       try {
         const contents = await this.readGroup(group);
@@ -157,7 +163,7 @@ export class CollectionWriter {
         if (isStaleChange(error)) await this.restoreReplica(group, shape, params).catch(() => undefined);
         done({ ids, ok: false, error });
       }
-    }
+    });
   }
 
   /**
