@@ -124,6 +124,32 @@ describe('upload, query, batch query, status', () => {
     expect(result.results.slice(0, 2).map((r) => r.id)).toEqual(['scan-1.png', 'scan-3.png']);
   });
 
+  it("logs one request id per query at C1 and at C2 (the same id), and no pixel of the query", async () => {
+    const query = randomPixels();
+    writeImage(join(work, 'q-logged.png'), query);
+    const before = { c1: c1.log().length, c2: c2.log().length };
+    const run = await doctor('query', join(work, 'q-logged.png'), ...conn(), '--protocol', 'fast', '--json');
+    expect(run.code, run.stderr).toBe(0);
+    const lines = (log: string) =>
+      log
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { msg?: string; requestId?: string });
+    const c1Lines = lines(c1.log().slice(before.c1));
+    const done = c1Lines.find((l) => l.msg === 'query done');
+    // C2 closes the session as C1 answers the doctor: its line may follow the reply by a moment.
+    const c2Lines = () => lines(c2.log().slice(before.c2));
+    for (let waited = 0; waited < 5000 && !c2Lines().some((l) => l.msg === 'session done'); waited += 20)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(done?.requestId, `C1 logs the query with its request id: ${JSON.stringify(c1Lines)}`).toMatch(/^[0-9a-f]{16}$/);
+    expect(
+      c2Lines().filter((l) => l.msg === 'session done').map((l) => l.requestId),
+      'C2 logs the protocol session of that query under the same id',
+    ).toContain(done!.requestId);
+    const pixels = Array.from(query).join(',');
+    expect(c1.log() + c2.log(), 'no query pixels in the logs').not.toContain(pixels.slice(0, 40));
+  });
+
   it('batch-query answers every query over one stream, each exactly', async () => {
     const queries = [randomPixels(), randomPixels(), stored[4].pixels];
     const paths = queries.map((q, i) => {
