@@ -16,6 +16,13 @@ import { encryptRecord, type BatchEncryptor } from './owner';
 
 export const MAX_ID_BYTES = 512;
 
+/** A promise and the function that settles it. */
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
 /** Groups of one upload being encrypted or sent at once. */
 const GROUPS_IN_FLIGHT = 2;
 
@@ -114,9 +121,14 @@ export class CollectionWriter {
       groups.set(at.group, members);
     });
     // Two groups in flight: one is encrypted while the other travels to C2
-    // and C1 and is checked and stored there, so the cores rarely wait.
+    // and C1 and is checked and stored there, so the cores rarely wait. The
+    // groups are stored in order all the same: C1's upload order is the tie
+    // rule, and it must be the order of the files.
+    const order = [...groups.keys()];
+    const stored = new Map(order.map((g) => [g, deferred()]));
     await mapConcurrent([...groups], GROUPS_IN_FLIGHT, async ([group, incoming]) => {
       const ids = incoming.map((m) => m.record.id);
+      const previous = order.indexOf(group) > 0 ? stored.get(order[order.indexOf(group) - 1])!.promise : Promise.resolve();
       try {
         const contents = await this.readGroup(group);
         const members: (GrayImage | null)[] = new Array(params.groupSize).fill(null);
@@ -146,6 +158,7 @@ export class CollectionWriter {
           version,
           columns: this.codec.columnsToWire(columns[side]),
         });
+        await previous;
         await this.putReplica(shape, change('forC2'), memberTags);
         const reply = await this.link.upload({
           keyFingerprint: this.keys.c2Key.fingerprint(),
@@ -161,7 +174,10 @@ export class CollectionWriter {
         // records may be planned into another group next time (this one filled
         // up), so C2 gets C1's state of this group back first.
         if (isStaleChange(error)) await this.restoreReplica(group, shape, params).catch(() => undefined);
+        await previous;
         done({ ids, ok: false, error });
+      } finally {
+        stored.get(group)!.resolve();
       }
     });
   }
