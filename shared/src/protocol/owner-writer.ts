@@ -124,21 +124,13 @@ export class CollectionWriter {
     // and C1 and is checked and stored there, so the cores rarely wait. The
     // groups are stored in order all the same: C1's upload order is the tie
     // rule, and it must be the order of the files.
-    const order = [...groups.keys()];
-    const stored = new Map(order.map((g) => [g, deferred()]));
-    await mapConcurrent([...groups], GROUPS_IN_FLIGHT, async ([group, incoming]) => {
+    const stored = [...groups.keys()].map(() => deferred());
+    await mapConcurrent([...groups], GROUPS_IN_FLIGHT, async ([group, incoming], i) => {
       const ids = incoming.map((m) => m.record.id);
-      const previous = order.indexOf(group) > 0 ? stored.get(order[order.indexOf(group) - 1])!.promise : Promise.resolve();
+      const previous = i > 0 ? stored[i - 1].promise : Promise.resolve();
       try {
         const contents = await this.readGroup(group);
-        const members: (GrayImage | null)[] = new Array(params.groupSize).fill(null);
-        const memberTags: (Buffer | null)[] = new Array(params.groupSize).fill(null);
-        const replacing = new Set(incoming.map((m) => m.tag.toString('hex')));
-        for (const m of contents.members) {
-          if (replacing.has(Buffer.from(m.lookupTag).toString('hex'))) continue;
-          members[m.slot] = this.openMember(m);
-          memberTags[m.slot] = Buffer.from(m.lookupTag);
-        }
+        const { members, memberTags } = this.keptMembers(contents, params, incoming.map((m) => m.tag));
         for (const m of incoming) {
           members[m.slot] = m.record.image;
           memberTags[m.slot] = m.tag;
@@ -177,7 +169,7 @@ export class CollectionWriter {
         await previous;
         done({ ids, ok: false, error });
       } finally {
-        stored.get(group)!.resolve();
+        stored[i].resolve();
       }
     });
   }
@@ -194,12 +186,7 @@ export class CollectionWriter {
    */
   private async restoreReplica(group: number, shape: { width: number; height: number; maxValue: number }, params: PackingParams) {
     const contents = await this.readGroup(group);
-    const members: (GrayImage | null)[] = new Array(params.groupSize).fill(null);
-    const memberTags: (Buffer | null)[] = new Array(params.groupSize).fill(null);
-    for (const m of contents.members) {
-      members[m.slot] = this.openMember(m);
-      memberTags[m.slot] = Buffer.from(m.lookupTag);
-    }
+    const { members, memberTags } = this.keptMembers(contents, params, []);
     let columns: wire.PackedColumns | undefined;
     if (contents.members.length > 0) {
       const plain = groupPlaintexts(members.map((m) => m?.pixels ?? null), params);
@@ -228,17 +215,10 @@ export class CollectionWriter {
     const { slots } = await this.link.allocateSlots({ lookupTags: tags, ...shape });
     if (slots.some((s) => !s.stored)) return deleteAtC1([]);
     const params = this.params(shape);
-    const leaving = new Set(tags.map((t) => t.toString('hex')));
     const changes: wire.GroupChange[] = [];
     for (const group of new Set(slots.map((s) => s.group))) {
       const contents = await this.readGroup(group);
-      const members: (GrayImage | null)[] = new Array(params.groupSize).fill(null);
-      const memberTags: (Buffer | null)[] = new Array(params.groupSize).fill(null);
-      for (const m of contents.members) {
-        if (leaving.has(Buffer.from(m.lookupTag).toString('hex'))) continue;
-        members[m.slot] = this.openMember(m);
-        memberTags[m.slot] = Buffer.from(m.lookupTag);
-      }
+      const { members, memberTags } = this.keptMembers(contents, params, tags);
       const version = newGroupVersion();
       const empty = members.every((m) => m === null);
       const columns = empty
@@ -268,6 +248,23 @@ export class CollectionWriter {
       }
       throw error;
     });
+  }
+
+  /**
+   * A group's members by slot, their images opened from C1's sealed copies,
+   * leaving out the records being replaced or deleted (`leaving`).
+   */
+  private keptMembers(contents: wire.GroupContents, params: PackingParams, leaving: Buffer[]) {
+    const gone = new Set(leaving.map((t) => t.toString('hex')));
+    const members: (GrayImage | null)[] = new Array(params.groupSize).fill(null);
+    const memberTags: (Buffer | null)[] = new Array(params.groupSize).fill(null);
+    for (const m of contents.members) {
+      const tag = Buffer.from(m.lookupTag);
+      if (gone.has(tag.toString('hex'))) continue;
+      members[m.slot] = this.openMember(m);
+      memberTags[m.slot] = tag;
+    }
+    return { members, memberTags };
   }
 
   private readGroup(group: number): Promise<wire.GroupContents> {
