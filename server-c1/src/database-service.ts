@@ -291,12 +291,12 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
       let n = 0;
       call.on('data', (req: wire.QueryRequest) => {
         const requestId = `${batchId}.${++n}`;
+        const started = Date.now();
         running.push(
           limit(() => runQuery(req, requestId)).then(
             (reply) => void call.write(reply),
             (error) => {
-              const s = toStatus(error);
-              log.warn({ rpc: 'BatchQuery', requestId, code: s.code, reason: s.details }, 'query failed');
+              const s = failed('BatchQuery', requestId, started, error);
               call.write({
                 tag: req.tag,
                 results: [],
