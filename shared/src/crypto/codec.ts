@@ -36,14 +36,35 @@ export function bytesToBigint(b: Uint8Array): bigint {
   return BigInt('0x' + Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex'));
 }
 
+/** Non-negative values of one width back to back (big-endian each), in one allocation. */
+export function valuesToFixedBlob(values: readonly bigint[], width: number): Buffer {
+  if (!Number.isSafeInteger(width) || width <= 0) throw new RangeError('value width must be a positive integer');
+  const out = Buffer.allocUnsafe(values.length * width);
+  for (let i = 0; i < values.length; i++) {
+    requireNonNegative(values[i], 'value');
+    const hex = values[i].toString(16);
+    if (hex.length > 2 * width) throw new RangeError(`value does not fit in ${width} bytes`);
+    out.write(hex.padStart(2 * width, '0'), i * width, width, 'hex');
+  }
+  return out;
+}
+
+/** Inverse of valuesToFixedBlob. */
+export function fixedBlobToValues(blob: Uint8Array, width: number): bigint[] {
+  if (!Number.isSafeInteger(width) || width <= 0) throw new RangeError('value width must be a positive integer');
+  if (blob.length % width !== 0) throw new RangeError('blob is not a whole number of values');
+  const buf = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
+  const out = new Array<bigint>(blob.length / width);
+  for (let i = 0; i < out.length; i++) out[i] = BigInt('0x' + buf.toString('hex', i * width, (i + 1) * width));
+  return out;
+}
+
 /** Ciphertexts of one width back to back: how the databases store a vector. */
-export function ciphersToBlob(ciphers: bigint[], width: number): Buffer {
-  return Buffer.concat(ciphers.map((c) => cipherToBytes(c, width)));
+export function ciphersToBlob(ciphers: readonly bigint[], width: number): Buffer {
+  return valuesToFixedBlob(ciphers, width);
 }
 
 export function blobToCiphers(blob: Uint8Array, width: number): bigint[] {
   if (blob.length % width !== 0) throw new RangeError('stored vector is not a whole number of ciphertexts');
-  const out: bigint[] = [];
-  for (let off = 0; off < blob.length; off += width) out.push(bytesToCipher(blob.subarray(off, off + width)));
-  return out;
+  return fixedBlobToValues(blob, width);
 }

@@ -1,3 +1,6 @@
+import { fixedBlobToValues, valuesToFixedBlob } from './codec';
+import { native } from './native';
+
 // prod_i base_i^(exp_i) mod m by the bucket (Pippenger) method. Naively each
 // term costs a full exponentiation (~1.5 * bits multiplications); with buckets a
 // window of c bits costs n + 2^(c+1) multiplications for all n terms together,
@@ -18,36 +21,27 @@ export function bestWindow(terms: number, exponentBits: number): number {
   return best;
 }
 
-export function multiExp(bases: bigint[], exponents: bigint[], modulus: bigint): bigint {
+/** prod base_i^(e_i) mod m for bases in [0, m) and non-negative exponents (in the C module). */
+export function multiExp(bases: readonly bigint[], exponents: readonly bigint[], modulus: bigint): bigint {
   if (bases.length !== exponents.length) throw new RangeError('multiExp needs one exponent per base');
+  if (modulus <= 1n || modulus % 2n === 0n) throw new RangeError('multiExp needs an odd modulus above 1');
   let maxExp = 0n;
   for (const e of exponents) {
     if (e < 0n) throw new RangeError('multiExp takes non-negative exponents');
     if (e > maxExp) maxExp = e;
   }
-  if (maxExp === 0n) return 1n % modulus;
+  for (const b of bases) if (b < 0n || b >= modulus) throw new RangeError('multiExp takes bases in [0, modulus)');
+  if (maxExp === 0n) return 1n;
   const bits = maxExp.toString(2).length;
-  const c = bestWindow(bases.length, bits);
-  const mask = (1n << BigInt(c)) - 1n;
-  const windows = Math.ceil(bits / c);
-  const buckets: bigint[] = new Array(1 << c);
-  let acc = 1n;
-  for (let w = windows - 1; w >= 0; w--) {
-    for (let s = 0; s < c; s++) acc = (acc * acc) % modulus;
-    buckets.fill(1n);
-    const shift = BigInt(w * c);
-    for (let i = 0; i < bases.length; i++) {
-      const digit = Number((exponents[i] >> shift) & mask);
-      if (digit !== 0) buckets[digit] = (buckets[digit] * bases[i]) % modulus;
-    }
-    // sum_k k * bucket_k, as running products: prod_k bucket_k^k.
-    let running = 1n;
-    let total = 1n;
-    for (let k = buckets.length - 1; k >= 1; k--) {
-      if (buckets[k] !== 1n) running = (running * buckets[k]) % modulus;
-      if (running !== 1n) total = (total * running) % modulus;
-    }
-    acc = (acc * total) % modulus;
-  }
-  return acc;
+  const modulusBytes = Math.ceil(modulus.toString(2).length / 8);
+  const exponentBytes = Math.ceil(bits / 8);
+  const product = native.multiExp(
+    valuesToFixedBlob([modulus], modulusBytes),
+    valuesToFixedBlob(bases, modulusBytes),
+    modulusBytes,
+    valuesToFixedBlob(exponents, exponentBytes),
+    exponentBytes,
+    bestWindow(bases.length, bits),
+  );
+  return fixedBlobToValues(product, modulusBytes)[0];
 }

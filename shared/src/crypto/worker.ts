@@ -62,8 +62,9 @@ export default function run(task: Task): bigint[] {
     case 'decrypt':
       return decryptBatch(secretKeyOf(task.key), task.values);
     default: {
-      const enc = task.key.secretKey ? secretKeyOf(task.key) : publicKeyOf(task.key);
-      return task.values.map((m) => enc.encrypt(m));
+      if (task.key.secretKey) return secretKeyOf(task.key).encryptMany(task.values);
+      const pk = publicKeyOf(task.key);
+      return task.values.map((m) => pk.encrypt(m));
     }
   }
 }

@@ -1,0 +1,16 @@
+{
+  "targets": [
+    {
+      "target_name": "fast_paillier",
+      "sources": [
+        "native/binding.c",
+        "native/montgomery.c",
+        "native/fixed_base.c",
+        "native/owner_encrypt.c",
+        "native/multiexp.c"
+      ],
+      "cflags": ["-O3", "-std=c11", "-Wall", "-Wextra"],
+      "cflags!": ["-O2"]
+    }
+  ]
+}

@@ -1,0 +1,41 @@
+// The C fast paths of shared/native/ (Montgomery arithmetic on 64-bit limbs),
+// built by node-gyp when `npm ci` installs this package (its install script).
+// Numbers cross as big-endian byte buffers of one fixed width.
+
+/** An owner's encryptor: fixed-base tables mod p^2 and q^2, held by the addon. */
+export type OwnerEncryptorHandle = { readonly __brand: 'OwnerEncryptor' };
+
+interface Addon {
+  ownerEncryptor(
+    n: Buffer,
+    p2: Buffer,
+    q2: Buffer,
+    hModP2: Buffer,
+    hModQ2: Buffer,
+    q2InvP2: Buffer,
+    windowBits: number,
+    exponentBits: number,
+  ): OwnerEncryptorHandle;
+  ownerEncrypt(
+    encryptor: OwnerEncryptorHandle,
+    plaintexts: Buffer,
+    plaintextBytes: number,
+    exponents: Buffer,
+    exponentBytes: number,
+    cipherBytes: number,
+  ): Buffer;
+  multiExp(modulus: Buffer, bases: Buffer, baseBytes: number, exponents: Buffer, exponentBytes: number, windowBits: number): Buffer;
+}
+
+function load(): Addon {
+  try {
+    // Two levels up from src/crypto and from dist/crypto alike: shared/build/.
+    return require('../../build/Release/fast_paillier.node') as Addon;
+  } catch (err) {
+    throw new Error(
+      `the native Paillier module is not built (${(err as Error).message.split('\n')[0]}); run \`npm ci\` or \`make build\` at the repository root`,
+    );
+  }
+}
+
+export const native: Addon = load();
