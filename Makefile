@@ -9,7 +9,13 @@ node_modules/.package-lock.json: package.json package-lock.json proto/package.js
 
 install: node_modules/.package-lock.json
 
-build: install
+# The C fast paths (shared/native/) are built by npm ci; rebuilt here when they change.
+NATIVE := shared/build/Release/fast_paillier.node
+
+$(NATIVE): shared/binding.gyp $(wildcard shared/native/*.c shared/native/*.h) | install
+	cd shared && npm run install
+
+build: install $(NATIVE)
 	npx tsc -b
 
 test: build
@@ -42,4 +48,4 @@ $(VOLUME):
 	touch $@
 
 clean:
-	rm -rf */dist node_modules
+	rm -rf */dist node_modules shared/build

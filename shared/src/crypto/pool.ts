@@ -12,18 +12,34 @@ import type { KeyMaterial, Task } from './worker';
 /** Below this many values a batch runs in one task: splitting costs more than it saves. */
 const MIN_CHUNK = 8;
 
+/** Worker threads, shared by the pools of several keys; destroyed once. */
+class Threads {
+  readonly piscina: Piscina;
+  private closing?: Promise<void>;
+
+  constructor(readonly count: number) {
+    this.piscina = new Piscina({ filename: join(__dirname, 'worker.js'), minThreads: count, maxThreads: count });
+  }
+
+  close(): Promise<void> {
+    return (this.closing ??= this.piscina.destroy());
+  }
+}
+
 export class CryptoPool {
   private readonly pool: Piscina;
   private readonly key: KeyMaterial;
+  private readonly workers: Threads;
   readonly threads: number;
 
   constructor(
     readonly publicKey: PublicKey,
     secretKey?: SecretKey,
-    threads = availableParallelism(),
+    threads: number | Threads = availableParallelism(),
   ) {
-    this.threads = Math.max(1, threads);
-    this.pool = new Piscina({ filename: join(__dirname, 'worker.js'), minThreads: this.threads, maxThreads: this.threads });
+    this.workers = typeof threads === 'number' ? new Threads(Math.max(1, threads)) : threads;
+    this.threads = this.workers.count;
+    this.pool = this.workers.piscina;
     this.key = {
       id: publicKey.fingerprint(),
       publicKey: publicKey.toJSON(),
@@ -85,7 +101,16 @@ export class CryptoPool {
     };
   }
 
+  /**
+   * A pool for another key on the same threads (the owner encrypts under both
+   * keys: two pools of their own would put four busy threads on two cores and
+   * build every fixed-base table twice as often). close() on either closes both.
+   */
+  withKey(publicKey: PublicKey, secretKey?: SecretKey): CryptoPool {
+    return new CryptoPool(publicKey, secretKey, this.workers);
+  }
+
   close(): Promise<void> {
-    return this.pool.destroy();
+    return this.workers.close();
   }
 }
