@@ -136,6 +136,7 @@ static napi_value multi_exp_js(napi_env env, napi_callback_info info) {
   if (bw == 0 || ew == 0 || b_len % bw != 0 || e_len % ew != 0 || b_len / bw != e_len / ew || bw > 8 * n)
     return throw_range(env, "multiExp: bases and exponents must be whole and equal in number");
   if (window == 0 || window > 20) return throw_range(env, "multiExp: window must be 1..20 bits");
+  if (ew > 8 * MONT_MAX_LIMBS) return throw_range(env, "multiExp: exponents too long");
   mont_ctx *ctx = malloc(sizeof(mont_ctx));
   if (!ctx) return throw_range(env, "multiExp: out of memory");
   uint64_t m[MONT_MAX_LIMBS];

@@ -11,6 +11,30 @@ static unsigned digit_at(const uint64_t *e, size_t limbs, size_t pos, unsigned w
   return (unsigned)(bits & (((uint64_t)1 << width) - 1));
 }
 
+/**
+ * R^E in Montgomery form (R^E R mod m), E = sum of all exponents. The bases are
+ * used as they come, as if each were the Montgomery form of b_i R^-1: that
+ * saves converting every base (one product per term, ~20% of a 49-bit
+ * multi-exponentiation) for this one short exponentiation at the end.
+ */
+static void pow_of_r(const mont_ctx *ctx, uint64_t *out, const uint64_t *exponents, size_t e_limbs, size_t count) {
+  const size_t n = ctx->n;
+  uint64_t sum[MONT_MAX_LIMBS + 2] = {0}; /* e_limbs + 1 limbs: count < 2^64 terms */
+  for (size_t i = 0; i < count; i++) {
+    uint64_t carry = limbs_add(sum, sum, exponents + i * e_limbs, e_limbs);
+    sum[e_limbs] += carry;
+  }
+  memcpy(out, ctx->one, n * sizeof(uint64_t));
+  int started = 0;
+  for (size_t bit = 64 * (e_limbs + 1); bit-- > 0;) {
+    if (started) mont_mul(ctx, out, out, out);
+    if ((sum[bit / 64] >> (bit % 64)) & 1) {
+      mont_mul(ctx, out, out, ctx->r2); /* r2 is R in Montgomery form */
+      started = 1;
+    }
+  }
+}
+
 int multiexp(const mont_ctx *ctx, uint64_t *r, const uint64_t *bases, const uint64_t *exponents, size_t e_limbs,
              size_t count, unsigned c) {
   const size_t n = ctx->n;
@@ -30,16 +54,13 @@ int multiexp(const mont_ctx *ctx, uint64_t *r, const uint64_t *bases, const uint
     return c == 0 || c > 20 ? -1 : 0;
   }
   const size_t nb = (size_t)1 << c;
-  uint64_t *mont_bases = malloc(count * n * sizeof(uint64_t));
   uint64_t *buckets = malloc(nb * n * sizeof(uint64_t));
   unsigned char *used = malloc(nb);
-  if (!mont_bases || !buckets || !used) {
-    free(mont_bases);
+  if (!buckets || !used) {
     free(buckets);
     free(used);
     return -1;
   }
-  for (size_t i = 0; i < count; i++) mont_to(ctx, mont_bases + i * n, bases + i * n);
   uint64_t acc[MONT_MAX_LIMBS], running[MONT_MAX_LIMBS], total[MONT_MAX_LIMBS];
   memcpy(acc, ctx->one, n * sizeof(uint64_t));
   const size_t windows = (bits + c - 1) / c;
@@ -50,9 +71,9 @@ int multiexp(const mont_ctx *ctx, uint64_t *r, const uint64_t *bases, const uint
       unsigned d = digit_at(exponents + i * e_limbs, e_limbs, w * c, c);
       if (d == 0) continue;
       uint64_t *bucket = buckets + d * n;
-      if (used[d]) mont_mul(ctx, bucket, bucket, mont_bases + i * n);
+      if (used[d]) mont_mul(ctx, bucket, bucket, bases + i * n);
       else {
-        memcpy(bucket, mont_bases + i * n, n * sizeof(uint64_t));
+        memcpy(bucket, bases + i * n, n * sizeof(uint64_t));
         used[d] = 1;
       }
     }
@@ -76,8 +97,11 @@ int multiexp(const mont_ctx *ctx, uint64_t *r, const uint64_t *bases, const uint
     }
     if (have_total) mont_mul(ctx, acc, acc, total);
   }
+  // acc is the Montgomery form of prod (b_i R^-1)^e_i = Y R^-E: one product by R^E gives Y.
+  uint64_t r_to_e[MONT_MAX_LIMBS];
+  pow_of_r(ctx, r_to_e, exponents, e_limbs, count);
+  mont_mul(ctx, acc, acc, r_to_e);
   mont_from(ctx, r, acc);
-  free(mont_bases);
   free(buckets);
   free(used);
   return 0;
