@@ -64,7 +64,7 @@ describe("the owner's CRT encryption in the C module (SecretKey.encryptMany)", (
     expect(c.every((x) => sk.decrypt(x) === 7n)).toBe(true);
   });
 
-  it('refuses a plaintext not below N and widths that do not match the key, naming no value', async () => {
+  it('refuses a plaintext not below N, unequal counts, widths that do not match the key and a foreign handle', async () => {
     const { secretKey: sk, publicKey: pk } = await generateKeyPair(512);
     sk.encrypt(1n); // builds the tables
     const handle = (sk as unknown as { ownerEncryptor(): Parameters<typeof native.ownerEncrypt>[0] }).ownerEncryptor();
