@@ -2,9 +2,11 @@ import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rm
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodePng, encodePng, plaintextNearest } from '@fnn/shared';
+import { decodePng, encodePng, plaintextNearest, type GroupOutcome, type OwnerLink } from '@fnn/shared';
+import { connectC1, connectReplica } from './connect';
 import { jsonLines, runCli, startDaemon, type Daemon } from './harness';
 import { EXIT } from './output';
+import { grpcOwnerLink, openCollectionWriter } from './owner-upload';
 import { transportFrom } from './tls-files';
 
 // The whole system as a hospital runs it: the `fnn` binary, both daemons on
@@ -166,6 +168,70 @@ describe('upload, query, batch query, status', () => {
     for (const r of results) {
       const [want] = plaintextNearest(stored, queries[paths.indexOf(r.query)], 1);
       expect([r.results[0].id, r.results[0].distance], r.query).toEqual([want.id, want.distance.toString()]);
+    }
+  });
+
+  it('batch-query asks a fast query again while a changed group is at C2 and not yet at C1, and answers exactly once it lands', async () => {
+    const owner = transportFrom({ tlsDir: join(certs, 'owner') }, ['owner']);
+    const c1Client = connectC1(c1.address, owner);
+    const replica = connectReplica(c2.address, owner);
+    // The owner's writer with its C1 step held back: C2 already has the group's new version, C1 the old one.
+    // Replacing a record changes its group (a new record might open a group C1 does not list yet).
+    const link = grpcOwnerLink(c1Client, replica);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let replicaStored!: () => void;
+    const atC2 = new Promise<void>((r) => (replicaStored = r));
+    const held: OwnerLink = {
+      ...link,
+      putReplicaGroup: async (req) => {
+        const reply = await link.putReplicaGroup(req);
+        replicaStored();
+        return reply;
+      },
+      upload: async (req) => {
+        await gate;
+        return link.upload(req);
+      },
+    };
+    const owned = openCollectionWriter(held, keys, true);
+    const replaced = stored.findIndex((r) => r.id === 'scan-5.png');
+    const added = { id: stored[replaced].id, pixels: randomPixels() };
+    const outcomes: GroupOutcome[] = [];
+    try {
+      const uploading = owned.writer.upload([{ id: added.id, image: { width: SIZE, height: SIZE, maxValue: 255, pixels: added.pixels } }], (o) => outcomes.push(o));
+      await atC2;
+      const queries = [randomPixels(), added.pixels];
+      const paths = queries.map((q, i) => {
+        const p = join(work, `retry-${i}.png`);
+        writeImage(p, q);
+        return p;
+      });
+      const logBefore = c1.log().length;
+      const batch = doctor('batch-query', ...paths, ...conn(), '--json');
+      // The first attempt is refused (C1 logs FAILED_PRECONDITION, code 9); then the upload may land.
+      const refused = /"rpc":"BatchQuery"[^\n]*"code":9/;
+      for (const until = Date.now() + 60_000; !refused.test(c1.log().slice(logBefore)) && Date.now() < until; )
+        await new Promise((r) => setTimeout(r, 50));
+      expect(c1.log().slice(logBefore), 'C1 refused the batch while the replicas differed').toMatch(refused);
+      release();
+      await uploading;
+      expect(outcomes.map((o) => o.ok && o.replaced.has(added.id))).toEqual([true]);
+      stored[replaced] = added;
+      const run = await batch;
+      expect(run.code, run.stderr).toBe(0);
+      const results = jsonLines(run.stdout) as { query: string; results: { id: string; distance: string }[] }[];
+      const summary = results.pop() as unknown as { summary: Record<string, unknown> };
+      expect(summary.summary).toMatchObject({ answered: 2, total: 2, failures: {} });
+      for (const r of results) {
+        const [want] = plaintextNearest(stored, queries[paths.indexOf(r.query)], 1);
+        expect([r.results[0].id, r.results[0].distance], r.query).toEqual([want.id, want.distance.toString()]);
+      }
+    } finally {
+      release();
+      c1Client.close();
+      replica.close();
+      await owned.close();
     }
   });
 

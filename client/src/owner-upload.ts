@@ -22,7 +22,7 @@ export function grpcOwnerLink(c1: wire.DatabaseClient, c2: wire.ReplicaClient): 
  * both keys). The owner made both key pairs: with the factorisations,
  * encryption is ~3x faster (the C module's CRT path).
  */
-export function openCollectionWriter(c1: wire.DatabaseClient, c2: wire.ReplicaClient, keysDir: string, paperLayout: boolean) {
+export function openCollectionWriter(link: OwnerLink, keysDir: string, paperLayout: boolean) {
   const c2Key = loadPublicKey(keysDir);
   const c1Key = loadC1PublicKey(keysDir);
   const recordKey = loadRecordKey(keysDir);
@@ -30,7 +30,7 @@ export function openCollectionWriter(c1: wire.DatabaseClient, c2: wire.ReplicaCl
   const underC1Key = underC2Key.pool.withKey(c1Key, hasC1SecretKey(keysDir) ? loadC1SecretKey(keysDir, c1Key) : undefined);
   return {
     writer: new CollectionWriter(
-      grpcOwnerLink(c1, c2),
+      link,
       { c2Key, c1Key, recordKey },
       { underC2Key: (v) => underC2Key.pool.encrypt(v), underC1Key: (v) => underC1Key.encrypt(v) },
       paperLayout,

@@ -227,12 +227,17 @@ async function withFastRetry(ctx: Prepared, ask: () => Promise<wire.QueryReply>)
     try {
       return await ask();
     } catch (error) {
-      const changed = (error as Partial<ServiceError>).code === status.FAILED_PRECONDITION;
-      if (ctx.protocol !== wire.Protocol.PROTOCOL_FAST || !changed || attempt >= FAST_RETRIES) throw error;
-      await new Promise((r) => setTimeout(r, 250 * 2 ** attempt * (0.5 + Math.random())));
+      if (!askAgain(ctx, (error as Partial<ServiceError>).code === status.FAILED_PRECONDITION, attempt)) throw error;
+      await fastRetryPause(attempt);
     }
   }
 }
+
+/** A refusal worth asking again: a fast query that found a group changed, with retries left. */
+const askAgain = (ctx: Prepared, changed: boolean, attempt: number) =>
+  ctx.protocol === wire.Protocol.PROTOCOL_FAST && changed && attempt < FAST_RETRIES;
+
+const fastRetryPause = (attempt: number) => new Promise((r) => setTimeout(r, 250 * 2 ** attempt * (0.5 + Math.random())));
 
 export async function query(out: Output, path: string, options: QueryOptions): Promise<void> {
   const ctx = prepare(options);
@@ -262,7 +267,9 @@ export async function query(out: Output, path: string, options: QueryOptions): P
  * Many queries over one bidirectional stream; each result printed as it
  * arrives, then a summary: answered of total, failures per gRPC code, median
  * and max latency, total time. A query that cannot be read or built fails
- * alone; the others go on.
+ * alone; the others go on. A fast query refused because a group changed under
+ * it (an upload between C2 and C1) is asked again on the same stream, as
+ * `fnn query` does; the stream ends once every query is settled.
  */
 export async function batchQuery(out: Output, paths: string[], options: QueryOptions): Promise<void> {
   const imageOptions = parseImageOptions(options);
@@ -276,6 +283,14 @@ export async function batchQuery(out: Output, paths: string[], options: QueryOpt
   };
   try {
     const stream = ctx.c1.batchQuery(new Metadata(), { deadline: new Date(Date.now() + ctx.timeoutMs) });
+    // Queries asked and not yet settled (answered, or failed for good); the
+    // stream is ended when the input is read and none is left.
+    let outstanding = 0;
+    let inputRead = false;
+    const settled = () => {
+      if (--outstanding === 0 && inputRead) stream.end();
+    };
+    const attempts = new Map<string, number>();
     const finished = new Promise<void>((resolve, reject) => {
       const pending: Promise<void>[] = [];
       stream.on('data', (reply: wire.QueryReply) => {
@@ -283,6 +298,19 @@ export async function batchQuery(out: Output, paths: string[], options: QueryOpt
           (async () => {
             const query = asked.get(reply.tag);
             if (!query) throw new CliError('failure', 'C1 answered a query that was not asked');
+            const attempt = attempts.get(reply.tag) ?? 0;
+            if (reply.errorCode && askAgain(ctx, reply.errorCode === status[status.FAILED_PRECONDITION], attempt)) {
+              attempts.set(reply.tag, attempt + 1);
+              await fastRetryPause(attempt);
+              try {
+                stream.write(await buildRequest(ctx, reply.tag, query.image)); // a new share: tickets are single-use
+                return;
+              } catch (error) {
+                settled();
+                return failed(reply.tag, failureCode(error), classify(error).reason);
+              }
+            }
+            settled();
             if (reply.errorCode) return failed(reply.tag, reply.errorCode, `${reply.errorCode}: ${reply.errorMessage}`);
             const result = await complete(ctx, reply, query.image, query.started, options.out);
             tally.answered(result.elapsedMs);
@@ -304,6 +332,7 @@ export async function batchQuery(out: Output, paths: string[], options: QueryOpt
         try {
           const request = await buildRequest(ctx, query.name, query.image);
           asked.set(query.name, { image: query.image, started: queryStarted });
+          outstanding++;
           stream.write(request);
         } catch (error) {
           failed(query.name, failureCode(error), classify(error).reason);
@@ -314,7 +343,8 @@ export async function batchQuery(out: Output, paths: string[], options: QueryOpt
       finished.catch(() => {});
       throw error;
     }
-    stream.end();
+    inputRead = true;
+    if (outstanding === 0) stream.end();
     await finished;
     const summary = tally.summary(Date.now());
     if (out.json) out.result({ summary }, '');

@@ -11,7 +11,7 @@ import {
 } from '../image-files';
 import { loadC1PublicKey, loadPublicKey, loadRecordKey } from '../key-files';
 import type { NamedImage } from '@fnn/shared';
-import { openCollectionWriter } from '../owner-upload';
+import { grpcOwnerLink, openCollectionWriter } from '../owner-upload';
 import { CliError, classify, EXIT, type Output } from '../output';
 import { progressBar } from '../progress';
 
@@ -101,7 +101,7 @@ export async function upload(out: Output, paths: string[], options: UploadOption
     }
     total = plan.reduce((sum, p) => sum + p.count, 0);
     bar = progressBar(total, 'records', !out.json);
-    owner = plan.length > 0 ? openCollectionWriter(client, replica, options.keys, options.paperLayout) : undefined;
+    owner = plan.length > 0 ? openCollectionWriter(grpcOwnerLink(client, replica), options.keys, options.paperLayout) : undefined;
     // Records wait here until a few groups' worth are read: a group is encrypted in one go.
     let pending: (NamedImage & { file: string })[] = [];
     let n = 0;
