@@ -8,7 +8,7 @@ import { describeGrpcError } from '../wire/status';
 import type { GrayImage } from '../image/image';
 import { WireCodec } from '../wire/codec';
 import { packingParams, type PackingParams } from './fast/params';
-import { encryptGroup, groupPlaintexts, newGroupVersion } from './fast/records';
+import { encryptGroup, encryptReplica, newGroupVersion, type PackedColumns } from './fast/records';
 import { encryptRecord, type BatchEncryptor } from './owner';
 
 // The owner's side of the collection: uploads and deletes, over any link to
@@ -67,7 +67,9 @@ export type GroupOutcome =
  * running the same command again completes it.
  */
 export class CollectionWriter {
+  /** Bytes at each key's width: C1's copy of a group is under C2's key, C2's replica under C1's key. */
   private readonly codec: WireCodec;
+  private readonly replicaCodec: WireCodec;
 
   constructor(
     private readonly link: OwnerLink,
@@ -78,6 +80,7 @@ export class CollectionWriter {
     private readonly paperLayout: boolean,
   ) {
     this.codec = new WireCodec(keys.c2Key.cipherBytes);
+    this.replicaCodec = new WireCodec(keys.c1Key.cipherBytes);
   }
 
   /** Records per group for images of this shape (the same at C1 and C2: equal key sizes). */
@@ -148,7 +151,7 @@ export class CollectionWriter {
           group,
           baseVersion: contents.version,
           version,
-          columns: this.codec.columnsToWire(columns[side]),
+          columns: this.columnsToWire(side, columns[side]),
         });
         await previous;
         await this.putReplica(shape, change('forC2'), memberTags);
@@ -187,16 +190,17 @@ export class CollectionWriter {
   private async restoreReplica(group: number, shape: { width: number; height: number; maxValue: number }, params: PackingParams) {
     const contents = await this.readGroup(group);
     const { members, memberTags } = this.keptMembers(contents, params, []);
-    let columns: wire.PackedColumns | undefined;
-    if (contents.members.length > 0) {
-      const plain = groupPlaintexts(members.map((m) => m?.pixels ?? null), params);
-      const c = await this.encrypt.underC1Key([...plain.pixels, ...plain.embedding]);
-      const d = plain.pixels.length;
-      columns = new WireCodec(this.keys.c1Key.cipherBytes).columnsToWire({ pixels: c.slice(0, d), embedding: c.slice(d) });
-    }
+    const columns =
+      contents.members.length > 0
+        ? this.columnsToWire('forC2', await encryptReplica(members.map((m) => m?.pixels ?? null), params, this.encrypt.underC1Key))
+        : undefined;
     // An empty group has no digest; C2 still wants a well-formed version.
     const version = contents.version.length > 0 ? contents.version : newGroupVersion();
     await this.putReplica(shape, { group, baseVersion: contents.version, version, columns }, memberTags);
+  }
+
+  private columnsToWire(side: 'forC1' | 'forC2', columns: PackedColumns): wire.PackedColumns {
+    return (side === 'forC1' ? this.codec : this.replicaCodec).columnsToWire(columns);
   }
 
   /**
@@ -233,7 +237,7 @@ export class CollectionWriter {
         group,
         baseVersion: contents.version,
         version,
-        columns: columns ? this.codec.columnsToWire(columns[side]) : undefined,
+        columns: columns ? this.columnsToWire(side, columns[side]) : undefined,
       });
       await this.putReplica(shape, change('forC2'), memberTags);
       changes.push(change('forC1'));

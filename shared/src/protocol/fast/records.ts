@@ -63,10 +63,7 @@ export async function encryptGroup(
   const plain = groupPlaintexts(members, p);
   const values = [...plain.pixels, ...plain.embedding];
   const d = plain.pixels.length;
-  const [c1Side, c2Side] = await Promise.all([
-    encrypt2([...values, plain.distanceConstant, plain.boundConstant]),
-    encrypt1(values),
-  ]);
+  const [c1Side, forC2] = await Promise.all([encrypt2([...values, plain.distanceConstant, plain.boundConstant]), replicaColumns(plain, encrypt1)]);
   return {
     forC1: {
       pixels: c1Side.slice(0, d),
@@ -74,8 +71,18 @@ export async function encryptGroup(
       distanceConstant: c1Side[values.length],
       boundConstant: c1Side[values.length + 1],
     },
-    forC2: { pixels: c2Side.slice(0, d), embedding: c2Side.slice(d) },
+    forC2,
   };
+}
+
+/** C2's replica of a group's columns alone (under C1's key): what restoring C2's copy needs. */
+export function encryptReplica(members: (ArrayLike<number> | null)[], p: PackingParams, encrypt1: BatchEncryptor): Promise<PackedColumns> {
+  return replicaColumns(groupPlaintexts(members, p), encrypt1);
+}
+
+async function replicaColumns(plain: ReturnType<typeof groupPlaintexts>, encrypt1: BatchEncryptor): Promise<PackedColumns> {
+  const c = await encrypt1([...plain.pixels, ...plain.embedding]);
+  return { pixels: c.slice(0, plain.pixels.length), embedding: c.slice(plain.pixels.length) };
 }
 
 /** A fresh version for a change to a group: random, the same at C1 and C2. */
