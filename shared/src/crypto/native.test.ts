@@ -34,6 +34,31 @@ describe('native multiExp (Montgomery products on 64-bit limbs)', () => {
   });
 });
 
+describe('the C module at its boundary', () => {
+  it('answers or throws a RangeError for 2000 random argument shapes, and never crashes the process', () => {
+    const int = (n: number) => Math.floor(Math.random() * n);
+    const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => int(256)));
+    let answered = 0;
+    for (let i = 0; i < 2000; i++) {
+      const m = bytes(int(40));
+      const bw = int(12);
+      const ew = int(12);
+      const count = int(5);
+      const bases = bytes(count * bw + (i % 7 === 0 ? 1 : 0));
+      const exps = bytes(count * ew + (i % 11 === 0 ? 1 : 0));
+      try {
+        const window = [0, 1, 2, 3, 5, 8, 21, 32][int(8)]; // wide windows are valid but slow: 2^c buckets per window
+        const out = native.multiExp(m, bases, bw, exps, ew, window);
+        expect(out.length).toBe(m.length);
+        answered++;
+      } catch (error) {
+        expect(error, `case ${i}`).toBeInstanceOf(RangeError);
+      }
+    }
+    expect(answered, 'some random cases are valid and answered').toBeGreaterThan(0);
+  });
+});
+
 /** A key whose primes have different bit lengths (paillier-bigint does produce such keys). */
 function unequalPrimesKey(): SecretKey {
   // p (257 bits) and q (256 bits): primes found once with bigint-crypto-utils.
