@@ -101,7 +101,7 @@ static napi_value owner_encrypt_js(napi_env env, napi_callback_info info) {
   const size_t L = enc->limbs;
   if (pw == 0 || ew == 0 || pt_len % pw != 0 || ex_len % ew != 0 || pt_len / pw != ex_len / ew)
     return throw_range(env, "ownerEncrypt: plaintexts and exponents must be whole and equal in number");
-  if (pw > 8 * L || ew > 8 * (enc->exponent_limbs - 1) || cw > 16 * L)
+  if (pw > 8 * L || ew > 8 * enc->exponent_limbs || cw > 16 * L)
     return throw_range(env, "ownerEncrypt: widths do not match the key");
   const size_t count = pt_len / pw;
   void *out_data;

@@ -37,21 +37,12 @@ void fixed_base_free(fixed_base *fb) {
   free(fb);
 }
 
-/** Bits [pos, pos + width) of little-endian limbs e (of `limbs` limbs). */
-static unsigned window_at(const uint64_t *e, size_t limbs, size_t pos, unsigned width) {
-  size_t limb = pos / 64, shift = pos % 64;
-  if (limb >= limbs) return 0;
-  uint64_t bits = e[limb] >> shift;
-  if (shift + width > 64 && limb + 1 < limbs) bits |= e[limb + 1] << (64 - shift);
-  return (unsigned)(bits & (((uint64_t)1 << width) - 1));
-}
-
 void fixed_base_pow(const fixed_base *fb, uint64_t *r, const uint64_t *e, size_t e_limbs) {
   const size_t n = fb->ctx.n;
   uint64_t acc[MONT_MAX_LIMBS];
   int started = 0;
   for (size_t row = 0; row < fb->rows; row++) {
-    unsigned d = window_at(e, e_limbs, row * fb->window_bits, fb->window_bits);
+    unsigned d = limbs_bits(e, e_limbs, row * fb->window_bits, fb->window_bits);
     if (d == 0) continue;
     const uint64_t *entry = fb->table + (row * fb->cols + d) * n;
     if (started) mont_mul(&fb->ctx, acc, acc, entry);

@@ -42,6 +42,14 @@ void limbs_mul(uint64_t *r, const uint64_t *a, const uint64_t *b, size_t n) {
   }
 }
 
+unsigned limbs_bits(const uint64_t *x, size_t n, size_t pos, unsigned width) {
+  size_t limb = pos / 64, shift = pos % 64;
+  if (limb >= n) return 0;
+  uint64_t bits = x[limb] >> shift;
+  if (shift + width > 64 && limb + 1 < n) bits |= x[limb + 1] << (64 - shift);
+  return (unsigned)(bits & (((uint64_t)1 << width) - 1));
+}
+
 int limbs_from_be(uint64_t *r, size_t n, const uint8_t *bytes, size_t len) {
   memset(r, 0, n * sizeof(uint64_t));
   for (size_t k = 0; k < len; k++) {

@@ -48,6 +48,9 @@ uint64_t limbs_add(uint64_t *r, const uint64_t *a, const uint64_t *b, size_t n);
 /** r (2n limbs) = a b (n limbs each); r must not alias a or b. */
 void limbs_mul(uint64_t *r, const uint64_t *a, const uint64_t *b, size_t n);
 
+/** Bits [pos, pos + width) of x (n limbs) as a number, width <= 32; bits past the top read as 0. */
+unsigned limbs_bits(const uint64_t *x, size_t n, size_t pos, unsigned width);
+
 /** Big-endian bytes (any length up to 8 n, zero-extended) to n limbs; 0 if the value does not fit. */
 int limbs_from_be(uint64_t *r, size_t n, const uint8_t *bytes, size_t len);
 

@@ -3,14 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static unsigned digit_at(const uint64_t *e, size_t limbs, size_t pos, unsigned width) {
-  size_t limb = pos / 64, shift = pos % 64;
-  if (limb >= limbs) return 0;
-  uint64_t bits = e[limb] >> shift;
-  if (shift + width > 64 && limb + 1 < limbs) bits |= e[limb + 1] << (64 - shift);
-  return (unsigned)(bits & (((uint64_t)1 << width) - 1));
-}
-
 /**
  * R^E in Montgomery form (R^E R mod m), E = sum of all exponents. The bases are
  * used as they come, as if each were the Montgomery form of b_i R^-1: that
@@ -68,7 +60,7 @@ int multiexp(const mont_ctx *ctx, uint64_t *r, const uint64_t *bases, const uint
     for (unsigned s = 0; s < c; s++) mont_mul(ctx, acc, acc, acc);
     memset(used, 0, nb);
     for (size_t i = 0; i < count; i++) {
-      unsigned d = digit_at(exponents + i * e_limbs, e_limbs, w * c, c);
+      unsigned d = limbs_bits(exponents + i * e_limbs, e_limbs, w * c, c);
       if (d == 0) continue;
       uint64_t *bucket = buckets + d * n;
       if (used[d]) mont_mul(ctx, bucket, bucket, bases + i * n);

@@ -23,7 +23,7 @@ owner_encryptor *owner_encryptor_new(size_t limbs, const uint64_t *n, const uint
     return NULL;
   }
   enc->limbs = limbs;
-  enc->exponent_limbs = (exponent_bits + 63) / 64 + 1; /* room for the table's last partial window */
+  enc->exponent_limbs = (exponent_bits + 63) / 64;
   enc->hp = fixed_base_new(p2, limbs, h_mod_p2, window_bits, exponent_bits);
   enc->hq = fixed_base_new(q2, limbs, h_mod_q2, window_bits, exponent_bits);
   if (!enc->hp || !enc->hq || mont_init(&enc->n_ctx, n, limbs) != 0 || limbs_cmp(q2_inv_p2, p2, limbs) >= 0) {
