@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/** q^2 may exceed p^2 by at most this many bits: xq mod p^2 is then at most 2^4 subtractions. */
+/** q^2 may exceed p^2 by at most this many bits: xq mod p^2 then takes fewer than 2^5 subtractions. */
 #define MAX_PRIME_SQUARE_GAP 4
 
 static size_t bit_length(const uint64_t *x, size_t n) {
