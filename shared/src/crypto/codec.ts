@@ -9,11 +9,7 @@ function requireNonNegative(x: bigint, what: string): void {
 
 /** Fixed-width big-endian bytes (ciphertexts on the wire and on disk all have the key's cipherBytes). */
 export function cipherToBytes(c: bigint, width: number): Uint8Array {
-  if (!Number.isSafeInteger(width) || width <= 0) throw new RangeError('ciphertext width must be a positive integer');
-  requireNonNegative(c, 'ciphertext');
-  const hex = c.toString(16);
-  if (hex.length > 2 * width) throw new RangeError(`ciphertext does not fit in ${width} bytes`);
-  return Buffer.from(hex.padStart(2 * width, '0'), 'hex');
+  return valuesToFixedBlob([c], width, 'ciphertext');
 }
 
 /** Inverse of cipherToBytes; the width is the caller's to check (it knows the key). */
@@ -36,14 +32,14 @@ export function bytesToBigint(b: Uint8Array): bigint {
   return BigInt('0x' + Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex'));
 }
 
-/** Non-negative values of one width back to back (big-endian each), in one allocation. */
-export function valuesToFixedBlob(values: readonly bigint[], width: number): Buffer {
-  if (!Number.isSafeInteger(width) || width <= 0) throw new RangeError('value width must be a positive integer');
+/** Non-negative values of one width back to back (big-endian each), in one allocation; `what` names them in errors. */
+export function valuesToFixedBlob(values: readonly bigint[], width: number, what = 'value'): Buffer {
+  if (!Number.isSafeInteger(width) || width <= 0) throw new RangeError(`${what} width must be a positive integer`);
   const out = Buffer.allocUnsafe(values.length * width);
   for (let i = 0; i < values.length; i++) {
-    requireNonNegative(values[i], 'value');
+    requireNonNegative(values[i], what);
     const hex = values[i].toString(16);
-    if (hex.length > 2 * width) throw new RangeError(`value does not fit in ${width} bytes`);
+    if (hex.length > 2 * width) throw new RangeError(`${what} does not fit in ${width} bytes`);
     out.write(hex.padStart(2 * width, '0'), i * width, width, 'hex');
   }
   return out;
@@ -61,7 +57,7 @@ export function fixedBlobToValues(blob: Uint8Array, width: number): bigint[] {
 
 /** Ciphertexts of one width back to back: how the databases store a vector. */
 export function ciphersToBlob(ciphers: readonly bigint[], width: number): Buffer {
-  return valuesToFixedBlob(ciphers, width);
+  return valuesToFixedBlob(ciphers, width, 'ciphertext');
 }
 
 export function blobToCiphers(blob: Uint8Array, width: number): bigint[] {
