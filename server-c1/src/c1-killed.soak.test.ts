@@ -131,11 +131,13 @@ describe('C1 killed mid-upload', () => {
       const afterLines = attempt % 8;
       const delayMs = afterLines === 0 ? 200 + Math.floor(Math.random() * 800) : Math.floor(Math.random() * 40);
       let seen = 0;
-      let scheduled = false;
+      // The C1 of this upload, not whatever `c1` holds when the timer fires: a
+      // timer still pending when the upload finished would otherwise kill the
+      // restarted C1 in the middle of the upload run again.
+      const target = c1;
+      let timer: NodeJS.Timeout | undefined;
       const schedule = () => {
-        if (scheduled) return;
-        scheduled = true;
-        setTimeout(() => void c1.kill(), delayMs);
+        timer ??= setTimeout(() => void target.kill(), delayMs);
       };
       if (afterLines === 0) schedule();
       const args = ['upload', dir, '--c1', c1.address, '--c2', c2.address, '--keys', keys.dir, INSECURE, '--json'];
@@ -143,7 +145,8 @@ describe('C1 killed mid-upload', () => {
         if (line.startsWith('{') && ['stored', 'replaced'].includes(JSON.parse(line).status)) seen++;
         if (seen >= afterLines) schedule();
       });
-      await c1.kill(); // in case the upload finished before the kill
+      clearTimeout(timer);
+      await target.kill(); // in case the upload finished before the kill
       const stored = jsonLines(first.stdout).filter((l) => l.status === 'stored' || l.status === 'replaced').length;
       checkDatabase(`${what} (killed after ${stored} records, exit ${first.code})`, batch);
       if (stored === PER_UPLOAD) missed++;
