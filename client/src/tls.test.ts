@@ -11,7 +11,8 @@ import {
   generateKeyPair,
   localEvaluator,
   localKeyHolder,
-  multiExp,
+  multiExpFixed,
+  type FixedWidthValues,
   type Logger,
   type Role,
   type RunningDaemon,
@@ -25,7 +26,7 @@ import { call, connectC1, connectC2, connectHealth, connectReplica } from './con
 // CLI over TLS end to end (owner uploads, doctor queries) is cli.e2e.test.ts.
 
 const HOSTS = ['127.0.0.1'];
-const localMultiExp = async (bases: bigint[], exponents: bigint[], modulus: bigint) => multiExp(bases, exponents, modulus);
+const localMultiExp = async (bases: FixedWidthValues, exponents: FixedWidthValues, modulus: bigint) => multiExpFixed(bases, exponents, modulus);
 
 let root: string;
 let ca: Authority;

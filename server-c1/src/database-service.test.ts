@@ -13,7 +13,8 @@ import {
   INSECURE,
   localEvaluator,
   localKeyHolder,
-  multiExp,
+  multiExpFixed,
+  type FixedWidthValues,
   openSealedImage,
   packingParams,
   plaintextNearest,
@@ -98,7 +99,7 @@ const baseSingles: Sent[] = [];
 
 const encrypt2 = async (values: bigint[]) => values.map((v) => pk.encrypt(v));
 const encrypt1 = async (values: bigint[]) => values.map((v) => pk1.encrypt(v));
-const localMultiExp = async (bases: bigint[], exponents: bigint[], modulus: bigint) => multiExp(bases, exponents, modulus);
+const localMultiExp = async (bases: FixedWidthValues, exponents: FixedWidthValues, modulus: bigint) => multiExpFixed(bases, exponents, modulus);
 
 function randomImage(d = D): Uint16Array {
   return Uint16Array.from({ length: d }, () => Math.floor(Math.random() * (MAX_VALUE + 1)));

@@ -292,9 +292,11 @@ export class RecordStore {
           throw protocolState('a group changed during the query; run the query again');
         const row = getPacked.get(group) as { pixels: Buffer; embedding: Buffer; constants: Buffer };
         const [distanceConstant, boundConstant] = this.fromBlob(row.constants);
+        // The columns as stored: the multi-exponentiation reads the bytes.
+        const width = this.key.cipherBytes;
         return family === 'distance'
-          ? { columns: this.fromBlob(row.pixels), constant: distanceConstant }
-          : { columns: this.fromBlob(row.embedding), constant: boundConstant };
+          ? { columns: { bytes: row.pixels, width }, constant: distanceConstant }
+          : { columns: { bytes: row.embedding, width }, constant: boundConstant };
       },
       encryptedId: (candidate) => rows[candidate].encrypted_id,
       sealedImage: (candidate) => {

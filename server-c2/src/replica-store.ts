@@ -1,6 +1,5 @@
 import Database from 'better-sqlite3';
 import {
-  blobToCiphers,
   ciphersToBlob,
   groupDigest,
   invalidInput,
@@ -150,7 +149,8 @@ export class ReplicaStore {
         if (now === undefined || now !== expectedDigest)
           throw protocolState('a group changed during the query; run the query again');
         const row = packed.get(group) as { pixels: Buffer; embedding: Buffer };
-        return this.fromBlob(family === 'distance' ? row.pixels : row.embedding);
+        // As stored: the multi-exponentiation reads the bytes.
+        return { bytes: family === 'distance' ? row.pixels : row.embedding, width: this.key.cipherBytes };
       },
     };
   }
@@ -166,10 +166,6 @@ export class ReplicaStore {
 
   private toBlob(ciphers: bigint[]): Buffer {
     return ciphersToBlob(ciphers, this.key.cipherBytes);
-  }
-
-  private fromBlob(blob: Buffer): bigint[] {
-    return blobToCiphers(blob, this.key.cipherBytes);
   }
 
   private fact(name: string): string | undefined {

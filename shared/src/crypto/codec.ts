@@ -55,6 +55,35 @@ export function fixedBlobToValues(blob: Uint8Array, width: number): bigint[] {
   return out;
 }
 
+/**
+ * Values of one width back to back, big-endian each: how the databases store a
+ * column of ciphertexts, and what the C module reads as it is. A query's
+ * 65536-term multi-exponentiation over such a column skips 65536 conversions
+ * to BigInt and back.
+ */
+export interface FixedWidthValues {
+  bytes: Uint8Array;
+  width: number;
+}
+
+/** Values at the width of the largest (at least one byte). */
+export function toFixedWidth(values: readonly bigint[], what = 'value'): FixedWidthValues {
+  let max = 0n;
+  for (const v of values) {
+    requireNonNegative(v, what);
+    if (v > max) max = v;
+  }
+  const width = Math.max(1, Math.ceil(max.toString(16).length / 2));
+  return { bytes: valuesToFixedBlob(values, width, what), width };
+}
+
+/** How many values a FixedWidthValues holds; refused unless the bytes are whole values. */
+export function fixedWidthCount(values: FixedWidthValues, what = 'value'): number {
+  if (!Number.isSafeInteger(values.width) || values.width <= 0) throw new RangeError(`${what} width must be a positive integer`);
+  if (values.bytes.length % values.width !== 0) throw new RangeError(`not a whole number of ${what}s`);
+  return values.bytes.length / values.width;
+}
+
 /** Ciphertexts of one width back to back: how the databases store a vector. */
 export function ciphersToBlob(ciphers: readonly bigint[], width: number): Buffer {
   return valuesToFixedBlob(ciphers, width, 'ciphertext');

@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Piscina } from 'piscina';
 import type { EvaluatorCrypto, KeyHolderCrypto } from './backend';
+import { fixedWidthCount, type FixedWidthValues } from './codec';
 import type { PublicKey, SecretKey } from './paillier';
 import type { KeyMaterial, Task } from './worker';
 
@@ -65,21 +66,30 @@ export class CryptoPool {
     return this.split('encrypt', { values });
   }
 
-  /** prod base_i^(e_i) mod m, the terms split across the threads. */
-  async multiExp(bases: bigint[], exponents: bigint[], modulus: bigint): Promise<bigint> {
-    const chunks = Math.max(1, Math.min(this.threads, Math.floor(bases.length / 64)));
-    const size = Math.ceil(bases.length / chunks);
+  /**
+   * prod base_i^(e_i) mod m, the terms split across the threads. Each thread
+   * gets its own copy of its slice, moved rather than cloned (a clone of a
+   * slice would copy the whole column it was cut from).
+   */
+  async multiExp(bases: FixedWidthValues, exponents: FixedWidthValues, modulus: bigint): Promise<bigint> {
+    const count = fixedWidthCount(bases, 'base');
+    if (fixedWidthCount(exponents, 'exponent') !== count) throw new RangeError('multiExp needs one exponent per base');
+    const chunks = Math.max(1, Math.min(this.threads, Math.floor(count / 64)));
+    const size = Math.ceil(count / chunks);
+    const slice = (v: FixedWidthValues, start: number) => new Uint8Array(v.bytes.subarray(start * v.width, Math.min(count, start + size) * v.width));
     const parts: Promise<bigint[]>[] = [];
-    for (let start = 0; start < bases.length; start += size)
-      parts.push(
-        this.pool.run({
-          op: 'multiExp',
-          key: this.key,
-          bases: bases.slice(start, start + size),
-          exponents: exponents.slice(start, start + size),
-          modulus,
-        }),
-      );
+    for (let start = 0; start < count; start += size) {
+      const b = slice(bases, start);
+      const e = slice(exponents, start);
+      const task: Task = {
+        op: 'multiExp',
+        key: this.key,
+        bases: { bytes: b, width: bases.width },
+        exponents: { bytes: e, width: exponents.width },
+        modulus,
+      };
+      parts.push(this.pool.run(task, { transferList: [b.buffer, e.buffer] }));
+    }
     return (await Promise.all(parts)).reduce((acc, [x]) => (acc * x) % modulus, 1n);
   }
 

@@ -9,7 +9,8 @@ import {
   unblindProductsBatch,
   unblindSquaresBatch,
 } from './backend';
-import { multiExp } from './multiexp';
+import type { FixedWidthValues } from './codec';
+import { multiExpFixed } from './multiexp';
 import { PublicKey, SecretKey } from './paillier';
 
 export type Task =
@@ -20,7 +21,7 @@ export type Task =
   | { op: 'multiplyBlinded'; key: KeyMaterial; a: bigint[]; b: bigint[] }
   | { op: 'decrypt'; key: KeyMaterial; values: bigint[] }
   | { op: 'encrypt'; key: KeyMaterial; values: bigint[] }
-  | { op: 'multiExp'; key: KeyMaterial; bases: bigint[]; exponents: bigint[]; modulus: bigint };
+  | { op: 'multiExp'; key: KeyMaterial; bases: FixedWidthValues; exponents: FixedWidthValues; modulus: bigint };
 
 export interface KeyMaterial {
   id: string; // fingerprint
@@ -47,7 +48,7 @@ function secretKeyOf(key: KeyMaterial): SecretKey {
 }
 
 export default function run(task: Task): bigint[] {
-  if (task.op === 'multiExp') return [multiExp(task.bases, task.exponents, task.modulus)];
+  if (task.op === 'multiExp') return [multiExpFixed(task.bases, task.exponents, task.modulus)];
   switch (task.op) {
     case 'blind':
       return blindBatch(publicKeyOf(task.key), task.values, task.masks);

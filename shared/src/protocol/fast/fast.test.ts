@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { localKeyHolder } from '../../crypto/backend';
-import { multiExp } from '../../crypto/multiexp';
+import { ciphersToBlob, type FixedWidthValues } from '../../crypto/codec';
+import { multiExpFixed } from '../../crypto/multiexp';
 import { generateKeyPair, type PublicKey, type SecretKey } from '../../crypto/paillier';
 import { plaintextNearest, squaredDistance } from '../../reference';
 import { SPREAD_SCALE } from '../../encoding/lower-bound';
@@ -24,7 +25,7 @@ beforeAll(async () => {
   ({ publicKey: pk2, secretKey: sk2 } = await generateKeyPair(512));
 });
 
-const localMultiExp = async (bases: bigint[], exps: bigint[], m: bigint) => multiExp(bases, exps, m);
+const localMultiExp = async (bases: FixedWidthValues, exponents: FixedWidthValues, modulus: bigint) => multiExpFixed(bases, exponents, modulus);
 const randomImage = (d: number, max: number) => Uint16Array.from({ length: d }, () => Math.floor(Math.random() * (max + 1)));
 
 /** Both replicas of a collection, laid out in groups in upload order; `holes` leaves slots free (deleted records). */
@@ -51,13 +52,17 @@ async function collection(images: Uint16Array[], p: PackingParams, holes = new S
     const slots = m.map((candidate) => candidate ?? -1);
     return { group, members: slots, digest: slots.join(',') };
   });
-  const family = (c: PackedColumns, f: Family) => (f === 'bound' ? c.embedding : c.pixels);
+  // Stored as the daemons store them: bytes at the key's width.
+  const family = (c: PackedColumns, f: Family, key: PublicKey): FixedWidthValues => ({
+    bytes: ciphersToBlob(f === 'bound' ? c.embedding : c.pixels, key.cipherBytes),
+    width: key.cipherBytes,
+  });
   const c1: PackedRecordSource = {
     params: p,
     count: images.length,
     groups: layout,
     columns: async (group, f) => ({
-      columns: family(encrypted[group].c1, f),
+      columns: family(encrypted[group].c1, f, pk2),
       constant: f === 'bound' ? encrypted[group].c1.boundConstant! : encrypted[group].c1.distanceConstant!,
     }),
   };
@@ -66,7 +71,7 @@ async function collection(images: Uint16Array[], p: PackingParams, holes = new S
     digest: (group) => layout[group]?.digest,
     columns: async (group, f, expected) => {
       if (layout[group]?.digest !== expected) throw new Error('group changed');
-      return family(encrypted[group].c2, f);
+      return family(encrypted[group].c2, f, pk1);
     },
   };
   return { c1, c2 };

@@ -1,3 +1,4 @@
+import { toFixedWidth, type FixedWidthValues } from '../../crypto/codec';
 import type { PublicKey, SecretKey } from '../../crypto/paillier';
 import { randomBetween, randomBits } from '../../crypto/random';
 import { SPREAD_SCALE } from '../../encoding/lower-bound';
@@ -30,14 +31,15 @@ export interface PackedRecordSource {
   /** Records in the collection (candidates are numbered 0..count-1 in upload order). */
   count: number;
   groups: GroupLayout[];
-  columns(group: number, family: Family): Promise<{ columns: bigint[]; constant: bigint }>;
+  /** A group's columns as stored (bytes, one ciphertext per coordinate) and its constant. */
+  columns(group: number, family: Family): Promise<{ columns: FixedWidthValues; constant: bigint }>;
 }
 
 /** C1's crypto for the fast protocol: C2's public key, C1's own key pair, and the heavy multi-exponentiation. */
 export interface FastEvaluatorCrypto {
   keyHolderKey: PublicKey; // pk2
   ownSecretKey: SecretKey; // sk1
-  multiExp(bases: bigint[], exponents: bigint[], modulus: bigint): Promise<bigint>;
+  multiExp(bases: FixedWidthValues, exponents: FixedWidthValues, modulus: bigint): Promise<bigint>;
 }
 
 /** The per-query order-preserving mask, in the form that keeps every slot non-negative. */
@@ -88,7 +90,11 @@ export async function fastSearch(
     distance: pk2.mulPlain(query.distanceConstant, ones),
     bound: pk2.mulPlain(query.boundConstant, ones),
   };
-  const share: Record<Family, bigint[]> = { distance: query.shares.distance, bound: query.shares.bound };
+  // In bytes once per query: every group's multi-exponentiation reads them.
+  const share: Record<Family, FixedWidthValues> = {
+    distance: toFixedWidth(query.shares.distance, 'share'),
+    bound: toFixedWidth(query.shares.bound, 'share'),
+  };
 
   /** E2(pack value) of one group and family, from C2's contribution. */
   const packedValue = async (family: Family, c: Contribution): Promise<bigint> => {

@@ -1,3 +1,4 @@
+import { toFixedWidth, type FixedWidthValues } from '../../crypto/codec';
 import type { PublicKey, SecretKey } from '../../crypto/paillier';
 import { randomBits } from '../../crypto/random';
 import { SPREAD_SCALE } from '../../encoding/lower-bound';
@@ -21,13 +22,13 @@ export interface ReplicaSource {
   /** The digest of a group's members in slot order, to check both replicas agree. */
   digest(group: number): string | undefined;
   /** A group's packed columns, refused if the group no longer has `expectedDigest` (it changed mid-query). */
-  columns(group: number, family: Family, expectedDigest: string): Promise<bigint[]>;
+  columns(group: number, family: Family, expectedDigest: string): Promise<FixedWidthValues>;
 }
 
 export interface FastKeyHolderCrypto {
   ownSecretKey: SecretKey; // sk2
   evaluatorKey: PublicKey; // pk1
-  multiExp(bases: bigint[], exponents: bigint[], modulus: bigint): Promise<bigint>;
+  multiExp(bases: FixedWidthValues, exponents: FixedWidthValues, modulus: bigint): Promise<bigint>;
 }
 
 interface QueuedGroup {
@@ -44,11 +45,13 @@ export class FastKeyHolder {
   /** The contribution of the group likely asked for next, computed ahead. */
   private prefetched: { group: number; contribution: Promise<Contribution> } | undefined;
   private rejected = 0;
+  /** The doctor's share v in bytes, once: every group's multi-exponentiation reads it. */
+  private readonly share: Record<Family, FixedWidthValues>;
 
   constructor(
     private readonly crypto: FastKeyHolderCrypto,
     private readonly replica: ReplicaSource,
-    private readonly shares: QueryShares,
+    shares: QueryShares,
     k: number,
     groups: GroupLayout[],
   ) {
@@ -58,6 +61,7 @@ export class FastKeyHolder {
     assertFits(p, crypto.evaluatorKey, crypto.ownSecretKey.publicKey);
     if (shares.distance.length !== p.width * p.height || shares.bound.length !== 2 * p.blockRows * p.blockCols)
       throw invalidInput('the query share does not match the collection');
+    this.share = { distance: toFixedWidth(shares.distance, 'share'), bound: toFixedWidth(shares.bound, 'share') };
     for (const g of groups) {
       if (this.layouts.has(g.group)) throw invalidInput('group listed twice');
       if (g.members.length !== p.groupSize) throw invalidInput('group layout of the wrong size');
@@ -145,7 +149,7 @@ export class FastKeyHolder {
     const p = this.params;
     const pk1 = this.crypto.evaluatorKey;
     const columns = await this.replica.columns(group, family, this.layouts.get(group)!.digest);
-    const theirs = await this.crypto.multiExp(columns, this.shares[family], pk1.n2);
+    const theirs = await this.crypto.multiExp(columns, this.share[family], pk1.n2);
     const maskBits = family === 'bound' ? p.bound.maskBits : p.distance.maskBits;
     const t = pack(Array.from({ length: p.groupSize }, () => randomBits(maskBits)), p.slotBits);
     return {
