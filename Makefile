@@ -18,7 +18,9 @@ $(NATIVE): shared/binding.gyp $(wildcard shared/native/*.c shared/native/*.h) | 
 build: install $(NATIVE)
 	npx tsc -b
 
+# The tests are type-checked first (tsconfig.tests.json): vitest only strips types.
 test: build
+	npx tsc -p tsconfig.tests.json
 	npx vitest run
 
 # Faults and load (*.soak.test.ts, vitest.soak.config.mts): C2 killed mid-query

@@ -162,7 +162,7 @@ describe('roles', () => {
     const db = connectC1(c1.address, ids.doctor);
     const replica = connectReplica(c2.address, ids.doctor);
     try {
-      const tag = new Uint8Array(32);
+      const tag = Buffer.alloc(32);
       const shape = { width: 4, height: 4, maxValue: 255 };
       expect(await codeOf(call(db.allocateSlots.bind(db), { lookupTags: [tag], ...shape }, 10_000))).toBe(Code.PERMISSION_DENIED);
       expect(await codeOf(call(db.getGroup.bind(db), { group: 0 }, 10_000))).toBe(Code.PERMISSION_DENIED);
@@ -178,7 +178,7 @@ describe('roles', () => {
 
   it('logs a refusal with the role and the method, and nothing the caller sent', async () => {
     const db = connectC1(c1.address, ids.doctor);
-    const secret = new Uint8Array(32).fill(0xab);
+    const secret = Buffer.alloc(32, 0xab);
     try {
       await codeOf(call(db.delete.bind(db), { lookupTags: [secret], groups: [] }, 10_000, 'refusal-log-test'));
     } finally {
@@ -193,7 +193,7 @@ describe('roles', () => {
     const db = connectC1(c1.address, ids.owner);
     const replica = connectReplica(c2.address, ids.owner);
     try {
-      const tag = new Uint8Array(32);
+      const tag = Buffer.alloc(32);
       expect(await codeOf(call(db.allocateSlots.bind(db), { lookupTags: [tag], width: 4, height: 4, maxValue: 255 }, 10_000))).toBe(Code.OK);
       expect(await call(db.getGroup.bind(db), { group: 0 }, 10_000)).toEqual({ version: Buffer.alloc(0), members: [] });
       // An empty change is refused by the handler (INVALID_ARGUMENT), not by the role check.

@@ -16,11 +16,13 @@ import {
   RecordKey,
   sealImage,
   unpack,
+  type Family,
+  type PackedRecordSource,
   type PackingParams,
   type PublicKey,
   type SecretKey,
 } from '@fnn/shared';
-import { cipherPieces, databaseBytes, onDisk, rejected, thrown } from '@fnn/shared/dist/testing/storage-support';
+import { cipherPieces, ciphersOf, databaseBytes, onDisk, rejected, thrown } from '@fnn/shared/dist/testing/storage-support';
 import { RecordStore, type CollectionShape, type GroupChange, type StoredRecord } from './storage';
 
 // RecordStore against a real SQLite file: the collection's shape (with or
@@ -54,6 +56,12 @@ afterAll(() => {
 });
 
 /** A collection with the paper's per-pixel layout (fnn, bf and fast). */
+/** A group's columns as ciphertexts: the snapshot hands out the stored bytes. */
+async function columnsOf(snap: PackedRecordSource, group: number, family: Family) {
+  const { columns, constant } = await snap.columns(group, family);
+  return { columns: ciphersOf(columns), constant };
+}
+
 const SHAPE_4x4: CollectionShape = { width: 4, height: 4, maxValue: 255, paperLayout: true };
 /** The same images uploaded for the fast protocol only. */
 const FAST_4x4: CollectionShape = { ...SHAPE_4x4, paperLayout: false };
@@ -174,8 +182,8 @@ async function stateOf(store: RecordStore) {
   const groups = await Promise.all(
     snap.groups.map(async (g) => {
       const { version, members } = store.group(g.group);
-      const distance = await snap.columns(g.group, 'distance');
-      const bound = await snap.columns(g.group, 'bound');
+      const distance = await columnsOf(snap, g.group, 'distance');
+      const bound = await columnsOf(snap, g.group, 'bound');
       return {
         ...g,
         version: hex(version),
@@ -202,8 +210,8 @@ async function expectPackedGroup(store: RecordStore, group: number, members: Tes
   const p = store.params()!;
   const want = groupPlaintexts(slotsOf(members, p.groupSize), p);
   const snap = store.packedSnapshot();
-  const distance = await snap.columns(group, 'distance');
-  const bound = await snap.columns(group, 'bound');
+  const distance = await columnsOf(snap, group, 'distance');
+  const bound = await columnsOf(snap, group, 'bound');
   expect(distance.columns.map((c) => sk.decrypt(c)), `${what}: packed pixel columns of group ${group}`).toEqual(want.pixels);
   expect(bound.columns.map((c) => sk.decrypt(c)), `${what}: packed embedding columns of group ${group}`).toEqual(want.embedding);
   expect(sk.decrypt(distance.constant), `${what}: packed distance constant of group ${group}`).toBe(want.distanceConstant);
@@ -603,7 +611,7 @@ describe('RecordStore: delete', () => {
       members,
       digest: groupDigest(store.group(0).version, tagsOf(remaining)),
     });
-    const column = (await snap.columns(0, 'distance')).columns[0];
+    const column = (await columnsOf(snap, 0, 'distance')).columns[0];
     const slotValues = unpack(sk.decrypt(column), snap.params.slotBits, g);
     expect(slotValues[middle.stored.slot], "the deleted record's slot must hold 0: its data is gone, not masked").toBe(0n);
     expectFnnError(
@@ -654,8 +662,8 @@ describe('RecordStore: on disk', () => {
     await upload(store, 1, [alone]);
     const snap = store.packedSnapshot();
     const columns = async (group: number) => {
-      const d = await snap.columns(group, 'distance');
-      const b = await snap.columns(group, 'bound');
+      const d = await columnsOf(snap, group, 'distance');
+      const b = await columnsOf(snap, group, 'bound');
       return [...d.columns, ...b.columns, d.constant, b.constant];
     };
     const group0Before = await columns(0);
@@ -679,7 +687,7 @@ describe('RecordStore: on disk', () => {
     const keepProbes: [string, Buffer | Buffer[]][] = [
       ['paper pixel ciphertexts', cipherPieces(keep.stored.paper!.pixels, pk.cipherBytes)],
       ['sealed image', keep.stored.sealedImage.subarray(0, 64)],
-      ["group's re-encrypted columns", cipherPieces((await store.packedSnapshot().columns(0, 'distance')).columns, pk.cipherBytes)],
+      ["group's re-encrypted columns", cipherPieces((await columnsOf(store.packedSnapshot(), 0, 'distance')).columns, pk.cipherBytes)],
     ];
     for (const [what, bytes] of keepProbes) expect(onDisk(after, bytes), `the ${what} of the record that was kept must still be on disk`).toBe(true);
   });
@@ -690,7 +698,7 @@ describe('RecordStore: on disk', () => {
     const old = await record('a', 0);
     await upload(store, 0, [old, await record('b', 1)]);
     const snap = store.packedSnapshot();
-    const oldColumns = (await snap.columns(0, 'distance')).columns;
+    const oldColumns = (await columnsOf(snap, 0, 'distance')).columns;
     const oldProbes: [string, Buffer | Buffer[]][] = [
       ['paper pixel ciphertexts', cipherPieces(old.stored.paper!.pixels, pk.cipherBytes)],
       ['sum and spread ciphertexts', cipherPieces([old.stored.paper!.sum, old.stored.paper!.spread], pk.cipherBytes)],
@@ -896,7 +904,7 @@ describe('RecordStore: slots and packed groups (fast protocol)', () => {
     await expectPackedGroup(store, 0, [r1, r3, r0], 'group 0');
     await expectPackedGroup(store, 1, [r2], 'group 1');
     // The packed column holds each member's value in its own slot and nothing elsewhere.
-    const column = (await snap.columns(0, 'distance')).columns[5];
+    const column = (await columnsOf(snap, 0, 'distance')).columns[5];
     expect(unpack(sk.decrypt(column), snap.params.slotBits, 3)).toEqual([r1, r3, r0].map((r) => BigInt(r.image[5])));
     expect(unpack(sk.decrypt(column), snap.params.slotBits, g).slice(3), 'free slots hold 0').toEqual(new Array(g - 3).fill(0n));
     expectFnnError(await rejected(snap.columns(7, 'distance'), 'columns of a group that does not exist'), 'protocol-state', 'unknown group');
@@ -915,6 +923,6 @@ describe('RecordStore: slots and packed groups (fast protocol)', () => {
     expect(second.get(0), 'a replacement (same tags, new version) must change the digest').not.toBe(first.get(0));
     expect(second.get(1), 'an untouched group keeps its digest').toBe(first.get(1));
     expectFnnError(await rejected(stale.columns(0, 'bound'), 'columns of a group replaced since the snapshot'), 'protocol-state', 'replaced group');
-    expect((await stale.columns(1, 'bound')).columns.length, 'an untouched group can still be read from an older snapshot').toBeGreaterThan(0);
+    expect((await columnsOf(stale, 1, 'bound')).columns.length, 'an untouched group can still be read from an older snapshot').toBeGreaterThan(0);
   });
 });

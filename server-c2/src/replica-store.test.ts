@@ -20,7 +20,7 @@ import {
   type PublicKey,
   type SecretKey,
 } from '@fnn/shared';
-import { cipherPieces, databaseBytes, onDisk, rejected, thrown } from '@fnn/shared/dist/testing/storage-support';
+import { cipherPieces, ciphersOf, databaseBytes, onDisk, rejected, thrown } from '@fnn/shared/dist/testing/storage-support';
 import { RecordStore } from '@fnn/server-c1';
 import { ReplicaStore, type ReplicaGroupChange, type ReplicaShape } from './replica-store';
 
@@ -140,8 +140,8 @@ async function stateOf(store: ReplicaStore, groups: number[]) {
         return {
           group: g,
           digest,
-          distance: await source.columns(g, 'distance', digest),
-          bound: await source.columns(g, 'bound', digest),
+          distance: ciphersOf(await source.columns(g, 'distance', digest)),
+          bound: ciphersOf(await source.columns(g, 'bound', digest)),
         };
       }),
     ),
@@ -158,8 +158,8 @@ async function expectGroup(store: ReplicaStore, change: TestChange, what: string
   const slots = new Array<Uint16Array | null>(p.groupSize).fill(null);
   for (const m of change.members) slots[m.slot] = m.image;
   const want = groupPlaintexts(slots, p);
-  const distance = await source.columns(group, 'distance', digest!);
-  const bound = await source.columns(group, 'bound', digest!);
+  const distance = ciphersOf(await source.columns(group, 'distance', digest!));
+  const bound = ciphersOf(await source.columns(group, 'bound', digest!));
   expect(distance.map((c) => sk1.decrypt(c)), `${what}: packed pixel columns of group ${group}`).toEqual(want.pixels);
   expect(bound.map((c) => sk1.decrypt(c)), `${what}: packed embedding columns of group ${group}`).toEqual(want.embedding);
   expect(distance, `${what}: the stored columns must be exactly the ciphertexts sent`).toEqual(change.replica.columns!.pixels);
@@ -187,7 +187,7 @@ describe('ReplicaStore', () => {
     expect(source.digest(2), 'a group without members has no digest').toBeUndefined();
     expectFnnError(await rejected(source.columns(2, 'distance', 'no-such-digest'), 'columns of an unknown group'), 'protocol-state', 'unknown group');
     // The packed column holds each member's pixel in its own slot.
-    const column = (await source.columns(0, 'distance', source.digest(0)!))[3];
+    const column = ciphersOf(await source.columns(0, 'distance', source.digest(0)!))[3];
     expect(unpack(sk1.decrypt(column), paramsOf(SHAPE_4x4).slotBits, G())).toEqual(full.map((r) => BigInt(r.image[3])));
   });
 
@@ -309,7 +309,7 @@ describe('ReplicaStore', () => {
     const source = store.source();
     const digest = source.digest(0)!;
     expectFnnError(await rejected(source.columns(0, 'distance', digestOf({ ...change, members: [] })), 'columns under a wrong digest'), 'protocol-state', 'wrong digest');
-    expect(await source.columns(0, 'bound', digest), 'the right digest reads the columns').toEqual(change.replica.columns!.embedding);
+    expect(ciphersOf(await source.columns(0, 'bound', digest)), 'the right digest reads the columns').toEqual(change.replica.columns!.embedding);
     await put(store, 0, [record('a', 0)]); // the group changes during a query
     expectFnnError(await rejected(source.columns(0, 'distance', digest), 'columns under a digest the group no longer has'), 'protocol-state', 'stale digest');
   });

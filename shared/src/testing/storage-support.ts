@@ -1,10 +1,13 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { cipherToBytes } from '../crypto/codec';
+import { blobToCiphers, cipherToBytes, type FixedWidthValues } from '../crypto/codec';
 
 // Test support for C1's and C2's SQLite stores (not exported from the library,
 // which does no disk I/O): what a database keeps on disk, and the refusals the
 // tests expect. Imported by the tests as '@fnn/shared/dist/testing/storage-support'.
+
+/** A stored column (the bytes a snapshot hands to the multi-exponentiation) as ciphertexts, to decrypt or compare. */
+export const ciphersOf = (column: FixedWidthValues): bigint[] => blobToCiphers(column.bytes, column.width);
 
 /** Every byte SQLite keeps on disk for the database at `path`: the main file, the WAL and any other side file. */
 export function databaseBytes(path: string): Buffer {
