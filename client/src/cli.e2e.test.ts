@@ -194,7 +194,7 @@ describe('upload, query, batch query, status', () => {
         return link.upload(req);
       },
     };
-    const owned = openCollectionWriter(held, keys, true);
+    const owned = openCollectionWriter(held, keys, ['packed', 'paper']);
     const replaced = stored.findIndex((r) => r.id === 'scan-5.png');
     const added = { id: stored[replaced].id, pixels: randomPixels() };
     const outcomes: GroupOutcome[] = [];

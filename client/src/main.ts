@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import pino from 'pino';
-import { ROLES, type Logger, type Role } from '@fnn/shared';
+import { DEFAULT_PROTOCOL, PROTOCOL_NAMES, protocolModule, ROLES, type Logger, type Role } from '@fnn/shared';
 import { runC1, runC2 } from './commands/daemons';
 import { deleteRecords } from './commands/delete';
 import { keygen } from './commands/keygen';
@@ -128,7 +128,8 @@ tlsOptions(imageOptions(
       "skip the paper's per-pixel layout (d encryptions and d ciphertexts per record): the collection then answers only --protocol fast; fixed by a collection's first upload",
     )
     .addOption(json()),
-)).action(action(async (paths: string[], o: Omit<Parameters<typeof upload>[2], 'transport'> & TlsFlags & { json?: boolean }) => upload(makeOutput(!!o.json), paths, secured(o, CLIENTS))));
+)).action(action(async (paths: string[], o: Omit<Parameters<typeof upload>[2], 'transport' | 'layouts'> & TlsFlags & { json?: boolean; paperLayout: boolean }) =>
+  upload(makeOutput(!!o.json), paths, { ...secured(o, CLIENTS), layouts: o.paperLayout ? ['packed', 'paper'] : ['packed'] })));
 
 tlsOptions(program
   .command('delete')
@@ -145,7 +146,7 @@ const queryOptions = (cmd: Command) =>
     .addOption(c1())
     .addOption(c2())
     .addOption(keys())
-    .addOption(new Option('--protocol <name>', 'fast (packed, default), fnn (the paper) or bf (brute force)').choices(['fast', 'fnn', 'bf']).default('fast'))
+    .addOption(new Option('--protocol <name>', PROTOCOL_NAMES.map((name) => `${name}: ${protocolModule(name).summary}`).join('; ')).choices(PROTOCOL_NAMES).default(DEFAULT_PROTOCOL))
     .option('--k <k>', 'number of nearest neighbours', '1')
     .option('--out <dir>', 'write the neighbour images here as PNG')
     .option('--timeout <seconds>', 'give up after this long', '3600')

@@ -1,4 +1,4 @@
-import { describeGrpcError, isFnnError } from '@fnn/shared';
+import { describeGrpcError, isFnnError, RecordKeyError } from '@fnn/shared';
 
 // How the CLI reports: one JSON object per line with --json, human text
 // otherwise; failures as one line on stderr and a documented exit code.
@@ -47,6 +47,8 @@ export function jsonLine(object: object): string {
 /** Map a failure to its exit code and one-line reason. */
 export function classify(error: unknown): { code: number; reason: string } {
   if (error instanceof CliError) return { code: EXIT[error.kind], reason: error.message };
+  // The doctor's record key does not open what C1 returned: the doctor's keys are wrong.
+  if (error instanceof RecordKeyError) return { code: EXIT.usage, reason: error.message };
   if (isFnnError(error)) {
     const code = {
       'invalid-input': EXIT.invalid,

@@ -1,5 +1,5 @@
 import type * as wire from '@fnn/proto';
-import { CollectionWriter, type OwnerLink } from '@fnn/shared';
+import { CollectionWriter, type Layout, type OwnerLink } from '@fnn/shared';
 import { call } from './connect';
 import { createCrypto } from './crypto-workers';
 import { hasC1SecretKey, hasSecretKey, loadC1PublicKey, loadC1SecretKey, loadPublicKey, loadRecordKey, loadSecretKey } from './key-files';
@@ -22,7 +22,7 @@ export function grpcOwnerLink(c1: wire.DatabaseClient, c2: wire.ReplicaClient): 
  * both keys). The owner made both key pairs: with the factorisations,
  * encryption is ~3x faster (the C module's CRT path).
  */
-export function openCollectionWriter(link: OwnerLink, keysDir: string, paperLayout: boolean) {
+export function openCollectionWriter(link: OwnerLink, keysDir: string, layouts: readonly Layout[]) {
   const c2Key = loadPublicKey(keysDir);
   const c1Key = loadC1PublicKey(keysDir);
   const recordKey = loadRecordKey(keysDir);
@@ -33,7 +33,7 @@ export function openCollectionWriter(link: OwnerLink, keysDir: string, paperLayo
       link,
       { c2Key, c1Key, recordKey },
       { underC2Key: (v) => underC2Key.pool.encrypt(v), underC1Key: (v) => underC1Key.encrypt(v) },
-      paperLayout,
+      layouts,
     ),
     close: () => underC2Key.close(),
   };

@@ -11,19 +11,17 @@ import * as wire from '@fnn/proto';
 import {
   concurrencyLimit,
   invalidInput,
-  search,
-  searchPacked,
+  protocolOfQuery,
+  layoutsFromWire,
+  layoutsToWire,
   toStatus,
   throttleProgress,
   progressToWire,
-  residueFromBytes,
   type FastEvaluatorCrypto,
   type EvaluatorCrypto,
   type Logger,
   type ProgressListener,
-  type ProtocolName,
   type WireCodec,
-  residueToBytes,
 } from '@fnn/shared';
 import type { KeyHolderLink } from './key-holder-link';
 import type { GroupChange, RecordStore, StoredRecord } from './storage';
@@ -112,89 +110,39 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
     return { group: g.group, baseVersion: Buffer.from(g.baseVersion), version: Buffer.from(g.version), columns };
   };
 
-  const checkQueryShape = (q: wire.EncryptedQuery | undefined) => {
-    if (!q) throw invalidInput('query without its image size and key');
-    checkKey(q.keyFingerprint);
+  /** What every protocol's query shares: C1's key, the collection's image size. */
+  const checkHeader = (h: wire.QueryHeader | undefined) => {
+    if (!h) throw invalidInput('query without its image size and key');
+    checkKey(h.keyFingerprint);
     const shape = store.shape();
     if (!shape) throw invalidInput('the collection is empty');
-    if (q.width !== shape.width || q.height !== shape.height)
-      throw invalidInput(`query is ${q.width}x${q.height}, the collection's images are ${shape.width}x${shape.height}`);
-    return shape;
+    if (h.width !== shape.width || h.height !== shape.height)
+      throw invalidInput(`query is ${h.width}x${h.height}, the collection's images are ${shape.width}x${shape.height}`);
   };
 
-  const runPaper = async (req: wire.QueryRequest, protocol: 'fnn' | 'bf', k: number, requestId: string, onProgress?: ProgressListener) => {
-    const q = req.query!;
-    const shape = checkQueryShape(q);
-    if (q.negatedPixels.length !== shape.width * shape.height)
-      throw invalidInput(`query has ${q.negatedPixels.length} pixels, expected ${shape.width * shape.height}`);
-    const query = {
-      negatedPixels: ciphers(q.negatedPixels, 'query pixels'),
-      negatedSum: cipher(q.negatedSum, 'query sum'),
-      negatedSpread: cipher(q.negatedSpread, 'query spread'),
-      spread: cipher(q.spread, 'query spread'),
-    };
-    const records = store.snapshot();
-    const transport = await deps.keyHolder.openSession(requestId, new Date(Date.now() + deps.queryTimeoutMs));
-    const result = await search({ crypto, transport, records, query, protocol, k, requestId, onProgress });
-    return {
-      ...result,
-      results: result.candidates.map((candidate, i) => ({
-        encryptedId: records.encryptedId(candidate),
-        blinding: result.blindings[i].map(residueToBytes),
-        sealedImage: Buffer.alloc(0),
-      })),
-    };
-  };
-
-  const runFast = async (req: wire.QueryRequest, k: number, requestId: string, onProgress?: ProgressListener) => {
-    checkQueryShape(req.query);
-    const f = req.fast;
-    if (!f) throw invalidInput('a fast query needs its shares');
-    const records = store.packedSnapshot();
-    const p = records.params;
-    if (f.distanceShare.length !== p.width * p.height || f.boundShare.length !== 2 * p.blockRows * p.blockCols)
-      throw invalidInput('query shares do not match the collection');
-    const residue = (b: Uint8Array) => {
-      if (b.length > 64) throw invalidInput('query share value too large');
-      return residueFromBytes(b);
-    };
-    const query = {
-      shares: { distance: f.distanceShare.map(residue), bound: f.boundShare.map(residue) },
-      distanceConstant: cipher(f.distanceConstant, 'query constant'),
-      boundConstant: cipher(f.boundConstant, 'query constant'),
-    };
-    const transport = await deps.keyHolder.openSession(requestId, new Date(Date.now() + deps.queryTimeoutMs));
-    const result = await searchPacked({ crypto: deps.fast, transport, records, query, shareTicket: f.shareTicket, k, requestId, onProgress });
-    return {
-      ...result,
-      ticket: '',
-      results: result.candidates.map((candidate) => ({
-        encryptedId: records.encryptedId(candidate),
-        blinding: [],
-        sealedImage: records.sealedImage(candidate),
-      })),
-    };
-  };
-
+  /** One query of any protocol: the header checked here, the rest by the protocol's module (registry). */
   const runQuery = async (req: wire.QueryRequest, requestId: string, onProgress?: ProgressListener): Promise<wire.QueryReply> => {
-    const protocol = protocolName(req.protocol);
+    const protocol = protocolOfQuery(req.protocol);
     const k = req.k === 0 ? 1 : req.k;
     if (k > MAX_K) throw invalidInput(`k above ${MAX_K} is not supported`);
+    checkHeader(req.header);
     const started = Date.now();
-    const result =
-      protocol === 'fast' ? await runFast(req, k, requestId, onProgress) : await runPaper(req, protocol, k, requestId, onProgress);
-    log.info({ requestId, protocol, k, total: result.total, rejected: result.rejected, ms: Date.now() - started }, 'query done');
-    return {
-      tag: req.tag,
-      results: result.results,
-      retrievalTicket: result.ticket,
-      total: BigInt(result.total),
-      rejected: BigInt(result.rejected),
-      protocol: req.protocol === wire.Protocol.PROTOCOL_UNSPECIFIED ? wire.Protocol.PROTOCOL_FAST : req.protocol,
-      errorCode: '',
-      errorMessage: '',
-      lowerBoundMs: BigInt(result.lowerBoundMs ?? 0),
-    };
+    const { answer, stats } = await protocol.c1.answer(
+      {
+        collection: store,
+        crypto,
+        fast: deps.fast,
+        codec,
+        openSession: () => deps.keyHolder.openSession(requestId, new Date(Date.now() + deps.queryTimeoutMs)),
+        k,
+        requestId,
+        onProgress,
+      },
+      req.protocol!,
+    );
+    const rejected = stats.bound?.rejected ?? 0n;
+    log.info({ requestId, protocol: protocol.name, k, total: stats.total, rejected, ms: Date.now() - started }, 'query done');
+    return { tag: req.tag, stats, answer };
   };
 
   return {
@@ -205,6 +153,10 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
       if (req.records.length === 0) throw invalidInput('no records to upload');
       if (!req.group) throw invalidInput('an upload names no group');
       const d = req.width * req.height;
+      const layouts = layoutsFromWire(req.layouts);
+      if (!layouts.includes('packed')) throw invalidInput('an upload must carry the packed layout (every group is packed)');
+      // The per-record ciphertexts of the paper's layout (§2.1) travel with the record; the packed layout with the group.
+      const perRecord = layouts.includes('paper');
       const records: StoredRecord[] = req.records.map((r, i) => {
         const what = `record ${i + 1}`;
         if (r.lookupTag.length !== 32) throw invalidInput(`${what}: lookup tag must be 32 bytes`);
@@ -212,21 +164,21 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
           throw invalidInput(`${what}: encrypted identifier has an impossible size`);
         if (r.sealedImage.length < 29 || r.sealedImage.length > 2 * d + 1024)
           throw invalidInput(`${what}: sealed image has an impossible size`);
-        if (req.paperLayout && r.pixels.length !== d) throw invalidInput(`${what} has ${r.pixels.length} pixels, expected ${d}`);
-        if (!req.paperLayout && (r.pixels.length > 0 || r.sum.length > 0 || r.spread.length > 0))
+        if (perRecord && r.pixels.length !== d) throw invalidInput(`${what} has ${r.pixels.length} pixels, expected ${d}`);
+        if (!perRecord && (r.pixels.length > 0 || r.sum.length > 0 || r.spread.length > 0))
           throw invalidInput(`${what} carries the paper's layout, but the upload says it has none`);
         return {
           lookupTag: Buffer.from(r.lookupTag),
           encryptedId: Buffer.from(r.encryptedId),
           sealedImage: Buffer.from(r.sealedImage),
           slot: r.slot,
-          paper: req.paperLayout
+          paper: perRecord
             ? { pixels: ciphers(r.pixels, what), sum: cipher(r.sum, what), spread: cipher(r.spread, what) }
             : undefined,
         };
       });
       const { stored, replaced } = store.upsertGroup(
-        { width: req.width, height: req.height, maxValue: req.maxValue, paperLayout: req.paperLayout },
+        { width: req.width, height: req.height, maxValue: req.maxValue, layouts },
         groupChange(req.group),
         records,
       );
@@ -297,17 +249,8 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
             (reply) => void call.write(reply),
             (error) => {
               const s = failed('BatchQuery', requestId, started, error);
-              call.write({
-                tag: req.tag,
-                results: [],
-                retrievalTicket: '',
-                total: 0n,
-                rejected: 0n,
-                protocol: req.protocol,
-                errorCode: status[s.code] ?? String(s.code),
-                errorMessage: s.details,
-                lowerBoundMs: 0n,
-              });
+              const failure = { code: status[s.code] ?? String(s.code), message: s.details };
+              call.write({ tag: req.tag, stats: undefined, answer: { $case: 'failure', value: failure } });
             },
           ),
         );
@@ -328,23 +271,10 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
         keyBits: pk.bits,
         keyFingerprint: pk.fingerprint(),
         c2Reachable: await deps.keyHolder.reachable(),
+        layouts: layoutsToWire(shape?.layouts ?? []),
       };
     }),
   };
-}
-
-function protocolName(p: wire.Protocol): ProtocolName {
-  switch (p) {
-    case wire.Protocol.PROTOCOL_UNSPECIFIED:
-    case wire.Protocol.PROTOCOL_FAST:
-      return 'fast';
-    case wire.Protocol.PROTOCOL_FNN:
-      return 'fnn';
-    case wire.Protocol.PROTOCOL_BF:
-      return 'bf';
-    default:
-      throw invalidInput('unknown protocol');
-  }
 }
 
 function requestIdOf(metadata: Metadata): string {

@@ -9,6 +9,7 @@ import {
   protocolState,
   type EncryptedStats,
   type Family,
+  type Layout,
   type PackedColumns,
   type PackedRecordSource,
   type PackingParams,
@@ -22,8 +23,8 @@ export interface CollectionShape {
   width: number;
   height: number;
   maxValue: number;
-  /** The records carry the paper's per-pixel layout (fnn, bf); fixed by the first upload. */
-  paperLayout: boolean;
+  /** What the collection stores for the protocols (always 'packed'; 'paper' for fnn and bf); fixed by the first upload. */
+  layouts: Layout[];
 }
 
 /** A new or replaced member of a group. */
@@ -93,7 +94,7 @@ export class RecordStore {
       width: Number(width),
       height: Number(this.fact('height')),
       maxValue: Number(this.fact('max_value')),
-      paperLayout: this.fact('paper_layout') === '1',
+      layouts: (this.fact('layouts') ?? '').split(',').filter(Boolean) as Layout[],
     };
   }
 
@@ -124,8 +125,9 @@ export class RecordStore {
         const what = `record ${i + 1}`;
         if (!Number.isInteger(r.slot) || r.slot < 0 || r.slot >= params.groupSize)
           throw invalidInput(`${what}: slot ${r.slot} outside a group of ${params.groupSize}`);
-        if (shape.paperLayout !== (r.paper !== undefined))
-          throw invalidInput(`${what}: ${shape.paperLayout ? 'lacks' : 'carries'} the paper's layout, unlike its collection`);
+        const perRecord = shape.layouts.includes('paper');
+        if (perRecord !== (r.paper !== undefined))
+          throw invalidInput(`${what}: ${perRecord ? 'lacks' : 'carries'} the paper's layout, unlike its collection`);
         if (r.paper && r.paper.pixels.length !== d) throw invalidInput(`${what} has ${r.paper.pixels.length} pixels, expected ${d}`);
         const own = place.get(r.lookupTag) as { grp: number; slot: number } | undefined;
         if (own && (own.grp !== change.group || own.slot !== r.slot))
@@ -185,7 +187,7 @@ export class RecordStore {
   /** The records as the protocols see them, in upload order, frozen at this moment. */
   snapshot(): RecordSource & { encryptedId(candidate: number): Buffer } {
     const shape = this.shape();
-    if (shape && !shape.paperLayout)
+    if (shape && !shape.layouts.includes('paper'))
       throw protocolState("this collection was uploaded without the paper's per-pixel layout: query it with the fast protocol");
     const rows = this.db
       .prepare('SELECT seq, encrypted_id, sum, spread FROM records ORDER BY seq')
@@ -210,7 +212,7 @@ export class RecordStore {
    * already stored), filling free slots first. Nothing is reserved: the
    * upload that follows is refused if another took the slot meanwhile.
    */
-  allocateSlots(shape: Omit<CollectionShape, 'paperLayout'>, tags: Buffer[]): { group: number; slot: number; stored: boolean }[] {
+  allocateSlots(shape: Omit<CollectionShape, 'layouts'>, tags: Buffer[]): { group: number; slot: number; stored: boolean }[] {
     this.checkShape({ width: shape.width, height: shape.height, maxValue: shape.maxValue }); // asking only: fixes nothing
     const { groupSize } = this.params() ?? packingParams(this.key.bits, shape.width, shape.height, shape.maxValue);
     const place = this.db.prepare('SELECT grp, slot FROM records WHERE lookup_tag = ?');
@@ -308,21 +310,22 @@ export class RecordStore {
   }
 
   /** The first upload sets the collection's shape; later ones must match it. */
-  private checkShape(shape: Omit<CollectionShape, 'paperLayout'> & { paperLayout?: boolean }): void {
+  private checkShape(shape: Omit<CollectionShape, 'layouts'> & { layouts?: Layout[] }): void {
     const current = this.shape();
+    const layouts = shape.layouts && [...shape.layouts].sort().join(',');
     if (current === undefined) {
-      if (shape.paperLayout === undefined) return; // only asking: nothing to record yet
+      if (layouts === undefined) return; // only asking: nothing to record yet
       this.setFact('width', String(shape.width));
       this.setFact('height', String(shape.height));
       this.setFact('max_value', String(shape.maxValue));
-      this.setFact('paper_layout', shape.paperLayout ? '1' : '0');
+      this.setFact('layouts', layouts);
     } else if (current.width !== shape.width || current.height !== shape.height) {
       throw invalidInput(`image is ${shape.width}x${shape.height}, the collection's images are ${current.width}x${current.height}`);
     } else if (current.maxValue !== shape.maxValue) {
       throw invalidInput(`image pixel depth ${shape.maxValue} differs from the collection's ${current.maxValue}`);
-    } else if (shape.paperLayout !== undefined && shape.paperLayout !== current.paperLayout) {
+    } else if (layouts !== undefined && layouts !== [...current.layouts].sort().join(',')) {
       throw invalidInput(
-        current.paperLayout
+        current.layouts.includes('paper')
           ? "the collection carries the paper's per-pixel layout: upload with it (drop --no-paper-layout)"
           : "the collection was uploaded without the paper's per-pixel layout: upload with --no-paper-layout",
       );

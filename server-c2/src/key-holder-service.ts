@@ -2,11 +2,12 @@ import type { Metadata, sendUnaryData, ServerDuplexStream, ServerUnaryCall } fro
 import * as wire from '@fnn/proto';
 import {
   KeyHolderSession,
+  checkShares,
   toStatus,
   residueToBytes,
   invalidInput,
   residueFromBytes,
-  type FastKeyHolderDeps,
+  type C2SessionDeps,
   type KeyHolderCrypto,
   type Logger,
   type RetrievalStore,
@@ -20,7 +21,7 @@ export interface KeyHolderDeps {
   codec: WireCodec;
   log: Logger;
   /** The fast protocol: C1's public key, the replica, the doctors' query shares. */
-  fast: FastKeyHolderDeps;
+  fast: NonNullable<C2SessionDeps['fast']>;
   replica: ReplicaStore;
 }
 
@@ -32,7 +33,7 @@ export function secureComputationService(deps: KeyHolderDeps): wire.SecureComput
     session: (call: ServerDuplexStream<wire.C1Message, wire.C2Message>) => {
       open++;
       const requestId = requestIdOf(call.metadata);
-      const session = new KeyHolderSession(deps.crypto, deps.retrievals, deps.fast);
+      const session = new KeyHolderSession({ crypto: deps.crypto, retrievals: deps.retrievals, fast: deps.fast });
       const started = Date.now();
       let steps = 0;
       void (async () => {
@@ -90,9 +91,8 @@ export function retrievalService(deps: KeyHolderDeps, openSessions: () => number
         // A share is held in memory for minutes: refuse one that cannot belong to this collection.
         const p = deps.replica.params();
         if (!p) throw invalidInput('the collection is empty');
-        if (call.request.distance.length !== p.width * p.height || call.request.bound.length !== 2 * p.blockRows * p.blockCols)
-          throw invalidInput('the query share does not match the collection');
-        const ticket = deps.fast.shares.put({ distance: values(call.request.distance), bound: values(call.request.bound) });
+        const share = checkShares(p, { distance: values(call.request.distance), bound: values(call.request.bound) });
+        const ticket = deps.fast.shares.put(share);
         callback(null, { ticket });
       } catch (error) {
         const s = toStatus(error);

@@ -3,10 +3,9 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { plaintextNearest } from '@fnn/shared';
+import { plaintextNearest, QUERY_RETRIES } from '@fnn/shared';
 import { jsonLines, runCli, type Daemon } from '../harness';
 import { INSECURE, makeKeys, randomPixels, startC1, startC2, writeImage, type Keys } from '../testing/deployment';
-import { FAST_RETRIES } from '../commands/query';
 import { duration, machine, type Machine } from './report';
 
 // `npm run bench:load`: concurrent clients against one C1/C2 pair, each a
@@ -186,7 +185,7 @@ export function loadSummary(run: LoadRun): string[] {
     ...rows,
     '',
     'Latency: one `fnn` command end to end at the client (process start, key loading and the worker pool included), while the other clients run. Exact: the answer (IDs and distances) equals the plaintext nearest neighbours of what was stored when the query started.',
-    `Checkable while the collection changes: anchors have pixels in [0, ${ANCHOR_MAX}], queries near an anchor in [0, ${ANCHOR_MAX + NOISE}], images uploaded under load in [${UPLOAD_MIN}, 255], so no upload can enter the k nearest of such a query (each run checks that the reference answer is the same at the query's start and end); the other queries are an image a client uploaded itself, found at distance 0. A fast query refused because a group changed under it (an upload in progress) is asked again by \`fnn query\`, up to ${FAST_RETRIES} times; its latency includes the retries.`,
+    `Checkable while the collection changes: anchors have pixels in [0, ${ANCHOR_MAX}], queries near an anchor in [0, ${ANCHOR_MAX + NOISE}], images uploaded under load in [${UPLOAD_MIN}, 255], so no upload can enter the k nearest of such a query (each run checks that the reference answer is the same at the query's start and end); the other queries are an image a client uploaded itself, found at distance 0. A fast query refused because a group changed under it (an upload in progress) is asked again by \`fnn query\`, up to ${QUERY_RETRIES} times; its latency includes the retries.`,
     ...(failures.length ? ['', 'Failed or inexact:', ...failures.map((f) => `- client ${f.client}, ${f.kind} (${f.detail}): ${f.error}`)] : []),
   ];
 }

@@ -11,7 +11,7 @@ import type { Output } from '../output';
 export async function deleteRecords(out: Output, ids: string[], options: { c1: string; c2: string; keys: string; transport: Transport }): Promise<void> {
   const client = connectC1(checkAddress(options.c1, '--c1', 'FNN_C1'), options.transport);
   const replica = connectReplica(checkAddress(options.c2, '--c2', 'FNN_C2'), options.transport);
-  const owner = openCollectionWriter(grpcOwnerLink(client, replica), options.keys, false);
+  const owner = openCollectionWriter(grpcOwnerLink(client, replica), options.keys, ['packed']);
   try {
     const reply = await owner.writer.delete(ids);
     out.result({ deleted: ids, total: Number(reply.total) }, `deleted ${reply.deleted} record(s); ${reply.total} remain`);

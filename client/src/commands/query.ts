@@ -4,20 +4,13 @@ import { randomBytes } from 'node:crypto';
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import * as wire from '@fnn/proto';
 import {
+  DoctorClient,
   encodePng,
-  encryptQuery,
-  openSealedImage,
-  packingParams,
-  residueFromBytes,
-  residueToBytes,
-  shareQuery,
-  type PackingParams,
-  squaredDistance,
-  unblindRetrieved,
-  WireCodec,
+  isProtocolName,
+  PROTOCOL_NAMES,
+  type DoctorAnswer,
+  type DoctorLink,
   type GrayImage,
-  type PublicKey,
-  type RecordKey,
   type Transport,
 } from '@fnn/shared';
 import { call, checkAddress, connectC1, connectC2 } from '../connect';
@@ -54,190 +47,81 @@ export interface QueryResult {
   elapsedMs: number;
 }
 
-const PROTOCOLS: Record<string, wire.Protocol> = {
-  fast: wire.Protocol.PROTOCOL_FAST,
-  fnn: wire.Protocol.PROTOCOL_FNN,
-  bf: wire.Protocol.PROTOCOL_BF,
-};
-
-/** What every query needs: keys, connections, the encryption pool. */
+/** What every query needs: keys, connections, the encryption pool, and the doctor's client over them. */
 function prepare(options: QueryOptions) {
-  const c1 = checkAddress(options.c1, '--c1', 'FNN_C1');
-  const c2 = checkAddress(options.c2, '--c2', 'FNN_C2');
-  const protocol = PROTOCOLS[options.protocol];
-  if (protocol === undefined) throw new CliError('usage', `--protocol must be one of ${Object.keys(PROTOCOLS).join(', ')}`);
+  const c1Address = checkAddress(options.c1, '--c1', 'FNN_C1');
+  const c2Address = checkAddress(options.c2, '--c2', 'FNN_C2');
+  if (!isProtocolName(options.protocol)) throw new CliError('usage', `--protocol must be one of ${PROTOCOL_NAMES.join(', ')}`);
   const k = Number(options.k);
   if (!Number.isInteger(k) || k < 1 || k > 100) throw new CliError('usage', '--k must be an integer from 1 to 100');
   const timeoutMs = Number(options.timeout) * 1000;
   if (!(timeoutMs > 0)) throw new CliError('usage', '--timeout must be a positive number of seconds');
-  const publicKey = loadPublicKey(options.keys);
+  const pk2 = loadPublicKey(options.keys);
   const recordKey = loadRecordKey(options.keys);
-  const crypto = createCrypto(publicKey);
+  const crypto = createCrypto(pk2);
+  const c1 = connectC1(c1Address, options.transport);
+  const c2 = connectC2(c2Address, options.transport);
+  const link: DoctorLink = {
+    status: async () => {
+      const status = await call(c1.status.bind(c1), {}, 30_000);
+      if (status.width && status.keyFingerprint !== pk2.fingerprint()) throw new CliError('usage', 'C1 holds records under another key than public-key.json');
+      return status;
+    },
+    putShare: async (share) => (await call(c2.putShare.bind(c2), share, 30_000, undefined, 'C2')).ticket,
+    retrieve: (ticket) => call(c2.retrieve.bind(c2), { ticket }, timeoutMs, undefined, 'C2'),
+    query: (request, onProgress) => queryWithProgress(c1, request, timeoutMs, randomBytes(8).toString('hex'), onProgress),
+  };
   return {
-    protocol,
-    k,
+    doctor: new DoctorClient(link, { pk2, recordKey }, (v) => crypto.pool.encrypt(v), options.protocol, k),
+    c1,
     timeoutMs,
-    publicKey,
-    recordKey,
-    crypto,
-    codec: new WireCodec(publicKey.cipherBytes),
-    c1: connectC1(c1, options.transport),
-    c2: connectC2(c2, options.transport),
-    /** The collection's packing (fast protocol), fetched once from C1. */
-    packing: undefined as PackingParams | undefined,
     close: async () => {
+      c1.close();
+      c2.close();
       await crypto.close();
     },
   };
 }
-type Prepared = ReturnType<typeof prepare>;
 
-async function buildRequest(ctx: Prepared, path: string, image: GrayImage): Promise<wire.QueryRequest> {
-  const base = { tag: path, protocol: ctx.protocol, k: ctx.k, fast: undefined };
-  if (ctx.protocol === wire.Protocol.PROTOCOL_FAST) return { ...base, ...(await buildFastRequest(ctx, image)) };
-  const encrypted = await encryptQuery((v) => ctx.crypto.pool.encrypt(v), image.pixels);
-  return { ...base, query: ctx.codec.queryToWire(encrypted, ctx.publicKey.fingerprint(), image.width, image.height) };
-}
-
-/**
- * The fast protocol's query: the image split into two additive shares, u for
- * C1 (in the request) and v deposited at C2 (the request names its ticket),
- * plus two constants encrypted under C2's key. Neither share alone says
- * anything about the image (statistical hiding, 40 bits).
- */
-async function buildFastRequest(ctx: Prepared, image: GrayImage): Promise<Pick<wire.QueryRequest, 'query' | 'fast'>> {
-  if (!ctx.packing) {
-    const status = await call(ctx.c1.status.bind(ctx.c1), {}, 30_000);
-    if (!status.width) throw new CliError('invalid', 'the collection is empty');
-    if (status.keyFingerprint !== ctx.publicKey.fingerprint()) throw new CliError('usage', 'C1 holds records under another key than public-key.json');
-    ctx.packing = packingParams(status.keyBits, status.width, status.height, status.maxValue);
-  }
-  const p = ctx.packing;
-  if (image.width !== p.width || image.height !== p.height)
-    throw new CliError('invalid', `query is ${image.width}x${image.height}, the collection's images are ${p.width}x${p.height}`);
-  const shares = await shareQuery(image.pixels, p, (v) => ctx.crypto.pool.encrypt(v));
-  const { ticket } = await call(
-    ctx.c2.putShare.bind(ctx.c2),
-    { distance: shares.forC2.distance.map(residueToBytes), bound: shares.forC2.bound.map(residueToBytes) },
-    30_000,
-    undefined,
-    'C2',
-  );
-  return {
-    query: { keyFingerprint: ctx.publicKey.fingerprint(), width: image.width, height: image.height, negatedPixels: [], negatedSum: Buffer.alloc(0), negatedSpread: Buffer.alloc(0), spread: Buffer.alloc(0) },
-    fast: {
-      distanceShare: shares.forC1.shares.distance.map(residueToBytes),
-      boundShare: shares.forC1.shares.bound.map(residueToBytes),
-      distanceConstant: ctx.codec.cipher(shares.forC1.distanceConstant),
-      boundConstant: ctx.codec.cipher(shares.forC1.boundConstant),
-      shareTicket: ticket,
-    },
-  };
-}
-
-/** The neighbours' pixels: sealed under k (fast), or m + r from C2 minus C1's r (the paper's step 7). */
-async function neighbourImages(ctx: Prepared, reply: wire.QueryReply): Promise<GrayImage[]> {
-  if (reply.protocol === wire.Protocol.PROTOCOL_FAST)
-    return reply.results.map((r) => {
-      try {
-        return openSealedImage(ctx.recordKey, r.sealedImage);
-      } catch (e) {
-        throw new CliError('usage', (e as Error).message);
-      }
-    });
-  const retrieved = await call(ctx.c2.retrieve.bind(ctx.c2), { ticket: reply.retrievalTicket }, ctx.timeoutMs, undefined, 'C2');
-  if (retrieved.images.length !== reply.results.length)
-    throw new CliError('failure', 'C1 and C2 disagree on the number of results');
-  return reply.results.map((r, rank) => {
-    const pixels = unblindRetrieved(ctx.publicKey.n, retrieved.images[rank].values.map(residueFromBytes), r.blinding.map(residueFromBytes), 65535);
-    return { width: 0, height: 0, maxValue: pixels.some((v) => v > 255) ? 65535 : 255, pixels: Uint16Array.from(pixels) };
-  });
-}
-
-/** Step 7 at the doctor: fetch m + r from C2, remove r, decrypt the IDs, measure, write PNGs. */
-async function complete(
-  ctx: Prepared,
-  reply: wire.QueryReply,
-  image: GrayImage,
-  started: number,
-  outDir: string | undefined,
-): Promise<QueryResult> {
-  const images = await neighbourImages(ctx, reply);
-  const results = reply.results.map((r, rank) => {
-    const id = decryptId(ctx.recordKey, r.encryptedId);
-    const neighbour = images[rank].pixels;
-    if (neighbour.length !== image.pixels.length) throw new CliError('failure', 'a result image has another size than the query');
-    const distance = squaredDistance(image.pixels, neighbour);
+/** The doctor's answer as the CLI prints it, with the neighbours written as PNG and a sheet under `outDir`. */
+function complete(answer: DoctorAnswer, image: GrayImage, started: number, outDir: string | undefined): QueryResult {
+  const results = answer.neighbours.map((n, rank) => {
     let written: string | null = null;
     if (outDir) {
       mkdirSync(outDir, { recursive: true });
-      written = join(outDir, `${stem(reply.tag)}.nn${rank + 1}.${safeName(id)}.png`);
-      writeFileSync(written, encodePng({ width: image.width, height: image.height, maxValue: images[rank].maxValue, pixels: neighbour }));
+      written = join(outDir, `${stem(answer.tag)}.nn${rank + 1}.${safeName(n.id)}.png`);
+      writeFileSync(written, encodePng({ width: image.width, height: image.height, maxValue: n.image.maxValue, pixels: n.image.pixels }));
     }
-    return { id, distance: distance.toString(), image: written };
+    return { id: n.id, distance: n.distance.toString(), image: written };
   });
   const sheet = outDir
     ? writeSheet(
         outDir,
-        stem(reply.tag),
-        basename(reply.tag),
+        stem(answer.tag),
+        basename(answer.tag),
         image,
-        results.map((r, rank) => ({ id: r.id, distance: r.distance, image: { ...image, maxValue: images[rank].maxValue, pixels: images[rank].pixels } })),
+        answer.neighbours.map((n) => ({ id: n.id, distance: n.distance.toString(), image: { ...image, maxValue: n.image.maxValue, pixels: n.image.pixels } })),
       )
     : null;
   return {
-    query: reply.tag,
+    query: answer.tag,
     results,
     sheet,
-    protocol: wire.Protocol[reply.protocol].replace('PROTOCOL_', '').toLowerCase(),
-    rejected: Number(reply.rejected),
-    total: Number(reply.total),
-    ...(reply.protocol === wire.Protocol.PROTOCOL_BF ? {} : { lowerBoundMs: Number(reply.lowerBoundMs) }),
+    protocol: answer.protocol,
+    rejected: answer.bound?.rejected ?? 0,
+    total: answer.total,
+    ...(answer.bound ? { lowerBoundMs: answer.bound.ms } : {}),
     elapsedMs: Date.now() - started,
   };
 }
 
-function decryptId(recordKey: RecordKey, blob: Uint8Array): string {
-  try {
-    return recordKey.decryptId(Buffer.from(blob));
-  } catch {
-    throw new CliError('usage', 'a result identifier does not decrypt: is record.key the owner\'s?');
-  }
-}
-
 function human(r: QueryResult): string {
-  const lines = [`${r.query}: ${r.protocol}, ${r.total} records, ${r.rejected} rejected by the bound, ${(r.elapsedMs / 1000).toFixed(1)} s`];
+  const bound = r.lowerBoundMs === undefined ? '' : `, ${r.rejected} rejected by the bound`;
+  const lines = [`${r.query}: ${r.protocol}, ${r.total} records${bound}, ${(r.elapsedMs / 1000).toFixed(1)} s`];
   r.results.forEach((x, i) => lines.push(`  ${i + 1}. ${x.id}  distance ${x.distance}${x.image ? `  -> ${x.image}` : ''}`));
   if (r.sheet) lines.push(`  sheet: ${r.sheet}`);
   return lines.join('\n');
 }
-
-/** How often a fast query is asked again when C1 or C2 find a group changed under it (waits about 0.25, 0.5, 1, 2, 4 s, jittered so queries that collided do not collide again). */
-export const FAST_RETRIES = 5;
-
-/**
- * A fast query compares both replicas' groups (their digests); while an upload
- * or delete is between C2 and C1, or a group changes during the query, it is
- * refused with FAILED_PRECONDITION. That passes once the upload completes, so
- * the query is asked again (a new share each time: the ticket is single-use).
- * Replicas that stay different are still refused after the retries.
- */
-async function withFastRetry(ctx: Prepared, ask: () => Promise<wire.QueryReply>): Promise<wire.QueryReply> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await ask();
-    } catch (error) {
-      if (!askAgain(ctx, (error as Partial<ServiceError>).code === status.FAILED_PRECONDITION, attempt)) throw error;
-      await fastRetryPause(attempt);
-    }
-  }
-}
-
-/** A refusal worth asking again: a fast query that found a group changed, with retries left. */
-const askAgain = (ctx: Prepared, changed: boolean, attempt: number) =>
-  ctx.protocol === wire.Protocol.PROTOCOL_FAST && changed && attempt < FAST_RETRIES;
-
-const fastRetryPause = (attempt: number) => new Promise((r) => setTimeout(r, 250 * 2 ** attempt * (0.5 + Math.random())));
 
 export async function query(out: Output, path: string, options: QueryOptions): Promise<void> {
   const ctx = prepare(options);
@@ -245,20 +129,16 @@ export async function query(out: Output, path: string, options: QueryOptions): P
     const started = Date.now();
     const image = await readQueryImage(path, parseImageOptions(options));
     // Only counts come back while C1 searches; drawn on a terminal, never with --json.
-    const bar = queryProgressBar(ctx.protocol === wire.Protocol.PROTOCOL_FAST ? 'groups' : 'records', !out.json);
-    let reply: wire.QueryReply;
+    const bar = queryProgressBar(ctx.doctor.protocol.progressUnit, !out.json);
+    let answer: DoctorAnswer;
     try {
-      reply = await withFastRetry(ctx, async () =>
-        queryWithProgress(ctx.c1, await buildRequest(ctx, path, image), ctx.timeoutMs, randomBytes(8).toString('hex'), (p) => bar.show(p)),
-      );
+      answer = await ctx.doctor.query(path, image, (p) => bar.show(p));
     } finally {
       bar.stop();
     }
-    const result = await complete(ctx, reply, image, started, options.out);
+    const result = complete(answer, image, started, options.out);
     out.result(result, human(result));
   } finally {
-    ctx.c1.close();
-    ctx.c2.close();
     await ctx.close();
   }
 }
@@ -267,9 +147,9 @@ export async function query(out: Output, path: string, options: QueryOptions): P
  * Many queries over one bidirectional stream; each result printed as it
  * arrives, then a summary: answered of total, failures per gRPC code, median
  * and max latency, total time. A query that cannot be read or built fails
- * alone; the others go on. A fast query refused because a group changed under
- * it (an upload between C2 and C1) is asked again on the same stream, as
- * `fnn query` does; the stream ends once every query is settled.
+ * alone; the others go on. A query refused in a way its protocol calls passing
+ * (a fast query that found a group changed under it) is asked again on the
+ * same stream, as `fnn query` does; the stream ends once every query is settled.
  */
 export async function batchQuery(out: Output, paths: string[], options: QueryOptions): Promise<void> {
   const imageOptions = parseImageOptions(options);
@@ -299,11 +179,12 @@ export async function batchQuery(out: Output, paths: string[], options: QueryOpt
             const query = asked.get(reply.tag);
             if (!query) throw new CliError('failure', 'C1 answered a query that was not asked');
             const attempt = attempts.get(reply.tag) ?? 0;
-            if (reply.errorCode && askAgain(ctx, reply.errorCode === status[status.FAILED_PRECONDITION], attempt)) {
+            const failure = reply.answer?.$case === 'failure' ? reply.answer.value : undefined;
+            if (failure && ctx.doctor.askAgain(status[failure.code as keyof typeof status] as number | undefined, attempt)) {
               attempts.set(reply.tag, attempt + 1);
-              await fastRetryPause(attempt);
+              await ctx.doctor.pause(attempt);
               try {
-                stream.write(await buildRequest(ctx, reply.tag, query.image)); // a new share: tickets are single-use
+                stream.write(await ctx.doctor.request(reply.tag, query.image)); // a new query: a fast share's ticket is single-use
                 return;
               } catch (error) {
                 settled();
@@ -311,8 +192,8 @@ export async function batchQuery(out: Output, paths: string[], options: QueryOpt
               }
             }
             settled();
-            if (reply.errorCode) return failed(reply.tag, reply.errorCode, `${reply.errorCode}: ${reply.errorMessage}`);
-            const result = await complete(ctx, reply, query.image, query.started, options.out);
+            if (failure) return failed(reply.tag, failure.code, `${failure.code}: ${failure.message}`);
+            const result = complete(await ctx.doctor.open(reply, query.image), query.image, query.started, options.out);
             tally.answered(result.elapsedMs);
             out.result(result, human(result));
           })().catch((error) => failed(reply.tag, failureCode(error), classify(error).reason)),
@@ -330,7 +211,7 @@ export async function batchQuery(out: Output, paths: string[], options: QueryOpt
         }
         const queryStarted = Date.now();
         try {
-          const request = await buildRequest(ctx, query.name, query.image);
+          const request = await ctx.doctor.request(query.name, query.image);
           asked.set(query.name, { image: query.image, started: queryStarted });
           outstanding++;
           stream.write(request);
@@ -352,8 +233,6 @@ export async function batchQuery(out: Output, paths: string[], options: QueryOpt
     if (summary.answered + tally.failedCount < summary.total) throw new CliError('failure', 'C1 closed the stream before answering every query');
     if (tally.failedCount > 0) throw new CliError('invalid', `${tally.failedCount} of ${summary.total} queries failed`);
   } finally {
-    ctx.c1.close();
-    ctx.c2.close();
     await ctx.close();
   }
 }

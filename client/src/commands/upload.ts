@@ -1,4 +1,4 @@
-import type { GrayImage, Transport } from '@fnn/shared';
+import type { GrayImage, Layout, Transport } from '@fnn/shared';
 import { call, checkAddress, connectC1, connectReplica } from '../connect';
 import {
   expandImagePaths,
@@ -20,8 +20,8 @@ export interface UploadOptions extends ImageFlags {
   c2: string;
   keys: string;
   id?: string;
-  /** Also upload the paper's per-pixel layout, so --protocol fnn and bf can run (default). */
-  paperLayout: boolean;
+  /** What to store: the packed layout, and the paper's per-pixel one unless --no-paper-layout (then fnn and bf cannot run). */
+  layouts: Layout[];
   transport: Transport;
 }
 
@@ -101,7 +101,7 @@ export async function upload(out: Output, paths: string[], options: UploadOption
     }
     total = plan.reduce((sum, p) => sum + p.count, 0);
     bar = progressBar(total, 'records', !out.json);
-    owner = plan.length > 0 ? openCollectionWriter(grpcOwnerLink(client, replica), options.keys, options.paperLayout) : undefined;
+    owner = plan.length > 0 ? openCollectionWriter(grpcOwnerLink(client, replica), options.keys, options.layouts) : undefined;
     // Records wait here until a few groups' worth are read: a group is encrypted in one go.
     let pending: (NamedImage & { file: string })[] = [];
     let n = 0;

@@ -9,6 +9,7 @@ import {
   encodePng,
   MESSAGE_SIZE_OPTIONS,
   type GroupOutcome,
+  type Layout,
   type OwnerLink,
   type PublicKey,
   type RecordKey,
@@ -228,10 +229,10 @@ export function capturingLink(conn: Connections): OwnerLink & { captured: Captur
 }
 
 /** The real owner's writer (client/src/owner-upload.ts, without worker pools) over a link. */
-export function ownerWriter(link: OwnerLink, keys: Keys, paperLayout = true): CollectionWriter {
+export function ownerWriter(link: OwnerLink, keys: Keys, layouts: Layout[] = ['packed', 'paper']): CollectionWriter {
   const underC2Key = async (v: bigint[]) => v.map((x) => keys.pk.encrypt(x));
   const underC1Key = async (v: bigint[]) => v.map((x) => keys.pk1.encrypt(x));
-  return new CollectionWriter(link, { c2Key: keys.pk, c1Key: keys.pk1, recordKey: keys.recordKey }, { underC2Key, underC1Key }, paperLayout);
+  return new CollectionWriter(link, { c2Key: keys.pk, c1Key: keys.pk1, recordKey: keys.recordKey }, { underC2Key, underC1Key }, layouts);
 }
 
 /**
@@ -249,11 +250,11 @@ export async function ownerGroupUpload(
   width: number,
   height: number,
   maxValue = 255,
-  paperLayout = true,
+  layouts: Layout[] = ['packed', 'paper'],
 ) {
   const link = capturingLink(conn);
   const outcomes: GroupOutcome[] = [];
-  await ownerWriter(link, keys, paperLayout).upload([{ id, image: { width, height, maxValue, pixels } }], (o) => outcomes.push(o));
+  await ownerWriter(link, keys, layouts).upload([{ id, image: { width, height, maxValue, pixels } }], (o) => outcomes.push(o));
   for (const o of outcomes) if (!o.ok) throw o.error;
   const { uploads, replicaGroups } = link.captured;
   if (uploads.length !== 1 || replicaGroups.length !== 1) throw new Error(`one record made ${uploads.length} uploads and ${replicaGroups.length} replica groups`);

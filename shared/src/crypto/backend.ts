@@ -6,6 +6,12 @@ import type { PublicKey, SecretKey } from './paillier';
 // decryptions takes seconds and must not block the event loop).
 
 /** C1's side: needs only the public key. */
+/**
+ * Paillier-encrypts many values: in-process in tests, on worker threads in the
+ * CLI. The owner's may use the factorisation (faster); anyone may use the public key.
+ */
+export type BatchEncryptor = (values: bigint[]) => Promise<bigint[]>;
+
 export interface EvaluatorCrypto {
   readonly publicKey: PublicKey;
   /** Algorithm 1 step 1: E(a - r), re-randomised so C2 cannot link it to E(a). */

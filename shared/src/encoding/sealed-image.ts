@@ -8,6 +8,11 @@ import type { GrayImage } from '../image/image';
 
 const CONTEXT = 'fnn image v1';
 
+/** A sealed value that does not open with this record key (wrong key, or a damaged record). */
+export class RecordKeyError extends Error {
+  override name = 'RecordKeyError';
+}
+
 export function sealImage(recordKey: RecordKey, image: GrayImage): Buffer {
   const plain = Buffer.alloc(12 + 2 * image.pixels.length);
   plain.writeUInt32BE(image.width, 0);
@@ -22,12 +27,12 @@ export function openSealedImage(recordKey: RecordKey, sealed: Uint8Array): GrayI
   try {
     plain = recordKey.open(sealed, CONTEXT);
   } catch {
-    throw new Error('a result image does not open: wrong record key, or the record is corrupted');
+    throw new RecordKeyError('a result image does not open: wrong record key, or the record is corrupted');
   }
   const width = plain.readUInt32BE(0);
   const height = plain.readUInt32BE(4);
   const maxValue = plain.readUInt32BE(8);
-  if (plain.length !== 12 + 2 * width * height) throw new Error('a result image is malformed');
+  if (plain.length !== 12 + 2 * width * height) throw new RecordKeyError('a result image is malformed');
   const pixels = new Uint16Array(width * height);
   for (let i = 0; i < pixels.length; i++) pixels[i] = plain.readUInt16BE(12 + 2 * i);
   return { width, height, maxValue, pixels };

@@ -15,7 +15,7 @@ describe('CollectionWriter', () => {
     let release!: () => void;
     const group0Read = new Promise<void>((r) => (release = r));
     const link: OwnerLink = {
-      status: async () => ({ records: 0n, width: 0, height: 0, maxValue: 0, keyBits: 256, keyFingerprint: '', c2Reachable: true }),
+      status: async () => ({ records: 0n, width: 0, height: 0, maxValue: 0, keyBits: 256, keyFingerprint: '', c2Reachable: true, layouts: [] }),
       allocateSlots: async (req) => ({ slots: req.lookupTags.map((_, i) => ({ group: Math.floor(i / G), slot: i % G, stored: false })) }),
       // Group 0 is read only once group 1 has been read and encrypted: without ordering, group 1 would be stored first.
       getGroup: async (req) => {
@@ -46,7 +46,7 @@ describe('CollectionWriter', () => {
         },
         underC1Key: encrypt(c1),
       },
-      false,
+      ['packed'],
     );
     const records = Array.from({ length: G + 1 }, (_, i) => ({ id: `r${i}`, image: { ...shape, pixels: Uint16Array.from([i, i, i, i]) } }));
     const outcomes: wire.UploadReply[] = [];

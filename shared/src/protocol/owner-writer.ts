@@ -6,10 +6,12 @@ import { mapConcurrent } from '../concurrency';
 import { invalidInput, isFnnError } from '../errors';
 import { describeGrpcError } from '../wire/status';
 import type { GrayImage } from '../image/image';
-import { WireCodec } from '../wire/codec';
+import { layoutsToWire, WireCodec } from '../wire/codec';
+import type { Layout } from './module';
 import { packingParams, type PackingParams } from './fast/params';
 import { encryptGroup, encryptReplica, newGroupVersion, type PackedColumns } from './fast/records';
-import { encryptRecord, type BatchEncryptor } from './owner';
+import type { BatchEncryptor } from '../crypto/backend';
+import { encryptRecord } from './paper/owner';
 
 // The owner's side of the collection: uploads and deletes, over any link to
 // C1 and C2's replica (gRPC in the CLI, the same clients in the daemons' tests).
@@ -76,9 +78,14 @@ export class CollectionWriter {
     private readonly keys: { c2Key: PublicKey; c1Key: PublicKey; recordKey: RecordKey },
     /** Encryption under C2's key (C1's replica, the paper's layout) and under C1's key (C2's replica). */
     private readonly encrypt: { underC2Key: BatchEncryptor; underC1Key: BatchEncryptor },
-    /** Also upload the paper's per-pixel layout (d more encryptions per record), so fnn and bf can run. */
-    private readonly paperLayout: boolean,
+    /**
+     * What to store (§2.1, §3.3): the packed layout always (C2's replica is
+     * packed); the paper's per-pixel layout too when asked (d more
+     * encryptions per record), so the protocols that read it (fnn, bf) can run.
+     */
+    private readonly layouts: readonly Layout[],
   ) {
+    if (!layouts.includes('packed')) throw invalidInput("every collection holds the packed layout: C2's replica is packed");
     this.codec = new WireCodec(keys.c2Key.cipherBytes);
     this.replicaCodec = new WireCodec(keys.c1Key.cipherBytes);
   }
@@ -143,7 +150,7 @@ export class CollectionWriter {
         const [columns, owned] = await Promise.all([
           encryptGroup(members.map((m) => m?.pixels ?? null), params, encrypt2, encrypt1),
           Promise.all(
-            incoming.map((m) => encryptRecord(this.keys.recordKey, m.record.id, m.record.image.pixels, this.paperLayout ? encrypt2 : undefined)),
+            incoming.map((m) => encryptRecord(this.keys.recordKey, m.record.id, m.record.image.pixels, this.layouts.includes('paper') ? encrypt2 : undefined)),
           ),
         ]);
         const version = newGroupVersion();
@@ -158,7 +165,7 @@ export class CollectionWriter {
         const reply = await this.link.upload({
           keyFingerprint: this.keys.c2Key.fingerprint(),
           ...shape,
-          paperLayout: this.paperLayout,
+          layouts: layoutsToWire(this.layouts),
           group: change('forC1'),
           records: incoming.map((m, i) => this.codec.recordToWire(owned[i], sealImage(this.keys.recordKey, m.record.image), m.slot)),
         });

@@ -2,6 +2,15 @@
 // step 5. Tie rule: equal distances rank by candidate position, which C1 makes
 // the upload order, so every protocol returns the same records on ties.
 
+export interface Ranking {
+  /** Candidate positions, nearest first. */
+  candidates: number[];
+  /** Records rejected by the lower bound without computing their distance. */
+  rejected: number;
+  /** Time C1 spent on the lower-bound stage, until the bounds went to C2 (the paper's "LB time"). */
+  lowerBoundMs?: number;
+}
+
 export interface Ranked {
   candidate: number;
   value: bigint;

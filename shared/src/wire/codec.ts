@@ -4,8 +4,9 @@ import { invalidInput } from '../errors';
 import type { C1Body, C1Message, C2Body, C2Message, Contribution, MaskedScore, Step } from '../protocol/messages';
 import type { PackedColumns } from '../protocol/fast/records';
 import type { QueryPhase, QueryProgress } from '../protocol/progress';
-import type { OwnerRecord } from '../protocol/owner';
-import type { EncryptedQuery } from '../protocol/records';
+import type { OwnerRecord } from '../protocol/paper/owner';
+import type { EncryptedQuery } from '../protocol/paper/records';
+import type { Layout } from '../protocol/module';
 
 // The one module that turns protocol values into wire messages and back.
 // Ciphertexts are fixed-width big-endian bytes (width = the key's cipherBytes).
@@ -228,11 +229,9 @@ export class WireCodec {
 
   // ----- the doctor's query -----
 
-  queryToWire(q: EncryptedQuery, keyFingerprint: string, width: number, height: number): wire.EncryptedQuery {
+  /** The paper's query (§2.5 step 1) as C1 receives it. */
+  paperQueryToWire(q: EncryptedQuery): wire.PaperQuery {
     return {
-      keyFingerprint,
-      width,
-      height,
       negatedPixels: this.ciphers(q.negatedPixels),
       negatedSum: this.cipher(q.negatedSum),
       negatedSpread: this.cipher(q.negatedSpread),
@@ -270,15 +269,21 @@ export class WireCodec {
       boundConstant: withConstants ? this.fromCipher(c.boundConstant) : undefined,
     };
   }
+}
 
-  queryFromWire(q: wire.EncryptedQuery): EncryptedQuery {
-    return {
-      negatedPixels: this.fromCiphers(q.negatedPixels),
-      negatedSum: this.fromCipher(q.negatedSum),
-      negatedSpread: this.fromCipher(q.negatedSpread),
-      spread: this.fromCipher(q.spread),
-    };
-  }
+const LAYOUT_TO_WIRE: Record<Layout, wire.Layout> = { paper: wire.Layout.LAYOUT_PAPER, packed: wire.Layout.LAYOUT_PACKED };
+
+export const layoutsToWire = (layouts: readonly Layout[]): wire.Layout[] => layouts.map((l) => LAYOUT_TO_WIRE[l]);
+
+/** The layouts an upload names, each once and known; refused otherwise. */
+export function layoutsFromWire(list: wire.Layout[]): Layout[] {
+  const out = list.map((w) => {
+    const layout = (Object.keys(LAYOUT_TO_WIRE) as Layout[]).find((l) => LAYOUT_TO_WIRE[l] === w);
+    if (!layout) throw invalidInput('unknown record layout');
+    return layout;
+  });
+  if (new Set(out).size !== out.length) throw invalidInput('a record layout named twice');
+  return out;
 }
 
 /** Values in Z_N that are not ciphertexts (blindings r, and m + r): minimal big-endian bytes. */

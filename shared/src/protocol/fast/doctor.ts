@@ -1,8 +1,13 @@
 import { randomBelow } from '../../crypto/random';
 import { invalidInput } from '../../errors';
-import type { BatchEncryptor } from '../owner';
+import type { BatchEncryptor } from '../../crypto/backend';
+import type * as wire from '@fnn/proto';
+import { openSealedImage } from '../../encoding/sealed-image';
+import type { GrayImage } from '../../image/image';
+import { residueToBytes } from '../../wire/codec';
+import type { DoctorContext, Neighbour } from '../module';
 import { dot, embed } from './embedding';
-import type { PackingParams } from './params';
+import { packingParams, type PackingParams } from './params';
 
 // The doctor's side of the fast protocol. The query y is secret-shared:
 // u uniform in [0, O) goes to C1, v = y + O - u to C2 (O a public offset
@@ -50,4 +55,37 @@ export async function shareQuery(
     forC1: { shares: { distance: pixelShares.u, bound: boundShares.u }, distanceConstant, boundConstant },
     forC2: { distance: pixelShares.v, bound: boundShares.v },
   };
+}
+
+/** The collection's packing, from C1's public facts (the same derivation as the owner's and C1's). */
+export async function collectionPacking(ctx: DoctorContext): Promise<PackingParams> {
+  const status = await ctx.collection();
+  if (!status.width) throw invalidInput('the collection is empty');
+  return packingParams(status.keyBits, status.width, status.height, status.maxValue);
+}
+
+/**
+ * The doctor's FastQuery for C1 (§3.4): the image split into two additive
+ * shares, u for C1 (in the query) and v deposited at C2 (the query names its
+ * ticket), plus two constants under pk2. Neither share alone says anything
+ * about the image (statistical hiding, 40 bits).
+ */
+export async function fastQuery(ctx: DoctorContext, image: GrayImage): Promise<wire.FastQuery> {
+  const p = await collectionPacking(ctx);
+  if (image.width !== p.width || image.height !== p.height)
+    throw invalidInput(`query is ${image.width}x${image.height}, the collection's images are ${p.width}x${p.height}`);
+  const shares = await shareQuery(image.pixels, p, ctx.encrypt);
+  const shareTicket = await ctx.putShare({ distance: shares.forC2.distance.map(residueToBytes), bound: shares.forC2.bound.map(residueToBytes) });
+  return {
+    distanceShare: shares.forC1.shares.distance.map(residueToBytes),
+    boundShare: shares.forC1.shares.bound.map(residueToBytes),
+    distanceConstant: ctx.codec.cipher(shares.forC1.distanceConstant),
+    boundConstant: ctx.codec.cipher(shares.forC1.boundConstant),
+    shareTicket,
+  };
+}
+
+/** The neighbours of a fast answer (§3.7): sealed under k, opened here. */
+export async function fastNeighbours(ctx: DoctorContext, answer: wire.FastAnswer): Promise<Neighbour[]> {
+  return answer.neighbours.map((n) => ({ encryptedId: n.encryptedId, image: openSealedImage(ctx.recordKey, n.sealedImage) }));
 }

@@ -8,13 +8,13 @@ import { SPREAD_SCALE } from '../../encoding/lower-bound';
 import { inProcessTransport } from '../in-process';
 import { KeyHolderPeer } from '../peer';
 import { QUERY_PHASES, type QueryProgress } from '../progress';
-import { RetrievalStore } from '../retrieval';
+import { RetrievalStore } from '../paper/retrieval';
 import { TicketStore } from '../ticket-store';
 import { shareQuery, type QueryShares } from './doctor';
 import { blockLowerBound } from './embedding';
-import { fastSearch, type Family, type PackedRecordSource } from './fast';
-import type { ReplicaSource } from './key-holder';
-import { packingParams, unpack, type PackingParams } from './params';
+import { fastSearch, type PackedRecordSource } from './c1';
+import type { ReplicaSource } from './c2';
+import { packingParams, unpack, type Family, type PackingParams } from './params';
 import { encryptGroup, type PackedColumns } from './records';
 
 // C1's key pair (pk1, sk1) and C2's (pk2, sk2): each replica is under the other server's key.
@@ -101,10 +101,10 @@ async function runFast(
         },
       } as unknown as SecretKey)
     : sk2;
-  const transport = inProcessTransport(localKeyHolder(sk2), new RetrievalStore(), {
-    crypto: { ownSecretKey: watched, evaluatorKey: pk1, multiExp: localMultiExp },
-    replica: () => c2,
-    shares,
+  const transport = inProcessTransport({
+    crypto: localKeyHolder(sk2),
+    retrievals: new RetrievalStore(),
+    fast: { crypto: { ownSecretKey: watched, evaluatorKey: pk1, multiExp: localMultiExp }, replica: () => c2, shares },
   });
   const peer = new KeyHolderPeer(transport, 'fast-test');
   return fastSearch({ crypto: { keyHolderKey: pk2, ownSecretKey: sk1, multiExp: localMultiExp }, peer }, c1, query.forC1, ticket, k, 'test', onProgress);
@@ -129,10 +129,10 @@ describe('the fast protocol returns exactly the plaintext nearest neighbours', (
     };
     const shares = new TicketStore<QueryShares>('query share');
     const query = await shareQuery(q, p, async (v) => v.map((m) => pk2.encrypt(m)));
-    const transport = inProcessTransport(localKeyHolder(sk2), new RetrievalStore(), {
-      crypto: { ownSecretKey: sk2, evaluatorKey: pk1, multiExp: localMultiExp },
-      replica: () => logged,
-      shares,
+    const transport = inProcessTransport({
+      crypto: localKeyHolder(sk2),
+      retrievals: new RetrievalStore(),
+      fast: { crypto: { ownSecretKey: sk2, evaluatorKey: pk1, multiExp: localMultiExp }, replica: () => logged, shares },
     });
     const peer = new KeyHolderPeer(transport, 'fast-test');
     const send = peer.fastDistance.bind(peer);

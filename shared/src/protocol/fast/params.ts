@@ -1,4 +1,5 @@
 import { SPREAD_SCALE } from '../../encoding/lower-bound';
+import { invalidInput } from '../../errors';
 
 // The packed two-server protocol ("fast"; SCHEME.md, "a design that is not
 // slow"). G records share one plaintext per coordinate, each in a slot of w
@@ -43,6 +44,34 @@ export interface PackingParams {
   /** Slot width w in bits, and records per group G. */
   slotBits: number;
   groupSize: number;
+}
+
+/** The two families of a collection: the distance's d pixels and the bound's 2 values per block. */
+export type Family = 'bound' | 'distance';
+export const FAMILIES: readonly Family[] = ['distance', 'bound'];
+
+/**
+ * A query's shares (§3.4) checked against the collection before anyone keeps
+ * or uses them: one value per coordinate of each family, each in
+ * [0, 2 shareOffset) as an honest doctor's are. A share held at C2 for minutes
+ * is then never larger than the collection makes it.
+ */
+export function checkShares<T extends Record<Family, bigint[]>>(p: PackingParams, shares: T, what = 'the query share'): T {
+  for (const family of FAMILIES) {
+    const values = shares[family];
+    const f = p[family];
+    if (values.length !== f.dimension) throw invalidInput(`${what} does not match the collection (${family} family)`);
+    const limit = 2n * f.shareOffset;
+    for (const v of values) if (v < 0n || v >= limit) throw invalidInput(`${what} has a value out of range (${family} family)`);
+  }
+  return shares;
+}
+
+/** A group's packed columns (§3.3): one ciphertext per coordinate of each family. */
+export function checkColumnCounts(p: PackingParams, columns: Record<Family, unknown[]>, what: string): void {
+  for (const family of FAMILIES)
+    if (columns[family].length !== p[family].dimension)
+      throw invalidInput(`${what}: ${columns[family].length} ${family} columns, the collection has ${p[family].dimension}`);
 }
 
 /**

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { BatchEncryptor } from '../owner';
+import type { BatchEncryptor } from '../../crypto/backend';
 import { dot, embed, sumOf } from './embedding';
 import { pack, type PackingParams } from './params';
 

@@ -27,49 +27,43 @@ export const protobufPackage = "fnn.v1";
 
 export const protobufFileName = "fnn/v1/fnn.proto";
 
-export enum Protocol {
-  PROTOCOL_UNSPECIFIED = 0,
-  /** PROTOCOL_FNN - the paper's Algorithm 3: lower bounds, then SSED for survivors */
-  PROTOCOL_FNN = 1,
-  /** PROTOCOL_BF - the paper's baseline: SSED for every record */
-  PROTOCOL_BF = 2,
-  /** PROTOCOL_FAST - packed two-server protocol with best-first pruning */
-  PROTOCOL_FAST = 3,
+/** What C1 stores for the protocols; each protocol reads one (its module's layout). */
+export enum Layout {
+  LAYOUT_UNSPECIFIED = 0,
+  /** LAYOUT_PAPER - per record: E(x_i), E(S), E(T) (fnn, bf; docs/PROTOCOLS.md §2.1) */
+  LAYOUT_PAPER = 1,
+  /** LAYOUT_PACKED - per group: the packed columns at C1 and C2 (fast; §3.3) */
+  LAYOUT_PACKED = 2,
   UNRECOGNIZED = -1,
 }
 
-export function protocolFromJSON(object: any): Protocol {
+export function layoutFromJSON(object: any): Layout {
   switch (object) {
     case 0:
-    case "PROTOCOL_UNSPECIFIED":
-      return Protocol.PROTOCOL_UNSPECIFIED;
+    case "LAYOUT_UNSPECIFIED":
+      return Layout.LAYOUT_UNSPECIFIED;
     case 1:
-    case "PROTOCOL_FNN":
-      return Protocol.PROTOCOL_FNN;
+    case "LAYOUT_PAPER":
+      return Layout.LAYOUT_PAPER;
     case 2:
-    case "PROTOCOL_BF":
-      return Protocol.PROTOCOL_BF;
-    case 3:
-    case "PROTOCOL_FAST":
-      return Protocol.PROTOCOL_FAST;
+    case "LAYOUT_PACKED":
+      return Layout.LAYOUT_PACKED;
     case -1:
     case "UNRECOGNIZED":
     default:
-      return Protocol.UNRECOGNIZED;
+      return Layout.UNRECOGNIZED;
   }
 }
 
-export function protocolToJSON(object: Protocol): string {
+export function layoutToJSON(object: Layout): string {
   switch (object) {
-    case Protocol.PROTOCOL_UNSPECIFIED:
-      return "PROTOCOL_UNSPECIFIED";
-    case Protocol.PROTOCOL_FNN:
-      return "PROTOCOL_FNN";
-    case Protocol.PROTOCOL_BF:
-      return "PROTOCOL_BF";
-    case Protocol.PROTOCOL_FAST:
-      return "PROTOCOL_FAST";
-    case Protocol.UNRECOGNIZED:
+    case Layout.LAYOUT_UNSPECIFIED:
+      return "LAYOUT_UNSPECIFIED";
+    case Layout.LAYOUT_PAPER:
+      return "LAYOUT_PAPER";
+    case Layout.LAYOUT_PACKED:
+      return "LAYOUT_PACKED";
+    case Layout.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
@@ -321,8 +315,8 @@ export interface UploadRequest {
   maxValue: number;
   /** new or replaced members of the group */
   records: EncryptedRecord[];
-  /** the records carry the paper's layout; fixed by a collection's first upload */
-  paperLayout: boolean;
+  /** the layouts the records carry; fixed by a collection's first upload */
+  layouts: Layout[];
   group: GroupChange | undefined;
 }
 
@@ -344,28 +338,21 @@ export interface DeleteReply {
   total: bigint;
 }
 
-/**
- * The doctor's part of a fast query for C1: its share u of the query (plain
- * residues: statistically hiding), two constants under C2's key, and the ticket
- * of the other share v, deposited at C2.
- */
-export interface FastQuery {
-  distanceShare: Buffer[];
-  boundShare: Buffer[];
-  distanceConstant: Buffer;
-  boundConstant: Buffer;
-  shareTicket: string;
-}
-
-/**
- * The doctor's encrypted query. Deviation from paper: the negated pixels and
- * statistics are sent (E(-q_i) instead of E(q_i)), so C1 forms E(x_i - q_i) with
- * one multiplication instead of a full-size exponentiation per pixel.
- */
-export interface EncryptedQuery {
+/** What C1 checks before any protocol work (docs/PROTOCOLS.md §1). */
+export interface QueryHeader {
+  /** pk2, the collection's key */
   keyFingerprint: string;
   width: number;
   height: number;
+}
+
+/**
+ * The paper's query (fnn and bf, docs/PROTOCOLS.md §2.5 step 1). Deviation from
+ * paper: the negated pixels and statistics are sent (E(-q_i) instead of E(q_i)),
+ * so C1 forms E(x_i - q_i) with one multiplication instead of a full-size
+ * exponentiation per pixel.
+ */
+export interface PaperQuery {
   /** E(-q_1) .. E(-q_d) */
   negatedPixels: Buffer[];
   /** E(-S_q) */
@@ -376,46 +363,101 @@ export interface EncryptedQuery {
   spread: Buffer;
 }
 
+/**
+ * The doctor's part of a fast query for C1 (docs/PROTOCOLS.md §3.4): its share
+ * u of the query (plain residues: statistically hiding), two constants under
+ * pk2, and the ticket of the other share v, deposited at C2.
+ */
+export interface FastQuery {
+  distanceShare: Buffer[];
+  boundShare: Buffer[];
+  distanceConstant: Buffer;
+  boundConstant: Buffer;
+  shareTicket: string;
+}
+
 export interface QueryRequest {
   /** the client's name for this query, echoed in the reply */
   tag: string;
-  query: EncryptedQuery | undefined;
-  protocol: Protocol;
   /** number of neighbours (0 means 1) */
   k: number;
-  /** set for PROTOCOL_FAST (then query carries only the shape and key) */
-  fast: FastQuery | undefined;
+  header: QueryHeader | undefined;
+  protocol:
+    | //
+    /** the paper's Algorithm 3: lower bounds, then SSED for survivors */
+    { $case: "fnn"; value: PaperQuery }
+    | //
+    /** the paper's baseline: SSED for every record */
+    { $case: "bf"; value: PaperQuery }
+    | //
+    /** packed two-server protocol with best-first pruning */
+    { $case: "fast"; value: FastQuery }
+    | undefined;
 }
 
 /**
  * Step 7 (retrieval), C1's half: the blinding r of each result. The other half,
- * m + r, is fetched from C2 with the ticket.
+ * m + r, is fetched from C2 with the ticket (docs/PROTOCOLS.md §2.7).
  */
-export interface BlindedResult {
+export interface PaperNeighbour {
   /** E_k(ID) of the neighbour */
   encryptedId: Buffer;
-  /** r_1 .. r_d, uniform in Z_N (paper protocols) */
+  /** r_1 .. r_d, uniform in Z_N */
   blinding: Buffer[];
-  /** E_k(image) (fast protocol) */
+}
+
+export interface PaperAnswer {
+  /** nearest first */
+  neighbours: PaperNeighbour[];
+  /** redeem at C2's Retrieval service */
+  retrievalTicket: string;
+}
+
+/** The fast protocol's result: sealed under k, no retrieval at C2 (docs/PROTOCOLS.md §3.7). */
+export interface FastNeighbour {
+  /** E_k(ID) */
+  encryptedId: Buffer;
+  /** E_k(image) */
   sealedImage: Buffer;
+}
+
+export interface FastAnswer {
+  /** nearest first */
+  neighbours: FastNeighbour[];
+}
+
+/** What a search cost, in counts C1 may reveal (docs/SECURITY.md). */
+export interface SearchStats {
+  /** records searched */
+  total: bigint;
+  /** unset for a protocol without a lower bound (bf) */
+  bound: BoundStage | undefined;
+}
+
+export interface BoundStage {
+  /** records rejected by the lower bound */
+  rejected: bigint;
+  /** time of C1's lower-bound stage */
+  ms: bigint;
+}
+
+/** A query of a BatchQuery stream that failed; the stream goes on with the others. */
+export interface QueryFailure {
+  /** the gRPC status name, e.g. INVALID_ARGUMENT */
+  code: string;
+  message: string;
 }
 
 export interface QueryReply {
   tag: string;
-  /** nearest first */
-  results: BlindedResult[];
-  /** redeem at C2's Retrieval service */
-  retrievalTicket: string;
-  /** records searched */
-  total: bigint;
-  /** records rejected by the lower bound (FNN) */
-  rejected: bigint;
-  protocol: Protocol;
-  /** Set in BatchQuery when this query failed; the stream goes on with the others. */
-  errorCode: string;
-  errorMessage: string;
-  /** time of the lower-bound stage (fnn, fast) */
-  lowerBoundMs: bigint;
+  /** unset with a failure */
+  stats: SearchStats | undefined;
+  answer: { $case: "fnn"; value: PaperAnswer } | { $case: "bf"; value: PaperAnswer } | {
+    $case: "fast";
+    value: FastAnswer;
+  } | //
+  /** BatchQuery only; Query and QueryWithProgress fail with a status */
+  { $case: "failure"; value: QueryFailure } | undefined;
 }
 
 /**
@@ -448,6 +490,8 @@ export interface DatabaseStatus {
   keyBits: number;
   keyFingerprint: string;
   c2Reachable: boolean;
+  /** what the collection holds, so which protocols it answers (empty while empty) */
+  layouts: Layout[];
 }
 
 export interface QueryShare {
@@ -1650,7 +1694,7 @@ export const GroupContents: MessageFns<GroupContents> = {
 };
 
 function createBaseUploadRequest(): UploadRequest {
-  return { keyFingerprint: "", width: 0, height: 0, maxValue: 0, records: [], paperLayout: false, group: undefined };
+  return { keyFingerprint: "", width: 0, height: 0, maxValue: 0, records: [], layouts: [], group: undefined };
 }
 
 export const UploadRequest: MessageFns<UploadRequest> = {
@@ -1670,8 +1714,12 @@ export const UploadRequest: MessageFns<UploadRequest> = {
     for (const v of message.records) {
       EncryptedRecord.encode(v!, writer.uint32(42).fork()).join();
     }
-    if (message.paperLayout !== false) {
-      writer.uint32(48).bool(message.paperLayout);
+    if (message.layouts.length !== 0) {
+      writer.uint32(50).fork();
+      for (const v of message.layouts) {
+        writer.int32(v);
+      }
+      writer.join();
     }
     if (message.group !== undefined) {
       GroupChange.encode(message.group, writer.uint32(58).fork()).join();
@@ -1733,12 +1781,22 @@ export const UploadRequest: MessageFns<UploadRequest> = {
             continue;
           }
           case 6: {
-            if (tag !== 48) {
-              break;
+            if (tag === 48) {
+              message.layouts.push(reader.int32() as any);
+
+              continue;
             }
 
-            message.paperLayout = reader.bool();
-            continue;
+            if (tag === 50) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.layouts.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
           }
           case 7: {
             if (tag !== 58) {
@@ -1777,11 +1835,9 @@ export const UploadRequest: MessageFns<UploadRequest> = {
       records: globalThis.Array.isArray(object?.records)
         ? object.records.map((e: any) => EncryptedRecord.fromJSON(e))
         : [],
-      paperLayout: isSet(object.paperLayout)
-        ? globalThis.Boolean(object.paperLayout)
-        : isSet(object.paper_layout)
-        ? globalThis.Boolean(object.paper_layout)
-        : false,
+      layouts: globalThis.Array.isArray(object?.layouts)
+        ? object.layouts.map((e: any) => layoutFromJSON(e))
+        : [],
       group: isSet(object.group) ? GroupChange.fromJSON(object.group) : undefined,
     };
   },
@@ -1803,8 +1859,8 @@ export const UploadRequest: MessageFns<UploadRequest> = {
     if (message.records?.length) {
       obj.records = message.records.map((e) => EncryptedRecord.toJSON(e));
     }
-    if (message.paperLayout !== false) {
-      obj.paperLayout = message.paperLayout;
+    if (message.layouts?.length) {
+      obj.layouts = message.layouts.map((e) => layoutToJSON(e));
     }
     if (message.group !== undefined) {
       obj.group = GroupChange.toJSON(message.group);
@@ -1822,7 +1878,7 @@ export const UploadRequest: MessageFns<UploadRequest> = {
     message.height = object.height ?? 0;
     message.maxValue = object.maxValue ?? 0;
     message.records = object.records?.map((e) => EncryptedRecord.fromPartial(e)) || [];
-    message.paperLayout = object.paperLayout ?? false;
+    message.layouts = object.layouts?.map((e) => e) || [];
     message.group = (object.group !== undefined && object.group !== null)
       ? GroupChange.fromPartial(object.group)
       : undefined;
@@ -2111,6 +2167,240 @@ export const DeleteReply: MessageFns<DeleteReply> = {
   },
 };
 
+function createBaseQueryHeader(): QueryHeader {
+  return { keyFingerprint: "", width: 0, height: 0 };
+}
+
+export const QueryHeader: MessageFns<QueryHeader> = {
+  encode(message: QueryHeader, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyFingerprint !== "") {
+      writer.uint32(10).string(message.keyFingerprint);
+    }
+    if (message.width !== 0) {
+      writer.uint32(16).uint32(message.width);
+    }
+    if (message.height !== 0) {
+      writer.uint32(24).uint32(message.height);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): QueryHeader {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQueryHeader();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyFingerprint = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.width = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.height = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): QueryHeader {
+    return {
+      keyFingerprint: isSet(object.keyFingerprint)
+        ? globalThis.String(object.keyFingerprint)
+        : isSet(object.key_fingerprint)
+        ? globalThis.String(object.key_fingerprint)
+        : "",
+      width: isSet(object.width) ? globalThis.Number(object.width) : 0,
+      height: isSet(object.height) ? globalThis.Number(object.height) : 0,
+    };
+  },
+
+  toJSON(message: QueryHeader): unknown {
+    const obj: any = {};
+    if (message.keyFingerprint !== "") {
+      obj.keyFingerprint = message.keyFingerprint;
+    }
+    if (message.width !== 0) {
+      obj.width = Math.round(message.width);
+    }
+    if (message.height !== 0) {
+      obj.height = Math.round(message.height);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<QueryHeader>): QueryHeader {
+    return QueryHeader.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<QueryHeader>): QueryHeader {
+    const message = createBaseQueryHeader();
+    message.keyFingerprint = object.keyFingerprint ?? "";
+    message.width = object.width ?? 0;
+    message.height = object.height ?? 0;
+    return message;
+  },
+};
+
+function createBasePaperQuery(): PaperQuery {
+  return { negatedPixels: [], negatedSum: Buffer.alloc(0), negatedSpread: Buffer.alloc(0), spread: Buffer.alloc(0) };
+}
+
+export const PaperQuery: MessageFns<PaperQuery> = {
+  encode(message: PaperQuery, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.negatedPixels) {
+      writer.uint32(10).bytes(v!);
+    }
+    if (message.negatedSum.length !== 0) {
+      writer.uint32(18).bytes(message.negatedSum);
+    }
+    if (message.negatedSpread.length !== 0) {
+      writer.uint32(26).bytes(message.negatedSpread);
+    }
+    if (message.spread.length !== 0) {
+      writer.uint32(34).bytes(message.spread);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PaperQuery {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePaperQuery();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.negatedPixels.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.negatedSum = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.negatedSpread = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.spread = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PaperQuery {
+    return {
+      negatedPixels: globalThis.Array.isArray(object?.negatedPixels)
+        ? object.negatedPixels.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : globalThis.Array.isArray(object?.negated_pixels)
+        ? object.negated_pixels.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+      negatedSum: isSet(object.negatedSum)
+        ? Buffer.from(bytesFromBase64(object.negatedSum))
+        : isSet(object.negated_sum)
+        ? Buffer.from(bytesFromBase64(object.negated_sum))
+        : Buffer.alloc(0),
+      negatedSpread: isSet(object.negatedSpread)
+        ? Buffer.from(bytesFromBase64(object.negatedSpread))
+        : isSet(object.negated_spread)
+        ? Buffer.from(bytesFromBase64(object.negated_spread))
+        : Buffer.alloc(0),
+      spread: isSet(object.spread) ? Buffer.from(bytesFromBase64(object.spread)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: PaperQuery): unknown {
+    const obj: any = {};
+    if (message.negatedPixels?.length) {
+      obj.negatedPixels = message.negatedPixels.map((e) => base64FromBytes(e));
+    }
+    if (message.negatedSum.length !== 0) {
+      obj.negatedSum = base64FromBytes(message.negatedSum);
+    }
+    if (message.negatedSpread.length !== 0) {
+      obj.negatedSpread = base64FromBytes(message.negatedSpread);
+    }
+    if (message.spread.length !== 0) {
+      obj.spread = base64FromBytes(message.spread);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PaperQuery>): PaperQuery {
+    return PaperQuery.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PaperQuery>): PaperQuery {
+    const message = createBasePaperQuery();
+    message.negatedPixels = object.negatedPixels?.map((e) => e) || [];
+    message.negatedSum = object.negatedSum ?? Buffer.alloc(0);
+    message.negatedSpread = object.negatedSpread ?? Buffer.alloc(0);
+    message.spread = object.spread ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
 function createBaseFastQuery(): FastQuery {
   return {
     distanceShare: [],
@@ -2270,197 +2560,8 @@ export const FastQuery: MessageFns<FastQuery> = {
   },
 };
 
-function createBaseEncryptedQuery(): EncryptedQuery {
-  return {
-    keyFingerprint: "",
-    width: 0,
-    height: 0,
-    negatedPixels: [],
-    negatedSum: Buffer.alloc(0),
-    negatedSpread: Buffer.alloc(0),
-    spread: Buffer.alloc(0),
-  };
-}
-
-export const EncryptedQuery: MessageFns<EncryptedQuery> = {
-  encode(message: EncryptedQuery, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.keyFingerprint !== "") {
-      writer.uint32(10).string(message.keyFingerprint);
-    }
-    if (message.width !== 0) {
-      writer.uint32(16).uint32(message.width);
-    }
-    if (message.height !== 0) {
-      writer.uint32(24).uint32(message.height);
-    }
-    for (const v of message.negatedPixels) {
-      writer.uint32(34).bytes(v!);
-    }
-    if (message.negatedSum.length !== 0) {
-      writer.uint32(42).bytes(message.negatedSum);
-    }
-    if (message.negatedSpread.length !== 0) {
-      writer.uint32(50).bytes(message.negatedSpread);
-    }
-    if (message.spread.length !== 0) {
-      writer.uint32(58).bytes(message.spread);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): EncryptedQuery {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseEncryptedQuery();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.keyFingerprint = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.width = reader.uint32();
-            continue;
-          }
-          case 3: {
-            if (tag !== 24) {
-              break;
-            }
-
-            message.height = reader.uint32();
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.negatedPixels.push(Buffer.from(reader.bytes()));
-            continue;
-          }
-          case 5: {
-            if (tag !== 42) {
-              break;
-            }
-
-            message.negatedSum = Buffer.from(reader.bytes());
-            continue;
-          }
-          case 6: {
-            if (tag !== 50) {
-              break;
-            }
-
-            message.negatedSpread = Buffer.from(reader.bytes());
-            continue;
-          }
-          case 7: {
-            if (tag !== 58) {
-              break;
-            }
-
-            message.spread = Buffer.from(reader.bytes());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): EncryptedQuery {
-    return {
-      keyFingerprint: isSet(object.keyFingerprint)
-        ? globalThis.String(object.keyFingerprint)
-        : isSet(object.key_fingerprint)
-        ? globalThis.String(object.key_fingerprint)
-        : "",
-      width: isSet(object.width) ? globalThis.Number(object.width) : 0,
-      height: isSet(object.height) ? globalThis.Number(object.height) : 0,
-      negatedPixels: globalThis.Array.isArray(object?.negatedPixels)
-        ? object.negatedPixels.map((e: any) => Buffer.from(bytesFromBase64(e)))
-        : globalThis.Array.isArray(object?.negated_pixels)
-        ? object.negated_pixels.map((e: any) => Buffer.from(bytesFromBase64(e)))
-        : [],
-      negatedSum: isSet(object.negatedSum)
-        ? Buffer.from(bytesFromBase64(object.negatedSum))
-        : isSet(object.negated_sum)
-        ? Buffer.from(bytesFromBase64(object.negated_sum))
-        : Buffer.alloc(0),
-      negatedSpread: isSet(object.negatedSpread)
-        ? Buffer.from(bytesFromBase64(object.negatedSpread))
-        : isSet(object.negated_spread)
-        ? Buffer.from(bytesFromBase64(object.negated_spread))
-        : Buffer.alloc(0),
-      spread: isSet(object.spread) ? Buffer.from(bytesFromBase64(object.spread)) : Buffer.alloc(0),
-    };
-  },
-
-  toJSON(message: EncryptedQuery): unknown {
-    const obj: any = {};
-    if (message.keyFingerprint !== "") {
-      obj.keyFingerprint = message.keyFingerprint;
-    }
-    if (message.width !== 0) {
-      obj.width = Math.round(message.width);
-    }
-    if (message.height !== 0) {
-      obj.height = Math.round(message.height);
-    }
-    if (message.negatedPixels?.length) {
-      obj.negatedPixels = message.negatedPixels.map((e) => base64FromBytes(e));
-    }
-    if (message.negatedSum.length !== 0) {
-      obj.negatedSum = base64FromBytes(message.negatedSum);
-    }
-    if (message.negatedSpread.length !== 0) {
-      obj.negatedSpread = base64FromBytes(message.negatedSpread);
-    }
-    if (message.spread.length !== 0) {
-      obj.spread = base64FromBytes(message.spread);
-    }
-    return obj;
-  },
-
-  create(base?: DeepPartial<EncryptedQuery>): EncryptedQuery {
-    return EncryptedQuery.fromPartial(base ?? {});
-  },
-  fromPartial(object: DeepPartial<EncryptedQuery>): EncryptedQuery {
-    const message = createBaseEncryptedQuery();
-    message.keyFingerprint = object.keyFingerprint ?? "";
-    message.width = object.width ?? 0;
-    message.height = object.height ?? 0;
-    message.negatedPixels = object.negatedPixels?.map((e) => e) || [];
-    message.negatedSum = object.negatedSum ?? Buffer.alloc(0);
-    message.negatedSpread = object.negatedSpread ?? Buffer.alloc(0);
-    message.spread = object.spread ?? Buffer.alloc(0);
-    return message;
-  },
-};
-
 function createBaseQueryRequest(): QueryRequest {
-  return { tag: "", query: undefined, protocol: 0, k: 0, fast: undefined };
+  return { tag: "", k: 0, header: undefined, protocol: undefined };
 }
 
 export const QueryRequest: MessageFns<QueryRequest> = {
@@ -2468,17 +2569,22 @@ export const QueryRequest: MessageFns<QueryRequest> = {
     if (message.tag !== "") {
       writer.uint32(10).string(message.tag);
     }
-    if (message.query !== undefined) {
-      EncryptedQuery.encode(message.query, writer.uint32(18).fork()).join();
-    }
-    if (message.protocol !== 0) {
-      writer.uint32(24).int32(message.protocol);
-    }
     if (message.k !== 0) {
-      writer.uint32(32).uint32(message.k);
+      writer.uint32(16).uint32(message.k);
     }
-    if (message.fast !== undefined) {
-      FastQuery.encode(message.fast, writer.uint32(42).fork()).join();
+    if (message.header !== undefined) {
+      QueryHeader.encode(message.header, writer.uint32(26).fork()).join();
+    }
+    switch (message.protocol?.$case) {
+      case "fnn":
+        PaperQuery.encode(message.protocol.value, writer.uint32(34).fork()).join();
+        break;
+      case "bf":
+        PaperQuery.encode(message.protocol.value, writer.uint32(42).fork()).join();
+        break;
+      case "fast":
+        FastQuery.encode(message.protocol.value, writer.uint32(50).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2505,27 +2611,27 @@ export const QueryRequest: MessageFns<QueryRequest> = {
             continue;
           }
           case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.query = EncryptedQuery.decode(reader, reader.uint32());
-            continue;
-          }
-          case 3: {
-            if (tag !== 24) {
-              break;
-            }
-
-            message.protocol = reader.int32() as any;
-            continue;
-          }
-          case 4: {
-            if (tag !== 32) {
+            if (tag !== 16) {
               break;
             }
 
             message.k = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.header = QueryHeader.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.protocol = { $case: "fnn", value: PaperQuery.decode(reader, reader.uint32()) };
             continue;
           }
           case 5: {
@@ -2533,7 +2639,15 @@ export const QueryRequest: MessageFns<QueryRequest> = {
               break;
             }
 
-            message.fast = FastQuery.decode(reader, reader.uint32());
+            message.protocol = { $case: "bf", value: PaperQuery.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.protocol = { $case: "fast", value: FastQuery.decode(reader, reader.uint32()) };
             continue;
           }
         }
@@ -2551,10 +2665,15 @@ export const QueryRequest: MessageFns<QueryRequest> = {
   fromJSON(object: any): QueryRequest {
     return {
       tag: isSet(object.tag) ? globalThis.String(object.tag) : "",
-      query: isSet(object.query) ? EncryptedQuery.fromJSON(object.query) : undefined,
-      protocol: isSet(object.protocol) ? protocolFromJSON(object.protocol) : 0,
       k: isSet(object.k) ? globalThis.Number(object.k) : 0,
-      fast: isSet(object.fast) ? FastQuery.fromJSON(object.fast) : undefined,
+      header: isSet(object.header) ? QueryHeader.fromJSON(object.header) : undefined,
+      protocol: isSet(object.fnn)
+        ? { $case: "fnn", value: PaperQuery.fromJSON(object.fnn) }
+        : isSet(object.bf)
+        ? { $case: "bf", value: PaperQuery.fromJSON(object.bf) }
+        : isSet(object.fast)
+        ? { $case: "fast", value: FastQuery.fromJSON(object.fast) }
+        : undefined,
     };
   },
 
@@ -2563,17 +2682,18 @@ export const QueryRequest: MessageFns<QueryRequest> = {
     if (message.tag !== "") {
       obj.tag = message.tag;
     }
-    if (message.query !== undefined) {
-      obj.query = EncryptedQuery.toJSON(message.query);
-    }
-    if (message.protocol !== 0) {
-      obj.protocol = protocolToJSON(message.protocol);
-    }
     if (message.k !== 0) {
       obj.k = Math.round(message.k);
     }
-    if (message.fast !== undefined) {
-      obj.fast = FastQuery.toJSON(message.fast);
+    if (message.header !== undefined) {
+      obj.header = QueryHeader.toJSON(message.header);
+    }
+    if (message.protocol?.$case === "fnn") {
+      obj.fnn = PaperQuery.toJSON(message.protocol.value);
+    } else if (message.protocol?.$case === "bf") {
+      obj.bf = PaperQuery.toJSON(message.protocol.value);
+    } else if (message.protocol?.$case === "fast") {
+      obj.fast = FastQuery.toJSON(message.protocol.value);
     }
     return obj;
   },
@@ -2584,35 +2704,50 @@ export const QueryRequest: MessageFns<QueryRequest> = {
   fromPartial(object: DeepPartial<QueryRequest>): QueryRequest {
     const message = createBaseQueryRequest();
     message.tag = object.tag ?? "";
-    message.query = (object.query !== undefined && object.query !== null)
-      ? EncryptedQuery.fromPartial(object.query)
-      : undefined;
-    message.protocol = object.protocol ?? 0;
     message.k = object.k ?? 0;
-    message.fast = (object.fast !== undefined && object.fast !== null) ? FastQuery.fromPartial(object.fast) : undefined;
+    message.header = (object.header !== undefined && object.header !== null)
+      ? QueryHeader.fromPartial(object.header)
+      : undefined;
+    switch (object.protocol?.$case) {
+      case "fnn": {
+        if (object.protocol?.value !== undefined && object.protocol?.value !== null) {
+          message.protocol = { $case: "fnn", value: PaperQuery.fromPartial(object.protocol.value) };
+        }
+        break;
+      }
+      case "bf": {
+        if (object.protocol?.value !== undefined && object.protocol?.value !== null) {
+          message.protocol = { $case: "bf", value: PaperQuery.fromPartial(object.protocol.value) };
+        }
+        break;
+      }
+      case "fast": {
+        if (object.protocol?.value !== undefined && object.protocol?.value !== null) {
+          message.protocol = { $case: "fast", value: FastQuery.fromPartial(object.protocol.value) };
+        }
+        break;
+      }
+    }
     return message;
   },
 };
 
-function createBaseBlindedResult(): BlindedResult {
-  return { encryptedId: Buffer.alloc(0), blinding: [], sealedImage: Buffer.alloc(0) };
+function createBasePaperNeighbour(): PaperNeighbour {
+  return { encryptedId: Buffer.alloc(0), blinding: [] };
 }
 
-export const BlindedResult: MessageFns<BlindedResult> = {
-  encode(message: BlindedResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const PaperNeighbour: MessageFns<PaperNeighbour> = {
+  encode(message: PaperNeighbour, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.encryptedId.length !== 0) {
       writer.uint32(10).bytes(message.encryptedId);
     }
     for (const v of message.blinding) {
       writer.uint32(18).bytes(v!);
     }
-    if (message.sealedImage.length !== 0) {
-      writer.uint32(26).bytes(message.sealedImage);
-    }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): BlindedResult {
+  decode(input: BinaryReader | Uint8Array, length?: number): PaperNeighbour {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -2621,7 +2756,7 @@ export const BlindedResult: MessageFns<BlindedResult> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseBlindedResult();
+      const message = createBasePaperNeighbour();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -2641,8 +2776,182 @@ export const BlindedResult: MessageFns<BlindedResult> = {
             message.blinding.push(Buffer.from(reader.bytes()));
             continue;
           }
-          case 3: {
-            if (tag !== 26) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PaperNeighbour {
+    return {
+      encryptedId: isSet(object.encryptedId)
+        ? Buffer.from(bytesFromBase64(object.encryptedId))
+        : isSet(object.encrypted_id)
+        ? Buffer.from(bytesFromBase64(object.encrypted_id))
+        : Buffer.alloc(0),
+      blinding: globalThis.Array.isArray(object?.blinding)
+        ? object.blinding.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+    };
+  },
+
+  toJSON(message: PaperNeighbour): unknown {
+    const obj: any = {};
+    if (message.encryptedId.length !== 0) {
+      obj.encryptedId = base64FromBytes(message.encryptedId);
+    }
+    if (message.blinding?.length) {
+      obj.blinding = message.blinding.map((e) => base64FromBytes(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PaperNeighbour>): PaperNeighbour {
+    return PaperNeighbour.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PaperNeighbour>): PaperNeighbour {
+    const message = createBasePaperNeighbour();
+    message.encryptedId = object.encryptedId ?? Buffer.alloc(0);
+    message.blinding = object.blinding?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBasePaperAnswer(): PaperAnswer {
+  return { neighbours: [], retrievalTicket: "" };
+}
+
+export const PaperAnswer: MessageFns<PaperAnswer> = {
+  encode(message: PaperAnswer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.neighbours) {
+      PaperNeighbour.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.retrievalTicket !== "") {
+      writer.uint32(18).string(message.retrievalTicket);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PaperAnswer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePaperAnswer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.neighbours.push(PaperNeighbour.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.retrievalTicket = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PaperAnswer {
+    return {
+      neighbours: globalThis.Array.isArray(object?.neighbours)
+        ? object.neighbours.map((e: any) => PaperNeighbour.fromJSON(e))
+        : [],
+      retrievalTicket: isSet(object.retrievalTicket)
+        ? globalThis.String(object.retrievalTicket)
+        : isSet(object.retrieval_ticket)
+        ? globalThis.String(object.retrieval_ticket)
+        : "",
+    };
+  },
+
+  toJSON(message: PaperAnswer): unknown {
+    const obj: any = {};
+    if (message.neighbours?.length) {
+      obj.neighbours = message.neighbours.map((e) => PaperNeighbour.toJSON(e));
+    }
+    if (message.retrievalTicket !== "") {
+      obj.retrievalTicket = message.retrievalTicket;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PaperAnswer>): PaperAnswer {
+    return PaperAnswer.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PaperAnswer>): PaperAnswer {
+    const message = createBasePaperAnswer();
+    message.neighbours = object.neighbours?.map((e) => PaperNeighbour.fromPartial(e)) || [];
+    message.retrievalTicket = object.retrievalTicket ?? "";
+    return message;
+  },
+};
+
+function createBaseFastNeighbour(): FastNeighbour {
+  return { encryptedId: Buffer.alloc(0), sealedImage: Buffer.alloc(0) };
+}
+
+export const FastNeighbour: MessageFns<FastNeighbour> = {
+  encode(message: FastNeighbour, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.encryptedId.length !== 0) {
+      writer.uint32(10).bytes(message.encryptedId);
+    }
+    if (message.sealedImage.length !== 0) {
+      writer.uint32(18).bytes(message.sealedImage);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FastNeighbour {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFastNeighbour();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.encryptedId = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
               break;
             }
 
@@ -2661,16 +2970,13 @@ export const BlindedResult: MessageFns<BlindedResult> = {
     }
   },
 
-  fromJSON(object: any): BlindedResult {
+  fromJSON(object: any): FastNeighbour {
     return {
       encryptedId: isSet(object.encryptedId)
         ? Buffer.from(bytesFromBase64(object.encryptedId))
         : isSet(object.encrypted_id)
         ? Buffer.from(bytesFromBase64(object.encrypted_id))
         : Buffer.alloc(0),
-      blinding: globalThis.Array.isArray(object?.blinding)
-        ? object.blinding.map((e: any) => Buffer.from(bytesFromBase64(e)))
-        : [],
       sealedImage: isSet(object.sealedImage)
         ? Buffer.from(bytesFromBase64(object.sealedImage))
         : isSet(object.sealed_image)
@@ -2679,13 +2985,10 @@ export const BlindedResult: MessageFns<BlindedResult> = {
     };
   },
 
-  toJSON(message: BlindedResult): unknown {
+  toJSON(message: FastNeighbour): unknown {
     const obj: any = {};
     if (message.encryptedId.length !== 0) {
       obj.encryptedId = base64FromBytes(message.encryptedId);
-    }
-    if (message.blinding?.length) {
-      obj.blinding = message.blinding.map((e) => base64FromBytes(e));
     }
     if (message.sealedImage.length !== 0) {
       obj.sealedImage = base64FromBytes(message.sealedImage);
@@ -2693,30 +2996,356 @@ export const BlindedResult: MessageFns<BlindedResult> = {
     return obj;
   },
 
-  create(base?: DeepPartial<BlindedResult>): BlindedResult {
-    return BlindedResult.fromPartial(base ?? {});
+  create(base?: DeepPartial<FastNeighbour>): FastNeighbour {
+    return FastNeighbour.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<BlindedResult>): BlindedResult {
-    const message = createBaseBlindedResult();
+  fromPartial(object: DeepPartial<FastNeighbour>): FastNeighbour {
+    const message = createBaseFastNeighbour();
     message.encryptedId = object.encryptedId ?? Buffer.alloc(0);
-    message.blinding = object.blinding?.map((e) => e) || [];
     message.sealedImage = object.sealedImage ?? Buffer.alloc(0);
     return message;
   },
 };
 
+function createBaseFastAnswer(): FastAnswer {
+  return { neighbours: [] };
+}
+
+export const FastAnswer: MessageFns<FastAnswer> = {
+  encode(message: FastAnswer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.neighbours) {
+      FastNeighbour.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FastAnswer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFastAnswer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.neighbours.push(FastNeighbour.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FastAnswer {
+    return {
+      neighbours: globalThis.Array.isArray(object?.neighbours)
+        ? object.neighbours.map((e: any) => FastNeighbour.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: FastAnswer): unknown {
+    const obj: any = {};
+    if (message.neighbours?.length) {
+      obj.neighbours = message.neighbours.map((e) => FastNeighbour.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FastAnswer>): FastAnswer {
+    return FastAnswer.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FastAnswer>): FastAnswer {
+    const message = createBaseFastAnswer();
+    message.neighbours = object.neighbours?.map((e) => FastNeighbour.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSearchStats(): SearchStats {
+  return { total: 0n, bound: undefined };
+}
+
+export const SearchStats: MessageFns<SearchStats> = {
+  encode(message: SearchStats, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.total !== 0n) {
+      if (BigInt.asUintN(64, message.total) !== message.total) {
+        throw new globalThis.Error("value provided for field message.total of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.total);
+    }
+    if (message.bound !== undefined) {
+      BoundStage.encode(message.bound, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchStats {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchStats();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.total = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.bound = BoundStage.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SearchStats {
+    return {
+      total: isSet(object.total) ? BigInt(object.total) : 0n,
+      bound: isSet(object.bound) ? BoundStage.fromJSON(object.bound) : undefined,
+    };
+  },
+
+  toJSON(message: SearchStats): unknown {
+    const obj: any = {};
+    if (message.total !== 0n) {
+      obj.total = message.total.toString();
+    }
+    if (message.bound !== undefined) {
+      obj.bound = BoundStage.toJSON(message.bound);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SearchStats>): SearchStats {
+    return SearchStats.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SearchStats>): SearchStats {
+    const message = createBaseSearchStats();
+    message.total = (object.total !== undefined && object.total !== null) ? BigInt(object.total) : 0n;
+    message.bound = (object.bound !== undefined && object.bound !== null)
+      ? BoundStage.fromPartial(object.bound)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseBoundStage(): BoundStage {
+  return { rejected: 0n, ms: 0n };
+}
+
+export const BoundStage: MessageFns<BoundStage> = {
+  encode(message: BoundStage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rejected !== 0n) {
+      if (BigInt.asUintN(64, message.rejected) !== message.rejected) {
+        throw new globalThis.Error("value provided for field message.rejected of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.rejected);
+    }
+    if (message.ms !== 0n) {
+      if (BigInt.asUintN(64, message.ms) !== message.ms) {
+        throw new globalThis.Error("value provided for field message.ms of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.ms);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BoundStage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBoundStage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.rejected = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.ms = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BoundStage {
+    return {
+      rejected: isSet(object.rejected) ? BigInt(object.rejected) : 0n,
+      ms: isSet(object.ms) ? BigInt(object.ms) : 0n,
+    };
+  },
+
+  toJSON(message: BoundStage): unknown {
+    const obj: any = {};
+    if (message.rejected !== 0n) {
+      obj.rejected = message.rejected.toString();
+    }
+    if (message.ms !== 0n) {
+      obj.ms = message.ms.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<BoundStage>): BoundStage {
+    return BoundStage.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BoundStage>): BoundStage {
+    const message = createBaseBoundStage();
+    message.rejected = (object.rejected !== undefined && object.rejected !== null) ? BigInt(object.rejected) : 0n;
+    message.ms = (object.ms !== undefined && object.ms !== null) ? BigInt(object.ms) : 0n;
+    return message;
+  },
+};
+
+function createBaseQueryFailure(): QueryFailure {
+  return { code: "", message: "" };
+}
+
+export const QueryFailure: MessageFns<QueryFailure> = {
+  encode(message: QueryFailure, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== "") {
+      writer.uint32(10).string(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): QueryFailure {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQueryFailure();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.code = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): QueryFailure {
+    return {
+      code: isSet(object.code) ? globalThis.String(object.code) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: QueryFailure): unknown {
+    const obj: any = {};
+    if (message.code !== "") {
+      obj.code = message.code;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<QueryFailure>): QueryFailure {
+    return QueryFailure.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<QueryFailure>): QueryFailure {
+    const message = createBaseQueryFailure();
+    message.code = object.code ?? "";
+    message.message = object.message ?? "";
+    return message;
+  },
+};
+
 function createBaseQueryReply(): QueryReply {
-  return {
-    tag: "",
-    results: [],
-    retrievalTicket: "",
-    total: 0n,
-    rejected: 0n,
-    protocol: 0,
-    errorCode: "",
-    errorMessage: "",
-    lowerBoundMs: 0n,
-  };
+  return { tag: "", stats: undefined, answer: undefined };
 }
 
 export const QueryReply: MessageFns<QueryReply> = {
@@ -2724,38 +3353,22 @@ export const QueryReply: MessageFns<QueryReply> = {
     if (message.tag !== "") {
       writer.uint32(10).string(message.tag);
     }
-    for (const v of message.results) {
-      BlindedResult.encode(v!, writer.uint32(18).fork()).join();
+    if (message.stats !== undefined) {
+      SearchStats.encode(message.stats, writer.uint32(18).fork()).join();
     }
-    if (message.retrievalTicket !== "") {
-      writer.uint32(26).string(message.retrievalTicket);
-    }
-    if (message.total !== 0n) {
-      if (BigInt.asUintN(64, message.total) !== message.total) {
-        throw new globalThis.Error("value provided for field message.total of type uint64 too large");
-      }
-      writer.uint32(32).uint64(message.total);
-    }
-    if (message.rejected !== 0n) {
-      if (BigInt.asUintN(64, message.rejected) !== message.rejected) {
-        throw new globalThis.Error("value provided for field message.rejected of type uint64 too large");
-      }
-      writer.uint32(40).uint64(message.rejected);
-    }
-    if (message.protocol !== 0) {
-      writer.uint32(48).int32(message.protocol);
-    }
-    if (message.errorCode !== "") {
-      writer.uint32(58).string(message.errorCode);
-    }
-    if (message.errorMessage !== "") {
-      writer.uint32(66).string(message.errorMessage);
-    }
-    if (message.lowerBoundMs !== 0n) {
-      if (BigInt.asUintN(64, message.lowerBoundMs) !== message.lowerBoundMs) {
-        throw new globalThis.Error("value provided for field message.lowerBoundMs of type uint64 too large");
-      }
-      writer.uint32(72).uint64(message.lowerBoundMs);
+    switch (message.answer?.$case) {
+      case "fnn":
+        PaperAnswer.encode(message.answer.value, writer.uint32(26).fork()).join();
+        break;
+      case "bf":
+        PaperAnswer.encode(message.answer.value, writer.uint32(34).fork()).join();
+        break;
+      case "fast":
+        FastAnswer.encode(message.answer.value, writer.uint32(42).fork()).join();
+        break;
+      case "failure":
+        QueryFailure.encode(message.answer.value, writer.uint32(50).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2786,7 +3399,7 @@ export const QueryReply: MessageFns<QueryReply> = {
               break;
             }
 
-            message.results.push(BlindedResult.decode(reader, reader.uint32()));
+            message.stats = SearchStats.decode(reader, reader.uint32());
             continue;
           }
           case 3: {
@@ -2794,55 +3407,31 @@ export const QueryReply: MessageFns<QueryReply> = {
               break;
             }
 
-            message.retrievalTicket = reader.string();
+            message.answer = { $case: "fnn", value: PaperAnswer.decode(reader, reader.uint32()) };
             continue;
           }
           case 4: {
-            if (tag !== 32) {
+            if (tag !== 34) {
               break;
             }
 
-            message.total = reader.uint64() as bigint;
+            message.answer = { $case: "bf", value: PaperAnswer.decode(reader, reader.uint32()) };
             continue;
           }
           case 5: {
-            if (tag !== 40) {
+            if (tag !== 42) {
               break;
             }
 
-            message.rejected = reader.uint64() as bigint;
+            message.answer = { $case: "fast", value: FastAnswer.decode(reader, reader.uint32()) };
             continue;
           }
           case 6: {
-            if (tag !== 48) {
+            if (tag !== 50) {
               break;
             }
 
-            message.protocol = reader.int32() as any;
-            continue;
-          }
-          case 7: {
-            if (tag !== 58) {
-              break;
-            }
-
-            message.errorCode = reader.string();
-            continue;
-          }
-          case 8: {
-            if (tag !== 66) {
-              break;
-            }
-
-            message.errorMessage = reader.string();
-            continue;
-          }
-          case 9: {
-            if (tag !== 72) {
-              break;
-            }
-
-            message.lowerBoundMs = reader.uint64() as bigint;
+            message.answer = { $case: "failure", value: QueryFailure.decode(reader, reader.uint32()) };
             continue;
           }
         }
@@ -2860,32 +3449,16 @@ export const QueryReply: MessageFns<QueryReply> = {
   fromJSON(object: any): QueryReply {
     return {
       tag: isSet(object.tag) ? globalThis.String(object.tag) : "",
-      results: globalThis.Array.isArray(object?.results)
-        ? object.results.map((e: any) => BlindedResult.fromJSON(e))
-        : [],
-      retrievalTicket: isSet(object.retrievalTicket)
-        ? globalThis.String(object.retrievalTicket)
-        : isSet(object.retrieval_ticket)
-        ? globalThis.String(object.retrieval_ticket)
-        : "",
-      total: isSet(object.total) ? BigInt(object.total) : 0n,
-      rejected: isSet(object.rejected) ? BigInt(object.rejected) : 0n,
-      protocol: isSet(object.protocol) ? protocolFromJSON(object.protocol) : 0,
-      errorCode: isSet(object.errorCode)
-        ? globalThis.String(object.errorCode)
-        : isSet(object.error_code)
-        ? globalThis.String(object.error_code)
-        : "",
-      errorMessage: isSet(object.errorMessage)
-        ? globalThis.String(object.errorMessage)
-        : isSet(object.error_message)
-        ? globalThis.String(object.error_message)
-        : "",
-      lowerBoundMs: isSet(object.lowerBoundMs)
-        ? BigInt(object.lowerBoundMs)
-        : isSet(object.lower_bound_ms)
-        ? BigInt(object.lower_bound_ms)
-        : 0n,
+      stats: isSet(object.stats) ? SearchStats.fromJSON(object.stats) : undefined,
+      answer: isSet(object.fnn)
+        ? { $case: "fnn", value: PaperAnswer.fromJSON(object.fnn) }
+        : isSet(object.bf)
+        ? { $case: "bf", value: PaperAnswer.fromJSON(object.bf) }
+        : isSet(object.fast)
+        ? { $case: "fast", value: FastAnswer.fromJSON(object.fast) }
+        : isSet(object.failure)
+        ? { $case: "failure", value: QueryFailure.fromJSON(object.failure) }
+        : undefined,
     };
   },
 
@@ -2894,29 +3467,17 @@ export const QueryReply: MessageFns<QueryReply> = {
     if (message.tag !== "") {
       obj.tag = message.tag;
     }
-    if (message.results?.length) {
-      obj.results = message.results.map((e) => BlindedResult.toJSON(e));
+    if (message.stats !== undefined) {
+      obj.stats = SearchStats.toJSON(message.stats);
     }
-    if (message.retrievalTicket !== "") {
-      obj.retrievalTicket = message.retrievalTicket;
-    }
-    if (message.total !== 0n) {
-      obj.total = message.total.toString();
-    }
-    if (message.rejected !== 0n) {
-      obj.rejected = message.rejected.toString();
-    }
-    if (message.protocol !== 0) {
-      obj.protocol = protocolToJSON(message.protocol);
-    }
-    if (message.errorCode !== "") {
-      obj.errorCode = message.errorCode;
-    }
-    if (message.errorMessage !== "") {
-      obj.errorMessage = message.errorMessage;
-    }
-    if (message.lowerBoundMs !== 0n) {
-      obj.lowerBoundMs = message.lowerBoundMs.toString();
+    if (message.answer?.$case === "fnn") {
+      obj.fnn = PaperAnswer.toJSON(message.answer.value);
+    } else if (message.answer?.$case === "bf") {
+      obj.bf = PaperAnswer.toJSON(message.answer.value);
+    } else if (message.answer?.$case === "fast") {
+      obj.fast = FastAnswer.toJSON(message.answer.value);
+    } else if (message.answer?.$case === "failure") {
+      obj.failure = QueryFailure.toJSON(message.answer.value);
     }
     return obj;
   },
@@ -2927,16 +3488,35 @@ export const QueryReply: MessageFns<QueryReply> = {
   fromPartial(object: DeepPartial<QueryReply>): QueryReply {
     const message = createBaseQueryReply();
     message.tag = object.tag ?? "";
-    message.results = object.results?.map((e) => BlindedResult.fromPartial(e)) || [];
-    message.retrievalTicket = object.retrievalTicket ?? "";
-    message.total = (object.total !== undefined && object.total !== null) ? BigInt(object.total) : 0n;
-    message.rejected = (object.rejected !== undefined && object.rejected !== null) ? BigInt(object.rejected) : 0n;
-    message.protocol = object.protocol ?? 0;
-    message.errorCode = object.errorCode ?? "";
-    message.errorMessage = object.errorMessage ?? "";
-    message.lowerBoundMs = (object.lowerBoundMs !== undefined && object.lowerBoundMs !== null)
-      ? BigInt(object.lowerBoundMs)
-      : 0n;
+    message.stats = (object.stats !== undefined && object.stats !== null)
+      ? SearchStats.fromPartial(object.stats)
+      : undefined;
+    switch (object.answer?.$case) {
+      case "fnn": {
+        if (object.answer?.value !== undefined && object.answer?.value !== null) {
+          message.answer = { $case: "fnn", value: PaperAnswer.fromPartial(object.answer.value) };
+        }
+        break;
+      }
+      case "bf": {
+        if (object.answer?.value !== undefined && object.answer?.value !== null) {
+          message.answer = { $case: "bf", value: PaperAnswer.fromPartial(object.answer.value) };
+        }
+        break;
+      }
+      case "fast": {
+        if (object.answer?.value !== undefined && object.answer?.value !== null) {
+          message.answer = { $case: "fast", value: FastAnswer.fromPartial(object.answer.value) };
+        }
+        break;
+      }
+      case "failure": {
+        if (object.answer?.value !== undefined && object.answer?.value !== null) {
+          message.answer = { $case: "failure", value: QueryFailure.fromPartial(object.answer.value) };
+        }
+        break;
+      }
+    }
     return message;
   },
 };
@@ -3221,7 +3801,16 @@ export const StatusRequest: MessageFns<StatusRequest> = {
 };
 
 function createBaseDatabaseStatus(): DatabaseStatus {
-  return { records: 0n, width: 0, height: 0, maxValue: 0, keyBits: 0, keyFingerprint: "", c2Reachable: false };
+  return {
+    records: 0n,
+    width: 0,
+    height: 0,
+    maxValue: 0,
+    keyBits: 0,
+    keyFingerprint: "",
+    c2Reachable: false,
+    layouts: [],
+  };
 }
 
 export const DatabaseStatus: MessageFns<DatabaseStatus> = {
@@ -3249,6 +3838,13 @@ export const DatabaseStatus: MessageFns<DatabaseStatus> = {
     }
     if (message.c2Reachable !== false) {
       writer.uint32(56).bool(message.c2Reachable);
+    }
+    if (message.layouts.length !== 0) {
+      writer.uint32(66).fork();
+      for (const v of message.layouts) {
+        writer.int32(v);
+      }
+      writer.join();
     }
     return writer;
   },
@@ -3322,6 +3918,24 @@ export const DatabaseStatus: MessageFns<DatabaseStatus> = {
             message.c2Reachable = reader.bool();
             continue;
           }
+          case 8: {
+            if (tag === 64) {
+              message.layouts.push(reader.int32() as any);
+
+              continue;
+            }
+
+            if (tag === 66) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.layouts.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3359,6 +3973,9 @@ export const DatabaseStatus: MessageFns<DatabaseStatus> = {
         : isSet(object.c2_reachable)
         ? globalThis.Boolean(object.c2_reachable)
         : false,
+      layouts: globalThis.Array.isArray(object?.layouts)
+        ? object.layouts.map((e: any) => layoutFromJSON(e))
+        : [],
     };
   },
 
@@ -3385,6 +4002,9 @@ export const DatabaseStatus: MessageFns<DatabaseStatus> = {
     if (message.c2Reachable !== false) {
       obj.c2Reachable = message.c2Reachable;
     }
+    if (message.layouts?.length) {
+      obj.layouts = message.layouts.map((e) => layoutToJSON(e));
+    }
     return obj;
   },
 
@@ -3400,6 +4020,7 @@ export const DatabaseStatus: MessageFns<DatabaseStatus> = {
     message.keyBits = object.keyBits ?? 0;
     message.keyFingerprint = object.keyFingerprint ?? "";
     message.c2Reachable = object.c2Reachable ?? false;
+    message.layouts = object.layouts?.map((e) => e) || [];
     return message;
   },
 };

@@ -1,6 +1,6 @@
-import type { PublicKey } from '../crypto/paillier';
-import { randomBelow } from '../crypto/random';
-import { TicketStore } from './ticket-store';
+import type { PublicKey } from '../../crypto/paillier';
+import { randomBelow } from '../../crypto/random';
+import { TicketStore } from '../ticket-store';
 
 // Algorithm 3 step 7 (retrieval). C1 adds a random r (uniform in Z_N, one per
 // pixel) to the winner's encrypted pixels and gives r to the doctor; C2

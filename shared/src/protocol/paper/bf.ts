@@ -1,7 +1,7 @@
-import { protocolState } from '../errors';
+import { protocolState } from '../../errors';
 import { OrderMask } from './masking';
-import type { Ranking } from './fnn';
-import type { ProgressListener } from './progress';
+import type { Ranking } from '../ranking';
+import type { ProgressListener } from '../progress';
 import type { EncryptedQuery, RecordSource } from './records';
 import { ssed } from './ssed';
 import type { EvaluatorContext } from './sm';

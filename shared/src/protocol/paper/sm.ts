@@ -1,7 +1,7 @@
-import type { EvaluatorCrypto } from '../crypto/backend';
-import { randomBits } from '../crypto/random';
-import type { Step } from './messages';
-import type { KeyHolderPeer } from './peer';
+import type { EvaluatorCrypto } from '../../crypto/backend';
+import { randomBits } from '../../crypto/random';
+import type { Step } from '../messages';
+import type { KeyHolderPeer } from '../peer';
 
 // Algorithm 1, Secure Multiplication, C1's side; C2's side is
 // KeyHolderSession ('square' and 'multiply' messages).

@@ -4,11 +4,12 @@ import { randomBits } from '../../crypto/random';
 import { SPREAD_SCALE } from '../../encoding/lower-bound';
 import { mapConcurrent } from '../../concurrency';
 import { invalidInput, protocolState } from '../../errors';
-import type { C2Body, Contribution, GroupLayout } from '../messages';
+import type { C1Body, C2Body, Contribution, GroupLayout } from '../messages';
+import type { C2Session, C2SessionDeps } from '../module';
 import { TopK } from '../ranking';
 import type { QueryShares } from './doctor';
-import { assertFits, GROUPS_AT_ONCE, type Family } from './fast';
-import { pack, unpack, type PackingParams } from './params';
+import { assertFits, GROUPS_AT_ONCE } from './c1';
+import { checkShares, pack, unpack, type Family, type PackingParams } from './params';
 
 // The fast protocol, C2's side. C2 holds the second replica of the packed
 // records under C1's key (it cannot decrypt them) and the doctor's share v of
@@ -36,8 +37,21 @@ interface QueuedGroup {
   smallestBound: bigint;
 }
 
-export class FastKeyHolder {
+/** The session's opening message (kind 'fast-open', §3.5): both keys, k, the doctor's share and C1's group layouts. */
+export async function openFastSession(deps: C2SessionDeps, body: C1Body): Promise<{ session: C2Session; reply: C2Body }> {
+  if (body.kind !== 'fast-open') throw protocolState(`a fast session opens with 'fast-open', not '${body.kind}'`);
+  if (!deps.fast) throw protocolState('this C2 has no replica for the fast protocol');
+  const { crypto, replica, shares } = deps.fast;
+  if (body.keyFingerprint !== deps.crypto.publicKey.fingerprint() || body.evaluatorKeyFingerprint !== crypto.evaluatorKey.fingerprint())
+    throw invalidInput('C1 and C2 use different Paillier keys');
+  if (!Number.isInteger(body.k) || body.k < 1) throw invalidInput('k must be a positive integer');
+  const session = new FastKeyHolder(crypto, replica(), shares.take(body.shareTicket), body.k, body.groups, body.requestId);
+  return { session, reply: await session.open() };
+}
+
+export class FastKeyHolder implements C2Session {
   private readonly top: TopK;
+  private finished = false;
   private readonly params: PackingParams;
   private readonly layouts = new Map<number, GroupLayout>();
   private queue: QueuedGroup[] | undefined;
@@ -54,13 +68,13 @@ export class FastKeyHolder {
     shares: QueryShares,
     k: number,
     groups: GroupLayout[],
+    readonly requestId = '',
   ) {
     this.params = replica.params;
     this.top = new TopK(k);
     const p = this.params;
     assertFits(p, crypto.evaluatorKey, crypto.ownSecretKey.publicKey);
-    if (shares.distance.length !== p.width * p.height || shares.bound.length !== 2 * p.blockRows * p.blockCols)
-      throw invalidInput('the query share does not match the collection');
+    checkShares(p, shares);
     this.share = { distance: toFixedWidth(shares.distance, 'share'), bound: toFixedWidth(shares.bound, 'share') };
     for (const g of groups) {
       if (this.layouts.has(g.group)) throw invalidInput('group listed twice');
@@ -68,6 +82,21 @@ export class FastKeyHolder {
       if (this.replica.digest(g.group) !== g.digest)
         throw protocolState(`the replicas of group ${g.group} differ between C1 and C2; upload the records again`);
       this.layouts.set(g.group, g);
+    }
+  }
+
+  async reply(body: C1Body): Promise<C2Body> {
+    if (this.finished) throw protocolState(`unexpected ${body.kind} message after the result`);
+    switch (body.kind) {
+      case 'fast-bounds':
+        return this.bounds(body.items);
+      case 'fast-distance':
+        return this.distance(body.group, body.value);
+      case 'finish':
+        this.finished = true; // fast results come back sealed from C1: nothing to retrieve here
+        return { kind: 'ranking', candidates: this.ranking() };
+      default:
+        throw protocolState(`unexpected ${body.kind} message in a fast session`);
     }
   }
 

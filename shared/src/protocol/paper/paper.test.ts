@@ -1,15 +1,18 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { localEvaluator, localKeyHolder, type KeyHolderCrypto } from '../crypto/backend';
-import { generateKeyPair, type PublicKey, type SecretKey } from '../crypto/paillier';
-import { imageStats, lowerBoundInt } from '../encoding/lower-bound';
-import { plaintextNearest, squaredDistance } from '../reference';
+import { localEvaluator, localKeyHolder, type KeyHolderCrypto } from '../../crypto/backend';
+import { generateKeyPair, type PublicKey, type SecretKey } from '../../crypto/paillier';
+import { imageStats, lowerBoundInt } from '../../encoding/lower-bound';
+import { plaintextNearest, squaredDistance } from '../../reference';
 import { encryptQuery } from './doctor';
-import { inProcessTransport } from './in-process';
-import { KeyHolderPeer } from './peer';
+import { inProcessTransport } from '../in-process';
+import { KeyHolderPeer } from '../peer';
 import type { EncryptedStats, RecordSource } from './records';
-import { QUERY_PHASES, type QueryProgress } from './progress';
+import { QUERY_PHASES, type QueryProgress } from '../progress';
 import { RetrievalStore, unblindRetrieved } from './retrieval';
-import { search, type ProtocolName } from './search';
+import { residueFromBytes, WireCodec } from '../../wire/codec';
+import type { FastEvaluatorCrypto } from '../fast/c1';
+import type { C1QueryContext, CollectionAtC1 } from '../module';
+import { protocolModule } from '../registry';
 import { sm, smSquare, type EvaluatorContext } from './sm';
 import { ssed } from './ssed';
 import { ssedlb } from './ssedlb';
@@ -25,7 +28,7 @@ const encryptAll = async (values: bigint[]) => values.map((v) => pk.encrypt(v));
 
 /** An in-process C2 and a C1 context talking to it, as the daemons do over gRPC. */
 async function session(keyHolder: KeyHolderCrypto = localKeyHolder(sk), k = 1): Promise<EvaluatorContext> {
-  const peer = new KeyHolderPeer(inProcessTransport(keyHolder, new RetrievalStore()), 'test-session');
+  const peer = new KeyHolderPeer(inProcessTransport({ crypto: keyHolder, retrievals: new RetrievalStore() }), 'test-session');
   await peer.open(pk.fingerprint(), k, 'test');
   return { crypto: localEvaluator(pk), peer };
 }
@@ -127,30 +130,47 @@ describe('FNN and BF return exactly the plaintext nearest neighbours', () => {
     const records = await encryptedCollection(images);
     const query = await encryptQuery(encryptAll, q);
     const expected = plaintextNearest(images.map((pixels, i) => ({ id: String(i), pixels })), q, k).map((r) => r.index);
-    const out: Record<ProtocolName, { candidates: number[]; rejected: number; progress: QueryProgress[] }> = {} as never;
+    const out: Record<'fnn' | 'bf', { candidates: number[]; rejected: number; progress: QueryProgress[] }> = {} as never;
+    // C1's view of the collection: the paper's layout only, each record's E_k(ID) standing for its candidate number.
+    const collection: CollectionAtC1 = {
+      shape: () => ({ width: records.dimension, height: 1 }),
+      snapshot: () => ({ ...records, encryptedId: (candidate) => Buffer.from([candidate]) }),
+      packedSnapshot: () => {
+        throw new Error('the paper protocols read no packed layout');
+      },
+    };
+    const codec = new WireCodec(pk.cipherBytes);
     for (const protocol of ['fnn', 'bf'] as const) {
       const retrievals = new RetrievalStore();
       const progress: QueryProgress[] = [];
-      const result = await search({
+      const ctx: C1QueryContext = {
+        collection,
         crypto: localEvaluator(pk),
-        transport: inProcessTransport(localKeyHolder(sk), retrievals),
-        records,
-        query,
-        protocol,
+        fast: undefined as unknown as FastEvaluatorCrypto,
+        codec,
+        openSession: async () => inProcessTransport({ crypto: localKeyHolder(sk), retrievals }),
         k,
         requestId: 'test',
         onProgress: (p) => progress.push(p),
-      });
-      expect(result.candidates, `${protocol} ranking`).toEqual(expected);
-      expectOrderlyProgress(progress, images.length, result.rejected, protocol);
+      };
+      // The protocol's C1 side from the registry, fed the PaperQuery as the wire carries it.
+      const { answer, stats } = await protocolModule(protocol).c1.answer(ctx, { $case: protocol, value: codec.paperQueryToWire(query) });
+      if (answer.$case !== protocol) throw new Error(`${protocol} answered as ${answer.$case}`);
+      const candidates = answer.value.neighbours.map((n) => n.encryptedId[0]);
+      const rejected = Number(stats.bound?.rejected ?? 0n);
+      expect(candidates, `${protocol} ranking`).toEqual(expected);
+      expect(stats.total, `${protocol} total`).toBe(BigInt(images.length));
+      expect(stats.bound === undefined, `${protocol} reports a bound stage exactly when it has one`).toBe(protocol === 'bf');
+      expectOrderlyProgress(progress, images.length, rejected, protocol);
       // Step 7: the doctor recovers exactly the neighbours' pixels.
-      const blinded = retrievals.take(result.ticket);
-      result.candidates.forEach((c, i) =>
-        expect(unblindRetrieved(pk.n, blinded[i], result.blindings[i], 65535), `${protocol} retrieved image`).toEqual(
-          Array.from(images[c]),
-        ),
+      const blinded = retrievals.take(answer.value.retrievalTicket);
+      candidates.forEach((c, i) =>
+        expect(
+          unblindRetrieved(pk.n, blinded[i], answer.value.neighbours[i].blinding.map(residueFromBytes), 65535),
+          `${protocol} retrieved image`,
+        ).toEqual(Array.from(images[c])),
       );
-      out[protocol] = { ...result, progress };
+      out[protocol] = { candidates, rejected, progress };
     }
     return out;
   }

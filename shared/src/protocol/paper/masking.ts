@@ -1,6 +1,6 @@
-import type { PublicKey } from '../crypto/paillier';
-import { randomBetween, randomBits } from '../crypto/random';
-import { distanceScale } from '../encoding/lower-bound';
+import type { PublicKey } from '../../crypto/paillier';
+import { randomBetween, randomBits } from '../../crypto/random';
+import { distanceScale } from '../../encoding/lower-bound';
 
 // The paper's hardening (Security Analysis): before a distance or bound goes
 // to C2, C1 maps v -> alpha v + beta with alpha > 0 and beta drawn once per

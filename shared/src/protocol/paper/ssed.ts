@@ -1,4 +1,4 @@
-import type { Step } from './messages';
+import type { Step } from '../messages';
 import type { EncryptedQuery } from './records';
 import { smSquare, type EvaluatorContext } from './sm';
 

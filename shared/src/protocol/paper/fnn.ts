@@ -1,19 +1,11 @@
-import { protocolState } from '../errors';
+import { protocolState } from '../../errors';
+import type { Ranking } from '../ranking';
 import { OrderMask } from './masking';
-import type { ProgressListener } from './progress';
+import type { ProgressListener } from '../progress';
 import type { EncryptedQuery, RecordSource } from './records';
 import { ssed } from './ssed';
 import { ssedlb } from './ssedlb';
 import type { EvaluatorContext } from './sm';
-
-export interface Ranking {
-  /** Candidate positions, nearest first. */
-  candidates: number[];
-  /** Records rejected by the lower bound without computing their distance. */
-  rejected: number;
-  /** Time C1 spent on the lower-bound stage, until the bounds went to C2 (the paper's "LB time"). */
-  lowerBoundMs?: number;
-}
 
 /**
  * Algorithm 3 (FNN), C1's side, for the k nearest neighbours. C2 drives the

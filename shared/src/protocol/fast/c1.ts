@@ -4,12 +4,16 @@ import { randomBetween, randomBits } from '../../crypto/random';
 import { SPREAD_SCALE } from '../../encoding/lower-bound';
 import { mapConcurrent } from '../../concurrency';
 import { invalidInput, protocolState } from '../../errors';
-import type { Ranking } from '../fnn';
+import type * as wire from '@fnn/proto';
+import type { C1Answer, C1QueryContext } from '../module';
+import type { Ranking } from '../ranking';
+import { residueFromBytes } from '../../wire/codec';
 import type { Contribution, GroupLayout } from '../messages';
-import type { KeyHolderPeer } from '../peer';
+import { KeyHolderPeer } from '../peer';
+import { randomBytes } from 'node:crypto';
 import type { ProgressListener } from '../progress';
 import type { FastQueryForC1 } from './doctor';
-import { ALPHA_BITS, broadcast, type PackingParams } from './params';
+import { ALPHA_BITS, broadcast, checkShares, type Family, type PackingParams } from './params';
 
 // The fast protocol, C1's side. Per group of G records and per family (the
 // block bound, then the distance):
@@ -22,8 +26,6 @@ import { ALPHA_BITS, broadcast, type PackingParams } from './params';
 // alpha v + beta. Groups are visited best-first by their smallest bound and the
 // search stops when the next group's smallest bound exceeds the k-th best
 // distance, so most groups never have their distances computed.
-
-export type Family = 'bound' | 'distance';
 
 /** C1's packed records: the groups in slot order, and their columns under C2's key. */
 export interface PackedRecordSource {
@@ -80,8 +82,7 @@ export async function fastSearch(
   const { crypto, peer } = ctx;
   const pk2 = crypto.keyHolderKey;
   const p = records.params;
-  if (query.shares.distance.length !== p.width * p.height || query.shares.bound.length !== 2 * p.blockRows * p.blockCols)
-    throw invalidInput('query shares do not match the collection');
+  checkShares(p, query.shares, 'the query shares');
   assertFits(p, pk2, crypto.ownSecretKey.publicKey);
   const mask = new PackedMask(p);
   const G = p.groupSize;
@@ -135,4 +136,34 @@ export async function fastSearch(
   // The groups not visited were pruned: every group is settled.
   onProgress({ phase: 'candidates', done: groupCount, total: groupCount, rejected: next.rejected });
   return { candidates: await peer.finish(), rejected: next.rejected, lowerBoundMs };
+}
+
+/** A share value on the wire: at most 64 bytes before it is parsed (checkShares bounds it exactly). */
+function shareValue(b: Uint8Array): bigint {
+  if (b.length > 64) throw invalidInput('query share value too large');
+  return residueFromBytes(b);
+}
+
+/** One whole fast query at C1 (§3.5-§3.7): the ranking, and the winners sealed under k; no retrieval at C2. */
+export async function answerFastQuery(ctx: C1QueryContext, q: wire.FastQuery): Promise<C1Answer & { ranking: Ranking }> {
+  const records = ctx.collection.packedSnapshot();
+  const shares = checkShares(records.params, { distance: q.distanceShare.map(shareValue), bound: q.boundShare.map(shareValue) }, 'the query shares');
+  const pk2 = ctx.fast.keyHolderKey;
+  const [distanceConstant, boundConstant] = ctx.codec.fromCiphers([q.distanceConstant, q.boundConstant]);
+  if (!pk2.areValidCiphertexts([distanceConstant, boundConstant])) throw invalidInput('query constant: invalid ciphertext');
+  if (records.count === 0) throw invalidInput('the collection is empty');
+  const k = Math.min(ctx.k, records.count);
+  const peer = new KeyHolderPeer(await ctx.openSession(), randomBytes(12).toString('hex'));
+  try {
+    const query = { shares, distanceConstant, boundConstant };
+    const ranking = await fastSearch({ crypto: ctx.fast, peer }, records, query, q.shareTicket, k, ctx.requestId, ctx.onProgress);
+    const neighbours = ranking.candidates.map((c) => ({ encryptedId: records.encryptedId(c), sealedImage: records.sealedImage(c) }));
+    return {
+      ranking,
+      answer: { $case: 'fast', value: { neighbours } },
+      stats: { total: BigInt(records.count), bound: { rejected: BigInt(ranking.rejected), ms: BigInt(ranking.lowerBoundMs ?? 0) } },
+    };
+  } finally {
+    peer.close();
+  }
 }

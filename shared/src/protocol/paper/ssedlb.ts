@@ -1,4 +1,4 @@
-import { SPREAD_SCALE } from '../encoding/lower-bound';
+import { SPREAD_SCALE } from '../../encoding/lower-bound';
 import type { EncryptedQuery, EncryptedStats } from './records';
 import { smSquare, type EvaluatorContext } from './sm';
 

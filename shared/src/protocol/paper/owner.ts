@@ -1,12 +1,7 @@
-import type { RecordKey } from '../crypto/symmetric';
-import { imageStats } from '../encoding/lower-bound';
+import type { BatchEncryptor } from '../../crypto/backend';
+import type { RecordKey } from '../../crypto/symmetric';
+import { imageStats } from '../../encoding/lower-bound';
 import type { EncryptedStats } from './records';
-
-/**
- * Paillier-encrypts many values: in-process in tests, on worker threads in the
- * CLI. The owner's may use the factorisation (faster); anyone may use the public key.
- */
-export type BatchEncryptor = (values: bigint[]) => Promise<bigint[]>;
 
 /** The paper's record layout: one ciphertext per pixel, and the bound's statistics. */
 export interface PaperLayout extends EncryptedStats {

@@ -1,0 +1,134 @@
+import type * as wire from '@fnn/proto';
+import type { BatchEncryptor, EvaluatorCrypto, KeyHolderCrypto } from '../crypto/backend';
+import type { PublicKey } from '../crypto/paillier';
+import type { RecordKey } from '../crypto/symmetric';
+import type { GrayImage } from '../image/image';
+import type { WireCodec } from '../wire/codec';
+import type { C1Body, C2Body, SessionTransport } from './messages';
+import type { ProgressListener } from './progress';
+import type { RecordSource } from './paper/records';
+import type { RetrievalStore } from './paper/retrieval';
+import type { FastEvaluatorCrypto, PackedRecordSource } from './fast/c1';
+import type { FastKeyHolderCrypto, ReplicaSource } from './fast/c2';
+import type { QueryShares } from './fast/doctor';
+import type { TicketStore } from './ticket-store';
+
+// One protocol = one module with four sides (docs/ARCHITECTURE.md, "Protocol
+// modules"): what the doctor sends and opens, what C1 runs, what C2 answers in
+// a session, and which stored layout it reads (what the owner must upload).
+// The daemons and the CLI call these sides through the registry without
+// knowing which protocol runs.
+
+/** A protocol's name: its case in QueryRequest.protocol and QueryReply.answer. */
+export type ProtocolName = NonNullable<wire.QueryRequest['protocol']>['$case'];
+
+/** The protocol's part of a QueryRequest (the oneof, with its case). */
+export type WireQuery = NonNullable<wire.QueryRequest['protocol']>;
+/** The protocol's part of a QueryReply (a failure is not a protocol's). */
+export type WireAnswer = Exclude<NonNullable<wire.QueryReply['answer']>, { $case: 'failure' }>;
+
+/**
+ * What C1 stores for the protocols: the paper's per-pixel layout (fnn, bf) and
+ * the packed layout (fast). A collection holds the packed layout always and
+ * the paper's unless uploaded without it.
+ */
+export type Layout = 'paper' | 'packed';
+
+/** C1's records in the two layouts, each frozen when taken (the candidate list of one query). */
+export interface CollectionAtC1 {
+  shape(): { width: number; height: number } | undefined;
+  /** The paper's layout; refuses (FAILED_PRECONDITION) a collection uploaded without it. */
+  snapshot(): RecordSource & { encryptedId(candidate: number): Buffer };
+  packedSnapshot(): PackedRecordSource & { sealedImage(candidate: number): Buffer; encryptedId(candidate: number): Buffer };
+}
+
+/** What C1 gives a protocol for one query, the header already checked against the collection. */
+export interface C1QueryContext {
+  collection: CollectionAtC1;
+  /** pk2 (the collection's key) and the paper's batch crypto. */
+  crypto: EvaluatorCrypto;
+  /** sk1, pk2 and the multi-exponentiation pool (fast). */
+  fast: FastEvaluatorCrypto;
+  codec: WireCodec;
+  /** A session with C2 for this query (opened once the request is checked). */
+  openSession(): Promise<SessionTransport>;
+  k: number;
+  requestId: string;
+  onProgress?: ProgressListener;
+}
+
+/** A protocol's answer at C1: the reply's oneof and the counts C1 may reveal. */
+export interface C1Answer {
+  answer: WireAnswer;
+  stats: wire.SearchStats;
+}
+
+/** What C2 gives a protocol's session. */
+export interface C2SessionDeps {
+  /** sk2 and its batch work. */
+  crypto: KeyHolderCrypto;
+  /** m + r for the doctor (paper protocols, step 7). */
+  retrievals: RetrievalStore;
+  /** The fast protocol: pk1, the replica and the doctors' query shares; absent at a C2 without a replica. */
+  fast?: {
+    crypto: FastKeyHolderCrypto;
+    /** Read when a fast session opens: the replica as it is at that moment. */
+    replica: () => ReplicaSource;
+    shares: TicketStore<QueryShares>;
+  };
+}
+
+/** C2's side of one session: every message after the opening one, each answered in order. */
+export interface C2Session {
+  reply(body: C1Body): Promise<C2Body>;
+  /** The request id C1 gave when opening (for logs). */
+  readonly requestId: string;
+}
+
+/** What the doctor's side may ask of the deployment (DoctorClient gives it these). */
+export interface DoctorContext {
+  pk2: PublicKey;
+  recordKey: RecordKey;
+  codec: WireCodec;
+  encrypt: BatchEncryptor;
+  /** C1's Status, fetched once per client. */
+  collection(): Promise<wire.DatabaseStatus>;
+  /** Deposit a fast query's share v at C2; its ticket. */
+  putShare(share: wire.QueryShare): Promise<string>;
+  /** m + r from C2 for a paper query's results. */
+  retrieve(ticket: string): Promise<wire.RetrieveReply>;
+}
+
+/** One neighbour as the doctor's side opens it: E_k(ID) still sealed, the image in clear. */
+export interface Neighbour {
+  encryptedId: Uint8Array;
+  image: GrayImage;
+}
+
+export interface ProtocolModule {
+  name: ProtocolName;
+  /** One line for `--help` and docs. */
+  summary: string;
+  /** The stored layout the protocol reads. */
+  layout: Layout;
+  /** What C1's progress counts: records (paper) or groups of records (fast). */
+  progressUnit: 'records' | 'groups';
+  /** The protocol has a lower-bound stage (its reply's stats carry it). */
+  bounded: boolean;
+  doctor: {
+    /** The protocol's part of a QueryRequest for this image (the header is the client's). */
+    query(ctx: DoctorContext, image: GrayImage): Promise<WireQuery>;
+    /** The neighbours' sealed IDs and pixels, nearest first, from the protocol's answer to `query`. */
+    neighbours(ctx: DoctorContext, answer: WireAnswer, query: GrayImage): Promise<Neighbour[]>;
+    /** A refusal worth asking again with a new query (e.g. a group changed under a fast query). */
+    retryable(code: number): boolean;
+  };
+  c1: {
+    answer(ctx: C1QueryContext, query: WireQuery): Promise<C1Answer>;
+  };
+  c2: {
+    /** The session kind this protocol's C1 side opens (paper protocols share one). */
+    opensWith: C1Body['kind'];
+    open(deps: C2SessionDeps, body: C1Body): Promise<{ session: C2Session; reply: C2Body }>;
+  };
+}

@@ -1,0 +1,148 @@
+import type { KeyHolderCrypto } from '../../crypto/backend';
+import { invalidInput, protocolState } from '../../errors';
+import type { C1Body, C2Body, MaskedScore } from '../messages';
+import type { C2Session, C2SessionDeps } from '../module';
+import { TopK } from '../ranking';
+import type { RetrievalStore } from './retrieval';
+
+// C2's half of one session of the paper's protocols (fnn and bf,
+// docs/PROTOCOLS.md §2.2-§2.7). C2 keeps nothing beyond its key across
+// sessions: this object lives as long as the session's stream, and only the
+// retrieval store outlives it (until the doctor fetches the result or it expires).
+//
+// What C2 sees: values blinded by C1's random masks (sm), and distances and
+// bounds under one order-preserving mask alpha * v + beta per session, so it
+// can compare them without learning them.
+
+type Phase = 'open' | 'ranking' | 'finished' | 'closed';
+
+/** The session's opening message (kind 'open'): C2 checks the key and k. */
+export async function openPaperSession(deps: C2SessionDeps, body: C1Body): Promise<{ session: C2Session; reply: C2Body }> {
+  if (body.kind !== 'open') throw protocolState(`a paper session opens with 'open', not '${body.kind}'`);
+  if (body.keyFingerprint !== deps.crypto.publicKey.fingerprint()) throw invalidInput('C1 and C2 use different Paillier keys');
+  if (!Number.isInteger(body.k) || body.k < 1) throw invalidInput('k must be a positive integer');
+  return { session: new PaperSession(deps.crypto, deps.retrievals, body.k, body.requestId), reply: { kind: 'opened' } };
+}
+
+export class PaperSession implements C2Session {
+  private phase: Phase = 'open';
+  private readonly top: TopK;
+  private queue: MaskedScore[] = [];
+  private awaiting: number | undefined;
+  private rejected = 0;
+  private ranking: number[] = [];
+
+  constructor(
+    private readonly crypto: KeyHolderCrypto,
+    private readonly retrievals: RetrievalStore,
+    k: number,
+    readonly requestId: string,
+  ) {
+    this.top = new TopK(k);
+  }
+
+  async reply(body: C1Body): Promise<C2Body> {
+    switch (body.kind) {
+      case 'square':
+        this.expectComputing('square');
+        return { kind: 'products', values: await this.crypto.squareBlinded(this.checked(body.values)) };
+      case 'multiply':
+        this.expectComputing('multiply');
+        if (body.a.length !== body.b.length) throw invalidInput('multiply needs pairs of equal length');
+        return { kind: 'products', values: await this.crypto.multiplyBlinded(this.checked(body.a), this.checked(body.b)) };
+      case 'bounds':
+        return this.receiveBounds(body.seeds, body.bounds);
+      case 'distance':
+        return this.receiveDistance(body.score);
+      case 'finish':
+        this.expect('ranking', 'finish');
+        if (this.awaiting !== undefined || this.queue.length > 0) throw protocolState('finish before all candidates');
+        this.ranking = this.top.candidates();
+        this.phase = 'finished';
+        return { kind: 'ranking', candidates: this.ranking };
+      case 'retrieval':
+        return this.receiveRetrieval(body.images);
+      default:
+        throw protocolState(`unexpected ${body.kind} message in a session of the paper's protocols`);
+    }
+  }
+
+  /** Algorithm 3 step 4/5 (§2.5): decrypt the seeds' distances and every bound. */
+  private async receiveBounds(seeds: MaskedScore[], bounds: MaskedScore[]): Promise<C2Body> {
+    this.expect('open', 'bounds');
+    if (seeds.length === 0) throw invalidInput('at least one seed distance is needed');
+    const all = [...seeds, ...bounds];
+    if (new Set(all.map((s) => s.candidate)).size !== all.length) throw invalidInput('candidate listed twice');
+    const plain = await this.decryptSigned(all.map((s) => s.value));
+    seeds.forEach((s, i) => this.top.offer({ candidate: s.candidate, value: plain[i] }));
+    this.queue = bounds.map((b, i) => ({ candidate: b.candidate, value: plain[seeds.length + i] }));
+    this.phase = 'ranking';
+    return this.advance();
+  }
+
+  /** Algorithm 3 step 5 (§2.5): the distance of the candidate C2 asked for. */
+  private async receiveDistance(score: MaskedScore): Promise<C2Body> {
+    this.expect('ranking', 'distance');
+    if (this.awaiting === undefined || score.candidate !== this.awaiting)
+      throw protocolState('distance for a candidate that was not requested');
+    const [value] = await this.decryptSigned([score.value]);
+    this.top.offer({ candidate: score.candidate, value });
+    this.awaiting = undefined;
+    return this.advance();
+  }
+
+  /**
+   * Take bounds in the paper's order; reject each whose bound exceeds the
+   * current k-th best distance. Deviation from paper: the paper rejects on
+   * LB >= D_min; we reject only on LB > D_min, so a record that ties the best
+   * distance still gets its distance computed and the tie rule (upload order)
+   * decides, as in BF and the plaintext reference. Cost: one more SSED per
+   * record whose bound ties the best distance (§2.8).
+   */
+  private advance(): C2Body {
+    while (this.queue.length > 0) {
+      const next = this.queue.shift()!;
+      const worst = this.top.worstKept;
+      if (worst !== undefined && next.value > worst) {
+        this.rejected++;
+        continue;
+      }
+      this.awaiting = next.candidate;
+      return { kind: 'next', done: false, candidate: next.candidate, rejected: this.rejected };
+    }
+    return { kind: 'next', done: true, candidate: 0, rejected: this.rejected };
+  }
+
+  /** Algorithm 3 step 7 (§2.7): decrypt E(m + r) for each winner; the doctor fetches it with the ticket. */
+  private async receiveRetrieval(images: bigint[][]): Promise<C2Body> {
+    this.expect('finished', 'retrieval');
+    if (images.length !== this.ranking.length) throw invalidInput('one blinded image per result is needed');
+    const flat = await this.crypto.decrypt(this.checked(images.flat()));
+    const blinded: bigint[][] = [];
+    let offset = 0;
+    for (const image of images) {
+      blinded.push(flat.slice(offset, offset + image.length));
+      offset += image.length;
+    }
+    this.phase = 'closed';
+    return { kind: 'ticket', ticket: this.retrievals.put(blinded) };
+  }
+
+  private async decryptSigned(values: bigint[]): Promise<bigint[]> {
+    const pk = this.crypto.publicKey;
+    return (await this.crypto.decrypt(this.checked(values))).map((v) => pk.decodeSigned(v));
+  }
+
+  private checked(values: bigint[]): bigint[] {
+    if (!this.crypto.publicKey.areValidCiphertexts(values)) throw invalidInput('invalid ciphertext');
+    return values;
+  }
+
+  private expect(phase: Phase, what: string): void {
+    if (this.phase !== phase) throw protocolState(`unexpected ${what} message in phase ${this.phase}`);
+  }
+
+  private expectComputing(what: string): void {
+    if (this.phase !== 'open' && this.phase !== 'ranking') throw protocolState(`unexpected ${what} message in phase ${this.phase}`);
+  }
+}
