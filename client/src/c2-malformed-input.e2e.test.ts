@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import * as wire from '@fnn/proto';
 import { cipherToBytes, packingParams, residueToBytes, shareQuery, WireCodec } from '@fnn/shared';
-import { runCli, type Daemon } from '../../client/src/harness';
+import { runCli, type Daemon } from './harness';
 import {
   connect,
   counts,
@@ -24,7 +24,7 @@ import {
   writeImage,
   type Connections,
   type Keys,
-} from '../../client/src/testing/deployment';
+} from './testing/deployment';
 
 // C2's services against malformed input and a C1 that breaks the protocol, on
 // the real daemons: each case is refused with its code, C2 (and C1) still
