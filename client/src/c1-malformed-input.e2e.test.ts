@@ -31,7 +31,7 @@ import {
 // C1's Database service against malformed input, on the real daemons (the
 // `fnn` binary): every case is refused with its gRPC code, C1 and C2 still
 // answer Status afterwards (no crash), and neither database changed. The
-// cases of database-service.test.ts are not repeated here; these add invalid
+// cases of server-c1/src/malformed-requests.test.ts are not repeated here; these add invalid
 // ciphertexts in every field (a record's paper layout, a group's packed
 // columns and constants, a delete's re-encrypted group), group changes that
 // do not fit (versions, stale base versions, other groups), bytes that are

@@ -29,7 +29,7 @@ import {
 // C2's services against malformed input and a C1 that breaks the protocol, on
 // the real daemons: each case is refused with its code, C2 (and C1) still
 // answer Status, C2's replica and C1's collection are unchanged, and no
-// session is left open. database-service.test.ts has the first 14 session
+// session is left open. server-c2/src/session.test.ts has the first 14 session
 // cases; these add messages after finish, wrong steps, unknown steps and
 // sessions, the fast session's order, and bytes that are not protobuf.
 
