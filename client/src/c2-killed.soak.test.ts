@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type * as wire from '@fnn/proto';
 import { decodePng, plaintextNearest } from '@fnn/shared';
-import { runCli, type Daemon } from '../../client/src/harness';
-import { EXIT } from '../../client/src/output';
-import { cliQuery, connect, INSECURE, makeKeys, randomPixels, rpc, startC1, startC2, writeImage, type Keys } from '../../client/src/testing/deployment';
+import { runCli, type Daemon } from './harness';
+import { EXIT } from './output';
+import { cliQuery, connect, INSECURE, makeKeys, randomPixels, rpc, startC1, startC2, writeImage, type Keys } from './testing/deployment';
 
 // Fault: C2 dies (SIGKILL) while C1 is in a query session with it, 20 times.
 // Each time the doctor's query fails well within its deadline with

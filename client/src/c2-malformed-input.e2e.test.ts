@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import * as wire from '@fnn/proto';
 import { cipherToBytes, packingParams, residueToBytes, shareQuery, WireCodec } from '@fnn/shared';
-import { runCli, type Daemon } from '../../client/src/harness';
+import { runCli, type Daemon } from './harness';
 import {
   connect,
   counts,
@@ -24,12 +24,12 @@ import {
   writeImage,
   type Connections,
   type Keys,
-} from '../../client/src/testing/deployment';
+} from './testing/deployment';
 
 // C2's services against malformed input and a C1 that breaks the protocol, on
 // the real daemons: each case is refused with its code, C2 (and C1) still
 // answer Status, C2's replica and C1's collection are unchanged, and no
-// session is left open. database-service.test.ts has the first 14 session
+// session is left open. server-c2/src/session.test.ts has the first 14 session
 // cases; these add messages after finish, wrong steps, unknown steps and
 // sessions, the fast session's order, and bytes that are not protobuf.
 

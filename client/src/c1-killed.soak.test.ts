@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blobToCiphers, decodePng, groupPlaintexts, openSealedImage, packingParams, plaintextNearest } from '@fnn/shared';
-import { jsonLines, runCli, type Daemon } from '../../client/src/harness';
-import { cliQuery, INSECURE, makeKeys, randomPixels, runCliStreaming, startC1, startC2, writeImage, type Keys } from '../../client/src/testing/deployment';
+import { jsonLines, runCli, type Daemon } from './harness';
+import { cliQuery, INSECURE, makeKeys, randomPixels, runCliStreaming, startC1, startC2, writeImage, type Keys } from './testing/deployment';
 
 // Fault: C1 dies (SIGKILL) in the middle of `fnn upload`, 20 times, at varied
 // moments (after 0..7 of 10 records were reported stored, plus a random

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import * as wire from '@fnn/proto';
 import { cipherToBytes, decodePng, encryptQuery, packingParams, plaintextNearest, residueToBytes, shareQuery, WireCodec } from '@fnn/shared';
-import { jsonLines, runCli, type Daemon } from '../../client/src/harness';
+import { jsonLines, runCli, type Daemon } from './harness';
 import {
   cliQuery,
   connect,
@@ -26,12 +26,12 @@ import {
   writeImage,
   type Connections,
   type Keys,
-} from '../../client/src/testing/deployment';
+} from './testing/deployment';
 
 // C1's Database service against malformed input, on the real daemons (the
 // `fnn` binary): every case is refused with its gRPC code, C1 and C2 still
 // answer Status afterwards (no crash), and neither database changed. The
-// cases of database-service.test.ts are not repeated here; these add invalid
+// cases of server-c1/src/malformed-requests.test.ts are not repeated here; these add invalid
 // ciphertexts in every field (a record's paper layout, a group's packed
 // columns and constants, a delete's re-encrypted group), group changes that
 // do not fit (versions, stale base versions, other groups), bytes that are

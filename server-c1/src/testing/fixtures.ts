@@ -1,0 +1,699 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { credentials, Metadata, status as Code, type ServiceError } from '@grpc/grpc-js';
+import { expect } from 'vitest';
+import * as wire from '@fnn/proto';
+import {
+  CollectionWriter,
+  encryptQuery,
+  generateKeyPair,
+  generateSymmetricKey,
+  groupPlaintexts,
+  INSECURE,
+  localEvaluator,
+  localKeyHolder,
+  multiExpFixed,
+  openSealedImage,
+  packingParams,
+  plaintextNearest,
+  RecordKey,
+  residueFromBytes,
+  residueToBytes,
+  shareQuery,
+  silentLogger,
+  WireCodec,
+  type FixedWidthValues,
+  type GroupOutcome,
+  type OwnerLink,
+  type PlaintextRecord,
+  type PublicKey,
+  type RunningDaemon,
+  type SecretKey,
+} from '@fnn/shared';
+import { startC2 } from '@fnn/server-c2';
+import { startC1 } from '../main';
+
+// What the database-service tests share: C1 and C2 as real gRPC daemons on
+// 127.0.0.1:0, driven through the generated clients exactly as the owner's
+// and the doctor's CLI drive them. The owner is the real CollectionWriter of
+// @fnn/shared over a link to these clients (as grpcOwnerLink in
+// client/src/owner-upload.ts): AllocateSlots and GetGroup (C1), then per
+// group Replica.PutGroup (C2) and Upload (C1); a delete sends PutGroup (C2)
+// for every group losing a member, then one Delete (C1). Fast queries go
+// Status (C1) -> PutShare (C2) -> Query (C1) as in
+// client/src/commands/query.ts. The link records every request it is given,
+// so the malformed cases start from requests the real owner built.
+//
+// Every wire QueryRequest, FastQuery and C1Message of these tests is built by
+// the builders below ("the doctor's requests", "a C1's session messages"), so
+// a change of those messages is made here only.
+
+export const WIDTH = 4;
+export const HEIGHT = 4;
+export const D = WIDTH * HEIGHT;
+export const MAX_VALUE = 255;
+export const SHAPE = { width: WIDTH, height: HEIGHT, maxValue: MAX_VALUE };
+export const KEY_BITS = 512;
+/** Records per group at these sizes (4). */
+export const G = packingParams(KEY_BITS, WIDTH, HEIGHT, MAX_VALUE).groupSize;
+export const EMBEDDING = (() => {
+  const p = packingParams(KEY_BITS, WIDTH, HEIGHT, MAX_VALUE);
+  return 2 * p.blockRows * p.blockCols;
+})();
+export const COLLECTION_SIZE = 10;
+/** The first records are uploaded in one call (whole groups in one request each), the rest one by one. */
+export const FIRST_BATCH = 5;
+/** patient-7 is a copy of patient-2: the tie rule (upload order) decides between them. */
+export const TWIN_OF = { twin: 'patient-7', original: 'patient-2' };
+export const LEAN_SIZE = 6;
+export const RPC_DEADLINE_MS = 60_000;
+export const UNKNOWN_TICKET = '00112233445566778899aabbccddeeff';
+
+export const FAST = wire.Protocol.PROTOCOL_FAST;
+export const FNN = wire.Protocol.PROTOCOL_FNN;
+export const BF = wire.Protocol.PROTOCOL_BF;
+
+export function randomImage(d = D): Uint16Array {
+  return Uint16Array.from({ length: d }, () => Math.floor(Math.random() * (MAX_VALUE + 1)));
+}
+
+export const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+export const isFast = (p: wire.Protocol) => p === wire.Protocol.PROTOCOL_FAST || p === wire.Protocol.PROTOCOL_UNSPECIFIED;
+export const portOf = (address: string) => Number(address.slice(address.lastIndexOf(':') + 1));
+
+// ----- gRPC calls as promises -----
+
+type Callback<Res> = (error: ServiceError | null, reply: Res) => void;
+
+export function rpc<Res>(invoke: (metadata: Metadata, options: { deadline: Date }, cb: Callback<Res>) => unknown): Promise<Res> {
+  return new Promise((resolve, reject) =>
+    invoke(new Metadata(), { deadline: new Date(Date.now() + RPC_DEADLINE_MS) }, (error, reply) =>
+      error ? reject(error) : resolve(reply),
+    ),
+  );
+}
+
+export const upload = (db: wire.DatabaseClient, req: wire.UploadRequest) =>
+  rpc<wire.UploadReply>((m, o, cb) => db.upload(req, m, o, cb));
+export const remove = (db: wire.DatabaseClient, req: wire.DeleteRequest) =>
+  rpc<wire.DeleteReply>((m, o, cb) => db.delete(req, m, o, cb));
+export const query = (db: wire.DatabaseClient, req: wire.QueryRequest) =>
+  rpc<wire.QueryReply>((m, o, cb) => db.query(req, m, o, cb));
+export const allocateSlots = (db: wire.DatabaseClient, lookupTags: Buffer[], shape: Partial<typeof SHAPE> = {}) =>
+  rpc<wire.SlotAssignments>((m, o, cb) => db.allocateSlots({ lookupTags, ...SHAPE, ...shape }, m, o, cb));
+export const getGroup = (db: wire.DatabaseClient, group: number) =>
+  rpc<wire.GroupContents>((m, o, cb) => db.getGroup({ group }, m, o, cb));
+export const databaseStatus = (db: wire.DatabaseClient) => rpc<wire.DatabaseStatus>((m, o, cb) => db.status({}, m, o, cb));
+
+/** The replies of one BatchQuery stream given these requests. */
+export function batchQuery(db: wire.DatabaseClient, requests: wire.QueryRequest[]): Promise<wire.QueryReply[]> {
+  return new Promise<wire.QueryReply[]>((resolve, reject) => {
+    const call = db.batchQuery({ deadline: new Date(Date.now() + RPC_DEADLINE_MS) });
+    const got: wire.QueryReply[] = [];
+    call.on('data', (r: wire.QueryReply) => got.push(r));
+    call.on('error', reject);
+    call.on('end', () => resolve(got));
+    for (const r of requests) call.write(r);
+    call.end();
+  });
+}
+
+/** The call must fail; returns its gRPC error. */
+export async function grpcError(call: Promise<unknown>, what: string): Promise<ServiceError> {
+  let reply: unknown;
+  try {
+    reply = await call;
+  } catch (e) {
+    expect(typeof (e as ServiceError).code, `${what}: expected a gRPC error, got ${String(e)}`).toBe('number');
+    return e as ServiceError;
+  }
+  const shown = JSON.stringify(reply, (_k, v) => (typeof v === 'bigint' ? String(v) : v));
+  throw new Error(`${what} succeeded (${shown.slice(0, 300)}) but must fail`);
+}
+
+export function expectCode(error: ServiceError, expected: Code, what: string): void {
+  expect(
+    Code[error.code],
+    `${what}: expected ${Code[expected]}, got ${Code[error.code]} ("${error.details}")`,
+  ).toBe(Code[expected]);
+}
+
+// ----- the doctor's requests (the only places a QueryRequest, EncryptedQuery or FastQuery is built) -----
+
+/** A query of the paper's protocols: the encrypted query (from Fixture.wireQuery) as C1 runs it. */
+export const paperRequest = (q: wire.EncryptedQuery | undefined, protocol = wire.Protocol.PROTOCOL_FNN, k = 1): wire.QueryRequest => ({
+  tag: 'test',
+  query: q,
+  protocol,
+  k,
+  fast: undefined,
+});
+
+/** A fast query's request from its parts: the shape and key, C1's share, the constants and C2's ticket. */
+const fastQueryRequest = (
+  keyFingerprint: string,
+  protocol: wire.Protocol,
+  k: number,
+  fast: wire.FastQuery,
+): wire.QueryRequest => ({
+  tag: 'test',
+  protocol,
+  k,
+  query: {
+    keyFingerprint,
+    width: WIDTH,
+    height: HEIGHT,
+    negatedPixels: [],
+    negatedSum: Buffer.alloc(0),
+    negatedSpread: Buffer.alloc(0),
+    spread: Buffer.alloc(0),
+  },
+  fast,
+});
+
+export const withTag = (req: wire.QueryRequest, tag: string): wire.QueryRequest => ({ ...req, tag });
+type Change<T> = Partial<T> | ((current: T) => Partial<T>);
+const changed = <T>(current: T, over: Change<T>): T => ({ ...current, ...(typeof over === 'function' ? over(current) : over) });
+
+/** A fast query with some fields of its fast part changed (given, or computed from the valid ones). */
+export const withFast = (req: wire.QueryRequest, over: Change<wire.FastQuery>): wire.QueryRequest => ({
+  ...req,
+  fast: changed(req.fast!, over),
+});
+/** A paper query with some fields of its encrypted query changed (given, or computed from the valid ones). */
+export const withPaperQuery = (req: wire.QueryRequest, over: Change<wire.EncryptedQuery>): wire.QueryRequest => ({
+  ...req,
+  query: changed(req.query!, over),
+});
+/** The ticket of a fast query's share at C2. */
+export const shareTicketOf = (req: wire.QueryRequest): string => req.fast!.shareTicket;
+/** The query claims another key (either protocol). */
+export const withKeyFingerprint = (req: wire.QueryRequest, keyFingerprint: string): wire.QueryRequest => ({
+  ...req,
+  query: { ...req.query!, keyFingerprint },
+});
+/** The query claims another image size (either protocol). */
+export const withClaimedShape = (req: wire.QueryRequest, width: number, height: number): wire.QueryRequest => ({
+  ...req,
+  query: { ...req.query!, width, height },
+});
+/** A fast query without its `fast` part. */
+export const withoutFastPart = (req: wire.QueryRequest): wire.QueryRequest => ({ ...req, fast: undefined });
+/** A query without its shape and key (for the fast protocol: the `query` field). */
+export const withoutQueryHeader = (req: wire.QueryRequest): wire.QueryRequest => ({ ...req, query: undefined });
+
+// ----- the owner -----
+
+/** The writes the owner's link was given, in order, and C1's replies to those it sent. */
+export interface Sent {
+  uploads: wire.UploadRequest[];
+  uploadReplies: wire.UploadReply[];
+  deletes: wire.DeleteRequest[];
+  deleteReplies: wire.DeleteReply[];
+  replicaGroups: wire.ReplicaGroup[];
+  replicaReplies: wire.ReplicaReply[];
+}
+
+export interface OwnerOptions {
+  /** Send to C1 and to C2 (default both); neither: only capture the requests. */
+  c1?: boolean;
+  c2?: boolean;
+  /** Default: the deployment's. */
+  paperLayout?: boolean;
+  width?: number;
+  height?: number;
+}
+
+/** One C1 with its C2 (clients), and the plaintext collection C1 should hold, in upload order (C1's seq). */
+export interface Deployment {
+  name: string;
+  db: wire.DatabaseClient;
+  retrieval: wire.RetrievalClient;
+  replica: wire.ReplicaClient;
+  paperLayout: boolean;
+  collection: PlaintextRecord[];
+}
+
+/** Keep the plaintext collection in step with C1: new records go last (upload order), replaced ones keep their place. */
+export function remember(d: Deployment, records: PlaintextRecord[]): void {
+  for (const r of records) {
+    const at = d.collection.findIndex((c) => c.id === r.id);
+    if (at >= 0) d.collection[at] = r;
+    else d.collection.push(r);
+  }
+}
+export function forget(d: Deployment, ids: string[]): void {
+  d.collection = d.collection.filter((c) => !ids.includes(c.id));
+}
+
+const localMultiExp = async (bases: FixedWidthValues, exponents: FixedWidthValues, modulus: bigint) => multiExpFixed(bases, exponents, modulus);
+
+export interface FixtureOptions {
+  /** A second C1 (same C2) whose collection stays empty. */
+  empty?: boolean;
+  /** A pair on fresh databases, uploaded without the paper's layout (LEAN_SIZE records). */
+  lean?: boolean;
+}
+
+/**
+ * The keys and the deployments of one test file: `main` (C1 and C2) holding
+ * the base collection of COLLECTION_SIZE records, uploaded as FIRST_BATCH in
+ * one call and the rest one by one (`baseBatch`, `baseSingles`: what was sent),
+ * and on request `empty` and `lean`.
+ */
+export async function startFixture(options: FixtureOptions = {}): Promise<Fixture> {
+  const keys = await generateKeyPair(KEY_BITS);
+  const keys1 = await generateKeyPair(KEY_BITS);
+  const f = new Fixture(keys.publicKey, keys.secretKey, keys1.publicKey, keys1.secretKey);
+  try {
+    await f.start(options);
+  } catch (e) {
+    await f.stop();
+    throw e;
+  }
+  return f;
+}
+
+export class Fixture {
+  readonly recordKey = new RecordKey(generateSymmetricKey());
+  readonly codec: WireCodec;
+  readonly root = mkdtempSync(join(tmpdir(), 'fnn-db-service-test-'));
+  c2!: RunningDaemon;
+  c1!: RunningDaemon;
+  secure!: wire.SecureComputationClient;
+  main!: Deployment;
+  /** What the base upload sent: the first batch in one writer call, then each later record alone. */
+  baseBatch!: Sent;
+  readonly baseSingles: Sent[] = [];
+  private daemons: { c1: RunningDaemon[]; c2: RunningDaemon[] } = { c1: [], c2: [] };
+  private extra: { empty?: Deployment; lean?: Deployment } = {};
+  private readonly clients: { close(): void }[] = [];
+
+  constructor(
+    /** C2's key: the collection's key, everything at C1 is under it. */
+    readonly pk: PublicKey,
+    readonly sk: SecretKey,
+    /** C1's key: C2's replica is under it. */
+    readonly pk1: PublicKey,
+    readonly sk1: SecretKey,
+  ) {
+    this.codec = new WireCodec(pk.cipherBytes);
+  }
+
+  get empty(): Deployment {
+    if (!this.extra.empty) throw new Error('this fixture was started without the empty C1');
+    return this.extra.empty;
+  }
+
+  get lean(): Deployment {
+    if (!this.extra.lean) throw new Error('this fixture was started without the lean pair');
+    return this.extra.lean;
+  }
+
+  async start(options: FixtureOptions): Promise<void> {
+    this.c2 = await startC2(this.c2Config('127.0.0.1:0'));
+    this.c1 = await this.startedC1(this.c2.address, 'c1.db');
+    this.main = this.deployment('main', this.c1.address, this.c2.address, true);
+    this.secure = new wire.SecureComputationClient(this.c2.address, credentials.createInsecure());
+    this.clients.push(this.secure);
+    if (options.empty) this.extra.empty = this.deployment('empty', (await this.startedC1(this.c2.address, 'c1-empty.db')).address, this.c2.address, true);
+
+    const images = Array.from({ length: COLLECTION_SIZE }, (_, i) => ({ id: `patient-${i}`, pixels: randomImage() }));
+    images.find((r) => r.id === TWIN_OF.twin)!.pixels = Uint16Array.from(images.find((r) => r.id === TWIN_OF.original)!.pixels);
+    // The first records in one call (whole groups per request), then one by one (each joins a partly filled group or starts one).
+    this.baseBatch = (await this.ownerUpload(this.main, images.slice(0, FIRST_BATCH))).sent;
+    remember(this.main, images.slice(0, FIRST_BATCH));
+    for (const r of images.slice(FIRST_BATCH)) {
+      this.baseSingles.push((await this.ownerUpload(this.main, [r])).sent);
+      remember(this.main, [r]);
+    }
+
+    if (options.lean) {
+      const c2Lean = await startC2(this.c2Config('127.0.0.1:0', 'c2-lean.db'));
+      this.daemons.c2.push(c2Lean);
+      const c1Lean = await this.startedC1(c2Lean.address, 'c1-lean.db');
+      const lean = (this.extra.lean = this.deployment('lean', c1Lean.address, c2Lean.address, false));
+      const leanImages = Array.from({ length: LEAN_SIZE }, (_, i) => ({ id: `lean-${i}`, pixels: randomImage() }));
+      await this.ownerUpload(lean, leanImages);
+      remember(lean, leanImages);
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const client of this.clients) client.close();
+    await Promise.all(this.daemons.c1.map((d) => d.stop()));
+    await Promise.all([this.c2?.stop(), ...this.daemons.c2.map((d) => d.stop())]);
+    rmSync(this.root, { recursive: true, force: true });
+  }
+
+  c2Config(listen: string, file = 'c2.db') {
+    return {
+      listen,
+      dbPath: join(this.root, file),
+      crypto: localKeyHolder(this.sk),
+      fast: { ownSecretKey: this.sk, evaluatorKey: this.pk1, multiExp: localMultiExp },
+      log: silentLogger,
+      transport: INSECURE,
+    };
+  }
+
+  private c1Config(c2Address: string, file: string) {
+    return {
+      listen: '127.0.0.1:0',
+      c2Address,
+      dbPath: join(this.root, file),
+      crypto: localEvaluator(this.pk),
+      fast: { keyHolderKey: this.pk, ownSecretKey: this.sk1, multiExp: localMultiExp },
+      log: silentLogger,
+      transport: INSECURE,
+    };
+  }
+
+  private async startedC1(c2Address: string, file: string): Promise<RunningDaemon> {
+    const c1 = await startC1(this.c1Config(c2Address, file));
+    this.daemons.c1.push(c1);
+    return c1;
+  }
+
+  private deployment(name: string, c1Address: string, c2Address: string, paperLayout: boolean): Deployment {
+    const d = {
+      name,
+      db: new wire.DatabaseClient(c1Address, credentials.createInsecure()),
+      retrieval: new wire.RetrievalClient(c2Address, credentials.createInsecure()),
+      replica: new wire.ReplicaClient(c2Address, credentials.createInsecure()),
+      paperLayout,
+      collection: [],
+    };
+    this.clients.push(d.db, d.retrieval, d.replica);
+    return d;
+  }
+
+  readonly encrypt2 = async (values: bigint[]) => values.map((v) => this.pk.encrypt(v));
+  readonly encrypt1 = async (values: bigint[]) => values.map((v) => this.pk1.encrypt(v));
+  readonly tagOf = (id: string) => this.recordKey.lookupTag(id);
+
+  record(d: Deployment, id: string): PlaintextRecord {
+    const r = d.collection.find((c) => c.id === id);
+    if (!r) throw new Error(`${id} is not in ${d.name}'s collection`);
+    return r;
+  }
+
+  /** The plaintext record whose lookup tag this is. */
+  byTag(d: Deployment, tag: Uint8Array): PlaintextRecord {
+    const r = d.collection.find((c) => this.tagOf(c.id).equals(tag));
+    if (!r) throw new Error(`no record of ${d.name} has the tag ${hex(tag)}`);
+    return r;
+  }
+
+  /** The ids of a group's members by slot, as C1 holds them now. */
+  async membersOf(d: Deployment, group: number): Promise<(string | null)[]> {
+    const { members } = await getGroup(d.db, group);
+    const ids: (string | null)[] = new Array(G).fill(null);
+    for (const m of members) ids[m.slot] = this.byTag(d, m.lookupTag).id;
+    return ids;
+  }
+
+  // ----- C2's services -----
+
+  retrieve(ticket: string, d = this.main) {
+    return rpc<wire.RetrieveReply>((m, o, cb) => d.retrieval.retrieve({ ticket }, m, o, cb));
+  }
+  putShare(share: wire.QueryShare, d = this.main) {
+    return rpc<wire.ShareTicket>((m, o, cb) => d.retrieval.putShare(share, m, o, cb));
+  }
+  keyHolderStatus(d = this.main) {
+    return rpc<wire.KeyHolderStatus>((m, o, cb) => d.retrieval.status({}, m, o, cb));
+  }
+  putGroup(req: wire.ReplicaGroup, d = this.main) {
+    return rpc<wire.ReplicaReply>((m, o, cb) => d.replica.putGroup(req, m, o, cb));
+  }
+
+  // ----- the owner: the real CollectionWriter over the test's clients -----
+
+  /**
+   * The owner's link to a deployment, as grpcOwnerLink: reads always go to C1;
+   * every write is recorded, and sent only to the servers in `send` (a write
+   * not sent gets a made-up reply). With neither, it captures valid requests.
+   */
+  ownerLink(d: Deployment, send: { c1: boolean; c2: boolean }): OwnerLink & { sent: Sent } {
+    const sent: Sent = { uploads: [], uploadReplies: [], deletes: [], deleteReplies: [], replicaGroups: [], replicaReplies: [] };
+    return {
+      sent,
+      status: () => databaseStatus(d.db),
+      allocateSlots: (req) => rpc<wire.SlotAssignments>((m, o, cb) => d.db.allocateSlots(req, m, o, cb)),
+      getGroup: (req) => getGroup(d.db, req.group),
+      upload: async (req) => {
+        sent.uploads.push(req);
+        if (!send.c1) return { stored: req.records.length, replaced: 0, total: 0n };
+        const reply = await upload(d.db, req);
+        sent.uploadReplies.push(reply);
+        return reply;
+      },
+      delete: async (req) => {
+        sent.deletes.push(req);
+        if (!send.c1) return { deleted: req.lookupTags.length, total: 0n };
+        const reply = await remove(d.db, req);
+        sent.deleteReplies.push(reply);
+        return reply;
+      },
+      putReplicaGroup: async (req) => {
+        sent.replicaGroups.push(req);
+        if (!send.c2) return { total: 0n };
+        const reply = await this.putGroup(req, d);
+        sent.replicaReplies.push(reply);
+        return reply;
+      },
+    };
+  }
+
+  writerOver(link: OwnerLink, paperLayout: boolean): CollectionWriter {
+    return new CollectionWriter(
+      link,
+      { c2Key: this.pk, c1Key: this.pk1, recordKey: this.recordKey },
+      { underC2Key: this.encrypt2, underC1Key: this.encrypt1 },
+      paperLayout,
+    );
+  }
+
+  /** The owner uploads records (one writer call); any group that fails fails the call. */
+  async ownerUpload(d: Deployment, records: PlaintextRecord[], options: OwnerOptions = {}) {
+    const link = this.ownerLink(d, { c1: options.c1 ?? true, c2: options.c2 ?? true });
+    const outcomes: GroupOutcome[] = [];
+    const image = (pixels: Uint16Array) => ({ width: options.width ?? WIDTH, height: options.height ?? HEIGHT, maxValue: MAX_VALUE, pixels });
+    await this.writerOver(link, options.paperLayout ?? d.paperLayout).upload(
+      records.map((r) => ({ id: r.id, image: image(r.pixels) })),
+      (o) => outcomes.push(o),
+    );
+    for (const o of outcomes) if (!o.ok) throw o.error;
+    return { outcomes, sent: link.sent };
+  }
+
+  /** The owner deletes records by ID (one writer call). */
+  async ownerDelete(d: Deployment, ids: string[], options: OwnerOptions = {}) {
+    const link = this.ownerLink(d, { c1: options.c1 ?? true, c2: options.c2 ?? true });
+    const reply = await this.writerOver(link, d.paperLayout).delete(ids);
+    return { reply, sent: link.sent };
+  }
+
+  /** Only the requests the owner would send (nothing is sent). */
+  async captureUpload(d: Deployment, records: PlaintextRecord[], options: OwnerOptions = {}): Promise<Sent> {
+    return (await this.ownerUpload(d, records, { ...options, c1: false, c2: false })).sent;
+  }
+  async captureDelete(d: Deployment, ids: string[]): Promise<Sent> {
+    return (await this.ownerDelete(d, ids, { c1: false, c2: false })).sent;
+  }
+
+  /** A group change as the owner sends it to C1: a fresh 16-byte version and full columns under C2's key with the constants. */
+  expectC1Change(change: wire.GroupChange | undefined, what: string): void {
+    expect(change, `${what}: the upload names its group change`).toBeDefined();
+    expect(change!.version.length, `${what}: a 16-byte version`).toBe(16);
+    expect(change!.columns?.pixels.length, `${what}: one packed ciphertext per pixel`).toBe(D);
+    expect(change!.columns?.embedding.length, `${what}: one packed ciphertext per embedding coordinate`).toBe(EMBEDDING);
+    expect(change!.columns?.distanceConstant.length, `${what}: C1's columns carry the distance constant`).toBe(this.pk.cipherBytes);
+    expect(change!.columns?.boundConstant.length, `${what}: C1's columns carry the bound constant`).toBe(this.pk.cipherBytes);
+  }
+
+  /** C2's side of the same change: same group and version, columns under C1's key without constants, all members after the change. */
+  expectReplicaOf(r: wire.ReplicaGroup, change: wire.GroupChange, memberIds: (string | null)[], what: string, d = this.main): void {
+    const { pk, pk1, sk, sk1, codec } = this;
+    expect(r.keyFingerprint, `${what}: the replica names C2's key`).toBe(pk.fingerprint());
+    expect(r.evaluatorKeyFingerprint, `${what}: and C1's, under which it is encrypted`).toBe(pk1.fingerprint());
+    expect([r.width, r.height, r.maxValue], `${what}: the replica's shape`).toEqual([WIDTH, HEIGHT, MAX_VALUE]);
+    expect(r.group!.group, `${what}: the same group at C1 and C2`).toBe(change.group);
+    expect(hex(r.group!.version), `${what}: the same version at C1 and C2`).toBe(hex(change.version));
+    expect(hex(r.group!.baseVersion), `${what}: the same base version at C1 and C2`).toBe(hex(change.baseVersion));
+    expect(
+      r.members.map((m) => [m.slot, hex(m.lookupTag)]),
+      `${what}: C2 is sent every member of the group after the change`,
+    ).toEqual(memberIds.flatMap((id, slot) => (id === null ? [] : [[slot, hex(this.tagOf(id))]])));
+    if (change.columns) {
+      expect(r.group!.columns?.pixels.length, `${what}: C2's columns, one per pixel`).toBe(D);
+      expect(r.group!.columns?.embedding.length, `${what}: C2's columns, one per embedding coordinate`).toBe(EMBEDDING);
+      expect(r.group!.columns?.distanceConstant.length, `${what}: C2's columns carry no constants`).toBe(0);
+      // Both are encryptions of the group's packed plaintexts over all its members after the change.
+      const plain = groupPlaintexts(
+        memberIds.map((id) => (id === null ? null : this.record(d, id).pixels)),
+        packingParams(KEY_BITS, WIDTH, HEIGHT, MAX_VALUE),
+      );
+      const c1Side = change.columns;
+      const c2Side = r.group!.columns!;
+      expect(c1Side.pixels.map((c) => sk.decrypt(codec.fromCipher(c))), `${what}: C1's pixel columns`).toEqual(plain.pixels);
+      expect(c1Side.embedding.map((c) => sk.decrypt(codec.fromCipher(c))), `${what}: C1's embedding columns`).toEqual(plain.embedding);
+      expect(
+        [c1Side.distanceConstant, c1Side.boundConstant].map((c) => sk.decrypt(codec.fromCipher(c))),
+        `${what}: C1's constants`,
+      ).toEqual([plain.distanceConstant, plain.boundConstant]);
+      expect(c2Side.pixels.map((c) => sk1.decrypt(codec.fromCipher(c))), `${what}: C2's pixel columns, under C1's key`).toEqual(plain.pixels);
+      expect(c2Side.embedding.map((c) => sk1.decrypt(codec.fromCipher(c))), `${what}: C2's embedding columns`).toEqual(plain.embedding);
+    } else expect(r.group!.columns, `${what}: an emptied group has no columns at C2 either`).toBeUndefined();
+  }
+
+  // ----- the doctor, as client/src/commands/query.ts -----
+
+  /** The doctor's encrypted query of the paper's protocols, for an image of this size. */
+  async wireQuery(pixels: Uint16Array, width = WIDTH, height = HEIGHT): Promise<wire.EncryptedQuery> {
+    return this.codec.queryToWire(await encryptQuery(this.encrypt2, pixels), this.pk.fingerprint(), width, height);
+  }
+
+  /** A paper query's whole request for this image. */
+  async paperQuery(pixels: Uint16Array, protocol = FNN, k = 1): Promise<wire.QueryRequest> {
+    return paperRequest(await this.wireQuery(pixels), protocol, k);
+  }
+
+  /**
+   * A fast query as the doctor builds it: the packing from C1's Status, the
+   * query split into shares, v deposited at C2 (PutShare), u and the ticket to C1.
+   */
+  async fastRequest(
+    pixels: Uint16Array,
+    options: { protocol?: wire.Protocol; k?: number; c2Share?: (s: wire.QueryShare) => wire.QueryShare; to?: Deployment } = {},
+  ): Promise<wire.QueryRequest> {
+    const d = options.to ?? this.main;
+    const status = await databaseStatus(d.db);
+    expect(status.keyFingerprint, 'C1 must hold the collection under the doctor\'s key').toBe(this.pk.fingerprint());
+    const params = packingParams(status.keyBits, status.width, status.height, status.maxValue);
+    const shares = await shareQuery(pixels, params, this.encrypt2);
+    const forC2 = { distance: shares.forC2.distance.map(residueToBytes), bound: shares.forC2.bound.map(residueToBytes) };
+    const { ticket } = await this.putShare(options.c2Share ? options.c2Share(forC2) : forC2, d);
+    return fastQueryRequest(this.pk.fingerprint(), options.protocol ?? FAST, options.k ?? 1, {
+      distanceShare: shares.forC1.shares.distance.map(residueToBytes),
+      boundShare: shares.forC1.shares.bound.map(residueToBytes),
+      distanceConstant: this.codec.cipher(shares.forC1.distanceConstant),
+      boundConstant: this.codec.cipher(shares.forC1.boundConstant),
+      shareTicket: ticket,
+    });
+  }
+
+  /** The request for this image under either protocol, as the doctor builds it. */
+  async requestFor(pixels: Uint16Array, protocol: wire.Protocol, k: number, d = this.main): Promise<wire.QueryRequest> {
+    return isFast(protocol) ? this.fastRequest(pixels, { protocol, k, to: d }) : this.paperQuery(pixels, protocol, k);
+  }
+
+  /**
+   * The doctor's whole step 7 of the paper protocols: decrypt each E_k(ID), fetch
+   * m + r from C2 with the ticket, subtract C1's r mod N; returns the ids and the exact pixels.
+   */
+  async redeem(reply: wire.QueryReply, d = this.main): Promise<{ id: string; pixels: bigint[] }[]> {
+    const n = this.pk.n;
+    const fetched = await this.retrieve(reply.retrievalTicket, d);
+    expect(fetched.images.length, 'C2 must hold one blinded image per result').toBe(reply.results.length);
+    return reply.results.map((result, i) => {
+      const blinded = fetched.images[i].values;
+      expect(blinded.length, `C2's image ${i} must have ${D} pixels`).toBe(D);
+      expect(result.blinding.length, `C1's blinding ${i} must have ${D} values`).toBe(D);
+      const pixels = blinded.map((v, j) => {
+        const m = (residueFromBytes(v) - residueFromBytes(result.blinding[j])) % n;
+        return m < 0n ? m + n : m;
+      });
+      return { id: this.recordKey.decryptId(result.encryptedId), pixels };
+    });
+  }
+
+  /** The fast protocol's results: E_k(ID) and the sealed image, opened with k; nothing to fetch from C2. */
+  openResults(reply: wire.QueryReply): { id: string; pixels: bigint[] }[] {
+    expect(reply.retrievalTicket, 'a fast query has no retrieval step at C2').toBe('');
+    return reply.results.map((result, i) => {
+      expect(result.blinding.length, `fast result ${i} carries no blinding`).toBe(0);
+      const image = openSealedImage(this.recordKey, result.sealedImage);
+      expect([image.width, image.height, image.maxValue], `sealed image ${i} must be the collection's shape`).toEqual([
+        WIDTH,
+        HEIGHT,
+        MAX_VALUE,
+      ]);
+      return { id: this.recordKey.decryptId(result.encryptedId), pixels: Array.from(image.pixels, BigInt) };
+    });
+  }
+
+  /** Asks C1 for the k nearest of `pixels` and checks ids and returned images against the plaintext reference. */
+  async expectExactNeighbours(pixels: Uint16Array, protocol: wire.Protocol, k: number, what: string, d = this.main) {
+    const reply = await query(d.db, await this.requestFor(pixels, protocol, k, d));
+    const expected = plaintextNearest(d.collection, pixels, Math.max(k, 1));
+    expect(reply.tag, `${what}: the query tag must be echoed`).toBe('test');
+    expect(reply.total, `${what}: every record must be searched`).toBe(BigInt(d.collection.length));
+    expect(reply.rejected <= reply.total, `${what}: more records rejected than searched`).toBe(true);
+    const protocolRun = isFast(protocol) ? wire.Protocol.PROTOCOL_FAST : protocol;
+    expect(wire.Protocol[reply.protocol], `${what}: the reply must name the protocol that ran`).toBe(wire.Protocol[protocolRun]);
+    const got = isFast(protocol) ? this.openResults(reply) : await this.redeem(reply, d);
+    expect(
+      got.map((g) => g.id),
+      `${what}: the neighbours (nearest first) differ from the plaintext reference`,
+    ).toEqual(expected.map((e) => e.id));
+    for (const g of got) {
+      const stored = this.record(d, g.id);
+      expect(g.pixels, `${what}: returned pixels of ${g.id} differ from the stored image`).toEqual(Array.from(stored.pixels, BigInt));
+    }
+    return { reply, ids: got.map((g) => g.id) };
+  }
+
+  // ----- a C1's session messages (the only places a C1Message is built) -----
+
+  sessionOpen(sessionId: string): wire.C1Message {
+    return {
+      sessionId,
+      step: wire.Step.STEP_OPEN,
+      body: { $case: 'open', value: { keyFingerprint: this.pk.fingerprint(), k: 1, requestId: 'test' } },
+    };
+  }
+
+  sessionSquare(sessionId: string, values: Buffer[]): wire.C1Message {
+    return { sessionId, step: wire.Step.STEP_SSED_SM, body: { $case: 'square', value: { values } } };
+  }
+
+  sessionFastOpen(sessionId: string, shareTicket: string, groups: wire.GroupLayout[]): wire.C1Message {
+    return {
+      sessionId,
+      step: wire.Step.STEP_FAST_OPEN,
+      body: {
+        $case: 'fastOpen',
+        value: {
+          keyFingerprint: this.pk.fingerprint(),
+          evaluatorKeyFingerprint: this.pk1.fingerprint(),
+          k: 1,
+          requestId: 'test',
+          shareTicket,
+          groups,
+        },
+      },
+    };
+  }
+
+  /** Opens a raw SecureComputation session as a (misbehaving) C1 would; sends each message after the previous reply. */
+  rawSession(messages: wire.C1Message[]): Promise<{ replies: wire.C2Message[]; error?: ServiceError }> {
+    return new Promise((resolve) => {
+      const call = this.secure.session({ deadline: new Date(Date.now() + RPC_DEADLINE_MS) });
+      const replies: wire.C2Message[] = [];
+      let sent = 0;
+      const next = () => (sent < messages.length ? call.write(messages[sent++]) : call.end());
+      call.on('data', (m: wire.C2Message) => {
+        replies.push(m);
+        next();
+      });
+      call.on('error', (error: ServiceError) => resolve({ replies, error }));
+      call.on('status', (s) => {
+        if (s.code === Code.OK) resolve({ replies });
+      });
+      next();
+    });
+  }
+}
