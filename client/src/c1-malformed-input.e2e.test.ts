@@ -142,15 +142,21 @@ async function paperQuery(): Promise<wire.QueryRequest> {
   const q = await encryptQuery(async (v) => v.map((x) => keys.pk.encrypt(x)), randomPixels(D));
   return {
     tag: 't',
-    protocol: wire.Protocol.PROTOCOL_FNN,
     k: 1,
-    fast: undefined,
-    query: new WireCodec(keys.pk.cipherBytes).queryToWire(q, keys.pk.fingerprint(), W, H),
+    header: { keyFingerprint: keys.pk.fingerprint(), width: W, height: H },
+    protocol: { $case: 'fnn', value: new WireCodec(keys.pk.cipherBytes).paperQueryToWire(q) },
   };
 }
-const withQuery = async (over: (q: wire.EncryptedQuery) => Partial<wire.EncryptedQuery>) => {
-  const req = await paperQuery();
-  return { ...req, query: { ...req.query!, ...over(req.query!) } };
+/** The PaperQuery of a paper request, with some fields changed. */
+const withPaperPart = (req: wire.QueryRequest, over: (q: wire.PaperQuery) => Partial<wire.PaperQuery>): wire.QueryRequest => {
+  if (req.protocol?.$case !== 'fnn') throw new Error('not an fnn query');
+  return { ...req, protocol: { $case: 'fnn', value: { ...req.protocol.value, ...over(req.protocol.value) } } };
+};
+const withQuery = async (over: (q: wire.PaperQuery) => Partial<wire.PaperQuery>) => withPaperPart(await paperQuery(), over);
+/** The FastQuery of a fast request, with some fields changed. */
+const withFastPart = (req: wire.QueryRequest, over: Partial<wire.FastQuery>): wire.QueryRequest => {
+  if (req.protocol?.$case !== 'fast') throw new Error('not a fast query');
+  return { ...req, protocol: { $case: 'fast', value: { ...req.protocol.value, ...over } } };
 };
 
 /** A fast query's C1 part, with a real share deposited at C2. */
@@ -163,15 +169,17 @@ async function fastQuery(): Promise<wire.QueryRequest> {
   const codec = new WireCodec(keys.pk.cipherBytes);
   return {
     tag: 't',
-    protocol: wire.Protocol.PROTOCOL_FAST,
     k: 1,
-    query: { keyFingerprint: keys.pk.fingerprint(), width: W, height: H, negatedPixels: [], negatedSum: Buffer.alloc(0), negatedSpread: Buffer.alloc(0), spread: Buffer.alloc(0) },
-    fast: {
-      distanceShare: shares.forC1.shares.distance.map(residueToBytes),
-      boundShare: shares.forC1.shares.bound.map(residueToBytes),
-      distanceConstant: codec.cipher(shares.forC1.distanceConstant),
-      boundConstant: codec.cipher(shares.forC1.boundConstant),
-      shareTicket: ticket,
+    header: { keyFingerprint: keys.pk.fingerprint(), width: W, height: H },
+    protocol: {
+      $case: 'fast',
+      value: {
+        distanceShare: shares.forC1.shares.distance.map(residueToBytes),
+        boundShare: shares.forC1.shares.bound.map(residueToBytes),
+        distanceConstant: codec.cipher(shares.forC1.distanceConstant),
+        boundConstant: codec.cipher(shares.forC1.boundConstant),
+        shareTicket: ticket,
+      },
     },
   };
 }
@@ -226,8 +234,7 @@ const badCases: BadCase[] = [
       name: `Query (fast): the distance constant = ${value}`,
       code: Code.INVALID_ARGUMENT,
       run: async () => {
-        const req = await fastQuery();
-        return query({ ...req, fast: { ...req.fast!, distanceConstant: b() } });
+        return query(withFastPart(await fastQuery(), { distanceConstant: b() }));
       },
     },
   ]),
@@ -274,11 +281,11 @@ const badCases: BadCase[] = [
   { name: 'Delete: an empty message', code: Code.INVALID_ARGUMENT, run: raw(PATH.delete, () => Buffer.alloc(0)) },
   // Queries out of range.
   { name: 'Query: k = 2^32 - 1', code: Code.INVALID_ARGUMENT, run: async () => query({ ...(await paperQuery()), k: 0xffffffff }) },
-  { name: 'Query: protocol enum 4 (not defined)', code: Code.INVALID_ARGUMENT, run: async () => query({ ...(await paperQuery()), protocol: 4 as wire.Protocol }) },
-  { name: 'Query: protocol enum -1', code: Code.INVALID_ARGUMENT, run: async () => query({ ...(await paperQuery()), protocol: -1 as wire.Protocol }) },
+  { name: 'Query: a header naming no protocol (no case of the oneof)', code: Code.INVALID_ARGUMENT, run: async () => query({ ...(await paperQuery()), protocol: undefined }) },
+  { name: 'Query: a protocol part without the header', code: Code.INVALID_ARGUMENT, run: async () => query({ ...(await paperQuery()), header: undefined }) },
   { name: 'Query: an empty message', code: Code.INVALID_ARGUMENT, run: raw(PATH.query, () => Buffer.alloc(0)) },
-  { name: 'Query (fast): C1\'s share with 100,000 values', code: Code.INVALID_ARGUMENT, run: async () => { const r = await fastQuery(); return query({ ...r, fast: { ...r.fast!, distanceShare: Array(100_000).fill(Buffer.from([1])) } }); } },
-  { name: 'Query (fast): a share ticket of 1 MiB', code: Code.NOT_FOUND, run: async () => { const r = await fastQuery(); return query({ ...r, fast: { ...r.fast!, shareTicket: 'a'.repeat(1 << 20) } }); } },
+  { name: 'Query (fast): C1\'s share with 100,000 values', code: Code.INVALID_ARGUMENT, run: async () => query(withFastPart(await fastQuery(), { distanceShare: Array(100_000).fill(Buffer.from([1])) })) },
+  { name: 'Query (fast): a share ticket of 1 MiB', code: Code.NOT_FOUND, run: async () => query(withFastPart(await fastQuery(), { shareTicket: 'a'.repeat(1 << 20) })) },
   // Bytes that are not protobuf, to every method.
   ...Object.entries(PATH)
     .filter(([method]) => method !== 'batch')
@@ -345,14 +352,14 @@ describe('C1 refuses malformed input with the right code, keeps serving, and cha
 
   it('BatchQuery: a malformed query in a stream is answered with its error code, the stream goes on', async () => {
     const good = await paperQuery();
-    const bad: wire.QueryRequest = { ...good, tag: 'bad', query: { ...good.query!, negatedSum: Buffer.alloc(0) } };
+    const bad: wire.QueryRequest = { ...withPaperPart(good, () => ({ negatedSum: Buffer.alloc(0) })), tag: 'bad' };
     const { replies, error } = await rawStream(c.rawC1, PATH.batch, [
       Buffer.from(wire.QueryRequest.encode(bad).finish()),
       Buffer.alloc(0), // an empty QueryRequest
     ]);
     expect(error, `the stream must end cleanly: ${error?.details}`).toBeUndefined();
     const decoded = replies.map((r) => wire.QueryReply.decode(r));
-    expect(decoded.map((r) => r.errorCode).sort()).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
+    expect(decoded.map((r) => (r.answer?.$case === 'failure' ? r.answer.value.code : r.answer?.$case)).sort()).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
   });
 
   it('afterwards answers a fast and an fnn query through the CLI exactly, and C1\'s database passes integrity_check', async () => {

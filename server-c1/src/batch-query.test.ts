@@ -15,6 +15,8 @@ import {
   withFast,
   withTag,
   type Fixture,
+  failureOf,
+  BF,
 } from './testing/fixtures';
 
 // BatchQuery on real C1 and C2 daemons: FAST and FNN queries on one stream,
@@ -43,32 +45,32 @@ describe('BatchQuery', () => {
     const byTagOf = new Map(replies.map((r) => [r.tag, r]));
     expect([...byTagOf.keys()].sort(), 'one reply per query').toEqual(['bad-ticket', 'fast', 'fnn']);
     const fast = byTagOf.get('fast')!;
-    expect(fast.errorCode, `fast: ${fast.errorMessage}`).toBe('');
+    expect(failureOf(fast), 'fast: no failure').toBeUndefined();
     expect(f.openResults(fast).map((r) => r.id)).toEqual([plaintextNearest(f.main.collection, images[0], 1)[0].id]);
     const fnn = byTagOf.get('fnn')!;
-    expect(fnn.errorCode, `fnn: ${fnn.errorMessage}`).toBe('');
+    expect(failureOf(fnn), 'fnn: no failure').toBeUndefined();
     expect((await f.redeem(fnn)).map((r) => r.id)).toEqual([plaintextNearest(f.main.collection, images[1], 1)[0].id]);
     const bad = byTagOf.get('bad-ticket')!;
-    expect(bad.errorCode, 'an unknown share ticket fails that query only').toBe('NOT_FOUND');
-    expect(bad.results).toEqual([]);
+    expect(failureOf(bad)?.code, 'an unknown share ticket fails that query only').toBe('NOT_FOUND');
+    expect(bad.stats, 'a failed query reports no search').toBeUndefined();
   });
 
   it("does not let a long batch starve another doctor's query: at most BATCH_CONCURRENCY of a stream run at once", async () => {
     const size = 6;
     const images = Array.from({ length: size }, () => randomImage());
     const requests: wire.QueryRequest[] = [];
-    for (const [i, pixels] of images.entries()) requests.push(withTag(await f.paperQuery(pixels, wire.Protocol.PROTOCOL_BF), `batch-${i}`));
+    for (const [i, pixels] of images.entries()) requests.push(withTag(await f.paperQuery(pixels, BF), `batch-${i}`));
     const order: string[] = [];
     let other: Promise<void> | undefined;
     const otherImage = randomImage();
     await new Promise<void>((resolve, reject) => {
       const call = f.main.db.batchQuery({ deadline: new Date(Date.now() + RPC_DEADLINE_MS) });
       call.on('data', (r: wire.QueryReply) => {
-        expect(r.errorCode, `${r.tag}: ${r.errorMessage}`).toBe('');
+        expect(failureOf(r), `${r.tag}: no failure`).toBeUndefined();
         order.push(r.tag);
         // Once the batch is under way, another doctor asks one query.
         other ??= f.wireQuery(otherImage)
-          .then((q) => query(f.main.db, paperRequest(q, wire.Protocol.PROTOCOL_BF)))
+          .then((q) => query(f.main.db, paperRequest(q, BF)))
           .then(async (reply) => {
             order.push('other');
             expect((await f.redeem(reply)).map((n) => n.id), 'the other query is exact').toEqual([plaintextNearest(f.main.collection, otherImage, 1)[0].id]);

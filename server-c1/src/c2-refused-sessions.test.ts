@@ -1,7 +1,18 @@
 import { status as Code } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as wire from '@fnn/proto';
-import { D, G, expectCode, randomImage, shareTicketOf, startFixture, UNKNOWN_TICKET, type Fixture } from './testing/fixtures';
+import {
+  D,
+  G,
+  expectCode,
+  randomImage,
+  shareTicketOf,
+  startFixture,
+  UNKNOWN_TICKET,
+  type Fixture,
+  BF,
+  FAST,
+} from './testing/fixtures';
 
 // C1's queries through a C2 that has just refused a misbehaving C1's
 // sessions (a paper session out of order, a bad ciphertext, fast sessions
@@ -52,7 +63,7 @@ describe('C1 through a C2 that refused a misbehaving C1', () => {
     expect(f.sk.decrypt(f.codec.fromCipher(products[0])), 'C2 must square the blinded value').toBe(value * value);
     const s = await f.keyHolderStatus();
     expect(s.keyFingerprint, 'C2 Status must still answer with its key').toBe(f.pk.fingerprint());
-    await f.expectExactNeighbours(randomImage(D), wire.Protocol.PROTOCOL_BF, 1, 'BF query after refused sessions');
-    await f.expectExactNeighbours(randomImage(D), wire.Protocol.PROTOCOL_FAST, 1, 'FAST query after refused sessions');
+    await f.expectExactNeighbours(randomImage(D), BF, 1, 'BF query after refused sessions');
+    await f.expectExactNeighbours(randomImage(D), FAST, 1, 'FAST query after refused sessions');
   });
 });

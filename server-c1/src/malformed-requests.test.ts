@@ -1,7 +1,7 @@
 import { status as Code } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as wire from '@fnn/proto';
-import { cipherToBytes, openSealedImage } from '@fnn/shared';
+import { cipherToBytes, layoutsToWire, openSealedImage, packingParams, residueToBytes } from '@fnn/shared';
 import {
   allocateSlots,
   BF,
@@ -26,11 +26,17 @@ import {
   withClaimedShape,
   withFast,
   withKeyFingerprint,
-  withoutFastPart,
+  withoutProtocol,
   withoutQueryHeader,
   withPaperQuery,
   type Deployment,
   type Fixture,
+  PACKED_ONLY,
+  WITH_PAPER_LAYOUT,
+  KEY_BITS,
+  WIDTH,
+  HEIGHT,
+  MAX_VALUE,
 } from './testing/fixtures';
 
 // Malformed requests to C1's Database and C2's Replica and Retrieval, on real
@@ -51,6 +57,8 @@ afterAll(async () => {
 
 /** Groups scanned by GetGroup when checking that nothing changed. */
 const GROUPS_SCANNED = 8;
+/** The collection's packing (the share ranges a doctor's shares fall in). */
+const PACKING = packingParams(KEY_BITS, WIDTH, HEIGHT, MAX_VALUE);
 
 // ----- malformed input: every case is refused with its code and leaves both servers as they were -----
 
@@ -203,22 +211,25 @@ const badCases: BadCase[] = [
     Code.FAILED_PRECONDITION,
   ),
   // Upload: the paper's layout, fixed per collection
-  badUpload('paper_layout = false into a collection with the paper\'s layout', () => ({
+  badUpload('layouts = packed only, into a collection with the paper\'s layout', () => ({
     ...bases.upload,
-    paperLayout: false,
+    layouts: layoutsToWire(PACKED_ONLY),
     records: bases.upload.records.map(withoutPaper),
   })),
-  badUpload('paper_layout = false, but the record carries its pixels', () => ({ ...bases.upload, paperLayout: false })),
-  badUpload('paper_layout = true, but the record carries no pixels', () => ({
+  badUpload('layouts = packed only, but the record carries its pixels', () => ({ ...bases.upload, layouts: layoutsToWire(PACKED_ONLY) })),
+  badUpload('layouts without the packed one (every group is packed)', () => ({ ...bases.upload, layouts: layoutsToWire(['paper']) })),
+  badUpload('layouts naming one twice', () => ({ ...bases.upload, layouts: [...bases.upload.layouts, wire.Layout.LAYOUT_PAPER] })),
+  badUpload('layouts naming an unknown one (enum value 7)', () => ({ ...bases.upload, layouts: [...bases.upload.layouts, 7 as wire.Layout] })),
+  badUpload('layouts with the paper\'s, but the record carries no pixels', () => ({
     ...bases.upload,
     records: bases.upload.records.map(withoutPaper),
   })),
-  badLean('a record carrying pixels when paper_layout is false', () =>
+  badLean('a record carrying pixels when the layouts are packed only', () =>
     withRecord({ pixels: bases.leanPaper.records[0].pixels }, 0, bases.lean),
   ),
-  badLean('a record carrying a sum when paper_layout is false', () => withRecord({ sum: bases.leanPaper.records[0].sum }, 0, bases.lean)),
-  badLean('paper_layout = true into a collection without it (records with the layout)', () => bases.leanPaper),
-  badLean('paper_layout = true into a collection without it (records without the layout)', () => ({ ...bases.lean, paperLayout: true })),
+  badLean('a record carrying a sum when the layouts are packed only', () => withRecord({ sum: bases.leanPaper.records[0].sum }, 0, bases.lean)),
+  badLean('the paper\'s layout into a collection without it (records with the layout)', () => bases.leanPaper),
+  badLean('the paper\'s layout into a collection without it (records without the layout)', () => ({ ...bases.lean, layouts: layoutsToWire(WITH_PAPER_LAYOUT) })),
   // Upload: the group change and its packed columns
   badColumns('stale base_version (16 random bytes)', () => change({ baseVersion: Buffer.alloc(16, 7) }), Code.FAILED_PRECONDITION),
   badColumns('empty base_version although the group has members', () => change({ baseVersion: Buffer.alloc(0) }), Code.FAILED_PRECONDITION),
@@ -266,19 +277,20 @@ const badCases: BadCase[] = [
   badQuery('query claims 4x4 but has 15 pixels', async () =>
     withPaperQuery(await f.paperQuery(randomImage()), (q) => ({ negatedPixels: q.negatedPixels.slice(1) })),
   ),
-  badQuery('missing query', async () => paperRequest(undefined)),
+  badQuery('missing query (neither header nor protocol part)', async () => paperRequest(undefined)),
+  badQuery('without its header (shape and key)', async () => withoutQueryHeader(await f.paperQuery(randomImage()))),
   badQuery('k = 101', async () => paperRequest(await f.wireQuery(randomImage()), FNN, 101)),
-  badQuery('unknown protocol enum value 7', async () => paperRequest(await f.wireQuery(randomImage()), 7 as wire.Protocol, 1)),
+  badQuery('a header naming no protocol (no case of the oneof)', async () => withoutProtocol(await f.paperQuery(randomImage()))),
   badQuery('query pixel ciphertext equal to 0', async () =>
     withPaperQuery(await f.paperQuery(randomImage()), (q) => ({ negatedPixels: [zeros(), ...q.negatedPixels.slice(1)] })),
   ),
   badQuery('query spread ciphertext >= N^2', async () => withPaperQuery(await f.paperQuery(randomImage()), { spread: allOnes() })),
-  badQuery('a paper-style query with protocol unspecified (the default is FAST, which needs its shares)', async () =>
-    paperRequest(await f.wireQuery(randomImage()), wire.Protocol.PROTOCOL_UNSPECIFIED),
+  badQuery('a bf query with an empty PaperQuery (no ciphertexts)', async () =>
+    withPaperQuery(await f.paperQuery(randomImage(), BF), { negatedPixels: [], negatedSum: Buffer.alloc(0), negatedSpread: Buffer.alloc(0), spread: Buffer.alloc(0) }),
   ),
   // Query (fast protocol)
-  badFast('without its `fast` part', async () => withoutFastPart(await f.fastRequest(randomImage()))),
-  badFast('without its query (shape and key)', async () => withoutQueryHeader(await f.fastRequest(randomImage()))),
+  badFast('without its protocol part (the header alone)', async () => withoutProtocol(await f.fastRequest(randomImage()))),
+  badFast('without its header (shape and key)', async () => withoutQueryHeader(await f.fastRequest(randomImage()))),
   badFast('wrong key fingerprint', async () => withKeyFingerprint(await f.fastRequest(randomImage()), '0123456789abcdef')),
   badFast('query image size differs from the collection (claims 5x5)', async () => withClaimedShape(await f.fastRequest(randomImage()), 5, 5)),
   badFast('k = 101', async () => f.fastRequest(randomImage(), { k: 101 })),
@@ -290,6 +302,12 @@ const badCases: BadCase[] = [
   ),
   badFast('C1\'s share with a value above 64 bytes', async () =>
     withFast(await f.fastRequest(randomImage()), (fast) => ({ distanceShare: [Buffer.alloc(65, 1), ...fast.distanceShare.slice(1)] })),
+  ),
+  badFast('C1\'s distance share with a value of 2 shareOffset (outside [0, 2 shareOffset): no doctor sends it)', async () =>
+    withFast(await f.fastRequest(randomImage()), (fast) => ({ distanceShare: [residueToBytes(2n * PACKING.distance.shareOffset), ...fast.distanceShare.slice(1)] })),
+  ),
+  badFast('C1\'s bound share with a value of 2 shareOffset', async () =>
+    withFast(await f.fastRequest(randomImage()), (fast) => ({ boundShare: [...fast.boundShare.slice(1), residueToBytes(2n * PACKING.bound.shareOffset)] })),
   ),
   badFast('distance constant equal to 0', async () => withFast(await f.fastRequest(randomImage()), { distanceConstant: zeros() })),
   badFast('bound constant of the wrong byte length', async () =>
@@ -414,7 +432,8 @@ const badCases: BadCase[] = [
     run: async () => {
       const reply = await query(f.main.db, paperRequest(await f.wireQuery(randomImage())));
       await f.redeem(reply); // the 1st use must succeed
-      return f.retrieve(reply.retrievalTicket);
+      if (reply.answer?.$case !== 'fnn') throw new Error(`an fnn query answered as ${reply.answer?.$case}`);
+      return f.retrieve(reply.answer.value.retrievalTicket);
     },
   },
 ];
@@ -441,7 +460,7 @@ describe('Database service: malformed input is refused with the right code and c
     const two = await f.captureUpload(f.main, [{ id: neighbour, pixels: randomImage() }, spare]);
     const shaped = await f.captureUpload(f.empty, [{ id: 'spare-5x5', pixels: randomImage(25) }], { width: 5, height: 5 });
     const leanOne = await f.captureUpload(f.lean, [{ id: 'lean-spare', pixels: randomImage() }]);
-    const leanPaper = await f.captureUpload(f.lean, [{ id: 'lean-spare', pixels: randomImage() }], { paperLayout: true });
+    const leanPaper = await f.captureUpload(f.lean, [{ id: 'lean-spare', pixels: randomImage() }], { layouts: WITH_PAPER_LAYOUT });
     const group0 = (await f.membersOf(f.main, 0)).filter((id): id is string => id !== null);
     const delete1 = await f.captureDelete(f.main, [neighbour]);
     const deleteGroup0 = await f.captureDelete(f.main, group0);

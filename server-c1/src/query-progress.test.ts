@@ -16,6 +16,9 @@ import {
   RPC_DEADLINE_MS,
   startFixture,
   type Fixture,
+  protocolOf,
+  totalOf,
+  rejectedOf,
 } from './testing/fixtures';
 
 // QueryWithProgress on real C1 and C2 daemons: counts-only progress events in
@@ -65,15 +68,15 @@ function queryWithProgress(request: wire.QueryRequest): Promise<{ events: Buffer
 
 /** What a doctor gets from a reply: the neighbours (ids and exact pixels) and the counts. */
 async function answerOf(reply: wire.QueryReply) {
-  const neighbours = isFast(reply.protocol) ? f.openResults(reply) : await f.redeem(reply);
-  return { neighbours, total: reply.total, rejected: reply.rejected, protocol: reply.protocol, tag: reply.tag };
+  const neighbours = protocolOf(reply) === FAST ? f.openResults(reply) : await f.redeem(reply);
+  return { neighbours, total: totalOf(reply), rejected: rejectedOf(reply), protocol: protocolOf(reply), tag: reply.tag };
 }
 
 describe('QueryWithProgress', () => {
   it.each([
-    ['FAST', wire.Protocol.PROTOCOL_FAST, 'candidates'],
-    ['FNN', wire.Protocol.PROTOCOL_FNN, 'candidates'],
-    ['BF', wire.Protocol.PROTOCOL_BF, 'distances'],
+    ['FAST', FAST, 'candidates'],
+    ['FNN', FNN, 'candidates'],
+    ['BF', BF, 'distances'],
   ] as const)(
     '%s: counts-only progress in phase order that never goes back, then the answer Query gives',
     async (name, protocol, lastPhase) => {
@@ -113,7 +116,7 @@ describe('QueryWithProgress', () => {
         phase: wire.QueryPhase[`QUERY_PHASE_${lastPhase.toUpperCase()}` as keyof typeof wire.QueryPhase],
         done: units,
         total: units,
-        rejected: reply.rejected,
+        rejected: rejectedOf(reply),
       });
       const streamed = await answerOf(reply);
       const expected = plaintextNearest(f.main.collection, pixels, k);

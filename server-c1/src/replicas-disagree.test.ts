@@ -142,7 +142,7 @@ describe('C1 and C2 replicas that disagree', () => {
       return contents;
     };
     const outcomes: GroupOutcome[] = [];
-    await f.writerOver(link, f.main.paperLayout).upload([{ id: late.id, image: { ...SHAPE, pixels: late.pixels } }], (o) => outcomes.push(o));
+    await f.writerOver(link, f.main.layouts).upload([{ id: late.id, image: { ...SHAPE, pixels: late.pixels } }], (o) => outcomes.push(o));
     remember(f.main, [early, late]);
     try {
       expect(raced, 'the race happened').toBe(true);

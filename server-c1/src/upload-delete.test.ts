@@ -1,6 +1,6 @@
 import { status as Code, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openSealedImage } from '@fnn/shared';
+import { layoutsToWire, openSealedImage } from '@fnn/shared';
 import {
   allocateSlots,
   BF,
@@ -27,6 +27,7 @@ import {
   upload,
   WIDTH,
   type Fixture,
+  WITH_PAPER_LAYOUT,
 } from './testing/fixtures';
 
 // The owner's writes on real C1 and C2 daemons: Status, AllocateSlots and
@@ -142,7 +143,7 @@ describe('Database service: valid requests', () => {
       const ids = f.main.collection.slice(i * G, i * G + sizes[i]).map((c) => c.id);
       const what = `group ${i} of the first batch`;
       expect(u.keyFingerprint, what).toBe(f.pk.fingerprint());
-      expect([u.width, u.height, u.maxValue, u.paperLayout], `${what}: shape and layout`).toEqual([WIDTH, HEIGHT, MAX_VALUE, true]);
+      expect([u.width, u.height, u.maxValue, u.layouts], `${what}: shape and layouts`).toEqual([WIDTH, HEIGHT, MAX_VALUE, layoutsToWire(WITH_PAPER_LAYOUT)]);
       expect(u.records.map((r) => r.slot), `${what}: slots`).toEqual(ids.map((_, s) => s));
       expect(u.records.map((r) => f.recordKey.decryptId(r.encryptedId)), `${what}: records`).toEqual(ids);
       for (const r of u.records) {

@@ -1,5 +1,6 @@
 import { status as Code } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { layoutsToWire } from '@fnn/shared';
 import {
   BF,
   databaseStatus,
@@ -17,6 +18,7 @@ import {
   startFixture,
   upload,
   type Fixture,
+  PACKED_ONLY,
 } from './testing/fixtures';
 
 // A collection uploaded without the paper's per-pixel layout (paper_layout =
@@ -38,7 +40,7 @@ describe('A collection uploaded without the paper\'s layout (paper_layout = fals
   it('is uploaded as records without pixels, sum or spread, with the packed columns of their groups', async () => {
     const sent = await f.captureUpload(f.lean, [{ id: 'lean-spare', pixels: randomImage() }]);
     const u = sent.uploads[0];
-    expect(u.paperLayout, 'the upload says it has no paper layout').toBe(false);
+    expect(u.layouts, 'the upload says it carries the packed layout only').toEqual(layoutsToWire(PACKED_ONLY));
     expect(u.records.map((r) => [r.pixels.length, r.sum.length, r.spread.length]), 'no per-pixel ciphertexts').toEqual([[0, 0, 0]]);
     expect(u.records[0].sealedImage.length, 'but the sealed image the fast protocol returns').toBeGreaterThan(0);
     f.expectC1Change(u.group, 'a lean upload');

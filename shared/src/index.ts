@@ -19,6 +19,8 @@ export * from './reference';
 export * from './protocol/messages';
 export * from './protocol/module';
 export * from './protocol/registry';
+export * from './protocol/paper/index';
+export * from './protocol/fast/index';
 export * from './protocol/ranking';
 export * from './protocol/peer';
 export * from './protocol/session';

@@ -9,6 +9,12 @@ import {
   encryptQuery,
   generateKeyPair,
   generateSymmetricKey,
+  bfProtocol,
+  fastProtocol,
+  fnnProtocol,
+  protocolModule,
+  type Layout,
+  type ProtocolName,
   groupPlaintexts,
   INSECURE,
   localEvaluator,
@@ -69,17 +75,23 @@ export const TWIN_OF = { twin: 'patient-7', original: 'patient-2' };
 export const LEAN_SIZE = 6;
 export const RPC_DEADLINE_MS = 60_000;
 export const UNKNOWN_TICKET = '00112233445566778899aabbccddeeff';
+/** A collection for every protocol, and one for the fast protocol only (uploaded with --no-paper-layout). */
+export const WITH_PAPER_LAYOUT: Layout[] = ['packed', 'paper'];
+export const PACKED_ONLY: Layout[] = ['packed'];
 
-export const FAST = wire.Protocol.PROTOCOL_FAST;
-export const FNN = wire.Protocol.PROTOCOL_FNN;
-export const BF = wire.Protocol.PROTOCOL_BF;
+// The protocols by their modules' names (the registry's keys and the QueryRequest oneof's cases).
+export const FAST = fastProtocol.name;
+export const FNN = fnnProtocol.name as 'fnn';
+export const BF = bfProtocol.name as 'bf';
+type PaperProtocol = typeof FNN | typeof BF;
 
 export function randomImage(d = D): Uint16Array {
   return Uint16Array.from({ length: d }, () => Math.floor(Math.random() * (MAX_VALUE + 1)));
 }
 
 export const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
-export const isFast = (p: wire.Protocol) => p === wire.Protocol.PROTOCOL_FAST || p === wire.Protocol.PROTOCOL_UNSPECIFIED;
+/** A query of the paper's protocols is answered with a retrieval ticket; a fast one with sealed images (each protocol module's doctor side). */
+export const isFast = (p: ProtocolName) => protocolModule(p).layout === 'packed';
 export const portOf = (address: string) => Number(address.slice(address.lastIndexOf(':') + 1));
 
 // ----- gRPC calls as promises -----
@@ -141,67 +153,80 @@ export function expectCode(error: ServiceError, expected: Code, what: string): v
 
 // ----- the doctor's requests (the only places a QueryRequest, EncryptedQuery or FastQuery is built) -----
 
-/** A query of the paper's protocols: the encrypted query (from Fixture.wireQuery) as C1 runs it. */
-export const paperRequest = (q: wire.EncryptedQuery | undefined, protocol = wire.Protocol.PROTOCOL_FNN, k = 1): wire.QueryRequest => ({
+// ----- the doctor's replies -----
+
+/** A BatchQuery reply's failure (code and message), if it is one. */
+export const failureOf = (reply: wire.QueryReply) => (reply.answer?.$case === 'failure' ? reply.answer.value : undefined);
+/** The protocol that answered (the reply's oneof case). */
+export const protocolOf = (reply: wire.QueryReply) => reply.answer?.$case;
+/** Neighbours in the reply, whatever the protocol. */
+export const neighbourCount = (reply: wire.QueryReply) => (reply.answer && reply.answer.$case !== 'failure' ? reply.answer.value.neighbours.length : 0);
+/** Records searched, and those the bound rejected (0 for a protocol without a bound). */
+export const totalOf = (reply: wire.QueryReply) => reply.stats?.total ?? 0n;
+export const rejectedOf = (reply: wire.QueryReply) => reply.stats?.bound?.rejected ?? 0n;
+
+/** The shared header of every query: C1's key and the image size the query claims. */
+export const queryHeader = (keyFingerprint: string, width = WIDTH, height = HEIGHT): wire.QueryHeader => ({ keyFingerprint, width, height });
+
+/** The paper's encrypted query (from Fixture.wireQuery) with the header it travels under. */
+export interface PaperQueryParts {
+  header: wire.QueryHeader;
+  query: wire.PaperQuery;
+}
+
+/** A query of the paper's protocols as C1 runs it; `undefined`: a request with neither header nor query. */
+export const paperRequest = (q: PaperQueryParts | undefined, protocol: PaperProtocol = FNN, k = 1): wire.QueryRequest => ({
   tag: 'test',
-  query: q,
-  protocol,
   k,
-  fast: undefined,
+  header: q?.header,
+  protocol: q ? { $case: protocol, value: q.query } : undefined,
 });
 
-/** A fast query's request from its parts: the shape and key, C1's share, the constants and C2's ticket. */
-const fastQueryRequest = (
-  keyFingerprint: string,
-  protocol: wire.Protocol,
-  k: number,
-  fast: wire.FastQuery,
-): wire.QueryRequest => ({
+/** A fast query's request from its parts: the header, C1's share, the constants and C2's ticket. */
+const fastQueryRequest = (keyFingerprint: string, k: number, fast: wire.FastQuery): wire.QueryRequest => ({
   tag: 'test',
-  protocol,
   k,
-  query: {
-    keyFingerprint,
-    width: WIDTH,
-    height: HEIGHT,
-    negatedPixels: [],
-    negatedSum: Buffer.alloc(0),
-    negatedSpread: Buffer.alloc(0),
-    spread: Buffer.alloc(0),
-  },
-  fast,
+  header: queryHeader(keyFingerprint),
+  protocol: { $case: 'fast', value: fast },
 });
 
 export const withTag = (req: wire.QueryRequest, tag: string): wire.QueryRequest => ({ ...req, tag });
 type Change<T> = Partial<T> | ((current: T) => Partial<T>);
 const changed = <T>(current: T, over: Change<T>): T => ({ ...current, ...(typeof over === 'function' ? over(current) : over) });
 
+/** The FastQuery of a fast request. */
+const fastPart = (req: wire.QueryRequest): wire.FastQuery => {
+  if (req.protocol?.$case !== 'fast') throw new Error('not a fast query');
+  return req.protocol.value;
+};
+
 /** A fast query with some fields of its fast part changed (given, or computed from the valid ones). */
 export const withFast = (req: wire.QueryRequest, over: Change<wire.FastQuery>): wire.QueryRequest => ({
   ...req,
-  fast: changed(req.fast!, over),
+  protocol: { $case: 'fast', value: changed(fastPart(req), over) },
 });
 /** A paper query with some fields of its encrypted query changed (given, or computed from the valid ones). */
-export const withPaperQuery = (req: wire.QueryRequest, over: Change<wire.EncryptedQuery>): wire.QueryRequest => ({
-  ...req,
-  query: changed(req.query!, over),
-});
+export const withPaperQuery = (req: wire.QueryRequest, over: Change<wire.PaperQuery>): wire.QueryRequest => {
+  const part = req.protocol;
+  if (part?.$case !== 'fnn' && part?.$case !== 'bf') throw new Error('not a paper query');
+  return { ...req, protocol: { $case: part.$case, value: changed(part.value, over) } };
+};
 /** The ticket of a fast query's share at C2. */
-export const shareTicketOf = (req: wire.QueryRequest): string => req.fast!.shareTicket;
-/** The query claims another key (either protocol). */
+export const shareTicketOf = (req: wire.QueryRequest): string => fastPart(req).shareTicket;
+/** The query claims another key (any protocol: the header is shared). */
 export const withKeyFingerprint = (req: wire.QueryRequest, keyFingerprint: string): wire.QueryRequest => ({
   ...req,
-  query: { ...req.query!, keyFingerprint },
+  header: { ...req.header!, keyFingerprint },
 });
-/** The query claims another image size (either protocol). */
+/** The query claims another image size (any protocol). */
 export const withClaimedShape = (req: wire.QueryRequest, width: number, height: number): wire.QueryRequest => ({
   ...req,
-  query: { ...req.query!, width, height },
+  header: { ...req.header!, width, height },
 });
-/** A fast query without its `fast` part. */
-export const withoutFastPart = (req: wire.QueryRequest): wire.QueryRequest => ({ ...req, fast: undefined });
-/** A query without its shape and key (for the fast protocol: the `query` field). */
-export const withoutQueryHeader = (req: wire.QueryRequest): wire.QueryRequest => ({ ...req, query: undefined });
+/** A query whose oneof names no protocol (the header alone). */
+export const withoutProtocol = (req: wire.QueryRequest): wire.QueryRequest => ({ ...req, protocol: undefined });
+/** A query without its shared header (shape and key). */
+export const withoutQueryHeader = (req: wire.QueryRequest): wire.QueryRequest => ({ ...req, header: undefined });
 
 // ----- the owner -----
 
@@ -219,8 +244,8 @@ export interface OwnerOptions {
   /** Send to C1 and to C2 (default both); neither: only capture the requests. */
   c1?: boolean;
   c2?: boolean;
-  /** Default: the deployment's. */
-  paperLayout?: boolean;
+  /** What to upload; default: the deployment's. */
+  layouts?: Layout[];
   width?: number;
   height?: number;
 }
@@ -231,7 +256,8 @@ export interface Deployment {
   db: wire.DatabaseClient;
   retrieval: wire.RetrievalClient;
   replica: wire.ReplicaClient;
-  paperLayout: boolean;
+  /** What its collection stores: WITH_PAPER_LAYOUT, or PACKED_ONLY ("lean": fast queries only). */
+  layouts: Layout[];
   collection: PlaintextRecord[];
 }
 
@@ -314,10 +340,10 @@ export class Fixture {
   async start(options: FixtureOptions): Promise<void> {
     this.c2 = await startC2(this.c2Config('127.0.0.1:0'));
     this.c1 = await this.startedC1(this.c2.address, 'c1.db');
-    this.main = this.deployment('main', this.c1.address, this.c2.address, true);
+    this.main = this.deployment('main', this.c1.address, this.c2.address, WITH_PAPER_LAYOUT);
     this.secure = new wire.SecureComputationClient(this.c2.address, credentials.createInsecure());
     this.clients.push(this.secure);
-    if (options.empty) this.extra.empty = this.deployment('empty', (await this.startedC1(this.c2.address, 'c1-empty.db')).address, this.c2.address, true);
+    if (options.empty) this.extra.empty = this.deployment('empty', (await this.startedC1(this.c2.address, 'c1-empty.db')).address, this.c2.address, WITH_PAPER_LAYOUT);
 
     const images = Array.from({ length: COLLECTION_SIZE }, (_, i) => ({ id: `patient-${i}`, pixels: randomImage() }));
     images.find((r) => r.id === TWIN_OF.twin)!.pixels = Uint16Array.from(images.find((r) => r.id === TWIN_OF.original)!.pixels);
@@ -333,7 +359,7 @@ export class Fixture {
       const c2Lean = await startC2(this.c2Config('127.0.0.1:0', 'c2-lean.db'));
       this.daemons.c2.push(c2Lean);
       const c1Lean = await this.startedC1(c2Lean.address, 'c1-lean.db');
-      const lean = (this.extra.lean = this.deployment('lean', c1Lean.address, c2Lean.address, false));
+      const lean = (this.extra.lean = this.deployment('lean', c1Lean.address, c2Lean.address, PACKED_ONLY));
       const leanImages = Array.from({ length: LEAN_SIZE }, (_, i) => ({ id: `lean-${i}`, pixels: randomImage() }));
       await this.ownerUpload(lean, leanImages);
       remember(lean, leanImages);
@@ -376,13 +402,13 @@ export class Fixture {
     return c1;
   }
 
-  private deployment(name: string, c1Address: string, c2Address: string, paperLayout: boolean): Deployment {
+  private deployment(name: string, c1Address: string, c2Address: string, layouts: Layout[]): Deployment {
     const d = {
       name,
       db: new wire.DatabaseClient(c1Address, credentials.createInsecure()),
       retrieval: new wire.RetrievalClient(c2Address, credentials.createInsecure()),
       replica: new wire.ReplicaClient(c2Address, credentials.createInsecure()),
-      paperLayout,
+      layouts,
       collection: [],
     };
     this.clients.push(d.db, d.retrieval, d.replica);
@@ -467,12 +493,12 @@ export class Fixture {
     };
   }
 
-  writerOver(link: OwnerLink, paperLayout: boolean): CollectionWriter {
+  writerOver(link: OwnerLink, layouts: Layout[]): CollectionWriter {
     return new CollectionWriter(
       link,
       { c2Key: this.pk, c1Key: this.pk1, recordKey: this.recordKey },
       { underC2Key: this.encrypt2, underC1Key: this.encrypt1 },
-      paperLayout,
+      layouts,
     );
   }
 
@@ -481,7 +507,7 @@ export class Fixture {
     const link = this.ownerLink(d, { c1: options.c1 ?? true, c2: options.c2 ?? true });
     const outcomes: GroupOutcome[] = [];
     const image = (pixels: Uint16Array) => ({ width: options.width ?? WIDTH, height: options.height ?? HEIGHT, maxValue: MAX_VALUE, pixels });
-    await this.writerOver(link, options.paperLayout ?? d.paperLayout).upload(
+    await this.writerOver(link, options.layouts ?? d.layouts).upload(
       records.map((r) => ({ id: r.id, image: image(r.pixels) })),
       (o) => outcomes.push(o),
     );
@@ -492,7 +518,7 @@ export class Fixture {
   /** The owner deletes records by ID (one writer call). */
   async ownerDelete(d: Deployment, ids: string[], options: OwnerOptions = {}) {
     const link = this.ownerLink(d, { c1: options.c1 ?? true, c2: options.c2 ?? true });
-    const reply = await this.writerOver(link, d.paperLayout).delete(ids);
+    const reply = await this.writerOver(link, d.layouts).delete(ids);
     return { reply, sent: link.sent };
   }
 
@@ -552,12 +578,12 @@ export class Fixture {
   // ----- the doctor, as client/src/commands/query.ts -----
 
   /** The doctor's encrypted query of the paper's protocols, for an image of this size. */
-  async wireQuery(pixels: Uint16Array, width = WIDTH, height = HEIGHT): Promise<wire.EncryptedQuery> {
-    return this.codec.queryToWire(await encryptQuery(this.encrypt2, pixels), this.pk.fingerprint(), width, height);
+  async wireQuery(pixels: Uint16Array, width = WIDTH, height = HEIGHT): Promise<PaperQueryParts> {
+    return { header: queryHeader(this.pk.fingerprint(), width, height), query: this.codec.paperQueryToWire(await encryptQuery(this.encrypt2, pixels)) };
   }
 
   /** A paper query's whole request for this image. */
-  async paperQuery(pixels: Uint16Array, protocol = FNN, k = 1): Promise<wire.QueryRequest> {
+  async paperQuery(pixels: Uint16Array, protocol: PaperProtocol = FNN, k = 1): Promise<wire.QueryRequest> {
     return paperRequest(await this.wireQuery(pixels), protocol, k);
   }
 
@@ -567,7 +593,7 @@ export class Fixture {
    */
   async fastRequest(
     pixels: Uint16Array,
-    options: { protocol?: wire.Protocol; k?: number; c2Share?: (s: wire.QueryShare) => wire.QueryShare; to?: Deployment } = {},
+    options: { k?: number; c2Share?: (s: wire.QueryShare) => wire.QueryShare; to?: Deployment } = {},
   ): Promise<wire.QueryRequest> {
     const d = options.to ?? this.main;
     const status = await databaseStatus(d.db);
@@ -576,7 +602,7 @@ export class Fixture {
     const shares = await shareQuery(pixels, params, this.encrypt2);
     const forC2 = { distance: shares.forC2.distance.map(residueToBytes), bound: shares.forC2.bound.map(residueToBytes) };
     const { ticket } = await this.putShare(options.c2Share ? options.c2Share(forC2) : forC2, d);
-    return fastQueryRequest(this.pk.fingerprint(), options.protocol ?? FAST, options.k ?? 1, {
+    return fastQueryRequest(this.pk.fingerprint(), options.k ?? 1, {
       distanceShare: shares.forC1.shares.distance.map(residueToBytes),
       boundShare: shares.forC1.shares.bound.map(residueToBytes),
       distanceConstant: this.codec.cipher(shares.forC1.distanceConstant),
@@ -586,8 +612,8 @@ export class Fixture {
   }
 
   /** The request for this image under either protocol, as the doctor builds it. */
-  async requestFor(pixels: Uint16Array, protocol: wire.Protocol, k: number, d = this.main): Promise<wire.QueryRequest> {
-    return isFast(protocol) ? this.fastRequest(pixels, { protocol, k, to: d }) : this.paperQuery(pixels, protocol, k);
+  async requestFor(pixels: Uint16Array, protocol: ProtocolName, k: number, d = this.main): Promise<wire.QueryRequest> {
+    return protocol === FNN || protocol === BF ? this.paperQuery(pixels, protocol, k) : this.fastRequest(pixels, { k, to: d });
   }
 
   /**
@@ -596,9 +622,11 @@ export class Fixture {
    */
   async redeem(reply: wire.QueryReply, d = this.main): Promise<{ id: string; pixels: bigint[] }[]> {
     const n = this.pk.n;
-    const fetched = await this.retrieve(reply.retrievalTicket, d);
-    expect(fetched.images.length, 'C2 must hold one blinded image per result').toBe(reply.results.length);
-    return reply.results.map((result, i) => {
+    const answer = reply.answer;
+    if (answer?.$case !== 'fnn' && answer?.$case !== 'bf') throw new Error(`a paper query answered as ${answer?.$case}`);
+    const fetched = await this.retrieve(answer.value.retrievalTicket, d);
+    expect(fetched.images.length, 'C2 must hold one blinded image per result').toBe(answer.value.neighbours.length);
+    return answer.value.neighbours.map((result, i) => {
       const blinded = fetched.images[i].values;
       expect(blinded.length, `C2's image ${i} must have ${D} pixels`).toBe(D);
       expect(result.blinding.length, `C1's blinding ${i} must have ${D} values`).toBe(D);
@@ -612,9 +640,10 @@ export class Fixture {
 
   /** The fast protocol's results: E_k(ID) and the sealed image, opened with k; nothing to fetch from C2. */
   openResults(reply: wire.QueryReply): { id: string; pixels: bigint[] }[] {
-    expect(reply.retrievalTicket, 'a fast query has no retrieval step at C2').toBe('');
-    return reply.results.map((result, i) => {
-      expect(result.blinding.length, `fast result ${i} carries no blinding`).toBe(0);
+    const answer = reply.answer;
+    // The fast answer has no retrieval ticket and no blinding: the wire cannot carry them (FastAnswer).
+    if (answer?.$case !== 'fast') throw new Error(`a fast query answered as ${answer?.$case}`);
+    return answer.value.neighbours.map((result, i) => {
       const image = openSealedImage(this.recordKey, result.sealedImage);
       expect([image.width, image.height, image.maxValue], `sealed image ${i} must be the collection's shape`).toEqual([
         WIDTH,
@@ -626,14 +655,15 @@ export class Fixture {
   }
 
   /** Asks C1 for the k nearest of `pixels` and checks ids and returned images against the plaintext reference. */
-  async expectExactNeighbours(pixels: Uint16Array, protocol: wire.Protocol, k: number, what: string, d = this.main) {
+  async expectExactNeighbours(pixels: Uint16Array, protocol: ProtocolName, k: number, what: string, d = this.main) {
     const reply = await query(d.db, await this.requestFor(pixels, protocol, k, d));
     const expected = plaintextNearest(d.collection, pixels, Math.max(k, 1));
     expect(reply.tag, `${what}: the query tag must be echoed`).toBe('test');
-    expect(reply.total, `${what}: every record must be searched`).toBe(BigInt(d.collection.length));
-    expect(reply.rejected <= reply.total, `${what}: more records rejected than searched`).toBe(true);
-    const protocolRun = isFast(protocol) ? wire.Protocol.PROTOCOL_FAST : protocol;
-    expect(wire.Protocol[reply.protocol], `${what}: the reply must name the protocol that ran`).toBe(wire.Protocol[protocolRun]);
+    const stats = reply.stats!;
+    expect(stats.total, `${what}: every record must be searched`).toBe(BigInt(d.collection.length));
+    expect((stats.bound?.rejected ?? 0n) <= stats.total, `${what}: more records rejected than searched`).toBe(true);
+    expect(stats.bound === undefined, `${what}: a bound stage is reported exactly when the protocol has one`).toBe(!protocolModule(protocol).bounded);
+    expect(reply.answer?.$case, `${what}: the reply must name the protocol that ran`).toBe(protocol);
     const got = isFast(protocol) ? this.openResults(reply) : await this.redeem(reply, d);
     expect(
       got.map((g) => g.id),

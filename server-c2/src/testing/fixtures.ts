@@ -165,7 +165,7 @@ export class C2Fixture {
       link,
       { c2Key: this.pk, c1Key: this.pk1, recordKey: this.recordKey },
       { underC2Key: encrypt(this.pk), underC1Key: encrypt(this.pk1) },
-      false,
+      ['packed'],
     );
   }
 
