@@ -1,7 +1,7 @@
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { plaintextNearest } from '@fnn/shared';
+import { plaintextNearest, PROTOCOL_NAMES } from '@fnn/shared';
 import { jsonLines, runCli, startDaemon, type Daemon } from './harness';
 import { EXIT } from './output';
 import { readImage } from './image-files';
@@ -87,7 +87,7 @@ async function main() {
 
     const queries = readdirSync(QUERIES).filter((f) => f.endsWith('.png')).sort().map((f) => join(QUERIES, f));
     const common = ['--c1', c1.address, '--c2', c2.address, '--keys', keys, ...as('doctor'), '--json', '--out', join(work, 'results')];
-    for (const protocol of ['fast', 'fnn', 'bf']) {
+    for (const protocol of PROTOCOL_NAMES) {
       step(`query by the doctor, protocol ${protocol}`);
       const [result] = await fnn(['query', queries[0], '--protocol', protocol, ...common]);
       allExact = check(result) && allExact;

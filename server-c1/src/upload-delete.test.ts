@@ -28,6 +28,7 @@ import {
   WIDTH,
   type Fixture,
   WITH_PAPER_LAYOUT,
+  PACKED_ONLY,
 } from './testing/fixtures';
 
 // The owner's writes on real C1 and C2 daemons: Status, AllocateSlots and
@@ -67,12 +68,15 @@ describe('Database service: valid requests', () => {
       keyBits: KEY_BITS,
       keyFingerprint: f.pk.fingerprint(),
       c2Reachable: true,
+      layouts: layoutsToWire([...WITH_PAPER_LAYOUT].sort()),
     });
     const k = await f.keyHolderStatus();
     expect(k.keyFingerprint, 'C2 reports its own key').toBe(f.pk.fingerprint());
     expect(k.replicaRecords, 'C2\'s replica must hold every record').toBe(BigInt(COLLECTION_SIZE));
     expect((await databaseStatus(f.empty.db)).records, 'the second C1 is empty').toBe(0n);
     expect((await databaseStatus(f.empty.db)).width, 'an empty collection has no shape').toBe(0);
+    expect((await databaseStatus(f.empty.db)).layouts, 'nor layouts').toEqual([]);
+    expect((await databaseStatus(f.lean.db)).layouts, 'the lean collection holds the packed layout only').toEqual(layoutsToWire(PACKED_ONLY));
     expect((await databaseStatus(f.lean.db)).records, 'the lean C1 holds its collection').toBe(BigInt(LEAN_SIZE));
     expect((await f.keyHolderStatus(f.lean)).replicaRecords, 'and its C2 the replica').toBe(BigInt(LEAN_SIZE));
   });

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { plaintextNearest, QUERY_RETRIES } from '@fnn/shared';
+import { DEFAULT_PROTOCOL, fnnProtocol, plaintextNearest, QUERY_RETRIES } from '@fnn/shared';
 import { jsonLines, runCli, type Daemon } from '../harness';
 import { INSECURE, makeKeys, randomPixels, startC1, startC2, writeImage, type Keys } from '../testing/deployment';
 import { duration, machine, type Machine } from './report';
@@ -107,7 +107,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadRun> {
           continue;
         }
         const own = mine.length > 0 && j % 2 === 0 ? mine[mine.length - 1] : undefined;
-        const protocol = j % 4 === 1 ? 'fnn' : 'fast';
+        const protocol = j % 4 === 1 ? fnnProtocol.name : DEFAULT_PROTOCOL; // one query in four is the paper's
         const k = own ? 1 : 1 + 2 * (j % 2);
         let pixels: Uint16Array;
         if (own) pixels = own.pixels;

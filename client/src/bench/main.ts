@@ -3,8 +3,9 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { loadavg } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import type { Layout } from '@fnn/shared';
 import { runCli } from '../harness';
-import { Collection, PROTOCOLS, type ProtocolResult } from './point';
+import { Collection, layoutsFor, PROTOCOLS, type ProtocolResult } from './point';
 import { duration, machine, printReport, updateBenchmarksMd, writeJson, writeSvg, type BenchRun } from './report';
 
 // `npm run bench`: the paper's Tables I/II on real MRI (data/, from `make
@@ -100,7 +101,7 @@ function gitDescribe(): string | undefined {
 class Budget {
   private readonly costs = new Map<string, { msPerUnit: number; at: string }>();
   /** Per layout: with the paper's per-pixel ciphertexts an upload costs ~8x more. */
-  private readonly uploadMsPerPixel = new Map<boolean, number>();
+  private readonly uploadMsPerPixel = new Map<string, number>() // by the layouts uploaded;
   constructor(
     private readonly o: Options,
     private readonly started: number,
@@ -129,8 +130,8 @@ class Budget {
   }
 
   /** Why uploading `count` images of d pixels must not run, or undefined. */
-  refuseUpload(d: number, count: number, paperLayout: boolean): string | undefined {
-    const perPixel = this.uploadMsPerPixel.get(paperLayout);
+  refuseUpload(d: number, count: number, layouts: Layout[]): string | undefined {
+    const perPixel = this.uploadMsPerPixel.get(layouts.join());
     if (perPixel === undefined) return undefined;
     const ms = perPixel * d * count;
     if (ms > this.o.uploadBudget * 1000) return `uploading ${count} more images is estimated at ${duration(ms)} > ${this.o.uploadBudget} s upload budget`;
@@ -138,8 +139,8 @@ class Budget {
     return undefined;
   }
 
-  uploaded(ms: number, d: number, count: number, paperLayout: boolean) {
-    this.uploadMsPerPixel.set(paperLayout, ms / (d * count));
+  uploaded(ms: number, d: number, count: number, layouts: Layout[]) {
+    this.uploadMsPerPixel.set(layouts.join(), ms / (d * count));
   }
 }
 
@@ -196,20 +197,20 @@ async function bench(o: Options, started: number): Promise<BenchRun> {
       let collection: Collection | undefined;
       try {
         // The paper's per-pixel layout (d encryptions per record) only where a paper protocol may still run.
-        const paperLayout = o.protocols.some((p) => (p === 'fnn' || p === 'bf') && !budget.refuseQueries(p, d, o.n[0]));
-        if (!paperLayout)
+        const layouts = layoutsFor(o.protocols.filter((p) => !budget.refuseQueries(p, d, o.n[0])));
+        if (!layouts.includes('paper'))
           note(`${size}x${size}: uploaded without the paper's per-pixel layout (no paper protocol fits the budget here): the fast protocol's upload cost alone`);
-        collection = await Collection.start(size, keys, work, paperLayout);
+        collection = await Collection.start(size, keys, work, layouts);
         for (const n of o.n) {
           const tag = `${size}x${size} n=${n}`;
           const extra = files.slice(collection.count, n);
-          const refused = n > files.length ? `the collection has only ${files.length} images` : budget.refuseUpload(d, extra.length, paperLayout);
+          const refused = n > files.length ? `the collection has only ${files.length} images` : budget.refuseUpload(d, extra.length, layouts);
           if (refused) {
             note(`${tag} and above not run: ${refused}`);
             break;
           }
           const upload = await collection.grow(extra);
-          budget.uploaded(upload.seconds * 1000, d, extra.length, paperLayout);
+          budget.uploaded(upload.seconds * 1000, d, extra.length, layouts);
           const plaintext = collection.plaintext(queries);
           say(`[${tag}] uploaded ${extra.length} (${upload.imagesPerSecond.toPrecision(3)} images/s); plaintext ${duration(plaintext.ms)}`);
 

@@ -1,6 +1,6 @@
 import { readFileSync, rmSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { plaintextNearest, type PlaintextRecord } from '@fnn/shared';
+import { fnnProtocol, isProtocolName, plaintextNearest, PROTOCOL_NAMES, protocolModule, type Layout, type PlaintextRecord } from '@fnn/shared';
 import { jsonLines, runCli, startDaemon, type Daemon } from '../harness';
 import { readImage } from '../image-files';
 
@@ -10,12 +10,19 @@ import { readImage } from '../image-files';
 // over gRPC, as a hospital would run it.
 
 /**
- * Every protocol the bench asks for, in table order. One array so a new
- * protocol is one entry; a protocol the CLI rejects is reported and skipped.
+ * Every protocol the bench asks for, in table order: the registry's, so a new
+ * protocol is measured without an edit here; a protocol the CLI rejects is
+ * reported and skipped.
  */
-export const PROTOCOLS = ['fast', 'fnn', 'bf'];
+export const PROTOCOLS: string[] = [...PROTOCOL_NAMES];
 /** The paper's protocol: the reference for ratios. */
-export const PAPER_PROTOCOL = 'fnn';
+export const PAPER_PROTOCOL: string = fnnProtocol.name;
+
+/** The layouts a collection needs for these protocols (the packed one always: C2's replica is packed). */
+export function layoutsFor(protocols: string[]): Layout[] {
+  const read = protocols.filter(isProtocolName).map((p) => protocolModule(p).layout);
+  return read.includes('paper') ? ['packed', 'paper'] : ['packed'];
+}
 
 export interface ProtocolResult {
   protocol: string;
@@ -83,12 +90,12 @@ export class Collection {
     private readonly keys: string,
     private readonly db: string,
     private readonly c2Db: string,
-    /** Upload the paper's per-pixel layout too: needed by fnn and bf, d encryptions per record more. */
-    private readonly paperLayout: boolean,
+    /** What to upload: the packed layout, and the paper's per-pixel one (fnn and bf: d encryptions per record more) if listed. */
+    private readonly layouts: Layout[],
   ) {}
 
-  static async start(size: number, keys: string, work: string, paperLayout: boolean): Promise<Collection> {
-    const collection = new Collection(size, keys, join(work, `c1-${size}.db`), join(work, `c2-${size}.db`), paperLayout);
+  static async start(size: number, keys: string, work: string, layouts: Layout[]): Promise<Collection> {
+    const collection = new Collection(size, keys, join(work, `c1-${size}.db`), join(work, `c2-${size}.db`), layouts);
     for (const db of [collection.db, collection.c2Db]) rmSync(db, { force: true });
     await collection.startDaemons();
     return collection;
@@ -123,7 +130,7 @@ export class Collection {
   async grow(files: string[]): Promise<PointResult['upload']> {
     const started = Date.now();
     // C2 by environment: an upload that also sends C2 a replica (fast) needs it, an older one ignores it.
-    const layout = this.paperLayout ? [] : ['--no-paper-layout'];
+    const layout = this.layouts.includes('paper') ? [] : ['--no-paper-layout'];
     const run = await runCli(['upload', ...files, ...layout, '--c1', this.c1.address, '--keys', this.keys, '--insecure', '--json'], { FNN_C2: this.c2.address });
     if (run.code !== 0) throw new Error(`upload failed (exit ${run.code}): ${run.stderr.trim()}`);
     const seconds = (Date.now() - started) / 1000;
