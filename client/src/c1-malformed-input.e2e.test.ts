@@ -307,8 +307,10 @@ const badCases: BadCase[] = [
   { name: 'Upload: a record whose pixels are varints', code: Code.INVALID_ARGUMENT, run: raw(PATH.upload, fields((w) => uploadHead(w).uint32(42).fork().uint32(24).uint32(5).join())) },
   { name: 'Delete: an UploadRequest sent as a DeleteRequest (its key fingerprint read as a tag)', code: Code.INVALID_ARGUMENT, run: raw(PATH.delete, encodeUpload) },
   { name: 'Delete: lookup tags sent as varints (skipped: no IDs)', code: Code.INVALID_ARGUMENT, run: raw(PATH.delete, fields((w) => w.uint32(8).uint32(1).uint32(8).uint32(2))) },
-  { name: 'Query: protocol sent as a length-delimited field (skipped: fast without shares)', code: Code.INVALID_ARGUMENT, run: raw(PATH.query, fields((w) => w.uint32(26).bytes(Buffer.from([1])))) },
-  { name: 'Query: an UploadRequest sent as a QueryRequest', code: Code.INVALID_ARGUMENT, run: raw(PATH.query, encodeUpload) },
+  { name: 'Query: k sent as a length-delimited field (skipped: a query naming no protocol)', code: Code.INVALID_ARGUMENT, run: raw(PATH.query, fields((w) => w.uint32(18).bytes(Buffer.from([1])))) },
+  // An UploadRequest no longer decodes as a QueryRequest (its layouts land on the fast oneof case): gRPC's own refusal.
+  { name: 'Query: an UploadRequest sent as a QueryRequest', code: Code.INTERNAL, details: DESERIALIZE, run: raw(PATH.query, encodeUpload) },
+  { name: 'Query: a DeleteRequest sent as a QueryRequest (its tags read as the query tag)', code: Code.INVALID_ARGUMENT, run: raw(PATH.query, () => Buffer.from(wire.DeleteRequest.encode(del.request).finish())) },
   { name: 'AllocateSlots: the lookup tag sent as a varint (skipped: no tags)', code: Code.INVALID_ARGUMENT, run: raw(PATH.allocate, fields((w) => w.uint32(8).uint32(32))) },
   { name: 'Upload: the group change sent as a varint (skipped: no group)', code: Code.INVALID_ARGUMENT, run: raw(PATH.upload, () => Buffer.concat([Buffer.from(wire.UploadRequest.encode({ ...spare.upload, group: undefined }).finish()), fields((w) => w.uint32(56).uint32(1))()])) },
   { name: 'Delete: a group change whose columns are a varint (skipped: no columns for a group that keeps members)', code: Code.INVALID_ARGUMENT, run: raw(PATH.delete, () => Buffer.concat([Buffer.from(wire.DeleteRequest.encode({ ...del.request, groups: [] }).finish()), fields((w) => w.uint32(18).fork().uint32(8).uint32(0).uint32(18).bytes(del.request.groups[0].baseVersion).uint32(26).bytes(del.request.groups[0].version).uint32(32).uint32(1).join())()])) },

@@ -15,7 +15,7 @@ import type { ProgressListener } from '../progress';
 import type { FastQueryForC1 } from './doctor';
 import { ALPHA_BITS, broadcast, checkShares, type Family, type PackingParams } from './params';
 
-// The fast protocol, C1's side. Per group of G records and per family (the
+// The fast protocol, C1's side (docs/PROTOCOLS.md §3.5-§3.7). Per group of G records and per family (the
 // block bound, then the distance):
 //   C1: E2(pack <x, u>) = prod_i E2(P_i)^(u_i)        one multi-exponentiation
 //   C2: E1(pack <x, v> + t) = prod_i E1(P'_i)^(v_i) E1(t), and E2(-t)

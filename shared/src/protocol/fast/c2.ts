@@ -11,7 +11,7 @@ import type { QueryShares } from './doctor';
 import { assertFits, GROUPS_AT_ONCE } from './c1';
 import { checkShares, pack, unpack, type Family, type PackingParams } from './params';
 
-// The fast protocol, C2's side. C2 holds the second replica of the packed
+// The fast protocol, C2's side (docs/PROTOCOLS.md §3.5-§3.6). C2 holds the second replica of the packed
 // records under C1's key (it cannot decrypt them) and the doctor's share v of
 // the query. It adds a fresh mask t to its half of every inner product (C1 sees
 // pack(<x, v> + t): statistically hiding), and decrypts only C1's masked packed

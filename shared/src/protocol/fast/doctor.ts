@@ -9,7 +9,7 @@ import type { DoctorContext, Neighbour } from '../module';
 import { dot, embed } from './embedding';
 import { packingParams, type PackingParams } from './params';
 
-// The doctor's side of the fast protocol. The query y is secret-shared:
+// The doctor's side of the fast protocol (docs/PROTOCOLS.md §3.4). The query y is secret-shared:
 // u uniform in [0, O) goes to C1, v = y + O - u to C2 (O a public offset
 // 2^(bits(max) + 40), so both shares are non-negative and each is within 2^-40
 // of independent of y). Two scalars go to C1 encrypted under C2's key.

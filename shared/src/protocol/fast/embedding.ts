@@ -1,7 +1,7 @@
 import { imageStats, lowerBoundInt, SPREAD_SCALE } from '../../encoding/lower-bound';
 import type { PackingParams } from './params';
 
-// The lower bound of the fast protocol, block-wise: split the image into a grid
+// The lower bound of the fast protocol (docs/PROTOCOLS.md §3.2), block-wise: split the image into a grid
 // of equal blocks, bound each block's distance with the integer form of
 // encoding/lower-bound.ts, and add. The sum is still <= K^2 d_b |x - y|^2 (each
 // block's bound is below its own share of the distance), and much tighter on

@@ -1,8 +1,8 @@
 import { SPREAD_SCALE } from '../../encoding/lower-bound';
 import { invalidInput } from '../../errors';
 
-// The packed two-server protocol ("fast"; SCHEME.md, "a design that is not
-// slow"). G records share one plaintext per coordinate, each in a slot of w
+// The packed two-server protocol ("fast"; docs/PROTOCOLS.md §3.1, from
+// SCHEME.md's "a design that is not slow"). G records share one plaintext per coordinate, each in a slot of w
 // bits: P_i = sum_j x_i^(j) 2^(w j). Everything computed on packed values must
 // stay inside its slot, or a carry would corrupt the neighbour slot and the
 // answer would no longer be exact. This module derives w and G from the public

@@ -3,7 +3,7 @@ import type { BatchEncryptor } from '../../crypto/backend';
 import { dot, embed, sumOf } from './embedding';
 import { pack, type PackingParams } from './params';
 
-// What the owner uploads for the fast protocol: each group's packed columns,
+// What the owner uploads for the fast protocol (docs/PROTOCOLS.md §3.3): each group's packed columns,
 // encrypted in one go from the plaintexts of all its members, one ciphertext
 // per coordinate per group (not per record: at 256x256 and G = 12 that is 12x
 // fewer encryptions than shifting each record into its slot separately).

@@ -6,7 +6,7 @@ import type { EncryptedQuery, RecordSource } from './records';
 import { ssed } from './ssed';
 import type { EvaluatorContext } from './sm';
 
-/** The paper's baseline: SSED for every record; C2 keeps the k smallest. */
+/** bf, the paper's baseline (docs/PROTOCOLS.md §2.6): SSED for every record; C2 keeps the k smallest. */
 export async function bf(
   ctx: EvaluatorContext,
   records: RecordSource,

@@ -8,7 +8,7 @@ import { ssedlb } from './ssedlb';
 import type { EvaluatorContext } from './sm';
 
 /**
- * Algorithm 3 (FNN), C1's side, for the k nearest neighbours. C2 drives the
+ * fnn: Algorithm 3 (docs/PROTOCOLS.md §2.5), C1's side, for the k nearest neighbours. C2 drives the
  * loop of step 5: after each distance it names the next candidate whose bound
  * does not exceed the current k-th best, or says it is done.
  */

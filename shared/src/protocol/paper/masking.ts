@@ -2,7 +2,7 @@ import type { PublicKey } from '../../crypto/paillier';
 import { randomBetween, randomBits } from '../../crypto/random';
 import { distanceScale } from '../../encoding/lower-bound';
 
-// The paper's hardening (Security Analysis): before a distance or bound goes
+// The paper's hardening (Security Analysis; docs/PROTOCOLS.md §4): before a distance or bound goes
 // to C2, C1 maps v -> alpha v + beta with alpha > 0 and beta drawn once per
 // session, the same on both sides of every comparison. C2 can still order the
 // values but does not see them. What it does learn (ratios of differences) is

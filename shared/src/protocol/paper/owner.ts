@@ -3,7 +3,7 @@ import type { RecordKey } from '../../crypto/symmetric';
 import { imageStats } from '../../encoding/lower-bound';
 import type { EncryptedStats } from './records';
 
-/** The paper's record layout: one ciphertext per pixel, and the bound's statistics. */
+/** The paper's record layout (docs/PROTOCOLS.md §2.1): one ciphertext per pixel, and the bound's statistics. */
 export interface PaperLayout extends EncryptedStats {
   pixels: bigint[]; // E(x_1) .. E(x_d)
 }

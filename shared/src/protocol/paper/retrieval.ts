@@ -2,7 +2,7 @@ import type { PublicKey } from '../../crypto/paillier';
 import { randomBelow } from '../../crypto/random';
 import { TicketStore } from '../ticket-store';
 
-// Algorithm 3 step 7 (retrieval). C1 adds a random r (uniform in Z_N, one per
+// Algorithm 3 step 7 (retrieval, docs/PROTOCOLS.md §2.7). C1 adds a random r (uniform in Z_N, one per
 // pixel) to the winner's encrypted pixels and gives r to the doctor; C2
 // decrypts m + r and holds it for the doctor under a one-time ticket. Neither
 // server sees m: C1 sees only ciphertexts, C2 only m + r.

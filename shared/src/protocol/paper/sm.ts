@@ -3,8 +3,8 @@ import { randomBits } from '../../crypto/random';
 import type { Step } from '../messages';
 import type { KeyHolderPeer } from '../peer';
 
-// Algorithm 1, Secure Multiplication, C1's side; C2's side is
-// KeyHolderSession ('square' and 'multiply' messages).
+// sm: Algorithm 1, Secure Multiplication (docs/PROTOCOLS.md §2.2), C1's side;
+// C2's side is PaperSession in c2.ts ('square' and 'multiply' messages).
 //
 // Deviation from paper: the blinding r is drawn from [0, 2^128) instead of Z_N,
 // and subtracted rather than added. Every value the protocols multiply is below

@@ -3,7 +3,7 @@ import type { EncryptedQuery } from './records';
 import { smSquare, type EvaluatorContext } from './sm';
 
 /**
- * SSED: E(|x - q|^2) at C1, from d independent squarings batched into
+ * ssed (docs/PROTOCOLS.md §2.3): E(|x - q|^2) at C1, from d independent squarings batched into
  * ceil(d / MAX_VALUES_PER_MESSAGE) round trips.
  */
 export async function ssed(

@@ -3,7 +3,7 @@ import type { EncryptedQuery, EncryptedStats } from './records';
 import { smSquare, type EvaluatorContext } from './sm';
 
 /**
- * SSEDLB (Algorithm 2) for many records at once: E(LBint(x, q)) with
+ * ssedlb (Algorithm 2, docs/PROTOCOLS.md §2.4) for many records at once: E(LBint(x, q)) with
  * LBint = K^2 (S_x - S_q)^2 + (T_x - T_q)^2 - 2 (T_x + T_q) - 1 <= K^2 d |x - q|^2
  * (see encoding/lower-bound.ts for why this integer form never rejects the
  * true neighbour). All 2n squarings go to C2 in one batch.
