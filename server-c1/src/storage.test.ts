@@ -1,6 +1,3 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   encryptGroup,
@@ -22,7 +19,7 @@ import {
   type PublicKey,
   type SecretKey,
 } from '@fnn/shared';
-import { cipherPieces, ciphersOf, databaseBytes, onDisk, rejected, thrown } from '@fnn/shared/dist/testing/storage-support';
+import { cipherPieces, ciphersOf, databaseBytes, expectFnnError, groupChangeSteps, onDisk, rejected, ScratchDatabases, thrown } from '@fnn/server-common/testing';
 import { RecordStore, type CollectionShape, type GroupChange, type StoredRecord } from './storage';
 
 // RecordStore against a real SQLite file: the collection's shape (with or
@@ -34,26 +31,15 @@ let pk: PublicKey; // C2's key: everything C1 stores is under it
 let sk: SecretKey; // only to look inside the packed columns in tests
 let otherKey: PublicKey;
 let recordKey: RecordKey;
-let root: string;
-const open: RecordStore[] = [];
+const scratch = new ScratchDatabases('fnn-storage-test-');
 
 beforeAll(async () => {
   ({ publicKey: pk, secretKey: sk } = await generateKeyPair(512));
   ({ publicKey: otherKey } = await generateKeyPair(512));
   recordKey = new RecordKey(generateSymmetricKey());
-  root = mkdtempSync(join(tmpdir(), 'fnn-storage-test-'));
 });
 
-afterAll(() => {
-  for (const s of open.splice(0)) {
-    try {
-      s.close();
-    } catch {
-      // already closed by the test
-    }
-  }
-  rmSync(root, { recursive: true, force: true });
-});
+afterAll(() => scratch.cleanUp());
 
 /** A collection with the paper's per-pixel layout (fnn, bf and fast). */
 /** A group's columns as ciphertexts: the snapshot hands out the stored bytes. */
@@ -73,17 +59,11 @@ const paramsOf = (shape: Pick<CollectionShape, 'width' | 'height' | 'maxValue'>)
 /** Records per group of a 4x4 8-bit collection at 512 bits (3; checked below). */
 const G = () => paramsOf(SHAPE_4x4).groupSize;
 
-let dbCounter = 0;
 /** A fresh database file in its own directory (so its -wal / -shm files are easy to find). */
-function freshPath(): string {
-  const dir = mkdtempSync(join(root, `db${++dbCounter}-`));
-  return join(dir, 'c1.db');
-}
+const freshPath = (): string => scratch.path('c1.db');
 
 function openStore(path = freshPath(), key = pk): RecordStore {
-  const store = new RecordStore(path, key);
-  open.push(store);
-  return store;
+  return scratch.track(new RecordStore(path, key));
 }
 
 interface TestRecord {
@@ -166,11 +146,6 @@ async function remove(store: RecordStore, tags: Buffer[]): Promise<number> {
   const groups = [...new Set(places.filter((p) => p.stored).map((p) => p.group))];
   const changes = await Promise.all(groups.map((g) => changeFor(store, g, [], { shape, removed: tags })));
   return store.delete(tags, changes);
-}
-
-function expectFnnError(error: unknown, kind: FnnError['kind'], what: string): void {
-  expect(error instanceof FnnError, `${what}: expected an FnnError, got ${String(error)}`).toBe(true);
-  expect((error as FnnError).kind, `${what}: wrong error kind (${(error as Error).message})`).toBe(kind);
 }
 
 /** Everything a refused call must leave as it was: shape, count, every group's version, members and raw columns. */
@@ -924,5 +899,21 @@ describe('RecordStore: slots and packed groups (fast protocol)', () => {
     expect(second.get(1), 'an untouched group keeps its digest').toBe(first.get(1));
     expectFnnError(await rejected(stale.columns(0, 'bound'), 'columns of a group replaced since the snapshot'), 'protocol-state', 'replaced group');
     expect((await columnsOf(stale, 1, 'bound')).columns.length, 'an untouched group can still be read from an older snapshot').toBeGreaterThan(0);
+  });
+
+  it("gives the owner's group digests for the changes C2's replica test applies too (so C1's agree with C2's)", async () => {
+    const store = openStore();
+    /** The owner's digest of each group with members: what C2 gives for the same changes (replica-store.test.ts). */
+    const owner = new Map<number, string>();
+    for (const step of groupChangeSteps((id, slot) => record(id, slot, { shape: FAST_4x4 }))) {
+      const [members, added, removed] = await Promise.all([step.members, step.added, step.removed].map((rs) => Promise.all(rs)));
+      const removedTags = removed.map((r) => r.stored.lookupTag);
+      const change = await changeFor(store, step.group, added, { shape: FAST_4x4, removed: removedTags });
+      if (removed.length > 0) store.delete(removedTags, [change]);
+      else store.upsertGroup(FAST_4x4, change, added.map((r) => r.stored));
+      if (members.length === 0) owner.delete(step.group);
+      else owner.set(step.group, groupDigest(change.version, tagsOf(members)));
+      expect(new Map(store.packedSnapshot().groups.map((g) => [g.group, g.digest])), `${step.what}: C1's digests by group`).toEqual(owner);
+    }
   });
 });
