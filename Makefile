@@ -4,7 +4,7 @@
 
 all: build
 
-node_modules/.package-lock.json: package.json package-lock.json proto/package.json shared/package.json server-c1/package.json server-c2/package.json client/package.json
+node_modules/.package-lock.json: package.json package-lock.json proto/package.json shared/package.json server-common/package.json server-c1/package.json server-c2/package.json client/package.json
 	npm ci --no-audit --no-fund
 
 install: node_modules/.package-lock.json

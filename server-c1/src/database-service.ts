@@ -1,13 +1,14 @@
-import { randomBytes } from 'node:crypto';
-import {
-  status,
-  type Metadata,
-  type sendUnaryData,
-  type ServerDuplexStream,
-  type ServerUnaryCall,
-  type ServerWritableStream,
-} from '@grpc/grpc-js';
+import { status, type ServerDuplexStream, type ServerWritableStream } from '@grpc/grpc-js';
 import * as wire from '@fnn/proto';
+import {
+  checkImageSize,
+  checkLookupTag,
+  checkLookupTags,
+  checkPixelDepth,
+  handlers,
+  MAX_K,
+  requestIdOf,
+} from '@fnn/server-common';
 import {
   concurrencyLimit,
   invalidInput,
@@ -26,10 +27,6 @@ import {
 import type { KeyHolderLink } from './key-holder-link';
 import type { GroupChange, RecordStore, StoredRecord } from './storage';
 
-/** The largest collection images the protocols' bounds allow (512x512, 16-bit). */
-export const MAX_DIMENSION = 512 * 512;
-export const MAX_PIXEL_VALUE = 65535;
-const MAX_K = 100;
 /** Slots one AllocateSlots call may ask for (an upload goes in batches). */
 const MAX_SLOTS_PER_CALL = 10_000;
 /** QueryWithProgress: at most ~10 progress events a second (phase changes and a phase's end always go). */
@@ -55,40 +52,11 @@ export const BATCH_CONCURRENCY = 2;
 export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
   const { store, crypto, codec, log } = deps;
   const pk = crypto.publicKey;
-
-  /** The status a failed call ends with, logged without its cause (which may hold secrets). */
-  const failed = (rpc: string, requestId: string, started: number, error: unknown) => {
-    const s = toStatus(error);
-    log.warn({ rpc, requestId, code: s.code, reason: s.details, ms: Date.now() - started }, 'failed');
-    if (s.details === 'internal error') log.error({ rpc, requestId, kind: errorKind(error) }, 'internal');
-    return s;
-  };
-
-  const unary =
-    <Req, Res>(name: string, handler: (req: Req, requestId: string) => Promise<Res> | Res) =>
-    (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
-      const requestId = requestIdOf(call.metadata);
-      const started = Date.now();
-      Promise.resolve()
-        .then(() => handler(call.request, requestId))
-        .then(
-          (reply) => {
-            log.info({ rpc: name, requestId, ms: Date.now() - started }, 'ok');
-            callback(null, reply);
-          },
-          (error) => callback(failed(name, requestId, started, error)),
-        );
-    };
+  const { unary, stream, failed } = handlers(log);
 
   const checkKey = (fingerprint: string) => {
     if (fingerprint !== pk.fingerprint())
       throw invalidInput('encrypted under another Paillier key than this collection');
-  };
-
-  const checkShape = (width: number, height: number) => {
-    if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1)
-      throw invalidInput('image width and height must be positive');
-    if (width * height > MAX_DIMENSION) throw invalidInput(`images above ${MAX_DIMENSION} pixels are not supported`);
   };
 
   const ciphers = (list: Uint8Array[], what: string): bigint[] => {
@@ -97,10 +65,6 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
     return values;
   };
   const cipher = (b: Uint8Array, what: string) => ciphers([b], what)[0];
-
-  const checkDepth = (maxValue: number) => {
-    if (maxValue < 1 || maxValue > MAX_PIXEL_VALUE) throw invalidInput(`pixel depth must be between 1 and ${MAX_PIXEL_VALUE}`);
-  };
 
   /** A group change from the wire, its columns checked to be ciphertexts under C2's key. */
   const groupChange = (g: wire.GroupChange): GroupChange => {
@@ -148,8 +112,8 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
   return {
     upload: unary<wire.UploadRequest, wire.UploadReply>('Upload', (req) => {
       checkKey(req.keyFingerprint);
-      checkShape(req.width, req.height);
-      checkDepth(req.maxValue);
+      checkImageSize(req.width, req.height);
+      checkPixelDepth(req.maxValue);
       if (req.records.length === 0) throw invalidInput('no records to upload');
       if (!req.group) throw invalidInput('an upload names no group');
       const d = req.width * req.height;
@@ -159,7 +123,7 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
       const perRecord = layouts.includes('paper');
       const records: StoredRecord[] = req.records.map((r, i) => {
         const what = `record ${i + 1}`;
-        if (r.lookupTag.length !== 32) throw invalidInput(`${what}: lookup tag must be 32 bytes`);
+        checkLookupTag(r.lookupTag, what);
         if (r.encryptedId.length < 29 || r.encryptedId.length > 1024)
           throw invalidInput(`${what}: encrypted identifier has an impossible size`);
         if (r.sealedImage.length < 29 || r.sealedImage.length > 2 * d + 1024)
@@ -187,7 +151,7 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
 
     delete: unary<wire.DeleteRequest, wire.DeleteReply>('Delete', (req) => {
       if (req.lookupTags.length === 0) throw invalidInput('no records named');
-      for (const t of req.lookupTags) if (t.length !== 32) throw invalidInput('lookup tag must be 32 bytes');
+      checkLookupTags(req.lookupTags);
       const deleted = store.delete(
         req.lookupTags.map((t) => Buffer.from(t)),
         req.groups.map(groupChange),
@@ -197,33 +161,24 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
 
     query: unary<wire.QueryRequest, wire.QueryReply>('Query', (req, requestId) => runQuery(req, requestId)),
 
-    queryWithProgress: (call: ServerWritableStream<wire.QueryRequest, wire.QueryEvent>) => {
-      const requestId = requestIdOf(call.metadata);
-      const started = Date.now();
-      // A doctor who hung up gets no more events; the search itself runs to its end, as for Query.
-      const send = (event: wire.QueryEvent['event']) => {
-        if (!call.cancelled && call.writable) call.write({ event });
-      };
-      const onProgress = throttleProgress((p) => send({ $case: 'progress', value: progressToWire(p) }), PROGRESS_INTERVAL_MS);
-      runQuery(call.request, requestId, onProgress).then(
-        (reply) => {
-          log.info({ rpc: 'QueryWithProgress', requestId, ms: Date.now() - started }, 'ok');
-          send({ $case: 'reply', value: reply });
-          call.end();
-        },
-        (error) => {
-          const s = failed('QueryWithProgress', requestId, started, error);
-          if (!call.cancelled) call.emit('error', s);
-        },
-      );
-    },
+    queryWithProgress: (call: ServerWritableStream<wire.QueryRequest, wire.QueryEvent>) =>
+      void stream('QueryWithProgress', call, async (requestId) => {
+        // A doctor who hung up gets no more events; the search itself runs to its end, as for Query.
+        const send = (event: wire.QueryEvent['event']) => {
+          if (!call.cancelled && call.writable) call.write({ event });
+        };
+        const onProgress = throttleProgress((p) => send({ $case: 'progress', value: progressToWire(p) }), PROGRESS_INTERVAL_MS);
+        const reply = await runQuery(call.request, requestId, onProgress);
+        send({ $case: 'reply', value: reply });
+        call.end();
+      }),
 
     allocateSlots: unary<wire.AllocateSlotsRequest, wire.SlotAssignments>('AllocateSlots', (req) => {
-      checkShape(req.width, req.height);
-      checkDepth(req.maxValue);
+      checkImageSize(req.width, req.height);
+      checkPixelDepth(req.maxValue);
       if (req.lookupTags.length === 0 || req.lookupTags.length > MAX_SLOTS_PER_CALL)
         throw invalidInput(`name between 1 and ${MAX_SLOTS_PER_CALL} records`);
-      for (const t of req.lookupTags) if (t.length !== 32) throw invalidInput('lookup tag must be 32 bytes');
+      checkLookupTags(req.lookupTags);
       const shape = { width: req.width, height: req.height, maxValue: req.maxValue };
       return { slots: store.allocateSlots(shape, req.lookupTags.map((t) => Buffer.from(t))) };
     }),
@@ -275,13 +230,4 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
       };
     }),
   };
-}
-
-function requestIdOf(metadata: Metadata): string {
-  const given = metadata.get('x-request-id')[0];
-  return typeof given === 'string' && /^[\w.-]{1,64}$/.test(given) ? given : randomBytes(8).toString('hex');
-}
-
-function errorKind(error: unknown): string {
-  return error instanceof Error ? error.name : typeof error;
 }

@@ -1,9 +1,6 @@
 import { DatabaseService } from '@fnn/proto';
+import { serveDaemon } from '@fnn/server-common';
 import {
-  addStandardServices,
-  bind,
-  createServer,
-  shutdown,
   WireCodec,
   type EvaluatorCrypto,
   type FastEvaluatorCrypto,
@@ -35,31 +32,26 @@ export async function startC1(config: C1Config): Promise<RunningDaemon> {
   const codec = new WireCodec(pk.cipherBytes);
   const store = new RecordStore(config.dbPath, pk);
   const keyHolder = new KeyHolderLink(config.c2Address, codec, config.transport);
-  const server = createServer(config.transport, config.log);
-  server.addService(
-    DatabaseService,
-    databaseService({
-      store,
-      crypto: config.crypto,
-      codec,
-      keyHolder,
-      fast: config.fast,
-      log: config.log,
-      queryTimeoutMs: config.queryTimeoutMs ?? 60 * 60_000,
-      batchConcurrency: config.batchConcurrency,
-    }),
-  );
-  const health = addStandardServices(server, ['fnn.v1.Database']);
-  const address = await bind(server, config.listen, config.transport);
-  config.log.info({ address, records: store.count, c2: config.c2Address, keyBits: pk.bits }, 'C1 listening');
-  return {
-    address,
-    stop: async () => {
-      health.stopping();
-      await shutdown(server);
+  const service = databaseService({
+    store,
+    crypto: config.crypto,
+    codec,
+    keyHolder,
+    fast: config.fast,
+    log: config.log,
+    queryTimeoutMs: config.queryTimeoutMs ?? 60 * 60_000,
+    batchConcurrency: config.batchConcurrency,
+  });
+  return serveDaemon({
+    name: 'C1',
+    listen: config.listen,
+    transport: config.transport,
+    log: config.log,
+    services: [{ definition: DatabaseService, implementation: service }],
+    facts: { records: store.count, c2: config.c2Address, keyBits: pk.bits },
+    close: () => {
       keyHolder.close();
       store.close();
-      config.log.info({}, 'C1 stopped');
     },
-  };
+  });
 }

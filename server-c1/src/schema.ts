@@ -1,15 +1,12 @@
 // C1's SQLite schema, in one place. C1 stores only what the owner encrypted:
 // Paillier ciphertexts under C2's key, AES-GCM-sealed identifiers and images,
-// and HMAC lookup tags.
+// and HMAC lookup tags. The facts table (image size, pixel depth, key, schema
+// version, and here the paper layout) is CollectionDatabase's.
+import type { CollectionSchema } from '@fnn/server-common';
+
 export const SCHEMA_VERSION = 4;
 
-export const SCHEMA = `
--- One row per fact about the collection (image size, pixel depth, key).
-CREATE TABLE IF NOT EXISTS collection (
-  name  TEXT PRIMARY KEY,
-  value TEXT NOT NULL
-) STRICT;
-
+const TABLES = `
 -- One row per image. seq is the upload order: the candidate order of every
 -- protocol and the tie rule (equal distances: the earlier upload wins).
 CREATE TABLE IF NOT EXISTS records (
@@ -36,3 +33,10 @@ CREATE TABLE IF NOT EXISTS packed_groups (
   constants BLOB NOT NULL             -- the distance and bound constants
 ) STRICT;
 `;
+
+export const SCHEMA: CollectionSchema = {
+  version: SCHEMA_VERSION,
+  tables: TABLES,
+  groups: { versions: 'packed_groups', members: 'records' },
+  names: { daemon: 'C1', file: 'database', key: 'Paillier key', images: 'the collection', remedy: 'upload the collection into a new database' },
+};

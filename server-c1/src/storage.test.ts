@@ -1,6 +1,3 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   encryptGroup,
@@ -17,12 +14,13 @@ import {
   sealImage,
   unpack,
   type Family,
+  type Layout,
   type PackedRecordSource,
   type PackingParams,
   type PublicKey,
   type SecretKey,
 } from '@fnn/shared';
-import { cipherPieces, ciphersOf, databaseBytes, onDisk, rejected, thrown } from '@fnn/shared/dist/testing/storage-support';
+import { cipherPieces, ciphersOf, databaseBytes, expectFnnError, groupChangeSteps, onDisk, rejected, ScratchDatabases, thrown } from '@fnn/server-common/testing';
 import { RecordStore, type CollectionShape, type GroupChange, type StoredRecord } from './storage';
 
 // RecordStore against a real SQLite file: the collection's shape (with or
@@ -34,26 +32,15 @@ let pk: PublicKey; // C2's key: everything C1 stores is under it
 let sk: SecretKey; // only to look inside the packed columns in tests
 let otherKey: PublicKey;
 let recordKey: RecordKey;
-let root: string;
-const open: RecordStore[] = [];
+const scratch = new ScratchDatabases('fnn-storage-test-');
 
 beforeAll(async () => {
   ({ publicKey: pk, secretKey: sk } = await generateKeyPair(512));
   ({ publicKey: otherKey } = await generateKeyPair(512));
   recordKey = new RecordKey(generateSymmetricKey());
-  root = mkdtempSync(join(tmpdir(), 'fnn-storage-test-'));
 });
 
-afterAll(() => {
-  for (const s of open.splice(0)) {
-    try {
-      s.close();
-    } catch {
-      // already closed by the test
-    }
-  }
-  rmSync(root, { recursive: true, force: true });
-});
+afterAll(() => scratch.cleanUp());
 
 /** A collection with the paper's per-pixel layout (fnn, bf and fast). */
 /** A group's columns as ciphertexts: the snapshot hands out the stored bytes. */
@@ -62,10 +49,12 @@ async function columnsOf(snap: PackedRecordSource, group: number, family: Family
   return { columns: ciphersOf(columns), constant };
 }
 
-const SHAPE_4x4: CollectionShape = { width: 4, height: 4, maxValue: 255, paperLayout: true };
+const WITH_PAPER: Layout[] = ['packed', 'paper'];
+const PACKED_ONLY: Layout[] = ['packed'];
+const SHAPE_4x4: CollectionShape = { width: 4, height: 4, maxValue: 255, layouts: WITH_PAPER };
 /** The same images uploaded for the fast protocol only. */
-const FAST_4x4: CollectionShape = { ...SHAPE_4x4, paperLayout: false };
-const SHAPE_5x5: CollectionShape = { width: 5, height: 5, maxValue: 255, paperLayout: true };
+const FAST_4x4: CollectionShape = { ...SHAPE_4x4, layouts: PACKED_ONLY };
+const SHAPE_5x5: CollectionShape = { width: 5, height: 5, maxValue: 255, layouts: WITH_PAPER };
 /** What allocateSlots is asked with: the image shape, no layout. */
 const sizeOf = ({ width, height, maxValue }: CollectionShape) => ({ width, height, maxValue });
 const paramsOf = (shape: Pick<CollectionShape, 'width' | 'height' | 'maxValue'>): PackingParams =>
@@ -73,17 +62,11 @@ const paramsOf = (shape: Pick<CollectionShape, 'width' | 'height' | 'maxValue'>)
 /** Records per group of a 4x4 8-bit collection at 512 bits (3; checked below). */
 const G = () => paramsOf(SHAPE_4x4).groupSize;
 
-let dbCounter = 0;
 /** A fresh database file in its own directory (so its -wal / -shm files are easy to find). */
-function freshPath(): string {
-  const dir = mkdtempSync(join(root, `db${++dbCounter}-`));
-  return join(dir, 'c1.db');
-}
+const freshPath = (): string => scratch.path('c1.db');
 
 function openStore(path = freshPath(), key = pk): RecordStore {
-  const store = new RecordStore(path, key);
-  open.push(store);
-  return store;
+  return scratch.track(new RecordStore(path, key));
 }
 
 interface TestRecord {
@@ -110,7 +93,7 @@ async function record(
 ): Promise<TestRecord> {
   const shape = options.shape ?? SHAPE_4x4;
   const image = options.image ?? randomImage(shape.width * shape.height);
-  const owner = await encryptRecord(recordKey, id, image, (options.paper ?? shape.paperLayout) ? encrypt : undefined);
+  const owner = await encryptRecord(recordKey, id, image, (options.paper ?? shape.layouts.includes('paper')) ? encrypt : undefined);
   return {
     id,
     image,
@@ -166,11 +149,6 @@ async function remove(store: RecordStore, tags: Buffer[]): Promise<number> {
   const groups = [...new Set(places.filter((p) => p.stored).map((p) => p.group))];
   const changes = await Promise.all(groups.map((g) => changeFor(store, g, [], { shape, removed: tags })));
   return store.delete(tags, changes);
-}
-
-function expectFnnError(error: unknown, kind: FnnError['kind'], what: string): void {
-  expect(error instanceof FnnError, `${what}: expected an FnnError, got ${String(error)}`).toBe(true);
-  expect((error as FnnError).kind, `${what}: wrong error kind (${(error as Error).message})`).toBe(kind);
 }
 
 /** Everything a refused call must leave as it was: shape, count, every group's version, members and raw columns. */
@@ -261,14 +239,15 @@ describe('RecordStore: the collection shape', () => {
       const store = openStore();
       await upload(store, 0, [await record('a', 0, { shape: base })], base);
       const before = await stateOf(store);
-      const other5x5 = { ...SHAPE_5x5, paperLayout: base.paperLayout };
+      const other5x5 = { ...SHAPE_5x5, layouts: base.layouts };
       const deeper = { ...base, maxValue: 65535 };
-      const otherLayout = { ...base, paperLayout: !base.paperLayout };
+      const hasPaper = (shape: CollectionShape) => shape.layouts.includes('paper');
+      const otherLayout = { ...base, layouts: hasPaper(base) ? PACKED_ONLY : WITH_PAPER };
       const cases: [string, CollectionShape, TestRecord][] = [
         ['a 5x5 upload into a 4x4 collection', other5x5, await record('b', 0, { shape: other5x5 })],
         ['a 16-bit upload into an 8-bit collection', deeper, await record('b', 0, { shape: deeper })],
         [
-          `an upload ${otherLayout.paperLayout ? 'with' : 'without'} the paper layout into a collection ${base.paperLayout ? 'with' : 'without'} it`,
+          `an upload ${hasPaper(otherLayout) ? 'with' : 'without'} the paper layout into a collection ${hasPaper(base) ? 'with' : 'without'} it`,
           otherLayout,
           await record('b', 0, { shape: otherLayout }),
         ],
@@ -643,7 +622,7 @@ describe('RecordStore: delete', () => {
     expect(store.shape(), 'an empty collection must have no shape').toBeUndefined();
     expect(store.params(), 'an empty collection must have no packing').toBeUndefined();
     expectFnnError(thrown(() => store.packedSnapshot(), 'a packed snapshot of an empty collection'), 'invalid-input', 'empty');
-    const fast5x5 = { ...SHAPE_5x5, paperLayout: false };
+    const fast5x5 = { ...SHAPE_5x5, layouts: PACKED_ONLY };
     const { result } = await upload(store, 0, [await record('b', 0, { shape: fast5x5 })], fast5x5);
     expect(result, 'after the last delete another size and layout must be accepted').toEqual({ stored: 1, replaced: 0 });
     expect(store.shape()).toEqual(fast5x5);
@@ -924,5 +903,21 @@ describe('RecordStore: slots and packed groups (fast protocol)', () => {
     expect(second.get(1), 'an untouched group keeps its digest').toBe(first.get(1));
     expectFnnError(await rejected(stale.columns(0, 'bound'), 'columns of a group replaced since the snapshot'), 'protocol-state', 'replaced group');
     expect((await columnsOf(stale, 1, 'bound')).columns.length, 'an untouched group can still be read from an older snapshot').toBeGreaterThan(0);
+  });
+
+  it("gives the owner's group digests for the changes C2's replica test applies too (so C1's agree with C2's)", async () => {
+    const store = openStore();
+    /** The owner's digest of each group with members: what C2 gives for the same changes (replica-store.test.ts). */
+    const owner = new Map<number, string>();
+    for (const step of groupChangeSteps((id, slot) => record(id, slot, { shape: FAST_4x4 }))) {
+      const [members, added, removed] = await Promise.all([step.members, step.added, step.removed].map((rs) => Promise.all(rs)));
+      const removedTags = removed.map((r) => r.stored.lookupTag);
+      const change = await changeFor(store, step.group, added, { shape: FAST_4x4, removed: removedTags });
+      if (removed.length > 0) store.delete(removedTags, [change]);
+      else store.upsertGroup(FAST_4x4, change, added.map((r) => r.stored));
+      if (members.length === 0) owner.delete(step.group);
+      else owner.set(step.group, groupDigest(change.version, tagsOf(members)));
+      expect(new Map(store.packedSnapshot().groups.map((g) => [g.group, g.digest])), `${step.what}: C1's digests by group`).toEqual(owner);
+    }
   });
 });

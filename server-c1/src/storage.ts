@@ -1,8 +1,5 @@
-import Database from 'better-sqlite3';
+import { checkGroupVersion, checkSlot, CollectionStore } from '@fnn/server-common';
 import {
-  blobToCiphers,
-  ciphersToBlob,
-  groupDigest,
   invalidInput,
   notFound,
   packingParams,
@@ -17,7 +14,7 @@ import {
   type PublicKey,
   type RecordSource,
 } from '@fnn/shared';
-import { SCHEMA, SCHEMA_VERSION } from './schema';
+import { SCHEMA } from './schema';
 
 export interface CollectionShape {
   width: number;
@@ -58,44 +55,15 @@ export interface GroupMemberRecord {
  * so a crash leaves every record either fully there or not there at all, and
  * every group's packed columns in step with its members.
  */
-export class RecordStore {
-  private readonly db: Database.Database;
-
+export class RecordStore extends CollectionStore {
   /** A database of records encrypted under `key` (C2's public key). */
-  constructor(
-    path: string,
-    private readonly key: PublicKey,
-  ) {
-    this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
-    this.db.pragma('secure_delete = ON'); // deleted ciphertexts are overwritten, not just unlinked
-    try {
-      this.db.exec(SCHEMA);
-      this.bindKey();
-    } catch (error) {
-      this.db.close();
-      throw error;
-    }
-  }
-
-  close(): void {
-    this.db.close();
-  }
-
-  get count(): number {
-    return (this.db.prepare('SELECT count(*) AS n FROM records').get() as { n: number }).n;
+  constructor(path: string, key: PublicKey) {
+    super(path, key, SCHEMA);
   }
 
   shape(): CollectionShape | undefined {
-    const width = this.fact('width');
-    if (width === undefined) return undefined;
-    return {
-      width: Number(width),
-      height: Number(this.fact('height')),
-      maxValue: Number(this.fact('max_value')),
-      layouts: (this.fact('layouts') ?? '').split(',').filter(Boolean) as Layout[],
-    };
+    const shape = this.collection.shape();
+    return shape && { ...shape, layouts: (this.collection.fact('layouts') ?? '').split(',').filter(Boolean) as Layout[] };
   }
 
   /**
@@ -104,7 +72,7 @@ export class RecordStore {
    * since the owner read it (its version differs from `change.baseVersion`).
    */
   upsertGroup(shape: CollectionShape, change: GroupChange, records: StoredRecord[]): { stored: number; replaced: number } {
-    const write = this.db.transaction(() => {
+    const result = this.collection.transaction(() => {
       this.checkShape(shape);
       if (records.length === 0) throw invalidInput('an upload names no records');
       const params = this.params()!;
@@ -123,8 +91,7 @@ export class RecordStore {
       const place = this.db.prepare('SELECT grp, slot FROM records WHERE lookup_tag = ?');
       records.forEach((r, i) => {
         const what = `record ${i + 1}`;
-        if (!Number.isInteger(r.slot) || r.slot < 0 || r.slot >= params.groupSize)
-          throw invalidInput(`${what}: slot ${r.slot} outside a group of ${params.groupSize}`);
+        checkSlot(r.slot, params.groupSize, what);
         const perRecord = shape.layouts.includes('paper');
         if (perRecord !== (r.paper !== undefined))
           throw invalidInput(`${what}: ${perRecord ? 'lacks' : 'carries'} the paper's layout, unlike its collection`);
@@ -146,8 +113,7 @@ export class RecordStore {
       this.writeColumns(change, params);
       return { stored: records.length - replaced, replaced };
     });
-    const result = write.immediate();
-    if (result.replaced > 0) this.db.pragma('wal_checkpoint(TRUNCATE)'); // the replaced ciphertexts leave the WAL
+    if (result.replaced > 0) this.collection.checkpoint(); // the replaced ciphertexts leave the WAL
     return result;
   }
 
@@ -156,7 +122,7 @@ export class RecordStore {
    * that loses a member; all or nothing: an unknown tag deletes none.
    */
   delete(tags: Buffer[], changes: GroupChange[]): number {
-    const remove = this.db.transaction(() => {
+    const n = this.collection.transaction(() => {
       const del = this.db.prepare('DELETE FROM records WHERE lookup_tag = ? RETURNING grp');
       const groups = new Set<number>();
       let n = 0;
@@ -176,11 +142,10 @@ export class RecordStore {
         this.writeColumns(change, params);
       }
       for (const g of groups) if (!changed.has(g)) throw invalidInput(`group ${g} loses a member but its re-encrypted columns are missing`);
-      if (this.count === 0) this.db.prepare("DELETE FROM collection WHERE name NOT IN ('key', 'schema_version')").run();
+      if (this.count === 0) this.collection.clearFacts();
       return n;
     });
-    const n = remove.immediate();
-    this.db.pragma('wal_checkpoint(TRUNCATE)'); // the deleted pages leave the WAL too
+    this.collection.checkpoint(); // the deleted pages leave the WAL too
     return n;
   }
 
@@ -250,19 +215,15 @@ export class RecordStore {
     return { version: row?.version ?? Buffer.alloc(0), members };
   }
 
-  /** The collection's packing, once its shape is known. */
-  params(): PackingParams | undefined {
-    const shape = this.shape();
-    return shape ? packingParams(this.key.bits, shape.width, shape.height, shape.maxValue) : undefined;
-  }
-
-  /** The digest of one group as it is now (its version and members' tags in slot order). */
+  /**
+   * The digest of a group with members as it is now. Its packed columns (and
+   * version) are written in the same transaction as its members: a group
+   * without them was emptied meanwhile.
+   */
   private groupDigestNow(group: number, groupSize: number): string {
-    const row = this.db.prepare('SELECT version FROM packed_groups WHERE grp = ?').get(group) as { version: Buffer } | undefined;
-    const tags: (Buffer | null)[] = new Array(groupSize).fill(null);
-    for (const m of this.db.prepare('SELECT slot, lookup_tag FROM records WHERE grp = ?').all(group) as { slot: number; lookup_tag: Buffer }[])
-      tags[m.slot] = m.lookup_tag;
-    return groupDigest(row?.version ?? Buffer.alloc(0), tags);
+    const digest = this.collection.groupDigest(group, groupSize);
+    if (digest === undefined) throw protocolState('a group changed during the query; run the query again');
+    return digest;
   }
 
   /** The packed groups as the fast protocol sees them, candidates numbered in upload order. */
@@ -313,16 +274,10 @@ export class RecordStore {
   private checkShape(shape: Omit<CollectionShape, 'layouts'> & { layouts?: Layout[] }): void {
     const current = this.shape();
     const layouts = shape.layouts && [...shape.layouts].sort().join(',');
+    // Without the layouts the caller is only asking: nothing to record yet.
+    this.collection.checkShape(shape, layouts !== undefined);
     if (current === undefined) {
-      if (layouts === undefined) return; // only asking: nothing to record yet
-      this.setFact('width', String(shape.width));
-      this.setFact('height', String(shape.height));
-      this.setFact('max_value', String(shape.maxValue));
-      this.setFact('layouts', layouts);
-    } else if (current.width !== shape.width || current.height !== shape.height) {
-      throw invalidInput(`image is ${shape.width}x${shape.height}, the collection's images are ${current.width}x${current.height}`);
-    } else if (current.maxValue !== shape.maxValue) {
-      throw invalidInput(`image pixel depth ${shape.maxValue} differs from the collection's ${current.maxValue}`);
+      if (layouts !== undefined) this.collection.setFact('layouts', layouts);
     } else if (layouts !== undefined && layouts !== [...current.layouts].sort().join(',')) {
       throw invalidInput(
         current.layouts.includes('paper')
@@ -334,7 +289,7 @@ export class RecordStore {
 
   /** Optimistic concurrency: the owner encrypted the group as it was at baseVersion. */
   private checkBase(change: GroupChange): void {
-    if (change.version.length !== 16) throw invalidInput('a group change needs a 16-byte version');
+    checkGroupVersion(change.version);
     const { version } = this.group(change.group);
     if (!version.equals(change.baseVersion))
       throw protocolState(`group ${change.group} changed since it was read; run the upload or delete again`);
@@ -363,38 +318,11 @@ export class RecordStore {
       .run(change.group, change.version, this.toBlob(c.pixels), this.toBlob(c.embedding), this.toBlob([c.distanceConstant, c.boundConstant]));
   }
 
-  integrityCheck(): string {
-    return (this.db.pragma('integrity_check', { simple: true }) as string) ?? 'unknown';
-  }
-
-
-
-  /** A database belongs to one Paillier key: refuse to mix ciphertexts of two keys. */
-  private bindKey(): void {
-    const stored = this.fact('key');
-    if (stored === undefined) this.setFact('key', this.key.fingerprint());
-    else if (stored !== this.key.fingerprint())
-      throw invalidInput('this database holds records encrypted under another Paillier key');
-    const version = this.fact('schema_version');
-    if (version === undefined) this.setFact('schema_version', String(SCHEMA_VERSION));
-    else if (version !== String(SCHEMA_VERSION))
-      throw invalidInput(`database schema ${version}, this C1 needs ${SCHEMA_VERSION}; upload the collection into a new database`);
-  }
-
   private toBlob(ciphers: bigint[]): Buffer {
-    return ciphersToBlob(ciphers, this.key.cipherBytes);
+    return this.collection.toBlob(ciphers);
   }
 
   private fromBlob(blob: Buffer): bigint[] {
-    return blobToCiphers(blob, this.key.cipherBytes);
-  }
-
-  private fact(name: string): string | undefined {
-    return (this.db.prepare('SELECT value FROM collection WHERE name = ?').get(name) as { value: string } | undefined)
-      ?.value;
-  }
-
-  private setFact(name: string, value: string): void {
-    this.db.prepare('INSERT INTO collection (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value').run(name, value);
+    return this.collection.fromBlob(blob);
   }
 }

@@ -1,12 +1,12 @@
-import type { Metadata, sendUnaryData, ServerDuplexStream, ServerUnaryCall } from '@grpc/grpc-js';
+import type { ServerDuplexStream } from '@grpc/grpc-js';
 import * as wire from '@fnn/proto';
+import { checkImageSize, checkLookupTags, checkPixelDepth, handlers } from '@fnn/server-common';
 import {
   KeyHolderSession,
-  checkShares,
-  toStatus,
   residueToBytes,
   invalidInput,
-  residueFromBytes,
+  checkShares,
+  shareValue,
   type C2SessionDeps,
   type KeyHolderCrypto,
   type Logger,
@@ -27,106 +27,79 @@ export interface KeyHolderDeps {
 
 /** C2's protocol service: one KeyHolderSession per stream, messages answered strictly in order. */
 export function secureComputationService(deps: KeyHolderDeps): wire.SecureComputationServer & { openSessions(): number } {
+  const { stream } = handlers(deps.log);
   let open = 0;
   return {
     openSessions: () => open,
     session: (call: ServerDuplexStream<wire.C1Message, wire.C2Message>) => {
       open++;
-      const requestId = requestIdOf(call.metadata);
       const session = new KeyHolderSession({ crypto: deps.crypto, retrievals: deps.retrievals, fast: deps.fast });
-      const started = Date.now();
-      let steps = 0;
-      void (async () => {
-        try {
-          // destroyOnReturn: false, or the stream is destroyed when the loop ends and call.end() sends no status.
-          for await (const message of call.iterator({ destroyOnReturn: false }) as AsyncIterable<wire.C1Message>) {
-            const reply = await session.handle(deps.codec.c1FromWire(message));
-            steps++;
-            call.write(deps.codec.c2ToWire(reply));
+      void stream(
+        'Session',
+        call,
+        async (_requestId, fields) => {
+          let steps = 0;
+          try {
+            // destroyOnReturn: false, or the stream is destroyed when the loop ends and call.end() sends no status.
+            for await (const message of call.iterator({ destroyOnReturn: false }) as AsyncIterable<wire.C1Message>) {
+              const reply = await session.handle(deps.codec.c1FromWire(message));
+              steps++;
+              call.write(deps.codec.c2ToWire(reply));
+            }
+            call.end();
+          } finally {
+            // The id comes with the first message: known once the session ends, whichever way.
+            if (session.id !== undefined) fields.session = session.id;
+            fields.steps = steps;
           }
-          call.end();
-          deps.log.info({ requestId, session: session.id, steps, ms: Date.now() - started }, 'session done');
-        } catch (error) {
-          const s = toStatus(error);
-          deps.log.warn({ requestId, session: session.id, steps, code: s.code, reason: s.details }, 'session failed');
-          if (!call.cancelled) call.emit('error', s);
-        } finally {
-          open--;
-        }
-      })();
+        },
+        { ok: 'session done', failed: 'session failed' },
+      ).finally(() => open--);
     },
   };
 }
 
 /** The doctor's half of retrieval, and status. */
 export function retrievalService(deps: KeyHolderDeps, openSessions: () => number): wire.RetrievalServer {
+  const { unary } = handlers(deps.log);
   const pk = deps.crypto.publicKey;
   return {
-    retrieve: (call: ServerUnaryCall<wire.RetrieveRequest, wire.RetrieveReply>, callback: sendUnaryData<wire.RetrieveReply>) => {
-      try {
-        const images = deps.retrievals.take(call.request.ticket);
-        callback(null, { images: images.map((im) => ({ values: im.map(residueToBytes) })) });
-        deps.log.info({ requestId: requestIdOf(call.metadata), results: images.length }, 'retrieved');
-      } catch (error) {
-        const s = toStatus(error);
-        deps.log.warn({ rpc: 'Retrieve', code: s.code, reason: s.details }, 'failed');
-        callback(s);
-      }
-    },
-    status: (_call: ServerUnaryCall<wire.StatusRequest, wire.KeyHolderStatus>, callback: sendUnaryData<wire.KeyHolderStatus>) =>
-      callback(null, {
-        keyBits: pk.bits,
-        keyFingerprint: pk.fingerprint(),
-        openSessions: openSessions(),
-        pendingRetrievals: deps.retrievals.size,
-        replicaRecords: BigInt(deps.replica.count),
-      }),
-    putShare: (call: ServerUnaryCall<wire.QueryShare, wire.ShareTicket>, callback: sendUnaryData<wire.ShareTicket>) => {
-      try {
-        const values = (list: Uint8Array[]) =>
-          list.map((b) => {
-            if (b.length > 64) throw invalidInput('query share value too large');
-            return residueFromBytes(b);
-          });
-        // A share is held in memory for minutes: refuse one that cannot belong to this collection.
-        const p = deps.replica.params();
-        if (!p) throw invalidInput('the collection is empty');
-        const share = checkShares(p, { distance: values(call.request.distance), bound: values(call.request.bound) });
-        const ticket = deps.fast.shares.put(share);
-        callback(null, { ticket });
-      } catch (error) {
-        const s = toStatus(error);
-        deps.log.warn({ rpc: 'PutShare', code: s.code, reason: s.details }, 'failed');
-        callback(s);
-      }
-    },
+    retrieve: unary<wire.RetrieveRequest, wire.RetrieveReply>('Retrieve', (req, _requestId, fields) => {
+      const images = deps.retrievals.take(req.ticket);
+      fields.results = images.length;
+      return { images: images.map((im) => ({ values: im.map(residueToBytes) })) };
+    }),
+    status: unary<wire.StatusRequest, wire.KeyHolderStatus>('Status', () => ({
+      keyBits: pk.bits,
+      keyFingerprint: pk.fingerprint(),
+      openSessions: openSessions(),
+      pendingRetrievals: deps.retrievals.size,
+      replicaRecords: BigInt(deps.replica.count),
+    })),
+    putShare: unary<wire.QueryShare, wire.ShareTicket>('PutShare', (req) => {
+      // A share is held in memory for minutes: refuse one that cannot belong to this collection, value by value.
+      const p = deps.replica.params();
+      if (!p) throw invalidInput('the collection is empty');
+      const share = checkShares(p, { distance: req.distance.map(shareValue), bound: req.bound.map(shareValue) });
+      return { ticket: deps.fast.shares.put(share) };
+    }),
   };
 }
 
 /** The owner's replica of the packed records (under C1's key). */
 export function replicaService(deps: KeyHolderDeps): wire.ReplicaServer {
-  const unary =
-    <Req, Res>(name: string, handler: (req: Req) => Res) =>
-    (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
-      try {
-        callback(null, handler(call.request));
-      } catch (error) {
-        const s = toStatus(error);
-        deps.log.warn({ rpc: name, code: s.code, reason: s.details }, 'failed');
-        callback(s);
-      }
-    };
+  const { unary } = handlers(deps.log);
   const pk2 = deps.crypto.publicKey;
   const pk1 = deps.fast.crypto.evaluatorKey;
   return {
     putGroup: unary<wire.ReplicaGroup, wire.ReplicaReply>('Replica.PutGroup', (req) => {
       if (req.keyFingerprint !== pk2.fingerprint() || req.evaluatorKeyFingerprint !== pk1.fingerprint())
         throw invalidInput('encrypted under other keys than this deployment\'s');
-      if (req.width < 1 || req.height < 1 || req.width * req.height > 512 * 512 || req.maxValue < 1 || req.maxValue > 65535)
-        throw invalidInput('impossible image shape');
+      checkImageSize(req.width, req.height);
+      checkPixelDepth(req.maxValue);
       const change = req.group;
       if (!change) throw invalidInput('no group');
-      for (const m of req.members) if (m.lookupTag.length !== 32) throw invalidInput('lookup tag must be 32 bytes');
+      checkLookupTags(req.members.map((m) => m.lookupTag));
       const columns = change.columns ? deps.codec.columnsFromWire(change.columns, false) : undefined;
       if (columns && !pk1.areValidCiphertexts([...columns.pixels, ...columns.embedding])) throw invalidInput('invalid ciphertext');
       deps.replica.putGroup(
@@ -141,9 +114,4 @@ export function replicaService(deps: KeyHolderDeps): wire.ReplicaServer {
       return { total: BigInt(deps.replica.count) };
     }),
   };
-}
-
-function requestIdOf(metadata: Metadata): string {
-  const given = metadata.get('x-request-id')[0];
-  return typeof given === 'string' && /^[\w.-]{1,64}$/.test(given) ? given : '-';
 }

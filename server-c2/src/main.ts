@@ -1,10 +1,7 @@
 import { ReplicaService, RetrievalService, SecureComputationService } from '@fnn/proto';
+import { serveDaemon } from '@fnn/server-common';
 import {
-  addStandardServices,
-  bind,
-  createServer,
   RetrievalStore,
-  shutdown,
   TicketStore,
   WireCodec,
   type FastKeyHolderCrypto,
@@ -43,21 +40,18 @@ export async function startC2(config: C2Config): Promise<RunningDaemon> {
       shares: new TicketStore<QueryShares>('query share ticket'),
     },
   };
-  const server = createServer(config.transport, config.log);
   const secure = secureComputationService(deps);
-  server.addService(SecureComputationService, secure);
-  server.addService(RetrievalService, retrievalService(deps, secure.openSessions));
-  server.addService(ReplicaService, replicaService(deps));
-  const health = addStandardServices(server, ['fnn.v1.SecureComputation', 'fnn.v1.Retrieval', 'fnn.v1.Replica']);
-  const address = await bind(server, config.listen, config.transport);
-  config.log.info({ address, keyBits: pk.bits }, 'C2 listening');
-  return {
-    address,
-    stop: async () => {
-      health.stopping();
-      await shutdown(server);
-      replica.close();
-      config.log.info({}, 'C2 stopped');
-    },
-  };
+  return serveDaemon({
+    name: 'C2',
+    listen: config.listen,
+    transport: config.transport,
+    log: config.log,
+    services: [
+      { definition: SecureComputationService, implementation: secure },
+      { definition: RetrievalService, implementation: retrievalService(deps, secure.openSessions) },
+      { definition: ReplicaService, implementation: replicaService(deps) },
+    ],
+    facts: { keyBits: pk.bits },
+    close: () => replica.close(),
+  });
 }

@@ -7,13 +7,12 @@ import { invalidInput, protocolState } from '../../errors';
 import type * as wire from '@fnn/proto';
 import type { C1Answer, C1QueryContext } from '../module';
 import type { Ranking } from '../ranking';
-import { residueFromBytes } from '../../wire/codec';
 import type { Contribution, GroupLayout } from '../messages';
 import { KeyHolderPeer } from '../peer';
 import { randomBytes } from 'node:crypto';
 import type { ProgressListener } from '../progress';
 import type { FastQueryForC1 } from './doctor';
-import { ALPHA_BITS, broadcast, checkShares, type Family, type PackingParams } from './params';
+import { ALPHA_BITS, broadcast, checkShares, shareValue, type Family, type PackingParams } from './params';
 
 // The fast protocol, C1's side (docs/PROTOCOLS.md §3.5-§3.7). Per group of G records and per family (the
 // block bound, then the distance):
@@ -136,12 +135,6 @@ export async function fastSearch(
   // The groups not visited were pruned: every group is settled.
   onProgress({ phase: 'candidates', done: groupCount, total: groupCount, rejected: next.rejected });
   return { candidates: await peer.finish(), rejected: next.rejected, lowerBoundMs };
-}
-
-/** A share value on the wire: at most 64 bytes before it is parsed (checkShares bounds it exactly). */
-function shareValue(b: Uint8Array): bigint {
-  if (b.length > 64) throw invalidInput('query share value too large');
-  return residueFromBytes(b);
 }
 
 /** One whole fast query at C1 (§3.5-§3.7): the ranking, and the winners sealed under k; no retrieval at C2. */

@@ -1,5 +1,6 @@
 import { SPREAD_SCALE } from '../../encoding/lower-bound';
 import { invalidInput } from '../../errors';
+import { residueFromBytes } from '../../wire/codec';
 
 // The packed two-server protocol ("fast"; docs/PROTOCOLS.md §3.1, from
 // SCHEME.md's "a design that is not slow"). G records share one plaintext per coordinate, each in a slot of w
@@ -65,6 +66,15 @@ export function checkShares<T extends Record<Family, bigint[]>>(p: PackingParams
     for (const v of values) if (v < 0n || v >= limit) throw invalidInput(`${what} has a value out of range (${family} family)`);
   }
   return shares;
+}
+
+/** Bytes of one value of a doctor's query share: far above any share the packing gives (2 * 2^(bits of a coordinate + 40)); bounds the parsing before checkShares bounds the value exactly. */
+export const MAX_SHARE_VALUE_BYTES = 64;
+
+/** One value of a doctor's query share, read from the wire. */
+export function shareValue(bytes: Uint8Array): bigint {
+  if (bytes.length > MAX_SHARE_VALUE_BYTES) throw invalidInput('query share value too large');
+  return residueFromBytes(bytes);
 }
 
 /** A group's packed columns (§3.3): one ciphertext per coordinate of each family. */

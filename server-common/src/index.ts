@@ -1,0 +1,4 @@
+export * from './collection-database';
+export * from './handlers';
+export * from './limits';
+export * from './daemon';
