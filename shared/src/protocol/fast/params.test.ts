@@ -3,7 +3,8 @@ import { SPREAD_SCALE } from '../../encoding/lower-bound';
 import { distanceScale, imageStats, lowerBoundInt } from '../../encoding/lower-bound';
 import { squaredDistance } from '../../reference';
 import { blockLowerBound, dot, embed, sumOf } from './embedding';
-import { broadcast, chooseGrid, pack, packingParams, unpack } from './params';
+import { shareQuery } from './doctor';
+import { broadcast, checkShares, chooseGrid, MAX_SHARE_VALUE_BYTES, pack, packingParams, shareValue, unpack } from './params';
 
 const bitsOf = (x: bigint) => x.toString(2).length;
 
@@ -81,5 +82,41 @@ describe('packing parameters', () => {
       expect(distanceScale(256)).toBe(SPREAD_SCALE * SPREAD_SCALE * 256n);
     }
     expect(tighter).toBeGreaterThan(250);
+  });
+});
+
+describe('query shares are checked against the collection (checkShares, shareValue)', () => {
+  const p = packingParams(512, 8, 8, 255);
+  const zeros = (n: number) => Array.from({ length: n }, () => 0n);
+  const valid = () => ({ distance: zeros(p.distance.dimension), bound: zeros(p.bound.dimension) });
+
+  it("accepts every share an honest doctor makes, at the extremes of the image's range", async () => {
+    const encrypt = async (v: bigint[]) => v; // the constants are not checked here
+    for (const value of [0, 255]) {
+      const { forC1, forC2 } = await shareQuery(new Uint16Array(64).fill(value), p, encrypt);
+      expect(() => checkShares(p, forC1.shares), `C1's share of a constant-${value} image`).not.toThrow();
+      expect(() => checkShares(p, forC2), `C2's share of a constant-${value} image`).not.toThrow();
+    }
+  });
+
+  it('accepts values up to 2 shareOffset - 1 and refuses 2 shareOffset, negative values and wrong lengths', () => {
+    const top = valid();
+    top.distance[0] = 2n * p.distance.shareOffset - 1n;
+    top.bound[top.bound.length - 1] = 2n * p.bound.shareOffset - 1n;
+    expect(() => checkShares(p, top)).not.toThrow();
+    const cases: [string, ReturnType<typeof valid>][] = [
+      ['a distance value of 2 shareOffset', { ...valid(), distance: [2n * p.distance.shareOffset, ...zeros(p.distance.dimension - 1)] }],
+      ['a bound value of 2 shareOffset', { ...valid(), bound: [...zeros(p.bound.dimension - 1), 2n * p.bound.shareOffset] }],
+      ['a negative value', { ...valid(), distance: [-1n, ...zeros(p.distance.dimension - 1)] }],
+      ['one distance value short', { ...valid(), distance: zeros(p.distance.dimension - 1) }],
+      ['one bound value too many', { ...valid(), bound: zeros(p.bound.dimension + 1) }],
+    ];
+    for (const [what, shares] of cases) expect(() => checkShares(p, shares), what).toThrow(/query share/);
+  });
+
+  it('reads a share value of up to MAX_SHARE_VALUE_BYTES exactly and refuses a longer one before parsing it', () => {
+    expect(shareValue(Uint8Array.from([1, 0]))).toBe(256n);
+    expect(shareValue(new Uint8Array(MAX_SHARE_VALUE_BYTES).fill(255))).toBe((1n << BigInt(8 * MAX_SHARE_VALUE_BYTES)) - 1n);
+    expect(() => shareValue(new Uint8Array(MAX_SHARE_VALUE_BYTES + 1))).toThrow('query share value too large');
   });
 });
