@@ -218,11 +218,11 @@ const badCases: BadCase[] = [
     { name: `Upload: a pixel ciphertext = ${value}`, code: Code.INVALID_ARGUMENT, run: () => upload(record((r) => ({ pixels: replaceAt(r.pixels, 5, b()) }))) },
     { name: `Upload: the sum E(S) = ${value}`, code: Code.INVALID_ARGUMENT, run: () => upload(record(() => ({ sum: b() }))) },
     { name: `Upload: the spread E(T) = ${value}`, code: Code.INVALID_ARGUMENT, run: () => upload(record(() => ({ spread: b() }))) },
-    { name: `Upload: a packed pixel column of the group = ${value}`, code: Code.INVALID_ARGUMENT, run: () => upload(columnsWith((p) => ({ pixels: replaceAt(p.pixels, 0, b()) }))) },
-    { name: `Upload: a packed embedding column of the group = ${value}`, code: Code.INVALID_ARGUMENT, run: () => upload(columnsWith((p) => ({ embedding: replaceAt(p.embedding, 1, b()) }))) },
+    { name: `Upload: a packed pixel column of the group = ${value}`, code: Code.INVALID_ARGUMENT, run: () => upload(columnsWith((p) => ({ distance: replaceAt(p.distance, 0, b()) }))) },
+    { name: `Upload: a packed embedding column of the group = ${value}`, code: Code.INVALID_ARGUMENT, run: () => upload(columnsWith((p) => ({ bound: replaceAt(p.bound, 1, b()) }))) },
     { name: `Upload: the group's packed distance constant = ${value}`, code: Code.INVALID_ARGUMENT, run: () => upload(columnsWith(() => ({ distanceConstant: b() }))) },
     { name: `Upload: the group's packed bound constant = ${value}`, code: Code.INVALID_ARGUMENT, run: () => upload(columnsWith(() => ({ boundConstant: b() }))) },
-    { name: `Delete: a re-encrypted group's pixel column = ${value}`, code: Code.INVALID_ARGUMENT, run: () => removeRequest(deleteWith((g) => ({ columns: { ...g.columns!, pixels: replaceAt(g.columns!.pixels, 2, b()) } }))) },
+    { name: `Delete: a re-encrypted group's pixel column = ${value}`, code: Code.INVALID_ARGUMENT, run: () => removeRequest(deleteWith((g) => ({ columns: { ...g.columns!, pixels: replaceAt(g.columns!.distance, 2, b()) } }))) },
   ]),
   // ... and of a query.
   ...NOT_CIPHERTEXTS.flatMap(([value, b]): BadCase[] => [
@@ -247,7 +247,7 @@ const badCases: BadCase[] = [
   { name: 'Upload: an empty group version', code: Code.INVALID_ARGUMENT, run: () => upload(changeWith(() => ({ version: Buffer.alloc(0) }))) },
   { name: 'Upload: 513x512 images (above the largest supported)', code: Code.INVALID_ARGUMENT, run: () => upload({ ...spare.upload, width: 513, height: 512 }) },
   { name: 'Upload: 100,000 pixels in a 4x4 record', code: Code.INVALID_ARGUMENT, run: () => upload(record((r) => ({ pixels: Array(100_000).fill(r.pixels[0]) }))) },
-  { name: 'Upload: 100,000 packed pixel columns for a 4x4 group', code: Code.INVALID_ARGUMENT, run: () => upload(columnsWith((p) => ({ pixels: Array(100_000).fill(p.pixels[0]) }))) },
+  { name: 'Upload: 100,000 packed pixel columns for a 4x4 group', code: Code.INVALID_ARGUMENT, run: () => upload(columnsWith((p) => ({ distance: Array(100_000).fill(p.distance[0]) }))) },
   { name: 'Upload: no packed columns although the group has members', code: Code.INVALID_ARGUMENT, run: () => upload(changeWith(() => ({ columns: undefined }))) },
   { name: 'Upload: no group change', code: Code.INVALID_ARGUMENT, run: () => upload({ ...spare.upload, group: undefined }) },
   { name: 'Upload: a stale base version (another owner changed the group first)', code: Code.FAILED_PRECONDITION, run: () => upload(changeWith(() => ({ baseVersion: Buffer.alloc(16, 7) }))) },

@@ -89,7 +89,7 @@ const retrieval = (images: number) =>
 const fastOpen = (shareTicket: string, over: Partial<wire.FastOpen> = {}) =>
   msg(wire.Step.STEP_FAST_OPEN, {
     $case: 'fastOpen',
-    value: { keyFingerprint: keys.pk.fingerprint(), evaluatorKeyFingerprint: keys.pk1.fingerprint(), k: 1, requestId: 't', shareTicket, groups: [], ...over },
+    value: { keyFingerprint: keys.pk.fingerprint(), pk1Fingerprint: keys.pk1.fingerprint(), k: 1, requestId: 't', shareTicket, groups: [], ...over },
   });
 const fastBounds = (items: wire.GroupValue[] = []) => msg(wire.Step.STEP_FAST_BOUNDS, { $case: 'fastBounds', value: { items } });
 const fastDistance = (group = 0) => msg(wire.Step.STEP_FAST_DISTANCE, { $case: 'fastDistance', value: { group, value: cipher(1n) } });
@@ -238,24 +238,24 @@ interface UnaryCase {
 
 const unaryCases: UnaryCase[] = [
   ...NOT_CIPHERTEXTS_UNDER_PK1.flatMap(([value, x]): UnaryCase[] => [
-    { name: `Replica.PutGroup: a packed pixel column = ${value}`, code: INVALID, run: () => putGroup(columnsWith((p) => ({ pixels: at(p.pixels, 2, x()) }))) },
-    { name: `Replica.PutGroup: a packed embedding column = ${value}`, code: INVALID, run: () => putGroup(columnsWith((p) => ({ embedding: at(p.embedding, 0, x()) }))) },
+    { name: `Replica.PutGroup: a packed pixel column = ${value}`, code: INVALID, run: () => putGroup(columnsWith((p) => ({ distance: at(p.distance, 2, x()) }))) },
+    { name: `Replica.PutGroup: a packed embedding column = ${value}`, code: INVALID, run: () => putGroup(columnsWith((p) => ({ bound: at(p.bound, 0, x()) }))) },
   ]),
   { name: 'Replica.PutGroup: a group version of 15 bytes', code: INVALID, run: () => putGroup(changeWith((g) => ({ version: g.version.subarray(1) }))) },
   { name: 'Replica.PutGroup: no group version', code: INVALID, run: () => putGroup(changeWith(() => ({ version: Buffer.alloc(0) }))) },
   { name: 'Replica.PutGroup: no group change', code: INVALID, run: () => putGroup({ ...spare.replica, group: undefined }) },
   { name: 'Replica.PutGroup: members but no packed columns', code: INVALID, run: () => putGroup(changeWith(() => ({ columns: undefined }))) },
   { name: 'Replica.PutGroup: packed columns but no members (an emptied group must send none)', code: INVALID, run: () => putGroup({ ...spare.replica, members: [] }) },
-  { name: 'Replica.PutGroup: 15 of 16 packed pixel columns', code: INVALID, run: () => putGroup(columnsWith((p) => ({ pixels: p.pixels.slice(1) }))) },
-  { name: 'Replica.PutGroup: 100,000 packed pixel columns for a 4x4 group', code: INVALID, run: () => putGroup(columnsWith((p) => ({ pixels: Array(100_000).fill(p.pixels[0]) }))) },
-  { name: 'Replica.PutGroup: an embedding one short', code: INVALID, run: () => putGroup(columnsWith((p) => ({ embedding: p.embedding.slice(1) }))) },
+  { name: 'Replica.PutGroup: 15 of 16 packed pixel columns', code: INVALID, run: () => putGroup(columnsWith((p) => ({ distance: p.distance.slice(1) }))) },
+  { name: 'Replica.PutGroup: 100,000 packed pixel columns for a 4x4 group', code: INVALID, run: () => putGroup(columnsWith((p) => ({ distance: Array(100_000).fill(p.distance[0]) }))) },
+  { name: 'Replica.PutGroup: an embedding one short', code: INVALID, run: () => putGroup(columnsWith((p) => ({ bound: p.bound.slice(1) }))) },
   { name: 'Replica.PutGroup: a member\'s lookup tag of 33 bytes', code: INVALID, run: () => putGroup(memberWith(() => ({ lookupTag: Buffer.alloc(33, 1) }))) },
   { name: 'Replica.PutGroup: an empty member lookup tag', code: INVALID, run: () => putGroup(memberWith(() => ({ lookupTag: Buffer.alloc(0) }))) },
   { name: 'Replica.PutGroup: a member slot outside the group (slot = 4)', code: INVALID, run: () => putGroup(memberWith(() => ({ slot: 4 }))) },
   { name: 'Replica.PutGroup: a member slot of 2^32 - 1', code: INVALID, run: () => putGroup(memberWith(() => ({ slot: 0xffffffff }))) },
   { name: 'Replica.PutGroup: two members in one slot', code: INVALID, run: () => putGroup({ ...spare.replica, members: [...spare.replica.members, { slot: spare.replica.members[0].slot, lookupTag: Buffer.alloc(32, 5) }] }) },
   { name: 'Replica.PutGroup: another key of C2', code: INVALID, run: () => putGroup({ ...spare.replica, keyFingerprint: '0123456789abcdef' }) },
-  { name: 'Replica.PutGroup: columns said to be under C2\'s key, not C1\'s', code: INVALID, run: () => putGroup({ ...spare.replica, evaluatorKeyFingerprint: keys.pk.fingerprint() }) },
+  { name: 'Replica.PutGroup: columns said to be under C2\'s key, not C1\'s', code: INVALID, run: () => putGroup({ ...spare.replica, pk1Fingerprint: keys.pk.fingerprint() }) },
   { name: 'Replica.PutGroup: 513x512 images', code: INVALID, run: () => putGroup({ ...spare.replica, width: 513, height: 512 }) },
   { name: 'Replica.PutGroup: images of another size than the replica (5x5)', code: INVALID, run: () => putGroup({ ...spare.replica, width: 5, height: 5 }) },
   { name: 'Replica.PutGroup: pixel depth differs from the replica (65535)', code: INVALID, run: () => putGroup({ ...spare.replica, maxValue: 65535 }) },

@@ -23,18 +23,18 @@ export function grpcOwnerLink(c1: wire.DatabaseClient, c2: wire.ReplicaClient): 
  * encryption is ~3x faster (the C module's CRT path).
  */
 export function openCollectionWriter(link: OwnerLink, keysDir: string, layouts: readonly Layout[]) {
-  const c2Key = loadPublicKey(keysDir);
-  const c1Key = loadC1PublicKey(keysDir);
+  const pk2 = loadPublicKey(keysDir);
+  const pk1 = loadC1PublicKey(keysDir);
   const recordKey = loadRecordKey(keysDir);
-  const underC2Key = createCrypto(c2Key, hasSecretKey(keysDir) ? loadSecretKey(keysDir, c2Key) : undefined);
-  const underC1Key = underC2Key.pool.withKey(c1Key, hasC1SecretKey(keysDir) ? loadC1SecretKey(keysDir, c1Key) : undefined);
+  const underPk2 = createCrypto(pk2, hasSecretKey(keysDir) ? loadSecretKey(keysDir, pk2) : undefined);
+  const underPk1 = underPk2.pool.withKey(pk1, hasC1SecretKey(keysDir) ? loadC1SecretKey(keysDir, pk1) : undefined);
   return {
     writer: new CollectionWriter(
       link,
-      { c2Key, c1Key, recordKey },
-      { underC2Key: (v) => underC2Key.pool.encrypt(v), underC1Key: (v) => underC1Key.encrypt(v) },
+      { pk2, pk1, recordKey },
+      { underPk2: (v) => underPk2.pool.encrypt(v), underPk1: (v) => underPk1.encrypt(v) },
       layouts,
     ),
-    close: () => underC2Key.close(),
+    close: () => underPk2.close(),
   };
 }

@@ -9,8 +9,8 @@ import { startC2 } from '@fnn/server-c2';
 import {
   checkHealth,
   generateKeyPair,
-  localEvaluator,
-  localKeyHolder,
+  localC1Crypto,
+  localC2Crypto,
   multiExpFixed,
   type FixedWidthValues,
   type Logger,
@@ -75,8 +75,8 @@ beforeAll(async () => {
   c2 = await startC2({
     listen: '127.0.0.1:0',
     dbPath: join(root, 'c2.db'),
-    crypto: localKeyHolder(sk),
-    fast: { ownSecretKey: sk, evaluatorKey: pk1, multiExp: localMultiExp },
+    crypto: localC2Crypto(sk),
+    fast: { sk2: sk, pk1: pk1, multiExp: localMultiExp },
     log,
     transport: ids.c2,
   });
@@ -84,8 +84,8 @@ beforeAll(async () => {
     listen: '127.0.0.1:0',
     dbPath: join(root, 'c1.db'),
     c2Address: c2.address,
-    crypto: localEvaluator(pk),
-    fast: { keyHolderKey: pk, ownSecretKey: sk1, multiExp: localMultiExp },
+    crypto: localC1Crypto(pk),
+    fast: { pk2: pk, sk1: sk1, multiExp: localMultiExp },
     log,
     transport: ids.c1,
   });

@@ -18,13 +18,13 @@ import {
   toStatus,
   throttleProgress,
   progressToWire,
-  type FastEvaluatorCrypto,
-  type EvaluatorCrypto,
+  type FastC1Crypto,
+  type C1Crypto,
   type Logger,
   type ProgressListener,
   type WireCodec,
 } from '@fnn/shared';
-import type { KeyHolderLink } from './key-holder-link';
+import type { C2Link } from './c2-link';
 import type { GroupChange, RecordStore, StoredRecord } from './storage';
 
 /** Slots one AllocateSlots call may ask for (an upload goes in batches). */
@@ -34,11 +34,11 @@ const PROGRESS_INTERVAL_MS = 100;
 
 export interface DatabaseDeps {
   store: RecordStore;
-  crypto: EvaluatorCrypto;
+  crypto: C1Crypto;
   codec: WireCodec;
-  keyHolder: KeyHolderLink;
+  keyHolder: C2Link;
   /** C1's own key pair and the multi-exponentiation pool, for the fast protocol. */
-  fast: FastEvaluatorCrypto;
+  fast: FastC1Crypto;
   log: Logger;
   queryTimeoutMs: number;
   /** Queries of one BatchQuery stream that run at once (default BATCH_CONCURRENCY). */
@@ -69,7 +69,7 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
   /** A group change from the wire, its columns checked to be ciphertexts under C2's key. */
   const groupChange = (g: wire.GroupChange): GroupChange => {
     const columns = g.columns ? codec.columnsFromWire(g.columns, true) : undefined;
-    if (columns && !pk.areValidCiphertexts([...columns.pixels, ...columns.embedding, columns.distanceConstant!, columns.boundConstant!]))
+    if (columns && !pk.areValidCiphertexts([...columns.distance, ...columns.bound, columns.distanceConstant!, columns.boundConstant!]))
       throw invalidInput(`group ${g.group}: invalid ciphertext`);
     return { group: g.group, baseVersion: Buffer.from(g.baseVersion), version: Buffer.from(g.version), columns };
   };

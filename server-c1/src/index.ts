@@ -1,4 +1,4 @@
 export * from './main';
 export * from './storage';
 export * from './schema';
-export * from './key-holder-link';
+export * from './c2-link';

@@ -2,22 +2,22 @@ import { DatabaseService } from '@fnn/proto';
 import { serveDaemon } from '@fnn/server-common';
 import {
   WireCodec,
-  type EvaluatorCrypto,
-  type FastEvaluatorCrypto,
+  type C1Crypto,
+  type FastC1Crypto,
   type Logger,
   type RunningDaemon,
   type Transport,
 } from '@fnn/shared';
 import { databaseService } from './database-service';
-import { KeyHolderLink } from './key-holder-link';
+import { C2Link } from './c2-link';
 import { RecordStore } from './storage';
 
 export interface C1Config {
   listen: string; // host:port; port 0 picks a free one
   dbPath: string;
   c2Address: string;
-  crypto: EvaluatorCrypto;
-  fast: FastEvaluatorCrypto;
+  crypto: C1Crypto;
+  fast: FastC1Crypto;
   log: Logger;
   queryTimeoutMs?: number;
   /** Queries of one BatchQuery stream that run at once. */
@@ -31,7 +31,7 @@ export async function startC1(config: C1Config): Promise<RunningDaemon> {
   const pk = config.crypto.publicKey;
   const codec = new WireCodec(pk.cipherBytes);
   const store = new RecordStore(config.dbPath, pk);
-  const keyHolder = new KeyHolderLink(config.c2Address, codec, config.transport);
+  const keyHolder = new C2Link(config.c2Address, codec, config.transport);
   const service = databaseService({
     store,
     crypto: config.crypto,

@@ -102,7 +102,7 @@ let bases: Bases;
 
 const change = (over: Partial<wire.GroupChange>, req = bases.upload): wire.UploadRequest => ({ ...req, group: { ...req.group!, ...over } });
 const columns = (over: Partial<wire.PackedColumns>, req = bases.upload) => change({ columns: { ...req.group!.columns!, ...over } }, req);
-const columnPixel = (index: number, bytes: Buffer) => columns({ pixels: replaceAt(bases.upload.group!.columns!.pixels, index, bytes) });
+const columnPixel = (index: number, bytes: Buffer) => columns({ distance: replaceAt(bases.upload.group!.columns!.distance, index, bytes) });
 const withRecord = (over: Partial<wire.EncryptedRecord>, index = 0, req = bases.upload): wire.UploadRequest => ({
   ...req,
   records: req.records.map((r, i) => (i === index ? { ...r, ...over } : r)),
@@ -114,7 +114,7 @@ const replicaWith = (over: Partial<wire.ReplicaGroup>, base = () => bases.replic
 const replicaChange = (over: Partial<wire.GroupChange>) => replicaWith({ group: { ...bases.replica.group!, ...over } });
 const replicaColumns = (over: Partial<wire.PackedColumns>) => replicaChange({ columns: { ...bases.replica.group!.columns!, ...over } });
 const replicaColumnPixel = (index: number, bytes: Buffer) =>
-  replicaColumns({ pixels: replaceAt(bases.replica.group!.columns!.pixels, index, bytes) });
+  replicaColumns({ distance: replaceAt(bases.replica.group!.columns!.distance, index, bytes) });
 
 const deleteChange = (over: Partial<wire.GroupChange>, req = () => bases.delete1): wire.DeleteRequest => ({
   ...req(),
@@ -242,18 +242,18 @@ const badCases: BadCase[] = [
   badColumns('version of 17 bytes', () => change({ version: Buffer.concat([bases.upload.group!.version, Buffer.alloc(1)]) })),
   badColumns('empty version', () => change({ version: Buffer.alloc(0) })),
   badColumns('no columns although the group has members', () => change({ columns: undefined })),
-  badColumns('15 of 16 pixel columns', () => columns({ pixels: bases.upload.group!.columns!.pixels.slice(1) })),
+  badColumns('15 of 16 pixel columns', () => columns({ distance: bases.upload.group!.columns!.distance.slice(1) })),
   badColumns('17 of 16 pixel columns', () =>
-    columns({ pixels: [...bases.upload.group!.columns!.pixels, bases.upload.group!.columns!.pixels[0]] }),
+    columns({ distance: [...bases.upload.group!.columns!.distance, bases.upload.group!.columns!.distance[0]] }),
   ),
-  badColumns('an embedding one short', () => columns({ embedding: bases.upload.group!.columns!.embedding.slice(1) })),
-  badColumns('no embedding', () => columns({ embedding: [] })),
+  badColumns('an embedding one short', () => columns({ bound: bases.upload.group!.columns!.bound.slice(1) })),
+  badColumns('no embedding', () => columns({ bound: [] })),
   badColumns('pixel column ciphertext equal to 0', () => columnPixel(0, zeros())),
   badColumns('pixel column ciphertext >= N^2', () => columnPixel(3, allOnes())),
   badColumns('pixel column ciphertext sharing a factor with N', () => columnPixel(5, factorOfN())),
   badColumns('pixel column ciphertext of the wrong byte length (one byte short)', () => columnPixel(3, zeros(f.pk.cipherBytes - 1))),
   badColumns('embedding ciphertext equal to 0', () =>
-    columns({ embedding: replaceAt(bases.upload.group!.columns!.embedding, 0, zeros()) }),
+    columns({ bound: replaceAt(bases.upload.group!.columns!.bound, 0, zeros()) }),
   ),
   badColumns('no distance constant (C1\'s replica needs it)', () => columns({ distanceConstant: Buffer.alloc(0) })),
   badColumns('no bound constant', () => columns({ boundConstant: Buffer.alloc(0) })),
@@ -346,7 +346,7 @@ const badCases: BadCase[] = [
   },
   // Replica.PutGroup
   badReplica('wrong key fingerprint (C2\'s)', () => replicaWith({ keyFingerprint: '0123456789abcdef' })),
-  badReplica('wrong evaluator key fingerprint (C1\'s)', () => replicaWith({ evaluatorKeyFingerprint: f.pk.fingerprint() })),
+  badReplica('wrong evaluator key fingerprint (C1\'s)', () => replicaWith({ pk1Fingerprint: f.pk.fingerprint() })),
   badReplica('zero width', () => replicaWith({ width: 0 })),
   badReplica('huge width and height (65536 x 65536)', () => replicaWith({ width: 65536, height: 65536 })),
   badReplica('maxValue 70000', () => replicaWith({ maxValue: 70000 })),
@@ -366,16 +366,16 @@ const badCases: BadCase[] = [
   badReplica('empty version', () => replicaChange({ version: Buffer.alloc(0) })),
   badReplica('members but no columns', () => replicaChange({ columns: undefined })),
   badReplica('no members but columns (an emptied group)', () => replicaWith({ members: [] })),
-  badReplica('15 of 16 pixel columns', () => replicaColumns({ pixels: bases.replica.group!.columns!.pixels.slice(1) })),
-  badReplica('an embedding one short', () => replicaColumns({ embedding: bases.replica.group!.columns!.embedding.slice(1) })),
+  badReplica('15 of 16 pixel columns', () => replicaColumns({ distance: bases.replica.group!.columns!.distance.slice(1) })),
+  badReplica('an embedding one short', () => replicaColumns({ bound: bases.replica.group!.columns!.bound.slice(1) })),
   badReplica('ciphertext one byte short', () =>
-    replicaColumnPixel(1, bases.replica.group!.columns!.pixels[1].subarray(1) as Buffer),
+    replicaColumnPixel(1, bases.replica.group!.columns!.distance[1].subarray(1) as Buffer),
   ),
   badReplica('ciphertext equal to 0', () => replicaColumnPixel(1, zeros())),
   badReplica('ciphertext >= N1^2 (all 0xff bytes)', () => replicaColumnPixel(1, allOnes())),
   badReplica('ciphertext sharing a factor with N1', () => replicaColumnPixel(1, factorOfN1())),
   badReplica('embedding ciphertext equal to 0', () =>
-    replicaColumns({ embedding: replaceAt(bases.replica.group!.columns!.embedding, 0, zeros()) }),
+    replicaColumns({ bound: replaceAt(bases.replica.group!.columns!.bound, 0, zeros()) }),
   ),
   badReplica('a dropped group (no members) with columns of another group', () =>
     replicaWith({ group: { ...bases.replicaDrop.group!, columns: bases.replica.group!.columns } }, () => bases.replicaDrop),
@@ -415,13 +415,13 @@ const badCases: BadCase[] = [
   badDelete('the same group changed twice', () => ({ ...bases.delete1, groups: [bases.delete1.groups[0], bases.delete1.groups[0]] })),
   badDelete('a version of 15 bytes', () => deleteChange({ version: bases.delete1.groups[0].version.subarray(1) })),
   badDelete('a column ciphertext equal to 0', () =>
-    deleteChange({ columns: { ...bases.delete1.groups[0].columns!, pixels: replaceAt(bases.delete1.groups[0].columns!.pixels, 0, zeros()) } }),
+    deleteChange({ columns: { ...bases.delete1.groups[0].columns!, distance: replaceAt(bases.delete1.groups[0].columns!.distance, 0, zeros()) } }),
   ),
   badDelete('columns without the distance constant', () =>
     deleteChange({ columns: { ...bases.delete1.groups[0].columns!, distanceConstant: Buffer.alloc(0) } }),
   ),
   badDelete('an embedding one short', () =>
-    deleteChange({ columns: { ...bases.delete1.groups[0].columns!, embedding: bases.delete1.groups[0].columns!.embedding.slice(1) } }),
+    deleteChange({ columns: { ...bases.delete1.groups[0].columns!, bound: bases.delete1.groups[0].columns!.bound.slice(1) } }),
   ),
   // Retrieve
   { name: 'Retrieve: an unknown ticket', code: Code.NOT_FOUND, run: () => f.retrieve(UNKNOWN_TICKET) },

@@ -310,7 +310,7 @@ describe('RecordStore: the collection shape', () => {
         'a first upload with columns of the wrong size',
         async () => {
           const change = await changeFor(store, 0, [a]);
-          return store.upsertGroup(SHAPE_4x4, { ...change, columns: { ...change.columns!, pixels: [] } }, [a.stored]);
+          return store.upsertGroup(SHAPE_4x4, { ...change, columns: { ...change.columns!, distance: [] } }, [a.stored]);
         },
       ],
       ['a first upload of no records', async () => store.upsertGroup(SHAPE_4x4, await changeFor(store, 0, [a]), [])],
@@ -391,9 +391,9 @@ describe('RecordStore: group changes', () => {
     const change = await changeFor(store, 0, [b]);
     const c = change.columns!;
     const cases: [string, GroupChange][] = [
-      ['pixel columns 15 of 16', { ...change, columns: { ...c, pixels: c.pixels.slice(1) } }],
-      ['no embedding columns', { ...change, columns: { ...c, embedding: [] } }],
-      ['embedding columns one too many', { ...change, columns: { ...c, embedding: [...c.embedding, c.embedding[0]] } }],
+      ['pixel columns 15 of 16', { ...change, columns: { ...c, distance: c.distance.slice(1) } }],
+      ['no embedding columns', { ...change, columns: { ...c, bound: [] } }],
+      ['embedding columns one too many', { ...change, columns: { ...c, bound: [...c.bound, c.bound[0]] } }],
       ['no distance constant', { ...change, columns: { ...c, distanceConstant: undefined } }],
       ['no bound constant', { ...change, columns: { ...c, boundConstant: undefined } }],
       ['no columns for a group that has members', { ...change, columns: undefined }],
@@ -554,7 +554,7 @@ describe('RecordStore: delete', () => {
       ['a delete that changes its group twice', [gone], [keeps, { ...keeps, version: newGroupVersion() }], 'invalid-input'],
       ['a delete without columns for a group that keeps members', [gone], [{ ...keeps, columns: undefined }], 'invalid-input'],
       ['a delete with columns for a group it leaves empty', [alone.stored.lookupTag], [withColumns], 'invalid-input'],
-      ['a delete with columns of the wrong size', [gone], [{ ...keeps, columns: { ...keeps.columns!, pixels: [] } }], 'invalid-input'],
+      ['a delete with columns of the wrong size', [gone], [{ ...keeps, columns: { ...keeps.columns!, distance: [] } }], 'invalid-input'],
       ['a delete with a 15-byte version', [gone], [{ ...keeps, version: Buffer.alloc(15) }], 'invalid-input'],
       ['a delete computed from a stale version', [gone], [{ ...keeps, baseVersion: newGroupVersion() }], 'protocol-state'],
       ['a delete emptying a group, computed from a stale version', [alone.stored.lookupTag], [{ ...leaves, baseVersion: Buffer.alloc(0) }], 'protocol-state'],

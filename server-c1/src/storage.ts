@@ -2,6 +2,7 @@ import { checkGroupVersion, checkSlot, CollectionStore } from '@fnn/server-commo
 import {
   invalidInput,
   notFound,
+  checkColumnCounts,
   packingParams,
   protocolState,
   type EncryptedStats,
@@ -305,8 +306,7 @@ export class RecordStore extends CollectionStore {
     }
     const c = change.columns;
     if (!c) throw invalidInput(`group ${change.group} keeps members but its re-encrypted columns are missing`);
-    if (c.pixels.length !== params.width * params.height || c.embedding.length !== 2 * params.blockRows * params.blockCols)
-      throw invalidInput(`group ${change.group}: packed columns of the wrong size`);
+    checkColumnCounts(params, c, `group ${change.group}`);
     if (c.distanceConstant === undefined || c.boundConstant === undefined)
       throw invalidInput(`group ${change.group}: packed columns without their constants`);
     this.db
@@ -315,7 +315,7 @@ export class RecordStore extends CollectionStore {
          ON CONFLICT(grp) DO UPDATE SET version = excluded.version, pixels = excluded.pixels,
            embedding = excluded.embedding, constants = excluded.constants`,
       )
-      .run(change.group, change.version, this.toBlob(c.pixels), this.toBlob(c.embedding), this.toBlob([c.distanceConstant, c.boundConstant]));
+      .run(change.group, change.version, this.toBlob(c.distance), this.toBlob(c.bound), this.toBlob([c.distanceConstant, c.boundConstant]));
   }
 
   private toBlob(ciphers: bigint[]): Buffer {

@@ -4,21 +4,21 @@ import {
   RetrievalStore,
   TicketStore,
   WireCodec,
-  type FastKeyHolderCrypto,
-  type KeyHolderCrypto,
+  type FastC2Crypto,
+  type C2Crypto,
   type Logger,
   type QueryShares,
   type RunningDaemon,
   type Transport,
 } from '@fnn/shared';
 import { ReplicaStore } from './replica-store';
-import { replicaService, retrievalService, secureComputationService } from './key-holder-service';
+import { replicaService, retrievalService, secureComputationService } from './services';
 
 export interface C2Config {
   listen: string;
   dbPath: string; // the replica of the packed records (fast protocol)
-  crypto: KeyHolderCrypto;
-  fast: FastKeyHolderCrypto;
+  crypto: C2Crypto;
+  fast: FastC2Crypto;
   log: Logger;
   /** TLS as C2 (callers' roles are checked), or plaintext. */
   transport: Transport;
@@ -27,7 +27,7 @@ export interface C2Config {
 /** C2's main: the key holder's two services; no storage beyond the key. */
 export async function startC2(config: C2Config): Promise<RunningDaemon> {
   const pk = config.crypto.publicKey;
-  const replica = new ReplicaStore(config.dbPath, config.fast.evaluatorKey);
+  const replica = new ReplicaStore(config.dbPath, config.fast.pk1);
   const deps = {
     crypto: config.crypto,
     retrievals: new RetrievalStore(),

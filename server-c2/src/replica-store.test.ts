@@ -130,7 +130,7 @@ async function expectGroup(store: ReplicaStore, change: TestChange, what: string
   const bound = ciphersOf(await source.columns(group, 'bound', digest!));
   expect(distance.map((c) => sk1.decrypt(c)), `${what}: packed pixel columns of group ${group}`).toEqual(want.pixels);
   expect(bound.map((c) => sk1.decrypt(c)), `${what}: packed embedding columns of group ${group}`).toEqual(want.embedding);
-  expect(distance, `${what}: the stored columns must be exactly the ciphertexts sent`).toEqual(change.replica.columns!.pixels);
+  expect(distance, `${what}: the stored columns must be exactly the ciphertexts sent`).toEqual(change.replica.columns!.distance);
 }
 
 describe('ReplicaStore', () => {
@@ -211,8 +211,8 @@ describe('ReplicaStore', () => {
       ['slot -1', () => store.putGroup(SHAPE_4x4, { ...change, members: [{ slot: -1, lookupTag: c.tag }] })],
       ['slot 0.5', () => store.putGroup(SHAPE_4x4, { ...change, members: [{ slot: 0.5, lookupTag: c.tag }] })],
       ['one slot named twice', () => store.putGroup(SHAPE_4x4, { ...change, members: [...change.members, { slot: 0, lookupTag: recordKey.lookupTag('e') }] })],
-      ['15 of 16 pixel columns', () => store.putGroup(SHAPE_4x4, { ...change, columns: { ...cols, pixels: cols.pixels.slice(1) } })],
-      ['an embedding of the wrong length', () => store.putGroup(SHAPE_4x4, { ...change, columns: { ...cols, embedding: cols.embedding.slice(2) } })],
+      ['15 of 16 pixel columns', () => store.putGroup(SHAPE_4x4, { ...change, columns: { ...cols, distance: cols.distance.slice(1) } })],
+      ['an embedding of the wrong length', () => store.putGroup(SHAPE_4x4, { ...change, columns: { ...cols, bound: cols.bound.slice(2) } })],
       ['members without columns', () => store.putGroup(SHAPE_4x4, { ...change, columns: undefined })],
       ['columns for a group left empty', () => store.putGroup(SHAPE_4x4, { ...change, members: [] })],
       ['a 15-byte version', () => store.putGroup(SHAPE_4x4, { ...change, version: Buffer.alloc(15, 1) })],
@@ -230,7 +230,7 @@ describe('ReplicaStore', () => {
     const firsts: [string, ReplicaGroupChange][] = [
       ['first change, slot outside', { ...first.replica, members: [{ slot: G(), lookupTag: first.members[0].tag }] }],
       ['first change, 8-byte version', { ...first.replica, version: Buffer.alloc(8) }],
-      ['first change, columns of the wrong size', { ...first.replica, columns: { ...first.replica.columns!, pixels: [] } }],
+      ['first change, columns of the wrong size', { ...first.replica, columns: { ...first.replica.columns!, distance: [] } }],
     ];
     for (const [what, bad] of firsts) {
       expectFnnError(thrown(() => empty.putGroup(SHAPE_4x4, bad), what), 'invalid-input', what);
@@ -277,7 +277,7 @@ describe('ReplicaStore', () => {
     const source = store.source();
     const digest = source.digest(0)!;
     expectFnnError(await rejected(source.columns(0, 'distance', digestOf({ ...change, members: [] })), 'columns under a wrong digest'), 'protocol-state', 'wrong digest');
-    expect(ciphersOf(await source.columns(0, 'bound', digest)), 'the right digest reads the columns').toEqual(change.replica.columns!.embedding);
+    expect(ciphersOf(await source.columns(0, 'bound', digest)), 'the right digest reads the columns').toEqual(change.replica.columns!.bound);
     await put(store, 0, [record('a', 0)]); // the group changes during a query
     expectFnnError(await rejected(source.columns(0, 'distance', digest), 'columns under a digest the group no longer has'), 'protocol-state', 'stale digest');
   });
@@ -312,7 +312,7 @@ describe('ReplicaStore', () => {
     const gone = record('gone', 1);
     const old = await put(store, 0, [keep, gone]);
     const dropped = await put(store, 1, [record('alone', 0)]);
-    const columnsOf = (c: TestChange) => cipherPieces([...c.replica.columns!.pixels, ...c.replica.columns!.embedding], pk1.cipherBytes);
+    const columnsOf = (c: TestChange) => cipherPieces([...c.replica.columns!.distance, ...c.replica.columns!.bound], pk1.cipherBytes);
     const probes: [string, Buffer | Buffer[]][] = [
       ['replaced columns', columnsOf(old)],
       ["departed member's lookup tag", gone.tag],

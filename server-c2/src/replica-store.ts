@@ -1,5 +1,6 @@
 import { checkGroupVersion, checkSlot, CollectionStore, type CollectionSchema, type ImageShape } from '@fnn/server-common';
 import {
+  checkColumnCounts,
   invalidInput,
   protocolState,
   type Family,
@@ -85,11 +86,10 @@ export class ReplicaStore extends CollectionStore {
       } else {
         const c = change.columns;
         if (!c) throw invalidInput(`group ${change.group} has members but no packed columns`);
-        if (c.pixels.length !== shape.width * shape.height || c.embedding.length !== 2 * p.blockRows * p.blockCols)
-          throw invalidInput('packed columns of the wrong size');
+        checkColumnCounts(p, c, `group ${change.group}`);
         this.db
           .prepare('INSERT INTO replica_groups (grp, version, pixels, embedding) VALUES (?, ?, ?, ?)')
-          .run(change.group, change.version, this.toBlob(c.pixels), this.toBlob(c.embedding));
+          .run(change.group, change.version, this.toBlob(c.distance), this.toBlob(c.bound));
         const insert = this.db.prepare('INSERT INTO replica_members (grp, slot, lookup_tag) VALUES (?, ?, ?)');
         for (const m of change.members) insert.run(change.group, m.slot, m.lookupTag);
       }

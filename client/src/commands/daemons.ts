@@ -12,11 +12,11 @@ import { jsonLine } from '../output';
 
 export async function runC2(log: Logger, options: { listen: string; keys: string; db: string; transport: Transport }): Promise<void> {
   const listen = checkAddress(options.listen, '--listen', 'FNN_C2_LISTEN');
-  const secretKey = loadSecretKey(options.keys);
-  const evaluatorKey = loadC1PublicKey(options.keys);
-  sameSize(secretKey.publicKey, evaluatorKey);
-  const crypto = createCrypto(secretKey.publicKey, secretKey);
-  const fast = { ownSecretKey: secretKey, evaluatorKey, multiExp: crypto.pool.multiExp.bind(crypto.pool) };
+  const sk2 = loadSecretKey(options.keys);
+  const pk1 = loadC1PublicKey(options.keys);
+  sameSize(sk2.publicKey, pk1);
+  const crypto = createCrypto(sk2.publicKey, sk2);
+  const fast = { sk2, pk1, multiExp: crypto.pool.multiExp.bind(crypto.pool) };
   const daemon = await startC2({ listen, dbPath: options.db, crypto: crypto.keyHolder!, fast, log, transport: options.transport });
   await serveUntilSignal(daemon, 'c2', log, crypto.close, options.transport);
 }
@@ -24,19 +24,19 @@ export async function runC2(log: Logger, options: { listen: string; keys: string
 export async function runC1(log: Logger, options: { listen: string; keys: string; db: string; c2: string; transport: Transport }): Promise<void> {
   const listen = checkAddress(options.listen, '--listen', 'FNN_C1_LISTEN');
   const c2Address = checkAddress(options.c2, '--c2', 'FNN_C2');
-  const publicKey = loadPublicKey(options.keys);
-  const ownSecretKey = loadC1SecretKey(options.keys);
-  sameSize(publicKey, ownSecretKey.publicKey);
-  const crypto = createCrypto(publicKey);
-  const fast = { keyHolderKey: publicKey, ownSecretKey, multiExp: crypto.pool.multiExp.bind(crypto.pool) };
+  const pk2 = loadPublicKey(options.keys);
+  const sk1 = loadC1SecretKey(options.keys);
+  sameSize(pk2, sk1.publicKey);
+  const crypto = createCrypto(pk2);
+  const fast = { pk2, sk1, multiExp: crypto.pool.multiExp.bind(crypto.pool) };
   const daemon = await startC1({ listen, dbPath: options.db, c2Address, crypto: crypto.evaluator, fast, log, transport: options.transport });
   await serveUntilSignal(daemon, 'c1', log, crypto.close, options.transport);
 }
 
 /** The packing is sized by one key and checked against the other: both key pairs must be the same size. */
-function sameSize(c2Key: PublicKey, c1Key: PublicKey): void {
-  if (c2Key.bits !== c1Key.bits)
-    throw new CliError('usage', `C2's key has ${c2Key.bits} bits and C1's ${c1Key.bits}: make both with one \`fnn keygen\``);
+function sameSize(pk2: PublicKey, pk1: PublicKey): void {
+  if (pk2.bits !== pk1.bits)
+    throw new CliError('usage', `C2's key has ${pk2.bits} bits and C1's ${pk1.bits}: make both with one \`fnn keygen\``);
 }
 
 async function serveUntilSignal(daemon: RunningDaemon, role: string, log: Logger, cleanup: () => Promise<void>, transport: Transport) {

@@ -230,9 +230,9 @@ export function capturingLink(conn: Connections): OwnerLink & { captured: Captur
 
 /** The real owner's writer (client/src/owner-upload.ts, without worker pools) over a link. */
 export function ownerWriter(link: OwnerLink, keys: Keys, layouts: Layout[] = ['packed', 'paper']): CollectionWriter {
-  const underC2Key = async (v: bigint[]) => v.map((x) => keys.pk.encrypt(x));
-  const underC1Key = async (v: bigint[]) => v.map((x) => keys.pk1.encrypt(x));
-  return new CollectionWriter(link, { c2Key: keys.pk, c1Key: keys.pk1, recordKey: keys.recordKey }, { underC2Key, underC1Key }, layouts);
+  const underPk2 = async (v: bigint[]) => v.map((x) => keys.pk.encrypt(x));
+  const underPk1 = async (v: bigint[]) => v.map((x) => keys.pk1.encrypt(x));
+  return new CollectionWriter(link, { pk2: keys.pk, pk1: keys.pk1, recordKey: keys.recordKey }, { underPk2, underPk1 }, layouts);
 }
 
 /**

@@ -17,8 +17,8 @@ import {
   type ProtocolName,
   groupPlaintexts,
   INSECURE,
-  localEvaluator,
-  localKeyHolder,
+  localC1Crypto,
+  localC2Crypto,
   multiExpFixed,
   openSealedImage,
   packingParams,
@@ -377,8 +377,8 @@ export class Fixture {
     return {
       listen,
       dbPath: join(this.root, file),
-      crypto: localKeyHolder(this.sk),
-      fast: { ownSecretKey: this.sk, evaluatorKey: this.pk1, multiExp: localMultiExp },
+      crypto: localC2Crypto(this.sk),
+      fast: { sk2: this.sk, pk1: this.pk1, multiExp: localMultiExp },
       log: silentLogger,
       transport: INSECURE,
     };
@@ -389,8 +389,8 @@ export class Fixture {
       listen: '127.0.0.1:0',
       c2Address,
       dbPath: join(this.root, file),
-      crypto: localEvaluator(this.pk),
-      fast: { keyHolderKey: this.pk, ownSecretKey: this.sk1, multiExp: localMultiExp },
+      crypto: localC1Crypto(this.pk),
+      fast: { pk2: this.pk, sk1: this.sk1, multiExp: localMultiExp },
       log: silentLogger,
       transport: INSECURE,
     };
@@ -415,8 +415,8 @@ export class Fixture {
     return d;
   }
 
-  readonly encrypt2 = async (values: bigint[]) => values.map((v) => this.pk.encrypt(v));
-  readonly encrypt1 = async (values: bigint[]) => values.map((v) => this.pk1.encrypt(v));
+  readonly underPk2 = async (values: bigint[]) => values.map((v) => this.pk.encrypt(v));
+  readonly underPk1 = async (values: bigint[]) => values.map((v) => this.pk1.encrypt(v));
   readonly tagOf = (id: string) => this.recordKey.lookupTag(id);
 
   record(d: Deployment, id: string): PlaintextRecord {
@@ -496,8 +496,8 @@ export class Fixture {
   writerOver(link: OwnerLink, layouts: Layout[]): CollectionWriter {
     return new CollectionWriter(
       link,
-      { c2Key: this.pk, c1Key: this.pk1, recordKey: this.recordKey },
-      { underC2Key: this.encrypt2, underC1Key: this.encrypt1 },
+      { pk2: this.pk, pk1: this.pk1, recordKey: this.recordKey },
+      { underPk2: this.underPk2, underPk1: this.underPk1 },
       layouts,
     );
   }
@@ -534,8 +534,8 @@ export class Fixture {
   expectC1Change(change: wire.GroupChange | undefined, what: string): void {
     expect(change, `${what}: the upload names its group change`).toBeDefined();
     expect(change!.version.length, `${what}: a 16-byte version`).toBe(16);
-    expect(change!.columns?.pixels.length, `${what}: one packed ciphertext per pixel`).toBe(D);
-    expect(change!.columns?.embedding.length, `${what}: one packed ciphertext per embedding coordinate`).toBe(EMBEDDING);
+    expect(change!.columns?.distance.length, `${what}: one packed ciphertext per pixel`).toBe(D);
+    expect(change!.columns?.bound.length, `${what}: one packed ciphertext per embedding coordinate`).toBe(EMBEDDING);
     expect(change!.columns?.distanceConstant.length, `${what}: C1's columns carry the distance constant`).toBe(this.pk.cipherBytes);
     expect(change!.columns?.boundConstant.length, `${what}: C1's columns carry the bound constant`).toBe(this.pk.cipherBytes);
   }
@@ -544,7 +544,7 @@ export class Fixture {
   expectReplicaOf(r: wire.ReplicaGroup, change: wire.GroupChange, memberIds: (string | null)[], what: string, d = this.main): void {
     const { pk, pk1, sk, sk1, codec } = this;
     expect(r.keyFingerprint, `${what}: the replica names C2's key`).toBe(pk.fingerprint());
-    expect(r.evaluatorKeyFingerprint, `${what}: and C1's, under which it is encrypted`).toBe(pk1.fingerprint());
+    expect(r.pk1Fingerprint, `${what}: and C1's, under which it is encrypted`).toBe(pk1.fingerprint());
     expect([r.width, r.height, r.maxValue], `${what}: the replica's shape`).toEqual([WIDTH, HEIGHT, MAX_VALUE]);
     expect(r.group!.group, `${what}: the same group at C1 and C2`).toBe(change.group);
     expect(hex(r.group!.version), `${what}: the same version at C1 and C2`).toBe(hex(change.version));
@@ -554,8 +554,8 @@ export class Fixture {
       `${what}: C2 is sent every member of the group after the change`,
     ).toEqual(memberIds.flatMap((id, slot) => (id === null ? [] : [[slot, hex(this.tagOf(id))]])));
     if (change.columns) {
-      expect(r.group!.columns?.pixels.length, `${what}: C2's columns, one per pixel`).toBe(D);
-      expect(r.group!.columns?.embedding.length, `${what}: C2's columns, one per embedding coordinate`).toBe(EMBEDDING);
+      expect(r.group!.columns?.distance.length, `${what}: C2's columns, one per pixel`).toBe(D);
+      expect(r.group!.columns?.bound.length, `${what}: C2's columns, one per embedding coordinate`).toBe(EMBEDDING);
       expect(r.group!.columns?.distanceConstant.length, `${what}: C2's columns carry no constants`).toBe(0);
       // Both are encryptions of the group's packed plaintexts over all its members after the change.
       const plain = groupPlaintexts(
@@ -564,14 +564,14 @@ export class Fixture {
       );
       const c1Side = change.columns;
       const c2Side = r.group!.columns!;
-      expect(c1Side.pixels.map((c) => sk.decrypt(codec.fromCipher(c))), `${what}: C1's pixel columns`).toEqual(plain.pixels);
-      expect(c1Side.embedding.map((c) => sk.decrypt(codec.fromCipher(c))), `${what}: C1's embedding columns`).toEqual(plain.embedding);
+      expect(c1Side.distance.map((c) => sk.decrypt(codec.fromCipher(c))), `${what}: C1's pixel columns`).toEqual(plain.pixels);
+      expect(c1Side.bound.map((c) => sk.decrypt(codec.fromCipher(c))), `${what}: C1's embedding columns`).toEqual(plain.embedding);
       expect(
         [c1Side.distanceConstant, c1Side.boundConstant].map((c) => sk.decrypt(codec.fromCipher(c))),
         `${what}: C1's constants`,
       ).toEqual([plain.distanceConstant, plain.boundConstant]);
-      expect(c2Side.pixels.map((c) => sk1.decrypt(codec.fromCipher(c))), `${what}: C2's pixel columns, under C1's key`).toEqual(plain.pixels);
-      expect(c2Side.embedding.map((c) => sk1.decrypt(codec.fromCipher(c))), `${what}: C2's embedding columns`).toEqual(plain.embedding);
+      expect(c2Side.distance.map((c) => sk1.decrypt(codec.fromCipher(c))), `${what}: C2's pixel columns, under C1's key`).toEqual(plain.pixels);
+      expect(c2Side.bound.map((c) => sk1.decrypt(codec.fromCipher(c))), `${what}: C2's embedding columns`).toEqual(plain.embedding);
     } else expect(r.group!.columns, `${what}: an emptied group has no columns at C2 either`).toBeUndefined();
   }
 
@@ -579,7 +579,7 @@ export class Fixture {
 
   /** The doctor's encrypted query of the paper's protocols, for an image of this size. */
   async wireQuery(pixels: Uint16Array, width = WIDTH, height = HEIGHT): Promise<PaperQueryParts> {
-    return { header: queryHeader(this.pk.fingerprint(), width, height), query: this.codec.paperQueryToWire(await encryptQuery(this.encrypt2, pixels)) };
+    return { header: queryHeader(this.pk.fingerprint(), width, height), query: this.codec.paperQueryToWire(await encryptQuery(this.underPk2, pixels)) };
   }
 
   /** A paper query's whole request for this image. */
@@ -599,7 +599,7 @@ export class Fixture {
     const status = await databaseStatus(d.db);
     expect(status.keyFingerprint, 'C1 must hold the collection under the doctor\'s key').toBe(this.pk.fingerprint());
     const params = packingParams(status.keyBits, status.width, status.height, status.maxValue);
-    const shares = await shareQuery(pixels, params, this.encrypt2);
+    const shares = await shareQuery(pixels, params, this.underPk2);
     const forC2 = { distance: shares.forC2.distance.map(residueToBytes), bound: shares.forC2.bound.map(residueToBytes) };
     const { ticket } = await this.putShare(options.c2Share ? options.c2Share(forC2) : forC2, d);
     return fastQueryRequest(this.pk.fingerprint(), options.k ?? 1, {
@@ -698,7 +698,7 @@ export class Fixture {
         $case: 'fastOpen',
         value: {
           keyFingerprint: this.pk.fingerprint(),
-          evaluatorKeyFingerprint: this.pk1.fingerprint(),
+          pk1Fingerprint: this.pk1.fingerprint(),
           k: 1,
           requestId: 'test',
           shareTicket,

@@ -9,7 +9,7 @@ import {
   generateKeyPair,
   generateSymmetricKey,
   INSECURE,
-  localKeyHolder,
+  localC2Crypto,
   multiExpFixed,
   packingParams,
   RecordKey,
@@ -104,8 +104,8 @@ export class C2Fixture {
     this.c2 = await startC2({
       listen: '127.0.0.1:0',
       dbPath: join(this.root, 'c2.db'),
-      crypto: localKeyHolder(this.sk),
-      fast: { ownSecretKey: this.sk, evaluatorKey: this.pk1, multiExp: localMultiExp },
+      crypto: localC2Crypto(this.sk),
+      fast: { sk2: this.sk, pk1: this.pk1, multiExp: localMultiExp },
       log: silentLogger,
       transport: INSECURE,
     });
@@ -163,8 +163,8 @@ export class C2Fixture {
     const encrypt = (key: PublicKey) => async (values: bigint[]) => values.map((v) => key.encrypt(v));
     return new CollectionWriter(
       link,
-      { c2Key: this.pk, c1Key: this.pk1, recordKey: this.recordKey },
-      { underC2Key: encrypt(this.pk), underC1Key: encrypt(this.pk1) },
+      { pk2: this.pk, pk1: this.pk1, recordKey: this.recordKey },
+      { underPk2: encrypt(this.pk), underPk1: encrypt(this.pk1) },
       ['packed'],
     );
   }
@@ -204,7 +204,7 @@ export class C2Fixture {
     };
   }
 
-  fastOpen(sessionId: string, shareTicket: string, groups: wire.GroupLayout[], evaluatorKey = this.pk1): wire.C1Message {
+  fastOpen(sessionId: string, shareTicket: string, groups: wire.GroupLayout[], pk1 = this.pk1): wire.C1Message {
     return {
       sessionId,
       step: wire.Step.STEP_FAST_OPEN,
@@ -212,7 +212,7 @@ export class C2Fixture {
         $case: 'fastOpen',
         value: {
           keyFingerprint: this.pk.fingerprint(),
-          evaluatorKeyFingerprint: evaluatorKey.fingerprint(),
+          pk1Fingerprint: pk1.fingerprint(),
           k: 1,
           requestId: 'test',
           shareTicket,

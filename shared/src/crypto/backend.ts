@@ -12,7 +12,7 @@ import type { PublicKey, SecretKey } from './paillier';
  */
 export type BatchEncryptor = (values: bigint[]) => Promise<bigint[]>;
 
-export interface EvaluatorCrypto {
+export interface C1Crypto {
   readonly publicKey: PublicKey;
   /** Algorithm 1 step 1: E(a - r), re-randomised so C2 cannot link it to E(a). */
   blind(values: bigint[], masks: bigint[]): Promise<bigint[]>;
@@ -23,7 +23,7 @@ export interface EvaluatorCrypto {
 }
 
 /** C2's side: holds the secret key. */
-export interface KeyHolderCrypto {
+export interface C2Crypto {
   readonly publicKey: PublicKey;
   /** Algorithm 1 step 2 for a = b: E(D(c)^2 mod N), freshly randomised. */
   squareBlinded(values: bigint[]): Promise<bigint[]>;
@@ -81,7 +81,7 @@ export function decryptBatch(sk: SecretKey, values: bigint[]): bigint[] {
 
 // ----- in-process implementations -----
 
-export function localEvaluator(publicKey: PublicKey): EvaluatorCrypto {
+export function localC1Crypto(publicKey: PublicKey): C1Crypto {
   return {
     publicKey,
     blind: async (values, masks) => blindBatch(publicKey, values, masks),
@@ -90,7 +90,7 @@ export function localEvaluator(publicKey: PublicKey): EvaluatorCrypto {
   };
 }
 
-export function localKeyHolder(secretKey: SecretKey): KeyHolderCrypto {
+export function localC2Crypto(secretKey: SecretKey): C2Crypto {
   return {
     publicKey: secretKey.publicKey,
     squareBlinded: async (values) => squareBlindedBatch(secretKey, values),

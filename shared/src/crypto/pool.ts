@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Piscina } from 'piscina';
-import type { EvaluatorCrypto, KeyHolderCrypto } from './backend';
+import type { C1Crypto, C2Crypto } from './backend';
 import { fixedWidthCount, type FixedWidthValues } from './codec';
 import type { PublicKey, SecretKey } from './paillier';
 import type { KeyMaterial, Task } from './worker';
@@ -93,7 +93,7 @@ export class CryptoPool {
     return (await Promise.all(parts)).reduce((acc, [x]) => (acc * x) % modulus, 1n);
   }
 
-  evaluator(): EvaluatorCrypto {
+  evaluator(): C1Crypto {
     return {
       publicKey: this.publicKey,
       blind: (values, masks) => this.split('blind', { values, masks }),
@@ -102,7 +102,7 @@ export class CryptoPool {
     };
   }
 
-  keyHolder(): KeyHolderCrypto {
+  keyHolder(): C2Crypto {
     return {
       publicKey: this.publicKey,
       squareBlinded: (values) => this.split('squareBlinded', { values }),

@@ -1,9 +1,9 @@
 import type { SessionTransport } from './messages';
 import type { C2SessionDeps } from './module';
-import { KeyHolderSession } from './session';
+import { C2SessionStream } from './session';
 
 /** C1 talking to a C2 in the same process: the protocols exactly as over gRPC, minus the wire. */
 export function inProcessTransport(deps: C2SessionDeps): SessionTransport {
-  const session = new KeyHolderSession(deps);
+  const session = new C2SessionStream(deps);
   return { exchange: (message) => session.handle(message), close: () => {} };
 }

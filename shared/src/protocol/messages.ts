@@ -48,7 +48,7 @@ export type C1Body =
   | {
       kind: 'fast-open';
       keyFingerprint: string;
-      evaluatorKeyFingerprint: string;
+      pk1Fingerprint: string;
       k: number;
       requestId: string;
       shareTicket: string;

@@ -1,5 +1,5 @@
 import type * as wire from '@fnn/proto';
-import type { BatchEncryptor, EvaluatorCrypto, KeyHolderCrypto } from '../crypto/backend';
+import type { BatchEncryptor, C1Crypto, C2Crypto } from '../crypto/backend';
 import type { PublicKey } from '../crypto/paillier';
 import type { RecordKey } from '../crypto/symmetric';
 import type { GrayImage } from '../image/image';
@@ -8,8 +8,8 @@ import type { C1Body, C2Body, SessionTransport } from './messages';
 import type { ProgressListener } from './progress';
 import type { RecordSource } from './paper/records';
 import type { RetrievalStore } from './paper/retrieval';
-import type { FastEvaluatorCrypto, PackedRecordSource } from './fast/c1';
-import type { FastKeyHolderCrypto, ReplicaSource } from './fast/c2';
+import type { FastC1Crypto, PackedRecordSource } from './fast/c1';
+import type { FastC2Crypto, ReplicaSource } from './fast/c2';
 import type { QueryShares } from './fast/doctor';
 import type { TicketStore } from './ticket-store';
 
@@ -46,9 +46,9 @@ export interface CollectionAtC1 {
 export interface C1QueryContext {
   collection: CollectionAtC1;
   /** pk2 (the collection's key) and the paper's batch crypto. */
-  crypto: EvaluatorCrypto;
+  crypto: C1Crypto;
   /** sk1, pk2 and the multi-exponentiation pool (fast). */
-  fast: FastEvaluatorCrypto;
+  fast: FastC1Crypto;
   codec: WireCodec;
   /** A session with C2 for this query (opened once the request is checked). */
   openSession(): Promise<SessionTransport>;
@@ -66,12 +66,12 @@ export interface C1Answer {
 /** What C2 gives a protocol's session. */
 export interface C2SessionDeps {
   /** sk2 and its batch work. */
-  crypto: KeyHolderCrypto;
+  crypto: C2Crypto;
   /** m + r for the doctor (paper protocols, step 7). */
   retrievals: RetrievalStore;
   /** The fast protocol: pk1, the replica and the doctors' query shares; absent at a C2 without a replica. */
   fast?: {
-    crypto: FastKeyHolderCrypto;
+    crypto: FastC2Crypto;
     /** Read when a fast session opens: the replica as it is at that moment. */
     replica: () => ReplicaSource;
     shares: TicketStore<QueryShares>;

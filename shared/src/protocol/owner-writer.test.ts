@@ -37,14 +37,14 @@ describe('CollectionWriter', () => {
     let c2Batches = 0;
     const writer = new CollectionWriter(
       link,
-      { c2Key: c2.publicKey, c1Key: c1.publicKey, recordKey: new RecordKey(generateSymmetricKey()) },
+      { pk2: c2.publicKey, pk1: c1.publicKey, recordKey: new RecordKey(generateSymmetricKey()) },
       {
-        underC2Key: async (values) => {
+        underPk2: async (values) => {
           // The columns of group 1 are encrypted (group 0 waits for its read): now let group 0 go on.
           if (++c2Batches === 1) setImmediate(release);
           return encryptUnderC2(values);
         },
-        underC1Key: encrypt(c1),
+        underPk1: encrypt(c1),
       },
       ['packed'],
     );

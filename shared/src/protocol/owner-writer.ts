@@ -75,9 +75,9 @@ export class CollectionWriter {
 
   constructor(
     private readonly link: OwnerLink,
-    private readonly keys: { c2Key: PublicKey; c1Key: PublicKey; recordKey: RecordKey },
+    private readonly keys: { pk2: PublicKey; pk1: PublicKey; recordKey: RecordKey },
     /** Encryption under C2's key (C1's replica, the paper's layout) and under C1's key (C2's replica). */
-    private readonly encrypt: { underC2Key: BatchEncryptor; underC1Key: BatchEncryptor },
+    private readonly encrypt: { underPk2: BatchEncryptor; underPk1: BatchEncryptor },
     /**
      * What to store (§2.1, §3.3): the packed layout always (C2's replica is
      * packed); the paper's per-pixel layout too when asked (d more
@@ -86,13 +86,13 @@ export class CollectionWriter {
     private readonly layouts: readonly Layout[],
   ) {
     if (!layouts.includes('packed')) throw invalidInput("every collection holds the packed layout: C2's replica is packed");
-    this.codec = new WireCodec(keys.c2Key.cipherBytes);
-    this.replicaCodec = new WireCodec(keys.c1Key.cipherBytes);
+    this.codec = new WireCodec(keys.pk2.cipherBytes);
+    this.replicaCodec = new WireCodec(keys.pk1.cipherBytes);
   }
 
   /** Records per group for images of this shape (the same at C1 and C2: equal key sizes). */
   params(shape: { width: number; height: number; maxValue: number }): PackingParams {
-    return packingParams(Math.min(this.keys.c2Key.bits, this.keys.c1Key.bits), shape.width, shape.height, shape.maxValue);
+    return packingParams(Math.min(this.keys.pk2.bits, this.keys.pk1.bits), shape.width, shape.height, shape.maxValue);
   }
 
   /**
@@ -145,12 +145,12 @@ export class CollectionWriter {
           members[m.slot] = m.record.image;
           memberTags[m.slot] = m.tag;
         }
-        const encrypt2 = this.encrypt.underC2Key;
-        const encrypt1 = this.encrypt.underC1Key;
+        const underPk2 = this.encrypt.underPk2;
+        const underPk1 = this.encrypt.underPk1;
         const [columns, owned] = await Promise.all([
-          encryptGroup(members.map((m) => m?.pixels ?? null), params, encrypt2, encrypt1),
+          encryptGroup(members.map((m) => m?.pixels ?? null), params, underPk2, underPk1),
           Promise.all(
-            incoming.map((m) => encryptRecord(this.keys.recordKey, m.record.id, m.record.image.pixels, this.layouts.includes('paper') ? encrypt2 : undefined)),
+            incoming.map((m) => encryptRecord(this.keys.recordKey, m.record.id, m.record.image.pixels, this.layouts.includes('paper') ? underPk2 : undefined)),
           ),
         ]);
         const version = newGroupVersion();
@@ -163,7 +163,7 @@ export class CollectionWriter {
         await previous;
         await this.putReplica(shape, change('forC2'), memberTags);
         const reply = await this.link.upload({
-          keyFingerprint: this.keys.c2Key.fingerprint(),
+          keyFingerprint: this.keys.pk2.fingerprint(),
           ...shape,
           layouts: layoutsToWire(this.layouts),
           group: change('forC1'),
@@ -199,7 +199,7 @@ export class CollectionWriter {
     const { members, memberTags } = this.keptMembers(contents, params, []);
     const columns =
       contents.members.length > 0
-        ? this.columnsToWire('forC2', await encryptReplica(members.map((m) => m?.pixels ?? null), params, this.encrypt.underC1Key))
+        ? this.columnsToWire('forC2', await encryptReplica(members.map((m) => m?.pixels ?? null), params, this.encrypt.underPk1))
         : undefined;
     // An empty group has no digest; C2 still wants a well-formed version.
     const version = contents.version.length > 0 ? contents.version : newGroupVersion();
@@ -237,8 +237,8 @@ export class CollectionWriter {
         : await encryptGroup(
             members.map((m) => m?.pixels ?? null),
             params,
-            this.encrypt.underC2Key,
-            this.encrypt.underC1Key,
+            this.encrypt.underPk2,
+            this.encrypt.underPk1,
           );
       const change = (side: 'forC1' | 'forC2') => ({
         group,
@@ -293,8 +293,8 @@ export class CollectionWriter {
 
   private putReplica(shape: { width: number; height: number; maxValue: number }, group: wire.GroupChange, tags: (Buffer | null)[]) {
     return this.link.putReplicaGroup({
-      keyFingerprint: this.keys.c2Key.fingerprint(),
-      evaluatorKeyFingerprint: this.keys.c1Key.fingerprint(),
+      keyFingerprint: this.keys.pk2.fingerprint(),
+      pk1Fingerprint: this.keys.pk1.fingerprint(),
       ...shape,
       group,
       members: tags.flatMap((lookupTag, slot) => (lookupTag ? [{ slot, lookupTag }] : [])),

@@ -2,7 +2,7 @@ import { protocolState } from '../errors';
 import type { C2Body, Contribution, GroupLayout, MaskedScore, SessionTransport, Step } from './messages';
 
 /** C1's typed view of C2 within one session: each call is one message and its one reply. */
-export class KeyHolderPeer {
+export class C2Peer {
   constructor(
     private readonly transport: SessionTransport,
     readonly sessionId: string,
@@ -32,13 +32,13 @@ export class KeyHolderPeer {
 
   async fastOpen(
     keyFingerprint: string,
-    evaluatorKeyFingerprint: string,
+    pk1Fingerprint: string,
     k: number,
     requestId: string,
     shareTicket: string,
     groups: GroupLayout[],
   ): Promise<Contribution[]> {
-    const body = { kind: 'fast-open' as const, keyFingerprint, evaluatorKeyFingerprint, k, requestId, shareTicket, groups };
+    const body = { kind: 'fast-open' as const, keyFingerprint, pk1Fingerprint, k, requestId, shareTicket, groups };
     return (await this.call('fast-open', body, 'fast-contributions')).items;
   }
 

@@ -22,7 +22,7 @@ const STEPS_OF: Record<C1Body['kind'], Step[]> = {
   'fast-distance': ['fast-distance'],
 };
 
-export class KeyHolderSession {
+export class C2SessionStream {
   private session: C2Session | undefined;
   private sessionId: string | undefined;
 

@@ -81,7 +81,7 @@ export class WireCodec {
           $case: 'fastOpen',
           value: {
             keyFingerprint: b.keyFingerprint,
-            evaluatorKeyFingerprint: b.evaluatorKeyFingerprint,
+            pk1Fingerprint: b.pk1Fingerprint,
             k: b.k,
             requestId: b.requestId,
             shareTicket: b.shareTicket,
@@ -253,8 +253,8 @@ export class WireCodec {
 
   columnsToWire(c: PackedColumns): wire.PackedColumns {
     return {
-      pixels: this.ciphers(c.pixels),
-      embedding: this.ciphers(c.embedding),
+      distance: this.ciphers(c.distance),
+      bound: this.ciphers(c.bound),
       distanceConstant: c.distanceConstant === undefined ? Buffer.alloc(0) : this.cipher(c.distanceConstant),
       boundConstant: c.boundConstant === undefined ? Buffer.alloc(0) : this.cipher(c.boundConstant),
     };
@@ -263,8 +263,8 @@ export class WireCodec {
   /** A group's columns from the network; the constants only where `withConstants` (C1's replica). */
   columnsFromWire(c: wire.PackedColumns, withConstants: boolean): PackedColumns {
     return {
-      pixels: this.fromCiphers(c.pixels),
-      embedding: this.fromCiphers(c.embedding),
+      distance: this.fromCiphers(c.distance),
+      bound: this.fromCiphers(c.bound),
       distanceConstant: withConstants ? this.fromCipher(c.distanceConstant) : undefined,
       boundConstant: withConstants ? this.fromCipher(c.boundConstant) : undefined,
     };

@@ -8,7 +8,7 @@ import type * as wire from '@fnn/proto';
 import type { C1Answer, C1QueryContext } from '../module';
 import type { Ranking } from '../ranking';
 import type { Contribution, GroupLayout } from '../messages';
-import { KeyHolderPeer } from '../peer';
+import { C2Peer } from '../peer';
 import { randomBytes } from 'node:crypto';
 import type { ProgressListener } from '../progress';
 import type { FastQueryForC1 } from './doctor';
@@ -37,9 +37,9 @@ export interface PackedRecordSource {
 }
 
 /** C1's crypto for the fast protocol: C2's public key, C1's own key pair, and the heavy multi-exponentiation. */
-export interface FastEvaluatorCrypto {
-  keyHolderKey: PublicKey; // pk2
-  ownSecretKey: SecretKey; // sk1
+export interface FastC1Crypto {
+  pk2: PublicKey; // pk2
+  sk1: SecretKey; // sk1
   multiExp(bases: FixedWidthValues, exponents: FixedWidthValues, modulus: bigint): Promise<bigint>;
 }
 
@@ -70,7 +70,7 @@ export function assertFits(p: PackingParams, ...keys: PublicKey[]): void {
 export const GROUPS_AT_ONCE = 4;
 
 export async function fastSearch(
-  ctx: { crypto: FastEvaluatorCrypto; peer: KeyHolderPeer },
+  ctx: { crypto: FastC1Crypto; peer: C2Peer },
   records: PackedRecordSource,
   query: FastQueryForC1,
   shareTicket: string,
@@ -79,10 +79,10 @@ export async function fastSearch(
   onProgress: ProgressListener = () => {},
 ): Promise<Ranking> {
   const { crypto, peer } = ctx;
-  const pk2 = crypto.keyHolderKey;
+  const pk2 = crypto.pk2;
   const p = records.params;
   checkShares(p, query.shares, 'the query shares');
-  assertFits(p, pk2, crypto.ownSecretKey.publicKey);
+  assertFits(p, pk2, crypto.sk1.publicKey);
   const mask = new PackedMask(p);
   const G = p.groupSize;
   const ones = broadcast(1n, p.slotBits, G);
@@ -100,7 +100,7 @@ export async function fastSearch(
   const packedValue = async (family: Family, c: Contribution): Promise<bigint> => {
     const { columns, constant } = await records.columns(c.group, family);
     const ours = await crypto.multiExp(columns, share[family], pk2.n2); // E2(pack <x, u>)
-    const theirs = pk2.encrypt(crypto.ownSecretKey.decrypt(c.masked)); // E2(pack(<x, v> + t))
+    const theirs = pk2.encrypt(crypto.sk1.decrypt(c.masked)); // E2(pack(<x, v> + t))
     const inner = pk2.add(pk2.add(ours, theirs), c.negatedMask); // E2(pack <x, y + O>)
     return pk2.add(pk2.add(constant, pk2.mulPlain(inner, -2n)), queryConstant[family]);
   };
@@ -109,7 +109,7 @@ export async function fastSearch(
   const groupCount = records.groups.length;
   const boundsStarted = Date.now();
   onProgress({ phase: 'lower-bounds', done: 0, total: groupCount, rejected: 0 });
-  const opened = await peer.fastOpen(pk2.fingerprint(), crypto.ownSecretKey.publicKey.fingerprint(), k, requestId, shareTicket, records.groups);
+  const opened = await peer.fastOpen(pk2.fingerprint(), crypto.sk1.publicKey.fingerprint(), k, requestId, shareTicket, records.groups);
   if (opened.length !== records.groups.length) throw protocolState('C2 sent bound contributions for other groups');
   // Several groups at once: each is a small multi-exponentiation and a round
   // trip to the worker pool, so one at a time would leave the cores idle.
@@ -141,12 +141,12 @@ export async function fastSearch(
 export async function answerFastQuery(ctx: C1QueryContext, q: wire.FastQuery): Promise<C1Answer & { ranking: Ranking }> {
   const records = ctx.collection.packedSnapshot();
   const shares = checkShares(records.params, { distance: q.distanceShare.map(shareValue), bound: q.boundShare.map(shareValue) }, 'the query shares');
-  const pk2 = ctx.fast.keyHolderKey;
+  const pk2 = ctx.fast.pk2;
   const [distanceConstant, boundConstant] = ctx.codec.fromCiphers([q.distanceConstant, q.boundConstant]);
   if (!pk2.areValidCiphertexts([distanceConstant, boundConstant])) throw invalidInput('query constant: invalid ciphertext');
   if (records.count === 0) throw invalidInput('the collection is empty');
   const k = Math.min(ctx.k, records.count);
-  const peer = new KeyHolderPeer(await ctx.openSession(), randomBytes(12).toString('hex'));
+  const peer = new C2Peer(await ctx.openSession(), randomBytes(12).toString('hex'));
   try {
     const query = { shares, distanceConstant, boundConstant };
     const ranking = await fastSearch({ crypto: ctx.fast, peer }, records, query, q.shareTicket, k, ctx.requestId, ctx.onProgress);

@@ -26,9 +26,9 @@ export interface ReplicaSource {
   columns(group: number, family: Family, expectedDigest: string): Promise<FixedWidthValues>;
 }
 
-export interface FastKeyHolderCrypto {
-  ownSecretKey: SecretKey; // sk2
-  evaluatorKey: PublicKey; // pk1
+export interface FastC2Crypto {
+  sk2: SecretKey; // sk2
+  pk1: PublicKey; // pk1
   multiExp(bases: FixedWidthValues, exponents: FixedWidthValues, modulus: bigint): Promise<bigint>;
 }
 
@@ -42,14 +42,14 @@ export async function openFastSession(deps: C2SessionDeps, body: C1Body): Promis
   if (body.kind !== 'fast-open') throw protocolState(`a fast session opens with 'fast-open', not '${body.kind}'`);
   if (!deps.fast) throw protocolState('this C2 has no replica for the fast protocol');
   const { crypto, replica, shares } = deps.fast;
-  if (body.keyFingerprint !== deps.crypto.publicKey.fingerprint() || body.evaluatorKeyFingerprint !== crypto.evaluatorKey.fingerprint())
+  if (body.keyFingerprint !== deps.crypto.publicKey.fingerprint() || body.pk1Fingerprint !== crypto.pk1.fingerprint())
     throw invalidInput('C1 and C2 use different Paillier keys');
   if (!Number.isInteger(body.k) || body.k < 1) throw invalidInput('k must be a positive integer');
-  const session = new FastKeyHolder(crypto, replica(), shares.take(body.shareTicket), body.k, body.groups, body.requestId);
+  const session = new FastC2Session(crypto, replica(), shares.take(body.shareTicket), body.k, body.groups, body.requestId);
   return { session, reply: await session.open() };
 }
 
-export class FastKeyHolder implements C2Session {
+export class FastC2Session implements C2Session {
   private readonly top: TopK;
   private finished = false;
   private readonly params: PackingParams;
@@ -63,7 +63,7 @@ export class FastKeyHolder implements C2Session {
   private readonly share: Record<Family, FixedWidthValues>;
 
   constructor(
-    private readonly crypto: FastKeyHolderCrypto,
+    private readonly crypto: FastC2Crypto,
     private readonly replica: ReplicaSource,
     shares: QueryShares,
     k: number,
@@ -73,7 +73,7 @@ export class FastKeyHolder implements C2Session {
     this.params = replica.params;
     this.top = new TopK(k);
     const p = this.params;
-    assertFits(p, crypto.evaluatorKey, crypto.ownSecretKey.publicKey);
+    assertFits(p, crypto.pk1, crypto.sk2.publicKey);
     checkShares(p, shares);
     this.share = { distance: toFixedWidth(shares.distance, 'share'), bound: toFixedWidth(shares.bound, 'share') };
     for (const g of groups) {
@@ -176,7 +176,7 @@ export class FastKeyHolder implements C2Session {
   /** E1(pack(<x, v> + t)) and E2(-pack(t)) for one group. */
   private async contribution(group: number, family: Family): Promise<Contribution> {
     const p = this.params;
-    const pk1 = this.crypto.evaluatorKey;
+    const pk1 = this.crypto.pk1;
     const columns = await this.replica.columns(group, family, this.layouts.get(group)!.digest);
     const theirs = await this.crypto.multiExp(columns, this.share[family], pk1.n2);
     const maskBits = family === 'bound' ? p.bound.maskBits : p.distance.maskBits;
@@ -184,12 +184,12 @@ export class FastKeyHolder implements C2Session {
     return {
       group,
       masked: pk1.add(theirs, pk1.encrypt(t)),
-      negatedMask: this.crypto.ownSecretKey.encrypt(-t),
+      negatedMask: this.crypto.sk2.encrypt(-t),
     };
   }
 
   private slots(value: bigint): bigint[] {
-    if (!this.crypto.ownSecretKey.publicKey.isValidCiphertext(value)) throw invalidInput('invalid ciphertext');
-    return unpack(this.crypto.ownSecretKey.decrypt(value), this.params.slotBits, this.params.groupSize);
+    if (!this.crypto.sk2.publicKey.isValidCiphertext(value)) throw invalidInput('invalid ciphertext');
+    return unpack(this.crypto.sk2.decrypt(value), this.params.slotBits, this.params.groupSize);
   }
 }

@@ -35,7 +35,7 @@ function share(values: bigint[], offset: bigint): { u: bigint[]; v: bigint[] } {
 export async function shareQuery(
   pixels: ArrayLike<number>,
   p: PackingParams,
-  encrypt2: BatchEncryptor,
+  underPk2: BatchEncryptor,
 ): Promise<{ forC1: FastQueryForC1; forC2: QueryShares }> {
   if (pixels.length !== p.width * p.height)
     throw invalidInput(`query has ${pixels.length} pixels, the collection's images ${p.width * p.height}`);
@@ -47,7 +47,7 @@ export async function shareQuery(
   const pixelShares = share(y, p.distance.shareOffset);
   const boundShares = share(e.vector, p.bound.shareOffset);
   const blocks = BigInt(p.blockRows * p.blockCols);
-  const [distanceConstant, boundConstant] = await encrypt2([
+  const [distanceConstant, boundConstant] = await underPk2([
     dot(y, y),
     dot(e.vector, e.vector) - 2n * e.spreadSum - blocks + p.boundShift,
   ]);

@@ -1,12 +1,12 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { localKeyHolder } from '../../crypto/backend';
+import { localC2Crypto } from '../../crypto/backend';
 import { ciphersToBlob, type FixedWidthValues } from '../../crypto/codec';
 import { multiExpFixed } from '../../crypto/multiexp';
 import { generateKeyPair, type PublicKey, type SecretKey } from '../../crypto/paillier';
 import { plaintextNearest, squaredDistance } from '../../reference';
 import { SPREAD_SCALE } from '../../encoding/lower-bound';
 import { inProcessTransport } from '../in-process';
-import { KeyHolderPeer } from '../peer';
+import { C2Peer } from '../peer';
 import { QUERY_PHASES, type QueryProgress } from '../progress';
 import { RetrievalStore } from '../paper/retrieval';
 import { TicketStore } from '../ticket-store';
@@ -54,7 +54,7 @@ async function collection(images: Uint16Array[], p: PackingParams, holes = new S
   });
   // Stored as the daemons store them: bytes at the key's width.
   const family = (c: PackedColumns, f: Family, key: PublicKey): FixedWidthValues => ({
-    bytes: ciphersToBlob(f === 'bound' ? c.embedding : c.pixels, key.cipherBytes),
+    bytes: ciphersToBlob(f === 'bound' ? c.bound : c.distance, key.cipherBytes),
     width: key.cipherBytes,
   });
   const c1: PackedRecordSource = {
@@ -102,12 +102,12 @@ async function runFast(
       } as unknown as SecretKey)
     : sk2;
   const transport = inProcessTransport({
-    crypto: localKeyHolder(sk2),
+    crypto: localC2Crypto(sk2),
     retrievals: new RetrievalStore(),
-    fast: { crypto: { ownSecretKey: watched, evaluatorKey: pk1, multiExp: localMultiExp }, replica: () => c2, shares },
+    fast: { crypto: { sk2: watched, pk1: pk1, multiExp: localMultiExp }, replica: () => c2, shares },
   });
-  const peer = new KeyHolderPeer(transport, 'fast-test');
-  return fastSearch({ crypto: { keyHolderKey: pk2, ownSecretKey: sk1, multiExp: localMultiExp }, peer }, c1, query.forC1, ticket, k, 'test', onProgress);
+  const peer = new C2Peer(transport, 'fast-test');
+  return fastSearch({ crypto: { pk2: pk2, sk1: sk1, multiExp: localMultiExp }, peer }, c1, query.forC1, ticket, k, 'test', onProgress);
 }
 
 const expected = (images: Uint16Array[], q: Uint16Array, k: number) =>
@@ -130,18 +130,18 @@ describe('the fast protocol returns exactly the plaintext nearest neighbours', (
     const shares = new TicketStore<QueryShares>('query share');
     const query = await shareQuery(q, p, async (v) => v.map((m) => pk2.encrypt(m)));
     const transport = inProcessTransport({
-      crypto: localKeyHolder(sk2),
+      crypto: localC2Crypto(sk2),
       retrievals: new RetrievalStore(),
-      fast: { crypto: { ownSecretKey: sk2, evaluatorKey: pk1, multiExp: localMultiExp }, replica: () => logged, shares },
+      fast: { crypto: { sk2: sk2, pk1: pk1, multiExp: localMultiExp }, replica: () => logged, shares },
     });
-    const peer = new KeyHolderPeer(transport, 'fast-test');
+    const peer = new C2Peer(transport, 'fast-test');
     const send = peer.fastDistance.bind(peer);
     peer.fastDistance = (group, value) => {
       events.push(`C1 sends ${group}`);
       return send(group, value);
     };
     const k = images.length; // nothing can be pruned: every group is visited
-    const crypto = { keyHolderKey: pk2, ownSecretKey: sk1, multiExp: localMultiExp };
+    const crypto = { pk2: pk2, sk1: sk1, multiExp: localMultiExp };
     const result = await fastSearch({ crypto, peer }, c1, query.forC1, shares.put(query.forC2), k, 'test');
     expect(result.candidates).toEqual(expected(images, q, k));
     const visits = events.filter((e) => e.startsWith('C1 sends')).map((e) => e.slice('C1 sends '.length));

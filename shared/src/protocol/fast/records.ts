@@ -14,9 +14,9 @@ import { pack, type PackingParams } from './params';
 /** A group's packed columns under one key. */
 export interface PackedColumns {
   /** Distance family: E(sum_j x_i^(j) 2^(w j)), i = 1..d. */
-  pixels: bigint[];
-  /** Bound family: the packed block embedding. */
-  embedding: bigint[];
+  distance: bigint[];
+  /** Bound family: the packed block embedding e, i = 1..2B. */
+  bound: bigint[];
   /** E(sum_j (|x|^2 + 2 O S)^(j) 2^(w j)); only in C1's replica. */
   distanceConstant?: bigint;
   /** E(sum_j (|e|^2 + 2 O_e sum e - 2 sum_b T_b)^(j) 2^(w j)); only in C1's replica. */
@@ -51,23 +51,23 @@ export function groupPlaintexts(members: (ArrayLike<number> | null)[], p: Packin
 
 /**
  * The owner's two replicas of a group's columns: C1's under C2's key
- * (encrypt2, with the constants) and C2's under C1's key (encrypt1), so that
+ * (underPk2, with the constants) and C2's under C1's key (underPk1), so that
  * neither server can decrypt what it stores.
  */
 export async function encryptGroup(
   members: (ArrayLike<number> | null)[],
   p: PackingParams,
-  encrypt2: BatchEncryptor,
-  encrypt1: BatchEncryptor,
+  underPk2: BatchEncryptor,
+  underPk1: BatchEncryptor,
 ): Promise<{ forC1: PackedColumns; forC2: PackedColumns }> {
   const plain = groupPlaintexts(members, p);
   const values = [...plain.pixels, ...plain.embedding];
   const d = plain.pixels.length;
-  const [c1Side, forC2] = await Promise.all([encrypt2([...values, plain.distanceConstant, plain.boundConstant]), replicaColumns(plain, encrypt1)]);
+  const [c1Side, forC2] = await Promise.all([underPk2([...values, plain.distanceConstant, plain.boundConstant]), replicaColumns(plain, underPk1)]);
   return {
     forC1: {
-      pixels: c1Side.slice(0, d),
-      embedding: c1Side.slice(d, values.length),
+      distance: c1Side.slice(0, d),
+      bound: c1Side.slice(d, values.length),
       distanceConstant: c1Side[values.length],
       boundConstant: c1Side[values.length + 1],
     },
@@ -76,13 +76,13 @@ export async function encryptGroup(
 }
 
 /** C2's replica of a group's columns alone (under C1's key): what restoring C2's copy needs. */
-export function encryptReplica(members: (ArrayLike<number> | null)[], p: PackingParams, encrypt1: BatchEncryptor): Promise<PackedColumns> {
-  return replicaColumns(groupPlaintexts(members, p), encrypt1);
+export function encryptReplica(members: (ArrayLike<number> | null)[], p: PackingParams, underPk1: BatchEncryptor): Promise<PackedColumns> {
+  return replicaColumns(groupPlaintexts(members, p), underPk1);
 }
 
-async function replicaColumns(plain: ReturnType<typeof groupPlaintexts>, encrypt1: BatchEncryptor): Promise<PackedColumns> {
-  const c = await encrypt1([...plain.pixels, ...plain.embedding]);
-  return { pixels: c.slice(0, plain.pixels.length), embedding: c.slice(plain.pixels.length) };
+async function replicaColumns(plain: ReturnType<typeof groupPlaintexts>, underPk1: BatchEncryptor): Promise<PackedColumns> {
+  const c = await underPk1([...plain.pixels, ...plain.embedding]);
+  return { distance: c.slice(0, plain.pixels.length), bound: c.slice(plain.pixels.length) };
 }
 
 /** A fresh version for a change to a group: random, the same at C1 and C2. */

@@ -4,11 +4,11 @@ import type { Ranking } from '../ranking';
 import type { ProgressListener } from '../progress';
 import type { EncryptedQuery, RecordSource } from './records';
 import { ssed } from './ssed';
-import type { EvaluatorContext } from './sm';
+import type { C1Context } from './sm';
 
 /** bf, the paper's baseline (docs/PROTOCOLS.md §2.6): SSED for every record; C2 keeps the k smallest. */
 export async function bf(
-  ctx: EvaluatorContext,
+  ctx: C1Context,
   records: RecordSource,
   query: EncryptedQuery,
   k: number,

@@ -3,13 +3,13 @@ import type * as wire from '@fnn/proto';
 import { invalidInput } from '../../errors';
 import { residueToBytes } from '../../wire/codec';
 import type { C1Answer, C1QueryContext } from '../module';
-import { KeyHolderPeer } from '../peer';
+import { C2Peer } from '../peer';
 import type { Ranking } from '../ranking';
 import { bf } from './bf';
 import { fnn } from './fnn';
 import type { EncryptedQuery } from './records';
 import { blindForRetrieval } from './retrieval';
-import type { EvaluatorContext } from './sm';
+import type { C1Context } from './sm';
 
 // The paper's protocols at C1 (docs/PROTOCOLS.md §2.5-§2.7): one whole query,
 // from the doctor's PaperQuery to C1's half of the retrieval.
@@ -42,11 +42,11 @@ export async function answerPaperQuery(
   const records = ctx.collection.snapshot();
   if (records.count === 0) throw invalidInput('the collection is empty');
   const k = Math.min(ctx.k, records.count);
-  const peer = new KeyHolderPeer(await ctx.openSession(), randomBytes(12).toString('hex'));
+  const peer = new C2Peer(await ctx.openSession(), randomBytes(12).toString('hex'));
   try {
     const pk = ctx.crypto.publicKey;
     await peer.open(pk.fingerprint(), k, ctx.requestId);
-    const session: EvaluatorContext = { crypto: ctx.crypto, peer };
+    const session: C1Context = { crypto: ctx.crypto, peer };
     const ranking = await run(session, records, query, k, ctx.onProgress);
     const neighbours: wire.PaperNeighbour[] = [];
     const blinded: bigint[][] = [];

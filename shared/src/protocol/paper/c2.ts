@@ -1,4 +1,4 @@
-import type { KeyHolderCrypto } from '../../crypto/backend';
+import type { C2Crypto } from '../../crypto/backend';
 import { invalidInput, protocolState } from '../../errors';
 import type { C1Body, C2Body, MaskedScore } from '../messages';
 import type { C2Session, C2SessionDeps } from '../module';
@@ -33,7 +33,7 @@ export class PaperSession implements C2Session {
   private ranking: number[] = [];
 
   constructor(
-    private readonly crypto: KeyHolderCrypto,
+    private readonly crypto: C2Crypto,
     private readonly retrievals: RetrievalStore,
     k: number,
     readonly requestId: string,

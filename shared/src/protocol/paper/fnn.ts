@@ -5,7 +5,7 @@ import type { ProgressListener } from '../progress';
 import type { EncryptedQuery, RecordSource } from './records';
 import { ssed } from './ssed';
 import { ssedlb } from './ssedlb';
-import type { EvaluatorContext } from './sm';
+import type { C1Context } from './sm';
 
 /**
  * fnn: Algorithm 3 (docs/PROTOCOLS.md §2.5), C1's side, for the k nearest neighbours. C2 drives the
@@ -13,7 +13,7 @@ import type { EvaluatorContext } from './sm';
  * does not exceed the current k-th best, or says it is done.
  */
 export async function fnn(
-  ctx: EvaluatorContext,
+  ctx: C1Context,
   records: RecordSource,
   query: EncryptedQuery,
   k: number,

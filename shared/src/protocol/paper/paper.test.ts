@@ -1,19 +1,19 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { localEvaluator, localKeyHolder, type KeyHolderCrypto } from '../../crypto/backend';
+import { localC1Crypto, localC2Crypto, type C2Crypto } from '../../crypto/backend';
 import { generateKeyPair, type PublicKey, type SecretKey } from '../../crypto/paillier';
 import { imageStats, lowerBoundInt } from '../../encoding/lower-bound';
 import { plaintextNearest, squaredDistance } from '../../reference';
 import { encryptQuery } from './doctor';
 import { inProcessTransport } from '../in-process';
-import { KeyHolderPeer } from '../peer';
+import { C2Peer } from '../peer';
 import type { EncryptedStats, RecordSource } from './records';
 import { QUERY_PHASES, type QueryProgress } from '../progress';
 import { RetrievalStore, unblindRetrieved } from './retrieval';
 import { residueFromBytes, WireCodec } from '../../wire/codec';
-import type { FastEvaluatorCrypto } from '../fast/c1';
+import type { FastC1Crypto } from '../fast/c1';
 import type { C1QueryContext, CollectionAtC1 } from '../module';
 import { protocolModule } from '../registry';
-import { sm, smSquare, type EvaluatorContext } from './sm';
+import { sm, smSquare, type C1Context } from './sm';
 import { ssed } from './ssed';
 import { ssedlb } from './ssedlb';
 
@@ -27,10 +27,10 @@ beforeAll(async () => {
 const encryptAll = async (values: bigint[]) => values.map((v) => pk.encrypt(v));
 
 /** An in-process C2 and a C1 context talking to it, as the daemons do over gRPC. */
-async function session(keyHolder: KeyHolderCrypto = localKeyHolder(sk), k = 1): Promise<EvaluatorContext> {
-  const peer = new KeyHolderPeer(inProcessTransport({ crypto: keyHolder, retrievals: new RetrievalStore() }), 'test-session');
+async function session(keyHolder: C2Crypto = localC2Crypto(sk), k = 1): Promise<C1Context> {
+  const peer = new C2Peer(inProcessTransport({ crypto: keyHolder, retrievals: new RetrievalStore() }), 'test-session');
   await peer.open(pk.fingerprint(), k, 'test');
-  return { crypto: localEvaluator(pk), peer };
+  return { crypto: localC1Crypto(pk), peer };
 }
 
 function randomImage(d: number, max: number): Uint16Array {
@@ -69,8 +69,8 @@ describe('SM (Algorithm 1)', () => {
 
   it('shows C2 only blinded values, never the inputs', async () => {
     const seen: bigint[] = [];
-    const spy = localKeyHolder(sk);
-    const watching: KeyHolderCrypto = {
+    const spy = localC2Crypto(sk);
+    const watching: C2Crypto = {
       ...spy,
       squareBlinded: async (values) => {
         seen.push(...values.map((c) => sk.decryptSigned(c)));
@@ -145,10 +145,10 @@ describe('FNN and BF return exactly the plaintext nearest neighbours', () => {
       const progress: QueryProgress[] = [];
       const ctx: C1QueryContext = {
         collection,
-        crypto: localEvaluator(pk),
-        fast: undefined as unknown as FastEvaluatorCrypto,
+        crypto: localC1Crypto(pk),
+        fast: undefined as unknown as FastC1Crypto,
         codec,
-        openSession: async () => inProcessTransport({ crypto: localKeyHolder(sk), retrievals }),
+        openSession: async () => inProcessTransport({ crypto: localC2Crypto(sk), retrievals }),
         k,
         requestId: 'test',
         onProgress: (p) => progress.push(p),

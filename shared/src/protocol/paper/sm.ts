@@ -1,7 +1,7 @@
-import type { EvaluatorCrypto } from '../../crypto/backend';
+import type { C1Crypto } from '../../crypto/backend';
 import { randomBits } from '../../crypto/random';
 import type { Step } from '../messages';
-import type { KeyHolderPeer } from '../peer';
+import type { C2Peer } from '../peer';
 
 // sm: Algorithm 1, Secure Multiplication (docs/PROTOCOLS.md §2.2), C1's side;
 // C2's side is PaperSession in c2.ts ('square' and 'multiply' messages).
@@ -18,13 +18,13 @@ export const MAX_BLINDED_MAGNITUDE_BITS = 48;
 /** Values per message: 2048 ciphertexts of a 2048-bit key are 1 MiB. */
 export const MAX_VALUES_PER_MESSAGE = 2048;
 
-export interface EvaluatorContext {
-  crypto: EvaluatorCrypto;
-  peer: KeyHolderPeer;
+export interface C1Context {
+  crypto: C1Crypto;
+  peer: C2Peer;
 }
 
 /** SM(E(a_i), E(b_i)) -> E(a_i b_i) for every i, batched into few round trips. */
-export async function sm(ctx: EvaluatorContext, step: Step, a: bigint[], b: bigint[]): Promise<bigint[]> {
+export async function sm(ctx: C1Context, step: Step, a: bigint[], b: bigint[]): Promise<bigint[]> {
   const out: bigint[] = [];
   for (let start = 0; start < a.length; start += MAX_VALUES_PER_MESSAGE) {
     const ca = a.slice(start, start + MAX_VALUES_PER_MESSAGE);
@@ -43,7 +43,7 @@ export async function sm(ctx: EvaluatorContext, step: Step, a: bigint[], b: bigi
  * blinded value, not two, so C2 decrypts half as many values (SSED and SSEDLB
  * only ever square).
  */
-export async function smSquare(ctx: EvaluatorContext, step: Step, a: bigint[]): Promise<bigint[]> {
+export async function smSquare(ctx: C1Context, step: Step, a: bigint[]): Promise<bigint[]> {
   const out: bigint[] = [];
   for (let start = 0; start < a.length; start += MAX_VALUES_PER_MESSAGE) {
     const chunk = a.slice(start, start + MAX_VALUES_PER_MESSAGE);

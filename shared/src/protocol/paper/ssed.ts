@@ -1,13 +1,13 @@
 import type { Step } from '../messages';
 import type { EncryptedQuery } from './records';
-import { smSquare, type EvaluatorContext } from './sm';
+import { smSquare, type C1Context } from './sm';
 
 /**
  * ssed (docs/PROTOCOLS.md §2.3): E(|x - q|^2) at C1, from d independent squarings batched into
  * ceil(d / MAX_VALUES_PER_MESSAGE) round trips.
  */
 export async function ssed(
-  ctx: EvaluatorContext,
+  ctx: C1Context,
   step: Step,
   record: bigint[],
   query: EncryptedQuery,

@@ -1,6 +1,6 @@
 import { SPREAD_SCALE } from '../../encoding/lower-bound';
 import type { EncryptedQuery, EncryptedStats } from './records';
-import { smSquare, type EvaluatorContext } from './sm';
+import { smSquare, type C1Context } from './sm';
 
 /**
  * ssedlb (Algorithm 2, docs/PROTOCOLS.md §2.4) for many records at once: E(LBint(x, q)) with
@@ -9,7 +9,7 @@ import { smSquare, type EvaluatorContext } from './sm';
  * true neighbour). All 2n squarings go to C2 in one batch.
  */
 export async function ssedlb(
-  ctx: EvaluatorContext,
+  ctx: C1Context,
   records: EncryptedStats[],
   query: EncryptedQuery,
 ): Promise<bigint[]> {

@@ -248,9 +248,9 @@ export interface EncryptedRecord {
  */
 export interface PackedColumns {
   /** distance family: the d pixels */
-  pixels: Buffer[];
+  distance: Buffer[];
   /** bound family: (K S_b, T_b) per block */
-  embedding: Buffer[];
+  bound: Buffer[];
   /** only in C1's replica */
   distanceConstant: Buffer;
   /** only in C1's replica */
@@ -507,7 +507,7 @@ export interface ReplicaGroup {
   /** C2's key */
   keyFingerprint: string;
   /** C1's key, under which the columns are encrypted */
-  evaluatorKeyFingerprint: string;
+  pk1Fingerprint: string;
   width: number;
   height: number;
   maxValue: number;
@@ -640,7 +640,7 @@ export interface FastOpen {
   /** C2's key */
   keyFingerprint: string;
   /** C1's key */
-  evaluatorKeyFingerprint: string;
+  pk1Fingerprint: string;
   k: number;
   requestId: string;
   /** the doctor's share of the query, deposited at C2 */
@@ -886,15 +886,15 @@ export const EncryptedRecord: MessageFns<EncryptedRecord> = {
 };
 
 function createBasePackedColumns(): PackedColumns {
-  return { pixels: [], embedding: [], distanceConstant: Buffer.alloc(0), boundConstant: Buffer.alloc(0) };
+  return { distance: [], bound: [], distanceConstant: Buffer.alloc(0), boundConstant: Buffer.alloc(0) };
 }
 
 export const PackedColumns: MessageFns<PackedColumns> = {
   encode(message: PackedColumns, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    for (const v of message.pixels) {
+    for (const v of message.distance) {
       writer.uint32(10).bytes(v!);
     }
-    for (const v of message.embedding) {
+    for (const v of message.bound) {
       writer.uint32(18).bytes(v!);
     }
     if (message.distanceConstant.length !== 0) {
@@ -924,7 +924,7 @@ export const PackedColumns: MessageFns<PackedColumns> = {
               break;
             }
 
-            message.pixels.push(Buffer.from(reader.bytes()));
+            message.distance.push(Buffer.from(reader.bytes()));
             continue;
           }
           case 2: {
@@ -932,7 +932,7 @@ export const PackedColumns: MessageFns<PackedColumns> = {
               break;
             }
 
-            message.embedding.push(Buffer.from(reader.bytes()));
+            message.bound.push(Buffer.from(reader.bytes()));
             continue;
           }
           case 3: {
@@ -965,11 +965,11 @@ export const PackedColumns: MessageFns<PackedColumns> = {
 
   fromJSON(object: any): PackedColumns {
     return {
-      pixels: globalThis.Array.isArray(object?.pixels)
-        ? object.pixels.map((e: any) => Buffer.from(bytesFromBase64(e)))
+      distance: globalThis.Array.isArray(object?.distance)
+        ? object.distance.map((e: any) => Buffer.from(bytesFromBase64(e)))
         : [],
-      embedding: globalThis.Array.isArray(object?.embedding)
-        ? object.embedding.map((e: any) => Buffer.from(bytesFromBase64(e)))
+      bound: globalThis.Array.isArray(object?.bound)
+        ? object.bound.map((e: any) => Buffer.from(bytesFromBase64(e)))
         : [],
       distanceConstant: isSet(object.distanceConstant)
         ? Buffer.from(bytesFromBase64(object.distanceConstant))
@@ -986,11 +986,11 @@ export const PackedColumns: MessageFns<PackedColumns> = {
 
   toJSON(message: PackedColumns): unknown {
     const obj: any = {};
-    if (message.pixels?.length) {
-      obj.pixels = message.pixels.map((e) => base64FromBytes(e));
+    if (message.distance?.length) {
+      obj.distance = message.distance.map((e) => base64FromBytes(e));
     }
-    if (message.embedding?.length) {
-      obj.embedding = message.embedding.map((e) => base64FromBytes(e));
+    if (message.bound?.length) {
+      obj.bound = message.bound.map((e) => base64FromBytes(e));
     }
     if (message.distanceConstant.length !== 0) {
       obj.distanceConstant = base64FromBytes(message.distanceConstant);
@@ -1006,8 +1006,8 @@ export const PackedColumns: MessageFns<PackedColumns> = {
   },
   fromPartial(object: DeepPartial<PackedColumns>): PackedColumns {
     const message = createBasePackedColumns();
-    message.pixels = object.pixels?.map((e) => e) || [];
-    message.embedding = object.embedding?.map((e) => e) || [];
+    message.distance = object.distance?.map((e) => e) || [];
+    message.bound = object.bound?.map((e) => e) || [];
     message.distanceConstant = object.distanceConstant ?? Buffer.alloc(0);
     message.boundConstant = object.boundConstant ?? Buffer.alloc(0);
     return message;
@@ -4182,15 +4182,7 @@ export const ShareTicket: MessageFns<ShareTicket> = {
 };
 
 function createBaseReplicaGroup(): ReplicaGroup {
-  return {
-    keyFingerprint: "",
-    evaluatorKeyFingerprint: "",
-    width: 0,
-    height: 0,
-    maxValue: 0,
-    group: undefined,
-    members: [],
-  };
+  return { keyFingerprint: "", pk1Fingerprint: "", width: 0, height: 0, maxValue: 0, group: undefined, members: [] };
 }
 
 export const ReplicaGroup: MessageFns<ReplicaGroup> = {
@@ -4198,8 +4190,8 @@ export const ReplicaGroup: MessageFns<ReplicaGroup> = {
     if (message.keyFingerprint !== "") {
       writer.uint32(10).string(message.keyFingerprint);
     }
-    if (message.evaluatorKeyFingerprint !== "") {
-      writer.uint32(18).string(message.evaluatorKeyFingerprint);
+    if (message.pk1Fingerprint !== "") {
+      writer.uint32(18).string(message.pk1Fingerprint);
     }
     if (message.width !== 0) {
       writer.uint32(24).uint32(message.width);
@@ -4245,7 +4237,7 @@ export const ReplicaGroup: MessageFns<ReplicaGroup> = {
               break;
             }
 
-            message.evaluatorKeyFingerprint = reader.string();
+            message.pk1Fingerprint = reader.string();
             continue;
           }
           case 3: {
@@ -4307,10 +4299,10 @@ export const ReplicaGroup: MessageFns<ReplicaGroup> = {
         : isSet(object.key_fingerprint)
         ? globalThis.String(object.key_fingerprint)
         : "",
-      evaluatorKeyFingerprint: isSet(object.evaluatorKeyFingerprint)
-        ? globalThis.String(object.evaluatorKeyFingerprint)
-        : isSet(object.evaluator_key_fingerprint)
-        ? globalThis.String(object.evaluator_key_fingerprint)
+      pk1Fingerprint: isSet(object.pk1Fingerprint)
+        ? globalThis.String(object.pk1Fingerprint)
+        : isSet(object.pk1_fingerprint)
+        ? globalThis.String(object.pk1_fingerprint)
         : "",
       width: isSet(object.width) ? globalThis.Number(object.width) : 0,
       height: isSet(object.height) ? globalThis.Number(object.height) : 0,
@@ -4331,8 +4323,8 @@ export const ReplicaGroup: MessageFns<ReplicaGroup> = {
     if (message.keyFingerprint !== "") {
       obj.keyFingerprint = message.keyFingerprint;
     }
-    if (message.evaluatorKeyFingerprint !== "") {
-      obj.evaluatorKeyFingerprint = message.evaluatorKeyFingerprint;
+    if (message.pk1Fingerprint !== "") {
+      obj.pk1Fingerprint = message.pk1Fingerprint;
     }
     if (message.width !== 0) {
       obj.width = Math.round(message.width);
@@ -4358,7 +4350,7 @@ export const ReplicaGroup: MessageFns<ReplicaGroup> = {
   fromPartial(object: DeepPartial<ReplicaGroup>): ReplicaGroup {
     const message = createBaseReplicaGroup();
     message.keyFingerprint = object.keyFingerprint ?? "";
-    message.evaluatorKeyFingerprint = object.evaluatorKeyFingerprint ?? "";
+    message.pk1Fingerprint = object.pk1Fingerprint ?? "";
     message.width = object.width ?? 0;
     message.height = object.height ?? 0;
     message.maxValue = object.maxValue ?? 0;
@@ -6135,7 +6127,7 @@ export const GroupLayout: MessageFns<GroupLayout> = {
 };
 
 function createBaseFastOpen(): FastOpen {
-  return { keyFingerprint: "", evaluatorKeyFingerprint: "", k: 0, requestId: "", shareTicket: "", groups: [] };
+  return { keyFingerprint: "", pk1Fingerprint: "", k: 0, requestId: "", shareTicket: "", groups: [] };
 }
 
 export const FastOpen: MessageFns<FastOpen> = {
@@ -6143,8 +6135,8 @@ export const FastOpen: MessageFns<FastOpen> = {
     if (message.keyFingerprint !== "") {
       writer.uint32(10).string(message.keyFingerprint);
     }
-    if (message.evaluatorKeyFingerprint !== "") {
-      writer.uint32(18).string(message.evaluatorKeyFingerprint);
+    if (message.pk1Fingerprint !== "") {
+      writer.uint32(18).string(message.pk1Fingerprint);
     }
     if (message.k !== 0) {
       writer.uint32(24).uint32(message.k);
@@ -6187,7 +6179,7 @@ export const FastOpen: MessageFns<FastOpen> = {
               break;
             }
 
-            message.evaluatorKeyFingerprint = reader.string();
+            message.pk1Fingerprint = reader.string();
             continue;
           }
           case 3: {
@@ -6241,10 +6233,10 @@ export const FastOpen: MessageFns<FastOpen> = {
         : isSet(object.key_fingerprint)
         ? globalThis.String(object.key_fingerprint)
         : "",
-      evaluatorKeyFingerprint: isSet(object.evaluatorKeyFingerprint)
-        ? globalThis.String(object.evaluatorKeyFingerprint)
-        : isSet(object.evaluator_key_fingerprint)
-        ? globalThis.String(object.evaluator_key_fingerprint)
+      pk1Fingerprint: isSet(object.pk1Fingerprint)
+        ? globalThis.String(object.pk1Fingerprint)
+        : isSet(object.pk1_fingerprint)
+        ? globalThis.String(object.pk1_fingerprint)
         : "",
       k: isSet(object.k) ? globalThis.Number(object.k) : 0,
       requestId: isSet(object.requestId)
@@ -6268,8 +6260,8 @@ export const FastOpen: MessageFns<FastOpen> = {
     if (message.keyFingerprint !== "") {
       obj.keyFingerprint = message.keyFingerprint;
     }
-    if (message.evaluatorKeyFingerprint !== "") {
-      obj.evaluatorKeyFingerprint = message.evaluatorKeyFingerprint;
+    if (message.pk1Fingerprint !== "") {
+      obj.pk1Fingerprint = message.pk1Fingerprint;
     }
     if (message.k !== 0) {
       obj.k = Math.round(message.k);
@@ -6292,7 +6284,7 @@ export const FastOpen: MessageFns<FastOpen> = {
   fromPartial(object: DeepPartial<FastOpen>): FastOpen {
     const message = createBaseFastOpen();
     message.keyFingerprint = object.keyFingerprint ?? "";
-    message.evaluatorKeyFingerprint = object.evaluatorKeyFingerprint ?? "";
+    message.pk1Fingerprint = object.pk1Fingerprint ?? "";
     message.k = object.k ?? 0;
     message.requestId = object.requestId ?? "";
     message.shareTicket = object.shareTicket ?? "";

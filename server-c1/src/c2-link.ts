@@ -24,7 +24,7 @@ export const CHANNEL_OPTIONS: ChannelOptions = {
 export const CONNECT_TIMEOUT_MS = 5000;
 
 /** C1's connection to C2: one bidirectional stream per query session. */
-export class KeyHolderLink {
+export class C2Link {
   private readonly secure: SecureComputationClient;
   private readonly retrieval: RetrievalClient;
 

@@ -2,13 +2,13 @@ import type { ServerDuplexStream } from '@grpc/grpc-js';
 import * as wire from '@fnn/proto';
 import { checkImageSize, checkLookupTags, checkPixelDepth, handlers } from '@fnn/server-common';
 import {
-  KeyHolderSession,
+  C2SessionStream,
   residueToBytes,
   invalidInput,
   checkShares,
   shareValue,
   type C2SessionDeps,
-  type KeyHolderCrypto,
+  type C2Crypto,
   type Logger,
   type RetrievalStore,
   type WireCodec,
@@ -16,7 +16,7 @@ import {
 import type { ReplicaStore } from './replica-store';
 
 export interface KeyHolderDeps {
-  crypto: KeyHolderCrypto;
+  crypto: C2Crypto;
   retrievals: RetrievalStore;
   codec: WireCodec;
   log: Logger;
@@ -25,7 +25,7 @@ export interface KeyHolderDeps {
   replica: ReplicaStore;
 }
 
-/** C2's protocol service: one KeyHolderSession per stream, messages answered strictly in order. */
+/** C2's protocol service: one C2SessionStream per stream, messages answered strictly in order. */
 export function secureComputationService(deps: KeyHolderDeps): wire.SecureComputationServer & { openSessions(): number } {
   const { stream } = handlers(deps.log);
   let open = 0;
@@ -33,7 +33,7 @@ export function secureComputationService(deps: KeyHolderDeps): wire.SecureComput
     openSessions: () => open,
     session: (call: ServerDuplexStream<wire.C1Message, wire.C2Message>) => {
       open++;
-      const session = new KeyHolderSession({ crypto: deps.crypto, retrievals: deps.retrievals, fast: deps.fast });
+      const session = new C2SessionStream({ crypto: deps.crypto, retrievals: deps.retrievals, fast: deps.fast });
       void stream(
         'Session',
         call,
@@ -90,10 +90,10 @@ export function retrievalService(deps: KeyHolderDeps, openSessions: () => number
 export function replicaService(deps: KeyHolderDeps): wire.ReplicaServer {
   const { unary } = handlers(deps.log);
   const pk2 = deps.crypto.publicKey;
-  const pk1 = deps.fast.crypto.evaluatorKey;
+  const pk1 = deps.fast.crypto.pk1;
   return {
     putGroup: unary<wire.ReplicaGroup, wire.ReplicaReply>('Replica.PutGroup', (req) => {
-      if (req.keyFingerprint !== pk2.fingerprint() || req.evaluatorKeyFingerprint !== pk1.fingerprint())
+      if (req.keyFingerprint !== pk2.fingerprint() || req.pk1Fingerprint !== pk1.fingerprint())
         throw invalidInput('encrypted under other keys than this deployment\'s');
       checkImageSize(req.width, req.height);
       checkPixelDepth(req.maxValue);
@@ -101,7 +101,7 @@ export function replicaService(deps: KeyHolderDeps): wire.ReplicaServer {
       if (!change) throw invalidInput('no group');
       checkLookupTags(req.members.map((m) => m.lookupTag));
       const columns = change.columns ? deps.codec.columnsFromWire(change.columns, false) : undefined;
-      if (columns && !pk1.areValidCiphertexts([...columns.pixels, ...columns.embedding])) throw invalidInput('invalid ciphertext');
+      if (columns && !pk1.areValidCiphertexts([...columns.distance, ...columns.bound])) throw invalidInput('invalid ciphertext');
       deps.replica.putGroup(
         { width: req.width, height: req.height, maxValue: req.maxValue },
         {
