@@ -35,13 +35,16 @@ demo: build
 proto: install
 	cd proto && ../node_modules/.bin/buf lint && rm -rf src/generated && ../node_modules/.bin/buf generate
 
-# The benchmark collection (bench/make-dataset.mjs): real MRI from Debian's
+# The benchmark collection (bench/make-dataset.mjs) and the scale collection
+# (bench/make-scale-collection.mjs, data/scale/): real MRI from Debian's
 # mricron-data. Needs apt and Debian's mirror once; the .deb stays in data/cache.
 DEB_CACHE := data/cache
-VOLUME := $(DEB_CACHE)/root/usr/share/mricron/templates/ch2better.nii.gz
+TEMPLATES := $(DEB_CACHE)/root/usr/share/mricron/templates
+VOLUME := $(TEMPLATES)/ch2better.nii.gz
 
 dataset: build $(VOLUME)
 	node bench/make-dataset.mjs $(VOLUME) data
+	node bench/make-scale-collection.mjs $(TEMPLATES) data/scale
 
 $(VOLUME):
 	mkdir -p $(DEB_CACHE)
