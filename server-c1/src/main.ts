@@ -31,12 +31,12 @@ export async function startC1(config: C1Config): Promise<RunningDaemon> {
   const pk = config.crypto.publicKey;
   const codec = new WireCodec(pk.cipherBytes);
   const store = new RecordStore(config.dbPath, pk);
-  const keyHolder = new C2Link(config.c2Address, codec, config.transport);
+  const c2 = new C2Link(config.c2Address, codec, config.transport);
   const service = databaseService({
     store,
     crypto: config.crypto,
     codec,
-    keyHolder,
+    c2,
     fast: config.fast,
     log: config.log,
     queryTimeoutMs: config.queryTimeoutMs ?? 60 * 60_000,
@@ -50,7 +50,7 @@ export async function startC1(config: C1Config): Promise<RunningDaemon> {
     services: [{ definition: DatabaseService, implementation: service }],
     facts: { records: store.count, c2: config.c2Address, keyBits: pk.bits },
     close: () => {
-      keyHolder.close();
+      c2.close();
       store.close();
     },
   });
