@@ -69,16 +69,23 @@ static void pow_fixed_window(const mont_ctx *ctx, uint64_t *r, const uint64_t *b
   memcpy(table, ctx->one, n * sizeof(uint64_t));
   memcpy(table + n, base, n * sizeof(uint64_t));
   for (size_t d = 2; d < (1u << WINDOW); d++) mont_mul(ctx, table + d * n, table + (d - 1) * n, base);
-  memcpy(r, ctx->one, n * sizeof(uint64_t));
   const size_t windows = (e_bits + WINDOW - 1) / WINDOW;
+  if (windows == 0) {
+    memcpy(r, ctx->one, n * sizeof(uint64_t));
+    return;
+  }
   for (size_t w = windows; w-- > 0;) {
-    for (int k = 0; k < WINDOW; k++) mont_mul(ctx, r, r, r);
     const unsigned digit = limbs_bits(e, e_limbs, w * WINDOW, WINDOW);
     memset(pick, 0, n * sizeof(uint64_t));
     for (unsigned d = 0; d < (1u << WINDOW); d++) {
       const uint64_t mask = (uint64_t)0 - (uint64_t)(d == digit);
       for (size_t j = 0; j < n; j++) pick[j] |= table[d * n + j] & mask;
     }
+    if (w + 1 == windows) {
+      memcpy(r, pick, n * sizeof(uint64_t)); /* the top window: nothing to square yet */
+      continue;
+    }
+    for (int k = 0; k < WINDOW; k++) mont_sqr(ctx, r, r);
     mont_mul(ctx, r, r, pick);
   }
 }
