@@ -2,6 +2,14 @@
 
 #include <string.h>
 
+/* The word loops below, unrolled 8 times: ~1.4x faster products at 16 to 64 limbs with GCC (measured
+ * on the 2-core Xeon of docs/BENCHMARKS.md); the compiler does not unroll them by itself at -O3. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define UNROLL _Pragma("GCC unroll 8")
+#else
+#define UNROLL
+#endif
+
 int limbs_cmp(const uint64_t *a, const uint64_t *b, size_t n) {
   for (size_t i = n; i-- > 0;) {
     if (a[i] != b[i]) return a[i] < b[i] ? -1 : 1;
@@ -33,6 +41,7 @@ void limbs_mul(uint64_t *r, const uint64_t *a, const uint64_t *b, size_t n) {
   memset(r, 0, 2 * n * sizeof(uint64_t));
   for (size_t i = 0; i < n; i++) {
     uint64_t carry = 0;
+    UNROLL
     for (size_t j = 0; j < n; j++) {
       u128 s = (u128)a[i] * b[j] + r[i + j] + carry;
       r[i + j] = (uint64_t)s;
@@ -107,6 +116,7 @@ void mont_mul(const mont_ctx *ctx, uint64_t *r, const uint64_t *a, const uint64_
     // t += a[i] b
     uint64_t carry = 0;
     const uint64_t ai = a[i];
+    UNROLL
     for (size_t j = 0; j < n; j++) {
       u128 s = (u128)ai * b[j] + t[j] + carry;
       t[j] = (uint64_t)s;
@@ -119,6 +129,7 @@ void mont_mul(const mont_ctx *ctx, uint64_t *r, const uint64_t *a, const uint64_
     const uint64_t u = t[0] * ctx->minv;
     s = (u128)u * m[0] + t[0];
     carry = (uint64_t)(s >> 64);
+    UNROLL
     for (size_t j = 1; j < n; j++) {
       s = (u128)u * m[j] + t[j] + carry;
       t[j - 1] = (uint64_t)s;
@@ -132,6 +143,41 @@ void mont_mul(const mont_ctx *ctx, uint64_t *r, const uint64_t *a, const uint64_
   memcpy(r, t, n * sizeof(uint64_t));
 }
 
+void mont_sqr(const mont_ctx *ctx, uint64_t *r, const uint64_t *a) {
+  const size_t n = ctx->n;
+  uint64_t t[2 * MONT_MAX_LIMBS];
+  memset(t, 0, 2 * n * sizeof(uint64_t));
+  // Cross products a_i a_j for i < j, each once.
+  for (size_t i = 0; i + 1 < n; i++) {
+    uint64_t carry = 0;
+    const uint64_t ai = a[i];
+    UNROLL
+    for (size_t j = i + 1; j < n; j++) {
+      u128 s = (u128)ai * a[j] + t[i + j] + carry;
+      t[i + j] = (uint64_t)s;
+      carry = (uint64_t)(s >> 64);
+    }
+    t[i + n] = carry;
+  }
+  // Doubled (a shift by one bit: a^2 < 2^(128 n), so nothing leaves the top limb), plus the squares a_i^2.
+  uint64_t top = 0;
+  for (size_t k = 0; k < 2 * n; k++) {
+    const uint64_t v = t[k];
+    t[k] = (v << 1) | top;
+    top = v >> 63;
+  }
+  uint64_t carry = 0;
+  for (size_t i = 0; i < n; i++) {
+    u128 sq = (u128)a[i] * a[i];
+    u128 s = (u128)t[2 * i] + (uint64_t)sq + carry;
+    t[2 * i] = (uint64_t)s;
+    s = (u128)t[2 * i + 1] + (uint64_t)(sq >> 64) + (uint64_t)(s >> 64);
+    t[2 * i + 1] = (uint64_t)s;
+    carry = (uint64_t)(s >> 64);
+  }
+  mont_redc_wide(ctx, r, t); /* a^2 < m^2 < m R */
+}
+
 void mont_redc_wide(const mont_ctx *ctx, uint64_t *r, const uint64_t *t_in) {
   const size_t n = ctx->n;
   const uint64_t *m = ctx->m;
@@ -141,6 +187,7 @@ void mont_redc_wide(const mont_ctx *ctx, uint64_t *r, const uint64_t *t_in) {
   for (size_t i = 0; i < n; i++) {
     const uint64_t u = t[i] * ctx->minv;
     uint64_t carry = 0;
+    UNROLL
     for (size_t j = 0; j < n; j++) {
       u128 s = (u128)u * m[j] + t[i + j] + carry;
       t[i + j] = (uint64_t)s;

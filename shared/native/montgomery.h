@@ -27,6 +27,10 @@ int mont_init(mont_ctx *ctx, const uint64_t *m, size_t n);
 /** r = a b R^-1 mod m, for a, b < m. r may alias a or b. */
 void mont_mul(const mont_ctx *ctx, uint64_t *r, const uint64_t *a, const uint64_t *b);
 
+/** r = a^2 R^-1 mod m for a < m; r may alias a. The square's cross products are computed once and
+ *  doubled: ~3/4 of mont_mul's word products (the exponentiations of decrypt_crt.c are 4/5 squarings). */
+void mont_sqr(const mont_ctx *ctx, uint64_t *r, const uint64_t *a);
+
 /** r = t R^-1 mod m for t < m R given in 2n limbs (Montgomery reduction of a double-size number). */
 void mont_redc_wide(const mont_ctx *ctx, uint64_t *r, const uint64_t *t);
 

@@ -48,7 +48,7 @@ void owner_encrypt(const owner_encryptor *enc, uint64_t *c, const uint64_t *m, c
   const size_t L = enc->limbs;
   const uint64_t *p2 = enc->hp->ctx.m;
   uint64_t xp[MONT_MAX_LIMBS], xq[MONT_MAX_LIMBS], t[MONT_MAX_LIMBS], s[MONT_MAX_LIMBS];
-  uint64_t h[2 * MONT_MAX_LIMBS + 1], nv[2 * MONT_MAX_LIMBS];
+  uint64_t h[2 * MONT_MAX_LIMBS];
   fixed_base_pow(enc->hp, xp, a, enc->exponent_limbs);
   fixed_base_pow(enc->hq, xq, a, enc->exponent_limbs);
 
@@ -65,12 +65,19 @@ void owner_encrypt(const owner_encryptor *enc, uint64_t *c, const uint64_t *m, c
     carry = h[k] == 0;
   }
 
-  // E(m) = h (1 + mN) = h + N (m h mod N) mod N^2: one product mod N instead of mod N^2.
-  mont_redc_wide(&enc->n_ctx, s, h);     /* h R^-1 mod N */
-  mont_mul(&enc->n_ctx, t, s, m);        /* h m R^-2 */
-  mont_mul(&enc->n_ctx, t, t, enc->r3);  /* h m mod N */
-  limbs_mul(nv, enc->n_ctx.m, t, L);
-  h[2 * L] = limbs_add(h, h, nv, 2 * L);
-  if (h[2 * L] || limbs_cmp(h, enc->n2, 2 * L) >= 0) limbs_sub(h, h, enc->n2, 2 * L);
-  memcpy(c, h, 2 * L * sizeof(uint64_t));
+  times_one_plus_mn(&enc->n_ctx, enc->r3, enc->n2, c, h, m);
+}
+
+void times_one_plus_mn(const mont_ctx *n_ctx, const uint64_t *r3, const uint64_t *n2, uint64_t *c, const uint64_t *h,
+                       const uint64_t *m) {
+  const size_t L = n_ctx->n;
+  uint64_t s[MONT_MAX_LIMBS], t[MONT_MAX_LIMBS], nv[2 * MONT_MAX_LIMBS], sum[2 * MONT_MAX_LIMBS + 1];
+  // h (1 + mN) = h + N (m h mod N) mod N^2: one product mod N instead of mod N^2.
+  mont_redc_wide(n_ctx, s, h); /* h R^-1 mod N */
+  mont_mul(n_ctx, t, s, m);    /* h m R^-2 */
+  mont_mul(n_ctx, t, t, r3);   /* h m mod N */
+  limbs_mul(nv, n_ctx->m, t, L);
+  sum[2 * L] = limbs_add(sum, h, nv, 2 * L);
+  if (sum[2 * L] || limbs_cmp(sum, n2, 2 * L) >= 0) limbs_sub(sum, sum, n2, 2 * L);
+  memcpy(c, sum, 2 * L * sizeof(uint64_t));
 }

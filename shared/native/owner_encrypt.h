@@ -29,4 +29,9 @@ void owner_encryptor_free(owner_encryptor *enc);
 /** c (2L limbs) = (1 + mN) h^a mod N^2 for m < N (L limbs) and a (exponent_limbs limbs). */
 void owner_encrypt(const owner_encryptor *enc, uint64_t *c, const uint64_t *m, const uint64_t *a);
 
+/** c (2L limbs) = h (1 + mN) mod N^2 for h < N^2 (2L limbs) and m < N, L = n_ctx's limbs, r3 = R^3 mod N:
+ *  the last step of every encryption, the owner's and anyone's (public_encrypt.c). c may alias h. */
+void times_one_plus_mn(const mont_ctx *n_ctx, const uint64_t *r3, const uint64_t *n2, uint64_t *c, const uint64_t *h,
+                       const uint64_t *m);
+
 #endif

@@ -36,7 +36,7 @@ export interface C2Crypto {
 // ----- the work itself, as pure functions (also what the worker threads run) -----
 
 export function blindBatch(pk: PublicKey, values: bigint[], masks: bigint[]): bigint[] {
-  return values.map((c, i) => pk.rerandomize(pk.addPlain(c, -masks[i])));
+  return pk.rerandomizeMany(values.map((c, i) => pk.addPlain(c, -masks[i])));
 }
 
 export function unblindSquaresBatch(pk: PublicKey, h: bigint[], values: bigint[], masks: bigint[]): bigint[] {
@@ -64,19 +64,18 @@ export function unblindProductsBatch(
 
 export function squareBlindedBatch(sk: SecretKey, values: bigint[]): bigint[] {
   const n = sk.publicKey.n;
-  return values.map((c) => {
-    const h = sk.decrypt(c);
-    return sk.encrypt((h * h) % n);
-  });
+  return sk.encryptMany(sk.decryptMany(values).map((h) => (h * h) % n));
 }
 
 export function multiplyBlindedBatch(sk: SecretKey, a: bigint[], b: bigint[]): bigint[] {
+  if (a.length !== b.length) throw new RangeError('multiplyBlinded: the two operand lists differ in length');
   const n = sk.publicKey.n;
-  return a.map((c, i) => sk.encrypt((sk.decrypt(c) * sk.decrypt(b[i])) % n));
+  const db = sk.decryptMany(b);
+  return sk.encryptMany(sk.decryptMany(a).map((x, i) => (x * db[i]) % n));
 }
 
 export function decryptBatch(sk: SecretKey, values: bigint[]): bigint[] {
-  return values.map((c) => sk.decrypt(c));
+  return sk.decryptMany(values);
 }
 
 // ----- in-process implementations -----

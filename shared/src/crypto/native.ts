@@ -4,6 +4,10 @@
 
 /** An owner's encryptor: fixed-base tables mod p^2 and q^2, held by the addon. */
 export type OwnerEncryptorHandle = { readonly __brand: 'OwnerEncryptor' };
+/** A key holder's CRT decryptor: the factors and constants of SecretKey.decrypt, held by the addon. */
+export type CrtDecryptorHandle = { readonly __brand: 'CrtDecryptor' };
+/** Anyone's encryptor: the fixed-base table of h mod N^2, held by the addon. */
+export type PublicEncryptorHandle = { readonly __brand: 'PublicEncryptor' };
 
 interface Addon {
   ownerEncryptor(
@@ -18,6 +22,17 @@ interface Addon {
   ): OwnerEncryptorHandle;
   ownerEncrypt(
     encryptor: OwnerEncryptorHandle,
+    plaintexts: Buffer,
+    plaintextBytes: number,
+    exponents: Buffer,
+    exponentBytes: number,
+    cipherBytes: number,
+  ): Buffer;
+  crtDecryptor(n: Buffer, p: Buffer, q: Buffer, hp: Buffer, hq: Buffer, qInvP: Buffer): CrtDecryptorHandle;
+  crtDecrypt(decryptor: CrtDecryptorHandle, ciphertexts: Buffer, cipherBytes: number, plainBytes: number): Buffer;
+  publicEncryptor(n: Buffer, h: Buffer, windowBits: number, exponentBits: number): PublicEncryptorHandle;
+  publicEncrypt(
+    encryptor: PublicEncryptorHandle,
     plaintexts: Buffer,
     plaintextBytes: number,
     exponents: Buffer,

@@ -95,6 +95,18 @@ describe('encryption and decryption', () => {
     expect(() => sk.decrypt(0n)).toThrow(/out of range/);
     expect(() => sk.decrypt(pk.n2)).toThrow(/out of range/);
   });
+
+  it('refuses to decrypt a value that shares a factor with N (no ciphertext does), alone or in a batch', () => {
+    for (const c of [p, q, pk.n, 3n * q]) expect(() => sk.decrypt(c)).toThrow(RangeError);
+    expect(() => sk.decryptMany([pk.encrypt(1n), p])).toThrow(/shares a factor with N/);
+  });
+
+  it('decryptMany and encryptMany agree with decrypt and encrypt one at a time, in order', () => {
+    const values = [0n, 1n, 5n, pk.n - 1n, -9n];
+    const cs = pk.encryptMany(values);
+    expect(sk.decryptMany(cs)).toEqual(cs.map((c) => sk.decrypt(c)));
+    expect(sk.decryptMany(cs)).toEqual(values.map((v) => pk.encode(v)));
+  });
 });
 
 describe('homomorphic operations', () => {

@@ -9,8 +9,8 @@ import { bitLength, gcd, modInv } from 'bigint-crypto-utils';
 // @ts-expect-error TS1479, see above
 import { generateRandomKeys } from 'paillier-bigint';
 import { fixedBlobToValues, valuesToFixedBlob } from './codec';
-import { native, type OwnerEncryptorHandle } from './native';
-import { randomBelow, randomBits } from './random';
+import { native, type CrtDecryptorHandle, type OwnerEncryptorHandle, type PublicEncryptorHandle } from './native';
+import { randomBelow } from './random';
 
 // Paillier with g = N + 1, so E(m) = (1 + mN) r^N mod N^2.
 //
@@ -24,10 +24,11 @@ import { randomBelow, randomBits } from './random';
 /** Exponent length of the fast randomiser h^a. 256 bits: the best known attack
  *  on a short exponent (Pollard lambda / baby-step giant-step) costs 2^128. */
 const SHORT_EXPONENT_BITS = 256;
-/** Anyone's encryption (PublicKey): 8-bit windows, 32 rows x 256 entries, so
- *  one h^a is 31 multiplications mod N^2. The table is 8192 ciphertext-size
- *  numbers (4 MB at 2048 bits), ~8192 multiplications to build once per key
- *  per process: cheap enough for a doctor's one query. */
+/** Anyone's encryption (PublicKey, table mod N^2 in the C module): 8-bit
+ *  windows, 32 rows x 256 entries, so one h^a is 31 multiplications mod N^2.
+ *  The table is 8192 ciphertext-size numbers (4 MB at 2048 bits), ~8192
+ *  multiplications to build once per key per process: cheap enough for a
+ *  doctor's one query. */
 const WINDOW_BITS = 8;
 /** The owner's bulk encryption (SecretKey, tables mod p^2 and q^2 in the C
  *  module): 12-bit windows, 22 rows x 4096 entries, 21 multiplications instead
@@ -98,7 +99,8 @@ function isqrt(x: bigint): bigint {
   }
 }
 
-/** Table-driven fixed-base exponentiation for exponents below 2^SHORT_EXPONENT_BITS. */
+/** Table-driven fixed-base exponentiation for exponents below 2^SHORT_EXPONENT_BITS
+ *  (BigInt: the reference that the C module's fixed_base.c is tested against). */
 class FixedBase {
   private readonly rows: number;
   private readonly cols: number;
@@ -164,7 +166,9 @@ export class PublicKey {
   /** Bytes of a ciphertext on the wire: c < N^2 < 2^(2 bits). */
   readonly cipherBytes: number;
   private readonly halfN: bigint;
-  #fixedBase?: FixedBase;
+  #h?: bigint; // r0^N mod N^2: the fixed base of encrypt, one per key and process
+  #encryptor?: PublicEncryptorHandle;
+  #fixedBase?: FixedBase; // BigInt table over the same h: the reference path only
   #fingerprint?: string;
 
   constructor(n: bigint) {
@@ -193,9 +197,18 @@ export class PublicKey {
    * DCR, which already underlies Paillier, this keeps E IND-CPA. It is the
    * randomiser of Damgard-Jurik-Nielsen (2010, "A generalization of Paillier's
    * public-key system", section on the "h^a" variant) with a shorter exponent.
+   *
+   * Computed in the C module (shared/native/public_encrypt.c: the table mod N^2
+   * in Montgomery form, then the (1 + mN) step mod N); referenceEncrypt is the
+   * same computation in BigInt, which the tests compare it against.
    */
   encrypt(m: bigint): bigint {
-    return this.mulByOnePlusMN(this.randomizer(), this.encode(m));
+    return this.encryptMany([m])[0];
+  }
+
+  /** encrypt() for many values at once (one call into the C module). */
+  encryptMany(values: readonly bigint[]): bigint[] {
+    return this.encryptWithExponents(values, randomBytes(values.length * (SHORT_EXPONENT_BITS / 8)));
   }
 
   /** Textbook Paillier encryption: fresh uniform r in Z_N*, full r^N (~40 ms at 2048 bits). */
@@ -245,7 +258,13 @@ export class PublicKey {
 
   /** Multiplies in a fresh encryption of 0 (fast path's h^a; same assumption as encrypt). */
   rerandomize(c: bigint): bigint {
-    return (c * this.randomizer()) % this.n2;
+    return this.rerandomizeMany([c])[0];
+  }
+
+  /** rerandomize() for many at once: the randomisers h^a in one call into the C module. */
+  rerandomizeMany(cs: readonly bigint[]): bigint[] {
+    const zeros = this.encryptMany(new Array<bigint>(cs.length).fill(0n)); // E(0) = h^a
+    return cs.map((c, i) => (c * zeros[i]) % this.n2);
   }
 
   /** Integer (possibly negative) to its plaintext representative in [0, N). */
@@ -293,7 +312,7 @@ export class PublicKey {
 
   /** Builds the fast path's table now rather than on the first encryption (~8192 multiplications). */
   precompute(): this {
-    this.fixedBase();
+    this.encryptor();
     return this;
   }
 
@@ -318,18 +337,40 @@ export class PublicKey {
     return r >= this.n2 ? r - this.n2 : r;
   }
 
-  private randomizer(): bigint {
-    return this.fixedBase().pow(randomBits(SHORT_EXPONENT_BITS));
+  /** The C encryption with the exponents a given (SHORT_EXPONENT_BITS / 8 bytes each, big-endian). */
+  private encryptWithExponents(values: readonly bigint[], exponents: Buffer): bigint[] {
+    const plainBytes = Math.ceil(this.bits / 8);
+    const plaintexts = valuesToFixedBlob(
+      values.map((m) => this.encode(m)),
+      plainBytes,
+    );
+    const out = native.publicEncrypt(this.encryptor(), plaintexts, plainBytes, exponents, SHORT_EXPONENT_BITS / 8, this.cipherBytes);
+    return fixedBlobToValues(out, this.cipherBytes);
   }
 
-  private fixedBase(): FixedBase {
-    if (!this.#fixedBase) {
+  /** The BigInt path of encrypt for a given exponent a (the one used before the C module): the reference. */
+  private referenceEncrypt(m: bigint, a: bigint): bigint {
+    this.#fixedBase ??= new FixedBase(this.fixedBaseH(), this.n2, WINDOW_BITS);
+    return this.mulByOnePlusMN(this.#fixedBase.pow(a), this.encode(m));
+  }
+
+  private fixedBaseH(): bigint {
+    if (this.#h === undefined) {
       let r0: bigint;
       do r0 = randomBelow(this.n);
       while (r0 === 0n || gcd(r0, this.n) !== 1n);
-      this.#fixedBase = new FixedBase(modPow(r0, this.n, this.n2), this.n2, WINDOW_BITS);
+      this.#h = modPow(r0, this.n, this.n2);
     }
-    return this.#fixedBase;
+    return this.#h;
+  }
+
+  private encryptor(): PublicEncryptorHandle {
+    if (!this.#encryptor) {
+      const width = Math.ceil(this.bits / 8);
+      const [nB, hB] = [valuesToFixedBlob([this.n], width), valuesToFixedBlob([this.fixedBaseH()], 2 * width)];
+      this.#encryptor = native.publicEncryptor(nB, hB, WINDOW_BITS, SHORT_EXPONENT_BITS);
+    }
+    return this.#encryptor;
   }
 }
 
@@ -349,6 +390,7 @@ export class SecretKey {
   readonly #qInvP: bigint; // q^-1 mod p, for CRT mod N
   readonly #q2InvP2: bigint; // (q^2)^-1 mod p^2, for CRT mod N^2
   #ownerEncryptor?: OwnerEncryptorHandle;
+  #decryptor?: CrtDecryptorHandle;
 
   constructor(p: bigint, q: bigint, publicKey: PublicKey) {
     if (typeof p !== 'bigint' || typeof q !== 'bigint') throw new TypeError('Paillier secret key factors must be bigints');
@@ -371,10 +413,26 @@ export class SecretKey {
   /**
    * CRT decryption: m mod p = L_p(c^(p-1) mod p^2) hp mod p, likewise mod q,
    * then CRT. Two 1024-bit exponents mod 2048-bit moduli instead of one
-   * 2048-bit exponent mod N^2: ~4x cheaper than paillier-bigint's decrypt.
-   * Returns the plaintext in [0, N).
+   * 2048-bit exponent mod N^2, in the C module (shared/native/decrypt_crt.c);
+   * referenceDecrypt is the same computation in BigInt, which the tests
+   * compare it against. Returns the plaintext in [0, N). A c outside (0, N^2)
+   * or sharing a factor with N is no ciphertext and is refused (RangeError).
    */
   decrypt(c: bigint): bigint {
+    return this.decryptMany([c])[0];
+  }
+
+  /** decrypt() for many ciphertexts at once (one call into the C module). */
+  decryptMany(cs: readonly bigint[]): bigint[] {
+    const pk = this.publicKey;
+    for (const c of cs) if (typeof c !== 'bigint' || c <= 0n || c >= pk.n2) throw new RangeError('ciphertext out of range');
+    const plainBytes = Math.ceil(pk.bits / 8);
+    const out = native.crtDecrypt(this.decryptor(), valuesToFixedBlob(cs, pk.cipherBytes, 'ciphertext'), pk.cipherBytes, plainBytes);
+    return fixedBlobToValues(out, plainBytes);
+  }
+
+  /** The BigInt CRT decryption (the one used before the C module): the reference. */
+  private referenceDecrypt(c: bigint): bigint {
     if (typeof c !== 'bigint' || c <= 0n || c >= this.publicKey.n2) throw new RangeError('ciphertext out of range');
     const p = this.#p;
     const q = this.#q;
@@ -431,6 +489,19 @@ export class SecretKey {
 
   private lq(x: bigint): bigint {
     return (x - 1n) / this.#q;
+  }
+
+  private decryptor(): CrtDecryptorHandle {
+    if (!this.#decryptor) {
+      const n = this.publicKey.n;
+      // One width for all six, as the owner's encryptor: the longest of N, p^2 and q^2.
+      const width = 8 * Math.ceil(Math.max(bitLength(n), bitLength(this.#p2), bitLength(this.#q2)) / 64);
+      const [nB, pB, qB, hpB, hqB, invB] = [n, this.#p, this.#q, this.#hp, this.#hq, this.#qInvP].map((v) =>
+        valuesToFixedBlob([v], width),
+      );
+      this.#decryptor = native.crtDecryptor(nB, pB, qB, hpB, hqB, invB);
+    }
+    return this.#decryptor;
   }
 
   private ownerEncryptor(): OwnerEncryptorHandle {

@@ -64,8 +64,7 @@ export default function run(task: Task): bigint[] {
       return decryptBatch(secretKeyOf(task.key), task.values);
     default: {
       if (task.key.secretKey) return secretKeyOf(task.key).encryptMany(task.values);
-      const pk = publicKeyOf(task.key);
-      return task.values.map((m) => pk.encrypt(m));
+      return publicKeyOf(task.key).encryptMany(task.values);
     }
   }
 }
