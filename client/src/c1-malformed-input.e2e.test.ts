@@ -222,7 +222,7 @@ const badCases: BadCase[] = [
     { name: `Upload: a packed embedding column of the group = ${value}`, code: Code.INVALID_ARGUMENT, run: () => upload(columnsWith((p) => ({ bound: replaceAt(p.bound, 1, b()) }))) },
     { name: `Upload: the group's packed distance constant = ${value}`, code: Code.INVALID_ARGUMENT, run: () => upload(columnsWith(() => ({ distanceConstant: b() }))) },
     { name: `Upload: the group's packed bound constant = ${value}`, code: Code.INVALID_ARGUMENT, run: () => upload(columnsWith(() => ({ boundConstant: b() }))) },
-    { name: `Delete: a re-encrypted group's pixel column = ${value}`, code: Code.INVALID_ARGUMENT, run: () => removeRequest(deleteWith((g) => ({ columns: { ...g.columns!, pixels: replaceAt(g.columns!.distance, 2, b()) } }))) },
+    { name: `Delete: a re-encrypted group's pixel column = ${value}`, code: Code.INVALID_ARGUMENT, run: () => removeRequest(deleteWith((g) => ({ columns: { ...g.columns!, distance: replaceAt(g.columns!.distance, 2, b()) } }))) },
   ]),
   // ... and of a query.
   ...NOT_CIPHERTEXTS.flatMap(([value, b]): BadCase[] => [

@@ -36,13 +36,13 @@ describe('C1 through a C2 that refused a misbehaving C1', () => {
     const validCipher = () => f.codec.cipher(f.pk.encrypt(3n));
     const ticket = shareTicketOf(await f.fastRequest(randomImage(D)));
     const refused: [string, Code, wire.C1Message[]][] = [
-      ['first message is a square, not open', Code.FAILED_PRECONDITION, [f.sessionSquare('s', [validCipher()])]],
-      ['a ciphertext equal to 0', Code.INVALID_ARGUMENT, [f.sessionOpen('s'), f.sessionSquare('s', [validCipher(), Buffer.alloc(f.pk.cipherBytes)])]],
-      ['fast open with an unknown share ticket', Code.NOT_FOUND, [f.sessionFastOpen('s', UNKNOWN_TICKET, [])]],
+      ['first message is a square, not open', Code.FAILED_PRECONDITION, [f.messages.square('s', [validCipher()])]],
+      ['a ciphertext equal to 0', Code.INVALID_ARGUMENT, [f.messages.open('s'), f.messages.square('s', [validCipher(), Buffer.alloc(f.pk.cipherBytes)])]],
+      ['fast open with an unknown share ticket', Code.NOT_FOUND, [f.messages.fastOpen('s', UNKNOWN_TICKET, [])]],
       [
         'fast open with a group layout that differs from C2\'s replica',
         Code.FAILED_PRECONDITION,
-        [f.sessionFastOpen('s', ticket, [{ group: 0, members: Array.from({ length: G }, (_, i) => i), digest: '00'.repeat(16) }])],
+        [f.messages.fastOpen('s', ticket, [{ group: 0, members: Array.from({ length: G }, (_, i) => i), digest: '00'.repeat(16) }])],
       ],
     ];
     for (const [name, code, messages] of refused) {
@@ -53,7 +53,7 @@ describe('C1 through a C2 that refused a misbehaving C1', () => {
     }
 
     const value = 12345n;
-    const { replies, error } = await f.rawSession([f.sessionOpen('good'), f.sessionSquare('good', [f.codec.cipher(f.pk.encrypt(value))])]);
+    const { replies, error } = await f.rawSession([f.messages.open('good'), f.messages.square('good', [f.codec.cipher(f.pk.encrypt(value))])]);
     expect(error, `a valid session failed after the refused ones: ${error?.details}`).toBeUndefined();
     expect(replies.map((r) => r.body?.$case), 'a valid session must get opened, then products').toEqual([
       'opened',

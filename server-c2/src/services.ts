@@ -7,7 +7,7 @@ import {
   invalidInput,
   checkShares,
   shareValue,
-  type C2SessionDeps,
+  type FastC2Deps,
   type C2Crypto,
   type Logger,
   type RetrievalStore,
@@ -21,7 +21,7 @@ export interface KeyHolderDeps {
   codec: WireCodec;
   log: Logger;
   /** The fast protocol: C1's public key, the replica, the doctors' query shares. */
-  fast: NonNullable<C2SessionDeps['fast']>;
+  fast: FastC2Deps;
   replica: ReplicaStore;
 }
 

@@ -42,16 +42,16 @@ const outOfOrder = (name: string, messages: () => wire.C1Message[]): SessionCase
 const badCipher = (name: string, bytes: () => Buffer): SessionCase => ({
   name,
   code: Code.INVALID_ARGUMENT,
-  messages: () => [f.open('s'), f.square('s', [f.validCipher(), bytes()])],
+  messages: () => [f.messages.open('s'), f.messages.square('s', [f.messages.validCipher(), bytes()])],
 });
 
 const sessionCases: SessionCase[] = [
-  outOfOrder('first message is a square, not open', () => [f.square('s', [f.validCipher()])]),
-  outOfOrder('first message is bounds, not open', () => [f.bounds('s')]),
-  outOfOrder('a distance before bounds', () => [f.open('s'), f.distance('s')]),
-  outOfOrder('open twice', () => [f.open('s'), f.open('s')]),
-  outOfOrder('a message for another session', () => [f.open('s'), f.square('other', [f.validCipher()])]),
-  outOfOrder('fast bounds before fast open', () => [f.fastBounds('s')]),
+  outOfOrder('first message is a square, not open', () => [f.messages.square('s', [f.messages.validCipher()])]),
+  outOfOrder('first message is bounds, not open', () => [f.messages.bounds('s')]),
+  outOfOrder('a distance before bounds', () => [f.messages.open('s'), f.messages.distance('s')]),
+  outOfOrder('open twice', () => [f.messages.open('s'), f.messages.open('s')]),
+  outOfOrder('a message for another session', () => [f.messages.open('s'), f.messages.square('other', [f.messages.validCipher()])]),
+  outOfOrder('fast bounds before fast open', () => [f.messages.fastBounds('s')]),
   badCipher('a ciphertext equal to 0', zeros),
   badCipher('a ciphertext >= N^2', allOnes),
   badCipher('a ciphertext sharing a factor with N', factorOfN),
@@ -59,29 +59,29 @@ const sessionCases: SessionCase[] = [
   {
     name: 'open under another key',
     code: Code.INVALID_ARGUMENT,
-    messages: () => [f.open('s', '0123456789abcdef')],
+    messages: () => [f.messages.open('s', '0123456789abcdef')],
   },
   {
     name: 'fast open naming another key of C1',
     code: Code.INVALID_ARGUMENT,
-    messages: async () => [f.fastOpen('s', await f.depositedShare(), [], f.pk)],
+    messages: async () => [f.messages.fastOpen('s', await f.depositedShare(), [], f.pk)],
   },
   {
     name: 'fast open with an unknown share ticket',
     code: Code.NOT_FOUND,
-    messages: () => [f.fastOpen('s', UNKNOWN_TICKET, [])],
+    messages: () => [f.messages.fastOpen('s', UNKNOWN_TICKET, [])],
   },
   {
     name: 'fast open with a group layout that differs from C2\'s replica',
     code: Code.FAILED_PRECONDITION,
-    messages: async () => [f.fastOpen('s', await f.depositedShare(), [{ group: 0, members: Array.from({ length: G }, (_, i) => i), digest: '00'.repeat(16) }])],
+    messages: async () => [f.messages.fastOpen('s', await f.depositedShare(), [{ group: 0, members: Array.from({ length: G }, (_, i) => i), digest: '00'.repeat(16) }])],
   },
 ];
 
 /** C2 still serves: a valid session squares exactly, Status answers with its key and the replica, no session is left open. */
 async function expectServing(what: string): Promise<void> {
   const value = 12345n;
-  const { replies, error } = await f.rawSession([f.open('good'), f.square('good', [f.codec.cipher(f.pk.encrypt(value))])]);
+  const { replies, error } = await f.rawSession([f.messages.open('good'), f.messages.square('good', [f.codec.cipher(f.pk.encrypt(value))])]);
   expect(error, `${what}: a valid session failed: ${error?.details}`).toBeUndefined();
   expect(replies.map((r) => r.body?.$case), `${what}: a valid session must get opened, then products`).toEqual(['opened', 'products']);
   const products = replies[1].body?.$case === 'products' ? replies[1].body.value.values : [];

@@ -152,3 +152,4 @@ export function recordingLogger(): Logger & { lines: LoggedLine[] } {
   const logger: Logger & { lines: LoggedLine[] } = { lines, info: at('info'), warn: at('warn'), error: at('error'), child: () => logger };
   return logger;
 }
+export * from './testing-wire';

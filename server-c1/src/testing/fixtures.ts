@@ -38,6 +38,19 @@ import {
   type SecretKey,
 } from '@fnn/shared';
 import { startC2 } from '@fnn/server-c2';
+import {
+  localMultiExp,
+  randomImage,
+  rawSession,
+  rpc,
+  expectCode,
+  RPC_DEADLINE_MS,
+  SessionMessages,
+  TEST_HEIGHT,
+  TEST_KEY_BITS,
+  TEST_MAX_VALUE,
+  TEST_WIDTH,
+} from '@fnn/server-common/testing';
 import { startC1 } from '../main';
 
 // What the database-service tests share: C1 and C2 as real gRPC daemons on
@@ -51,16 +64,28 @@ import { startC1 } from '../main';
 // client/src/commands/query.ts. The link records every request it is given,
 // so the malformed cases start from requests the real owner built.
 //
-// Every wire QueryRequest, FastQuery and C1Message of these tests is built by
-// the builders below ("the doctor's requests", "a C1's session messages"), so
-// a change of those messages is made here only.
+// Every wire QueryRequest and FastQuery of these tests is built by the
+// builders below ("the doctor's requests"), and every C1Message by
+// SessionMessages (@fnn/server-common/testing), so a change of those messages
+// is made in one place.
 
-export const WIDTH = 4;
-export const HEIGHT = 4;
+export {
+  TEST_WIDTH as WIDTH,
+  TEST_HEIGHT as HEIGHT,
+  TEST_MAX_VALUE as MAX_VALUE,
+  TEST_KEY_BITS as KEY_BITS,
+  RPC_DEADLINE_MS,
+  UNKNOWN_TICKET,
+  randomImage,
+  rpc,
+  expectCode,
+} from '@fnn/server-common/testing';
+const WIDTH = TEST_WIDTH;
+const HEIGHT = TEST_HEIGHT;
+const MAX_VALUE = TEST_MAX_VALUE;
+const KEY_BITS = TEST_KEY_BITS;
 export const D = WIDTH * HEIGHT;
-export const MAX_VALUE = 255;
 export const SHAPE = { width: WIDTH, height: HEIGHT, maxValue: MAX_VALUE };
-export const KEY_BITS = 512;
 /** Records per group at these sizes (4). */
 export const G = packingParams(KEY_BITS, WIDTH, HEIGHT, MAX_VALUE).groupSize;
 export const EMBEDDING = (() => {
@@ -73,8 +98,6 @@ export const FIRST_BATCH = 5;
 /** patient-7 is a copy of patient-2: the tie rule (upload order) decides between them. */
 export const TWIN_OF = { twin: 'patient-7', original: 'patient-2' };
 export const LEAN_SIZE = 6;
-export const RPC_DEADLINE_MS = 60_000;
-export const UNKNOWN_TICKET = '00112233445566778899aabbccddeeff';
 /** A collection for every protocol, and one for the fast protocol only (uploaded with --no-paper-layout). */
 export const WITH_PAPER_LAYOUT: Layout[] = ['packed', 'paper'];
 export const PACKED_ONLY: Layout[] = ['packed'];
@@ -85,26 +108,12 @@ export const FNN = fnnProtocol.name as 'fnn';
 export const BF = bfProtocol.name as 'bf';
 type PaperProtocol = typeof FNN | typeof BF;
 
-export function randomImage(d = D): Uint16Array {
-  return Uint16Array.from({ length: d }, () => Math.floor(Math.random() * (MAX_VALUE + 1)));
-}
-
 export const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 /** A query of the paper's protocols is answered with a retrieval ticket; a fast one with sealed images (each protocol module's doctor side). */
 export const isFast = (p: ProtocolName) => protocolModule(p).layout === 'packed';
 export const portOf = (address: string) => Number(address.slice(address.lastIndexOf(':') + 1));
 
 // ----- gRPC calls as promises -----
-
-type Callback<Res> = (error: ServiceError | null, reply: Res) => void;
-
-export function rpc<Res>(invoke: (metadata: Metadata, options: { deadline: Date }, cb: Callback<Res>) => unknown): Promise<Res> {
-  return new Promise((resolve, reject) =>
-    invoke(new Metadata(), { deadline: new Date(Date.now() + RPC_DEADLINE_MS) }, (error, reply) =>
-      error ? reject(error) : resolve(reply),
-    ),
-  );
-}
 
 export const upload = (db: wire.DatabaseClient, req: wire.UploadRequest) =>
   rpc<wire.UploadReply>((m, o, cb) => db.upload(req, m, o, cb));
@@ -142,13 +151,6 @@ export async function grpcError(call: Promise<unknown>, what: string): Promise<S
   }
   const shown = JSON.stringify(reply, (_k, v) => (typeof v === 'bigint' ? String(v) : v));
   throw new Error(`${what} succeeded (${shown.slice(0, 300)}) but must fail`);
-}
-
-export function expectCode(error: ServiceError, expected: Code, what: string): void {
-  expect(
-    Code[error.code],
-    `${what}: expected ${Code[expected]}, got ${Code[error.code]} ("${error.details}")`,
-  ).toBe(Code[expected]);
 }
 
 // ----- the doctor's requests (the only places a QueryRequest, EncryptedQuery or FastQuery is built) -----
@@ -273,7 +275,6 @@ export function forget(d: Deployment, ids: string[]): void {
   d.collection = d.collection.filter((c) => !ids.includes(c.id));
 }
 
-const localMultiExp = async (bases: FixedWidthValues, exponents: FixedWidthValues, modulus: bigint) => multiExpFixed(bases, exponents, modulus);
 
 export interface FixtureOptions {
   /** A second C1 (same C2) whose collection stays empty. */
@@ -304,6 +305,8 @@ export async function startFixture(options: FixtureOptions = {}): Promise<Fixtur
 export class Fixture {
   readonly recordKey = new RecordKey(generateSymmetricKey());
   readonly codec: WireCodec;
+  /** The C1 messages these tests send C2 by hand. */
+  readonly messages: SessionMessages;
   readonly root = mkdtempSync(join(tmpdir(), 'fnn-db-service-test-'));
   c2!: RunningDaemon;
   c1!: RunningDaemon;
@@ -325,6 +328,7 @@ export class Fixture {
     readonly sk1: SecretKey,
   ) {
     this.codec = new WireCodec(pk.cipherBytes);
+    this.messages = new SessionMessages(pk, pk1, this.codec);
   }
 
   get empty(): Deployment {
@@ -676,54 +680,8 @@ export class Fixture {
     return { reply, ids: got.map((g) => g.id) };
   }
 
-  // ----- a C1's session messages (the only places a C1Message is built) -----
-
-  sessionOpen(sessionId: string): wire.C1Message {
-    return {
-      sessionId,
-      step: wire.Step.STEP_OPEN,
-      body: { $case: 'open', value: { keyFingerprint: this.pk.fingerprint(), k: 1, requestId: 'test' } },
-    };
-  }
-
-  sessionSquare(sessionId: string, values: Buffer[]): wire.C1Message {
-    return { sessionId, step: wire.Step.STEP_SSED_SM, body: { $case: 'square', value: { values } } };
-  }
-
-  sessionFastOpen(sessionId: string, shareTicket: string, groups: wire.GroupLayout[]): wire.C1Message {
-    return {
-      sessionId,
-      step: wire.Step.STEP_FAST_OPEN,
-      body: {
-        $case: 'fastOpen',
-        value: {
-          keyFingerprint: this.pk.fingerprint(),
-          pk1Fingerprint: this.pk1.fingerprint(),
-          k: 1,
-          requestId: 'test',
-          shareTicket,
-          groups,
-        },
-      },
-    };
-  }
-
-  /** Opens a raw SecureComputation session as a (misbehaving) C1 would; sends each message after the previous reply. */
-  rawSession(messages: wire.C1Message[]): Promise<{ replies: wire.C2Message[]; error?: ServiceError }> {
-    return new Promise((resolve) => {
-      const call = this.secure.session({ deadline: new Date(Date.now() + RPC_DEADLINE_MS) });
-      const replies: wire.C2Message[] = [];
-      let sent = 0;
-      const next = () => (sent < messages.length ? call.write(messages[sent++]) : call.end());
-      call.on('data', (m: wire.C2Message) => {
-        replies.push(m);
-        next();
-      });
-      call.on('error', (error: ServiceError) => resolve({ replies, error }));
-      call.on('status', (s) => {
-        if (s.code === Code.OK) resolve({ replies });
-      });
-      next();
-    });
+  /** Opens a raw SecureComputation session as a (misbehaving) C1 would. */
+  rawSession(messages: wire.C1Message[]) {
+    return rawSession(this.secure, messages);
   }
 }

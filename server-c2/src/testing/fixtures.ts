@@ -24,53 +24,46 @@ import {
   type RunningDaemon,
   type SecretKey,
 } from '@fnn/shared';
+import {
+  localMultiExp,
+  randomImage,
+  rawSession,
+  rpc,
+  SessionMessages,
+  TEST_HEIGHT,
+  TEST_KEY_BITS,
+  TEST_MAX_VALUE,
+  TEST_WIDTH,
+} from '@fnn/server-common/testing';
 import { startC2 } from '../main';
 
 // What C2's tests share: C2 as a real gRPC daemon on 127.0.0.1:0, alone (C2
 // does not depend on C1: these tests play C1 themselves). Its replica is
 // written by the owner's real CollectionWriter over a link whose C1 side
 // answers as an empty C1 does and stores nothing; the C2 side is C2's
-// Replica.PutGroup. Every wire C1Message of C2's tests is built by the
-// builders below, so a change of those messages is made here only.
+// Replica.PutGroup. Every wire C1Message of C2's tests is built by
+// SessionMessages (@fnn/server-common/testing), shared with C1's tests.
 
-export const WIDTH = 4;
-export const HEIGHT = 4;
-export const D = WIDTH * HEIGHT;
-export const MAX_VALUE = 255;
-export const KEY_BITS = 512;
-export const PARAMS = packingParams(KEY_BITS, WIDTH, HEIGHT, MAX_VALUE);
+export {
+  TEST_WIDTH as WIDTH,
+  TEST_HEIGHT as HEIGHT,
+  TEST_MAX_VALUE as MAX_VALUE,
+  TEST_KEY_BITS as KEY_BITS,
+  RPC_DEADLINE_MS,
+  UNKNOWN_TICKET,
+  randomImage,
+  rpc,
+  expectCode,
+} from '@fnn/server-common/testing';
+export const D = TEST_WIDTH * TEST_HEIGHT;
+export const PARAMS = packingParams(TEST_KEY_BITS, TEST_WIDTH, TEST_HEIGHT, TEST_MAX_VALUE);
 /** Records per group at these sizes (4). */
 export const G = PARAMS.groupSize;
-export const RPC_DEADLINE_MS = 60_000;
-export const UNKNOWN_TICKET = '00112233445566778899aabbccddeeff';
-
-export function randomImage(d = D): Uint16Array {
-  return Uint16Array.from({ length: d }, () => Math.floor(Math.random() * (MAX_VALUE + 1)));
-}
-
-type Callback<Res> = (error: ServiceError | null, reply: Res) => void;
-
-export function rpc<Res>(invoke: (metadata: Metadata, options: { deadline: Date }, cb: Callback<Res>) => unknown): Promise<Res> {
-  return new Promise((resolve, reject) =>
-    invoke(new Metadata(), { deadline: new Date(Date.now() + RPC_DEADLINE_MS) }, (error, reply) =>
-      error ? reject(error) : resolve(reply),
-    ),
-  );
-}
-
-export function expectCode(error: ServiceError, expected: Code, what: string): void {
-  expect(
-    Code[error.code],
-    `${what}: expected ${Code[expected]}, got ${Code[error.code]} ("${error.details}")`,
-  ).toBe(Code[expected]);
-}
-
-const localMultiExp = async (bases: FixedWidthValues, exponents: FixedWidthValues, modulus: bigint) => multiExpFixed(bases, exponents, modulus);
 
 /** C2 started on fresh keys with `records` random images in its replica (group 0 first, G per group). */
 export async function startC2Fixture(records: number): Promise<C2Fixture> {
-  const keys = await generateKeyPair(KEY_BITS);
-  const keys1 = await generateKeyPair(KEY_BITS);
+  const keys = await generateKeyPair(TEST_KEY_BITS);
+  const keys1 = await generateKeyPair(TEST_KEY_BITS);
   const f = new C2Fixture(keys.publicKey, keys.secretKey, keys1.publicKey);
   try {
     await f.start(records);
@@ -90,6 +83,9 @@ export class C2Fixture {
   retrieval!: wire.RetrievalClient;
   replica!: wire.ReplicaClient;
 
+  /** The C1 messages these tests send C2 by hand. */
+  readonly messages: SessionMessages;
+
   constructor(
     /** C2's key: the collection's key. */
     readonly pk: PublicKey,
@@ -98,6 +94,7 @@ export class C2Fixture {
     readonly pk1: PublicKey,
   ) {
     this.codec = new WireCodec(pk.cipherBytes);
+    this.messages = new SessionMessages(pk, pk1, this.codec);
   }
 
   async start(records: number): Promise<void> {
@@ -114,7 +111,7 @@ export class C2Fixture {
     this.replica = new wire.ReplicaClient(this.c2.address, credentials.createInsecure());
     const outcomes: GroupOutcome[] = [];
     await this.writer().upload(
-      Array.from({ length: records }, (_, i) => ({ id: `patient-${i}`, image: { width: WIDTH, height: HEIGHT, maxValue: MAX_VALUE, pixels: randomImage() } })),
+      Array.from({ length: records }, (_, i) => ({ id: `patient-${i}`, image: { width: TEST_WIDTH, height: TEST_HEIGHT, maxValue: TEST_MAX_VALUE, pixels: randomImage() } })),
       (o) => outcomes.push(o),
     );
     for (const o of outcomes) if (!o.ok) throw o.error;
@@ -169,83 +166,8 @@ export class C2Fixture {
     );
   }
 
-  // ----- a C1's session messages (the only places a C1Message is built) -----
-
-  readonly validCipher = () => this.codec.cipher(this.pk.encrypt(3n));
-
-  open(sessionId: string, keyFingerprint = this.pk.fingerprint()): wire.C1Message {
-    return {
-      sessionId,
-      step: wire.Step.STEP_OPEN,
-      body: { $case: 'open', value: { keyFingerprint, k: 1, requestId: 'test' } },
-    };
-  }
-
-  square(sessionId: string, values: Buffer[]): wire.C1Message {
-    return { sessionId, step: wire.Step.STEP_SSED_SM, body: { $case: 'square', value: { values } } };
-  }
-
-  distance(sessionId: string): wire.C1Message {
-    return {
-      sessionId,
-      step: wire.Step.STEP_FNN_DISTANCE,
-      body: { $case: 'distance', value: { candidate: 0, value: this.codec.cipher(this.pk.encrypt(5n)) } },
-    };
-  }
-
-  bounds(sessionId: string): wire.C1Message {
-    return {
-      sessionId,
-      step: wire.Step.STEP_FNN_BOUNDS,
-      body: {
-        $case: 'bounds',
-        value: { seeds: [{ candidate: 0, value: this.codec.cipher(this.pk.encrypt(5n)) }], bounds: [] },
-      },
-    };
-  }
-
-  fastOpen(sessionId: string, shareTicket: string, groups: wire.GroupLayout[], pk1 = this.pk1): wire.C1Message {
-    return {
-      sessionId,
-      step: wire.Step.STEP_FAST_OPEN,
-      body: {
-        $case: 'fastOpen',
-        value: {
-          keyFingerprint: this.pk.fingerprint(),
-          pk1Fingerprint: pk1.fingerprint(),
-          k: 1,
-          requestId: 'test',
-          shareTicket,
-          groups,
-        },
-      },
-    };
-  }
-
-  fastBounds(sessionId: string): wire.C1Message {
-    return {
-      sessionId,
-      step: wire.Step.STEP_FAST_BOUNDS,
-      body: { $case: 'fastBounds', value: { items: [{ group: 0, value: this.codec.cipher(this.pk.encrypt(5n)) }] } },
-    };
-  }
-
-  /** Opens a raw SecureComputation session as a (misbehaving) C1 would; sends each message after the previous reply. */
-  rawSession(messages: wire.C1Message[]): Promise<{ replies: wire.C2Message[]; error?: ServiceError }> {
-    return new Promise((resolve) => {
-      const call = this.secure.session({ deadline: new Date(Date.now() + RPC_DEADLINE_MS) });
-      const replies: wire.C2Message[] = [];
-      let sent = 0;
-      const next = () => (sent < messages.length ? call.write(messages[sent++]) : call.end());
-      call.on('data', (m: wire.C2Message) => {
-        replies.push(m);
-        next();
-      });
-      call.on('error', (error: ServiceError) => resolve({ replies, error }));
-      call.on('status', (s) => {
-        if (s.code === Code.OK) resolve({ replies });
-      });
-      next();
-    });
+  /** Opens a raw SecureComputation session as a (misbehaving) C1 would. */
+  rawSession(messages: wire.C1Message[]) {
+    return rawSession(this.secure, messages);
   }
 }

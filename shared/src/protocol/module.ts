@@ -70,12 +70,15 @@ export interface C2SessionDeps {
   /** m + r for the doctor (paper protocols, step 7). */
   retrievals: RetrievalStore;
   /** The fast protocol: pk1, the replica and the doctors' query shares; absent at a C2 without a replica. */
-  fast?: {
-    crypto: FastC2Crypto;
-    /** Read when a fast session opens: the replica as it is at that moment. */
-    replica: () => ReplicaSource;
-    shares: TicketStore<QueryShares>;
-  };
+  fast?: FastC2Deps;
+}
+
+/** What C2 needs for the fast protocol's sessions (PROTOCOLS.md §3.5). */
+export interface FastC2Deps {
+  crypto: FastC2Crypto;
+  /** Read when a fast session opens: the replica as it is at that moment. */
+  replica: () => ReplicaSource;
+  shares: TicketStore<QueryShares>;
 }
 
 /** C2's side of one session: every message after the opening one, each answered in order. */
