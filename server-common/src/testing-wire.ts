@@ -1,5 +1,5 @@
 import { Metadata, status as Code, type ServiceError } from '@grpc/grpc-js';
-import { expect } from 'vitest';
+import { strict as assert } from 'node:assert';
 import * as wire from '@fnn/proto';
 import { multiExpFixed, type FixedWidthValues, type PublicKey, type WireCodec } from '@fnn/shared';
 
@@ -33,8 +33,9 @@ export function rpc<Res>(invoke: (metadata: Metadata, options: { deadline: Date 
   );
 }
 
+/** A refusal's gRPC code is the one expected (node:assert, not vitest: this module is loaded as compiled CommonJS). */
 export function expectCode(error: ServiceError, expected: Code, what: string): void {
-  expect(Code[error.code], `${what}: expected ${Code[expected]}, got ${Code[error.code]} ("${error.details}")`).toBe(Code[expected]);
+  assert.equal(Code[error.code], Code[expected], `${what}: expected ${Code[expected]}, got ${Code[error.code]} ("${error.details}")`);
 }
 
 /** C1's session messages as a test sends them (the only places a C1Message is built by hand). */
