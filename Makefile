@@ -1,6 +1,6 @@
 # The two commands of the README: `make demo` and `make test`. Both install
 # what they need (npm ci from the lock file; better-sqlite3 builds from source).
-.PHONY: all install build test soak demo proto clean dataset
+.PHONY: all install build test lint format soak demo proto clean dataset
 
 all: build
 
@@ -19,9 +19,18 @@ build: install $(NATIVE)
 	npx tsc -b
 
 # The tests are type-checked first (tsconfig.tests.json): vitest only strips types.
-test: build
+test: build lint
 	npx tsc -p tsconfig.tests.json
 	npx vitest run
+
+# Formatting (Prettier, .prettierrc.json) and lint (ESLint + typescript-eslint, eslint.config.mjs).
+lint: install
+	npx prettier --check --log-level warn .
+	npx eslint .
+
+# Rewrites the files Prettier would change (then commit them on their own).
+format: install
+	npx prettier --write --log-level warn .
 
 # Faults and load (*.soak.test.ts, vitest.soak.config.mts): C2 killed mid-query
 # 20 times, C1 killed mid-upload 20 times, 8 concurrent clients; real daemons.

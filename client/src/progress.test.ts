@@ -11,6 +11,7 @@ describe('progressBar', () => {
     const term = fakeTerminal();
     let t = 0;
     const bar = progressBar(4, 'records', true, term, () => t);
+    // eslint-disable-next-line no-control-regex -- the bar's own escape sequence (ESC [ K: clear the line) is what is checked
     expect(term.writes.at(-1)).toMatch(/^\r\x1b\[K\[-+\] 0\/4 records .* ETA --$/);
     t = 2000;
     bar.tick();
@@ -48,6 +49,7 @@ describe('progressBar', () => {
     expect(term.writes.at(-1)).toBe('\r\x1b[Ksearching  0s');
     t = 3000;
     bar.show({ phase: 'lower-bounds', done: 2, total: 8, rejected: 0 });
+    // eslint-disable-next-line no-control-regex -- the bar's own escape sequence (ESC [ K: clear the line) is what is checked
     expect(term.writes.at(-1)).toMatch(/^\r\x1b\[K\[#+-+\] lower bounds 2\/8 groups {2}3s$/);
     t = 5000;
     bar.show({ phase: 'candidates', done: 8, total: 8, rejected: 40 });

@@ -74,7 +74,7 @@ function checkIdentity(identity: TlsIdentity, roles: readonly Role[], certPath: 
   const role = roleOf({ subject: subjectFields(cert.subject) });
   if (!role || !roles.includes(role))
     throw new CliError('usage', `${certPath} is for ${role ?? 'no FNN role'}; this program needs ${roles.join(' or ')}`);
-  let matches = false;
+  let matches: boolean;
   try {
     matches = cert.checkPrivateKey(createPrivateKey(identity.key));
   } catch {

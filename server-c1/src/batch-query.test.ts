@@ -4,8 +4,6 @@ import { plaintextNearest } from '@fnn/shared';
 import { BATCH_CONCURRENCY } from './database-service';
 import {
   batchQuery,
-  FAST,
-  FNN,
   paperRequest,
   query,
   randomImage,

@@ -1,6 +1,5 @@
 import { status as Code } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import * as wire from '@fnn/proto';
 import { startC2 } from '@fnn/server-c2';
 import {
   COLLECTION_SIZE,

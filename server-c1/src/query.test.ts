@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import * as wire from '@fnn/proto';
 import { plaintextNearest } from '@fnn/shared';
 import {
   BF,
@@ -11,7 +10,6 @@ import {
   randomImage,
   startFixture,
   TWIN_OF,
-  upload,
   type Fixture,
   neighbourCount,
 } from './testing/fixtures';

@@ -5,7 +5,6 @@ import {
   checkColumnCounts,
   packingParams,
   protocolState,
-  type EncryptedStats,
   type Family,
   type Layout,
   type PackedColumns,

@@ -24,7 +24,6 @@ import {
   randomImage,
   remember,
   startFixture,
-  upload,
   WIDTH,
   type Fixture,
   WITH_PAPER_LAYOUT,

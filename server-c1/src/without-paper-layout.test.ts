@@ -16,7 +16,6 @@ import {
   randomImage,
   remember,
   startFixture,
-  upload,
   type Fixture,
   PACKED_ONLY,
 } from './testing/fixtures';

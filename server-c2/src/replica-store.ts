@@ -5,7 +5,6 @@ import {
   protocolState,
   type Family,
   type PackedColumns,
-  type PackingParams,
   type PublicKey,
   type ReplicaSource,
 } from '@fnn/shared';

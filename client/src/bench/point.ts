@@ -158,7 +158,7 @@ export class Collection {
       answers.set(q, plaintextNearest(this.stored, pixels, 1)[0]);
       const started = process.hrtime.bigint();
       let runs = 0;
-      let elapsed = 0;
+      let elapsed: number;
       do {
         plaintextNearest(this.stored, pixels, 1);
         runs++;

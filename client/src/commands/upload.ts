@@ -1,4 +1,4 @@
-import type { GrayImage, Layout, Transport } from '@fnn/shared';
+import type { Layout, Transport } from '@fnn/shared';
 import { call, checkAddress, connectC1, connectReplica } from '../connect';
 import {
   expandImagePaths,

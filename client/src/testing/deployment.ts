@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Client, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import * as wire from '@fnn/proto';

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { credentials, Metadata, status as Code, type ServiceError } from '@grpc/grpc-js';
+import { credentials, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'vitest';
 import * as wire from '@fnn/proto';
 import {
@@ -19,7 +19,6 @@ import {
   INSECURE,
   localC1Crypto,
   localC2Crypto,
-  multiExpFixed,
   openSealedImage,
   packingParams,
   plaintextNearest,
@@ -29,7 +28,6 @@ import {
   shareQuery,
   silentLogger,
   WireCodec,
-  type FixedWidthValues,
   type GroupOutcome,
   type OwnerLink,
   type PlaintextRecord,
@@ -43,7 +41,6 @@ import {
   randomImage,
   rawSession,
   rpc,
-  expectCode,
   RPC_DEADLINE_MS,
   SessionMessages,
   TEST_HEIGHT,

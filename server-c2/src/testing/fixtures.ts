@@ -1,8 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { credentials, Metadata, status as Code, type ServiceError } from '@grpc/grpc-js';
-import { expect } from 'vitest';
+import { credentials } from '@grpc/grpc-js';
 import * as wire from '@fnn/proto';
 import {
   CollectionWriter,
@@ -10,14 +9,12 @@ import {
   generateSymmetricKey,
   INSECURE,
   localC2Crypto,
-  multiExpFixed,
   packingParams,
   RecordKey,
   residueToBytes,
   shareQuery,
   silentLogger,
   WireCodec,
-  type FixedWidthValues,
   type GroupOutcome,
   type OwnerLink,
   type PublicKey,

@@ -45,6 +45,7 @@ interface Addon {
 function load(): Addon {
   try {
     // Two levels up from src/crypto and from dist/crypto alike: shared/build/.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- a native addon loads only through require
     return require('../../build/Release/fast_paillier.node') as Addon;
   } catch (err) {
     throw new Error(
