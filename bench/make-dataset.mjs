@@ -47,7 +47,12 @@ const EXPECTED_SHA256 = 'a094f3ccf383c495c9569625bd0c06993fd4b02d2a8d9966da5fea7
 const AXES = {
   ax: { count: (v) => v.nz, width: (v) => v.nx, height: (v) => v.ny, at: (v, k, c, r) => c + v.nx * (v.ny - 1 - r + v.ny * k) },
   cor: { count: (v) => v.ny, width: (v) => v.nx, height: (v) => v.nz, at: (v, k, c, r) => c + v.nx * (k + v.ny * (v.nz - 1 - r)) },
-  sag: { count: (v) => v.nx, width: (v) => v.ny, height: (v) => v.nz, at: (v, k, c, r) => k + v.nx * (v.ny - 1 - c + v.ny * (v.nz - 1 - r)) },
+  sag: {
+    count: (v) => v.nx,
+    width: (v) => v.ny,
+    height: (v) => v.nz,
+    at: (v, k, c, r) => k + v.nx * (v.ny - 1 - c + v.ny * (v.nz - 1 - r)),
+  },
 };
 
 function slice(volume, values, axis, k) {
@@ -73,7 +78,8 @@ function main() {
   const [volumePath, dataDir] = process.argv.slice(2);
   if (!volumePath || !dataDir) throw new Error('usage: node bench/make-dataset.mjs <ch2better.nii.gz> <dataDir>');
   const sha256 = createHash('sha256').update(readFileSync(volumePath)).digest('hex');
-  if (sha256 !== EXPECTED_SHA256) console.warn(`warning: ${volumePath} is not the ch2better.nii.gz of mricron-data 1.2.20211006+dfsg-4 (sha256 ${sha256})`);
+  if (sha256 !== EXPECTED_SHA256)
+    console.warn(`warning: ${volumePath} is not the ch2better.nii.gz of mricron-data 1.2.20211006+dfsg-4 (sha256 ${sha256})`);
   const volume = readNifti(volumePath);
   const { values, max, note } = toPixelValues(volume.voxels);
   if (max > 255) throw new Error(`expected an 8-bit volume, values reach ${max}`);
@@ -97,7 +103,8 @@ function main() {
   }
   const name = ({ axis, k }) => `ch2-${axis}${String(k).padStart(3, '0')}.png`;
   const queries = [];
-  for (let i = 0; i < QUERIES_PER_AXIS; i++) for (const axis of Object.keys(AXES)) queries.push(kept.filter((s) => s.query && s.axis === axis)[i]);
+  for (let i = 0; i < QUERIES_PER_AXIS; i++)
+    for (const axis of Object.keys(AXES)) queries.push(kept.filter((s) => s.query && s.axis === axis)[i]);
   const collection = kept.filter((s) => !s.query);
   const rand = random(SHUFFLE_SEED);
   for (let i = collection.length - 1; i > 0; i--) {
@@ -106,14 +113,22 @@ function main() {
   }
 
   for (const size of SIZES) {
-    for (const [dir, slices] of [[`mri-${size}`, collection], [`mri-${size}-queries`, queries]]) {
+    for (const [dir, slices] of [
+      [`mri-${size}`, collection],
+      [`mri-${size}-queries`, queries],
+    ]) {
       rmSync(join(dataDir, dir), { recursive: true, force: true });
       mkdirSync(join(dataDir, dir), { recursive: true });
       for (const s of slices) writeFileSync(join(dataDir, dir, name(s)), encodePng(downsampleBox(s.image, CROP / size)));
     }
   }
   const manifest = {
-    source: { package: 'mricron-data 1.2.20211006+dfsg-4 (Debian)', file: 'ch2better.nii.gz', sha256, licence: 'BSD-3-clause, Copyright 2006-2010 Chris Rorden' },
+    source: {
+      package: 'mricron-data 1.2.20211006+dfsg-4 (Debian)',
+      file: 'ch2better.nii.gz',
+      sha256,
+      licence: 'BSD-3-clause, Copyright 2006-2010 Chris Rorden',
+    },
     volume: `${volume.nx} x ${volume.ny} x ${volume.nz}, 0.5 mm, ${note}`,
     derivation: `central ${CROP}x${CROP} crop of axial, coronal and sagittal slices at native resolution; smaller sizes box-averaged (floor); slices with < 1/4 of the axis's best brain occupancy skipped; 8-bit values unchanged`,
     sizes: SIZES,
@@ -121,7 +136,9 @@ function main() {
     queries: queries.map(name),
   };
   writeFileSync(join(dataDir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
-  console.log(`${collection.length} collection slices and ${queries.length} held-out queries, sizes ${SIZES.join(', ')}, in ${dataDir}/mri-*`);
+  console.log(
+    `${collection.length} collection slices and ${queries.length} held-out queries, sizes ${SIZES.join(', ')}, in ${dataDir}/mri-*`,
+  );
 }
 
 try {

@@ -24,9 +24,24 @@ const sc = require('../client/dist/bench/scale-collection.js');
 
 const PACKAGE = 'mricron-data 1.2.20211006+dfsg-4 (Debian)';
 const VOLUMES = {
-  ch2better: { file: 'ch2better.nii.gz', mm: 0.5, sha256: 'a094f3ccf383c495c9569625bd0c06993fd4b02d2a8d9966da5fea7d7e530e8d', what: 'human T1 template (Colin27), skull-stripped' },
-  ch2: { file: 'ch2.nii.gz', mm: 1, sha256: 'a009051127f64dc3dd554d5f5b589870ea72106d9642c21b4e7093e478cfc309', what: 'human T1 template (Colin27), whole head' },
-  inia19: { file: 'inia19-t1-brain.nii.gz', mm: 0.5, sha256: '3f0707f4999a0c6b56d6c9a0145310cba17753e2b4612f577d8dbfe65a89e231', what: 'rhesus macaque T1 template (INIA19), brain only' },
+  ch2better: {
+    file: 'ch2better.nii.gz',
+    mm: 0.5,
+    sha256: 'a094f3ccf383c495c9569625bd0c06993fd4b02d2a8d9966da5fea7d7e530e8d',
+    what: 'human T1 template (Colin27), skull-stripped',
+  },
+  ch2: {
+    file: 'ch2.nii.gz',
+    mm: 1,
+    sha256: 'a009051127f64dc3dd554d5f5b589870ea72106d9642c21b4e7093e478cfc309',
+    what: 'human T1 template (Colin27), whole head',
+  },
+  inia19: {
+    file: 'inia19-t1-brain.nii.gz',
+    mm: 0.5,
+    sha256: '3f0707f4999a0c6b56d6c9a0145310cba17753e2b4612f577d8dbfe65a89e231',
+    what: 'rhesus macaque T1 template (INIA19), brain only',
+  },
 };
 
 // Per output size: which volume, box factor (window = size * factor voxels),
@@ -53,7 +68,10 @@ const HELD_OUT_PER_AXIS = 3;
 const MIN_OCCUPANCY = 0.25;
 const SHUFFLE_SEED = 20240602;
 
-const hashOf = (img) => createHash('sha256').update(Buffer.from(img.pixels.buffer, img.pixels.byteOffset, img.pixels.byteLength)).digest('hex');
+const hashOf = (img) =>
+  createHash('sha256')
+    .update(Buffer.from(img.pixels.buffer, img.pixels.byteOffset, img.pixels.byteLength))
+    .digest('hex');
 
 function loadVolume(templatesDir, name) {
   const spec = VOLUMES[name];
@@ -94,7 +112,15 @@ function main() {
   for (const name of Object.keys(VOLUMES)) {
     const vol = loadVolume(templatesDir, name);
     const threshold = vol.max * 0.05;
-    volumesInfo.push({ name, file: vol.file, sha256: vol.sha256, what: vol.what, voxels: `${vol.nx} x ${vol.ny} x ${vol.nz}`, mm: vol.mm, values: vol.note });
+    volumesInfo.push({
+      name,
+      file: vol.file,
+      sha256: vol.sha256,
+      what: vol.what,
+      voxels: `${vol.nx} x ${vol.ny} x ${vol.nz}`,
+      mm: vol.mm,
+      values: vol.note,
+    });
     for (const axis of sc.AXES) {
       const slices = Array.from({ length: sc.sliceCount(vol, axis) }, (_, k) => sc.sliceOf(vol, axis, k));
       const brain = brainSlices(slices, threshold);
@@ -110,7 +136,14 @@ function main() {
           const tops = sc.gridOrigins(height, window, stride);
           const entry = (k, left, top) => ({
             file: `${name}-${axis}${String(k).padStart(3, '0')}-w${window}-x${left}-y${top}.png`,
-            volume: name, axis, slice: k, left, top, window, factor, mmPerPixel: vol.mm * factor,
+            volume: name,
+            axis,
+            slice: k,
+            left,
+            top,
+            window,
+            factor,
+            mmPerPixel: vol.mm * factor,
           });
           for (const k of brain) {
             if (!sc.inCollection(k, sliceStep, held)) continue;
@@ -145,7 +178,9 @@ function main() {
               candidates.push({ size, kind, entry: entry(at.slice, at.left, at.top), img: downsampleBox(crop, factor) });
             }
           }
-          console.log(`${size}: ${name} ${axis} window ${window} (box ${factor}, stride ${stride}, slice step ${sliceStep}): ${st.kept} kept of ${st.windows} windows (${st.empty} near-empty, ${st.duplicates} duplicates)`);
+          console.log(
+            `${size}: ${name} ${axis} window ${window} (box ${factor}, stride ${stride}, slice step ${sliceStep}): ${st.kept} kept of ${st.windows} windows (${st.empty} near-empty, ${st.duplicates} duplicates)`,
+          );
         }
       }
     }
@@ -164,12 +199,29 @@ function main() {
     queryHashes.add(hash);
     const nn = sc.nearest(q.img.pixels, o.pixels);
     const n = o.collection[nn.index];
-    o.queries.push({ ...q.entry, kind: q.kind, nearest: { file: n.file, distance: nn.distance, volume: n.volume, axis: n.axis, slice: n.slice, left: n.left, top: n.top, window: n.window } });
+    o.queries.push({
+      ...q.entry,
+      kind: q.kind,
+      nearest: {
+        file: n.file,
+        distance: nn.distance,
+        volume: n.volume,
+        axis: n.axis,
+        slice: n.slice,
+        left: n.left,
+        top: n.top,
+        window: n.window,
+      },
+    });
     writeFileSync(join(outDir, `queries-${q.size}`, q.entry.file), encodePng(q.img));
   }
 
   const manifest = {
-    source: { package: PACKAGE, licence: 'BSD-3-clause, Copyright 2006-2010 Chris Rorden (the package copyright file; inia19 header: CC-BY, PMID 23230398)', volumes: volumesInfo },
+    source: {
+      package: PACKAGE,
+      licence: 'BSD-3-clause, Copyright 2006-2010 Chris Rorden (the package copyright file; inia19 header: CC-BY, PMID 23230398)',
+      volumes: volumesInfo,
+    },
     derivation:
       'slices along all three axes of each volume (8-bit, values unchanged where already 0..255 integers, else mapped linearly onto 0..255); ' +
       'square windows of size*factor voxels on a grid centred on the slice with the given stride (zero-padded where the slice is smaller), box-averaged by factor (floor); ' +

@@ -199,8 +199,10 @@ function main() {
       `(zero outside the volume), box ${factor} x ${factor} -> ${args.size} x ${args.size}, ${sixteenBit ? 16 : 8}-bit`,
   );
   console.log(`stored ${stored.length} in ${args.imagesDir}: z ${stored.join(', ')}`);
-  console.log(`queries in ${args.queriesDir}: ${name(queries[0])} (adjacent to stored ${name(adjacentTo)}), ` +
-    `${name(queries[1])} (identical to the stored one)`);
+  console.log(
+    `queries in ${args.queriesDir}: ${name(queries[0])} (adjacent to stored ${name(adjacentTo)}), ` +
+      `${name(queries[1])} (identical to the stored one)`,
+  );
   console.log(`pixel values written: ${lowest}..${highest}`);
 }
 

@@ -6,7 +6,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodePng } from '@fnn/shared';
 import { jsonLines, runCli, type Daemon } from './harness';
 import { EXIT } from './output';
-import { connect, counts, INSECURE, makeKeys, randomPixels, startC1, startC2, writeImage, type Connections, type Keys } from './testing/deployment';
+import {
+  connect,
+  counts,
+  INSECURE,
+  makeKeys,
+  randomPixels,
+  startC1,
+  startC2,
+  writeImage,
+  type Connections,
+  type Keys,
+} from './testing/deployment';
 
 // Truncated and garbage image files given to the real `fnn` binary: each is
 // refused by name with its exit code, nothing reaches either database, and

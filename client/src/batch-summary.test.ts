@@ -12,9 +12,18 @@ describe('batch summary', () => {
     tally.failed('UNAVAILABLE');
     tally.failed('INVALID_ARGUMENT');
     const s = tally.summary(4500);
-    expect(s).toEqual({ answered: 4, total: 6, failures: { INVALID_ARGUMENT: 1, UNAVAILABLE: 1 }, medianMs: 250, maxMs: 400, elapsedMs: 3500 });
+    expect(s).toEqual({
+      answered: 4,
+      total: 6,
+      failures: { INVALID_ARGUMENT: 1, UNAVAILABLE: 1 },
+      medianMs: 250,
+      maxMs: 400,
+      elapsedMs: 3500,
+    });
     expect(tally.failedCount).toBe(2);
-    expect(humanSummary(s)).toBe('4 of 6 queries answered; failed: INVALID_ARGUMENT 1, UNAVAILABLE 1; latency median 0.3 s, max 0.4 s; total 3.5 s');
+    expect(humanSummary(s)).toBe(
+      '4 of 6 queries answered; failed: INVALID_ARGUMENT 1, UNAVAILABLE 1; latency median 0.3 s, max 0.4 s; total 3.5 s',
+    );
   });
 
   it('takes the middle latency of an odd count and has none when nothing was answered', () => {

@@ -58,12 +58,20 @@ function checkDatabase(what: string, batch: Map<string, Uint16Array>): number {
   try {
     expect(db.pragma('integrity_check', { simple: true }), `${what}: PRAGMA integrity_check`).toBe('ok');
     const records = db.prepare('SELECT * FROM records').all() as Record<string, Buffer | number>[];
-    const packed = db.prepare('SELECT * FROM packed_groups').all() as { grp: number; version: Buffer; pixels: Buffer; embedding: Buffer; constants: Buffer }[];
+    const packed = db.prepare('SELECT * FROM packed_groups').all() as {
+      grp: number;
+      version: Buffer;
+      pixels: Buffer;
+      embedding: Buffer;
+      constants: Buffer;
+    }[];
     if (records.length === 0) {
       expect(packed, `${what}: packed groups without records`).toEqual([]);
       return 0;
     }
-    const facts = Object.fromEntries((db.prepare('SELECT name, value FROM collection').all() as { name: string; value: string }[]).map((f) => [f.name, f.value]));
+    const facts = Object.fromEntries(
+      (db.prepare('SELECT name, value FROM collection').all() as { name: string; value: string }[]).map((f) => [f.name, f.value]),
+    );
     expect([facts.width, facts.height], `${what}: the collection's shape`).toEqual([String(SIZE), String(SIZE)]);
     const params = packingParams(Math.min(keys.pk.bits, keys.pk1.bits), SIZE, SIZE, Number(facts.max_value));
     const width = keys.pk.cipherBytes;
@@ -82,28 +90,35 @@ function checkDatabase(what: string, batch: Map<string, Uint16Array>): number {
       expect(keys.recordKey.lookupTag(id).equals(r.lookup_tag as Buffer), `${what}: record ${r.seq}: lookup tag of ${id}`).toBe(true);
       const image = openSealedImage(keys.recordKey, r.sealed_image as Buffer);
       const known = [batch.get(id), reference.get(id)].filter((x): x is Uint16Array => x !== undefined);
-      expect(known.some((k) => same(k, image.pixels)), `${what}: record ${r.seq} (${id}) is not an image uploaded under its ID`).toBe(true);
+      expect(
+        known.some((k) => same(k, image.pixels)),
+        `${what}: record ${r.seq} (${id}) is not an image uploaded under its ID`,
+      ).toBe(true);
       const members = groups.get(r.grp as number) ?? new Array<Uint16Array | null>(params.groupSize).fill(null);
       members[r.slot as number] = image.pixels;
       groups.set(r.grp as number, members);
     }
-    expect(packed.map((p) => p.grp).sort((a, b) => a - b), `${what}: packed groups are exactly the groups with members`).toEqual(
-      [...groups.keys()].sort((a, b) => a - b),
-    );
-    const decrypt = (blob: Buffer, index: number) => keys.sk.decrypt(blobToCiphers(blob.subarray(index * width, (index + 1) * width), width)[0]);
+    expect(
+      packed.map((p) => p.grp).sort((a, b) => a - b),
+      `${what}: packed groups are exactly the groups with members`,
+    ).toEqual([...groups.keys()].sort((a, b) => a - b));
+    const decrypt = (blob: Buffer, index: number) =>
+      keys.sk.decrypt(blobToCiphers(blob.subarray(index * width, (index + 1) * width), width)[0]);
     for (const p of packed) {
       expect(p.version.length, `${what}: group ${p.grp}'s version`).toBe(16);
-      expect([p.pixels.length, p.embedding.length, p.constants.length], `${what}: group ${p.grp}'s packed columns have a partial length`).toEqual([
-        D * width,
-        blocks * width,
-        2 * width,
-      ]);
+      expect(
+        [p.pixels.length, p.embedding.length, p.constants.length],
+        `${what}: group ${p.grp}'s packed columns have a partial length`,
+      ).toEqual([D * width, blocks * width, 2 * width]);
       const want = groupPlaintexts(groups.get(p.grp)!, params);
       for (const i of PIXEL_COLUMNS_CHECKED)
         expect(decrypt(p.pixels, i), `${what}: group ${p.grp}'s packed pixel column ${i} is not its members' images`).toBe(want.pixels[i]);
       for (let i = 0; i < blocks; i++)
         expect(decrypt(p.embedding, i), `${what}: group ${p.grp}'s packed embedding column ${i}`).toBe(want.embedding[i]);
-      expect([decrypt(p.constants, 0), decrypt(p.constants, 1)], `${what}: group ${p.grp}'s packed constants`).toEqual([want.distanceConstant, want.boundConstant]);
+      expect([decrypt(p.constants, 0), decrypt(p.constants, 1)], `${what}: group ${p.grp}'s packed constants`).toEqual([
+        want.distanceConstant,
+        want.boundConstant,
+      ]);
     }
     return records.length;
   } finally {
@@ -151,26 +166,55 @@ describe('C1 killed mid-upload', () => {
       checkDatabase(`${what} (killed after ${stored} records, exit ${first.code})`, batch);
       if (stored === PER_UPLOAD) missed++;
       else {
-        expect(first.code, `${what}: the interrupted upload must fail as unavailable: ${first.stderr}; ${jsonLines(first.stdout).filter((l) => l.status === 'failed').map((l) => `${l.id}: ${l.error}`).join('; ')}`).toBe(5);
+        expect(
+          first.code,
+          `${what}: the interrupted upload must fail as unavailable: ${first.stderr}; ${jsonLines(first.stdout)
+            .filter((l) => l.status === 'failed')
+            .map((l) => `${l.id}: ${l.error}`)
+            .join('; ')}`,
+        ).toBe(5);
         moments.push(`${stored}`);
       }
 
       c1 = await startC1(keys, c1Db(), c2.address, c1.address);
       const again = await runCli(args);
       expect(again.code, `${what}: the upload run again: ${again.stderr}`).toBe(0);
-      expect(jsonLines(again.stdout).filter((l) => l.status === 'stored' || l.status === 'replaced').length, `${what}: records stored on the 2nd run`).toBe(PER_UPLOAD);
+      expect(
+        jsonLines(again.stdout).filter((l) => l.status === 'stored' || l.status === 'replaced').length,
+        `${what}: records stored on the 2nd run`,
+      ).toBe(PER_UPLOAD);
       for (const [id, pixels] of batch) reference.set(id, pixels);
       expect(checkDatabase(`${what}, after the upload completed`, batch), `${what}: records at C1`).toBe(reference.size);
 
       const q = writeImage(join(work, `q-${attempt}.png`), randomPixels(D), SIZE, SIZE);
       const protocol = attempt % 2 === 0 ? 'fast' : 'fnn';
-      const result = await cliQuery([q, '--c1', c1.address, '--c2', c2.address, '--keys', keys.dir, INSECURE, '--protocol', protocol, '--k', '2']);
+      const result = await cliQuery([
+        q,
+        '--c1',
+        c1.address,
+        '--c2',
+        c2.address,
+        '--keys',
+        keys.dir,
+        INSECURE,
+        '--protocol',
+        protocol,
+        '--k',
+        '2',
+      ]);
       expect(result.code, `${what}: query (${protocol}): ${result.stderr}`).toBe(0);
-      const want = plaintextNearest([...reference].map(([id, pixels]) => ({ id, pixels })), decodePng(readFileSync(q), 'q').pixels, 2);
-      expect(result.result.results!.map((r) => [r.id, r.distance]), `${what}: the ${protocol} query is not exact`).toEqual(
-        want.map((w) => [w.id, w.distance.toString()]),
+      const want = plaintextNearest(
+        [...reference].map(([id, pixels]) => ({ id, pixels })),
+        decodePng(readFileSync(q), 'q').pixels,
+        2,
       );
+      expect(
+        result.result.results!.map((r) => [r.id, r.distance]),
+        `${what}: the ${protocol} query is not exact`,
+      ).toEqual(want.map((w) => [w.id, w.distance.toString()]));
     }
-    console.log(`C1 killed mid-upload ${KILLS} times (${missed} more after the upload had finished); records of ${PER_UPLOAD} reported stored before each kill: ${moments.join(' ')}`);
+    console.log(
+      `C1 killed mid-upload ${KILLS} times (${missed} more after the upload had finished); records of ${PER_UPLOAD} reported stored before each kill: ${moments.join(' ')}`,
+    );
   });
 });

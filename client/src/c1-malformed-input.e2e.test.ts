@@ -6,7 +6,16 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import * as wire from '@fnn/proto';
-import { cipherToBytes, decodePng, encryptQuery, packingParams, plaintextNearest, residueToBytes, shareQuery, WireCodec } from '@fnn/shared';
+import {
+  cipherToBytes,
+  decodePng,
+  encryptQuery,
+  packingParams,
+  plaintextNearest,
+  residueToBytes,
+  shareQuery,
+  WireCodec,
+} from '@fnn/shared';
 import { jsonLines, runCli, type Daemon } from './harness';
 import {
   cliQuery,
@@ -73,7 +82,10 @@ beforeAll(async () => {
   // The bases are what they should be, so each refusal is due to its one corruption.
   expect(spare.upload.group!.baseVersion.length, 'the spare joins a group with members').toBe(16);
   expect(spare.upload.group!.group, 'the spare joins group 1').toBe(1);
-  expect(del.request.groups.map((g) => [g.group, g.columns !== undefined]), 'the delete re-encrypts group 0, which keeps members').toEqual([[0, true]]);
+  expect(
+    del.request.groups.map((g) => [g.group, g.columns !== undefined]),
+    'the delete re-encrypts group 0, which keeps members',
+  ).toEqual([[0, true]]);
 });
 
 afterAll(async () => {
@@ -210,25 +222,62 @@ const DESERIALIZE = /^Error deserializing request/;
 
 /** A message built field by field, so fields can carry the wrong wire type. */
 const fields = (build: (w: BinaryWriter) => BinaryWriter) => () => Buffer.from(build(new BinaryWriter()).finish());
-const uploadHead = (w: BinaryWriter) => w.uint32(10).string(keys.pk.fingerprint()).uint32(16).uint32(W).uint32(24).uint32(H).uint32(32).uint32(255);
+const uploadHead = (w: BinaryWriter) =>
+  w.uint32(10).string(keys.pk.fingerprint()).uint32(16).uint32(W).uint32(24).uint32(H).uint32(32).uint32(255);
 
 const badCases: BadCase[] = [
   // Invalid ciphertexts in every ciphertext field of an upload.
   ...NOT_CIPHERTEXTS.flatMap(([value, b]): BadCase[] => [
-    { name: `Upload: a pixel ciphertext = ${value}`, code: Code.INVALID_ARGUMENT, run: () => upload(record((r) => ({ pixels: replaceAt(r.pixels, 5, b()) }))) },
+    {
+      name: `Upload: a pixel ciphertext = ${value}`,
+      code: Code.INVALID_ARGUMENT,
+      run: () => upload(record((r) => ({ pixels: replaceAt(r.pixels, 5, b()) }))),
+    },
     { name: `Upload: the sum E(S) = ${value}`, code: Code.INVALID_ARGUMENT, run: () => upload(record(() => ({ sum: b() }))) },
     { name: `Upload: the spread E(T) = ${value}`, code: Code.INVALID_ARGUMENT, run: () => upload(record(() => ({ spread: b() }))) },
-    { name: `Upload: a packed pixel column of the group = ${value}`, code: Code.INVALID_ARGUMENT, run: () => upload(columnsWith((p) => ({ distance: replaceAt(p.distance, 0, b()) }))) },
-    { name: `Upload: a packed embedding column of the group = ${value}`, code: Code.INVALID_ARGUMENT, run: () => upload(columnsWith((p) => ({ bound: replaceAt(p.bound, 1, b()) }))) },
-    { name: `Upload: the group's packed distance constant = ${value}`, code: Code.INVALID_ARGUMENT, run: () => upload(columnsWith(() => ({ distanceConstant: b() }))) },
-    { name: `Upload: the group's packed bound constant = ${value}`, code: Code.INVALID_ARGUMENT, run: () => upload(columnsWith(() => ({ boundConstant: b() }))) },
-    { name: `Delete: a re-encrypted group's pixel column = ${value}`, code: Code.INVALID_ARGUMENT, run: () => removeRequest(deleteWith((g) => ({ columns: { ...g.columns!, distance: replaceAt(g.columns!.distance, 2, b()) } }))) },
+    {
+      name: `Upload: a packed pixel column of the group = ${value}`,
+      code: Code.INVALID_ARGUMENT,
+      run: () => upload(columnsWith((p) => ({ distance: replaceAt(p.distance, 0, b()) }))),
+    },
+    {
+      name: `Upload: a packed embedding column of the group = ${value}`,
+      code: Code.INVALID_ARGUMENT,
+      run: () => upload(columnsWith((p) => ({ bound: replaceAt(p.bound, 1, b()) }))),
+    },
+    {
+      name: `Upload: the group's packed distance constant = ${value}`,
+      code: Code.INVALID_ARGUMENT,
+      run: () => upload(columnsWith(() => ({ distanceConstant: b() }))),
+    },
+    {
+      name: `Upload: the group's packed bound constant = ${value}`,
+      code: Code.INVALID_ARGUMENT,
+      run: () => upload(columnsWith(() => ({ boundConstant: b() }))),
+    },
+    {
+      name: `Delete: a re-encrypted group's pixel column = ${value}`,
+      code: Code.INVALID_ARGUMENT,
+      run: () => removeRequest(deleteWith((g) => ({ columns: { ...g.columns!, distance: replaceAt(g.columns!.distance, 2, b()) } }))),
+    },
   ]),
   // ... and of a query.
   ...NOT_CIPHERTEXTS.flatMap(([value, b]): BadCase[] => [
-    { name: `Query (fnn): a query pixel E(-q) = ${value}`, code: Code.INVALID_ARGUMENT, run: async () => query(await withQuery((q) => ({ negatedPixels: replaceAt(q.negatedPixels, 3, b()) }))) },
-    { name: `Query (fnn): E(-S) = ${value}`, code: Code.INVALID_ARGUMENT, run: async () => query(await withQuery(() => ({ negatedSum: b() }))) },
-    { name: `Query (fnn): E(-T) = ${value}`, code: Code.INVALID_ARGUMENT, run: async () => query(await withQuery(() => ({ negatedSpread: b() }))) },
+    {
+      name: `Query (fnn): a query pixel E(-q) = ${value}`,
+      code: Code.INVALID_ARGUMENT,
+      run: async () => query(await withQuery((q) => ({ negatedPixels: replaceAt(q.negatedPixels, 3, b()) }))),
+    },
+    {
+      name: `Query (fnn): E(-S) = ${value}`,
+      code: Code.INVALID_ARGUMENT,
+      run: async () => query(await withQuery(() => ({ negatedSum: b() }))),
+    },
+    {
+      name: `Query (fnn): E(-T) = ${value}`,
+      code: Code.INVALID_ARGUMENT,
+      run: async () => query(await withQuery(() => ({ negatedSpread: b() }))),
+    },
     { name: `Query (fnn): E(T) = ${value}`, code: Code.INVALID_ARGUMENT, run: async () => query(await withQuery(() => ({ spread: b() }))) },
     {
       name: `Query (fast): the distance constant = ${value}`,
@@ -239,28 +288,96 @@ const badCases: BadCase[] = [
     },
   ]),
   // Other fields of an upload out of range.
-  { name: 'Upload: an encrypted ID of 28 bytes (below AES-GCM nonce + tag)', code: Code.INVALID_ARGUMENT, run: () => upload(record(() => ({ encryptedId: Buffer.alloc(28, 1) }))) },
-  { name: 'Upload: an encrypted ID of 1025 bytes', code: Code.INVALID_ARGUMENT, run: () => upload(record(() => ({ encryptedId: Buffer.alloc(1025, 1) }))) },
-  { name: 'Upload: a sealed image larger than 2d + 1024 bytes', code: Code.INVALID_ARGUMENT, run: () => upload(record(() => ({ sealedImage: Buffer.alloc(2 * D + 1025, 1) }))) },
-  { name: 'Upload: a lookup tag of 33 bytes', code: Code.INVALID_ARGUMENT, run: () => upload(record((r) => ({ lookupTag: Buffer.concat([r.lookupTag, Buffer.alloc(1)]) }))) },
-  { name: 'Upload: a group version of 15 bytes', code: Code.INVALID_ARGUMENT, run: () => upload(changeWith((g) => ({ version: g.version.subarray(1) }))) },
-  { name: 'Upload: an empty group version', code: Code.INVALID_ARGUMENT, run: () => upload(changeWith(() => ({ version: Buffer.alloc(0) }))) },
-  { name: 'Upload: 513x512 images (above the largest supported)', code: Code.INVALID_ARGUMENT, run: () => upload({ ...spare.upload, width: 513, height: 512 }) },
-  { name: 'Upload: 100,000 pixels in a 4x4 record', code: Code.INVALID_ARGUMENT, run: () => upload(record((r) => ({ pixels: Array(100_000).fill(r.pixels[0]) }))) },
-  { name: 'Upload: 100,000 packed pixel columns for a 4x4 group', code: Code.INVALID_ARGUMENT, run: () => upload(columnsWith((p) => ({ distance: Array(100_000).fill(p.distance[0]) }))) },
-  { name: 'Upload: no packed columns although the group has members', code: Code.INVALID_ARGUMENT, run: () => upload(changeWith(() => ({ columns: undefined }))) },
+  {
+    name: 'Upload: an encrypted ID of 28 bytes (below AES-GCM nonce + tag)',
+    code: Code.INVALID_ARGUMENT,
+    run: () => upload(record(() => ({ encryptedId: Buffer.alloc(28, 1) }))),
+  },
+  {
+    name: 'Upload: an encrypted ID of 1025 bytes',
+    code: Code.INVALID_ARGUMENT,
+    run: () => upload(record(() => ({ encryptedId: Buffer.alloc(1025, 1) }))),
+  },
+  {
+    name: 'Upload: a sealed image larger than 2d + 1024 bytes',
+    code: Code.INVALID_ARGUMENT,
+    run: () => upload(record(() => ({ sealedImage: Buffer.alloc(2 * D + 1025, 1) }))),
+  },
+  {
+    name: 'Upload: a lookup tag of 33 bytes',
+    code: Code.INVALID_ARGUMENT,
+    run: () => upload(record((r) => ({ lookupTag: Buffer.concat([r.lookupTag, Buffer.alloc(1)]) }))),
+  },
+  {
+    name: 'Upload: a group version of 15 bytes',
+    code: Code.INVALID_ARGUMENT,
+    run: () => upload(changeWith((g) => ({ version: g.version.subarray(1) }))),
+  },
+  {
+    name: 'Upload: an empty group version',
+    code: Code.INVALID_ARGUMENT,
+    run: () => upload(changeWith(() => ({ version: Buffer.alloc(0) }))),
+  },
+  {
+    name: 'Upload: 513x512 images (above the largest supported)',
+    code: Code.INVALID_ARGUMENT,
+    run: () => upload({ ...spare.upload, width: 513, height: 512 }),
+  },
+  {
+    name: 'Upload: 100,000 pixels in a 4x4 record',
+    code: Code.INVALID_ARGUMENT,
+    run: () => upload(record((r) => ({ pixels: Array(100_000).fill(r.pixels[0]) }))),
+  },
+  {
+    name: 'Upload: 100,000 packed pixel columns for a 4x4 group',
+    code: Code.INVALID_ARGUMENT,
+    run: () => upload(columnsWith((p) => ({ distance: Array(100_000).fill(p.distance[0]) }))),
+  },
+  {
+    name: 'Upload: no packed columns although the group has members',
+    code: Code.INVALID_ARGUMENT,
+    run: () => upload(changeWith(() => ({ columns: undefined }))),
+  },
   { name: 'Upload: no group change', code: Code.INVALID_ARGUMENT, run: () => upload({ ...spare.upload, group: undefined }) },
-  { name: 'Upload: a stale base version (another owner changed the group first)', code: Code.FAILED_PRECONDITION, run: () => upload(changeWith(() => ({ baseVersion: Buffer.alloc(16, 7) }))) },
-  { name: 'Upload: an empty base version although the group has members', code: Code.FAILED_PRECONDITION, run: () => upload(changeWith(() => ({ baseVersion: Buffer.alloc(0) }))) },
-  { name: 'Upload: the change of group 1 sent as group 0 (its base version is not group 0\'s)', code: Code.FAILED_PRECONDITION, run: () => upload(changeWith(() => ({ group: 0 }))) },
-  { name: 'Upload: group 2^32 - 1 (no such group) with a base version', code: Code.FAILED_PRECONDITION, run: () => upload(changeWith(() => ({ group: 0xffffffff }))) },
-  { name: 'Upload: a record slot outside the group (slot = 1,000,000)', code: Code.INVALID_ARGUMENT, run: () => upload(record(() => ({ slot: 1_000_000 }))) },
-  { name: 'Upload: an empty message (no key, no shape, no records)', code: Code.INVALID_ARGUMENT, run: raw(PATH.upload, () => Buffer.alloc(0)) },
+  {
+    name: 'Upload: a stale base version (another owner changed the group first)',
+    code: Code.FAILED_PRECONDITION,
+    run: () => upload(changeWith(() => ({ baseVersion: Buffer.alloc(16, 7) }))),
+  },
+  {
+    name: 'Upload: an empty base version although the group has members',
+    code: Code.FAILED_PRECONDITION,
+    run: () => upload(changeWith(() => ({ baseVersion: Buffer.alloc(0) }))),
+  },
+  {
+    name: "Upload: the change of group 1 sent as group 0 (its base version is not group 0's)",
+    code: Code.FAILED_PRECONDITION,
+    run: () => upload(changeWith(() => ({ group: 0 }))),
+  },
+  {
+    name: 'Upload: group 2^32 - 1 (no such group) with a base version',
+    code: Code.FAILED_PRECONDITION,
+    run: () => upload(changeWith(() => ({ group: 0xffffffff }))),
+  },
+  {
+    name: 'Upload: a record slot outside the group (slot = 1,000,000)',
+    code: Code.INVALID_ARGUMENT,
+    run: () => upload(record(() => ({ slot: 1_000_000 }))),
+  },
+  {
+    name: 'Upload: an empty message (no key, no shape, no records)',
+    code: Code.INVALID_ARGUMENT,
+    run: raw(PATH.upload, () => Buffer.alloc(0)),
+  },
   // Unknown and odd IDs, slots asked for wrongly.
   { name: 'AllocateSlots: an empty lookup tag', code: Code.INVALID_ARGUMENT, run: () => allocate([Buffer.alloc(0)]) },
   { name: 'AllocateSlots: a lookup tag of 1 MiB', code: Code.INVALID_ARGUMENT, run: () => allocate([Buffer.alloc(1 << 20, 7)]) },
   { name: 'AllocateSlots: no lookup tags', code: Code.INVALID_ARGUMENT, run: () => allocate([]) },
-  { name: 'AllocateSlots: images of another size than the collection (5x5)', code: Code.INVALID_ARGUMENT, run: () => allocate([spare.lookupTag], { width: 5, height: 5 }) },
+  {
+    name: 'AllocateSlots: images of another size than the collection (5x5)',
+    code: Code.INVALID_ARGUMENT,
+    run: () => allocate([spare.lookupTag], { width: 5, height: 5 }),
+  },
   { name: 'AllocateSlots: zero width', code: Code.INVALID_ARGUMENT, run: () => allocate([spare.lookupTag], { width: 0 }) },
   { name: 'AllocateSlots: pixel depth 70000', code: Code.INVALID_ARGUMENT, run: () => allocate([spare.lookupTag], { maxValue: 70000 }) },
   { name: 'AllocateSlots: an empty message', code: Code.INVALID_ARGUMENT, run: raw(PATH.allocate, () => Buffer.alloc(0)) },
@@ -269,62 +386,250 @@ const badCases: BadCase[] = [
     code: Code.NOT_FOUND,
     run: () => removeRequest({ ...del.request, lookupTags: [del.request.lookupTags[0], del.request.lookupTags[0]] }),
   },
-  { name: 'Delete: a stored ID without the re-encrypted columns of its group', code: Code.INVALID_ARGUMENT, run: () => removeRequest({ ...del.request, groups: [] }) },
-  { name: 'Delete: a stale base version of the group losing a member', code: Code.FAILED_PRECONDITION, run: () => removeRequest(deleteWith(() => ({ baseVersion: Buffer.alloc(16, 9) }))) },
-  { name: 'Delete: a group change of 15 bytes\' version', code: Code.INVALID_ARGUMENT, run: () => removeRequest(deleteWith((g) => ({ version: g.version.subarray(1) }))) },
-  { name: 'Delete: the group that loses a member changed twice', code: Code.INVALID_ARGUMENT, run: () => removeRequest({ ...del.request, groups: [del.request.groups[0], del.request.groups[0]] }) },
-  { name: 'Delete: a change of a group that loses no member (group 1)', code: Code.INVALID_ARGUMENT, run: () => removeRequest({ ...del.request, groups: [...del.request.groups, { ...del.request.groups[0], group: 1 }] }) },
-  { name: 'Delete: no columns for a group that keeps members', code: Code.INVALID_ARGUMENT, run: () => removeRequest(deleteWith(() => ({ columns: undefined }))) },
-  { name: 'Delete: 1000 unknown IDs', code: Code.NOT_FOUND, run: () => remove(Array.from({ length: 1000 }, (_, i) => keys.recordKey.lookupTag(`nobody-${i}`))) },
+  {
+    name: 'Delete: a stored ID without the re-encrypted columns of its group',
+    code: Code.INVALID_ARGUMENT,
+    run: () => removeRequest({ ...del.request, groups: [] }),
+  },
+  {
+    name: 'Delete: a stale base version of the group losing a member',
+    code: Code.FAILED_PRECONDITION,
+    run: () => removeRequest(deleteWith(() => ({ baseVersion: Buffer.alloc(16, 9) }))),
+  },
+  {
+    name: "Delete: a group change of 15 bytes' version",
+    code: Code.INVALID_ARGUMENT,
+    run: () => removeRequest(deleteWith((g) => ({ version: g.version.subarray(1) }))),
+  },
+  {
+    name: 'Delete: the group that loses a member changed twice',
+    code: Code.INVALID_ARGUMENT,
+    run: () => removeRequest({ ...del.request, groups: [del.request.groups[0], del.request.groups[0]] }),
+  },
+  {
+    name: 'Delete: a change of a group that loses no member (group 1)',
+    code: Code.INVALID_ARGUMENT,
+    run: () => removeRequest({ ...del.request, groups: [...del.request.groups, { ...del.request.groups[0], group: 1 }] }),
+  },
+  {
+    name: 'Delete: no columns for a group that keeps members',
+    code: Code.INVALID_ARGUMENT,
+    run: () => removeRequest(deleteWith(() => ({ columns: undefined }))),
+  },
+  {
+    name: 'Delete: 1000 unknown IDs',
+    code: Code.NOT_FOUND,
+    run: () => remove(Array.from({ length: 1000 }, (_, i) => keys.recordKey.lookupTag(`nobody-${i}`))),
+  },
   { name: 'Delete: an ID that was never uploaded, though it was given a slot', code: Code.NOT_FOUND, run: () => remove([spare.lookupTag]) },
   { name: 'Delete: an empty lookup tag', code: Code.INVALID_ARGUMENT, run: () => remove([Buffer.alloc(0)]) },
   { name: 'Delete: an empty message', code: Code.INVALID_ARGUMENT, run: raw(PATH.delete, () => Buffer.alloc(0)) },
   // Queries out of range.
   { name: 'Query: k = 2^32 - 1', code: Code.INVALID_ARGUMENT, run: async () => query({ ...(await paperQuery()), k: 0xffffffff }) },
-  { name: 'Query: a header naming no protocol (no case of the oneof)', code: Code.INVALID_ARGUMENT, run: async () => query({ ...(await paperQuery()), protocol: undefined }) },
-  { name: 'Query: a protocol part without the header', code: Code.INVALID_ARGUMENT, run: async () => query({ ...(await paperQuery()), header: undefined }) },
+  {
+    name: 'Query: a header naming no protocol (no case of the oneof)',
+    code: Code.INVALID_ARGUMENT,
+    run: async () => query({ ...(await paperQuery()), protocol: undefined }),
+  },
+  {
+    name: 'Query: a protocol part without the header',
+    code: Code.INVALID_ARGUMENT,
+    run: async () => query({ ...(await paperQuery()), header: undefined }),
+  },
   { name: 'Query: an empty message', code: Code.INVALID_ARGUMENT, run: raw(PATH.query, () => Buffer.alloc(0)) },
-  { name: 'Query (fast): C1\'s share with 100,000 values', code: Code.INVALID_ARGUMENT, run: async () => query(withFastPart(await fastQuery(), { distanceShare: Array(100_000).fill(Buffer.from([1])) })) },
-  { name: 'Query (fast): a share ticket of 1 MiB', code: Code.NOT_FOUND, run: async () => query(withFastPart(await fastQuery(), { shareTicket: 'a'.repeat(1 << 20) })) },
+  {
+    name: "Query (fast): C1's share with 100,000 values",
+    code: Code.INVALID_ARGUMENT,
+    run: async () => query(withFastPart(await fastQuery(), { distanceShare: Array(100_000).fill(Buffer.from([1])) })),
+  },
+  {
+    name: 'Query (fast): a share ticket of 1 MiB',
+    code: Code.NOT_FOUND,
+    run: async () => query(withFastPart(await fastQuery(), { shareTicket: 'a'.repeat(1 << 20) })),
+  },
   // Bytes that are not protobuf, to every method.
   ...Object.entries(PATH)
     .filter(([method]) => method !== 'batch')
     .flatMap(([method, path]) =>
-      NOT_PROTOBUF.map(([what, b]): BadCase => ({ name: `${method} (raw bytes): ${what}`, code: Code.INTERNAL, details: DESERIALIZE, run: raw(path, b) })),
+      NOT_PROTOBUF.map(([what, b]): BadCase => ({
+        name: `${method} (raw bytes): ${what}`,
+        code: Code.INTERNAL,
+        details: DESERIALIZE,
+        run: raw(path, b),
+      })),
     ),
   // Valid protobuf, fields of the wrong wire type or of another message.
   {
     name: 'Upload: width sent as a length-delimited field (skipped: width 0)',
     code: Code.INVALID_ARGUMENT,
-    run: raw(PATH.upload, fields((w) => w.uint32(10).string(keys.pk.fingerprint()).uint32(18).bytes(Buffer.from([4])).uint32(24).uint32(H).uint32(32).uint32(255))),
+    run: raw(
+      PATH.upload,
+      fields((w) =>
+        w
+          .uint32(10)
+          .string(keys.pk.fingerprint())
+          .uint32(18)
+          .bytes(Buffer.from([4]))
+          .uint32(24)
+          .uint32(H)
+          .uint32(32)
+          .uint32(255),
+      ),
+    ),
   },
-  { name: 'Upload: records sent as a varint (skipped: no records)', code: Code.INVALID_ARGUMENT, run: raw(PATH.upload, fields((w) => uploadHead(w).uint32(40).uint32(1))) },
-  { name: 'Upload: a record that is a 32-bit fixed value (skipped: no records)', code: Code.INVALID_ARGUMENT, run: raw(PATH.upload, fields((w) => uploadHead(w).uint32(45).fixed32(1))) },
-  { name: 'Upload: the key fingerprint as invalid UTF-8', code: Code.INVALID_ARGUMENT, run: raw(PATH.upload, fields((w) => w.uint32(10).bytes(Buffer.from([0xc3, 0x28, 0xff])))) },
-  { name: 'Upload: width 2^32 - 1 as a 10-byte varint', code: Code.INVALID_ARGUMENT, run: raw(PATH.upload, fields((w) => w.uint32(10).string(keys.pk.fingerprint()).uint32(16).uint64(2n ** 64n - 1n).uint32(24).uint32(H))) },
-  { name: 'Upload: a field 0 tag (parsing stops: an empty request)', code: Code.INVALID_ARGUMENT, run: raw(PATH.upload, () => Buffer.concat([Buffer.from([0x00]), encodeUpload()])) },
-  { name: 'Upload: a DeleteRequest sent as an UploadRequest', code: Code.INVALID_ARGUMENT, run: raw(PATH.upload, () => Buffer.from(wire.DeleteRequest.encode({ lookupTags: [spare.lookupTag], groups: [] }).finish())) },
-  { name: 'Upload: a record whose pixels are varints', code: Code.INVALID_ARGUMENT, run: raw(PATH.upload, fields((w) => uploadHead(w).uint32(42).fork().uint32(24).uint32(5).join())) },
-  { name: 'Delete: an UploadRequest sent as a DeleteRequest (its key fingerprint read as a tag)', code: Code.INVALID_ARGUMENT, run: raw(PATH.delete, encodeUpload) },
-  { name: 'Delete: lookup tags sent as varints (skipped: no IDs)', code: Code.INVALID_ARGUMENT, run: raw(PATH.delete, fields((w) => w.uint32(8).uint32(1).uint32(8).uint32(2))) },
-  { name: 'Query: k sent as a length-delimited field (skipped: a query naming no protocol)', code: Code.INVALID_ARGUMENT, run: raw(PATH.query, fields((w) => w.uint32(18).bytes(Buffer.from([1])))) },
+  {
+    name: 'Upload: records sent as a varint (skipped: no records)',
+    code: Code.INVALID_ARGUMENT,
+    run: raw(
+      PATH.upload,
+      fields((w) => uploadHead(w).uint32(40).uint32(1)),
+    ),
+  },
+  {
+    name: 'Upload: a record that is a 32-bit fixed value (skipped: no records)',
+    code: Code.INVALID_ARGUMENT,
+    run: raw(
+      PATH.upload,
+      fields((w) => uploadHead(w).uint32(45).fixed32(1)),
+    ),
+  },
+  {
+    name: 'Upload: the key fingerprint as invalid UTF-8',
+    code: Code.INVALID_ARGUMENT,
+    run: raw(
+      PATH.upload,
+      fields((w) => w.uint32(10).bytes(Buffer.from([0xc3, 0x28, 0xff]))),
+    ),
+  },
+  {
+    name: 'Upload: width 2^32 - 1 as a 10-byte varint',
+    code: Code.INVALID_ARGUMENT,
+    run: raw(
+      PATH.upload,
+      fields((w) =>
+        w
+          .uint32(10)
+          .string(keys.pk.fingerprint())
+          .uint32(16)
+          .uint64(2n ** 64n - 1n)
+          .uint32(24)
+          .uint32(H),
+      ),
+    ),
+  },
+  {
+    name: 'Upload: a field 0 tag (parsing stops: an empty request)',
+    code: Code.INVALID_ARGUMENT,
+    run: raw(PATH.upload, () => Buffer.concat([Buffer.from([0x00]), encodeUpload()])),
+  },
+  {
+    name: 'Upload: a DeleteRequest sent as an UploadRequest',
+    code: Code.INVALID_ARGUMENT,
+    run: raw(PATH.upload, () => Buffer.from(wire.DeleteRequest.encode({ lookupTags: [spare.lookupTag], groups: [] }).finish())),
+  },
+  {
+    name: 'Upload: a record whose pixels are varints',
+    code: Code.INVALID_ARGUMENT,
+    run: raw(
+      PATH.upload,
+      fields((w) => uploadHead(w).uint32(42).fork().uint32(24).uint32(5).join()),
+    ),
+  },
+  {
+    name: 'Delete: an UploadRequest sent as a DeleteRequest (its key fingerprint read as a tag)',
+    code: Code.INVALID_ARGUMENT,
+    run: raw(PATH.delete, encodeUpload),
+  },
+  {
+    name: 'Delete: lookup tags sent as varints (skipped: no IDs)',
+    code: Code.INVALID_ARGUMENT,
+    run: raw(
+      PATH.delete,
+      fields((w) => w.uint32(8).uint32(1).uint32(8).uint32(2)),
+    ),
+  },
+  {
+    name: 'Query: k sent as a length-delimited field (skipped: a query naming no protocol)',
+    code: Code.INVALID_ARGUMENT,
+    run: raw(
+      PATH.query,
+      fields((w) => w.uint32(18).bytes(Buffer.from([1]))),
+    ),
+  },
   // An UploadRequest no longer decodes as a QueryRequest (its layouts land on the fast oneof case): gRPC's own refusal.
   { name: 'Query: an UploadRequest sent as a QueryRequest', code: Code.INTERNAL, details: DESERIALIZE, run: raw(PATH.query, encodeUpload) },
-  { name: 'Query: a DeleteRequest sent as a QueryRequest (its tags read as the query tag)', code: Code.INVALID_ARGUMENT, run: raw(PATH.query, () => Buffer.from(wire.DeleteRequest.encode(del.request).finish())) },
-  { name: 'AllocateSlots: the lookup tag sent as a varint (skipped: no tags)', code: Code.INVALID_ARGUMENT, run: raw(PATH.allocate, fields((w) => w.uint32(8).uint32(32))) },
-  { name: 'Upload: the group change sent as a varint (skipped: no group)', code: Code.INVALID_ARGUMENT, run: raw(PATH.upload, () => Buffer.concat([Buffer.from(wire.UploadRequest.encode({ ...spare.upload, group: undefined }).finish()), fields((w) => w.uint32(56).uint32(1))()])) },
-  { name: 'Delete: a group change whose columns are a varint (skipped: no columns for a group that keeps members)', code: Code.INVALID_ARGUMENT, run: raw(PATH.delete, () => Buffer.concat([Buffer.from(wire.DeleteRequest.encode({ ...del.request, groups: [] }).finish()), fields((w) => w.uint32(18).fork().uint32(8).uint32(0).uint32(18).bytes(del.request.groups[0].baseVersion).uint32(26).bytes(del.request.groups[0].version).uint32(32).uint32(1).join())()])) },
+  {
+    name: 'Query: a DeleteRequest sent as a QueryRequest (its tags read as the query tag)',
+    code: Code.INVALID_ARGUMENT,
+    run: raw(PATH.query, () => Buffer.from(wire.DeleteRequest.encode(del.request).finish())),
+  },
+  {
+    name: 'AllocateSlots: the lookup tag sent as a varint (skipped: no tags)',
+    code: Code.INVALID_ARGUMENT,
+    run: raw(
+      PATH.allocate,
+      fields((w) => w.uint32(8).uint32(32)),
+    ),
+  },
+  {
+    name: 'Upload: the group change sent as a varint (skipped: no group)',
+    code: Code.INVALID_ARGUMENT,
+    run: raw(PATH.upload, () =>
+      Buffer.concat([
+        Buffer.from(wire.UploadRequest.encode({ ...spare.upload, group: undefined }).finish()),
+        fields((w) => w.uint32(56).uint32(1))(),
+      ]),
+    ),
+  },
+  {
+    name: 'Delete: a group change whose columns are a varint (skipped: no columns for a group that keeps members)',
+    code: Code.INVALID_ARGUMENT,
+    run: raw(PATH.delete, () =>
+      Buffer.concat([
+        Buffer.from(wire.DeleteRequest.encode({ ...del.request, groups: [] }).finish()),
+        fields((w) =>
+          w
+            .uint32(18)
+            .fork()
+            .uint32(8)
+            .uint32(0)
+            .uint32(18)
+            .bytes(del.request.groups[0].baseVersion)
+            .uint32(26)
+            .bytes(del.request.groups[0].version)
+            .uint32(32)
+            .uint32(1)
+            .join(),
+        )(),
+      ]),
+    ),
+  },
   // Messages above the 64 MiB limit: refused by gRPC before they are parsed.
-  { name: 'Upload: a 65 MiB message', code: Code.RESOURCE_EXHAUSTED, details: /larger than max/, run: raw(PATH.upload, () => Buffer.alloc(65 << 20)) },
-  { name: 'Query: a 65 MiB message', code: Code.RESOURCE_EXHAUSTED, details: /larger than max/, run: raw(PATH.query, () => Buffer.alloc(65 << 20)) },
+  {
+    name: 'Upload: a 65 MiB message',
+    code: Code.RESOURCE_EXHAUSTED,
+    details: /larger than max/,
+    run: raw(PATH.upload, () => Buffer.alloc(65 << 20)),
+  },
+  {
+    name: 'Query: a 65 MiB message',
+    code: Code.RESOURCE_EXHAUSTED,
+    details: /larger than max/,
+    run: raw(PATH.query, () => Buffer.alloc(65 << 20)),
+  },
 ];
 
 /** C1's groups 0 and 1 (GetGroup): versions and members' slots and tags. */
 const groups = async () =>
-  Promise.all([0, 1].map(async (g) => {
-    const { version, members } = await getGroup(g);
-    return { version: Buffer.from(version).toString('hex'), members: members.map((m) => `${m.slot}:${Buffer.from(m.lookupTag).toString('hex')}`) };
-  }));
+  Promise.all(
+    [0, 1].map(async (g) => {
+      const { version, members } = await getGroup(g);
+      return {
+        version: Buffer.from(version).toString('hex'),
+        members: members.map((m) => `${m.slot}:${Buffer.from(m.lookupTag).toString('hex')}`),
+      };
+    }),
+  );
 
 describe('C1 refuses malformed input with the right code, keeps serving, and changes nothing', () => {
   it.each(badCases.map((b) => [b.name, b] as const))('%s', async (name, b) => {
@@ -361,10 +666,13 @@ describe('C1 refuses malformed input with the right code, keeps serving, and cha
     ]);
     expect(error, `the stream must end cleanly: ${error?.details}`).toBeUndefined();
     const decoded = replies.map((r) => wire.QueryReply.decode(r));
-    expect(decoded.map((r) => (r.answer?.$case === 'failure' ? r.answer.value.code : r.answer?.$case)).sort()).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
+    expect(decoded.map((r) => (r.answer?.$case === 'failure' ? r.answer.value.code : r.answer?.$case)).sort()).toEqual([
+      'INVALID_ARGUMENT',
+      'INVALID_ARGUMENT',
+    ]);
   });
 
-  it('afterwards answers a fast and an fnn query through the CLI exactly, and C1\'s database passes integrity_check', async () => {
+  it("afterwards answers a fast and an fnn query through the CLI exactly, and C1's database passes integrity_check", async () => {
     const qpath = writeImage(join(work, 'q.png'), randomPixels(D), W, H);
     const want = plaintextNearest(stored, decodePng(readFileSync(qpath), 'q').pixels, 1)[0];
     for (const protocol of ['fast', 'fnn']) {
@@ -379,7 +687,9 @@ describe('C1 refuses malformed input with the right code, keeps serving, and cha
     } finally {
       db.close();
     }
-    const status = jsonLines((await runCli(['status', '--c1', c1.address, '--c2', c2.address, INSECURE, '--json'])).stdout)[0] as { c1: { records: number } };
+    const status = jsonLines((await runCli(['status', '--c1', c1.address, '--c2', c2.address, INSECURE, '--json'])).stdout)[0] as {
+      c1: { records: number };
+    };
     expect(status.c1.records).toBe(stored.length);
   });
 });

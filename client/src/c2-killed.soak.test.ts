@@ -90,7 +90,9 @@ describe('C2 killed mid-query', () => {
       slowestFailureMs = Math.max(slowestFailureMs, failed.ms);
       expect(failed.code, `${what}: exit code (stderr: ${failed.stderr.trim()})`).toBe(EXIT.unavailable);
       expect(failed.stderr, `${what}: the failure must say UNAVAILABLE and name C2`).toMatch(/UNAVAILABLE.*C2/);
-      expect(failed.ms, `${what}: the query must fail well within its ${QUERY_TIMEOUT_S} s deadline`).toBeLessThan((QUERY_TIMEOUT_S * 1000) / 2);
+      expect(failed.ms, `${what}: the query must fail well within its ${QUERY_TIMEOUT_S} s deadline`).toBeLessThan(
+        (QUERY_TIMEOUT_S * 1000) / 2,
+      );
 
       const statusConn = connect(c1.address, c2.address);
       try {
@@ -107,11 +109,12 @@ describe('C2 killed mid-query', () => {
       const again = await cliQuery([next, ...conn, '--timeout', String(QUERY_TIMEOUT_S)]);
       expect(again.code, `${what}: the first query after C2 restarted: ${again.stderr}`).toBe(0);
       const want = plaintextNearest(stored, decodePng(readFileSync(next), 'q').pixels, 1)[0];
-      expect([again.result.results![0].id, again.result.results![0].distance], `${what}: the query after the restart is not exact`).toEqual([
-        want.id,
-        want.distance.toString(),
-      ]);
+      expect([again.result.results![0].id, again.result.results![0].distance], `${what}: the query after the restart is not exact`).toEqual(
+        [want.id, want.distance.toString()],
+      );
     }
-    console.log(`C2 killed mid-query ${kills} times (${missed} attempts finished before the kill); slowest failed query ${slowestFailureMs} ms`);
+    console.log(
+      `C2 killed mid-query ${kills} times (${missed} attempts finished before the kill); slowest failed query ${slowestFailureMs} ms`,
+    );
   }, 900_000);
 });

@@ -85,11 +85,22 @@ const bounds = (seeds = [score(0)], rest: wire.MaskedScore[] = []) =>
 const distance = (candidate: number) => msg(wire.Step.STEP_FNN_DISTANCE, { $case: 'distance', value: score(candidate) });
 const finish = () => msg(wire.Step.STEP_RESULT, { $case: 'finish', value: {} });
 const retrieval = (images: number) =>
-  msg(wire.Step.STEP_RETRIEVAL, { $case: 'retrieval', value: { images: Array.from({ length: images }, () => ({ values: [cipher(1n)] })) } });
+  msg(wire.Step.STEP_RETRIEVAL, {
+    $case: 'retrieval',
+    value: { images: Array.from({ length: images }, () => ({ values: [cipher(1n)] })) },
+  });
 const fastOpen = (shareTicket: string, over: Partial<wire.FastOpen> = {}) =>
   msg(wire.Step.STEP_FAST_OPEN, {
     $case: 'fastOpen',
-    value: { keyFingerprint: keys.pk.fingerprint(), pk1Fingerprint: keys.pk1.fingerprint(), k: 1, requestId: 't', shareTicket, groups: [], ...over },
+    value: {
+      keyFingerprint: keys.pk.fingerprint(),
+      pk1Fingerprint: keys.pk1.fingerprint(),
+      k: 1,
+      requestId: 't',
+      shareTicket,
+      groups: [],
+      ...over,
+    },
   });
 const fastBounds = (items: wire.GroupValue[] = []) => msg(wire.Step.STEP_FAST_BOUNDS, { $case: 'fastBounds', value: { items } });
 const fastDistance = (group = 0) => msg(wire.Step.STEP_FAST_DISTANCE, { $case: 'fastDistance', value: { group, value: cipher(1n) } });
@@ -137,50 +148,102 @@ const sessionCases: SessionCase[] = [
   { name: 'a square after finish', code: FAILED, messages: () => [open(), bounds(), finish(), square([cipher(2n)])] },
   { name: 'bounds after finish', code: FAILED, messages: () => [open(), bounds(), finish(), bounds()] },
   { name: 'finish twice', code: FAILED, messages: () => [open(), bounds(), finish(), finish()] },
-  { name: 'a retrieval twice (the session closed after the first)', code: FAILED, messages: () => [open(), bounds(), finish(), retrieval(1), retrieval(1)] },
-  { name: 'a square after the retrieval closed the session', code: FAILED, messages: () => [open(), bounds(), finish(), retrieval(1), square([cipher(2n)])] },
+  {
+    name: 'a retrieval twice (the session closed after the first)',
+    code: FAILED,
+    messages: () => [open(), bounds(), finish(), retrieval(1), retrieval(1)],
+  },
+  {
+    name: 'a square after the retrieval closed the session',
+    code: FAILED,
+    messages: () => [open(), bounds(), finish(), retrieval(1), square([cipher(2n)])],
+  },
   { name: 'a distance after C2 said done', code: FAILED, messages: () => [open(), bounds(), distance(0)] },
-  { name: 'fast: a distance after finish', code: FAILED, messages: async () => [fastOpen(await share()), fastBounds(), finish(), fastDistance()] },
+  {
+    name: 'fast: a distance after finish',
+    code: FAILED,
+    messages: async () => [fastOpen(await share()), fastBounds(), finish(), fastDistance()],
+  },
   { name: 'fast: finish twice', code: FAILED, messages: async () => [fastOpen(await share()), fastBounds(), finish(), finish()] },
   // The wrong step or order.
   { name: 'finish before open', code: FAILED, messages: () => [finish()] },
   { name: 'finish right after open (before any bound)', code: FAILED, messages: () => [open(), finish()] },
-  { name: 'finish while a candidate\'s distance is awaited', code: FAILED, messages: () => [open(), bounds([score(0, 100n)], [score(1, 1n)]), finish()] },
+  {
+    name: "finish while a candidate's distance is awaited",
+    code: FAILED,
+    messages: () => [open(), bounds([score(0, 100n)], [score(1, 1n)]), finish()],
+  },
   { name: 'a retrieval before finish', code: FAILED, messages: () => [open(), bounds(), retrieval(1)] },
   { name: 'bounds twice', code: FAILED, messages: () => [open(), bounds([score(0, 100n)], [score(1, 1n)]), bounds()] },
-  { name: 'the distance of a candidate that was not asked for', code: FAILED, messages: () => [open(), bounds([score(0, 100n)], [score(1, 1n)]), distance(2)] },
+  {
+    name: 'the distance of a candidate that was not asked for',
+    code: FAILED,
+    messages: () => [open(), bounds([score(0, 100n)], [score(1, 1n)]), distance(2)],
+  },
   { name: 'a retrieval before open', code: FAILED, messages: () => [retrieval(1)] },
   { name: 'an open message labelled step SSED_SM', code: FAILED, messages: () => [{ ...open(), step: wire.Step.STEP_SSED_SM }] },
   { name: 'a square labelled step OPEN', code: FAILED, messages: () => [open(), square([cipher(2n)], wire.Step.STEP_OPEN)] },
-  { name: 'a finish labelled step FAST_DISTANCE', code: FAILED, messages: () => [open(), bounds(), { ...finish(), step: wire.Step.STEP_FAST_DISTANCE }] },
+  {
+    name: 'a finish labelled step FAST_DISTANCE',
+    code: FAILED,
+    messages: () => [open(), bounds(), { ...finish(), step: wire.Step.STEP_FAST_DISTANCE }],
+  },
   { name: 'a paper open after a fast open', code: FAILED, messages: async () => [fastOpen(await share()), open()] },
   { name: 'a fast open after a paper open', code: FAILED, messages: async () => [open(), fastOpen(await share())] },
   { name: 'fast open twice', code: FAILED, messages: async () => [fastOpen(await share()), fastOpen(await share())] },
   { name: 'fast: bounds twice', code: FAILED, messages: async () => [fastOpen(await share()), fastBounds(), fastBounds()] },
   { name: 'fast: a distance before bounds', code: FAILED, messages: async () => [fastOpen(await share()), fastDistance()] },
-  { name: 'fast: a distance for a group not asked for', code: FAILED, messages: async () => [fastOpen(await share()), fastBounds(), fastDistance(3)] },
+  {
+    name: 'fast: a distance for a group not asked for',
+    code: FAILED,
+    messages: async () => [fastOpen(await share()), fastBounds(), fastDistance(3)],
+  },
   { name: 'fast: finish before bounds', code: FAILED, messages: async () => [fastOpen(await share()), finish()] },
   { name: 'fast: SM squaring inside a fast session', code: FAILED, messages: async () => [fastOpen(await share()), square([cipher(2n)])] },
   // Unknown sessions and steps.
-  { name: 'a second message for an unknown session id', code: FAILED, messages: () => [open(), { ...square([cipher(2n)]), sessionId: 'unknown' }] },
-  { name: 'a session opened with an empty id, then a message with an id', code: FAILED, messages: () => [open(1, ''), { ...square([cipher(2n)]), sessionId: S }] },
+  {
+    name: 'a second message for an unknown session id',
+    code: FAILED,
+    messages: () => [open(), { ...square([cipher(2n)]), sessionId: 'unknown' }],
+  },
+  {
+    name: 'a session opened with an empty id, then a message with an id',
+    code: FAILED,
+    messages: () => [open(1, ''), { ...square([cipher(2n)]), sessionId: S }],
+  },
   { name: 'step UNSPECIFIED', code: INVALID, messages: () => [{ ...open(), step: wire.Step.STEP_UNSPECIFIED }] },
   { name: 'step 99 (no such step)', code: INVALID, messages: () => [{ ...open(), step: 99 as wire.Step }] },
   { name: 'a message without a body', code: INVALID, messages: () => [{ sessionId: S, step: wire.Step.STEP_OPEN, body: undefined }] },
   // Values out of range.
   { name: 'open with k = 0', code: INVALID, messages: () => [open(0)] },
   { name: 'fast open with k = 0', code: INVALID, messages: async () => [fastOpen(await share(), { k: 0 })] },
-  { name: 'fast open with a group layout of the wrong size', code: INVALID, messages: async () => [fastOpen(await share(), { groups: [{ group: 0, members: [0], digest: '' }] })] },
-  { name: 'fast open with a share ticket already used', code: Code.NOT_FOUND, messages: async () => {
-    const ticket = await share();
-    const first = await session([fastOpen(ticket)]);
-    expect(first.error, `the first use of the ticket: ${first.error?.details}`).toBeUndefined();
-    return [fastOpen(ticket)];
-  } },
-  { name: 'fast bounds for a group that is not in the session', code: INVALID, messages: async () => [fastOpen(await share()), fastBounds([{ group: 7, value: cipher(1n) }])] },
+  {
+    name: 'fast open with a group layout of the wrong size',
+    code: INVALID,
+    messages: async () => [fastOpen(await share(), { groups: [{ group: 0, members: [0], digest: '' }] })],
+  },
+  {
+    name: 'fast open with a share ticket already used',
+    code: Code.NOT_FOUND,
+    messages: async () => {
+      const ticket = await share();
+      const first = await session([fastOpen(ticket)]);
+      expect(first.error, `the first use of the ticket: ${first.error?.details}`).toBeUndefined();
+      return [fastOpen(ticket)];
+    },
+  },
+  {
+    name: 'fast bounds for a group that is not in the session',
+    code: INVALID,
+    messages: async () => [fastOpen(await share()), fastBounds([{ group: 7, value: cipher(1n) }])],
+  },
   { name: 'bounds without a seed', code: INVALID, messages: () => [open(), bounds([], [score(1)])] },
   { name: 'bounds naming one candidate twice', code: INVALID, messages: () => [open(), bounds([score(0)], [score(0)])] },
-  { name: 'multiply with lists of unequal length', code: INVALID, messages: () => [open(), multiply([cipher(2n), cipher(3n)], [cipher(2n)])] },
+  {
+    name: 'multiply with lists of unequal length',
+    code: INVALID,
+    messages: () => [open(), multiply([cipher(2n), cipher(3n)], [cipher(2n)])],
+  },
   { name: 'a retrieval with one image too many', code: INVALID, messages: () => [open(), bounds(), finish(), retrieval(2)] },
   { name: 'a square of N (not coprime)', code: INVALID, messages: () => [open(), square([b(keys.pk.n)])] },
   { name: 'a square of q, a factor of N', code: INVALID, messages: () => [open(), square([b(BigInt(secret().q))])] },
@@ -189,7 +252,15 @@ const sessionCases: SessionCase[] = [
   { name: 'a square of 1 MiB of bytes', code: INVALID, messages: () => [open(), square([Buffer.alloc(1 << 20, 1)])] },
   { name: 'a multiply with 0 as its second factor', code: INVALID, messages: () => [open(), multiply([cipher(2n)], [b(0n)])] },
   { name: 'a bound = N^2', code: INVALID, messages: () => [open(), bounds([score(0)], [{ candidate: 1, value: b(keys.pk.n2) }])] },
-  { name: 'a distance = N', code: INVALID, messages: () => [open(), bounds([score(0, 100n)], [score(1, 1n)]), msg(wire.Step.STEP_FNN_DISTANCE, { $case: 'distance', value: { candidate: 1, value: b(keys.pk.n) } })] },
+  {
+    name: 'a distance = N',
+    code: INVALID,
+    messages: () => [
+      open(),
+      bounds([score(0, 100n)], [score(1, 1n)]),
+      msg(wire.Step.STEP_FNN_DISTANCE, { $case: 'distance', value: { candidate: 1, value: b(keys.pk.n) } }),
+    ],
+  },
 ];
 
 // ----- C2's unary services -----
@@ -206,7 +277,8 @@ const changeWith = (over: (g: wire.GroupChange) => Partial<wire.GroupChange>): w
   group: { ...spare.replica.group!, ...over(spare.replica.group!) },
 });
 /** ... with its packed columns (under C1's key) changed. */
-const columnsWith = (over: (p: wire.PackedColumns) => Partial<wire.PackedColumns>) => changeWith((g) => ({ columns: { ...g.columns!, ...over(g.columns!) } }));
+const columnsWith = (over: (p: wire.PackedColumns) => Partial<wire.PackedColumns>) =>
+  changeWith((g) => ({ columns: { ...g.columns!, ...over(g.columns!) } }));
 /** ... with its (only) member changed. */
 const memberWith = (over: (m: wire.ReplicaMember) => Partial<wire.ReplicaMember>): wire.ReplicaGroup => ({
   ...spare.replica,
@@ -238,41 +310,147 @@ interface UnaryCase {
 
 const unaryCases: UnaryCase[] = [
   ...NOT_CIPHERTEXTS_UNDER_PK1.flatMap(([value, x]): UnaryCase[] => [
-    { name: `Replica.PutGroup: a packed pixel column = ${value}`, code: INVALID, run: () => putGroup(columnsWith((p) => ({ distance: at(p.distance, 2, x()) }))) },
-    { name: `Replica.PutGroup: a packed embedding column = ${value}`, code: INVALID, run: () => putGroup(columnsWith((p) => ({ bound: at(p.bound, 0, x()) }))) },
+    {
+      name: `Replica.PutGroup: a packed pixel column = ${value}`,
+      code: INVALID,
+      run: () => putGroup(columnsWith((p) => ({ distance: at(p.distance, 2, x()) }))),
+    },
+    {
+      name: `Replica.PutGroup: a packed embedding column = ${value}`,
+      code: INVALID,
+      run: () => putGroup(columnsWith((p) => ({ bound: at(p.bound, 0, x()) }))),
+    },
   ]),
-  { name: 'Replica.PutGroup: a group version of 15 bytes', code: INVALID, run: () => putGroup(changeWith((g) => ({ version: g.version.subarray(1) }))) },
+  {
+    name: 'Replica.PutGroup: a group version of 15 bytes',
+    code: INVALID,
+    run: () => putGroup(changeWith((g) => ({ version: g.version.subarray(1) }))),
+  },
   { name: 'Replica.PutGroup: no group version', code: INVALID, run: () => putGroup(changeWith(() => ({ version: Buffer.alloc(0) }))) },
   { name: 'Replica.PutGroup: no group change', code: INVALID, run: () => putGroup({ ...spare.replica, group: undefined }) },
-  { name: 'Replica.PutGroup: members but no packed columns', code: INVALID, run: () => putGroup(changeWith(() => ({ columns: undefined }))) },
-  { name: 'Replica.PutGroup: packed columns but no members (an emptied group must send none)', code: INVALID, run: () => putGroup({ ...spare.replica, members: [] }) },
-  { name: 'Replica.PutGroup: 15 of 16 packed pixel columns', code: INVALID, run: () => putGroup(columnsWith((p) => ({ distance: p.distance.slice(1) }))) },
-  { name: 'Replica.PutGroup: 100,000 packed pixel columns for a 4x4 group', code: INVALID, run: () => putGroup(columnsWith((p) => ({ distance: Array(100_000).fill(p.distance[0]) }))) },
-  { name: 'Replica.PutGroup: an embedding one short', code: INVALID, run: () => putGroup(columnsWith((p) => ({ bound: p.bound.slice(1) }))) },
-  { name: 'Replica.PutGroup: a member\'s lookup tag of 33 bytes', code: INVALID, run: () => putGroup(memberWith(() => ({ lookupTag: Buffer.alloc(33, 1) }))) },
-  { name: 'Replica.PutGroup: an empty member lookup tag', code: INVALID, run: () => putGroup(memberWith(() => ({ lookupTag: Buffer.alloc(0) }))) },
-  { name: 'Replica.PutGroup: a member slot outside the group (slot = 4)', code: INVALID, run: () => putGroup(memberWith(() => ({ slot: 4 }))) },
+  {
+    name: 'Replica.PutGroup: members but no packed columns',
+    code: INVALID,
+    run: () => putGroup(changeWith(() => ({ columns: undefined }))),
+  },
+  {
+    name: 'Replica.PutGroup: packed columns but no members (an emptied group must send none)',
+    code: INVALID,
+    run: () => putGroup({ ...spare.replica, members: [] }),
+  },
+  {
+    name: 'Replica.PutGroup: 15 of 16 packed pixel columns',
+    code: INVALID,
+    run: () => putGroup(columnsWith((p) => ({ distance: p.distance.slice(1) }))),
+  },
+  {
+    name: 'Replica.PutGroup: 100,000 packed pixel columns for a 4x4 group',
+    code: INVALID,
+    run: () => putGroup(columnsWith((p) => ({ distance: Array(100_000).fill(p.distance[0]) }))),
+  },
+  {
+    name: 'Replica.PutGroup: an embedding one short',
+    code: INVALID,
+    run: () => putGroup(columnsWith((p) => ({ bound: p.bound.slice(1) }))),
+  },
+  {
+    name: "Replica.PutGroup: a member's lookup tag of 33 bytes",
+    code: INVALID,
+    run: () => putGroup(memberWith(() => ({ lookupTag: Buffer.alloc(33, 1) }))),
+  },
+  {
+    name: 'Replica.PutGroup: an empty member lookup tag',
+    code: INVALID,
+    run: () => putGroup(memberWith(() => ({ lookupTag: Buffer.alloc(0) }))),
+  },
+  {
+    name: 'Replica.PutGroup: a member slot outside the group (slot = 4)',
+    code: INVALID,
+    run: () => putGroup(memberWith(() => ({ slot: 4 }))),
+  },
   { name: 'Replica.PutGroup: a member slot of 2^32 - 1', code: INVALID, run: () => putGroup(memberWith(() => ({ slot: 0xffffffff }))) },
-  { name: 'Replica.PutGroup: two members in one slot', code: INVALID, run: () => putGroup({ ...spare.replica, members: [...spare.replica.members, { slot: spare.replica.members[0].slot, lookupTag: Buffer.alloc(32, 5) }] }) },
-  { name: 'Replica.PutGroup: another key of C2', code: INVALID, run: () => putGroup({ ...spare.replica, keyFingerprint: '0123456789abcdef' }) },
-  { name: 'Replica.PutGroup: columns said to be under C2\'s key, not C1\'s', code: INVALID, run: () => putGroup({ ...spare.replica, pk1Fingerprint: keys.pk.fingerprint() }) },
+  {
+    name: 'Replica.PutGroup: two members in one slot',
+    code: INVALID,
+    run: () =>
+      putGroup({
+        ...spare.replica,
+        members: [...spare.replica.members, { slot: spare.replica.members[0].slot, lookupTag: Buffer.alloc(32, 5) }],
+      }),
+  },
+  {
+    name: 'Replica.PutGroup: another key of C2',
+    code: INVALID,
+    run: () => putGroup({ ...spare.replica, keyFingerprint: '0123456789abcdef' }),
+  },
+  {
+    name: "Replica.PutGroup: columns said to be under C2's key, not C1's",
+    code: INVALID,
+    run: () => putGroup({ ...spare.replica, pk1Fingerprint: keys.pk.fingerprint() }),
+  },
   { name: 'Replica.PutGroup: 513x512 images', code: INVALID, run: () => putGroup({ ...spare.replica, width: 513, height: 512 }) },
-  { name: 'Replica.PutGroup: images of another size than the replica (5x5)', code: INVALID, run: () => putGroup({ ...spare.replica, width: 5, height: 5 }) },
-  { name: 'Replica.PutGroup: pixel depth differs from the replica (65535)', code: INVALID, run: () => putGroup({ ...spare.replica, maxValue: 65535 }) },
+  {
+    name: 'Replica.PutGroup: images of another size than the replica (5x5)',
+    code: INVALID,
+    run: () => putGroup({ ...spare.replica, width: 5, height: 5 }),
+  },
+  {
+    name: 'Replica.PutGroup: pixel depth differs from the replica (65535)',
+    code: INVALID,
+    run: () => putGroup({ ...spare.replica, maxValue: 65535 }),
+  },
   { name: 'Replica.PutGroup: an empty message', code: INVALID, run: raw(PUT_GROUP, () => Buffer.alloc(0)) },
-  { name: 'Replica.PutGroup: 65 MiB', code: Code.RESOURCE_EXHAUSTED, details: /larger than max/, run: raw(PUT_GROUP, () => Buffer.alloc(65 << 20)) },
-  { name: 'Replica.PutGroup: width sent as bytes (skipped: width 0)', code: INVALID, run: raw(PUT_GROUP, () => Buffer.from(new BinaryWriter().uint32(10).string(keys.pk.fingerprint()).uint32(18).string(keys.pk1.fingerprint()).uint32(26).bytes(Buffer.from([4])).finish())) },
-  { name: 'Replica.PutGroup: the group change sent as a varint (skipped: no group)', code: INVALID, run: raw(PUT_GROUP, () => Buffer.concat([Buffer.from(wire.ReplicaGroup.encode({ ...spare.replica, group: undefined }).finish()), Buffer.from(new BinaryWriter().uint32(48).uint32(1).finish())])) },
+  {
+    name: 'Replica.PutGroup: 65 MiB',
+    code: Code.RESOURCE_EXHAUSTED,
+    details: /larger than max/,
+    run: raw(PUT_GROUP, () => Buffer.alloc(65 << 20)),
+  },
+  {
+    name: 'Replica.PutGroup: width sent as bytes (skipped: width 0)',
+    code: INVALID,
+    run: raw(PUT_GROUP, () =>
+      Buffer.from(
+        new BinaryWriter()
+          .uint32(10)
+          .string(keys.pk.fingerprint())
+          .uint32(18)
+          .string(keys.pk1.fingerprint())
+          .uint32(26)
+          .bytes(Buffer.from([4]))
+          .finish(),
+      ),
+    ),
+  },
+  {
+    name: 'Replica.PutGroup: the group change sent as a varint (skipped: no group)',
+    code: INVALID,
+    run: raw(PUT_GROUP, () =>
+      Buffer.concat([
+        Buffer.from(wire.ReplicaGroup.encode({ ...spare.replica, group: undefined }).finish()),
+        Buffer.from(new BinaryWriter().uint32(48).uint32(1).finish()),
+      ]),
+    ),
+  },
   { name: 'Retrieval.Retrieve: a ticket of 1 MiB', code: Code.NOT_FOUND, run: () => retrieve('f'.repeat(1 << 20)) },
   { name: 'Retrieval.Retrieve: a ticket that is not hex', code: Code.NOT_FOUND, run: () => retrieve('../../etc/passwd') },
   { name: 'Retrieval.Retrieve: a share ticket (another kind of ticket)', code: Code.NOT_FOUND, run: async () => retrieve(await share()) },
   { name: 'Retrieval.Retrieve: an empty message', code: Code.NOT_FOUND, run: raw('/fnn.v1.Retrieval/Retrieve', () => Buffer.alloc(0)) },
   { name: 'PutShare: a value of 1 MiB', code: INVALID, run: () => putShare({ distance: [Buffer.alloc(1 << 20, 1)], bound: [] }) },
-  { name: 'PutShare: more values than the collection\'s images have pixels (held in memory for nothing)', code: INVALID, run: () => putShare({ distance: Array(100_000).fill(Buffer.from([1])), bound: [] }) },
+  {
+    name: "PutShare: more values than the collection's images have pixels (held in memory for nothing)",
+    code: INVALID,
+    run: () => putShare({ distance: Array(100_000).fill(Buffer.from([1])), bound: [] }),
+  },
   { name: 'PutShare: an empty share', code: INVALID, run: () => putShare({ distance: [], bound: [] }) },
   { name: 'PutShare: an empty message', code: INVALID, run: raw('/fnn.v1.Retrieval/PutShare', () => Buffer.alloc(0)) },
   ...([PUT_GROUP, '/fnn.v1.Retrieval/Retrieve', '/fnn.v1.Retrieval/PutShare', '/fnn.v1.Retrieval/Status'] as const).flatMap((path) =>
-    NOT_PROTOBUF.map(([what, x]): UnaryCase => ({ name: `${path.split('/').pop()} (raw bytes at ${path}): ${what}`, code: Code.INTERNAL, details: DESERIALIZE, run: raw(path, x) })),
+    NOT_PROTOBUF.map(([what, x]): UnaryCase => ({
+      name: `${path.split('/').pop()} (raw bytes at ${path}): ${what}`,
+      code: Code.INTERNAL,
+      details: DESERIALIZE,
+      run: raw(path, x),
+    })),
   ),
 ];
 
@@ -288,7 +466,7 @@ async function expectUnchanged<T>(what: string, run: () => Promise<T>): Promise<
 
 const openSessions = async () => (await rpc<wire.KeyHolderStatus>((m, o, cb) => c.retrieval.status({}, m, o, cb))).openSessions;
 
-describe('C2\'s Session refuses a C1 that breaks the protocol, and keeps serving', () => {
+describe("C2's Session refuses a C1 that breaks the protocol, and keeps serving", () => {
   it.each(sessionCases.map((s) => [s.name, s] as const))('%s', async (name, s) => {
     await expectUnchanged(name, async () => {
       const messages = await s.messages();
@@ -300,13 +478,16 @@ describe('C2\'s Session refuses a C1 that breaks the protocol, and keeps serving
     });
   });
 
-  it.each(NOT_PROTOBUF.map(([what, x]) => [what, x] as const))('a stream message that is not protobuf (%s) ends the session with INTERNAL', async (what, x) => {
-    await expectUnchanged(what, async () => {
-      const { error } = await rawStream(c.rawC2, '/fnn.v1.SecureComputation/Session', [x()]);
-      expect(error && Code[error.code]).toBe('INTERNAL');
-      expect(error!.details).toMatch(DESERIALIZE);
-    });
-  });
+  it.each(NOT_PROTOBUF.map(([what, x]) => [what, x] as const))(
+    'a stream message that is not protobuf (%s) ends the session with INTERNAL',
+    async (what, x) => {
+      await expectUnchanged(what, async () => {
+        const { error } = await rawStream(c.rawC2, '/fnn.v1.SecureComputation/Session', [x()]);
+        expect(error && Code[error.code]).toBe('INTERNAL');
+        expect(error!.details).toMatch(DESERIALIZE);
+      });
+    },
+  );
 
   it('a session C1 abandons (cancels) half way is closed: no session stays open', async () => {
     await expectUnchanged('cancelled session', async () => {
@@ -322,7 +503,7 @@ describe('C2\'s Session refuses a C1 that breaks the protocol, and keeps serving
   });
 });
 
-describe('C2\'s Retrieval and Replica refuse malformed input with the right code and change nothing', () => {
+describe("C2's Retrieval and Replica refuse malformed input with the right code and change nothing", () => {
   it.each(unaryCases.map((u) => [u.name, u] as const))('%s', async (name, u) => {
     await expectUnchanged(name, async () => {
       const error = await grpcError(u.run(), name);

@@ -18,7 +18,11 @@ export interface CertificateRequest {
 
 /** Issue the CA and every party's certificate into `dir`; refuses to overwrite any of it. */
 export async function writeCertificateDirectory(dir: string, request: CertificateRequest): Promise<string[]> {
-  const targets = [join(dir, CA_FILE), join(dir, CA_KEY_FILE), ...PARTIES.flatMap((p) => [join(dir, p, CERT_FILE), join(dir, p, KEY_FILE)])];
+  const targets = [
+    join(dir, CA_FILE),
+    join(dir, CA_KEY_FILE),
+    ...PARTIES.flatMap((p) => [join(dir, p, CERT_FILE), join(dir, p, KEY_FILE)]),
+  ];
   for (const t of targets) if (existsSync(t)) throw new CliError('usage', `${t} exists; refusing to overwrite a certificate or key`);
   const ca = await issueAuthority(Math.max(request.days, 3650));
   const hostsOf: Record<Role, string[]> = { c1: request.c1Hosts, c2: request.c2Hosts, owner: [], doctor: [] };
@@ -39,4 +43,3 @@ function writeSecret(path: string, content: string): void {
   writeFileSync(path, content, { mode: 0o600, flag: 'wx' });
   chmodSync(path, 0o600); // in case the umask interfered
 }
-

@@ -77,7 +77,11 @@ export async function issueParty(ca: Authority, request: PartyRequest): Promise<
         new x509.ExtendedKeyUsageExtension(usages, false),
         await x509.AuthorityKeyIdentifierExtension.create(ca.signer.keys.publicKey, false, crypto),
         ...(request.hosts.length
-          ? [new x509.SubjectAlternativeNameExtension(request.hosts.map((h) => ({ type: isIP(h) ? ('ip' as const) : ('dns' as const), value: h })))]
+          ? [
+              new x509.SubjectAlternativeNameExtension(
+                request.hosts.map((h) => ({ type: isIP(h) ? ('ip' as const) : ('dns' as const), value: h })),
+              ),
+            ]
           : []),
       ],
     },

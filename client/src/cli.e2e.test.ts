@@ -51,7 +51,12 @@ beforeAll(async () => {
   const issued = await fnn('certs', '--out', certs, '--json');
   expect(issued.code, issued.stderr).toBe(0);
   c2 = await startDaemon('c2', ['--listen', '127.0.0.1:0', '--keys', keys, '--db', join(work, 'c2.db')], as('c2'), readyAs());
-  c1 = await startDaemon('c1', ['--listen', '127.0.0.1:0', '--keys', keys, '--c2', c2.address, '--db', join(work, 'c1.db')], as('c1'), readyAs());
+  c1 = await startDaemon(
+    'c1',
+    ['--listen', '127.0.0.1:0', '--keys', keys, '--c2', c2.address, '--db', join(work, 'c1.db')],
+    as('c1'),
+    readyAs(),
+  );
   mkdirSync(join(work, 'images'));
   const base = randomPixels();
   const images = [randomPixels(), base, randomPixels(), Uint16Array.from(base), randomPixels(), randomPixels()];
@@ -95,38 +100,46 @@ describe('upload, query, batch query, status', () => {
     expect(s.sameKey).toBe(true);
   });
 
-  it.each(['fast', 'fnn', 'bf'])('query --protocol %s returns the exact nearest neighbour, its distance and its image', async (protocol) => {
-    const query = randomPixels();
-    writeImage(join(work, `q-${protocol}.png`), query);
-    const out = join(work, `out-${protocol}`);
-    const run = await doctor('query', join(work, `q-${protocol}.png`), ...conn(), '--protocol', protocol, '--out', out, '--json');
-    expect(run.code, run.stderr).toBe(0);
-    const [result] = jsonLines(run.stdout) as [{ results: { id: string; distance: string; image: string }[]; protocol: string; total: number }];
-    const [want] = plaintextNearest(stored, query, 1);
-    expect(result.protocol).toBe(protocol);
-    expect(result.total).toBe(stored.length);
-    expect(result.results[0].id).toBe(want.id);
-    expect(result.results[0].distance).toBe(want.distance.toString());
-    const written = decodePng(readFileSync(result.results[0].image), 'neighbour');
-    expect(Array.from(written.pixels)).toEqual(Array.from(stored[want.index].pixels));
-    // The sheet shows the query beside its neighbour, captioned with ID and distance.
-    const sheet = readFileSync((result as unknown as { sheet: string }).sheet, 'utf8');
-    expect(sheet).toContain(`1. ${want.id}, squared distance ${want.distance}`);
-    expect(sheet.match(/<img src="data:image\/png;base64,/g)?.length).toBe(2);
-  });
+  it.each(['fast', 'fnn', 'bf'])(
+    'query --protocol %s returns the exact nearest neighbour, its distance and its image',
+    async (protocol) => {
+      const query = randomPixels();
+      writeImage(join(work, `q-${protocol}.png`), query);
+      const out = join(work, `out-${protocol}`);
+      const run = await doctor('query', join(work, `q-${protocol}.png`), ...conn(), '--protocol', protocol, '--out', out, '--json');
+      expect(run.code, run.stderr).toBe(0);
+      const [result] = jsonLines(run.stdout) as [
+        { results: { id: string; distance: string; image: string }[]; protocol: string; total: number },
+      ];
+      const [want] = plaintextNearest(stored, query, 1);
+      expect(result.protocol).toBe(protocol);
+      expect(result.total).toBe(stored.length);
+      expect(result.results[0].id).toBe(want.id);
+      expect(result.results[0].distance).toBe(want.distance.toString());
+      const written = decodePng(readFileSync(result.results[0].image), 'neighbour');
+      expect(Array.from(written.pixels)).toEqual(Array.from(stored[want.index].pixels));
+      // The sheet shows the query beside its neighbour, captioned with ID and distance.
+      const sheet = readFileSync((result as unknown as { sheet: string }).sheet, 'utf8');
+      expect(sheet).toContain(`1. ${want.id}, squared distance ${want.distance}`);
+      expect(sheet.match(/<img src="data:image\/png;base64,/g)?.length).toBe(2);
+    },
+  );
 
-  it.each(['fast', 'fnn', 'bf'])('query --k 3 --protocol %s ranks ties by upload order, as the plaintext reference does', async (protocol) => {
-    const query = stored[1].pixels; // stored twice: at 1 and at 3
-    writeImage(join(work, 'q-tie.png'), query);
-    const run = await fnn('query', join(work, 'q-tie.png'), ...conn(), '--k', '3', '--protocol', protocol, '--json');
-    expect(run.code, run.stderr).toBe(0);
-    const [result] = jsonLines(run.stdout) as [{ results: { id: string; distance: string }[] }];
-    const want = plaintextNearest(stored, query, 3);
-    expect(result.results.map((r) => [r.id, r.distance])).toEqual(want.map((w) => [w.id, w.distance.toString()]));
-    expect(result.results.slice(0, 2).map((r) => r.id)).toEqual(['scan-1.png', 'scan-3.png']);
-  });
+  it.each(['fast', 'fnn', 'bf'])(
+    'query --k 3 --protocol %s ranks ties by upload order, as the plaintext reference does',
+    async (protocol) => {
+      const query = stored[1].pixels; // stored twice: at 1 and at 3
+      writeImage(join(work, 'q-tie.png'), query);
+      const run = await fnn('query', join(work, 'q-tie.png'), ...conn(), '--k', '3', '--protocol', protocol, '--json');
+      expect(run.code, run.stderr).toBe(0);
+      const [result] = jsonLines(run.stdout) as [{ results: { id: string; distance: string }[] }];
+      const want = plaintextNearest(stored, query, 3);
+      expect(result.results.map((r) => [r.id, r.distance])).toEqual(want.map((w) => [w.id, w.distance.toString()]));
+      expect(result.results.slice(0, 2).map((r) => r.id)).toEqual(['scan-1.png', 'scan-3.png']);
+    },
+  );
 
-  it("logs one request id per query at C1 and at C2 (the same id), and no pixel of the query", async () => {
+  it('logs one request id per query at C1 and at C2 (the same id), and no pixel of the query', async () => {
     const query = randomPixels();
     writeImage(join(work, 'q-logged.png'), query);
     const before = { c1: c1.log().length, c2: c2.log().length };
@@ -145,7 +158,9 @@ describe('upload, query, batch query, status', () => {
       await new Promise((resolve) => setTimeout(resolve, 20));
     expect(done?.requestId, `C1 logs the query with its request id: ${JSON.stringify(c1Lines)}`).toMatch(/^[0-9a-f]{16}$/);
     expect(
-      c2Lines().filter((l) => l.msg === 'session done').map((l) => l.requestId),
+      c2Lines()
+        .filter((l) => l.msg === 'session done')
+        .map((l) => l.requestId),
       'C2 logs the protocol session of that query under the same id',
     ).toContain(done!.requestId);
     const pixels = Array.from(query).join(',');
@@ -199,7 +214,10 @@ describe('upload, query, batch query, status', () => {
     const added = { id: stored[replaced].id, pixels: randomPixels() };
     const outcomes: GroupOutcome[] = [];
     try {
-      const uploading = owned.writer.upload([{ id: added.id, image: { width: SIZE, height: SIZE, maxValue: 255, pixels: added.pixels } }], (o) => outcomes.push(o));
+      const uploading = owned.writer.upload(
+        [{ id: added.id, image: { width: SIZE, height: SIZE, maxValue: 255, pixels: added.pixels } }],
+        (o) => outcomes.push(o),
+      );
       await atC2;
       const queries = [randomPixels(), added.pixels];
       const paths = queries.map((q, i) => {
@@ -211,7 +229,7 @@ describe('upload, query, batch query, status', () => {
       const batch = doctor('batch-query', ...paths, ...conn(), '--json');
       // The first attempt is refused (C1 logs FAILED_PRECONDITION, code 9); then the upload may land.
       const refused = /"rpc":"BatchQuery"[^\n]*"code":9/;
-      for (const until = Date.now() + 60_000; !refused.test(c1.log().slice(logBefore)) && Date.now() < until; )
+      for (const until = Date.now() + 60_000; !refused.test(c1.log().slice(logBefore)) && Date.now() < until;)
         await new Promise((r) => setTimeout(r, 50));
       expect(c1.log().slice(logBefore), 'C1 refused the batch while the replicas differed').toMatch(refused);
       release();
@@ -251,9 +269,15 @@ describe('upload, query, batch query, status', () => {
       const lines = jsonLines(run.stdout) as Record<string, unknown>[];
       const answered = lines.filter((l) => Array.isArray(l.results)) as { query: string; results: { id: string }[]; elapsedMs: number }[];
       expect(answered.map((r) => r.query).sort()).toEqual(good.map((g) => g.path).sort());
-      for (const r of answered) expect(r.results[0].id).toBe(plaintextNearest(stored, good.find((g) => g.path === r.query)!.pixels, 1)[0].id);
-      expect(lines.find((l) => l.query === odd)).toMatchObject({ code: 'INVALID_ARGUMENT', error: expect.stringMatching(/query is 6x7, the collection's images are 6x6/) });
-      const { summary } = lines.find((l) => l.summary) as { summary: { answered: number; total: number; failures: object; medianMs: number; maxMs: number; elapsedMs: number } };
+      for (const r of answered)
+        expect(r.results[0].id).toBe(plaintextNearest(stored, good.find((g) => g.path === r.query)!.pixels, 1)[0].id);
+      expect(lines.find((l) => l.query === odd)).toMatchObject({
+        code: 'INVALID_ARGUMENT',
+        error: expect.stringMatching(/query is 6x7, the collection's images are 6x6/),
+      });
+      const { summary } = lines.find((l) => l.summary) as {
+        summary: { answered: number; total: number; failures: object; medianMs: number; maxMs: number; elapsedMs: number };
+      };
       expect(summary).toMatchObject({ answered: 2, total: 3, failures: { INVALID_ARGUMENT: 1 } });
       const latencies = answered.map((r) => r.elapsedMs).sort((a, b) => a - b);
       expect([summary.medianMs, summary.maxMs]).toEqual([Math.round((latencies[0] + latencies[1]) / 2), latencies[1]]);
@@ -262,7 +286,9 @@ describe('upload, query, batch query, status', () => {
       // Without --json the summary is one line on stderr.
       const human = await fnn('batch-query', good[0].path, odd, ...conn(), '--protocol', protocol);
       expect(human.code).toBe(EXIT.invalid);
-      expect(human.stderr).toMatch(/1 of 2 queries answered; failed: INVALID_ARGUMENT 1; latency median [\d.]+ s, max [\d.]+ s; total [\d.]+ s/);
+      expect(human.stderr).toMatch(
+        /1 of 2 queries answered; failed: INVALID_ARGUMENT 1; latency median [\d.]+ s, max [\d.]+ s; total [\d.]+ s/,
+      );
     },
   );
 
@@ -283,7 +309,9 @@ describe('bad input', () => {
     const run = await fnn('upload', odd, '--c1', c1.address, '--c2', c2.address, '--keys', keys);
     expect(run.code).toBe(EXIT.invalid);
     expect(run.stdout + run.stderr).toMatch(/odd\.png: 6x7, but the collection's images are 6x6/);
-    const status = jsonLines((await fnn('status', '--c1', c1.address, '--c2', c2.address, '--json')).stdout)[0] as { c1: { records: number } };
+    const status = jsonLines((await fnn('status', '--c1', c1.address, '--c2', c2.address, '--json')).stdout)[0] as {
+      c1: { records: number };
+    };
     expect(status.c1.records).toBe(stored.length);
   });
 
@@ -299,7 +327,9 @@ describe('bad input', () => {
     const run = await fnn('delete', 'scan-0.png', 'no-such-scan', '--c1', c1.address, '--c2', c2.address, '--keys', keys);
     expect(run.code).toBe(EXIT.notFound);
     expect(run.stderr).toMatch(/NOT_FOUND/);
-    const status = jsonLines((await fnn('status', '--c1', c1.address, '--c2', c2.address, '--json')).stdout)[0] as { c1: { records: number } };
+    const status = jsonLines((await fnn('status', '--c1', c1.address, '--c2', c2.address, '--json')).stdout)[0] as {
+      c1: { records: number };
+    };
     expect(status.c1.records).toBe(stored.length);
   });
 
@@ -337,12 +367,16 @@ describe('certificates and roles', () => {
   });
 
   it("refuses a doctor's upload (PERMISSION_DENIED, exit 6) and stores nothing", async () => {
-    const before = jsonLines((await fnn('status', '--c1', c1.address, '--c2', c2.address, '--json')).stdout)[0] as { c1: { records: number } };
+    const before = jsonLines((await fnn('status', '--c1', c1.address, '--c2', c2.address, '--json')).stdout)[0] as {
+      c1: { records: number };
+    };
     writeImage(join(work, 'by-doctor.png'), randomPixels());
     const one = await doctor('upload', join(work, 'by-doctor.png'), ...conn());
     expect(one.code, one.stderr).toBe(EXIT.refused);
     expect(one.stderr).toMatch(/PERMISSION_DENIED/);
-    const after = jsonLines((await fnn('status', '--c1', c1.address, '--c2', c2.address, '--json')).stdout)[0] as { c1: { records: number } };
+    const after = jsonLines((await fnn('status', '--c1', c1.address, '--c2', c2.address, '--json')).stdout)[0] as {
+      c1: { records: number };
+    };
     expect(after.c1.records).toBe(before.c1.records);
   });
 

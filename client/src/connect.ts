@@ -13,12 +13,16 @@ export function checkAddress(address: string | undefined, flag: string, env: str
 }
 
 // Each connection checks that the server's certificate is the daemon it means to reach (role c1 or c2).
-export const connectC1 = (address: string, transport: Transport) => new DatabaseClient(address, channelCredentials(transport, 'c1'), CHANNEL_OPTIONS);
-export const connectC2 = (address: string, transport: Transport) => new RetrievalClient(address, channelCredentials(transport, 'c2'), CHANNEL_OPTIONS);
+export const connectC1 = (address: string, transport: Transport) =>
+  new DatabaseClient(address, channelCredentials(transport, 'c1'), CHANNEL_OPTIONS);
+export const connectC2 = (address: string, transport: Transport) =>
+  new RetrievalClient(address, channelCredentials(transport, 'c2'), CHANNEL_OPTIONS);
 /** C2's owner-facing service: the replica of the packed records. */
-export const connectReplica = (address: string, transport: Transport) => new ReplicaClient(address, channelCredentials(transport, 'c2'), CHANNEL_OPTIONS);
+export const connectReplica = (address: string, transport: Transport) =>
+  new ReplicaClient(address, channelCredentials(transport, 'c2'), CHANNEL_OPTIONS);
 /** The standard health service of either daemon. */
-export const connectHealth = (address: string, transport: Transport, daemon: 'c1' | 'c2') => new HealthClient(address, channelCredentials(transport, daemon));
+export const connectHealth = (address: string, transport: Transport, daemon: 'c1' | 'c2') =>
+  new HealthClient(address, channelCredentials(transport, daemon));
 
 /** A unary call as a promise, with a deadline and the request id in metadata. */
 export function call<Req, Res>(

@@ -66,7 +66,12 @@ async function main() {
     step('daemons on free localhost ports, mutual TLS; ready when their health service says SERVING');
     const readyAs = transportFrom({ tlsDir: join(certs, 'owner') }, ['owner']);
     const quiet = { FNN_LOG_LEVEL: 'warn' };
-    const c2 = await startDaemon('c2', ['--listen', '127.0.0.1:0', '--keys', keys, '--db', join(work, 'c2.db'), ...as('c2')], quiet, readyAs);
+    const c2 = await startDaemon(
+      'c2',
+      ['--listen', '127.0.0.1:0', '--keys', keys, '--db', join(work, 'c2.db'), ...as('c2')],
+      quiet,
+      readyAs,
+    );
     daemons.push(c2);
     const c1Args = ['--listen', '127.0.0.1:0', '--keys', keys, '--c2', c2.address, '--db', join(work, 'c1.db'), ...as('c1')];
     const c1 = await startDaemon('c1', c1Args, quiet, readyAs);
@@ -75,17 +80,21 @@ async function main() {
     const [status] = await fnn(['status', '--c1', c1.address, '--c2', c2.address, ...as('doctor'), '--json']);
     process.stdout.write(`  status: ${JSON.stringify(status)}\n`);
 
-    step('a doctor may not upload: C1 refuses the doctor\'s certificate');
+    step("a doctor may not upload: C1 refuses the doctor's certificate");
     const refused = await runCli(['upload', IMAGES, '--c1', c1.address, '--c2', c2.address, '--keys', keys, ...as('doctor')]);
     process.stdout.write(`  exit ${refused.code}: ${refused.stderr.trim().split('\n').pop()}\n`);
-    if (refused.code !== EXIT.refused) throw new Error(`a doctor's upload should be refused (exit ${EXIT.refused}), got exit ${refused.code}`);
+    if (refused.code !== EXIT.refused)
+      throw new Error(`a doctor's upload should be refused (exit ${EXIT.refused}), got exit ${refused.code}`);
 
     step(`upload by the owner: real brain MRI slices from ${IMAGES} (licence: demo/images/LICENSE.md)`);
     const started = Date.now();
     const uploaded = await fnn(['upload', IMAGES, '--c1', c1.address, '--c2', c2.address, '--keys', keys, ...as('owner'), '--json']);
     process.stdout.write(`  ${uploaded.length} images encrypted and stored in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
 
-    const queries = readdirSync(QUERIES).filter((f) => f.endsWith('.png')).sort().map((f) => join(QUERIES, f));
+    const queries = readdirSync(QUERIES)
+      .filter((f) => f.endsWith('.png'))
+      .sort()
+      .map((f) => join(QUERIES, f));
     const common = ['--c1', c1.address, '--c2', c2.address, '--keys', keys, ...as('doctor'), '--json', '--out', join(work, 'results')];
     for (const protocol of PROTOCOL_NAMES) {
       step(`query by the doctor, protocol ${protocol}`);

@@ -61,7 +61,9 @@ export async function startDaemon(role: 'c1' | 'c2', args: string[], env: NodeJS
       if (state !== 'SERVING') throw new Error(`fnn ${role} at ${daemon.address} is ${state}`);
     } catch (error) {
       await daemon.stop();
-      throw new Error(`fnn ${role} listens but is not ready: ${(error as Error).message}; log: ${daemon.log().trim().split('\n').slice(-3).join(' | ')}`);
+      throw new Error(
+        `fnn ${role} listens but is not ready: ${(error as Error).message}; log: ${daemon.log().trim().split('\n').slice(-3).join(' | ')}`,
+      );
     } finally {
       health.close();
     }

@@ -84,7 +84,11 @@ describe('records of a file', () => {
 
     writeFileSync(join(work, 'vol.nii.gz'), niftiGz());
     const vol = await openImageFile(join(work, 'vol.nii.gz'), defaults);
-    expect([vol.count, recordIdOf('vol.nii.gz', vol, 3), recordIdOf('vol.nii.gz', vol, 3, 'brain')]).toEqual([6, 'vol.nii.gz#z003', 'brain#z003']);
+    expect([vol.count, recordIdOf('vol.nii.gz', vol, 3), recordIdOf('vol.nii.gz', vol, 3, 'brain')]).toEqual([
+      6,
+      'vol.nii.gz#z003',
+      'brain#z003',
+    ]);
     const sagittal = await openImageFile(join(work, 'vol.nii.gz'), parseImageOptions({ axis: 'x' }));
     expect([sagittal.count, sagittal.width, sagittal.height, recordIdOf('vol.nii.gz', sagittal, 1)]).toEqual([4, 3, 6, 'vol.nii.gz#x001']);
 
@@ -128,14 +132,18 @@ describe('the query image', () => {
     const img = await readQueryImage(ct, parseImageOptions({ offset: '1024', size: '100x100', fit: 'crop' }));
     expect([img.width, img.height]).toEqual([100, 100]);
     await expect(readQueryImage(ct, parseImageOptions({ offset: '1024', fit: 'crop' }))).rejects.toThrow(/--fit crop needs --size/);
-    await expect(readQueryImage(ct, parseImageOptions({ offset: '1024', size: '100x100' }))).rejects.toThrow(/128x128, but the collection's images are 100x100/);
+    await expect(readQueryImage(ct, parseImageOptions({ offset: '1024', size: '100x100' }))).rejects.toThrow(
+      /128x128, but the collection's images are 100x100/,
+    );
   });
 
   it('names one image of a multi-image file as FILE#label, and asks for it otherwise', async () => {
     const mf = join(TESTDATA, 'MR_small_3frames_rle_dcmtk.dcm');
     const mr = decodePng(readFileSync(join(TESTDATA, 'MR_small.png')), 'MR_small.png');
     expect(Array.from((await readQueryImage(`${mf}#frame2`, defaults)).pixels)).toEqual(Array.from(mr.pixels, (v) => v + 1000));
-    await expect(readQueryImage(mf, defaults)).rejects.toThrow(/holds 3 images \(frame1\.\.frame3\); a query is one: name it as MR_small_3frames_rle_dcmtk\.dcm#frame1/);
+    await expect(readQueryImage(mf, defaults)).rejects.toThrow(
+      /holds 3 images \(frame1\.\.frame3\); a query is one: name it as MR_small_3frames_rle_dcmtk\.dcm#frame1/,
+    );
     await expect(readQueryImage(`${mf}#frame9`, defaults)).rejects.toThrow(/has no image frame9 \(frame1\.\.frame3\)/);
     writeFileSync(join(work, 'q.nii.gz'), niftiGz());
     const slice = await readQueryImage(join(work, 'q.nii.gz#z005'), defaults);
@@ -146,7 +154,13 @@ describe('the query image', () => {
 describe('the same picture as DICOM and as PNG', () => {
   it('gives identical GrayImages (8-bit real MRI; 16-bit MR), so distances between them are 0', async () => {
     const asPng = await readQueryImage(DEMO_PNG, defaults);
-    for (const f of ['ch2-z106.dcm', 'ch2-z106_rle_dcmtk.dcm', 'ch2-z106_jpeg_lossless_sv1_dcmtk.dcm', 'ch2-z106_jpegls_dcmtk.dcm', 'ch2-z106_j2k_gdcm.dcm']) {
+    for (const f of [
+      'ch2-z106.dcm',
+      'ch2-z106_rle_dcmtk.dcm',
+      'ch2-z106_jpeg_lossless_sv1_dcmtk.dcm',
+      'ch2-z106_jpegls_dcmtk.dcm',
+      'ch2-z106_j2k_gdcm.dcm',
+    ]) {
       expect(await readQueryImage(join(TESTDATA, f), defaults), f).toEqual(asPng);
     }
     expect(await readQueryImage(join(TESTDATA, 'MR_small_jpeg_lossless_sv6_dcmtk.dcm'), defaults)).toEqual(

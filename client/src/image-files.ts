@@ -1,6 +1,15 @@
 import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { centerFit, decodePng, isDicomPart10, openImageStack, type GrayImage, type ImageStack, type PixelRule, type SliceAxis } from '@fnn/shared';
+import {
+  centerFit,
+  decodePng,
+  isDicomPart10,
+  openImageStack,
+  type GrayImage,
+  type ImageStack,
+  type PixelRule,
+  type SliceAxis,
+} from '@fnn/shared';
 import { CliError } from './output';
 
 // The CLI's side of reading images: which files a path names, the flags that
@@ -72,7 +81,8 @@ export function parseImageOptions(flags: ImageFlags): ImageOptions {
   let size: ImageOptions['size'];
   if (flags.size !== undefined) {
     const m = /^(\d{1,5})x(\d{1,5})$/i.exec(flags.size.trim());
-    if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) throw new CliError('usage', `--size must be WIDTHxHEIGHT, e.g. 256x256, not "${flags.size}"`);
+    if (!m || Number(m[1]) < 1 || Number(m[2]) < 1)
+      throw new CliError('usage', `--size must be WIDTHxHEIGHT, e.g. 256x256, not "${flags.size}"`);
     size = { width: Number(m[1]), height: Number(m[2]) };
   }
   const fit = flags.fit ?? 'refuse';
@@ -161,9 +171,13 @@ export async function readQueryImage(path: string, options: ImageOptions): Promi
     index = Array.from({ length: stack.count }, (_, i) => stack.label(i)).indexOf(label);
     if (index < 0) throw new CliError('usage', `${file}: has no image ${label} (${describeLabels(stack)})`);
   } else if (stack.count > 1) {
-    throw new CliError('usage', `${file}: holds ${stack.count} images (${describeLabels(stack)}); a query is one: name it as ${basename(file)}#${stack.label(0)}`);
+    throw new CliError(
+      'usage',
+      `${file}: holds ${stack.count} images (${describeLabels(stack)}); a query is one: name it as ${basename(file)}#${stack.label(0)}`,
+    );
   }
-  if (options.fit === 'crop' && !options.size) throw new CliError('usage', '--fit crop needs --size WIDTHxHEIGHT (the collection\'s image size)');
+  if (options.fit === 'crop' && !options.size)
+    throw new CliError('usage', "--fit crop needs --size WIDTHxHEIGHT (the collection's image size)");
   return ruledImage(stack, index, options, options.size);
 }
 
@@ -187,10 +201,13 @@ export type BatchImage = { name: string; image: GrayImage } | { name: string; er
  * breaks the size rule, is one failed query; the batch goes on.
  */
 export async function* batchImages(paths: string[], options: ImageOptions): AsyncGenerator<BatchImage> {
-  if (options.fit === 'crop' && !options.size) throw new CliError('usage', '--fit crop needs --size WIDTHxHEIGHT (the collection\'s image size)');
+  if (options.fit === 'crop' && !options.size)
+    throw new CliError('usage', "--fit crop needs --size WIDTHxHEIGHT (the collection's image size)");
   // Every path is checked before the first query goes out: a typo fails the batch at once.
   const sources = paths.map((path) =>
-    path.lastIndexOf('#') > 0 && !existsAsPath(path) ? { kind: 'one' as const, path } : { kind: 'files' as const, files: expandImagePaths([path]) },
+    path.lastIndexOf('#') > 0 && !existsAsPath(path)
+      ? { kind: 'one' as const, path }
+      : { kind: 'files' as const, files: expandImagePaths([path]) },
   );
   for (const source of sources) {
     if (source.kind === 'one') {

@@ -65,11 +65,16 @@ describe('fnn upload of DICOM, NIfTI and PNG', () => {
     for (const id of ['a.dcm', 'b.nii.gz#z000', 'b.nii.gz#z001', 'e.png']) expect(byId[id].status, id).toBe('stored');
     expect(byId['c.dcm']).toMatchObject({ status: 'failed', error: expect.stringMatching(/c\.dcm: the file is truncated/) });
     expect(byId['d.dcm']).toMatchObject({ status: 'failed', error: expect.stringMatching(/d\.dcm: has no pixel data: not an image/) });
-    expect(byId['f.dcm']).toMatchObject({ status: 'failed', error: expect.stringMatching(/f\.dcm: 64x64, but the collection's images are 16x16: pass --fit crop/) });
+    expect(byId['f.dcm']).toMatchObject({
+      status: 'failed',
+      error: expect.stringMatching(/f\.dcm: 64x64, but the collection's images are 16x16: pass --fit crop/),
+    });
     expect(lines.at(-1)).toMatchObject({ exitCode: EXIT.invalid, error: expect.stringMatching(/3 images were not uploaded/) });
     // No progress bar when stderr is not a terminal.
     expect(run.stderr).not.toMatch(/ETA/);
-    const status = jsonLines((await runCli(['status', '--c1', c1.address, '--c2', c2.address, '--insecure', '--json'])).stdout)[0] as { c1: { records: number } };
+    const status = jsonLines((await runCli(['status', '--c1', c1.address, '--c2', c2.address, '--insecure', '--json'])).stdout)[0] as {
+      c1: { records: number };
+    };
     expect(status.c1.records).toBe(4);
   });
 
@@ -94,7 +99,11 @@ describe('fnn upload of DICOM, NIfTI and PNG', () => {
     const out = join(work, 'batch-out');
     const run = await runCli(['batch-query', volume, join(DEMO, 'ch2-z106.png'), ...conn(), '--out', out, '--json']);
     expect(run.code, run.stderr).toBe(0);
-    const lines = jsonLines(run.stdout) as { query?: string; results?: { id: string; distance: string; image: string }[]; summary?: object }[];
+    const lines = jsonLines(run.stdout) as {
+      query?: string;
+      results?: { id: string; distance: string; image: string }[];
+      summary?: object;
+    }[];
     const byQuery: Record<string, { id: string; distance: string; image: string }> = Object.fromEntries(
       lines.filter((l) => l.query).map((l) => [l.query, l.results![0]]),
     );

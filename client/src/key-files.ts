@@ -81,6 +81,5 @@ function readKeyFile(dir: string, name: string, secret: boolean): string {
 /** A secret key file (Paillier, record key, TLS private key) must not be readable by group or others. */
 export function refuseReadableByOthers(path: string): void {
   const mode = statSync(path).mode & 0o777;
-  if (mode & 0o077)
-    throw new CliError('usage', `${path} has mode ${mode.toString(8)}; a secret key must be 0600 (chmod 600 ${path})`);
+  if (mode & 0o077) throw new CliError('usage', `${path} has mode ${mode.toString(8)}; a secret key must be 0600 (chmod 600 ${path})`);
 }

@@ -16,7 +16,10 @@ describe('8 concurrent clients uploading and querying', () => {
     const queries = run.operations.filter((o) => o.kind === 'query');
     const uploads = run.operations.filter((o) => o.kind === 'upload');
     expect([queries.length, uploads.length], 'queries and uploads were both run').toEqual([21, 11]);
-    expect(queries.some((q) => q.detail.startsWith('an uploaded image')), 'some queries look for an image uploaded under load').toBe(true);
+    expect(
+      queries.some((q) => q.detail.startsWith('an uploaded image')),
+      'some queries look for an image uploaded under load',
+    ).toBe(true);
     expect(run.recordsAtEnd, 'every upload is in the collection').toBe(6 + uploads.length);
   });
 });

@@ -44,9 +44,13 @@ const CLIENTS: readonly Role[] = ['owner', 'doctor'];
 // flags on every upload and every query of a collection (docs/IMAGES.md).
 const imageOptions = (cmd: Command) =>
   cmd
-    .option('--offset <n>', 'added to every pixel after the file\'s rescale (e.g. 1024 for CT in Hounsfield units)', '0')
+    .option('--offset <n>', "added to every pixel after the file's rescale (e.g. 1024 for CT in Hounsfield units)", '0')
     .option('--size <WxH>', "the collection's image size, e.g. 256x256")
-    .addOption(new Option('--fit <mode>', 'an image of another size: refuse, or center-crop/pad with 0 to --size').choices(['refuse', 'crop']).default('refuse'))
+    .addOption(
+      new Option('--fit <mode>', 'an image of another size: refuse, or center-crop/pad with 0 to --size')
+        .choices(['refuse', 'crop'])
+        .default('refuse'),
+    )
     .addOption(new Option('--axis <axis>', 'NIfTI volumes: the voxel axis to slice along').choices(['x', 'y', 'z']).default('z'));
 
 const program = new Command('fnn')
@@ -57,7 +61,8 @@ const program = new Command('fnn')
 /** Run a command: its failure is one line on stderr (or a JSON object) and a documented exit code. */
 function action<A extends unknown[]>(fn: (...args: A) => Promise<void>) {
   return async (...args: A) => {
-    const opts = args.find((a) => a && typeof a === 'object' && !Array.isArray(a) && !(a instanceof Command)) as { json?: boolean } | undefined;
+    const opts = args.find((a) => a && typeof a === 'object' && !Array.isArray(a) && !(a instanceof Command)) as
+      { json?: boolean } | undefined;
     try {
       await fn(...args);
     } catch (error) {
@@ -87,7 +92,7 @@ program
   .requiredOption('--out <dir>', 'directory to write them into (refuses to overwrite)')
   .option('--c1-host <name...>', 'DNS names or IP addresses C1 is reached at (default: localhost, 127.0.0.1, ::1)')
   .option('--c2-host <name...>', 'DNS names or IP addresses C2 is reached at (default: localhost, 127.0.0.1, ::1)')
-  .option('--days <n>', 'validity of the parties\' certificates', '825')
+  .option('--days <n>', "validity of the parties' certificates", '825')
   .addOption(json())
   .action(
     action(async (o: { out: string; c1Host?: string[]; c2Host?: string[]; days: string; json?: boolean }) => {
@@ -97,56 +102,79 @@ program
     }),
   );
 
-tlsOptions(program
-  .command('c2')
-  .description('run C2, the key holder')
-  .addOption(new Option('--listen <host:port>', 'address to bind (port 0: a free port)').env('FNN_C2_LISTEN').default('127.0.0.1:50052'))
-  .addOption(new Option('--db <file>', "SQLite replica of the packed records (fast protocol)").env('FNN_C2_DB').default('fnn-c2.db'))
-  .addOption(keys()))
-  .action(action(async (o: { listen: string; keys: string; db: string } & TlsFlags) => runC2(daemonLogger('c2'), secured(o, ['c2']))));
-
-tlsOptions(program
-  .command('c1')
-  .description('run C1, the encrypted database')
-  .addOption(new Option('--listen <host:port>', 'address to bind (port 0: a free port)').env('FNN_C1_LISTEN').default('127.0.0.1:50051'))
-  .addOption(new Option('--db <file>', 'SQLite database').env('FNN_DB').default('fnn-c1.db'))
-  .addOption(keys())
-  .addOption(c2().default('127.0.0.1:50052')))
-  .action(action(async (o: { listen: string; keys: string; db: string; c2: string } & TlsFlags) => runC1(daemonLogger('c1'), secured(o, ['c1']))));
-
-tlsOptions(imageOptions(
+tlsOptions(
   program
-    .command('upload')
-    .description('encrypt images and upload them to C1 (record ID = file name; name#frameN / name#z012 for DICOM frames and NIfTI slices)')
-    .argument('<paths...>', 'PNG, DICOM (.dcm or none) and NIfTI (.nii, .nii.gz) files, or directories of them')
+    .command('c2')
+    .description('run C2, the key holder')
+    .addOption(new Option('--listen <host:port>', 'address to bind (port 0: a free port)').env('FNN_C2_LISTEN').default('127.0.0.1:50052'))
+    .addOption(new Option('--db <file>', 'SQLite replica of the packed records (fast protocol)').env('FNN_C2_DB').default('fnn-c2.db'))
+    .addOption(keys()),
+).action(action(async (o: { listen: string; keys: string; db: string } & TlsFlags) => runC2(daemonLogger('c2'), secured(o, ['c2']))));
+
+tlsOptions(
+  program
+    .command('c1')
+    .description('run C1, the encrypted database')
+    .addOption(new Option('--listen <host:port>', 'address to bind (port 0: a free port)').env('FNN_C1_LISTEN').default('127.0.0.1:50051'))
+    .addOption(new Option('--db <file>', 'SQLite database').env('FNN_DB').default('fnn-c1.db'))
+    .addOption(keys())
+    .addOption(c2().default('127.0.0.1:50052')),
+).action(
+  action(async (o: { listen: string; keys: string; db: string; c2: string } & TlsFlags) => runC1(daemonLogger('c1'), secured(o, ['c1']))),
+);
+
+tlsOptions(
+  imageOptions(
+    program
+      .command('upload')
+      .description(
+        'encrypt images and upload them to C1 (record ID = file name; name#frameN / name#z012 for DICOM frames and NIfTI slices)',
+      )
+      .argument('<paths...>', 'PNG, DICOM (.dcm or none) and NIfTI (.nii, .nii.gz) files, or directories of them')
+      .addOption(c1())
+      .addOption(c2())
+      .addOption(keys())
+      .option('--id <id>', 'record ID (base name) for a single file')
+      .option(
+        '--no-paper-layout',
+        "skip the paper's per-pixel layout (d encryptions and d ciphertexts per record): the collection then answers only --protocol fast; fixed by a collection's first upload",
+      )
+      .addOption(json()),
+  ),
+).action(
+  action(
+    async (
+      paths: string[],
+      o: Omit<Parameters<typeof upload>[2], 'transport' | 'layouts'> & TlsFlags & { json?: boolean; paperLayout: boolean },
+    ) => upload(makeOutput(!!o.json), paths, { ...secured(o, CLIENTS), layouts: o.paperLayout ? ['packed', 'paper'] : ['packed'] }),
+  ),
+);
+
+tlsOptions(
+  program
+    .command('delete')
+    .description("delete records by ID; their ciphertexts are removed from C1 and from C2's replica")
+    .argument('<ids...>', 'record IDs')
     .addOption(c1())
     .addOption(c2())
     .addOption(keys())
-    .option('--id <id>', 'record ID (base name) for a single file')
-    .option(
-      '--no-paper-layout',
-      "skip the paper's per-pixel layout (d encryptions and d ciphertexts per record): the collection then answers only --protocol fast; fixed by a collection's first upload",
-    )
     .addOption(json()),
-)).action(action(async (paths: string[], o: Omit<Parameters<typeof upload>[2], 'transport' | 'layouts'> & TlsFlags & { json?: boolean; paperLayout: boolean }) =>
-  upload(makeOutput(!!o.json), paths, { ...secured(o, CLIENTS), layouts: o.paperLayout ? ['packed', 'paper'] : ['packed'] })));
-
-tlsOptions(program
-  .command('delete')
-  .description('delete records by ID; their ciphertexts are removed from C1 and from C2\'s replica')
-  .argument('<ids...>', 'record IDs')
-  .addOption(c1())
-  .addOption(c2())
-  .addOption(keys())
-  .addOption(json()))
-  .action(action(async (ids: string[], o: { c1: string; c2: string; keys: string; json?: boolean } & TlsFlags) => deleteRecords(makeOutput(!!o.json), ids, secured(o, CLIENTS))));
+).action(
+  action(async (ids: string[], o: { c1: string; c2: string; keys: string; json?: boolean } & TlsFlags) =>
+    deleteRecords(makeOutput(!!o.json), ids, secured(o, CLIENTS)),
+  ),
+);
 
 const queryOptions = (cmd: Command) =>
   tlsOptions(imageOptions(cmd))
     .addOption(c1())
     .addOption(c2())
     .addOption(keys())
-    .addOption(new Option('--protocol <name>', PROTOCOL_NAMES.map((name) => `${name}: ${protocolModule(name).summary}`).join('; ')).choices(PROTOCOL_NAMES).default(DEFAULT_PROTOCOL))
+    .addOption(
+      new Option('--protocol <name>', PROTOCOL_NAMES.map((name) => `${name}: ${protocolModule(name).summary}`).join('; '))
+        .choices(PROTOCOL_NAMES)
+        .default(DEFAULT_PROTOCOL),
+    )
     .option('--k <k>', 'number of nearest neighbours', '1')
     .option('--out <dir>', 'write the neighbour images here as PNG')
     .option('--timeout <seconds>', 'give up after this long', '3600')
@@ -157,22 +185,31 @@ queryOptions(
     .command('query')
     .description('find the exact nearest neighbour(s) of an image')
     .argument('<image>', 'query image: PNG, DICOM or NIfTI; FILE#frame3 or FILE#z012 names one image of a multi-image file'),
-).action(action(async (image: string, o: Omit<Parameters<typeof query>[2], 'transport'> & TlsFlags & { json?: boolean }) => query(makeOutput(!!o.json), image, secured(o, CLIENTS))));
+).action(
+  action(async (image: string, o: Omit<Parameters<typeof query>[2], 'transport'> & TlsFlags & { json?: boolean }) =>
+    query(makeOutput(!!o.json), image, secured(o, CLIENTS)),
+  ),
+);
 
 queryOptions(
   program
     .command('batch-query')
     .description('many queries over one stream; results print as they finish')
     .argument('<paths...>', 'query images or directories'),
-).action(action(async (paths: string[], o: Omit<Parameters<typeof query>[2], 'transport'> & TlsFlags & { json?: boolean }) => batchQuery(makeOutput(!!o.json), paths, secured(o, CLIENTS))));
+).action(
+  action(async (paths: string[], o: Omit<Parameters<typeof query>[2], 'transport'> & TlsFlags & { json?: boolean }) =>
+    batchQuery(makeOutput(!!o.json), paths, secured(o, CLIENTS)),
+  ),
+);
 
-tlsOptions(program
-  .command('status')
-  .description('are C1 and C2 up; records, image size, key size')
-  .addOption(c1())
-  .addOption(c2())
-  .addOption(json()))
-  .action(action(async (o: { c1: string; c2: string; json?: boolean } & TlsFlags) => status(makeOutput(!!o.json), secured(o, ROLES))));
+tlsOptions(
+  program
+    .command('status')
+    .description('are C1 and C2 up; records, image size, key size')
+    .addOption(c1())
+    .addOption(c2())
+    .addOption(json()),
+).action(action(async (o: { c1: string; c2: string; json?: boolean } & TlsFlags) => status(makeOutput(!!o.json), secured(o, ROLES))));
 
 program.parseAsync(process.argv).catch((error: { exitCode?: number; code?: string }) => {
   // commander's own usage errors (already printed) and --help/--version

@@ -63,11 +63,15 @@ export function classify(error: unknown): { code: number; reason: string } {
   const grpc = describeGrpcError(error);
   if (grpc) {
     const code =
-      grpc.code === 'INVALID_ARGUMENT' || grpc.code === 'FAILED_PRECONDITION' ? EXIT.invalid
-      : grpc.code === 'NOT_FOUND' ? EXIT.notFound
-      : grpc.code === 'UNAVAILABLE' || grpc.code === 'DEADLINE_EXCEEDED' ? EXIT.unavailable
-      : grpc.code === 'UNAUTHENTICATED' || grpc.code === 'PERMISSION_DENIED' ? EXIT.refused
-      : EXIT.failure;
+      grpc.code === 'INVALID_ARGUMENT' || grpc.code === 'FAILED_PRECONDITION'
+        ? EXIT.invalid
+        : grpc.code === 'NOT_FOUND'
+          ? EXIT.notFound
+          : grpc.code === 'UNAVAILABLE' || grpc.code === 'DEADLINE_EXCEEDED'
+            ? EXIT.unavailable
+            : grpc.code === 'UNAUTHENTICATED' || grpc.code === 'PERMISSION_DENIED'
+              ? EXIT.refused
+              : EXIT.failure;
     return { code, reason: `${grpc.code}: ${grpc.message}` };
   }
   return { code: EXIT.failure, reason: error instanceof Error ? error.message : String(error) };

@@ -28,7 +28,10 @@ describe('progressBar', () => {
   });
 
   it('is silent when disabled (--json) or when stderr is not a terminal', () => {
-    for (const [term, enabled] of [[fakeTerminal(false), true], [fakeTerminal(true), false]] as const) {
+    for (const [term, enabled] of [
+      [fakeTerminal(false), true],
+      [fakeTerminal(true), false],
+    ] as const) {
       const bar = progressBar(3, 'records', enabled, term);
       bar.tick();
       let ran = false;
@@ -42,7 +45,7 @@ describe('progressBar', () => {
     expect([duration(5), duration(65), duration(3725)]).toEqual(['5s', '1m05s', '1h02m']);
   });
 
-  it('draws a query\'s phase, done/total and rejected records as C1 reports them, and erases itself', () => {
+  it("draws a query's phase, done/total and rejected records as C1 reports them, and erases itself", () => {
     const term = fakeTerminal();
     let t = 0;
     const bar = queryProgressBar('groups', true, term, () => t);
@@ -59,7 +62,10 @@ describe('progressBar', () => {
   });
 
   it('draws no query progress with --json or when stderr is not a terminal', () => {
-    for (const [term, enabled] of [[fakeTerminal(false), true], [fakeTerminal(true), false]] as const) {
+    for (const [term, enabled] of [
+      [fakeTerminal(false), true],
+      [fakeTerminal(true), false],
+    ] as const) {
       const bar = queryProgressBar('records', enabled, term);
       bar.show({ phase: 'distances', done: 1, total: 3, rejected: 0 });
       bar.stop();

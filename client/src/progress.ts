@@ -24,7 +24,13 @@ interface BarStream {
 const QUIET: Progress = { tick: () => {}, around: (print) => print(), stop: () => {} };
 
 /** Drawn only on a terminal; `enabled` false (e.g. --json) or a pipe gives a no-op. */
-export function progressBar(total: number, label: string, enabled: boolean, stream: BarStream = process.stderr, now = () => Date.now()): Progress {
+export function progressBar(
+  total: number,
+  label: string,
+  enabled: boolean,
+  stream: BarStream = process.stderr,
+  now = () => Date.now(),
+): Progress {
   if (!enabled || !stream.isTTY || total <= 0) return QUIET;
   const started = now();
   let done = 0;
@@ -86,7 +92,12 @@ const PHASE_LABEL: Record<QueryPhase, string> = {
  * or groups for the fast protocol), records rejected so far, time elapsed.
  * No ETA: how many candidates survive the bound is unknown until the end.
  */
-export function queryProgressBar(unit: string, enabled: boolean, stream: BarStream = process.stderr, now = () => Date.now()): QueryProgressView {
+export function queryProgressBar(
+  unit: string,
+  enabled: boolean,
+  stream: BarStream = process.stderr,
+  now = () => Date.now(),
+): QueryProgressView {
   if (!enabled || !stream.isTTY) return { show: () => {}, stop: () => {} };
   const started = now();
   let last: QueryProgress | undefined;

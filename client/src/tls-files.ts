@@ -68,9 +68,11 @@ function checkIdentity(identity: TlsIdentity, roles: readonly Role[], certPath: 
   } catch {
     throw new CliError('usage', `${certPath} or its CA file is not a PEM certificate`);
   }
-  if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey)) throw new CliError('usage', `${certPath} was not issued by the CA given with it`);
+  if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey))
+    throw new CliError('usage', `${certPath} was not issued by the CA given with it`);
   const now = Date.now();
-  if (Date.parse(cert.validFrom) > now || Date.parse(cert.validTo) < now) throw new CliError('usage', `${certPath} is not valid now (${cert.validFrom} to ${cert.validTo})`);
+  if (Date.parse(cert.validFrom) > now || Date.parse(cert.validTo) < now)
+    throw new CliError('usage', `${certPath} is not valid now (${cert.validFrom} to ${cert.validTo})`);
   const role = roleOf({ subject: subjectFields(cert.subject) });
   if (!role || !roles.includes(role))
     throw new CliError('usage', `${certPath} is for ${role ?? 'no FNN role'}; this program needs ${roles.join(' or ')}`);

@@ -26,7 +26,8 @@ import { call, connectC1, connectC2, connectHealth, connectReplica } from './con
 // CLI over TLS end to end (owner uploads, doctor queries) is cli.e2e.test.ts.
 
 const HOSTS = ['127.0.0.1'];
-const localMultiExp = async (bases: FixedWidthValues, exponents: FixedWidthValues, modulus: bigint) => multiExpFixed(bases, exponents, modulus);
+const localMultiExp = async (bases: FixedWidthValues, exponents: FixedWidthValues, modulus: bigint) =>
+  multiExpFixed(bases, exponents, modulus);
 
 let root: string;
 let ca: Authority;
@@ -38,7 +39,8 @@ const logged: { level: string; fields: Record<string, unknown>; message: string 
 
 /** A logger that keeps what it is given, to check what a refusal writes. */
 function recordingLogger(): Logger {
-  const at = (level: string) => (fields: object, message: string) => logged.push({ level, fields: fields as Record<string, unknown>, message });
+  const at = (level: string) => (fields: object, message: string) =>
+    logged.push({ level, fields: fields as Record<string, unknown>, message });
   const log: Logger = { info: at('info'), warn: at('warn'), error: at('error'), child: () => log };
   return log;
 }
@@ -105,7 +107,8 @@ describe('mutual TLS', () => {
     ] as const) {
       const health = connectHealth(daemon.address, ids.doctor, role);
       try {
-        for (const service of services) expect(await checkHealth(health, service, new Date(Date.now() + 10_000), true), `${role} "${service}"`).toBe('SERVING');
+        for (const service of services)
+          expect(await checkHealth(health, service, new Date(Date.now() + 10_000), true), `${role} "${service}"`).toBe('SERVING');
       } finally {
         health.close();
       }
@@ -194,7 +197,9 @@ describe('roles', () => {
     const replica = connectReplica(c2.address, ids.owner);
     try {
       const tag = Buffer.alloc(32);
-      expect(await codeOf(call(db.allocateSlots.bind(db), { lookupTags: [tag], width: 4, height: 4, maxValue: 255 }, 10_000))).toBe(Code.OK);
+      expect(await codeOf(call(db.allocateSlots.bind(db), { lookupTags: [tag], width: 4, height: 4, maxValue: 255 }, 10_000))).toBe(
+        Code.OK,
+      );
       expect(await call(db.getGroup.bind(db), { group: 0 }, 10_000)).toEqual({ version: Buffer.alloc(0), members: [] });
       // An empty change is refused by the handler (INVALID_ARGUMENT), not by the role check.
       expect(await codeOf(call(replica.putGroup.bind(replica), wire.ReplicaGroup.fromPartial({}), 10_000))).toBe(Code.INVALID_ARGUMENT);

@@ -67,11 +67,15 @@ describe('BatchQuery', () => {
         expect(failureOf(r), `${r.tag}: no failure`).toBeUndefined();
         order.push(r.tag);
         // Once the batch is under way, another doctor asks one query.
-        other ??= f.wireQuery(otherImage)
+        other ??= f
+          .wireQuery(otherImage)
           .then((q) => query(f.main.db, paperRequest(q, BF)))
           .then(async (reply) => {
             order.push('other');
-            expect((await f.redeem(reply)).map((n) => n.id), 'the other query is exact').toEqual([plaintextNearest(f.main.collection, otherImage, 1)[0].id]);
+            expect(
+              (await f.redeem(reply)).map((n) => n.id),
+              'the other query is exact',
+            ).toEqual([plaintextNearest(f.main.collection, otherImage, 1)[0].id]);
           });
       });
       call.on('error', reject);
@@ -84,6 +88,8 @@ describe('BatchQuery', () => {
     const after = order.length - 1 - order.indexOf('other');
     // The other query runs beside at most BATCH_CONCURRENCY batch queries; the ones queued behind those finish after it
     // (without the limit it finishes last: every batch query started before it and they all advance together).
-    expect(after, `replies after the other doctor's query (order: ${order.join(', ')})`).toBeGreaterThanOrEqual(size - 2 - BATCH_CONCURRENCY);
+    expect(after, `replies after the other doctor's query (order: ${order.join(', ')})`).toBeGreaterThanOrEqual(
+      size - 2 - BATCH_CONCURRENCY,
+    );
   });
 });

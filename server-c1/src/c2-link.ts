@@ -85,7 +85,9 @@ export class C2Link {
   private connected(): Promise<void> {
     return new Promise((resolve, reject) =>
       this.secure.waitForReady(new Date(Date.now() + CONNECT_TIMEOUT_MS), (err) =>
-        err ? reject(peerUnavailable(`C2 at ${this.address} is unavailable (no connection within ${CONNECT_TIMEOUT_MS / 1000} s)`)) : resolve(),
+        err
+          ? reject(peerUnavailable(`C2 at ${this.address} is unavailable (no connection within ${CONNECT_TIMEOUT_MS / 1000} s)`))
+          : resolve(),
       ),
     );
   }

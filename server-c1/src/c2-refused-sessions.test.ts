@@ -1,18 +1,7 @@
 import { status as Code } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as wire from '@fnn/proto';
-import {
-  D,
-  G,
-  expectCode,
-  randomImage,
-  shareTicketOf,
-  startFixture,
-  UNKNOWN_TICKET,
-  type Fixture,
-  BF,
-  FAST,
-} from './testing/fixtures';
+import { D, G, expectCode, randomImage, shareTicketOf, startFixture, UNKNOWN_TICKET, type Fixture, BF, FAST } from './testing/fixtures';
 
 // C1's queries through a C2 that has just refused a misbehaving C1's
 // sessions (a paper session out of order, a bad ciphertext, fast sessions
@@ -37,10 +26,14 @@ describe('C1 through a C2 that refused a misbehaving C1', () => {
     const ticket = shareTicketOf(await f.fastRequest(randomImage(D)));
     const refused: [string, Code, wire.C1Message[]][] = [
       ['first message is a square, not open', Code.FAILED_PRECONDITION, [f.messages.square('s', [validCipher()])]],
-      ['a ciphertext equal to 0', Code.INVALID_ARGUMENT, [f.messages.open('s'), f.messages.square('s', [validCipher(), Buffer.alloc(f.pk.cipherBytes)])]],
+      [
+        'a ciphertext equal to 0',
+        Code.INVALID_ARGUMENT,
+        [f.messages.open('s'), f.messages.square('s', [validCipher(), Buffer.alloc(f.pk.cipherBytes)])],
+      ],
       ['fast open with an unknown share ticket', Code.NOT_FOUND, [f.messages.fastOpen('s', UNKNOWN_TICKET, [])]],
       [
-        'fast open with a group layout that differs from C2\'s replica',
+        "fast open with a group layout that differs from C2's replica",
         Code.FAILED_PRECONDITION,
         [f.messages.fastOpen('s', ticket, [{ group: 0, members: Array.from({ length: G }, (_, i) => i), digest: '00'.repeat(16) }])],
       ],
@@ -53,12 +46,15 @@ describe('C1 through a C2 that refused a misbehaving C1', () => {
     }
 
     const value = 12345n;
-    const { replies, error } = await f.rawSession([f.messages.open('good'), f.messages.square('good', [f.codec.cipher(f.pk.encrypt(value))])]);
-    expect(error, `a valid session failed after the refused ones: ${error?.details}`).toBeUndefined();
-    expect(replies.map((r) => r.body?.$case), 'a valid session must get opened, then products').toEqual([
-      'opened',
-      'products',
+    const { replies, error } = await f.rawSession([
+      f.messages.open('good'),
+      f.messages.square('good', [f.codec.cipher(f.pk.encrypt(value))]),
     ]);
+    expect(error, `a valid session failed after the refused ones: ${error?.details}`).toBeUndefined();
+    expect(
+      replies.map((r) => r.body?.$case),
+      'a valid session must get opened, then products',
+    ).toEqual(['opened', 'products']);
     const products = replies[1].body?.$case === 'products' ? replies[1].body.value.values : [];
     expect(f.sk.decrypt(f.codec.fromCipher(products[0])), 'C2 must square the blinded value').toBe(value * value);
     const s = await f.keyHolderStatus();

@@ -57,7 +57,7 @@ describe('C1 without C2', () => {
     f.c2 = await startC2(f.c2Config(`127.0.0.1:${port}`));
     expect(portOf(f.c2.address), 'the new C2 must listen on the same port').toBe(port);
     await f.expectExactNeighbours(randomImage(D), FNN, 1, 'the first query after C2 restarted');
-    expect((await f.keyHolderStatus()).replicaRecords, 'C2\'s replica must survive the restart').toBe(BigInt(COLLECTION_SIZE));
+    expect((await f.keyHolderStatus()).replicaRecords, "C2's replica must survive the restart").toBe(BigInt(COLLECTION_SIZE));
     await f.expectExactNeighbours(randomImage(D), FAST, 2, 'a FAST query after C2 restarted');
     const lost = await grpcError(query(f.main.db, fastBeforeRestart), 'a FAST query whose share was deposited before the restart');
     expectCode(lost, Code.NOT_FOUND, 'a share deposited before C2 restarted');

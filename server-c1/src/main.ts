@@ -1,13 +1,6 @@
 import { DatabaseService } from '@fnn/proto';
 import { serveDaemon } from '@fnn/server-common';
-import {
-  WireCodec,
-  type C1Crypto,
-  type FastC1Crypto,
-  type Logger,
-  type RunningDaemon,
-  type Transport,
-} from '@fnn/shared';
+import { WireCodec, type C1Crypto, type FastC1Crypto, type Logger, type RunningDaemon, type Transport } from '@fnn/shared';
 import { databaseService } from './database-service';
 import { C2Link } from './c2-link';
 import { RecordStore } from './storage';

@@ -108,7 +108,12 @@ const withRecord = (over: Partial<wire.EncryptedRecord>, index = 0, req = bases.
   records: req.records.map((r, i) => (i === index ? { ...r, ...over } : r)),
 });
 const recordPixel = (index: number, bytes: Buffer) => withRecord({ pixels: replaceAt(bases.upload.records[0].pixels, index, bytes) });
-const withoutPaper = (r: wire.EncryptedRecord): wire.EncryptedRecord => ({ ...r, pixels: [], sum: Buffer.alloc(0), spread: Buffer.alloc(0) });
+const withoutPaper = (r: wire.EncryptedRecord): wire.EncryptedRecord => ({
+  ...r,
+  pixels: [],
+  sum: Buffer.alloc(0),
+  spread: Buffer.alloc(0),
+});
 
 const replicaWith = (over: Partial<wire.ReplicaGroup>, base = () => bases.replica): wire.ReplicaGroup => ({ ...base(), ...over });
 const replicaChange = (over: Partial<wire.GroupChange>) => replicaWith({ group: { ...bases.replica.group!, ...over } });
@@ -211,7 +216,7 @@ const badCases: BadCase[] = [
     Code.FAILED_PRECONDITION,
   ),
   // Upload: the paper's layout, fixed per collection
-  badUpload('layouts = packed only, into a collection with the paper\'s layout', () => ({
+  badUpload("layouts = packed only, into a collection with the paper's layout", () => ({
     ...bases.upload,
     layouts: layoutsToWire(PACKED_ONLY),
     records: bases.upload.records.map(withoutPaper),
@@ -219,25 +224,29 @@ const badCases: BadCase[] = [
   badUpload('layouts = packed only, but the record carries its pixels', () => ({ ...bases.upload, layouts: layoutsToWire(PACKED_ONLY) })),
   badUpload('layouts without the packed one (every group is packed)', () => ({ ...bases.upload, layouts: layoutsToWire(['paper']) })),
   badUpload('layouts naming one twice', () => ({ ...bases.upload, layouts: [...bases.upload.layouts, wire.Layout.LAYOUT_PAPER] })),
-  badUpload('layouts naming an unknown one (enum value 7)', () => ({ ...bases.upload, layouts: [...bases.upload.layouts, 7 as wire.Layout] })),
-  badUpload('layouts with the paper\'s, but the record carries no pixels', () => ({
+  badUpload('layouts naming an unknown one (enum value 7)', () => ({
+    ...bases.upload,
+    layouts: [...bases.upload.layouts, 7 as wire.Layout],
+  })),
+  badUpload("layouts with the paper's, but the record carries no pixels", () => ({
     ...bases.upload,
     records: bases.upload.records.map(withoutPaper),
   })),
   badLean('a record carrying pixels when the layouts are packed only', () =>
     withRecord({ pixels: bases.leanPaper.records[0].pixels }, 0, bases.lean),
   ),
-  badLean('a record carrying a sum when the layouts are packed only', () => withRecord({ sum: bases.leanPaper.records[0].sum }, 0, bases.lean)),
-  badLean('the paper\'s layout into a collection without it (records with the layout)', () => bases.leanPaper),
-  badLean('the paper\'s layout into a collection without it (records without the layout)', () => ({ ...bases.lean, layouts: layoutsToWire(WITH_PAPER_LAYOUT) })),
+  badLean('a record carrying a sum when the layouts are packed only', () =>
+    withRecord({ sum: bases.leanPaper.records[0].sum }, 0, bases.lean),
+  ),
+  badLean("the paper's layout into a collection without it (records with the layout)", () => bases.leanPaper),
+  badLean("the paper's layout into a collection without it (records without the layout)", () => ({
+    ...bases.lean,
+    layouts: layoutsToWire(WITH_PAPER_LAYOUT),
+  })),
   // Upload: the group change and its packed columns
   badColumns('stale base_version (16 random bytes)', () => change({ baseVersion: Buffer.alloc(16, 7) }), Code.FAILED_PRECONDITION),
   badColumns('empty base_version although the group has members', () => change({ baseVersion: Buffer.alloc(0) }), Code.FAILED_PRECONDITION),
-  badColumns(
-    'base_version of another group',
-    () => change({ baseVersion: bases.delete2.groups[0].baseVersion }),
-    Code.FAILED_PRECONDITION,
-  ),
+  badColumns('base_version of another group', () => change({ baseVersion: bases.delete2.groups[0].baseVersion }), Code.FAILED_PRECONDITION),
   badColumns('version of 15 bytes', () => change({ version: bases.upload.group!.version.subarray(1) })),
   badColumns('version of 17 bytes', () => change({ version: Buffer.concat([bases.upload.group!.version, Buffer.alloc(1)]) })),
   badColumns('empty version', () => change({ version: Buffer.alloc(0) })),
@@ -252,10 +261,8 @@ const badCases: BadCase[] = [
   badColumns('pixel column ciphertext >= N^2', () => columnPixel(3, allOnes())),
   badColumns('pixel column ciphertext sharing a factor with N', () => columnPixel(5, factorOfN())),
   badColumns('pixel column ciphertext of the wrong byte length (one byte short)', () => columnPixel(3, zeros(f.pk.cipherBytes - 1))),
-  badColumns('embedding ciphertext equal to 0', () =>
-    columns({ bound: replaceAt(bases.upload.group!.columns!.bound, 0, zeros()) }),
-  ),
-  badColumns('no distance constant (C1\'s replica needs it)', () => columns({ distanceConstant: Buffer.alloc(0) })),
+  badColumns('embedding ciphertext equal to 0', () => columns({ bound: replaceAt(bases.upload.group!.columns!.bound, 0, zeros()) })),
+  badColumns("no distance constant (C1's replica needs it)", () => columns({ distanceConstant: Buffer.alloc(0) })),
   badColumns('no bound constant', () => columns({ boundConstant: Buffer.alloc(0) })),
   badColumns('distance constant >= N^2', () => columns({ distanceConstant: allOnes() })),
   badColumns('bound constant sharing a factor with N', () => columns({ boundConstant: factorOfN() })),
@@ -286,37 +293,52 @@ const badCases: BadCase[] = [
   ),
   badQuery('query spread ciphertext >= N^2', async () => withPaperQuery(await f.paperQuery(randomImage()), { spread: allOnes() })),
   badQuery('a bf query with an empty PaperQuery (no ciphertexts)', async () =>
-    withPaperQuery(await f.paperQuery(randomImage(), BF), { negatedPixels: [], negatedSum: Buffer.alloc(0), negatedSpread: Buffer.alloc(0), spread: Buffer.alloc(0) }),
+    withPaperQuery(await f.paperQuery(randomImage(), BF), {
+      negatedPixels: [],
+      negatedSum: Buffer.alloc(0),
+      negatedSpread: Buffer.alloc(0),
+      spread: Buffer.alloc(0),
+    }),
   ),
   // Query (fast protocol)
   badFast('without its protocol part (the header alone)', async () => withoutProtocol(await f.fastRequest(randomImage()))),
   badFast('without its header (shape and key)', async () => withoutQueryHeader(await f.fastRequest(randomImage()))),
   badFast('wrong key fingerprint', async () => withKeyFingerprint(await f.fastRequest(randomImage()), '0123456789abcdef')),
-  badFast('query image size differs from the collection (claims 5x5)', async () => withClaimedShape(await f.fastRequest(randomImage()), 5, 5)),
+  badFast('query image size differs from the collection (claims 5x5)', async () =>
+    withClaimedShape(await f.fastRequest(randomImage()), 5, 5),
+  ),
   badFast('k = 101', async () => f.fastRequest(randomImage(), { k: 101 })),
-  badFast('C1\'s distance share of the wrong length (15 of 16)', async () =>
+  badFast("C1's distance share of the wrong length (15 of 16)", async () =>
     withFast(await f.fastRequest(randomImage()), (fast) => ({ distanceShare: fast.distanceShare.slice(1) })),
   ),
-  badFast('C1\'s bound share of the wrong length (one short)', async () =>
+  badFast("C1's bound share of the wrong length (one short)", async () =>
     withFast(await f.fastRequest(randomImage()), (fast) => ({ boundShare: fast.boundShare.slice(1) })),
   ),
-  badFast('C1\'s share with a value above 64 bytes', async () =>
+  badFast("C1's share with a value above 64 bytes", async () =>
     withFast(await f.fastRequest(randomImage()), (fast) => ({ distanceShare: [Buffer.alloc(65, 1), ...fast.distanceShare.slice(1)] })),
   ),
-  badFast('C1\'s distance share with a value of 2 shareOffset (outside [0, 2 shareOffset): no doctor sends it)', async () =>
-    withFast(await f.fastRequest(randomImage()), (fast) => ({ distanceShare: [residueToBytes(2n * PACKING.distance.shareOffset), ...fast.distanceShare.slice(1)] })),
+  badFast("C1's distance share with a value of 2 shareOffset (outside [0, 2 shareOffset): no doctor sends it)", async () =>
+    withFast(await f.fastRequest(randomImage()), (fast) => ({
+      distanceShare: [residueToBytes(2n * PACKING.distance.shareOffset), ...fast.distanceShare.slice(1)],
+    })),
   ),
-  badFast('C1\'s bound share with a value of 2 shareOffset', async () =>
-    withFast(await f.fastRequest(randomImage()), (fast) => ({ boundShare: [...fast.boundShare.slice(1), residueToBytes(2n * PACKING.bound.shareOffset)] })),
+  badFast("C1's bound share with a value of 2 shareOffset", async () =>
+    withFast(await f.fastRequest(randomImage()), (fast) => ({
+      boundShare: [...fast.boundShare.slice(1), residueToBytes(2n * PACKING.bound.shareOffset)],
+    })),
   ),
   badFast('distance constant equal to 0', async () => withFast(await f.fastRequest(randomImage()), { distanceConstant: zeros() })),
   badFast('bound constant of the wrong byte length', async () =>
     withFast(await f.fastRequest(randomImage()), { boundConstant: zeros(f.pk.cipherBytes + 1) }),
   ),
-  badFast('C2\'s share of the wrong length (C2 refuses it in the session)', async () =>
+  badFast("C2's share of the wrong length (C2 refuses it in the session)", async () =>
     f.fastRequest(randomImage(), { c2Share: (s) => ({ ...s, distance: s.distance.slice(1) }) }),
   ),
-  badFast('an unknown share ticket', async () => withFast(await f.fastRequest(randomImage()), { shareTicket: UNKNOWN_TICKET }), Code.NOT_FOUND),
+  badFast(
+    'an unknown share ticket',
+    async () => withFast(await f.fastRequest(randomImage()), { shareTicket: UNKNOWN_TICKET }),
+    Code.NOT_FOUND,
+  ),
   badFast('an empty share ticket', async () => withFast(await f.fastRequest(randomImage()), { shareTicket: '' }), Code.NOT_FOUND),
   badFast(
     'a share ticket used twice (the 2nd time)',
@@ -345,16 +367,21 @@ const badCases: BadCase[] = [
     run: async () => query(f.empty.db, await f.fastRequest(randomImage())),
   },
   // Replica.PutGroup
-  badReplica('wrong key fingerprint (C2\'s)', () => replicaWith({ keyFingerprint: '0123456789abcdef' })),
-  badReplica('wrong evaluator key fingerprint (C1\'s)', () => replicaWith({ pk1Fingerprint: f.pk.fingerprint() })),
+  badReplica("wrong key fingerprint (C2's)", () => replicaWith({ keyFingerprint: '0123456789abcdef' })),
+  badReplica("wrong evaluator key fingerprint (C1's)", () => replicaWith({ pk1Fingerprint: f.pk.fingerprint() })),
   badReplica('zero width', () => replicaWith({ width: 0 })),
   badReplica('huge width and height (65536 x 65536)', () => replicaWith({ width: 65536, height: 65536 })),
   badReplica('maxValue 70000', () => replicaWith({ maxValue: 70000 })),
   badReplica('image size differs from the replica (5x5 into 4x4)', () => bases.replica5x5),
   badReplica('pixel depth differs from the replica (65535 into 255)', () => replicaWith({ maxValue: 65535 })),
   badReplica('no group change', () => replicaWith({ group: undefined })),
-  badReplica('a member\'s lookup tag of the wrong length (31 bytes)', () =>
-    replicaWith({ members: replaceAt(bases.replica.members, 0, { ...bases.replica.members[0], lookupTag: bases.replica.members[0].lookupTag.subarray(1) }) }),
+  badReplica("a member's lookup tag of the wrong length (31 bytes)", () =>
+    replicaWith({
+      members: replaceAt(bases.replica.members, 0, {
+        ...bases.replica.members[0],
+        lookupTag: bases.replica.members[0].lookupTag.subarray(1),
+      }),
+    }),
   ),
   badReplica('a member slot outside the group (slot = group size)', () =>
     replicaWith({ members: replaceAt(bases.replica.members, 0, { ...bases.replica.members[0], slot: G }) }),
@@ -368,9 +395,7 @@ const badCases: BadCase[] = [
   badReplica('no members but columns (an emptied group)', () => replicaWith({ members: [] })),
   badReplica('15 of 16 pixel columns', () => replicaColumns({ distance: bases.replica.group!.columns!.distance.slice(1) })),
   badReplica('an embedding one short', () => replicaColumns({ bound: bases.replica.group!.columns!.bound.slice(1) })),
-  badReplica('ciphertext one byte short', () =>
-    replicaColumnPixel(1, bases.replica.group!.columns!.distance[1].subarray(1) as Buffer),
-  ),
+  badReplica('ciphertext one byte short', () => replicaColumnPixel(1, bases.replica.group!.columns!.distance[1].subarray(1) as Buffer)),
   badReplica('ciphertext equal to 0', () => replicaColumnPixel(1, zeros())),
   badReplica('ciphertext >= N1^2 (all 0xff bytes)', () => replicaColumnPixel(1, allOnes())),
   badReplica('ciphertext sharing a factor with N1', () => replicaColumnPixel(1, factorOfN1())),
@@ -403,11 +428,7 @@ const badCases: BadCase[] = [
     groups: [{ ...bases.deleteGroup0.groups[0], columns: bases.delete1.groups[0].columns }],
   })),
   badDelete('sends no columns for a group that keeps members', () => deleteChange({ columns: undefined })),
-  badDelete(
-    'a stale base_version',
-    () => deleteChange({ baseVersion: Buffer.alloc(16, 7) }),
-    Code.FAILED_PRECONDITION,
-  ),
+  badDelete('a stale base_version', () => deleteChange({ baseVersion: Buffer.alloc(16, 7) }), Code.FAILED_PRECONDITION),
   badDelete('a change for a group that loses no member', () => ({
     ...bases.delete1,
     groups: [...bases.delete1.groups, { ...bases.delete2.groups[0] }],
@@ -415,7 +436,9 @@ const badCases: BadCase[] = [
   badDelete('the same group changed twice', () => ({ ...bases.delete1, groups: [bases.delete1.groups[0], bases.delete1.groups[0]] })),
   badDelete('a version of 15 bytes', () => deleteChange({ version: bases.delete1.groups[0].version.subarray(1) })),
   badDelete('a column ciphertext equal to 0', () =>
-    deleteChange({ columns: { ...bases.delete1.groups[0].columns!, distance: replaceAt(bases.delete1.groups[0].columns!.distance, 0, zeros()) } }),
+    deleteChange({
+      columns: { ...bases.delete1.groups[0].columns!, distance: replaceAt(bases.delete1.groups[0].columns!.distance, 0, zeros()) },
+    }),
   ),
   badDelete('columns without the distance constant', () =>
     deleteChange({ columns: { ...bases.delete1.groups[0].columns!, distanceConstant: Buffer.alloc(0) } }),
@@ -449,9 +472,10 @@ async function stateOf(d: Deployment) {
 describe('Database service: malformed input is refused with the right code and changes nothing', () => {
   beforeAll(async () => {
     // The collection as the valid tests left it: the base upload, groups re-encrypted since.
-    expect(f.main.collection.map((c) => c.id), 'the valid tests leave the base collection').toEqual(
-      Array.from({ length: COLLECTION_SIZE }, (_, i) => `patient-${i}`),
-    );
+    expect(
+      f.main.collection.map((c) => c.id),
+      'the valid tests leave the base collection',
+    ).toEqual(Array.from({ length: COLLECTION_SIZE }, (_, i) => `patient-${i}`));
     const spare = { id: 'spare', pixels: randomImage() };
     const one = await f.captureUpload(f.main, [spare]);
     const group = one.uploads[0].group!.group;
@@ -483,16 +507,25 @@ describe('Database service: malformed input is refused with the right code and c
     expect(bases.upload.group!.baseVersion.length, 'the spare joins a group with members').toBe(16);
     expect(bases.upload.records.length).toBe(1);
     expect(bases.replica.members.length, 'C2 is sent the members and the spare').toBeGreaterThanOrEqual(2);
-    expect(bases.upload2.records.map((r) => f.recordKey.decryptId(r.encryptedId)), 'a replacement and the spare in one request').toEqual([
-      neighbour,
-      'spare',
-    ]);
+    expect(
+      bases.upload2.records.map((r) => f.recordKey.decryptId(r.encryptedId)),
+      'a replacement and the spare in one request',
+    ).toEqual([neighbour, 'spare']);
     expect(bases.takenSlot, 'a slot other than those of the request').not.toBe(bases.upload2.records[0].slot);
     expect(bases.upload5x5.width).toBe(5);
-    expect(bases.delete1.groups.map((g) => g.columns !== undefined), 'delete1 re-encrypts a group keeping members').toEqual([true]);
-    expect(bases.deleteGroup0.groups.map((g) => [g.group, g.columns]), 'deleteGroup0 empties group 0').toEqual([[0, undefined]]);
+    expect(
+      bases.delete1.groups.map((g) => g.columns !== undefined),
+      'delete1 re-encrypts a group keeping members',
+    ).toEqual([true]);
+    expect(
+      bases.deleteGroup0.groups.map((g) => [g.group, g.columns]),
+      'deleteGroup0 empties group 0',
+    ).toEqual([[0, undefined]]);
     expect(bases.replicaDrop.members, 'and drops it at C2').toEqual([]);
-    expect(bases.delete2.groups.map((g) => g.group), 'delete2 touches group 0 and the spare\'s group').toEqual([0, group]);
+    expect(
+      bases.delete2.groups.map((g) => g.group),
+      "delete2 touches group 0 and the spare's group",
+    ).toEqual([0, group]);
     expect(badCases.length, 'at least as many malformed cases as before the group-wise upload').toBeGreaterThanOrEqual(85);
   });
 
@@ -512,7 +545,8 @@ describe('Database service: malformed input is refused with the right code and c
     });
     // Both replicas still agree and answer exactly.
     for (const d of watched)
-      if (d.collection.length > 0) await f.expectExactNeighbours(randomImage(), FAST, 2, `${name}: a FAST query on ${d.name} after the refusal`, d);
+      if (d.collection.length > 0)
+        await f.expectExactNeighbours(randomImage(), FAST, 2, `${name}: a FAST query on ${d.name} after the refusal`, d);
   });
 
   it.each([

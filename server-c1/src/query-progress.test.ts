@@ -120,7 +120,10 @@ describe('QueryWithProgress', () => {
       });
       const streamed = await answerOf(reply);
       const expected = plaintextNearest(f.main.collection, pixels, k);
-      expect(streamed.neighbours.map((n) => n.id), `${name}: not the plaintext nearest`).toEqual(expected.map((e) => e.id));
+      expect(
+        streamed.neighbours.map((n) => n.id),
+        `${name}: not the plaintext nearest`,
+      ).toEqual(expected.map((e) => e.id));
       expect(streamed, `${name}: the streamed answer differs from Query's`).toEqual(unary);
     },
   );

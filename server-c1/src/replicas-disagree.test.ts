@@ -117,7 +117,7 @@ describe('C1 and C2 replicas that disagree', () => {
       await f.ownerUpload(f.main, [late]);
       remember(f.main, [late]);
       await f.expectExactNeighbours(late.pixels, FAST, 1, 'FAST after the rerun');
-      await f.expectExactNeighbours(early.pixels, FAST, 1, 'FAST still finds the other owner\'s record');
+      await f.expectExactNeighbours(early.pixels, FAST, 1, "FAST still finds the other owner's record");
     } finally {
       const ids = f.main.collection.filter((c) => c.id === 'late-owner' || c.id === 'early-owner').map((c) => c.id);
       forget(f.main, ids);
@@ -146,11 +146,19 @@ describe('C1 and C2 replicas that disagree', () => {
     remember(f.main, [early, late]);
     try {
       expect(raced, 'the race happened').toBe(true);
-      expect(outcomes.map((o) => o.ok), `the late owner's upload ends stored (${outcomes.map((o) => (o.ok ? 'ok' : String(o.error))).join('; ')})`).toEqual([true]);
+      expect(
+        outcomes.map((o) => o.ok),
+        `the late owner's upload ends stored (${outcomes.map((o) => (o.ok ? 'ok' : String(o.error))).join('; ')})`,
+      ).toEqual([true]);
       expect(link.sent.uploads.length, 'its first change was refused as stale, the second stored').toBe(2);
-      await f.expectExactNeighbours(late.pixels, FAST, 1, 'FAST finds the late owner\'s record');
-      await f.expectExactNeighbours(early.pixels, FAST, 1, 'FAST finds the early owner\'s record');
-      await f.expectExactNeighbours(randomImage(), FAST, f.main.collection.length, 'FAST over everything: both replicas agree on every group');
+      await f.expectExactNeighbours(late.pixels, FAST, 1, "FAST finds the late owner's record");
+      await f.expectExactNeighbours(early.pixels, FAST, 1, "FAST finds the early owner's record");
+      await f.expectExactNeighbours(
+        randomImage(),
+        FAST,
+        f.main.collection.length,
+        'FAST over everything: both replicas agree on every group',
+      );
     } finally {
       forget(f.main, [early.id, late.id]);
       await f.ownerDelete(f.main, [early.id, late.id]);

@@ -29,7 +29,13 @@ function refusal(run: () => unknown): string {
   throw new Error('accepted');
 }
 
-const fastPart: wire.FastQuery = { distanceShare: [], boundShare: [], distanceConstant: Buffer.alloc(0), boundConstant: Buffer.alloc(0), shareTicket: '' };
+const fastPart: wire.FastQuery = {
+  distanceShare: [],
+  boundShare: [],
+  distanceConstant: Buffer.alloc(0),
+  boundConstant: Buffer.alloc(0),
+  shareTicket: '',
+};
 const query = (over: Partial<wire.QueryRequest> = {}): wire.QueryRequest => ({
   tag: 't',
   k: 1,
@@ -45,7 +51,17 @@ const upload = (over: Partial<wire.UploadRequest> = {}): wire.UploadRequest => (
   maxValue: 255,
   layouts: layoutsToWire(['packed']),
   group: { group: 0, baseVersion: Buffer.alloc(0), version: Buffer.alloc(16, 1), columns: undefined },
-  records: [{ encryptedId: Buffer.alloc(40, 1), lookupTag: Buffer.alloc(32, 2), pixels: [], sum: Buffer.alloc(0), spread: Buffer.alloc(0), sealedImage: Buffer.alloc(60, 3), slot: 0 }],
+  records: [
+    {
+      encryptedId: Buffer.alloc(40, 1),
+      lookupTag: Buffer.alloc(32, 2),
+      pixels: [],
+      sum: Buffer.alloc(0),
+      spread: Buffer.alloc(0),
+      sealedImage: Buffer.alloc(60, 3),
+      slot: 0,
+    },
+  ],
   ...over,
 });
 
@@ -53,7 +69,16 @@ describe('RequestChecks.query: what every protocol shares', () => {
   it('names the module of the oneof case, and reads k = 0 as k = 1', () => {
     const checked = checks.query(query({ k: 0 }), COLLECTION);
     expect([checked.protocol.name, checked.k, checked.query.$case]).toEqual(['fast', 1, 'fast']);
-    const paper = checks.query(query({ k: 3, protocol: { $case: 'bf', value: { negatedPixels: [], negatedSum: Buffer.alloc(0), negatedSpread: Buffer.alloc(0), spread: Buffer.alloc(0) } } }), COLLECTION);
+    const paper = checks.query(
+      query({
+        k: 3,
+        protocol: {
+          $case: 'bf',
+          value: { negatedPixels: [], negatedSum: Buffer.alloc(0), negatedSpread: Buffer.alloc(0), spread: Buffer.alloc(0) },
+        },
+      }),
+      COLLECTION,
+    );
     expect([paper.protocol.name, paper.k]).toEqual(['bf', 3]);
   });
 
@@ -61,8 +86,16 @@ describe('RequestChecks.query: what every protocol shares', () => {
     ['a query naming no protocol', () => query({ protocol: undefined }), 'the query names no protocol'],
     ['k above 100', () => query({ k: 101 }), 'k above 100 is not supported'],
     ['no header', () => query({ header: undefined }), 'query without its image size and key'],
-    ['another key', () => query({ header: { keyFingerprint: other.fingerprint(), ...COLLECTION } }), 'encrypted under another Paillier key than this collection'],
-    ['another image size', () => query({ header: { keyFingerprint: pk2.fingerprint(), width: 5, height: 5 } }), "query is 5x5, the collection's images are 4x4"],
+    [
+      'another key',
+      () => query({ header: { keyFingerprint: other.fingerprint(), ...COLLECTION } }),
+      'encrypted under another Paillier key than this collection',
+    ],
+    [
+      'another image size',
+      () => query({ header: { keyFingerprint: pk2.fingerprint(), width: 5, height: 5 } }),
+      "query is 5x5, the collection's images are 4x4",
+    ],
   ])('refuses %s', (_what, build, reason) => {
     expect(refusal(() => checks.query(build(), COLLECTION))).toBe(reason);
   });
@@ -73,7 +106,7 @@ describe('RequestChecks.query: what every protocol shares', () => {
 });
 
 describe('RequestChecks.upload, delete, allocateSlots', () => {
-  it('turns a packed-only upload into the store\'s shape, change and records (no paper layout)', () => {
+  it("turns a packed-only upload into the store's shape, change and records (no paper layout)", () => {
     const { shape, change, records } = checks.upload(upload());
     expect(shape).toEqual({ width: 4, height: 4, maxValue: 255, layouts: ['packed'] });
     expect([change.group, change.version.length, change.columns]).toEqual([0, 16, undefined]);
@@ -82,14 +115,34 @@ describe('RequestChecks.upload, delete, allocateSlots', () => {
 
   it.each([
     ['another key', () => upload({ keyFingerprint: other.fingerprint() }), 'encrypted under another Paillier key than this collection'],
-    ['no packed layout', () => upload({ layouts: layoutsToWire(['paper']) }), 'an upload must carry the packed layout (every group is packed)'],
+    [
+      'no packed layout',
+      () => upload({ layouts: layoutsToWire(['paper']) }),
+      'an upload must carry the packed layout (every group is packed)',
+    ],
     ['an unknown layout', () => upload({ layouts: [wire.Layout.LAYOUT_PACKED, 9 as wire.Layout] }), 'unknown record layout'],
     ['no records', () => upload({ records: [] }), 'no records to upload'],
     ['no group', () => upload({ group: undefined }), 'an upload names no group'],
-    ['a 31-byte lookup tag', () => upload({ records: [{ ...upload().records[0], lookupTag: Buffer.alloc(31) }] }), 'record 1: lookup tag must be 32 bytes'],
-    ['the paper layout declared, no pixels sent', () => upload({ layouts: layoutsToWire(['packed', 'paper']) }), 'record 1 has 0 pixels, expected 16'],
-    ['pixels sent, the paper layout not declared', () => upload({ records: [{ ...upload().records[0], sum: Buffer.alloc(64) }] }), "record 1 carries the paper's layout, but the upload says it has none"],
-    ['a sealed image too large for 4x4', () => upload({ records: [{ ...upload().records[0], sealedImage: Buffer.alloc(2 * 16 + 1025) }] }), 'record 1: sealed image has an impossible size'],
+    [
+      'a 31-byte lookup tag',
+      () => upload({ records: [{ ...upload().records[0], lookupTag: Buffer.alloc(31) }] }),
+      'record 1: lookup tag must be 32 bytes',
+    ],
+    [
+      'the paper layout declared, no pixels sent',
+      () => upload({ layouts: layoutsToWire(['packed', 'paper']) }),
+      'record 1 has 0 pixels, expected 16',
+    ],
+    [
+      'pixels sent, the paper layout not declared',
+      () => upload({ records: [{ ...upload().records[0], sum: Buffer.alloc(64) }] }),
+      "record 1 carries the paper's layout, but the upload says it has none",
+    ],
+    [
+      'a sealed image too large for 4x4',
+      () => upload({ records: [{ ...upload().records[0], sealedImage: Buffer.alloc(2 * 16 + 1025) }] }),
+      'record 1: sealed image has an impossible size',
+    ],
   ])('refuses an upload with %s', (_what, build, reason) => {
     expect(refusal(() => checks.upload(build()))).toBe(reason);
   });

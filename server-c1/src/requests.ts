@@ -61,7 +61,11 @@ export class RequestChecks {
           : undefined,
       };
     });
-    return { shape: { width: req.width, height: req.height, maxValue: req.maxValue, layouts }, change: this.groupChange(req.group), records };
+    return {
+      shape: { width: req.width, height: req.height, maxValue: req.maxValue, layouts },
+      change: this.groupChange(req.group),
+      records,
+    };
   }
 
   delete(req: wire.DeleteRequest): { tags: Buffer[]; changes: GroupChange[] } {
@@ -84,7 +88,10 @@ export class RequestChecks {
    * header of C1's key and the collection's image size; the protocol's own part
    * is its module's to check.
    */
-  query(req: wire.QueryRequest, collection: { width: number; height: number } | undefined): { protocol: ProtocolModule; k: number; query: WireQuery } {
+  query(
+    req: wire.QueryRequest,
+    collection: { width: number; height: number } | undefined,
+  ): { protocol: ProtocolModule; k: number; query: WireQuery } {
     const protocol = protocolOfQuery(req.protocol);
     const k = req.k === 0 ? 1 : req.k;
     if (k > MAX_K) throw invalidInput(`k above ${MAX_K} is not supported`);
@@ -110,7 +117,10 @@ export class RequestChecks {
   /** A group change from the wire, its columns checked to be ciphertexts under pk2. */
   private groupChange(g: wire.GroupChange): GroupChange {
     const columns = g.columns ? this.codec.columnsFromWire(g.columns, true) : undefined;
-    if (columns && !this.pk2.areValidCiphertexts([...columns.distance, ...columns.bound, columns.distanceConstant!, columns.boundConstant!]))
+    if (
+      columns &&
+      !this.pk2.areValidCiphertexts([...columns.distance, ...columns.bound, columns.distanceConstant!, columns.boundConstant!])
+    )
       throw invalidInput(`group ${g.group}: invalid ciphertext`);
     return { group: g.group, baseVersion: Buffer.from(g.baseVersion), version: Buffer.from(g.version), columns };
   }

@@ -38,5 +38,11 @@ export const SCHEMA: CollectionSchema = {
   version: SCHEMA_VERSION,
   tables: TABLES,
   groups: { versions: 'packed_groups', members: 'records' },
-  names: { daemon: 'C1', file: 'database', key: 'Paillier key', images: 'the collection', remedy: 'upload the collection into a new database' },
+  names: {
+    daemon: 'C1',
+    file: 'database',
+    key: 'Paillier key',
+    images: 'the collection',
+    remedy: 'upload the collection into a new database',
+  },
 };

@@ -20,7 +20,17 @@ import {
   type PublicKey,
   type SecretKey,
 } from '@fnn/shared';
-import { cipherPieces, ciphersOf, databaseBytes, expectFnnError, groupChangeSteps, onDisk, rejected, ScratchDatabases, thrown } from '@fnn/server-common/testing';
+import {
+  cipherPieces,
+  ciphersOf,
+  databaseBytes,
+  expectFnnError,
+  groupChangeSteps,
+  onDisk,
+  rejected,
+  ScratchDatabases,
+  thrown,
+} from '@fnn/server-common/testing';
 import { RecordStore, type CollectionShape, type GroupChange, type StoredRecord } from './storage';
 
 // RecordStore against a real SQLite file: the collection's shape (with or
@@ -139,7 +149,14 @@ async function changeFor(
 /** Upload records into one group as the owner does: read the group, re-encrypt it, send the change. */
 async function upload(store: RecordStore, group: number, records: TestRecord[], shape = SHAPE_4x4) {
   const change = await changeFor(store, group, records, { shape });
-  return { result: store.upsertGroup(shape, change, records.map((r) => r.stored)), change };
+  return {
+    result: store.upsertGroup(
+      shape,
+      change,
+      records.map((r) => r.stored),
+    ),
+    change,
+  };
 }
 
 /** Delete records as the owner does: find their groups, re-encrypt each group without them, send all. */
@@ -190,8 +207,14 @@ async function expectPackedGroup(store: RecordStore, group: number, members: Tes
   const snap = store.packedSnapshot();
   const distance = await columnsOf(snap, group, 'distance');
   const bound = await columnsOf(snap, group, 'bound');
-  expect(distance.columns.map((c) => sk.decrypt(c)), `${what}: packed pixel columns of group ${group}`).toEqual(want.pixels);
-  expect(bound.columns.map((c) => sk.decrypt(c)), `${what}: packed embedding columns of group ${group}`).toEqual(want.embedding);
+  expect(
+    distance.columns.map((c) => sk.decrypt(c)),
+    `${what}: packed pixel columns of group ${group}`,
+  ).toEqual(want.pixels);
+  expect(
+    bound.columns.map((c) => sk.decrypt(c)),
+    `${what}: packed embedding columns of group ${group}`,
+  ).toEqual(want.embedding);
   expect(sk.decrypt(distance.constant), `${what}: packed distance constant of group ${group}`).toBe(want.distanceConstant);
   expect(sk.decrypt(bound.constant), `${what}: packed bound constant of group ${group}`).toBe(want.boundConstant);
   const { version, members: stored } = store.group(group);
@@ -276,15 +299,29 @@ describe('RecordStore: the collection shape', () => {
     const short = await record('s', 2);
     short.stored.paper = { ...short.stored.paper!, pixels: short.stored.paper!.pixels.slice(1) };
     const cases: [string, RecordStore, CollectionShape, TestRecord][] = [
-      ['a record without the paper layout (2nd of the call) into a collection with it', paper, SHAPE_4x4, await record('n', 2, { paper: false })],
-      ['a record with the paper layout (2nd of the call) into a collection without it', fast, FAST_4x4, await record('n', 2, { shape: FAST_4x4, paper: true })],
+      [
+        'a record without the paper layout (2nd of the call) into a collection with it',
+        paper,
+        SHAPE_4x4,
+        await record('n', 2, { paper: false }),
+      ],
+      [
+        'a record with the paper layout (2nd of the call) into a collection without it',
+        fast,
+        FAST_4x4,
+        await record('n', 2, { shape: FAST_4x4, paper: true }),
+      ],
       ['a paper layout with 15 of 16 pixels (2nd of the call)', paper, SHAPE_4x4, short],
     ];
     for (const [what, store, shape, bad] of cases) {
       const before = await stateOf(store);
       const good = await record('g', 1, { shape });
       const change = await changeFor(store, 0, [good, bad], { shape });
-      expectFnnError(thrown(() => store.upsertGroup(shape, change, [good.stored, bad.stored]), what), 'invalid-input', what);
+      expectFnnError(
+        thrown(() => store.upsertGroup(shape, change, [good.stored, bad.stored]), what),
+        'invalid-input',
+        what,
+      );
       await expectUnchanged(store, before, what);
     }
     await expectPackedGroup(paper, 0, [a], 'the paper collection after the refusals');
@@ -319,7 +356,10 @@ describe('RecordStore: the collection shape', () => {
       expectFnnError(await rejected(run(), what), 'invalid-input', what);
       expect(store.count, `${what}: nothing may be stored`).toBe(0);
       expect(store.shape(), `${what}: a refused first upload must not fix the shape`).toBeUndefined();
-      expect(store.group(0), `${what}: a refused first upload must leave the group empty`).toEqual({ version: Buffer.alloc(0), members: [] });
+      expect(store.group(0), `${what}: a refused first upload must leave the group empty`).toEqual({
+        version: Buffer.alloc(0),
+        members: [],
+      });
     }
   });
 });
@@ -335,7 +375,11 @@ describe('RecordStore: group changes', () => {
       const b = await record('b', 1);
       const change = await changeFor(store, 0, [b]);
       b.stored.slot = slot;
-      expectFnnError(thrown(() => store.upsertGroup(SHAPE_4x4, change, [b.stored]), what), 'invalid-input', what);
+      expectFnnError(
+        thrown(() => store.upsertGroup(SHAPE_4x4, change, [b.stored]), what),
+        'invalid-input',
+        what,
+      );
       await expectUnchanged(store, before, what);
     }
   });
@@ -348,7 +392,10 @@ describe('RecordStore: group changes', () => {
     const b = await record('b', 1);
     const intruder = await record('c', 0);
     const change = await changeFor(store, 0, [b, intruder]);
-    const error = thrown(() => store.upsertGroup(SHAPE_4x4, change, [b.stored, intruder.stored]), 'a record in a slot held by another record');
+    const error = thrown(
+      () => store.upsertGroup(SHAPE_4x4, change, [b.stored, intruder.stored]),
+      'a record in a slot held by another record',
+    );
     expectFnnError(error, 'protocol-state', 'a record in a slot held by another record');
     expect((error as Error).message, 'the refusal must tell the owner to allocate again').toMatch(/allocate/);
     await expectUnchanged(store, before, 'a record in a slot held by another record');
@@ -399,7 +446,11 @@ describe('RecordStore: group changes', () => {
       ['no columns for a group that has members', { ...change, columns: undefined }],
     ];
     for (const [what, bad] of cases) {
-      expectFnnError(thrown(() => store.upsertGroup(SHAPE_4x4, bad, [b.stored]), what), 'invalid-input', what);
+      expectFnnError(
+        thrown(() => store.upsertGroup(SHAPE_4x4, bad, [b.stored]), what),
+        'invalid-input',
+        what,
+      );
       await expectUnchanged(store, before, what);
     }
     expect(store.upsertGroup(SHAPE_4x4, change, [b.stored]), 'the same change with its columns whole is accepted').toEqual({
@@ -417,7 +468,11 @@ describe('RecordStore: group changes', () => {
     const change = await changeFor(store, 0, [b]);
     for (const version of [Buffer.alloc(0), Buffer.alloc(15, 1), Buffer.alloc(17, 1)]) {
       const what = `a ${version.length}-byte version`;
-      expectFnnError(thrown(() => store.upsertGroup(SHAPE_4x4, { ...change, version }, [b.stored]), what), 'invalid-input', what);
+      expectFnnError(
+        thrown(() => store.upsertGroup(SHAPE_4x4, { ...change, version }, [b.stored]), what),
+        'invalid-input',
+        what,
+      );
       await expectUnchanged(store, before, what);
     }
   });
@@ -441,10 +496,17 @@ describe('RecordStore: group changes', () => {
     const cases: [string, GroupChange][] = [
       ['a change from an owner who saw the group empty', { ...fromC, baseVersion: Buffer.alloc(0) }],
       ['a change based on a version the group never had', { ...fromC, baseVersion: newGroupVersion() }],
-      ['a change to an empty group from an owner who saw it with members', { ...(await changeFor(store, 1, [c])), baseVersion: first.version }],
+      [
+        'a change to an empty group from an owner who saw it with members',
+        { ...(await changeFor(store, 1, [c])), baseVersion: first.version },
+      ],
     ];
     for (const [what, stale] of cases) {
-      expectFnnError(thrown(() => store.upsertGroup(SHAPE_4x4, stale, [c.stored]), what), 'protocol-state', what);
+      expectFnnError(
+        thrown(() => store.upsertGroup(SHAPE_4x4, stale, [c.stored]), what),
+        'protocol-state',
+        what,
+      );
       await expectUnchanged(store, before, what);
     }
     // Run again: read the group afresh, re-encrypt, write.
@@ -528,7 +590,11 @@ describe('RecordStore: delete', () => {
     );
     expectFnnError(error, 'not-found', 'a delete naming an unknown record');
     await expectUnchanged(store, before, 'a delete naming an unknown record');
-    expectFnnError(thrown(() => store.delete([a.stored.lookupTag, a.stored.lookupTag], [change]), 'a tag named twice'), 'not-found', 'a tag named twice');
+    expectFnnError(
+      thrown(() => store.delete([a.stored.lookupTag, a.stored.lookupTag], [change]), 'a tag named twice'),
+      'not-found',
+      'a tag named twice',
+    );
     await expectUnchanged(store, before, 'a delete naming one record twice');
     expect(store.delete(both, [change]), 'deleting two known records').toBe(2);
     expect(store.count).toBe(0);
@@ -557,14 +623,28 @@ describe('RecordStore: delete', () => {
       ['a delete with columns of the wrong size', [gone], [{ ...keeps, columns: { ...keeps.columns!, distance: [] } }], 'invalid-input'],
       ['a delete with a 15-byte version', [gone], [{ ...keeps, version: Buffer.alloc(15) }], 'invalid-input'],
       ['a delete computed from a stale version', [gone], [{ ...keeps, baseVersion: newGroupVersion() }], 'protocol-state'],
-      ['a delete emptying a group, computed from a stale version', [alone.stored.lookupTag], [{ ...leaves, baseVersion: Buffer.alloc(0) }], 'protocol-state'],
+      [
+        'a delete emptying a group, computed from a stale version',
+        [alone.stored.lookupTag],
+        [{ ...leaves, baseVersion: Buffer.alloc(0) }],
+        'protocol-state',
+      ],
     ];
     for (const [what, tags, changes, kind] of cases) {
-      expectFnnError(thrown(() => store.delete(tags, changes), what), kind, what);
+      expectFnnError(
+        thrown(() => store.delete(tags, changes), what),
+        kind,
+        what,
+      );
       await expectUnchanged(store, before, what);
     }
     expect(store.delete([gone, alone.stored.lookupTag], [keeps, leaves]), 'the delete with the right changes').toBe(2);
-    await expectPackedGroup(store, 0, records.slice(0, g).filter((_, i) => i !== 1), 'group 0 after the delete');
+    await expectPackedGroup(
+      store,
+      0,
+      records.slice(0, g).filter((_, i) => i !== 1),
+      'group 0 after the delete',
+    );
   });
 
   it('re-encrypts a group from its remaining members after a delete, and drops a group whose last member goes', async () => {
@@ -600,7 +680,10 @@ describe('RecordStore: delete', () => {
     );
 
     expect(await remove(store, [last.stored.lookupTag])).toBe(1);
-    expect(store.packedSnapshot().groups.map((x) => x.group), 'a group without members must disappear').toEqual([0]);
+    expect(
+      store.packedSnapshot().groups.map((x) => x.group),
+      'a group without members must disappear',
+    ).toEqual([0]);
     expect(store.group(1), 'a dropped group has an empty version and no members').toEqual({ version: Buffer.alloc(0), members: [] });
     expectFnnError(
       await rejected(before.columns(1, 'distance'), 'the columns of a group deleted since the snapshot'),
@@ -621,7 +704,11 @@ describe('RecordStore: delete', () => {
     expect(store.count).toBe(0);
     expect(store.shape(), 'an empty collection must have no shape').toBeUndefined();
     expect(store.params(), 'an empty collection must have no packing').toBeUndefined();
-    expectFnnError(thrown(() => store.packedSnapshot(), 'a packed snapshot of an empty collection'), 'invalid-input', 'empty');
+    expectFnnError(
+      thrown(() => store.packedSnapshot(), 'a packed snapshot of an empty collection'),
+      'invalid-input',
+      'empty',
+    );
     const fast5x5 = { ...SHAPE_5x5, layouts: PACKED_ONLY };
     const { result } = await upload(store, 0, [await record('b', 0, { shape: fast5x5 })], fast5x5);
     expect(result, 'after the last delete another size and layout must be accepted').toEqual({ stored: 1, replaced: 0 });
@@ -662,13 +749,15 @@ describe('RecordStore: on disk', () => {
       expect(onDisk(before, bytes), `before the delete the ${what} must be found on disk, or this test proves nothing`).toBe(true);
     expect(await remove(store, [gone.stored.lookupTag, alone.stored.lookupTag])).toBe(2);
     const after = databaseBytes(path);
-    for (const [what, bytes] of goneProbes) expect(onDisk(after, bytes), `the deleted record's ${what} is still on disk (.db or -wal)`).toBe(false);
+    for (const [what, bytes] of goneProbes)
+      expect(onDisk(after, bytes), `the deleted record's ${what} is still on disk (.db or -wal)`).toBe(false);
     const keepProbes: [string, Buffer | Buffer[]][] = [
       ['paper pixel ciphertexts', cipherPieces(keep.stored.paper!.pixels, pk.cipherBytes)],
       ['sealed image', keep.stored.sealedImage.subarray(0, 64)],
       ["group's re-encrypted columns", cipherPieces((await columnsOf(store.packedSnapshot(), 0, 'distance')).columns, pk.cipherBytes)],
     ];
-    for (const [what, bytes] of keepProbes) expect(onDisk(after, bytes), `the ${what} of the record that was kept must still be on disk`).toBe(true);
+    for (const [what, bytes] of keepProbes)
+      expect(onDisk(after, bytes), `the ${what} of the record that was kept must still be on disk`).toBe(true);
   });
 
   it("removes a replaced record's old ciphertexts, sealed image and its group's old columns from the database file and the WAL", async () => {
@@ -823,7 +912,11 @@ describe('RecordStore: slots and packed groups (fast protocol)', () => {
     expect(store.allocateSlots(sizeOf(SHAPE_4x4), tags), `4x4 images go ${G()} to a group`).toEqual(placesFor(G()));
     expect(store.shape(), 'allocating must not fix the shape').toBeUndefined();
     await upload(store, 0, [await record('a', 0)]);
-    expectFnnError(thrown(() => store.allocateSlots(small, tags), 'allocating for 16x16 images in a 4x4 collection'), 'invalid-input', 'another size');
+    expectFnnError(
+      thrown(() => store.allocateSlots(small, tags), 'allocating for 16x16 images in a 4x4 collection'),
+      'invalid-input',
+      'another size',
+    );
     expectFnnError(
       thrown(() => store.allocateSlots({ ...small, width: 4, height: 4, maxValue: 65535 }, tags), 'allocating for 16-bit images'),
       'invalid-input',
@@ -886,7 +979,11 @@ describe('RecordStore: slots and packed groups (fast protocol)', () => {
     const column = (await columnsOf(snap, 0, 'distance')).columns[5];
     expect(unpack(sk.decrypt(column), snap.params.slotBits, 3)).toEqual([r1, r3, r0].map((r) => BigInt(r.image[5])));
     expect(unpack(sk.decrypt(column), snap.params.slotBits, g).slice(3), 'free slots hold 0').toEqual(new Array(g - 3).fill(0n));
-    expectFnnError(await rejected(snap.columns(7, 'distance'), 'columns of a group that does not exist'), 'protocol-state', 'unknown group');
+    expectFnnError(
+      await rejected(snap.columns(7, 'distance'), 'columns of a group that does not exist'),
+      'protocol-state',
+      'unknown group',
+    );
   });
 
   it('changes a group digest with every change of the group, and only that group', async () => {
@@ -901,8 +998,15 @@ describe('RecordStore: slots and packed groups (fast protocol)', () => {
     const second = digests();
     expect(second.get(0), 'a replacement (same tags, new version) must change the digest').not.toBe(first.get(0));
     expect(second.get(1), 'an untouched group keeps its digest').toBe(first.get(1));
-    expectFnnError(await rejected(stale.columns(0, 'bound'), 'columns of a group replaced since the snapshot'), 'protocol-state', 'replaced group');
-    expect((await columnsOf(stale, 1, 'bound')).columns.length, 'an untouched group can still be read from an older snapshot').toBeGreaterThan(0);
+    expectFnnError(
+      await rejected(stale.columns(0, 'bound'), 'columns of a group replaced since the snapshot'),
+      'protocol-state',
+      'replaced group',
+    );
+    expect(
+      (await columnsOf(stale, 1, 'bound')).columns.length,
+      'an untouched group can still be read from an older snapshot',
+    ).toBeGreaterThan(0);
   });
 
   it("gives the owner's group digests for the changes C2's replica test applies too (so C1's agree with C2's)", async () => {
@@ -914,7 +1018,12 @@ describe('RecordStore: slots and packed groups (fast protocol)', () => {
       const removedTags = removed.map((r) => r.stored.lookupTag);
       const change = await changeFor(store, step.group, added, { shape: FAST_4x4, removed: removedTags });
       if (removed.length > 0) store.delete(removedTags, [change]);
-      else store.upsertGroup(FAST_4x4, change, added.map((r) => r.stored));
+      else
+        store.upsertGroup(
+          FAST_4x4,
+          change,
+          added.map((r) => r.stored),
+        );
       if (members.length === 0) owner.delete(step.group);
       else owner.set(step.group, groupDigest(change.version, tagsOf(members)));
       expect(new Map(store.packedSnapshot().groups.map((g) => [g.group, g.digest])), `${step.what}: C1's digests by group`).toEqual(owner);

@@ -154,9 +154,12 @@ export class RecordStore extends CollectionStore {
     const shape = this.shape();
     if (shape && !shape.layouts.includes('paper'))
       throw protocolState("this collection was uploaded without the paper's per-pixel layout: query it with the fast protocol");
-    const rows = this.db
-      .prepare('SELECT seq, encrypted_id, sum, spread FROM records ORDER BY seq')
-      .all() as { seq: number; encrypted_id: Buffer; sum: Buffer; spread: Buffer }[]; // non-null: the collection has the paper's layout
+    const rows = this.db.prepare('SELECT seq, encrypted_id, sum, spread FROM records ORDER BY seq').all() as {
+      seq: number;
+      encrypted_id: Buffer;
+      sum: Buffer;
+      spread: Buffer;
+    }[]; // non-null: the collection has the paper's layout
     const getPixels = this.db.prepare('SELECT pixels FROM records WHERE seq = ?');
     const dimension = shape ? shape.width * shape.height : 0;
     return {
@@ -182,9 +185,7 @@ export class RecordStore extends CollectionStore {
     const { groupSize } = this.params() ?? packingParams(this.key.bits, shape.width, shape.height, shape.maxValue);
     const place = this.db.prepare('SELECT grp, slot FROM records WHERE lookup_tag = ?');
     const taken = new Set(
-      (this.db.prepare('SELECT grp, slot FROM records').all() as { grp: number; slot: number }[]).map(
-        (r) => r.grp * groupSize + r.slot,
-      ),
+      (this.db.prepare('SELECT grp, slot FROM records').all() as { grp: number; slot: number }[]).map((r) => r.grp * groupSize + r.slot),
     );
     const fresh = new Map<string, { group: number; slot: number; stored: boolean }>();
     let position = 0;
@@ -230,9 +231,12 @@ export class RecordStore extends CollectionStore {
   packedSnapshot(): PackedRecordSource & { sealedImage(candidate: number): Buffer; encryptedId(candidate: number): Buffer } {
     const params = this.params();
     if (!params) throw invalidInput('the collection is empty');
-    const rows = this.db
-      .prepare('SELECT lookup_tag, encrypted_id, grp, slot FROM records ORDER BY seq')
-      .all() as { lookup_tag: Buffer; encrypted_id: Buffer; grp: number; slot: number }[];
+    const rows = this.db.prepare('SELECT lookup_tag, encrypted_id, grp, slot FROM records ORDER BY seq').all() as {
+      lookup_tag: Buffer;
+      encrypted_id: Buffer;
+      grp: number;
+      slot: number;
+    }[];
     const members = new Map<number, number[]>();
     rows.forEach((r, candidate) => {
       let m = members.get(r.grp);

@@ -35,12 +35,15 @@ afterAll(async () => {
   await f?.stop();
 });
 
-describe('A collection uploaded without the paper\'s layout (paper_layout = false)', () => {
+describe("A collection uploaded without the paper's layout (paper_layout = false)", () => {
   it('is uploaded as records without pixels, sum or spread, with the packed columns of their groups', async () => {
     const sent = await f.captureUpload(f.lean, [{ id: 'lean-spare', pixels: randomImage() }]);
     const u = sent.uploads[0];
     expect(u.layouts, 'the upload says it carries the packed layout only').toEqual(layoutsToWire(PACKED_ONLY));
-    expect(u.records.map((r) => [r.pixels.length, r.sum.length, r.spread.length]), 'no per-pixel ciphertexts').toEqual([[0, 0, 0]]);
+    expect(
+      u.records.map((r) => [r.pixels.length, r.sum.length, r.spread.length]),
+      'no per-pixel ciphertexts',
+    ).toEqual([[0, 0, 0]]);
     expect(u.records[0].sealedImage.length, 'but the sealed image the fast protocol returns').toBeGreaterThan(0);
     f.expectC1Change(u.group, 'a lean upload');
     expect((await databaseStatus(f.lean.db)).records, 'capturing sends nothing').toBe(BigInt(LEAN_SIZE));
@@ -58,7 +61,10 @@ describe('A collection uploaded without the paper\'s layout (paper_layout = fals
     ['FNN', FNN],
     ['BF', BF],
   ])('refuses %s queries with FAILED_PRECONDITION (there is nothing to run them on)', async (name, protocol) => {
-    const error = await grpcError(query(f.lean.db, paperRequest(await f.wireQuery(randomImage()), protocol)), `${name} on a lean collection`);
+    const error = await grpcError(
+      query(f.lean.db, paperRequest(await f.wireQuery(randomImage()), protocol)),
+      `${name} on a lean collection`,
+    );
     expectCode(error, Code.FAILED_PRECONDITION, `${name} on a lean collection`);
     expect(error.details, 'the refusal points to the fast protocol').toMatch(/fast/);
   });

@@ -13,7 +13,17 @@ import {
   type PublicKey,
   type SecretKey,
 } from '@fnn/shared';
-import { cipherPieces, ciphersOf, databaseBytes, expectFnnError, groupChangeSteps, onDisk, rejected, ScratchDatabases, thrown } from '@fnn/server-common/testing';
+import {
+  cipherPieces,
+  ciphersOf,
+  databaseBytes,
+  expectFnnError,
+  groupChangeSteps,
+  onDisk,
+  rejected,
+  ScratchDatabases,
+  thrown,
+} from '@fnn/server-common/testing';
 import { ReplicaStore, type ReplicaGroupChange, type ReplicaShape } from './replica-store';
 
 // C2's replica of the packed groups against a real SQLite file: a group set
@@ -128,8 +138,14 @@ async function expectGroup(store: ReplicaStore, change: TestChange, what: string
   const want = groupPlaintexts(slots, p);
   const distance = ciphersOf(await source.columns(group, 'distance', digest!));
   const bound = ciphersOf(await source.columns(group, 'bound', digest!));
-  expect(distance.map((c) => sk1.decrypt(c)), `${what}: packed pixel columns of group ${group}`).toEqual(want.pixels);
-  expect(bound.map((c) => sk1.decrypt(c)), `${what}: packed embedding columns of group ${group}`).toEqual(want.embedding);
+  expect(
+    distance.map((c) => sk1.decrypt(c)),
+    `${what}: packed pixel columns of group ${group}`,
+  ).toEqual(want.pixels);
+  expect(
+    bound.map((c) => sk1.decrypt(c)),
+    `${what}: packed embedding columns of group ${group}`,
+  ).toEqual(want.embedding);
   expect(distance, `${what}: the stored columns must be exactly the ciphertexts sent`).toEqual(change.replica.columns!.distance);
 }
 
@@ -142,7 +158,11 @@ describe('ReplicaStore', () => {
     const store = openReplica();
     expect(store.count).toBe(0);
     expect(store.params(), 'an empty replica has no packing').toBeUndefined();
-    expectFnnError(thrown(() => store.source(), 'the source of an empty replica'), 'invalid-input', 'empty replica');
+    expectFnnError(
+      thrown(() => store.source(), 'the source of an empty replica'),
+      'invalid-input',
+      'empty replica',
+    );
     const full = Array.from({ length: G() }, (_, i) => record(`r${i}`, i));
     const one = record('x', 1);
     const group0 = await put(store, 0, full);
@@ -153,7 +173,11 @@ describe('ReplicaStore', () => {
     await expectGroup(store, group1, 'group 1 with one member in slot 1');
     const source = store.source();
     expect(source.digest(2), 'a group without members has no digest').toBeUndefined();
-    expectFnnError(await rejected(source.columns(2, 'distance', 'no-such-digest'), 'columns of an unknown group'), 'protocol-state', 'unknown group');
+    expectFnnError(
+      await rejected(source.columns(2, 'distance', 'no-such-digest'), 'columns of an unknown group'),
+      'protocol-state',
+      'unknown group',
+    );
     // The packed column holds each member's pixel in its own slot.
     const column = ciphersOf(await source.columns(0, 'distance', source.digest(0)!))[3];
     expect(unpack(sk1.decrypt(column), paramsOf(SHAPE_4x4).slotBits, G())).toEqual(full.map((r) => BigInt(r.image[3])));
@@ -175,7 +199,11 @@ describe('ReplicaStore', () => {
 
   it('drops a group given no members, and forgets the shape when the replica is empty', async () => {
     const store = openReplica();
-    const group0 = await put(store, 0, Array.from({ length: G() }, (_, i) => record(`r${i}`, i)));
+    const group0 = await put(
+      store,
+      0,
+      Array.from({ length: G() }, (_, i) => record(`r${i}`, i)),
+    );
     await put(store, 1, [record('last', 0)]);
     const before = store.source();
     const digestBefore1 = before.digest(1)!;
@@ -184,7 +212,11 @@ describe('ReplicaStore', () => {
     store.putGroup(SHAPE_4x4, drop.replica);
     expect(store.count).toBe(G());
     expect(store.source().digest(1), 'a group without members must disappear').toBeUndefined();
-    expectFnnError(await rejected(before.columns(1, 'distance', digestBefore1), 'columns of a dropped group'), 'protocol-state', 'dropped group');
+    expectFnnError(
+      await rejected(before.columns(1, 'distance', digestBefore1), 'columns of a dropped group'),
+      'protocol-state',
+      'dropped group',
+    );
     await expectGroup(store, group0, 'the untouched group');
     await put(store, 0, []);
     expect(store.count).toBe(0);
@@ -205,14 +237,26 @@ describe('ReplicaStore', () => {
     const change = (await groupChange(0, [...held.members, c])).replica;
     const cols = change.columns!;
     const cases: [string, () => unknown][] = [
-      ['another image size (5x5 into 4x4)', async () => store.putGroup(SHAPE_5x5, (await groupChange(2, [record('d', 0, SHAPE_5x5)], SHAPE_5x5)).replica)],
+      [
+        'another image size (5x5 into 4x4)',
+        async () => store.putGroup(SHAPE_5x5, (await groupChange(2, [record('d', 0, SHAPE_5x5)], SHAPE_5x5)).replica),
+      ],
       ['another pixel depth', () => store.putGroup({ ...SHAPE_4x4, maxValue: 65535 }, change)],
-      [`slot ${G()} in a group of ${G()}`, () => store.putGroup(SHAPE_4x4, { ...change, members: [...change.members, { slot: G(), lookupTag: recordKey.lookupTag('e') }] })],
+      [
+        `slot ${G()} in a group of ${G()}`,
+        () => store.putGroup(SHAPE_4x4, { ...change, members: [...change.members, { slot: G(), lookupTag: recordKey.lookupTag('e') }] }),
+      ],
       ['slot -1', () => store.putGroup(SHAPE_4x4, { ...change, members: [{ slot: -1, lookupTag: c.tag }] })],
       ['slot 0.5', () => store.putGroup(SHAPE_4x4, { ...change, members: [{ slot: 0.5, lookupTag: c.tag }] })],
-      ['one slot named twice', () => store.putGroup(SHAPE_4x4, { ...change, members: [...change.members, { slot: 0, lookupTag: recordKey.lookupTag('e') }] })],
+      [
+        'one slot named twice',
+        () => store.putGroup(SHAPE_4x4, { ...change, members: [...change.members, { slot: 0, lookupTag: recordKey.lookupTag('e') }] }),
+      ],
       ['15 of 16 pixel columns', () => store.putGroup(SHAPE_4x4, { ...change, columns: { ...cols, distance: cols.distance.slice(1) } })],
-      ['an embedding of the wrong length', () => store.putGroup(SHAPE_4x4, { ...change, columns: { ...cols, bound: cols.bound.slice(2) } })],
+      [
+        'an embedding of the wrong length',
+        () => store.putGroup(SHAPE_4x4, { ...change, columns: { ...cols, bound: cols.bound.slice(2) } }),
+      ],
       ['members without columns', () => store.putGroup(SHAPE_4x4, { ...change, columns: undefined })],
       ['columns for a group left empty', () => store.putGroup(SHAPE_4x4, { ...change, members: [] })],
       ['a 15-byte version', () => store.putGroup(SHAPE_4x4, { ...change, version: Buffer.alloc(15, 1) })],
@@ -233,7 +277,11 @@ describe('ReplicaStore', () => {
       ['first change, columns of the wrong size', { ...first.replica, columns: { ...first.replica.columns!, distance: [] } }],
     ];
     for (const [what, bad] of firsts) {
-      expectFnnError(thrown(() => empty.putGroup(SHAPE_4x4, bad), what), 'invalid-input', what);
+      expectFnnError(
+        thrown(() => empty.putGroup(SHAPE_4x4, bad), what),
+        'invalid-input',
+        what,
+      );
       expect(empty.params(), `${what}: a refused first change must not fix the shape`).toBeUndefined();
       expect(empty.count, `${what}: nothing may be stored`).toBe(0);
     }
@@ -259,12 +307,27 @@ describe('ReplicaStore', () => {
     const other = store.source().digest(1);
     store.putGroup(SHAPE_4x4, (await groupChange(0, [a, b], SHAPE_4x4, version)).replica);
     const first = digest();
-    expect(first, 'the digest names the version and the tags in slot order').toBe(groupDigest(version, [a.tag, b.tag, ...new Array(G() - 2).fill(null)]));
+    expect(first, 'the digest names the version and the tags in slot order').toBe(
+      groupDigest(version, [a.tag, b.tag, ...new Array(G() - 2).fill(null)]),
+    );
     store.putGroup(SHAPE_4x4, (await groupChange(0, [a, b], SHAPE_4x4, newGroupVersion())).replica);
     expect(digest(), 'the same members under a new version must give another digest').not.toBe(first);
     store.putGroup(SHAPE_4x4, (await groupChange(0, [a], SHAPE_4x4, version)).replica);
     expect(digest(), 'other members under the same version must give another digest').not.toBe(first);
-    store.putGroup(SHAPE_4x4, (await groupChange(0, [{ ...a, slot: 1 }, { ...b, slot: 0 }], SHAPE_4x4, version)).replica);
+    store.putGroup(
+      SHAPE_4x4,
+      (
+        await groupChange(
+          0,
+          [
+            { ...a, slot: 1 },
+            { ...b, slot: 0 },
+          ],
+          SHAPE_4x4,
+          version,
+        )
+      ).replica,
+    );
     expect(digest(), 'the same members in other slots must give another digest').not.toBe(first);
     store.putGroup(SHAPE_4x4, (await groupChange(0, [a, b], SHAPE_4x4, version)).replica);
     expect(digest(), 'the same version and members give the same digest, whatever the columns').toBe(first);
@@ -276,10 +339,20 @@ describe('ReplicaStore', () => {
     const change = await put(store, 0, [record('a', 0)]);
     const source = store.source();
     const digest = source.digest(0)!;
-    expectFnnError(await rejected(source.columns(0, 'distance', digestOf({ ...change, members: [] })), 'columns under a wrong digest'), 'protocol-state', 'wrong digest');
-    expect(ciphersOf(await source.columns(0, 'bound', digest)), 'the right digest reads the columns').toEqual(change.replica.columns!.bound);
+    expectFnnError(
+      await rejected(source.columns(0, 'distance', digestOf({ ...change, members: [] })), 'columns under a wrong digest'),
+      'protocol-state',
+      'wrong digest',
+    );
+    expect(ciphersOf(await source.columns(0, 'bound', digest)), 'the right digest reads the columns').toEqual(
+      change.replica.columns!.bound,
+    );
     await put(store, 0, [record('a', 0)]); // the group changes during a query
-    expectFnnError(await rejected(source.columns(0, 'distance', digest), 'columns under a digest the group no longer has'), 'protocol-state', 'stale digest');
+    expectFnnError(
+      await rejected(source.columns(0, 'distance', digest), 'columns under a digest the group no longer has'),
+      'protocol-state',
+      'stale digest',
+    );
   });
 
   it("gives the owner's group digests for the changes C1's store test applies too (so C2's agree with C1's)", async () => {
@@ -321,7 +394,8 @@ describe('ReplicaStore', () => {
     ];
     // Without this the test could pass vacuously (e.g. if the bytes were never where we look).
     const before = databaseBytes(path);
-    for (const [what, bytes] of probes) expect(onDisk(before, bytes), `${what} must be on disk before, or this test proves nothing`).toBe(true);
+    for (const [what, bytes] of probes)
+      expect(onDisk(before, bytes), `${what} must be on disk before, or this test proves nothing`).toBe(true);
     const kept = await put(store, 0, [keep]);
     await put(store, 1, []);
     const after = databaseBytes(path);
@@ -335,7 +409,11 @@ describe('ReplicaStore', () => {
     const first = openReplica(path);
     const change = await put(first, 0, [record('a', 0)]);
     first.close();
-    expectFnnError(thrown(() => openReplica(path, otherKey), 'opening the replica under another key'), 'invalid-input', 'another key');
+    expectFnnError(
+      thrown(() => openReplica(path, otherKey), 'opening the replica under another key'),
+      'invalid-input',
+      'another key',
+    );
     const again = openReplica(path);
     expect(again.count, 'reopening with the right key must find the stored group').toBe(1);
     expect(again.params()).toEqual(paramsOf(SHAPE_4x4));

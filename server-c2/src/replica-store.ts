@@ -108,8 +108,7 @@ export class ReplicaStore extends CollectionStore {
       // Checked and read synchronously, so no upload can slip in between.
       columns: async (group: number, family: Family, expectedDigest: string) => {
         const now = this.collection.groupDigest(group, params.groupSize);
-        if (now === undefined || now !== expectedDigest)
-          throw protocolState('a group changed during the query; run the query again');
+        if (now === undefined || now !== expectedDigest) throw protocolState('a group changed during the query; run the query again');
         const row = packed.get(group) as { pixels: Buffer; embedding: Buffer };
         // As stored: the multi-exponentiation reads the bytes.
         return { bytes: family === 'distance' ? row.pixels : row.embedding, width: this.key.cipherBytes };

@@ -94,7 +94,7 @@ export function replicaService(deps: KeyHolderDeps): wire.ReplicaServer {
   return {
     putGroup: unary<wire.ReplicaGroup, wire.ReplicaReply>('Replica.PutGroup', (req) => {
       if (req.keyFingerprint !== pk2.fingerprint() || req.pk1Fingerprint !== pk1.fingerprint())
-        throw invalidInput('encrypted under other keys than this deployment\'s');
+        throw invalidInput("encrypted under other keys than this deployment's");
       checkImageSize(req.width, req.height);
       checkPixelDepth(req.maxValue);
       const change = req.group;

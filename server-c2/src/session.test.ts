@@ -72,18 +72,28 @@ const sessionCases: SessionCase[] = [
     messages: () => [f.messages.fastOpen('s', UNKNOWN_TICKET, [])],
   },
   {
-    name: 'fast open with a group layout that differs from C2\'s replica',
+    name: "fast open with a group layout that differs from C2's replica",
     code: Code.FAILED_PRECONDITION,
-    messages: async () => [f.messages.fastOpen('s', await f.depositedShare(), [{ group: 0, members: Array.from({ length: G }, (_, i) => i), digest: '00'.repeat(16) }])],
+    messages: async () => [
+      f.messages.fastOpen('s', await f.depositedShare(), [
+        { group: 0, members: Array.from({ length: G }, (_, i) => i), digest: '00'.repeat(16) },
+      ]),
+    ],
   },
 ];
 
 /** C2 still serves: a valid session squares exactly, Status answers with its key and the replica, no session is left open. */
 async function expectServing(what: string): Promise<void> {
   const value = 12345n;
-  const { replies, error } = await f.rawSession([f.messages.open('good'), f.messages.square('good', [f.codec.cipher(f.pk.encrypt(value))])]);
+  const { replies, error } = await f.rawSession([
+    f.messages.open('good'),
+    f.messages.square('good', [f.codec.cipher(f.pk.encrypt(value))]),
+  ]);
   expect(error, `${what}: a valid session failed: ${error?.details}`).toBeUndefined();
-  expect(replies.map((r) => r.body?.$case), `${what}: a valid session must get opened, then products`).toEqual(['opened', 'products']);
+  expect(
+    replies.map((r) => r.body?.$case),
+    `${what}: a valid session must get opened, then products`,
+  ).toEqual(['opened', 'products']);
   const products = replies[1].body?.$case === 'products' ? replies[1].body.value.values : [];
   expect(f.sk.decrypt(f.codec.fromCipher(products[0])), `${what}: C2 must square the blinded value`).toBe(value * value);
   const s = await f.keyHolderStatus();
@@ -102,13 +112,13 @@ describe('SecureComputation refuses a C1 that breaks the protocol', () => {
     await expectServing(`after "${name}"`);
   });
 
-  it('keeps serving after all the refused sessions: a valid session, Status, and a doctor\'s share', async () => {
+  it("keeps serving after all the refused sessions: a valid session, Status, and a doctor's share", async () => {
     for (const c of sessionCases) {
       const { error } = await f.rawSession(await c.messages());
       expect(error, `${c.name}: C2 must end the session with an error`).toBeDefined();
       expectCode(error!, c.code, c.name);
     }
     await expectServing('after every refused session');
-    expect(await f.depositedShare(), 'C2 still takes a doctor\'s share').toMatch(/^[0-9a-f]{32}$/);
+    expect(await f.depositedShare(), "C2 still takes a doctor's share").toMatch(/^[0-9a-f]{32}$/);
   });
 });

@@ -121,10 +121,20 @@ describe('CollectionDatabase: opening', () => {
   it('refuses a file of an older schema version without a migration, and one whose version is not a number', () => {
     const path = scratch.path('t.db');
     openAt(path, key, schema(1)).close();
-    expectRefused(thrown(() => openAt(path, key, schema(2)), 'an older file'), 'invalid-input', /^store schema 1, this C9 needs 2; /, 'older');
+    expectRefused(
+      thrown(() => openAt(path, key, schema(2)), 'an older file'),
+      'invalid-input',
+      /^store schema 1, this C9 needs 2; /,
+      'older',
+    );
     expect(factsOnDisk(path).schema_version).toBe('1');
     setFactOnDisk(path, 'schema_version', 'x');
-    expectRefused(thrown(() => openAt(path, key, schema(1)), 'a file of version "x"'), 'invalid-input', /^store schema x, this C9 needs 1; /, 'not a number');
+    expectRefused(
+      thrown(() => openAt(path, key, schema(1)), 'a file of version "x"'),
+      'invalid-input',
+      /^store schema x, this C9 needs 1; /,
+      'not a number',
+    );
   });
 
   it('migrates an older file step by step in the opening transaction, then creates the new tables', () => {
@@ -261,7 +271,17 @@ describe('checkSlot', () => {
     checkSlot(0, 3);
     checkSlot(2, 3);
     for (const slot of [-1, 3, 1.5, Number.NaN])
-      expectRefused(thrown(() => checkSlot(slot, 3, 'record 2'), `slot ${slot}`), 'invalid-input', /^record 2: slot .* outside a group of 3$/, `slot ${slot}`);
-    expectRefused(thrown(() => checkSlot(3, 3), 'slot 3'), 'invalid-input', /^slot 3 outside a group of 3$/, 'unnamed');
+      expectRefused(
+        thrown(() => checkSlot(slot, 3, 'record 2'), `slot ${slot}`),
+        'invalid-input',
+        /^record 2: slot .* outside a group of 3$/,
+        `slot ${slot}`,
+      );
+    expectRefused(
+      thrown(() => checkSlot(3, 3), 'slot 3'),
+      'invalid-input',
+      /^slot 3 outside a group of 3$/,
+      'unnamed',
+    );
   });
 });

@@ -1,13 +1,5 @@
 import Database from 'better-sqlite3';
-import {
-  blobToCiphers,
-  ciphersToBlob,
-  groupDigest,
-  invalidInput,
-  packingParams,
-  type PackingParams,
-  type PublicKey,
-} from '@fnn/shared';
+import { blobToCiphers, ciphersToBlob, groupDigest, invalidInput, packingParams, type PackingParams, type PublicKey } from '@fnn/shared';
 
 // A collection's SQLite file as both daemons open it: C1's records under C2's
 // key, C2's replica under C1's key. What they share is here: the pragmas, the
@@ -156,7 +148,10 @@ export class CollectionDatabase {
     const row = this.db.prepare(`SELECT version FROM ${versions} WHERE grp = ?`).get(group) as { version: Buffer } | undefined;
     if (!row) return undefined;
     const tags: (Buffer | null)[] = new Array(groupSize).fill(null);
-    for (const m of this.db.prepare(`SELECT slot, lookup_tag FROM ${members} WHERE grp = ?`).all(group) as { slot: number; lookup_tag: Buffer }[])
+    for (const m of this.db.prepare(`SELECT slot, lookup_tag FROM ${members} WHERE grp = ?`).all(group) as {
+      slot: number;
+      lookup_tag: Buffer;
+    }[])
       tags[m.slot] = m.lookup_tag;
     return groupDigest(row.version, tags);
   }

@@ -29,7 +29,10 @@ export async function serveDaemon(options: DaemonOptions): Promise<RunningDaemon
   const { name, log } = options;
   const server = createServer(options.transport, log);
   for (const s of options.services) server.addService(s.definition, s.implementation);
-  const health = addStandardServices(server, options.services.map((s) => serviceName(s.definition)));
+  const health = addStandardServices(
+    server,
+    options.services.map((s) => serviceName(s.definition)),
+  );
   let address: string;
   try {
     address = await bind(server, options.listen, options.transport);

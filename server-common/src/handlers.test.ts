@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { Metadata, status, type sendUnaryData, type ServerUnaryCall, } from '@grpc/grpc-js';
+import { Metadata, status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { invalidInput, protocolState, type StatusObject } from '@fnn/shared';
 import { handlers, requestIdOf, type StreamCall } from './handlers';
@@ -71,7 +71,12 @@ describe('handlers: unary', () => {
     const { error } = await callUnary(handler, {}, 'req-2');
     expect(error).toMatchObject({ code: status.FAILED_PRECONDITION, details: 'group 3 changed since it was read' });
     expect(log.lines.map((l) => [l.level, l.message])).toEqual([['warn', 'failed']]);
-    expect(log.lines[0].fields).toMatchObject({ rpc: 'Upload', requestId: 'req-2', code: status.FAILED_PRECONDITION, reason: 'group 3 changed since it was read' });
+    expect(log.lines[0].fields).toMatchObject({
+      rpc: 'Upload',
+      requestId: 'req-2',
+      code: status.FAILED_PRECONDITION,
+      reason: 'group 3 changed since it was read',
+    });
   });
 
   it('catches a handler that throws synchronously', async () => {
@@ -125,7 +130,11 @@ describe('handlers: stream', () => {
     );
     expect(call.emitted).toEqual([]);
     expect(log.lines).toHaveLength(1);
-    expect(log.lines[0]).toMatchObject({ level: 'info', message: 'session done', fields: { rpc: 'Session', requestId: 'req-4', steps: 3 } });
+    expect(log.lines[0]).toMatchObject({
+      level: 'info',
+      message: 'session done',
+      fields: { rpc: 'Session', requestId: 'req-4', steps: 3 },
+    });
   });
 
   it("ends a failed stream with the error's status, logging the fields set before the failure", async () => {
@@ -137,7 +146,11 @@ describe('handlers: stream', () => {
     });
     expect(call.emitted).toHaveLength(1);
     expect(call.emitted[0]).toMatchObject({ code: status.FAILED_PRECONDITION, details: 'message for another session' });
-    expect(log.lines[0]).toMatchObject({ level: 'warn', message: 'failed', fields: { rpc: 'QueryWithProgress', steps: 1, code: status.FAILED_PRECONDITION } });
+    expect(log.lines[0]).toMatchObject({
+      level: 'warn',
+      message: 'failed',
+      fields: { rpc: 'QueryWithProgress', steps: 1, code: status.FAILED_PRECONDITION },
+    });
   });
 
   it('emits nothing to a caller who hung up, but still logs the failure', async () => {
@@ -157,6 +170,9 @@ describe('handlers: failed', () => {
     const log = recordingLogger();
     const s = handlers(log).failed('BatchQuery', 'batch.2', Date.now(), invalidInput('k above 100 is not supported'));
     expect(s).toMatchObject({ code: status.INVALID_ARGUMENT, details: 'k above 100 is not supported' });
-    expect(log.lines[0]).toMatchObject({ message: 'failed', fields: { rpc: 'BatchQuery', requestId: 'batch.2', code: status.INVALID_ARGUMENT } });
+    expect(log.lines[0]).toMatchObject({
+      message: 'failed',
+      fields: { rpc: 'BatchQuery', requestId: 'batch.2', code: status.INVALID_ARGUMENT },
+    });
   });
 });

@@ -40,12 +40,7 @@ export interface Handlers {
    * the call ends with the status of what it threw (unless the caller hung up).
    * Settles, never rejects, once the call's line is logged.
    */
-  stream(
-    rpc: string,
-    call: StreamCall,
-    run: (requestId: string, fields: LogFields) => Promise<void>,
-    lines?: LogLines,
-  ): Promise<void>;
+  stream(rpc: string, call: StreamCall, run: (requestId: string, fields: LogFields) => Promise<void>, lines?: LogLines): Promise<void>;
   /** The status a failed call (or one query of a batch) ends with, logged. */
   failed(rpc: string, requestId: string, started: number, error: unknown, fields?: LogFields, line?: string): StatusObject;
 }

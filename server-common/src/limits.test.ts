@@ -26,7 +26,7 @@ function refusal(fn: () => unknown, what: string): FnnError {
 }
 
 describe('limits', () => {
-  it('are the protocols\' bounds: 512x512 images of at most 16 bits, 32-byte lookup tags', () => {
+  it("are the protocols' bounds: 512x512 images of at most 16 bits, 32-byte lookup tags", () => {
     expect(MAX_DIMENSION).toBe(512 * 512);
     expect(MAX_PIXEL_VALUE).toBe(65535);
     expect(LOOKUP_TAG_BYTES).toBe(32);
@@ -37,7 +37,12 @@ describe('limits', () => {
     checkImageSize(512, 512);
     checkImageSize(1, MAX_DIMENSION);
     expect(refusal(() => checkImageSize(512, 513), '512x513').message).toBe(`images above ${MAX_DIMENSION} pixels are not supported`);
-    for (const [w, h] of [[0, 4], [4, 0], [-1, 4], [1.5, 2]])
+    for (const [w, h] of [
+      [0, 4],
+      [4, 0],
+      [-1, 4],
+      [1.5, 2],
+    ])
       expect(refusal(() => checkImageSize(w, h), `${w}x${h}`).message).toBe('image width and height must be positive');
   });
 
@@ -59,6 +64,7 @@ describe('limits', () => {
 
   it('accept only 16-byte group versions', () => {
     checkGroupVersion(new Uint8Array(16));
-    for (const n of [0, 15, 17]) expect(refusal(() => checkGroupVersion(new Uint8Array(n)), `${n} bytes`).message).toBe('a group change needs a 16-byte version');
+    for (const n of [0, 15, 17])
+      expect(refusal(() => checkGroupVersion(new Uint8Array(n)), `${n} bytes`).message).toBe('a group change needs a 16-byte version');
   });
 });

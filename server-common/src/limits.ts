@@ -29,8 +29,7 @@ export function checkPixelDepth(maxValue: number): void {
 
 /** One lookup tag; `what` names its record in the refusal. */
 export function checkLookupTag(tag: Uint8Array, what?: string): void {
-  if (tag.length !== LOOKUP_TAG_BYTES)
-    throw invalidInput(`${what ? `${what}: ` : ''}lookup tag must be ${LOOKUP_TAG_BYTES} bytes`);
+  if (tag.length !== LOOKUP_TAG_BYTES) throw invalidInput(`${what ? `${what}: ` : ''}lookup tag must be ${LOOKUP_TAG_BYTES} bytes`);
 }
 
 export function checkLookupTags(tags: Uint8Array[]): void {

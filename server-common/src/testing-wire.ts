@@ -22,14 +22,17 @@ export function randomImage(d = TEST_WIDTH * TEST_HEIGHT, max = TEST_MAX_VALUE):
 }
 
 /** The multi-exponentiation in-process (the daemons' tests run without worker threads). */
-export const localMultiExp = async (bases: FixedWidthValues, exponents: FixedWidthValues, modulus: bigint) => multiExpFixed(bases, exponents, modulus);
+export const localMultiExp = async (bases: FixedWidthValues, exponents: FixedWidthValues, modulus: bigint) =>
+  multiExpFixed(bases, exponents, modulus);
 
 type Callback<Res> = (error: ServiceError | null, reply: Res) => void;
 
 /** A unary call as a promise, with a deadline. */
 export function rpc<Res>(invoke: (metadata: Metadata, options: { deadline: Date }, cb: Callback<Res>) => unknown): Promise<Res> {
   return new Promise((resolve, reject) =>
-    invoke(new Metadata(), { deadline: new Date(Date.now() + RPC_DEADLINE_MS) }, (error, reply) => (error ? reject(error) : resolve(reply))),
+    invoke(new Metadata(), { deadline: new Date(Date.now() + RPC_DEADLINE_MS) }, (error, reply) =>
+      error ? reject(error) : resolve(reply),
+    ),
   );
 }
 
@@ -85,7 +88,10 @@ export class SessionMessages {
 }
 
 /** Opens a raw SecureComputation session as a (misbehaving) C1 would; sends each message after the previous reply. */
-export function rawSession(secure: wire.SecureComputationClient, messages: wire.C1Message[]): Promise<{ replies: wire.C2Message[]; error?: ServiceError }> {
+export function rawSession(
+  secure: wire.SecureComputationClient,
+  messages: wire.C1Message[],
+): Promise<{ replies: wire.C2Message[]; error?: ServiceError }> {
   return new Promise((resolve) => {
     const call = secure.session({ deadline: new Date(Date.now() + RPC_DEADLINE_MS) });
     const replies: wire.C2Message[] = [];

@@ -24,7 +24,15 @@ const USAGE = `usage: npm run bench -- [--quick] [--bits B] [--n 100,200,...] [-
   --upload-budget   per image size and n: the estimated time of the upload must fit (default 3600 s)
   --total-budget    nothing starts whose estimate would end the run after this (default: no limit)`;
 
-const DEFAULTS = { bits: 2048, n: [100, 200, 300, 400, 500], sizes: [16, 32, 64, 256], queries: 3, budget: 1800, uploadBudget: 3600, totalBudget: Infinity };
+const DEFAULTS = {
+  bits: 2048,
+  n: [100, 200, 300, 400, 500],
+  sizes: [16, 32, 64, 256],
+  queries: 3,
+  budget: 1800,
+  uploadBudget: 3600,
+  totalBudget: Infinity,
+};
 // Sized from measurements on 2 busy cores (~3.5 ms per pixel·record for fnn and bf at 1024 bits).
 const QUICK = { bits: 1024, n: [4, 8, 16], sizes: [16, 32], queries: 3, budget: 60, uploadBudget: 60, totalBudget: 480 };
 
@@ -65,7 +73,8 @@ function options() {
     report: values.report,
   };
   const finite = [...o.n, ...o.sizes, o.bits, o.queries, o.budget, o.uploadBudget];
-  if (finite.some((v) => !(v > 0) || !Number.isFinite(v)) || !(o.totalBudget > 0)) throw new Error(`every number must be positive\n${USAGE}`);
+  if (finite.some((v) => !(v > 0) || !Number.isFinite(v)) || !(o.totalBudget > 0))
+    throw new Error(`every number must be positive\n${USAGE}`);
   return o;
 }
 
@@ -101,7 +110,7 @@ function gitDescribe(): string | undefined {
 class Budget {
   private readonly costs = new Map<string, { msPerUnit: number; at: string }>();
   /** Per layout: with the paper's per-pixel ciphertexts an upload costs ~8x more. */
-  private readonly uploadMsPerPixel = new Map<string, number>() // by the layouts uploaded;
+  private readonly uploadMsPerPixel = new Map<string, number>(); // by the layouts uploaded;
   constructor(
     private readonly o: Options,
     private readonly started: number,
@@ -117,7 +126,8 @@ class Budget {
     if (!cost) return undefined;
     const perQuery = cost.msPerUnit * d * n;
     const all = perQuery * this.o.queries;
-    if (all > this.o.budget * 1000) return `estimated ${duration(perQuery)} per query (from ${cost.at}) x ${this.o.queries} > ${this.o.budget} s budget`;
+    if (all > this.o.budget * 1000)
+      return `estimated ${duration(perQuery)} per query (from ${cost.at}) x ${this.o.queries} > ${this.o.budget} s budget`;
     if (this.overTotal(all)) return `its estimated ${duration(all)} would pass the run's ${this.o.totalBudget} s total budget`;
     return undefined;
   }
@@ -134,8 +144,10 @@ class Budget {
     const perPixel = this.uploadMsPerPixel.get(layouts.join());
     if (perPixel === undefined) return undefined;
     const ms = perPixel * d * count;
-    if (ms > this.o.uploadBudget * 1000) return `uploading ${count} more images is estimated at ${duration(ms)} > ${this.o.uploadBudget} s upload budget`;
-    if (this.overTotal(ms)) return `uploading ${count} more images (estimated ${duration(ms)}) would pass the run's ${this.o.totalBudget} s total budget`;
+    if (ms > this.o.uploadBudget * 1000)
+      return `uploading ${count} more images is estimated at ${duration(ms)} > ${this.o.uploadBudget} s upload budget`;
+    if (this.overTotal(ms))
+      return `uploading ${count} more images (estimated ${duration(ms)}) would pass the run's ${this.o.totalBudget} s total budget`;
     return undefined;
   }
 
@@ -178,7 +190,9 @@ async function bench(o: Options, started: number): Promise<BenchRun> {
     run.notes.push(text);
     say(`  note: ${text}`);
   };
-  say(`bench: ${o.bits}-bit keys${o.quick ? ' (--quick)' : ''}, sizes ${o.sizes.join(', ')}, n ${o.n.join(', ')}, ${o.queries} queries, protocols ${o.protocols.join(', ')}`);
+  say(
+    `bench: ${o.bits}-bit keys${o.quick ? ' (--quick)' : ''}, sizes ${o.sizes.join(', ')}, n ${o.n.join(', ')}, ${o.queries} queries, protocols ${o.protocols.join(', ')}`,
+  );
 
   mkdirSync(join(ROOT, 'bench', 'work'), { recursive: true });
   const work = mkdtempSync(join(ROOT, 'bench', 'work', 'run-'));
@@ -199,12 +213,15 @@ async function bench(o: Options, started: number): Promise<BenchRun> {
         // The paper's per-pixel layout (d encryptions per record) only where a paper protocol may still run.
         const layouts = layoutsFor(o.protocols.filter((p) => !budget.refuseQueries(p, d, o.n[0])));
         if (!layouts.includes('paper'))
-          note(`${size}x${size}: uploaded without the paper's per-pixel layout (no paper protocol fits the budget here): the fast protocol's upload cost alone`);
+          note(
+            `${size}x${size}: uploaded without the paper's per-pixel layout (no paper protocol fits the budget here): the fast protocol's upload cost alone`,
+          );
         collection = await Collection.start(size, keys, work, layouts);
         for (const n of o.n) {
           const tag = `${size}x${size} n=${n}`;
           const extra = files.slice(collection.count, n);
-          const refused = n > files.length ? `the collection has only ${files.length} images` : budget.refuseUpload(d, extra.length, layouts);
+          const refused =
+            n > files.length ? `the collection has only ${files.length} images` : budget.refuseUpload(d, extra.length, layouts);
           if (refused) {
             note(`${tag} and above not run: ${refused}`);
             break;
@@ -227,7 +244,10 @@ async function bench(o: Options, started: number): Promise<BenchRun> {
                 unsupported.set(protocol, result);
                 note(`${protocol}: ${result.note}, so it is left out of this run`);
               }
-              const shown = result.medianMs !== undefined ? `${duration(result.medianMs)} median, reject ${((result.rejectRatio ?? 0) * 100).toFixed(1)}%, exact ${result.exact}/${result.searchMs.length}` : result.status;
+              const shown =
+                result.medianMs !== undefined
+                  ? `${duration(result.medianMs)} median, reject ${((result.rejectRatio ?? 0) * 100).toFixed(1)}%, exact ${result.exact}/${result.searchMs.length}`
+                  : result.status;
               say(`  ${protocol}: ${shown}${result.note ? ` (${result.note})` : ''}`);
             }
             protocols.push(result);
@@ -255,7 +275,9 @@ function publish(run: BenchRun, jsonName: string) {
   writeSvg(run, join(ROOT, 'bench', 'results', svgName));
   updateBenchmarksMd(run, join(ROOT, 'docs', 'BENCHMARKS.md'), jsonName, svgName);
   printReport(run);
-  process.stdout.write(`wrote bench/results/${jsonName}, bench/results/${svgName}, docs/BENCHMARKS.md; wall time ${duration(run.wallSeconds * 1000)}\n`);
+  process.stdout.write(
+    `wrote bench/results/${jsonName}, bench/results/${svgName}, docs/BENCHMARKS.md; wall time ${duration(run.wallSeconds * 1000)}\n`,
+  );
 }
 
 async function main() {
@@ -263,7 +285,11 @@ async function main() {
   const o = options();
   if (o.report) return publish(JSON.parse(readFileSync(o.report, 'utf8')) as BenchRun, basename(o.report));
   const run = await bench(o, started);
-  const cpu = run.machine.cpu.toLowerCase().replace(/\(r\)|\(tm\)|cpu|processor|@.*$/g, '').trim().replace(/[^a-z0-9]+/g, '-');
+  const cpu = run.machine.cpu
+    .toLowerCase()
+    .replace(/\(r\)|\(tm\)|cpu|processor|@.*$/g, '')
+    .trim()
+    .replace(/[^a-z0-9]+/g, '-');
   const jsonName = `${run.date.slice(0, 10)}-${cpu}-${run.machine.cores}c${o.quick ? '-quick' : ''}.json`;
   writeJson(run, join(ROOT, 'bench', 'results', jsonName));
   publish(run, jsonName);

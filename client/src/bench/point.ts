@@ -1,6 +1,14 @@
 import { readFileSync, rmSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { fnnProtocol, isProtocolName, plaintextNearest, PROTOCOL_NAMES, protocolModule, type Layout, type PlaintextRecord } from '@fnn/shared';
+import {
+  fnnProtocol,
+  isProtocolName,
+  plaintextNearest,
+  PROTOCOL_NAMES,
+  protocolModule,
+  type Layout,
+  type PlaintextRecord,
+} from '@fnn/shared';
 import { jsonLines, runCli, startDaemon, type Daemon } from '../harness';
 import { readImage } from '../image-files';
 
@@ -131,7 +139,9 @@ export class Collection {
     const started = Date.now();
     // C2 by environment: an upload that also sends C2 a replica (fast) needs it, an older one ignores it.
     const layout = this.layouts.includes('paper') ? [] : ['--no-paper-layout'];
-    const run = await runCli(['upload', ...files, ...layout, '--c1', this.c1.address, '--keys', this.keys, '--insecure', '--json'], { FNN_C2: this.c2.address });
+    const run = await runCli(['upload', ...files, ...layout, '--c1', this.c1.address, '--keys', this.keys, '--insecure', '--json'], {
+      FNN_C2: this.c2.address,
+    });
     if (run.code !== 0) throw new Error(`upload failed (exit ${run.code}): ${run.stderr.trim()}`);
     const seconds = (Date.now() - started) / 1000;
     for (const f of files) this.stored.push({ id: basename(f), pixels: readImage(f).pixels });
@@ -174,12 +184,7 @@ export class Collection {
    * query alone on the machine), stopping early once the next would pass the
    * budget. A query is cut off by the CLI's deadline at the budget.
    */
-  async query(
-    protocol: string,
-    queries: string[],
-    answers: Answers,
-    budgetMs: number,
-  ): Promise<ProtocolResult> {
+  async query(protocol: string, queries: string[], answers: Answers, budgetMs: number): Promise<ProtocolResult> {
     const result: ProtocolResult = { protocol, status: 'ok', searchMs: [], exact: 0 };
     const ratios: number[] = [];
     const bounds: number[] = [];
@@ -191,7 +196,19 @@ export class Collection {
         break;
       }
       const timeout = String(Math.ceil(Math.max(budgetMs - spent, 1000) / 1000));
-      const args = ['query', q, '--protocol', protocol, '--c1', this.c1.address, '--c2', this.c2.address, '--keys', this.keys, '--insecure'];
+      const args = [
+        'query',
+        q,
+        '--protocol',
+        protocol,
+        '--c1',
+        this.c1.address,
+        '--c2',
+        this.c2.address,
+        '--keys',
+        this.keys,
+        '--insecure',
+      ];
       const run = await runCli([...args, '--json', '--timeout', timeout]);
       if (run.code === 2 && /protocol/i.test(run.stderr)) {
         return { ...result, status: 'unsupported', note: `the CLI rejects --protocol ${protocol}` };

@@ -48,15 +48,32 @@ export function machine(): Machine {
   } catch {
     // not Linux: keep "unknown"
   }
-  return { cpu, cores: availableParallelism(), ramGiB: totalmem() / 2 ** 30, node: process.version, kernel: release(), loadAtStart: loadavg()[0] };
+  return {
+    cpu,
+    cores: availableParallelism(),
+    ramGiB: totalmem() / 2 ** 30,
+    node: process.version,
+    kernel: release(),
+    loadAtStart: loadavg()[0],
+  };
 }
 
 /** The paper's Tables I and II (SCHEME.md): C implementation, Intel i7-7700, LIDC-IDRI CT; key size not stated. */
 export const PAPER = {
   n: [100, 200, 300, 400, 500],
   tables: [
-    { size: 512, lbMs: [549.7, 1121.4, 1650.8, 2148.8, 2674.4], reject: [39.0, 38.5, 42.0, 40.3, 40.8], hours: [6.39, 12.76, 17.93, 24.66, 30.44] },
-    { size: 256, lbMs: [554.9, 1098.5, 1646.4, 2195.6, 2745.1], reject: [31.0, 31.0, 35.7, 38.3, 42.4], hours: [1.78, 3.54, 4.95, 6.33, 7.47] },
+    {
+      size: 512,
+      lbMs: [549.7, 1121.4, 1650.8, 2148.8, 2674.4],
+      reject: [39.0, 38.5, 42.0, 40.3, 40.8],
+      hours: [6.39, 12.76, 17.93, 24.66, 30.44],
+    },
+    {
+      size: 256,
+      lbMs: [554.9, 1098.5, 1646.4, 2195.6, 2745.1],
+      reject: [31.0, 31.0, 35.7, 38.3, 42.4],
+      hours: [1.78, 3.54, 4.95, 6.33, 7.47],
+    },
   ],
 };
 
@@ -106,13 +123,18 @@ function sizeTables(run: BenchRun): { size: number; table: Table; footnotes: str
           return r?.medianMs !== undefined ? `${duration(r.medianMs)}${mark}` : `not run${mark}`;
         }),
       );
-      rows.push(row(`${name}: exact answers`, (p) => (find(p, name)?.searchMs.length ? `${find(p, name)!.exact}/${find(p, name)!.searchMs.length}` : '-')));
+      rows.push(
+        row(`${name}: exact answers`, (p) =>
+          find(p, name)?.searchMs.length ? `${find(p, name)!.exact}/${find(p, name)!.searchMs.length}` : '-',
+        ),
+      );
     }
     rows.push(row('plaintext: search time', (p) => duration(p.plaintextMs)));
     const time = (p: PointResult, name: string) => find(p, name)?.medianMs;
     const quotient = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined ? ratio(a / b) : '-');
     for (const other of measured.filter((x) => x !== PAPER_PROTOCOL))
-      if (measured.includes(PAPER_PROTOCOL)) rows.push(row(`ratio ${PAPER_PROTOCOL} ÷ ${other}`, (p) => quotient(time(p, PAPER_PROTOCOL), time(p, other))));
+      if (measured.includes(PAPER_PROTOCOL))
+        rows.push(row(`ratio ${PAPER_PROTOCOL} ÷ ${other}`, (p) => quotient(time(p, PAPER_PROTOCOL), time(p, other))));
     for (const name of measured) rows.push(row(`ratio ${name} ÷ plaintext`, (p) => quotient(time(p, name), p.plaintextMs)));
     rows.push(row('upload rate', (p) => `${p.upload.imagesPerSecond.toPrecision(3)} images/s`));
     rows.push(row('C1 peak RSS', (p) => mib(p.peakRss.c1)));
@@ -132,18 +154,38 @@ function paperTable(run: BenchRun): Table {
   const rows: string[][] = [];
   for (const t of PAPER.tables)
     PAPER.n.forEach((n, i) =>
-      rows.push(['paper (C, i7-7700)', `${t.size}x${t.size}`, String(n), duration(t.lbMs[i]), `${t.reject[i].toFixed(1)}%`, duration(t.hours[i] * 3_600_000), paperPerPixelRecord(t.hours[i], t.size, n)]),
+      rows.push([
+        'paper (C, i7-7700)',
+        `${t.size}x${t.size}`,
+        String(n),
+        duration(t.lbMs[i]),
+        `${t.reject[i].toFixed(1)}%`,
+        duration(t.hours[i] * 3_600_000),
+        paperPerPixelRecord(t.hours[i], t.size, n),
+      ]),
     );
   for (const p of run.points)
     for (const r of p.protocols)
       if (r.medianMs !== undefined)
-        rows.push([`this run: ${r.protocol}, ${run.bits}-bit`, `${p.size}x${p.size}`, String(p.n), duration(r.lowerBoundMs), percent(r.rejectRatio), duration(r.medianMs), perPixelRecord(r.medianMs, p.size, p.n)]);
+        rows.push([
+          `this run: ${r.protocol}, ${run.bits}-bit`,
+          `${p.size}x${p.size}`,
+          String(p.n),
+          duration(r.lowerBoundMs),
+          percent(r.rejectRatio),
+          duration(r.medianMs),
+          perPixelRecord(r.medianMs, p.size, p.n),
+        ]);
   return { head, rows };
 }
 
 function text({ head, rows }: Table): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]))
+      .join('  ')
+      .trimEnd();
   return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }
 
@@ -159,7 +201,9 @@ function headline(run: BenchRun): string {
   const p = ran.reduce((a, b) => (b.size * b.size * b.n > a.size * a.size * a.n ? b : a));
   const paper = find(p, PAPER_PROTOCOL)!.medianMs!;
   const others = p.protocols.filter((r) => r.protocol !== PAPER_PROTOCOL && r.medianMs !== undefined);
-  const speedups = others.map((r) => `${r.protocol} ${duration(r.medianMs)} (${PAPER_PROTOCOL} ÷ ${r.protocol} = ${ratio(paper / r.medianMs!)})`);
+  const speedups = others.map(
+    (r) => `${r.protocol} ${duration(r.medianMs)} (${PAPER_PROTOCOL} ÷ ${r.protocol} = ${ratio(paper / r.medianMs!)})`,
+  );
   return `Largest point the paper's protocol finished: ${p.size}x${p.size}, n = ${p.n}: ${PAPER_PROTOCOL} ${duration(paper)}${speedups.length ? `; ${speedups.join('; ')}` : ''}; plaintext ${duration(p.plaintextMs)}.`;
 }
 
@@ -202,7 +246,11 @@ export function updateBenchmarksMd(run: BenchRun, path: string, jsonName: string
     '### Search time, reject ratio, lower-bound time, ratios, resources',
     '',
     'Search time: one query end to end at the client (encrypt the query, the protocol between C1 and C2, retrieve and decrypt the answer), median over the queries. LB time: only where the protocol reports its lower-bound stage. Exact answers: equal to the plaintext nearest neighbour (ID and distance). Plaintext: the same search in-process on the decrypted images, the floor. Ratios: of median search times at the same point. Upload rate: the images added at that n. Peak RSS: VmHWM of each daemon process after the queries at that n (the peak so far for that image size).',
-    ...sizeTables(run).flatMap(({ table, footnotes }) => ['', markdown(table), ...(footnotes.length ? ['', ...footnotes.map((f, i) => `(${i + 1}) ${f}  `)] : [])]),
+    ...sizeTables(run).flatMap(({ table, footnotes }) => [
+      '',
+      markdown(table),
+      ...(footnotes.length ? ['', ...footnotes.map((f, i) => `(${i + 1}) ${f}  `)] : []),
+    ]),
     '',
     `![search time vs n](../bench/results/${svgName})`,
     '',
@@ -218,7 +266,10 @@ export function updateBenchmarksMd(run: BenchRun, path: string, jsonName: string
   const current = existsSync(path) ? readFileSync(path, 'utf8') : '# Benchmarks\n\n';
   const start = current.indexOf(START);
   const end = current.indexOf(END);
-  const next = start >= 0 && end > start ? current.slice(0, start) + section + current.slice(end + END.length) : `${current.trimEnd()}\n\n${section}\n`;
+  const next =
+    start >= 0 && end > start
+      ? current.slice(0, start) + section + current.slice(end + END.length)
+      : `${current.trimEnd()}\n\n${section}\n`;
   writeFileSync(path, next);
 }
 
@@ -238,10 +289,20 @@ export function writeSvg(run: BenchRun, path: string): void {
         .map((p): [number, number | undefined] => [p.n, name === 'plaintext' ? p.plaintextMs : find(p, name)?.medianMs])
         .filter((xy): xy is [number, number] => xy[1] !== undefined && xy[1] > 0);
       if (points.length)
-        series.push({ label: `${name} ${size}x${size}`, colour: COLOURS[name] ?? `hsl(${ni * 67}, 60%, 40%)`, dash: DASHES[si % DASHES.length], points });
+        series.push({
+          label: `${name} ${size}x${size}`,
+          colour: COLOURS[name] ?? `hsl(${ni * 67}, 60%, 40%)`,
+          dash: DASHES[si % DASHES.length],
+          points,
+        });
     }
   }
-  const W = 760, H = 440, left = 70, right = 190, top = 40, bottom = 50;
+  const W = 760,
+    H = 440,
+    left = 70,
+    right = 190,
+    top = 40,
+    bottom = 50;
   const all = series.flatMap((s) => s.points);
   const maxN = Math.max(1, ...all.map(([n]) => n));
   const lo = Math.floor(Math.log10(Math.min(...all.map(([, t]) => t), 1)));
@@ -271,7 +332,9 @@ export function writeSvg(run: BenchRun, path: string): void {
     parts.push(`<path d="${d}" fill="none" stroke="${s.colour}" stroke-width="2" stroke-dasharray="${s.dash}"/>`);
     for (const [n, t] of s.points) parts.push(`<circle cx="${x(n).toFixed(1)}" cy="${y(t).toFixed(1)}" r="3" fill="${s.colour}"/>`);
     const ly = top + 10 + i * 18;
-    parts.push(`<line x1="${W - right + 15}" x2="${W - right + 45}" y1="${ly}" y2="${ly}" stroke="${s.colour}" stroke-width="2" stroke-dasharray="${s.dash}"/>`);
+    parts.push(
+      `<line x1="${W - right + 15}" x2="${W - right + 45}" y1="${ly}" y2="${ly}" stroke="${s.colour}" stroke-width="2" stroke-dasharray="${s.dash}"/>`,
+    );
     parts.push(`<text x="${W - right + 52}" y="${ly + 4}">${escapeXml(s.label)}</text>`);
   });
   parts.push('</svg>');

@@ -108,10 +108,21 @@ describe('scale collection: volumes and pixels', () => {
 describe('scale collection: nearest neighbour and order', () => {
   it('finds the exact nearest (the first of equals), despite stopping early on far candidates', () => {
     const q = [10, 10, 10];
-    const c = [[0, 0, 0], [10, 11, 12], [9, 10, 11], [10, 10, 12], [200, 0, 0]];
+    const c = [
+      [0, 0, 0],
+      [10, 11, 12],
+      [9, 10, 11],
+      [10, 10, 12],
+      [200, 0, 0],
+    ];
     expect(nearest(q, c)).toEqual({ index: 2, distance: 2 });
     expect(squaredDistance(q, c[3])).toBe(4);
-    expect(nearest(q, [[10, 10, 12], [12, 10, 10]])).toEqual({ index: 0, distance: 4 });
+    expect(
+      nearest(q, [
+        [10, 10, 12],
+        [12, 10, 10],
+      ]),
+    ).toEqual({ index: 0, distance: 4 });
   });
 
   it('shuffles to a fixed permutation', () => {

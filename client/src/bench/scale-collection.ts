@@ -35,7 +35,11 @@ export function sliceOf(v: Volume8, axis: Axis, k: number): GrayImage {
   for (let r = 0; r < height; r++) {
     for (let c = 0; c < width; c++) {
       const at =
-        axis === 'ax' ? c + nx * (ny - 1 - r + ny * k) : axis === 'cor' ? c + nx * (k + ny * (nz - 1 - r)) : k + nx * (ny - 1 - c + ny * (nz - 1 - r));
+        axis === 'ax'
+          ? c + nx * (ny - 1 - r + ny * k)
+          : axis === 'cor'
+            ? c + nx * (k + ny * (nz - 1 - r))
+            : k + nx * (ny - 1 - c + ny * (nz - 1 - r));
       pixels[r * width + c] = values[at];
     }
   }
@@ -158,8 +162,15 @@ export const QUERY_SHIFT = { right: 2, down: 1 } as const;
  *   QUERY_SHIFT, which is no window of the grid (stride > shift); the centre
  *   window of the same slice is in the collection, a few voxels away.
  */
-export function queryWindows(k: number, width: number, height: number, window: number, stride: number): { kind: QueryKind; at: WindowRef }[] {
-  if (stride <= Math.max(QUERY_SHIFT.right, QUERY_SHIFT.down)) throw new RangeError(`stride ${stride} would put a shifted query on the grid`);
+export function queryWindows(
+  k: number,
+  width: number,
+  height: number,
+  window: number,
+  stride: number,
+): { kind: QueryKind; at: WindowRef }[] {
+  if (stride <= Math.max(QUERY_SHIFT.right, QUERY_SHIFT.down))
+    throw new RangeError(`stride ${stride} would put a shifted query on the grid`);
   const cl = Math.floor((width - window) / 2);
   const ct = Math.floor((height - window) / 2);
   return [

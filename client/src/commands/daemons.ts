@@ -21,7 +21,10 @@ export async function runC2(log: Logger, options: { listen: string; keys: string
   await serveUntilSignal(daemon, 'c2', log, crypto.close, options.transport);
 }
 
-export async function runC1(log: Logger, options: { listen: string; keys: string; db: string; c2: string; transport: Transport }): Promise<void> {
+export async function runC1(
+  log: Logger,
+  options: { listen: string; keys: string; db: string; c2: string; transport: Transport },
+): Promise<void> {
   const listen = checkAddress(options.listen, '--listen', 'FNN_C1_LISTEN');
   const c2Address = checkAddress(options.c2, '--c2', 'FNN_C2');
   const pk2 = loadPublicKey(options.keys);
@@ -29,7 +32,15 @@ export async function runC1(log: Logger, options: { listen: string; keys: string
   sameSize(pk2, sk1.publicKey);
   const crypto = createCrypto(pk2);
   const fast = { pk2, sk1, multiExp: crypto.pool.multiExp.bind(crypto.pool) };
-  const daemon = await startC1({ listen, dbPath: options.db, c2Address, crypto: crypto.evaluator, fast, log, transport: options.transport });
+  const daemon = await startC1({
+    listen,
+    dbPath: options.db,
+    c2Address,
+    crypto: crypto.evaluator,
+    fast,
+    log,
+    transport: options.transport,
+  });
   await serveUntilSignal(daemon, 'c1', log, crypto.close, options.transport);
 }
 

@@ -8,7 +8,11 @@ import type { Output } from '../output';
  * is unknown. Every group that loses a member is re-encrypted without it, so
  * the deleted images are gone from every packed ciphertext at both servers.
  */
-export async function deleteRecords(out: Output, ids: string[], options: { c1: string; c2: string; keys: string; transport: Transport }): Promise<void> {
+export async function deleteRecords(
+  out: Output,
+  ids: string[],
+  options: { c1: string; c2: string; keys: string; transport: Transport },
+): Promise<void> {
   const client = connectC1(checkAddress(options.c1, '--c1', 'FNN_C1'), options.transport);
   const replica = connectReplica(checkAddress(options.c2, '--c2', 'FNN_C2'), options.transport);
   const owner = openCollectionWriter(grpcOwnerLink(client, replica), options.keys, ['packed']);

@@ -64,7 +64,8 @@ function prepare(options: QueryOptions) {
   const link: DoctorLink = {
     status: async () => {
       const status = await call(c1.status.bind(c1), {}, 30_000);
-      if (status.width && status.keyFingerprint !== pk2.fingerprint()) throw new CliError('usage', 'C1 holds records under another key than public-key.json');
+      if (status.width && status.keyFingerprint !== pk2.fingerprint())
+        throw new CliError('usage', 'C1 holds records under another key than public-key.json');
       return status;
     },
     putShare: async (share) => (await call(c2.putShare.bind(c2), share, 30_000, undefined, 'C2')).ticket,
@@ -100,7 +101,11 @@ function complete(answer: DoctorAnswer, image: GrayImage, started: number, outDi
         stem(answer.tag),
         basename(answer.tag),
         image,
-        answer.neighbours.map((n) => ({ id: n.id, distance: n.distance.toString(), image: { ...image, maxValue: n.image.maxValue, pixels: n.image.pixels } })),
+        answer.neighbours.map((n) => ({
+          id: n.id,
+          distance: n.distance.toString(),
+          image: { ...image, maxValue: n.image.maxValue, pixels: n.image.pixels },
+        })),
       )
     : null;
   return {
@@ -230,7 +235,8 @@ export async function batchQuery(out: Output, paths: string[], options: QueryOpt
     const summary = tally.summary(Date.now());
     if (out.json) out.result({ summary }, '');
     else out.note(humanSummary(summary));
-    if (summary.answered + tally.failedCount < summary.total) throw new CliError('failure', 'C1 closed the stream before answering every query');
+    if (summary.answered + tally.failedCount < summary.total)
+      throw new CliError('failure', 'C1 closed the stream before answering every query');
     if (tally.failedCount > 0) throw new CliError('invalid', `${tally.failedCount} of ${summary.total} queries failed`);
   } finally {
     await ctx.close();

@@ -31,10 +31,26 @@ export async function status(out: Output, options: { c1: string; c2: string; tra
     const sameKey = c1Up && c2Up ? c1Up.keyFingerprint === c2Up.keyFingerprint : undefined;
     const report = {
       c1: c1Up
-        ? { up: true, records: Number(c1Up.records), width: c1Up.width, height: c1Up.height, maxValue: c1Up.maxValue, keyBits: c1Up.keyBits, keyFingerprint: c1Up.keyFingerprint, seesC2: c1Up.c2Reachable }
+        ? {
+            up: true,
+            records: Number(c1Up.records),
+            width: c1Up.width,
+            height: c1Up.height,
+            maxValue: c1Up.maxValue,
+            keyBits: c1Up.keyBits,
+            keyFingerprint: c1Up.keyFingerprint,
+            seesC2: c1Up.c2Reachable,
+          }
         : { up: false, error: classify((db as PromiseRejectedResult).reason).reason },
       c2: c2Up
-        ? { up: true, keyBits: c2Up.keyBits, keyFingerprint: c2Up.keyFingerprint, replicaRecords: Number(c2Up.replicaRecords), openSessions: c2Up.openSessions, pendingRetrievals: c2Up.pendingRetrievals }
+        ? {
+            up: true,
+            keyBits: c2Up.keyBits,
+            keyFingerprint: c2Up.keyFingerprint,
+            replicaRecords: Number(c2Up.replicaRecords),
+            openSessions: c2Up.openSessions,
+            pendingRetrievals: c2Up.pendingRetrievals,
+          }
         : { up: false, error: classify((holder as PromiseRejectedResult).reason).reason },
       sameKey,
     };
@@ -48,7 +64,9 @@ export async function status(out: Output, options: { c1: string; c2: string; tra
     ];
     if (sameKey === false) lines.push('WARNING: C1 and C2 hold different keys');
     if (c1Up && c2Up && c1Up.records !== c2Up.replicaRecords)
-      lines.push('WARNING: C2\'s replica and C1 hold different numbers of records: the fast protocol refuses until an upload or delete is run again');
+      lines.push(
+        "WARNING: C2's replica and C1 hold different numbers of records: the fast protocol refuses until an upload or delete is run again",
+      );
     out.result(report, lines.join('\n'));
     if (!c1Up || !c2Up) throw new CliError('unavailable', 'not all daemons are up');
     if (sameKey === false) throw new CliError('failure', 'C1 and C2 hold different keys');

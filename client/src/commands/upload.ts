@@ -1,14 +1,6 @@
 import type { Layout, Transport } from '@fnn/shared';
 import { call, checkAddress, connectC1, connectReplica } from '../connect';
-import {
-  expandImagePaths,
-  openImageFile,
-  parseImageOptions,
-  recordIdOf,
-  ruledImage,
-  sizeRefusal,
-  type ImageFlags,
-} from '../image-files';
+import { expandImagePaths, openImageFile, parseImageOptions, recordIdOf, ruledImage, sizeRefusal, type ImageFlags } from '../image-files';
 import { loadC1PublicKey, loadPublicKey, loadRecordKey } from '../key-files';
 import type { NamedImage } from '@fnn/shared';
 import { grpcOwnerLink, openCollectionWriter } from '../owner-upload';
@@ -66,8 +58,15 @@ export async function upload(out: Output, paths: string[], options: UploadOption
     // the image has been encrypted.
     const shape = await call(client.status.bind(client), {}, 30_000);
     const collection: Size | undefined = shape.width ? { width: shape.width, height: shape.height } : undefined;
-    if (imageOptions.size && collection && (imageOptions.size.width !== collection.width || imageOptions.size.height !== collection.height)) {
-      throw new CliError('usage', `--size ${imageOptions.size.width}x${imageOptions.size.height} differs from the collection's ${collection.width}x${collection.height}`);
+    if (
+      imageOptions.size &&
+      collection &&
+      (imageOptions.size.width !== collection.width || imageOptions.size.height !== collection.height)
+    ) {
+      throw new CliError(
+        'usage',
+        `--size ${imageOptions.size.width}x${imageOptions.size.height} differs from the collection's ${collection.width}x${collection.height}`,
+      );
     }
     let target: Size | undefined = imageOptions.size ?? collection;
     if (imageOptions.fit === 'crop' && !target) {
@@ -110,31 +109,35 @@ export async function upload(out: Output, paths: string[], options: UploadOption
       pending = [];
       const fileOf = new Map(batch.map((r) => [r.id, r.file]));
       const reported = new Set<string>();
-      await owner!.writer.upload(batch, (outcome) => {
-        for (const id of outcome.ids) reported.add(id);
-        for (const id of outcome.ids) {
-          n++;
-          bar.tick();
-          const file = fileOf.get(id)!;
-          if (outcome.ok) {
-            stored++;
-            const status = outcome.replaced.has(id) ? 'replaced' : 'stored';
-            bar.around(() => out.result({ file, id, status, total: outcome.total }, `[${n}/${total}] ${id}: ${status} (${outcome.total} records)`));
-          } else failed(file, id, outcome.error, 1, `[${n}/${total}] `);
-        }
-      }).catch((error) => {
-        // Refused before any group was written (slot allocation): every record of the batch failed.
-        // Or a group failed because C1 or C2 is unreachable (failed() threw it to stop the upload):
-        // the records not reported yet failed too, and the upload stops with that error (exit 5 or 6)
-        // even when it was the batch's last group.
-        for (const r of batch.filter((b) => !reported.has(b.id))) {
-          n++;
-          bar.tick();
-          failed(r.file, r.id, error, 1, `[${n}/${total}] `);
-        }
-        const { code } = classify(error);
-        if (code === EXIT.unavailable || code === EXIT.refused) throw error;
-      });
+      await owner!.writer
+        .upload(batch, (outcome) => {
+          for (const id of outcome.ids) reported.add(id);
+          for (const id of outcome.ids) {
+            n++;
+            bar.tick();
+            const file = fileOf.get(id)!;
+            if (outcome.ok) {
+              stored++;
+              const status = outcome.replaced.has(id) ? 'replaced' : 'stored';
+              bar.around(() =>
+                out.result({ file, id, status, total: outcome.total }, `[${n}/${total}] ${id}: ${status} (${outcome.total} records)`),
+              );
+            } else failed(file, id, outcome.error, 1, `[${n}/${total}] `);
+          }
+        })
+        .catch((error) => {
+          // Refused before any group was written (slot allocation): every record of the batch failed.
+          // Or a group failed because C1 or C2 is unreachable (failed() threw it to stop the upload):
+          // the records not reported yet failed too, and the upload stops with that error (exit 5 or 6)
+          // even when it was the batch's last group.
+          for (const r of batch.filter((b) => !reported.has(b.id))) {
+            n++;
+            bar.tick();
+            failed(r.file, r.id, error, 1, `[${n}/${total}] `);
+          }
+          const { code } = classify(error);
+          if (code === EXIT.unavailable || code === EXIT.refused) throw error;
+        });
     };
     try {
       for (const { file, count } of plan) {
@@ -177,6 +180,9 @@ export async function upload(out: Output, paths: string[], options: UploadOption
     replica.close();
     await owner?.close();
   }
-  out.note(`uploaded ${stored} of ${total} images from ${files.length} file${files.length === 1 ? '' : 's'} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  if (notUploaded > 0) throw new CliError('invalid', `${notUploaded} image${notUploaded === 1 ? ' was' : 's were'} not uploaded (see the FAILED lines)`);
+  out.note(
+    `uploaded ${stored} of ${total} images from ${files.length} file${files.length === 1 ? '' : 's'} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+  );
+  if (notUploaded > 0)
+    throw new CliError('invalid', `${notUploaded} image${notUploaded === 1 ? ' was' : 's were'} not uploaded (see the FAILED lines)`);
 }

@@ -190,7 +190,6 @@ export function runCliStreaming(
   });
 }
 
-
 // ----- the owner's requests, to be taken apart by the malformed-input tests -----
 
 /** The owner's writes the capturing link was given, in order (nothing of them was sent). */
@@ -256,7 +255,8 @@ export async function ownerGroupUpload(
   await ownerWriter(link, keys, layouts).upload([{ id, image: { width, height, maxValue, pixels } }], (o) => outcomes.push(o));
   for (const o of outcomes) if (!o.ok) throw o.error;
   const { uploads, replicaGroups } = link.captured;
-  if (uploads.length !== 1 || replicaGroups.length !== 1) throw new Error(`one record made ${uploads.length} uploads and ${replicaGroups.length} replica groups`);
+  if (uploads.length !== 1 || replicaGroups.length !== 1)
+    throw new Error(`one record made ${uploads.length} uploads and ${replicaGroups.length} replica groups`);
   return { upload: uploads[0], replica: replicaGroups[0], lookupTag: keys.recordKey.lookupTag(id) };
 }
 

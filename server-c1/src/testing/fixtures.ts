@@ -112,16 +112,12 @@ export const portOf = (address: string) => Number(address.slice(address.lastInde
 
 // ----- gRPC calls as promises -----
 
-export const upload = (db: wire.DatabaseClient, req: wire.UploadRequest) =>
-  rpc<wire.UploadReply>((m, o, cb) => db.upload(req, m, o, cb));
-export const remove = (db: wire.DatabaseClient, req: wire.DeleteRequest) =>
-  rpc<wire.DeleteReply>((m, o, cb) => db.delete(req, m, o, cb));
-export const query = (db: wire.DatabaseClient, req: wire.QueryRequest) =>
-  rpc<wire.QueryReply>((m, o, cb) => db.query(req, m, o, cb));
+export const upload = (db: wire.DatabaseClient, req: wire.UploadRequest) => rpc<wire.UploadReply>((m, o, cb) => db.upload(req, m, o, cb));
+export const remove = (db: wire.DatabaseClient, req: wire.DeleteRequest) => rpc<wire.DeleteReply>((m, o, cb) => db.delete(req, m, o, cb));
+export const query = (db: wire.DatabaseClient, req: wire.QueryRequest) => rpc<wire.QueryReply>((m, o, cb) => db.query(req, m, o, cb));
 export const allocateSlots = (db: wire.DatabaseClient, lookupTags: Buffer[], shape: Partial<typeof SHAPE> = {}) =>
   rpc<wire.SlotAssignments>((m, o, cb) => db.allocateSlots({ lookupTags, ...SHAPE, ...shape }, m, o, cb));
-export const getGroup = (db: wire.DatabaseClient, group: number) =>
-  rpc<wire.GroupContents>((m, o, cb) => db.getGroup({ group }, m, o, cb));
+export const getGroup = (db: wire.DatabaseClient, group: number) => rpc<wire.GroupContents>((m, o, cb) => db.getGroup({ group }, m, o, cb));
 export const databaseStatus = (db: wire.DatabaseClient) => rpc<wire.DatabaseStatus>((m, o, cb) => db.status({}, m, o, cb));
 
 /** The replies of one BatchQuery stream given these requests. */
@@ -159,13 +155,18 @@ export const failureOf = (reply: wire.QueryReply) => (reply.answer?.$case === 'f
 /** The protocol that answered (the reply's oneof case). */
 export const protocolOf = (reply: wire.QueryReply) => reply.answer?.$case;
 /** Neighbours in the reply, whatever the protocol. */
-export const neighbourCount = (reply: wire.QueryReply) => (reply.answer && reply.answer.$case !== 'failure' ? reply.answer.value.neighbours.length : 0);
+export const neighbourCount = (reply: wire.QueryReply) =>
+  reply.answer && reply.answer.$case !== 'failure' ? reply.answer.value.neighbours.length : 0;
 /** Records searched, and those the bound rejected (0 for a protocol without a bound). */
 export const totalOf = (reply: wire.QueryReply) => reply.stats?.total ?? 0n;
 export const rejectedOf = (reply: wire.QueryReply) => reply.stats?.bound?.rejected ?? 0n;
 
 /** The shared header of every query: C1's key and the image size the query claims. */
-export const queryHeader = (keyFingerprint: string, width = WIDTH, height = HEIGHT): wire.QueryHeader => ({ keyFingerprint, width, height });
+export const queryHeader = (keyFingerprint: string, width = WIDTH, height = HEIGHT): wire.QueryHeader => ({
+  keyFingerprint,
+  width,
+  height,
+});
 
 /** The paper's encrypted query (from Fixture.wireQuery) with the header it travels under. */
 export interface PaperQueryParts {
@@ -272,7 +273,6 @@ export function forget(d: Deployment, ids: string[]): void {
   d.collection = d.collection.filter((c) => !ids.includes(c.id));
 }
 
-
 export interface FixtureOptions {
   /** A second C1 (same C2) whose collection stays empty. */
   empty?: boolean;
@@ -344,7 +344,13 @@ export class Fixture {
     this.main = this.deployment('main', this.c1.address, this.c2.address, WITH_PAPER_LAYOUT);
     this.secure = new wire.SecureComputationClient(this.c2.address, credentials.createInsecure());
     this.clients.push(this.secure);
-    if (options.empty) this.extra.empty = this.deployment('empty', (await this.startedC1(this.c2.address, 'c1-empty.db')).address, this.c2.address, WITH_PAPER_LAYOUT);
+    if (options.empty)
+      this.extra.empty = this.deployment(
+        'empty',
+        (await this.startedC1(this.c2.address, 'c1-empty.db')).address,
+        this.c2.address,
+        WITH_PAPER_LAYOUT,
+      );
 
     const images = Array.from({ length: COLLECTION_SIZE }, (_, i) => ({ id: `patient-${i}`, pixels: randomImage() }));
     images.find((r) => r.id === TWIN_OF.twin)!.pixels = Uint16Array.from(images.find((r) => r.id === TWIN_OF.original)!.pixels);
@@ -507,7 +513,12 @@ export class Fixture {
   async ownerUpload(d: Deployment, records: PlaintextRecord[], options: OwnerOptions = {}) {
     const link = this.ownerLink(d, { c1: options.c1 ?? true, c2: options.c2 ?? true });
     const outcomes: GroupOutcome[] = [];
-    const image = (pixels: Uint16Array) => ({ width: options.width ?? WIDTH, height: options.height ?? HEIGHT, maxValue: MAX_VALUE, pixels });
+    const image = (pixels: Uint16Array) => ({
+      width: options.width ?? WIDTH,
+      height: options.height ?? HEIGHT,
+      maxValue: MAX_VALUE,
+      pixels,
+    });
     await this.writerOver(link, options.layouts ?? d.layouts).upload(
       records.map((r) => ({ id: r.id, image: image(r.pixels) })),
       (o) => outcomes.push(o),
@@ -565,14 +576,26 @@ export class Fixture {
       );
       const c1Side = change.columns;
       const c2Side = r.group!.columns!;
-      expect(c1Side.distance.map((c) => sk.decrypt(codec.fromCipher(c))), `${what}: C1's pixel columns`).toEqual(plain.pixels);
-      expect(c1Side.bound.map((c) => sk.decrypt(codec.fromCipher(c))), `${what}: C1's embedding columns`).toEqual(plain.embedding);
+      expect(
+        c1Side.distance.map((c) => sk.decrypt(codec.fromCipher(c))),
+        `${what}: C1's pixel columns`,
+      ).toEqual(plain.pixels);
+      expect(
+        c1Side.bound.map((c) => sk.decrypt(codec.fromCipher(c))),
+        `${what}: C1's embedding columns`,
+      ).toEqual(plain.embedding);
       expect(
         [c1Side.distanceConstant, c1Side.boundConstant].map((c) => sk.decrypt(codec.fromCipher(c))),
         `${what}: C1's constants`,
       ).toEqual([plain.distanceConstant, plain.boundConstant]);
-      expect(c2Side.distance.map((c) => sk1.decrypt(codec.fromCipher(c))), `${what}: C2's pixel columns, under C1's key`).toEqual(plain.pixels);
-      expect(c2Side.bound.map((c) => sk1.decrypt(codec.fromCipher(c))), `${what}: C2's embedding columns`).toEqual(plain.embedding);
+      expect(
+        c2Side.distance.map((c) => sk1.decrypt(codec.fromCipher(c))),
+        `${what}: C2's pixel columns, under C1's key`,
+      ).toEqual(plain.pixels);
+      expect(
+        c2Side.bound.map((c) => sk1.decrypt(codec.fromCipher(c))),
+        `${what}: C2's embedding columns`,
+      ).toEqual(plain.embedding);
     } else expect(r.group!.columns, `${what}: an emptied group has no columns at C2 either`).toBeUndefined();
   }
 
@@ -580,7 +603,10 @@ export class Fixture {
 
   /** The doctor's encrypted query of the paper's protocols, for an image of this size. */
   async wireQuery(pixels: Uint16Array, width = WIDTH, height = HEIGHT): Promise<PaperQueryParts> {
-    return { header: queryHeader(this.pk.fingerprint(), width, height), query: this.codec.paperQueryToWire(await encryptQuery(this.underPk2, pixels)) };
+    return {
+      header: queryHeader(this.pk.fingerprint(), width, height),
+      query: this.codec.paperQueryToWire(await encryptQuery(this.underPk2, pixels)),
+    };
   }
 
   /** A paper query's whole request for this image. */
@@ -598,7 +624,7 @@ export class Fixture {
   ): Promise<wire.QueryRequest> {
     const d = options.to ?? this.main;
     const status = await databaseStatus(d.db);
-    expect(status.keyFingerprint, 'C1 must hold the collection under the doctor\'s key').toBe(this.pk.fingerprint());
+    expect(status.keyFingerprint, "C1 must hold the collection under the doctor's key").toBe(this.pk.fingerprint());
     const params = packingParams(status.keyBits, status.width, status.height, status.maxValue);
     const shares = await shareQuery(pixels, params, this.underPk2);
     const forC2 = { distance: shares.forC2.distance.map(residueToBytes), bound: shares.forC2.bound.map(residueToBytes) };
@@ -663,7 +689,9 @@ export class Fixture {
     const stats = reply.stats!;
     expect(stats.total, `${what}: every record must be searched`).toBe(BigInt(d.collection.length));
     expect((stats.bound?.rejected ?? 0n) <= stats.total, `${what}: more records rejected than searched`).toBe(true);
-    expect(stats.bound === undefined, `${what}: a bound stage is reported exactly when the protocol has one`).toBe(!protocolModule(protocol).bounded);
+    expect(stats.bound === undefined, `${what}: a bound stage is reported exactly when the protocol has one`).toBe(
+      !protocolModule(protocol).bounded,
+    );
     expect(reply.answer?.$case, `${what}: the reply must name the protocol that ran`).toBe(protocol);
     const got = isFast(protocol) ? this.openResults(reply) : await this.redeem(reply, d);
     expect(

@@ -108,7 +108,10 @@ export class C2Fixture {
     this.replica = new wire.ReplicaClient(this.c2.address, credentials.createInsecure());
     const outcomes: GroupOutcome[] = [];
     await this.writer().upload(
-      Array.from({ length: records }, (_, i) => ({ id: `patient-${i}`, image: { width: TEST_WIDTH, height: TEST_HEIGHT, maxValue: TEST_MAX_VALUE, pixels: randomImage() } })),
+      Array.from({ length: records }, (_, i) => ({
+        id: `patient-${i}`,
+        image: { width: TEST_WIDTH, height: TEST_HEIGHT, maxValue: TEST_MAX_VALUE, pixels: randomImage() },
+      })),
       (o) => outcomes.push(o),
     );
     for (const o of outcomes) if (!o.ok) throw o.error;
@@ -131,7 +134,10 @@ export class C2Fixture {
   /** A valid share of a random query deposited at C2 (C2's half, as the doctor sends it): its ticket. */
   async depositedShare(): Promise<string> {
     const shares = await shareQuery(randomImage(), PARAMS, async (values) => values.map((v) => this.pk.encrypt(v)));
-    const { ticket } = await this.putShare({ distance: shares.forC2.distance.map(residueToBytes), bound: shares.forC2.bound.map(residueToBytes) });
+    const { ticket } = await this.putShare({
+      distance: shares.forC2.distance.map(residueToBytes),
+      bound: shares.forC2.bound.map(residueToBytes),
+    });
     return ticket;
   }
 

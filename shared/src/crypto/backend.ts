@@ -47,14 +47,7 @@ export function unblindSquaresBatch(pk: PublicKey, h: bigint[], values: bigint[]
   });
 }
 
-export function unblindProductsBatch(
-  pk: PublicKey,
-  h: bigint[],
-  a: bigint[],
-  b: bigint[],
-  masksA: bigint[],
-  masksB: bigint[],
-): bigint[] {
+export function unblindProductsBatch(pk: PublicKey, h: bigint[], a: bigint[], b: bigint[], masksA: bigint[], masksB: bigint[]): bigint[] {
   return h.map((hi, i) => {
     const crossA = pk.mulPlain(a[i], masksB[i]);
     const crossB = pk.mulPlain(b[i], masksA[i]);

@@ -5,13 +5,19 @@ import { randomBelow, randomBits } from './random';
 import { valuesToFixedBlob } from './codec';
 import { bestWindow, multiExp, multiExpFixed } from './multiexp';
 
-const naive = (bases: bigint[], exps: bigint[], m: bigint) =>
-  bases.reduce((acc, b, i) => (acc * modPow(b, exps[i], m)) % m, 1n);
+const naive = (bases: bigint[], exps: bigint[], m: bigint) => bases.reduce((acc, b, i) => (acc * modPow(b, exps[i], m)) % m, 1n);
 
 describe('multiExp (bucket method)', () => {
   it('equals the product of separate exponentiations for many sizes and exponent widths', () => {
     const m = (1n << 521n) - 1n;
-    for (const [n, bits] of [[1, 8], [2, 1], [7, 48], [33, 57], [200, 64], [50, 130]] as const) {
+    for (const [n, bits] of [
+      [1, 8],
+      [2, 1],
+      [7, 48],
+      [33, 57],
+      [200, 64],
+      [50, 130],
+    ] as const) {
       const bases = Array.from({ length: n }, () => randomBelow(m));
       const exps = Array.from({ length: n }, () => randomBits(bits));
       expect(multiExp(bases, exps, m), `n=${n} bits=${bits}`).toBe(naive(bases, exps, m));

@@ -110,9 +110,11 @@ const referenceDecrypt = (sk: SecretKey, c: bigint) => (sk as unknown as { refer
 const referenceEncrypt = (pk: PublicKey, m: bigint, a: bigint) =>
   (pk as unknown as { referenceEncrypt(m: bigint, a: bigint): bigint }).referenceEncrypt(m, a);
 const encryptWithExponents = (pk: PublicKey, values: bigint[], exponents: bigint[]) =>
-  (pk as unknown as { encryptWithExponents(v: bigint[], e: Buffer): bigint[] }).encryptWithExponents(values, valuesToFixedBlob(exponents, 32));
-const decryptorOf = (sk: SecretKey) =>
-  (sk as unknown as { decryptor(): Parameters<typeof native.crtDecrypt>[0] }).decryptor();
+  (pk as unknown as { encryptWithExponents(v: bigint[], e: Buffer): bigint[] }).encryptWithExponents(
+    values,
+    valuesToFixedBlob(exponents, 32),
+  );
+const decryptorOf = (sk: SecretKey) => (sk as unknown as { decryptor(): Parameters<typeof native.crtDecrypt>[0] }).decryptor();
 const encryptorOf = (pk: PublicKey) => (pk as unknown as { encryptor(): Parameters<typeof native.publicEncrypt>[0] }).encryptor();
 const factorsOf = (sk: SecretKey) => {
   const { p, q } = sk.toJSON();
@@ -194,7 +196,11 @@ describe('CRT decryption in the C module (SecretKey.decrypt) against the BigInt 
 
 describe("anyone's encryption in the C module (PublicKey.encrypt) against the BigInt reference", () => {
   it('gives the same ciphertext for the same h and exponent: random, 0, 1 and 2^256 - 1, plaintexts 0, 1, N-1 and random', async () => {
-    const keys = [(await generateKeyPair(512)).publicKey, unequalPrimesKey().publicKey, new PublicKey(randomBits(255) * 2n + 1n + (1n << 256n))];
+    const keys = [
+      (await generateKeyPair(512)).publicKey,
+      unequalPrimesKey().publicKey,
+      new PublicKey(randomBits(255) * 2n + 1n + (1n << 256n)),
+    ];
     for (const pk of keys) {
       const values = [0n, 1n, pk.n - 1n, ...Array.from({ length: 20 }, () => randomBelow(pk.n))];
       const exps = values.map((_, i) => (i === 0 ? 0n : i === 1 ? 1n : i === 2 ? (1n << 256n) - 1n : randomBits(256)));
@@ -228,7 +234,9 @@ describe("anyone's encryption in the C module (PublicKey.encrypt) against the Bi
     const n = valuesToFixedBlob([pk.n], width);
     expect(() => native.publicEncryptor(n, Buffer.alloc(cw), 8, 256)).toThrow(/unusable key/);
     expect(() => native.publicEncryptor(n, valuesToFixedBlob([pk.n2], cw), 8, 256)).toThrow(/unusable key/);
-    expect(() => native.publicEncryptor(valuesToFixedBlob([pk.n + 1n], width), valuesToFixedBlob([2n], cw), 8, 256)).toThrow(/unusable key/);
+    expect(() => native.publicEncryptor(valuesToFixedBlob([pk.n + 1n], width), valuesToFixedBlob([2n], cw), 8, 256)).toThrow(
+      /unusable key/,
+    );
     expect(() => native.publicEncryptor(n, Buffer.alloc(cw + 1, 1), 8, 256)).toThrow(/no longer than twice/);
     expect(() => native.publicEncryptor(n, valuesToFixedBlob([2n], cw), 13, 256)).toThrow(/window/);
   });

@@ -496,9 +496,7 @@ export class SecretKey {
       const n = this.publicKey.n;
       // One width for all six, as the owner's encryptor: the longest of N, p^2 and q^2.
       const width = 8 * Math.ceil(Math.max(bitLength(n), bitLength(this.#p2), bitLength(this.#q2)) / 64);
-      const [nB, pB, qB, hpB, hqB, invB] = [n, this.#p, this.#q, this.#hp, this.#hq, this.#qInvP].map((v) =>
-        valuesToFixedBlob([v], width),
-      );
+      const [nB, pB, qB, hpB, hqB, invB] = [n, this.#p, this.#q, this.#hp, this.#hq, this.#qInvP].map((v) => valuesToFixedBlob([v], width));
       this.#decryptor = native.crtDecryptor(nB, pB, qB, hpB, hqB, invB);
     }
     return this.#decryptor;

@@ -76,7 +76,8 @@ export class CryptoPool {
     if (fixedWidthCount(exponents, 'exponent') !== count) throw new RangeError('multiExp needs one exponent per base');
     const chunks = Math.max(1, Math.min(this.threads, Math.floor(count / 64)));
     const size = Math.ceil(count / chunks);
-    const slice = (v: FixedWidthValues, start: number) => new Uint8Array(v.bytes.subarray(start * v.width, Math.min(count, start + size) * v.width));
+    const slice = (v: FixedWidthValues, start: number) =>
+      new Uint8Array(v.bytes.subarray(start * v.width, Math.min(count, start + size) * v.width));
     const parts: Promise<bigint[]>[] = [];
     for (let start = 0; start < count; start += size) {
       const b = slice(bases, start);

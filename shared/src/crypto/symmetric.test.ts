@@ -31,8 +31,7 @@ describe('record identifiers', () => {
   const key = new RecordKey(generateSymmetricKey());
 
   it('encryptId / decryptId round-trip, including unicode and empty IDs', () => {
-    for (const id of ['LIDC-IDRI-0001/slice-42', '', 'patient-ü-東京'])
-      expect(key.decryptId(key.encryptId(id))).toBe(id);
+    for (const id of ['LIDC-IDRI-0001/slice-42', '', 'patient-ü-東京']) expect(key.decryptId(key.encryptId(id))).toBe(id);
   });
 
   it('encrypting the same ID twice gives different blobs (random nonce)', () => {

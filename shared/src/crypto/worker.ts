@@ -1,14 +1,7 @@
 // A worker thread of the crypto pool (pool.ts). Keys arrive once per task as
 // their JSON form and are rebuilt once per worker (the fixed-base table of a
 // 2048-bit key takes ~0.1 s to build, so it is cached).
-import {
-  blindBatch,
-  decryptBatch,
-  multiplyBlindedBatch,
-  squareBlindedBatch,
-  unblindProductsBatch,
-  unblindSquaresBatch,
-} from './backend';
+import { blindBatch, decryptBatch, multiplyBlindedBatch, squareBlindedBatch, unblindProductsBatch, unblindSquaresBatch } from './backend';
 import type { FixedWidthValues } from './codec';
 import { multiExpFixed } from './multiexp';
 import { PublicKey, SecretKey } from './paillier';

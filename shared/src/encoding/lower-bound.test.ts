@@ -32,8 +32,17 @@ describe('isqrt', () => {
 
 describe('the integer lower bound never exceeds the true scaled distance', () => {
   it('holds for constant images (zero spread)', () => {
-    for (const [a, b] of [[0, 0], [0, 255], [7, 8], [65535, 0], [65535, 65535]])
-      expectBoundHolds(image(64, () => a), image(64, () => b));
+    for (const [a, b] of [
+      [0, 0],
+      [0, 255],
+      [7, 8],
+      [65535, 0],
+      [65535, 65535],
+    ])
+      expectBoundHolds(
+        image(64, () => a),
+        image(64, () => b),
+      );
   });
 
   it('holds for identical images, where the distance is 0', () => {
@@ -49,9 +58,18 @@ describe('the integer lower bound never exceeds the true scaled distance', () =>
       const board = image(256, (i) => ((i + (i >> 4)) % 2 ? max : 0));
       const inverse = board.map((v) => max - v);
       expectBoundHolds(board, inverse);
-      expectBoundHolds(board, image(256, () => max));
-      expectBoundHolds(board, image(256, () => 0));
-      expectBoundHolds(image(256, (i) => (i === 0 ? max : 0)), image(256, () => 0));
+      expectBoundHolds(
+        board,
+        image(256, () => max),
+      );
+      expectBoundHolds(
+        board,
+        image(256, () => 0),
+      );
+      expectBoundHolds(
+        image(256, (i) => (i === 0 ? max : 0)),
+        image(256, () => 0),
+      );
     }
   });
 

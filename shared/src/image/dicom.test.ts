@@ -112,21 +112,130 @@ const FRAMES = 3;
 
 /** [syntax, lossless, sample kinds it can carry, extra encoder parameters] */
 const ROUND_TRIPS: [string, boolean, Sample[], Record<string, unknown>?][] = [
-  ['1.2.840.10008.1.2', true, [{ bits: 8, stored: 8, signed: false }, { bits: 16, stored: 12, signed: false }, { bits: 16, stored: 16, signed: true }]],
-  ['1.2.840.10008.1.2.1', true, [{ bits: 8, stored: 8, signed: true }, { bits: 16, stored: 16, signed: false }, { bits: 16, stored: 12, signed: true }]],
-  ['1.2.840.10008.1.2.2', true, [{ bits: 8, stored: 8, signed: false }, { bits: 16, stored: 12, signed: false }, { bits: 16, stored: 16, signed: true }]],
-  ['1.2.840.10008.1.2.5', true, [{ bits: 8, stored: 8, signed: false }, { bits: 16, stored: 12, signed: false }, { bits: 16, stored: 16, signed: true }]],
+  [
+    '1.2.840.10008.1.2',
+    true,
+    [
+      { bits: 8, stored: 8, signed: false },
+      { bits: 16, stored: 12, signed: false },
+      { bits: 16, stored: 16, signed: true },
+    ],
+  ],
+  [
+    '1.2.840.10008.1.2.1',
+    true,
+    [
+      { bits: 8, stored: 8, signed: true },
+      { bits: 16, stored: 16, signed: false },
+      { bits: 16, stored: 12, signed: true },
+    ],
+  ],
+  [
+    '1.2.840.10008.1.2.2',
+    true,
+    [
+      { bits: 8, stored: 8, signed: false },
+      { bits: 16, stored: 12, signed: false },
+      { bits: 16, stored: 16, signed: true },
+    ],
+  ],
+  [
+    '1.2.840.10008.1.2.5',
+    true,
+    [
+      { bits: 8, stored: 8, signed: false },
+      { bits: 16, stored: 12, signed: false },
+      { bits: 16, stored: 16, signed: true },
+    ],
+  ],
   ['1.2.840.10008.1.2.4.50', false, [{ bits: 8, stored: 8, signed: false }], { quality: 95 }],
-  ['1.2.840.10008.1.2.4.70', true, [{ bits: 8, stored: 8, signed: false }, { bits: 16, stored: 12, signed: false }, { bits: 16, stored: 16, signed: true }]],
-  ['1.2.840.10008.1.2.4.80', true, [{ bits: 8, stored: 8, signed: false }, { bits: 16, stored: 12, signed: false }, { bits: 16, stored: 16, signed: true }]],
-  ['1.2.840.10008.1.2.4.81', false, [{ bits: 8, stored: 8, signed: false }, { bits: 16, stored: 12, signed: false }], { allowedLossyError: 2 }],
-  ['1.2.840.10008.1.2.4.90', true, [{ bits: 8, stored: 8, signed: false }, { bits: 16, stored: 12, signed: false }, { bits: 16, stored: 16, signed: true }]],
-  ['1.2.840.10008.1.2.4.91', false, [{ bits: 8, stored: 8, signed: false }, { bits: 16, stored: 12, signed: false }], { rate: 2 }],
-  ['1.2.840.10008.1.2.4.201', true, [{ bits: 8, stored: 8, signed: false }, { bits: 16, stored: 12, signed: false }, { bits: 16, stored: 16, signed: true }]],
-  ['1.2.840.10008.1.2.4.202', true, [{ bits: 8, stored: 8, signed: false }, { bits: 16, stored: 16, signed: true }]],
-  ['1.2.840.10008.1.2.4.203', false, [{ bits: 8, stored: 8, signed: false }, { bits: 16, stored: 12, signed: false }]],
-  ['1.2.840.10008.1.2.4.110', true, [{ bits: 8, stored: 8, signed: false }, { bits: 16, stored: 12, signed: false }, { bits: 16, stored: 16, signed: false }]],
-  ['1.2.840.10008.1.2.4.112', false, [{ bits: 8, stored: 8, signed: false }, { bits: 16, stored: 12, signed: false }]],
+  [
+    '1.2.840.10008.1.2.4.70',
+    true,
+    [
+      { bits: 8, stored: 8, signed: false },
+      { bits: 16, stored: 12, signed: false },
+      { bits: 16, stored: 16, signed: true },
+    ],
+  ],
+  [
+    '1.2.840.10008.1.2.4.80',
+    true,
+    [
+      { bits: 8, stored: 8, signed: false },
+      { bits: 16, stored: 12, signed: false },
+      { bits: 16, stored: 16, signed: true },
+    ],
+  ],
+  [
+    '1.2.840.10008.1.2.4.81',
+    false,
+    [
+      { bits: 8, stored: 8, signed: false },
+      { bits: 16, stored: 12, signed: false },
+    ],
+    { allowedLossyError: 2 },
+  ],
+  [
+    '1.2.840.10008.1.2.4.90',
+    true,
+    [
+      { bits: 8, stored: 8, signed: false },
+      { bits: 16, stored: 12, signed: false },
+      { bits: 16, stored: 16, signed: true },
+    ],
+  ],
+  [
+    '1.2.840.10008.1.2.4.91',
+    false,
+    [
+      { bits: 8, stored: 8, signed: false },
+      { bits: 16, stored: 12, signed: false },
+    ],
+    { rate: 2 },
+  ],
+  [
+    '1.2.840.10008.1.2.4.201',
+    true,
+    [
+      { bits: 8, stored: 8, signed: false },
+      { bits: 16, stored: 12, signed: false },
+      { bits: 16, stored: 16, signed: true },
+    ],
+  ],
+  [
+    '1.2.840.10008.1.2.4.202',
+    true,
+    [
+      { bits: 8, stored: 8, signed: false },
+      { bits: 16, stored: 16, signed: true },
+    ],
+  ],
+  [
+    '1.2.840.10008.1.2.4.203',
+    false,
+    [
+      { bits: 8, stored: 8, signed: false },
+      { bits: 16, stored: 12, signed: false },
+    ],
+  ],
+  [
+    '1.2.840.10008.1.2.4.110',
+    true,
+    [
+      { bits: 8, stored: 8, signed: false },
+      { bits: 16, stored: 12, signed: false },
+      { bits: 16, stored: 16, signed: false },
+    ],
+  ],
+  [
+    '1.2.840.10008.1.2.4.112',
+    false,
+    [
+      { bits: 8, stored: 8, signed: false },
+      { bits: 16, stored: 12, signed: false },
+    ],
+  ],
 ];
 
 const kind = (s: Sample) => `${s.bits}-bit allocated, ${s.stored} stored, ${s.signed ? 'signed' : 'unsigned'}`;
@@ -164,12 +273,17 @@ describe('DICOM round trips through dcmjs-codecs, every supported transfer synta
   }
 
   it('1.2.840.10008.1.2.4.57 (JPEG Lossless, predictor 6), 12-bit and 16-bit signed', async () => {
-    for (const s of [{ bits: 16, stored: 12, signed: false }, { bits: 16, stored: 16, signed: true }] as Sample[]) {
+    for (const s of [
+      { bits: 16, stored: 12, signed: false },
+      { bits: 16, stored: 16, signed: true },
+    ] as Sample[]) {
       const values = pattern(W, H, FRAMES, s, true);
       const bytes = writeJpegProcess(elements(W, H, FRAMES, s, values), '1.2.840.10008.1.2.4.57', { lossy: false, predictor: 6 }, FRAMES);
       const stack = await openDicom(bytes, 'sv6.dcm');
       for (let f = 0; f < FRAMES; f++) {
-        expect(Array.from(stack.image(f, { offset: offsetFor(s) }).pixels)).toEqual(values.slice(f * W * H, (f + 1) * W * H).map((v) => v + offsetFor(s)));
+        expect(Array.from(stack.image(f, { offset: offsetFor(s) }).pixels)).toEqual(
+          values.slice(f * W * H, (f + 1) * W * H).map((v) => v + offsetFor(s)),
+        );
       }
     }
   });
@@ -249,7 +363,9 @@ describe('DICOM files made by other implementations', () => {
 
   it('CT_small.dcm: RescaleIntercept -1024 applied; refused without an offset, exact with --offset 1024', async () => {
     const stack = await open('CT_small.dcm');
-    expect(() => stack.image(0, offset0)).toThrow(/CT_small\.dcm: pixel at \(0, 0\) is below 0 after RescaleSlope 1 and RescaleIntercept -1024 and --offset 0/);
+    expect(() => stack.image(0, offset0)).toThrow(
+      /CT_small\.dcm: pixel at \(0, 0\) is below 0 after RescaleSlope 1 and RescaleIntercept -1024 and --offset 0/,
+    );
     const img = stack.image(0, { offset: 1024 });
     // pydicom: pixel_array[0, 0:3] = 175, 180, 166 (stored), so HU = stored - 1024.
     expect(Array.from(img.pixels.subarray(0, 3))).toEqual([175, 180, 166]);
@@ -270,15 +386,23 @@ describe('DICOM files that cannot be read say why', () => {
   it('a DICOM file without pixel data (an RT Plan; a generated dataset) is not an image', async () => {
     await expect(open('rtplan.dcm')).rejects.toThrow(/rtplan\.dcm: has no pixel data: not an image \(Modality RTPLAN/);
     const report = new Uint8Array(
-      new Transcoder({ SOPClassUID: '1.2.840.10008.5.1.4.1.1.88.11', SOPInstanceUID: '1.2.3', Modality: 'SR', PatientName: 'X' }, EXPLICIT_LE).getDicomPart10(),
+      new Transcoder(
+        { SOPClassUID: '1.2.840.10008.5.1.4.1.1.88.11', SOPInstanceUID: '1.2.3', Modality: 'SR', PatientName: 'X' },
+        EXPLICIT_LE,
+      ).getDicomPart10(),
     );
     await expect(openDicom(report, 'report.dcm')).rejects.toThrow(/report\.dcm: has no pixel data: not an image \(Modality SR/);
   });
 
   it('a colour image is refused by its photometric interpretation', async () => {
-    await expect(open('SC_rgb_rle.dcm')).rejects.toThrow(/SC_rgb_rle\.dcm: colour image \(PhotometricInterpretation RGB, 3 samples per pixel\)/);
+    await expect(open('SC_rgb_rle.dcm')).rejects.toThrow(
+      /SC_rgb_rle\.dcm: colour image \(PhotometricInterpretation RGB, 3 samples per pixel\)/,
+    );
     const s: Sample = { bits: 8, stored: 8, signed: false };
-    const palette = writeDicom(elements(W, H, 1, s, pattern(W, H, 1, s, true), { PhotometricInterpretation: 'PALETTE COLOR' }), EXPLICIT_LE);
+    const palette = writeDicom(
+      elements(W, H, 1, s, pattern(W, H, 1, s, true), { PhotometricInterpretation: 'PALETTE COLOR' }),
+      EXPLICIT_LE,
+    );
     await expect(openDicom(palette, 'pal.dcm')).rejects.toThrow(/colour image \(PhotometricInterpretation PALETTE COLOR/);
   });
 
@@ -286,7 +410,9 @@ describe('DICOM files that cannot be read say why', () => {
     const s: Sample = { bits: 8, stored: 8, signed: false };
     const el = { ...elements(W, H, 1, s, []), _vrMap: { PixelData: 'OB' }, PixelData: [new Uint8Array(64).fill(1).buffer] };
     const mpeg = new Uint8Array(new Transcoder(el, '1.2.840.10008.1.2.4.100').getDicomPart10());
-    await expect(openDicom(mpeg, 'video.dcm')).rejects.toThrow(/video\.dcm: transfer syntax 1\.2\.840\.10008\.1\.2\.4\.100 \(MPEG2 video\) is not supported/);
+    await expect(openDicom(mpeg, 'video.dcm')).rejects.toThrow(
+      /video\.dcm: transfer syntax 1\.2\.840\.10008\.1\.2\.4\.100 \(MPEG2 video\) is not supported/,
+    );
   });
 
   it('a file that is not DICOM, and a 32-bit one', async () => {
@@ -302,7 +428,13 @@ describe('DICOM files that cannot be read say why', () => {
     // is 64 bytes of junk in place of a codestream.
     const s: Sample = { bits: 16, stored: 16, signed: false };
     const values = pattern(W, H, 2, s, true);
-    for (const syntax of ['1.2.840.10008.1.2.5', '1.2.840.10008.1.2.4.70', '1.2.840.10008.1.2.4.80', '1.2.840.10008.1.2.4.90', '1.2.840.10008.1.2.4.201']) {
+    for (const syntax of [
+      '1.2.840.10008.1.2.5',
+      '1.2.840.10008.1.2.4.70',
+      '1.2.840.10008.1.2.4.80',
+      '1.2.840.10008.1.2.4.90',
+      '1.2.840.10008.1.2.4.201',
+    ]) {
       const good = writeDicom(elements(W, H, 2, s, values), syntax);
       const goodStack = await openDicom(good, 'good.dcm');
       const t = new Transcoder(elements(W, H, 2, s, values), EXPLICIT_LE);
@@ -323,7 +455,10 @@ describe('DICOM pixel semantics', () => {
 
   it('MONOCHROME1 is mirrored within the stored range (unsigned: max - v; signed: -1 - v)', async () => {
     const values = [0, 1, 100, 4095];
-    const mono1 = writeDicom(elements(2, 2, 1, { bits: 16, stored: 12, signed: false }, values, { PhotometricInterpretation: 'MONOCHROME1' }), EXPLICIT_LE);
+    const mono1 = writeDicom(
+      elements(2, 2, 1, { bits: 16, stored: 12, signed: false }, values, { PhotometricInterpretation: 'MONOCHROME1' }),
+      EXPLICIT_LE,
+    );
     expect(Array.from((await openDicom(mono1, 'm1.dcm')).image(0, offset0).pixels)).toEqual([4095, 4094, 3995, 0]);
     const signed = writeDicom(elements(2, 2, 1, s16, [-32768, -1, 0, 32767], { PhotometricInterpretation: 'MONOCHROME1' }), EXPLICIT_LE);
     expect(Array.from((await openDicom(signed, 'm1s.dcm')).image(0, { offset: 32768 }).pixels)).toEqual([65535, 32768, 32767, 0]);
@@ -336,7 +471,9 @@ describe('DICOM pixel semantics', () => {
     const junk = elements(2, 1, 1, { bits: 16, stored: 16, signed: false }, [0xf123, 0x8fff], { BitsStored: 12, HighBit: 11 });
     expect(Array.from((await openDicom(writeDicom(junk, EXPLICIT_LE), 'junk.dcm')).image(0, offset0).pixels)).toEqual([0x123, 0xfff]);
     const signed12 = elements(2, 1, 1, { bits: 16, stored: 12, signed: true }, [-2048, 2047]);
-    expect(Array.from((await openDicom(writeDicom(signed12, EXPLICIT_LE), 's12.dcm')).image(0, { offset: 2048 }).pixels)).toEqual([0, 4095]);
+    expect(Array.from((await openDicom(writeDicom(signed12, EXPLICIT_LE), 's12.dcm')).image(0, { offset: 2048 }).pixels)).toEqual([
+      0, 4095,
+    ]);
   });
 
   it('a fractional RescaleSlope is applied exactly, and a non-integer result is refused, not rounded', async () => {
@@ -363,9 +500,15 @@ describe('DICOM pixel semantics', () => {
 
   it('an enhanced multi-frame file rescales each frame by its own functional group', async () => {
     const u: Sample = { bits: 16, stored: 12, signed: false };
-    const perFrame = [0, 1, 2].map((f) => ({ PixelValueTransformationSequence: [{ RescaleSlope: '1', RescaleIntercept: String(100 * f), RescaleType: 'US' }] }));
+    const perFrame = [0, 1, 2].map((f) => ({
+      PixelValueTransformationSequence: [{ RescaleSlope: '1', RescaleIntercept: String(100 * f), RescaleType: 'US' }],
+    }));
     const el = elements(2, 1, 3, u, [1, 2, 1, 2, 1, 2], { PerFrameFunctionalGroupsSequence: perFrame });
     const stack = await openDicom(writeDicom(el, '1.2.840.10008.1.2.5'), 'enh.dcm');
-    expect([0, 1, 2].map((f) => Array.from(stack.image(f, offset0).pixels))).toEqual([[1, 2], [101, 102], [201, 202]]);
+    expect([0, 1, 2].map((f) => Array.from(stack.image(f, offset0).pixels))).toEqual([
+      [1, 2],
+      [101, 102],
+      [201, 202],
+    ]);
   });
 });

@@ -99,10 +99,7 @@ function loadCodecs(): Promise<Codecs> {
 const PART10_MARKER_AT = 128;
 
 export function isDicomPart10(bytes: Uint8Array): boolean {
-  return (
-    bytes.length >= PART10_MARKER_AT + 4 &&
-    String.fromCharCode(...bytes.subarray(PART10_MARKER_AT, PART10_MARKER_AT + 4)) === 'DICM'
-  );
+  return bytes.length >= PART10_MARKER_AT + 4 && String.fromCharCode(...bytes.subarray(PART10_MARKER_AT, PART10_MARKER_AT + 4)) === 'DICM';
 }
 
 export async function openDicom(bytes: Uint8Array, name: string): Promise<ImageStack> {
@@ -124,9 +121,11 @@ export async function openDicom(bytes: Uint8Array, name: string): Promise<ImageS
   const syntax = ds.string('x00020010')?.replace(/\0/g, '').trim() ?? '';
   const pixelData = ds.elements.x7fe00010;
   if (!pixelData) {
-    if (ds.elements.x7fe00008 || ds.elements.x7fe00009)
-      throw fail('has floating-point pixel data; FNN stores integer images only');
-    const what = [ds.string('x00080060') && `Modality ${ds.string('x00080060')}`, ds.string('x00080016') && `SOP Class ${ds.string('x00080016')}`]
+    if (ds.elements.x7fe00008 || ds.elements.x7fe00009) throw fail('has floating-point pixel data; FNN stores integer images only');
+    const what = [
+      ds.string('x00080060') && `Modality ${ds.string('x00080060')}`,
+      ds.string('x00080016') && `SOP Class ${ds.string('x00080016')}`,
+    ]
       .filter(Boolean)
       .join(', ');
     throw fail(`has no pixel data: not an image${what ? ` (${what})` : ''}`);
@@ -220,7 +219,9 @@ export async function openDicom(bytes: Uint8Array, name: string): Promise<ImageS
     if (decoded?.length === frameSamples || (decoded?.length === frameSamples + 1 && bytesPerSample === 1)) {
       return Uint16Array.from(decoded.subarray(0, frameSamples));
     }
-    throw fail(`frame ${f + 1} decodes to ${decoded?.length ?? 0} bytes, not the ${frameSamples * bytesPerSample} of a ${columns}x${rows} ${bitsAllocated}-bit frame`);
+    throw fail(
+      `frame ${f + 1} decodes to ${decoded?.length ?? 0} bytes, not the ${frameSamples * bytesPerSample} of a ${columns}x${rows} ${bitsAllocated}-bit frame`,
+    );
   };
 
   // Stored value = bits HighBit-BitsStored+1 .. HighBit of the container,
@@ -316,10 +317,14 @@ const TRUNCATED = 'the file is truncated';
 /** dicom-parser throws strings, Errors, or { exception, dataSet }. */
 function parserReason(e: unknown): string {
   const text =
-    typeof e === 'string' ? e
-    : e instanceof Error ? e.message
-    : typeof e === 'object' && e && 'exception' in e ? String((e as { exception: unknown }).exception)
-    : String(e);
-  if (/buffer overrun|past end of buffer|attempt to read past|cannot be greater than or equal to 'byteArray' length/i.test(text)) return TRUNCATED;
+    typeof e === 'string'
+      ? e
+      : e instanceof Error
+        ? e.message
+        : typeof e === 'object' && e && 'exception' in e
+          ? String((e as { exception: unknown }).exception)
+          : String(e);
+  if (/buffer overrun|past end of buffer|attempt to read past|cannot be greater than or equal to 'byteArray' length/i.test(text))
+    return TRUNCATED;
   return text.replace(/^dicomParser[.:]\w+: ?/, '').slice(0, 160);
 }

@@ -109,7 +109,12 @@ describe('downsampleBox', () => {
 });
 
 describe('centerFit', () => {
-  const grid = (w: number, h: number) => image(w, h, Array.from({ length: w * h }, (_, i) => i + 1));
+  const grid = (w: number, h: number) =>
+    image(
+      w,
+      h,
+      Array.from({ length: w * h }, (_, i) => i + 1),
+    );
 
   it('crops like centerCrop when the image is larger', () => {
     const src = grid(5, 4);

@@ -39,9 +39,7 @@ export function assertGrayImage(img: GrayImage): void {
   if (maxValue < MAX_VALUE_16_BIT) {
     for (let i = 0; i < pixels.length; i++) {
       if (pixels[i] > maxValue) {
-        throw invalidInput(
-          `pixel at (${i % width}, ${Math.floor(i / width)}) exceeds the image's maxValue ${maxValue}`,
-        );
+        throw invalidInput(`pixel at (${i % width}, ${Math.floor(i / width)}) exceeds the image's maxValue ${maxValue}`);
       }
     }
   }

@@ -32,9 +32,9 @@ function writeNifti(o: {
   view.setFloat32(112, o.slope ?? 0, little);
   view.setFloat32(116, o.inter ?? 0, little);
   buf.write(o.magic ?? 'n+1\0', 344, 'latin1');
-  const setter = ({ 2: 'setUint8', 256: 'setInt8', 4: 'setInt16', 512: 'setUint16', 8: 'setInt32', 16: 'setFloat32', 64: 'setFloat64' } as const)[
-    o.datatype as 2
-  ];
+  const setter = (
+    { 2: 'setUint8', 256: 'setInt8', 4: 'setInt16', 512: 'setUint16', 8: 'setInt32', 16: 'setFloat32', 64: 'setFloat64' } as const
+  )[o.datatype as 2];
   o.voxels.forEach((v, i) => (view[setter] as (o: number, v: number, l: boolean) => void)(352 + i * (o.bitpix / 8), v, little));
   return buf;
 }
@@ -67,7 +67,9 @@ describe('NIfTI slicing', () => {
     expect(ySlice).toEqual([4, 3, 2, 1, 0].flatMap((k) => [0, 1, 2].map((i) => voxelValue(i, 1, k))));
     const x = await openNifti(uint16(), 'vol.nii', 'x');
     expect([x.count, x.width, x.height, x.label(2)]).toEqual([NX, NY, NZ, 'x002']);
-    expect(Array.from(x.image(2, { offset: 0 }).pixels)).toEqual([4, 3, 2, 1, 0].flatMap((k) => [0, 1, 2, 3].map((j) => voxelValue(2, j, k))));
+    expect(Array.from(x.image(2, { offset: 0 }).pixels)).toEqual(
+      [4, 3, 2, 1, 0].flatMap((k) => [0, 1, 2, 3].map((j) => voxelValue(2, j, k))),
+    );
   });
 
   it('.nii.gz gives the same images as .nii, found by content whatever the name', async () => {
@@ -83,9 +85,14 @@ describe('NIfTI slicing', () => {
     expect(be.image(4, { offset: 0 })).toEqual((await openNifti(uint16(), 'le.nii')).image(4, { offset: 0 }));
     const u8 = await openNifti(writeNifti({ dims: [2, 1, 1], datatype: 2, bitpix: 8, voxels: [0, 255] }), 'u8.nii');
     expect(u8.image(0, { offset: 0 })).toMatchObject({ maxValue: 255, pixels: Uint16Array.from([0, 255]) });
-    const s16 = await openNifti(writeNifti({ dims: [2, 1, 1], datatype: 4, bitpix: 16, voxels: [-1024, 3071], slope: 2, inter: 10 }), 's16.nii');
+    const s16 = await openNifti(
+      writeNifti({ dims: [2, 1, 1], datatype: 4, bitpix: 16, voxels: [-1024, 3071], slope: 2, inter: 10 }),
+      's16.nii',
+    );
     expect(Array.from(s16.image(0, { offset: 2038 }).pixels)).toEqual([0, 8190]);
-    expect(() => s16.image(0, { offset: 0 })).toThrow(/s16\.nii slice z=0: pixel at \(0, 0\) is below 0 after scl_slope 2 and scl_inter 10/);
+    expect(() => s16.image(0, { offset: 0 })).toThrow(
+      /s16\.nii slice z=0: pixel at \(0, 0\) is below 0 after scl_slope 2 and scl_inter 10/,
+    );
     const tenth = await openNifti(writeNifti({ dims: [2, 1, 1], datatype: 4, bitpix: 16, voxels: [10, 20], slope: 0.1 }), 'tenth.nii');
     expect(Array.from(tenth.image(0, { offset: 0 }).pixels)).toEqual([1, 2]);
   });
@@ -108,7 +115,9 @@ describe('NIfTI files that cannot be read say why', () => {
     const full = uint16();
     await expect(openNifti(full.subarray(0, full.length - 10), 'cut.nii')).rejects.toThrow(/cut\.nii: the voxel data is truncated/);
     const gz = gzipSync(full);
-    await expect(openNifti(gz.subarray(0, gz.length - 30), 'cut.nii.gz')).rejects.toThrow(/cut\.nii\.gz: not a readable \.gz file .*truncated or corrupt/);
+    await expect(openNifti(gz.subarray(0, gz.length - 30), 'cut.nii.gz')).rejects.toThrow(
+      /cut\.nii\.gz: not a readable \.gz file .*truncated or corrupt/,
+    );
     const series = writeNifti({ dims: [2, 1, 1, 3], datatype: 2, bitpix: 8, voxels: [1, 2, 3, 4, 5, 6] });
     await expect(openNifti(series, 'fmri.nii')).rejects.toThrow(/fmri\.nii: holds 3 volumes \(4-D\)/);
     await expect(openNifti(Buffer.alloc(400, 1), 'junk.nii')).rejects.toThrow(/junk\.nii: not a NIfTI-1 or NIfTI-2 file/);

@@ -19,7 +19,16 @@ export type SliceAxis = 'x' | 'y' | 'z';
 const loadNifti = () => import('nifti-reader-js');
 
 /** Integer datatypes: [bytes, DataView getter, lowest, highest]; floats must hold integers. */
-const DATATYPES: Record<number, [number, 'getUint8' | 'getInt8' | 'getInt16' | 'getUint16' | 'getInt32' | 'getUint32' | 'getFloat32' | 'getFloat64', number, number, string]> = {
+const DATATYPES: Record<
+  number,
+  [
+    number,
+    'getUint8' | 'getInt8' | 'getInt16' | 'getUint16' | 'getInt32' | 'getUint32' | 'getFloat32' | 'getFloat64',
+    number,
+    number,
+    string,
+  ]
+> = {
   2: [1, 'getUint8', 0, 255, 'UINT8'],
   256: [1, 'getInt8', -128, 127, 'INT8'],
   4: [2, 'getInt16', -32768, 32767, 'INT16'],
@@ -82,7 +91,11 @@ export async function openNifti(bytes: Uint8Array, name: string, axis: SliceAxis
   const toDecimal = (v: number) => (niftiTwo ? decimalOf(v) : float32ToDecimal(v));
   const scaled = Number.isFinite(header.scl_slope) && header.scl_slope !== 0;
   const rescale: Rescale | undefined = scaled
-    ? { slope: toDecimal(header.scl_slope), intercept: toDecimal(Number.isFinite(header.scl_inter) ? header.scl_inter : 0), names: ['scl_slope', 'scl_inter'] }
+    ? {
+        slope: toDecimal(header.scl_slope),
+        intercept: toDecimal(Number.isFinite(header.scl_inter) ? header.scl_inter : 0),
+        names: ['scl_slope', 'scl_inter'],
+      }
     : undefined;
 
   const count = axis === 'x' ? nx : axis === 'y' ? ny : nz;

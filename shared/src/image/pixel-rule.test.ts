@@ -38,7 +38,9 @@ describe('applyPixelRule', () => {
   });
 
   it('is exact for decimal slopes, through Numbers and BigInts alike', () => {
-    expect(Array.from(applyPixelRule(stored([10, 30, 32760], { rescale: rescale('0.1', '0') }), { offset: 0 }).pixels)).toEqual([1, 3, 3276]);
+    expect(Array.from(applyPixelRule(stored([10, 30, 32760], { rescale: rescale('0.1', '0') }), { offset: 0 }).pixels)).toEqual([
+      1, 3, 3276,
+    ]);
     // 1E-9 * 2^31 range overflows the Number path: BigInts give the same exact answer.
     const tiny = stored([1_000_000_000, 2_000_000_000], { range: [0, 2 ** 32 - 1], rescale: rescale('0.000000001', '0.5') });
     expect(() => applyPixelRule(tiny, { offset: 0 })).toThrow(/not an integer/);
@@ -50,7 +52,9 @@ describe('applyPixelRule', () => {
     expect(() => applyPixelRule(stored([2, 3], { rescale: rescale('0.5', '0') }), { offset: 0 })).toThrow(
       /img: pixel at \(1, 0\) is not an integer after RescaleSlope 0\.5 and RescaleIntercept 0 \(FNN stores integers and does not round\)/,
     );
-    expect(() => applyPixelRule(stored([2, 2.5], { range: undefined }), { offset: 0 })).toThrow(/pixel at \(1, 0\) is not an integer in the file/);
+    expect(() => applyPixelRule(stored([2, 2.5], { range: undefined }), { offset: 0 })).toThrow(
+      /pixel at \(1, 0\) is not an integer in the file/,
+    );
   });
 
   it('refuses values outside 0..65535 by position, never clamps, and names the offset that fits the stored range', () => {
@@ -63,7 +67,9 @@ describe('applyPixelRule', () => {
       return '';
     })();
     expect(err).toMatch(/^img: pixel at \(0, 1\) is below 0 after RescaleSlope 1 and RescaleIntercept -1024 and --offset 0/);
-    expect(err).toMatch(/stored values span 0\.\.4095, -1024\.\.3071 after RescaleSlope 1 and RescaleIntercept -1024, so --offset 1024 fits/);
+    expect(err).toMatch(
+      /stored values span 0\.\.4095, -1024\.\.3071 after RescaleSlope 1 and RescaleIntercept -1024, so --offset 1024 fits/,
+    );
     expect(err).not.toMatch(/-1014|476/); // positions and metadata, never pixel values
     expect(() => applyPixelRule(stored([65535, 1]), { offset: 1 })).toThrow(/pixel at \(0, 0\) is above 65535 after --offset 1/);
   });

@@ -101,7 +101,8 @@ export function applyPixelRule(img: StoredImage, rule: PixelRule): GrayImage {
     const stored = values[i];
     if (!Number.isInteger(stored)) throw refusal(img, rule, i, 'is not an integer in the file (FNN stores integers and does not round)');
     const v = map(stored);
-    if (v === undefined) throw refusal(img, rule, i, `is not an integer after ${rescaleText(img.rescale)} (FNN stores integers and does not round)`);
+    if (v === undefined)
+      throw refusal(img, rule, i, `is not an integer after ${rescaleText(img.rescale)} (FNN stores integers and does not round)`);
     if (v < 0) throw refusal(img, rule, i, `is below 0 after ${ruleText(img, rule)}`);
     if (v > MAX_VALUE_16_BIT) throw refusal(img, rule, i, `is above 65535 after ${ruleText(img, rule)}`);
     pixels[i] = v;
@@ -152,8 +153,7 @@ function ruledRange(img: StoredImage, rule: PixelRule): [number, number] | undef
   return [Math.min(a, b), Math.max(a, b)];
 }
 
-const rescaleText = (r: Rescale | undefined) =>
-  r ? `${r.names[0]} ${r.slope.text} and ${r.names[1]} ${r.intercept.text}` : 'no rescale';
+const rescaleText = (r: Rescale | undefined) => (r ? `${r.names[0]} ${r.slope.text} and ${r.names[1]} ${r.intercept.text}` : 'no rescale');
 
 const ruleText = (img: StoredImage, rule: PixelRule) =>
   `${img.rescale && !isIdentity(img.rescale) ? `${rescaleText(img.rescale)} and ` : ''}--offset ${rule.offset}`;

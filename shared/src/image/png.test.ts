@@ -133,9 +133,7 @@ describe('decodePng on files not written by encodePng', () => {
 
   it('refuses colour, naming the file', () => {
     const png = pngjsPng(2, 1, [5, 5, 5, 255, 200, 10, 200, 255], 2);
-    expect(messageOf(() => decodePng(png, 'scan-017.png'))).toBe(
-      'scan-017.png: colour image; FNN stores grayscale images only',
-    );
+    expect(messageOf(() => decodePng(png, 'scan-017.png'))).toBe('scan-017.png: colour image; FNN stores grayscale images only');
   });
 
   it('accepts a palette of grays and refuses a palette colour in use', () => {
@@ -170,9 +168,7 @@ describe('decodePng on files not written by encodePng', () => {
 
     it('refuses an image with any see-through pixel', () => {
       const png = pngjsPng(2, 1, [7, 7, 7, 255, 250, 250, 250, 254], 4);
-      expect(() => decodePng(png, 'ga.png')).toThrow(
-        'ga.png: has transparent pixels; FNN stores opaque grayscale images only',
-      );
+      expect(() => decodePng(png, 'ga.png')).toThrow('ga.png: has transparent pixels; FNN stores opaque grayscale images only');
     });
 
     it('refuses grayscale whose tRNS colour occurs in the image', () => {
@@ -189,9 +185,7 @@ describe('decodePng on files not written by encodePng', () => {
 
     it('refuses a truncated PNG, naming the file', () => {
       for (const cut of [good.length - 1, good.length - 12, 40, 8, 3]) {
-        expect(messageOf(() => decodePng(good.subarray(0, cut), 'ct-042.png'))).toMatch(
-          /^ct-042\.png: not a readable PNG \(.+\)$/,
-        );
+        expect(messageOf(() => decodePng(good.subarray(0, cut), 'ct-042.png'))).toMatch(/^ct-042\.png: not a readable PNG \(.+\)$/);
       }
       expect(messageOf(() => decodePng(good.subarray(0, good.length - 12), 'ct-042.png'))).toBe(
         'ct-042.png: not a readable PNG (the file ends early)',
@@ -199,9 +193,7 @@ describe('decodePng on files not written by encodePng', () => {
     });
 
     it('refuses bytes that are not a PNG, empty input and trailing garbage', () => {
-      expect(() => decodePng(Buffer.from('GIF89a not a png'), 'x.gif')).toThrow(
-        'x.gif: not a readable PNG (no PNG signature)',
-      );
+      expect(() => decodePng(Buffer.from('GIF89a not a png'), 'x.gif')).toThrow('x.gif: not a readable PNG (no PNG signature)');
       expect(() => decodePng(new Uint8Array(0), 'empty.png')).toThrow(/^empty\.png: not a readable PNG/);
       expect(() => decodePng(Buffer.concat([good, Buffer.from([1, 2, 3])]), 'tail.png')).toThrow(
         'tail.png: not a readable PNG (corrupt or unsupported data)',

@@ -15,7 +15,16 @@ describe('CollectionWriter', () => {
     let release!: () => void;
     const group0Read = new Promise<void>((r) => (release = r));
     const link: OwnerLink = {
-      status: async () => ({ records: 0n, width: 0, height: 0, maxValue: 0, keyBits: 256, keyFingerprint: '', c2Reachable: true, layouts: [] }),
+      status: async () => ({
+        records: 0n,
+        width: 0,
+        height: 0,
+        maxValue: 0,
+        keyBits: 256,
+        keyFingerprint: '',
+        c2Reachable: true,
+        layouts: [],
+      }),
       allocateSlots: async (req) => ({ slots: req.lookupTags.map((_, i) => ({ group: Math.floor(i / G), slot: i % G, stored: false })) }),
       // Group 0 is read only once group 1 has been read and encrypted: without ordering, group 1 would be stored first.
       getGroup: async (req) => {
@@ -54,8 +63,8 @@ describe('CollectionWriter', () => {
       expect(o.ok, `group of ${o.ids.join(', ')}`).toBe(true);
       outcomes.push({ stored: o.ids.length, replaced: 0, total: 0n });
     });
-    expect(replicas, 'C2 gets the groups in the records\' order').toEqual([0, 1]);
-    expect(uploads, 'C1 stores the groups in the records\' order (its upload order is the tie rule)').toEqual([0, 1]);
+    expect(replicas, "C2 gets the groups in the records' order").toEqual([0, 1]);
+    expect(uploads, "C1 stores the groups in the records' order (its upload order is the tie rule)").toEqual([0, 1]);
     expect(outcomes.map((o) => o.stored)).toEqual([G, 1]);
   });
 });

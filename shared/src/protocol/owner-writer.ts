@@ -53,9 +53,7 @@ export interface NamedImage {
 }
 
 /** What happened to the records of one group: all stored (or replaced) together, or all failed. */
-export type GroupOutcome =
-  | { ids: string[]; ok: true; replaced: Set<string>; total: number }
-  | { ids: string[]; ok: false; error: unknown };
+export type GroupOutcome = { ids: string[]; ok: true; replaced: Set<string>; total: number } | { ids: string[]; ok: false; error: unknown };
 
 /**
  * The owner's writes, group by group. A group's packed columns are encrypted
@@ -114,8 +112,7 @@ export class CollectionWriter {
 
   private async uploadOnce(records: NamedImage[], done: (outcome: GroupOutcome) => void): Promise<void> {
     if (records.length === 0) return;
-    for (const r of records)
-      if (Buffer.byteLength(r.id) > MAX_ID_BYTES) throw invalidInput(`record ID longer than ${MAX_ID_BYTES} bytes`);
+    for (const r of records) if (Buffer.byteLength(r.id) > MAX_ID_BYTES) throw invalidInput(`record ID longer than ${MAX_ID_BYTES} bytes`);
     const { width, height, maxValue } = records[0].image;
     const shape = { width, height, maxValue };
     const params = this.params(shape);
@@ -140,7 +137,11 @@ export class CollectionWriter {
       const previous = i > 0 ? stored[i - 1].promise : Promise.resolve();
       try {
         const contents = await this.readGroup(group);
-        const { members, memberTags } = this.keptMembers(contents, params, incoming.map((m) => m.tag));
+        const { members, memberTags } = this.keptMembers(
+          contents,
+          params,
+          incoming.map((m) => m.tag),
+        );
         for (const m of incoming) {
           members[m.slot] = m.record.image;
           memberTags[m.slot] = m.tag;
@@ -148,9 +149,16 @@ export class CollectionWriter {
         const underPk2 = this.encrypt.underPk2;
         const underPk1 = this.encrypt.underPk1;
         const [columns, owned] = await Promise.all([
-          encryptGroup(members.map((m) => m?.pixels ?? null), params, underPk2, underPk1),
+          encryptGroup(
+            members.map((m) => m?.pixels ?? null),
+            params,
+            underPk2,
+            underPk1,
+          ),
           Promise.all(
-            incoming.map((m) => encryptRecord(this.keys.recordKey, m.record.id, m.record.image.pixels, this.layouts.includes('paper') ? underPk2 : undefined)),
+            incoming.map((m) =>
+              encryptRecord(this.keys.recordKey, m.record.id, m.record.image.pixels, this.layouts.includes('paper') ? underPk2 : undefined),
+            ),
           ),
         ]);
         const version = newGroupVersion();
@@ -199,7 +207,14 @@ export class CollectionWriter {
     const { members, memberTags } = this.keptMembers(contents, params, []);
     const columns =
       contents.members.length > 0
-        ? this.columnsToWire('forC2', await encryptReplica(members.map((m) => m?.pixels ?? null), params, this.encrypt.underPk1))
+        ? this.columnsToWire(
+            'forC2',
+            await encryptReplica(
+              members.map((m) => m?.pixels ?? null),
+              params,
+              this.encrypt.underPk1,
+            ),
+          )
         : undefined;
     // An empty group has no digest; C2 still wants a well-formed version.
     const version = contents.version.length > 0 ? contents.version : newGroupVersion();
@@ -251,7 +266,8 @@ export class CollectionWriter {
     }
     return deleteAtC1(changes).catch((error: unknown) => {
       // Keep the error (its status decides the exit code); say what state it leaves.
-      const note = "C2's replica is updated but C1 did not delete; fast queries over the affected groups are refused until the same delete runs again";
+      const note =
+        "C2's replica is updated but C1 did not delete; fast queries over the affected groups are refused until the same delete runs again";
       if (error instanceof Error) {
         error.message = `${note}: ${error.message}`;
         const e = error as Error & { details?: unknown };

@@ -21,14 +21,26 @@ describe('the access table', () => {
   });
 
   it('lets only the owner change the collection at C1 and the replica at C2', () => {
-    for (const method of [DatabaseService.upload, DatabaseService.delete, DatabaseService.allocateSlots, DatabaseService.getGroup, ReplicaService.putGroup]) {
+    for (const method of [
+      DatabaseService.upload,
+      DatabaseService.delete,
+      DatabaseService.allocateSlots,
+      DatabaseService.getGroup,
+      ReplicaService.putGroup,
+    ]) {
       expect(codeOf(method.path, 'owner'), method.path).toBe(status.OK);
       for (const role of ['doctor', 'c1', 'c2']) expect(codeOf(method.path, role), `${role} ${method.path}`).toBe(status.PERMISSION_DENIED);
     }
   });
 
   it('lets doctors and the owner query and retrieve, and no server', () => {
-    for (const method of [DatabaseService.query, DatabaseService.queryWithProgress, DatabaseService.batchQuery, RetrievalService.retrieve, RetrievalService.putShare]) {
+    for (const method of [
+      DatabaseService.query,
+      DatabaseService.queryWithProgress,
+      DatabaseService.batchQuery,
+      RetrievalService.retrieve,
+      RetrievalService.putShare,
+    ]) {
       for (const role of ['owner', 'doctor']) expect(codeOf(method.path, role), `${role} ${method.path}`).toBe(status.OK);
       for (const role of ['c1', 'c2']) expect(codeOf(method.path, role), `${role} ${method.path}`).toBe(status.PERMISSION_DENIED);
     }
@@ -36,7 +48,8 @@ describe('the access table', () => {
 
   it('opens protocol sessions at C2 to C1 only', () => {
     expect(codeOf(SecureComputationService.session.path, 'c1')).toBe(status.OK);
-    for (const role of ['owner', 'doctor', 'c2']) expect(codeOf(SecureComputationService.session.path, role)).toBe(status.PERMISSION_DENIED);
+    for (const role of ['owner', 'doctor', 'c2'])
+      expect(codeOf(SecureComputationService.session.path, role)).toBe(status.PERMISSION_DENIED);
   });
 
   it('answers status and health to any role', () => {
@@ -51,7 +64,8 @@ describe('the access table', () => {
 
   it('treats no certificate, no role, an unknown role or two roles as unauthenticated', () => {
     expect(codeOf(DatabaseService.status.path, undefined)).toBe(status.UNAUTHENTICATED);
-    for (const ou of ['nurse', ['owner', 'doctor']]) expect(codeOf(DatabaseService.status.path, ou), String(ou)).toBe(status.UNAUTHENTICATED);
+    for (const ou of ['nurse', ['owner', 'doctor']])
+      expect(codeOf(DatabaseService.status.path, ou), String(ou)).toBe(status.UNAUTHENTICATED);
     expect(roleOf({ subject: {} })).toBeUndefined();
     expect(roleOf({ subject: { OU: ['Radiology', 'doctor'] } })).toBe<Role>('doctor');
   });

@@ -45,8 +45,7 @@ export class WireCodec {
 
   /** Bytes from the network: refuse anything that is not exactly one ciphertext wide. */
   fromCipher(bytes: Uint8Array): bigint {
-    if (bytes.length !== this.cipherBytes)
-      throw invalidInput(`ciphertext of ${bytes.length} bytes, expected ${this.cipherBytes}`);
+    if (bytes.length !== this.cipherBytes) throw invalidInput(`ciphertext of ${bytes.length} bytes, expected ${this.cipherBytes}`);
     return bytesToCipher(bytes);
   }
 
@@ -123,7 +122,11 @@ export class WireCodec {
         out = { kind: 'retrieval', images: body.value.images.map((im) => this.fromCiphers(im.values)) };
         break;
       case 'fastOpen':
-        out = { kind: 'fast-open', ...body.value, groups: body.value.groups.map((g) => ({ group: g.group, members: g.members, digest: g.digest })) };
+        out = {
+          kind: 'fast-open',
+          ...body.value,
+          groups: body.value.groups.map((g) => ({ group: g.group, members: g.members, digest: g.digest })),
+        };
         break;
       case 'fastBounds':
         out = { kind: 'fast-bounds', items: body.value.items.map((i) => ({ group: i.group, value: this.fromCipher(i.value) })) };

@@ -14,14 +14,19 @@ let server: Server;
 let address: string;
 let health: Health;
 
-type ReflectionReply = { listServicesResponse?: { service: { name: string }[] }; fileDescriptorResponse?: { fileDescriptorProto: Buffer[] } };
+type ReflectionReply = {
+  listServicesResponse?: { service: { name: string }[] };
+  fileDescriptorResponse?: { fileDescriptorProto: Buffer[] };
+};
 
 /** One request on grpc.reflection.v1's stream, and its one reply. */
 function reflect(request: object): Promise<ReflectionReply> {
   const root = join(dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto');
   const definition = loadSync('grpc/reflection/v1/reflection.proto', { includeDirs: [root] });
   const pkg = loadPackageDefinition(definition) as unknown as {
-    grpc: { reflection: { v1: { ServerReflection: new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => Client } } };
+    grpc: {
+      reflection: { v1: { ServerReflection: new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => Client } };
+    };
   };
   const client = new pkg.grpc.reflection.v1.ServerReflection(address, credentials.createInsecure());
   const stream = (client as unknown as { serverReflectionInfo(): ClientDuplexStream<object, ReflectionReply> }).serverReflectionInfo();
@@ -47,7 +52,7 @@ afterAll(async () => {
 });
 
 describe('standard services', () => {
-  it('reflection lists the daemon\'s service and health, and describes the FNN API from its .proto', async () => {
+  it("reflection lists the daemon's service and health, and describes the FNN API from its .proto", async () => {
     const listed = await reflect({ listServices: '' });
     expect(listed.listServicesResponse!.service.map((s) => s.name).sort()).toEqual(['fnn.v1.Database', 'grpc.health.v1.Health']);
     const file = await reflect({ fileContainingSymbol: 'fnn.v1.Database' });

@@ -1,5 +1,13 @@
 import { dirname } from 'node:path';
-import { makeClientConstructor, Metadata, type CallOptions, type Client, type Server, type ServiceDefinition, type ServiceError } from '@grpc/grpc-js';
+import {
+  makeClientConstructor,
+  Metadata,
+  type CallOptions,
+  type Client,
+  type Server,
+  type ServiceDefinition,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath, service as healthService } from 'grpc-health-check';
@@ -62,7 +70,9 @@ export function checkHealth(client: Client, service: string, deadline: Date, wai
       ),
     );
   if (!wait) return check();
-  return new Promise<void>((resolve, reject) => client.waitForReady(deadline, (notReady) => (notReady ? reject(notReady) : resolve()))).then(check);
+  return new Promise<void>((resolve, reject) =>
+    client.waitForReady(deadline, (notReady) => (notReady ? reject(notReady) : resolve())),
+  ).then(check);
 }
 
 type HealthCheckMethod = {

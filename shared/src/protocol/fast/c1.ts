@@ -140,7 +140,11 @@ export async function fastSearch(
 /** One whole fast query at C1 (§3.5-§3.7): the ranking, and the winners sealed under k; no retrieval at C2. */
 export async function answerFastQuery(ctx: C1QueryContext, q: wire.FastQuery): Promise<C1Answer & { ranking: Ranking }> {
   const records = ctx.collection.packedSnapshot();
-  const shares = checkShares(records.params, { distance: q.distanceShare.map(shareValue), bound: q.boundShare.map(shareValue) }, 'the query shares');
+  const shares = checkShares(
+    records.params,
+    { distance: q.distanceShare.map(shareValue), bound: q.boundShare.map(shareValue) },
+    'the query shares',
+  );
   const pk2 = ctx.fast.pk2;
   const [distanceConstant, boundConstant] = ctx.codec.fromCiphers([q.distanceConstant, q.boundConstant]);
   if (!pk2.areValidCiphertexts([distanceConstant, boundConstant])) throw invalidInput('query constant: invalid ciphertext');

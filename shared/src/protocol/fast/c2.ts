@@ -119,7 +119,9 @@ export class FastC2Session implements C2Session {
       const smallestBound = occupied.reduce((a, b) => (b < a ? b : a), occupied[0] ?? 0n);
       return { layout, smallestBound };
     });
-    this.queue.sort((a, b) => (a.smallestBound < b.smallestBound ? -1 : a.smallestBound > b.smallestBound ? 1 : a.layout.group - b.layout.group));
+    this.queue.sort((a, b) =>
+      a.smallestBound < b.smallestBound ? -1 : a.smallestBound > b.smallestBound ? 1 : a.layout.group - b.layout.group,
+    );
     return this.advance();
   }
 
@@ -180,7 +182,10 @@ export class FastC2Session implements C2Session {
     const columns = await this.replica.columns(group, family, this.layouts.get(group)!.digest);
     const theirs = await this.crypto.multiExp(columns, this.share[family], pk1.n2);
     const maskBits = family === 'bound' ? p.bound.maskBits : p.distance.maskBits;
-    const t = pack(Array.from({ length: p.groupSize }, () => randomBits(maskBits)), p.slotBits);
+    const t = pack(
+      Array.from({ length: p.groupSize }, () => randomBits(maskBits)),
+      p.slotBits,
+    );
     return {
       group,
       masked: pk1.add(theirs, pk1.encrypt(t)),

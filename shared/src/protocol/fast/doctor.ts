@@ -41,16 +41,12 @@ export async function shareQuery(
     throw invalidInput(`query has ${pixels.length} pixels, the collection's images ${p.width * p.height}`);
   const y = Array.from(pixels, (v) => BigInt(v));
   for (const v of y)
-    if (v < 0n || v > BigInt(p.maxValue))
-      throw invalidInput(`query pixel values must be within the collection's range 0..${p.maxValue}`);
+    if (v < 0n || v > BigInt(p.maxValue)) throw invalidInput(`query pixel values must be within the collection's range 0..${p.maxValue}`);
   const e = embed(pixels, p);
   const pixelShares = share(y, p.distance.shareOffset);
   const boundShares = share(e.vector, p.bound.shareOffset);
   const blocks = BigInt(p.blockRows * p.blockCols);
-  const [distanceConstant, boundConstant] = await underPk2([
-    dot(y, y),
-    dot(e.vector, e.vector) - 2n * e.spreadSum - blocks + p.boundShift,
-  ]);
+  const [distanceConstant, boundConstant] = await underPk2([dot(y, y), dot(e.vector, e.vector) - 2n * e.spreadSum - blocks + p.boundShift]);
   return {
     forC1: { shares: { distance: pixelShares.u, bound: boundShares.u }, distanceConstant, boundConstant },
     forC2: { distance: pixelShares.v, bound: boundShares.v },
@@ -75,7 +71,10 @@ export async function fastQuery(ctx: DoctorContext, image: GrayImage): Promise<w
   if (image.width !== p.width || image.height !== p.height)
     throw invalidInput(`query is ${image.width}x${image.height}, the collection's images are ${p.width}x${p.height}`);
   const shares = await shareQuery(image.pixels, p, ctx.encrypt);
-  const shareTicket = await ctx.putShare({ distance: shares.forC2.distance.map(residueToBytes), bound: shares.forC2.bound.map(residueToBytes) });
+  const shareTicket = await ctx.putShare({
+    distance: shares.forC2.distance.map(residueToBytes),
+    bound: shares.forC2.bound.map(residueToBytes),
+  });
   return {
     distanceShare: shares.forC1.shares.distance.map(residueToBytes),
     boundShare: shares.forC1.shares.bound.map(residueToBytes),

@@ -18,8 +18,7 @@ export function blockPixels(pixels: ArrayLike<number>, p: PackingParams): Uint16
   for (let br = 0; br < p.blockRows; br++)
     for (let bc = 0; bc < p.blockCols; bc++) {
       const out = new Uint16Array(bh * bw);
-      for (let r = 0; r < bh; r++)
-        for (let c = 0; c < bw; c++) out[r * bw + c] = pixels[(br * bh + r) * p.width + bc * bw + c];
+      for (let r = 0; r < bh; r++) for (let c = 0; c < bw; c++) out[r * bw + c] = pixels[(br * bh + r) * p.width + bc * bw + c];
       blocks.push(out);
     }
   return blocks;

@@ -25,7 +25,8 @@ beforeAll(async () => {
   ({ publicKey: pk2, secretKey: sk2 } = await generateKeyPair(512));
 });
 
-const localMultiExp = async (bases: FixedWidthValues, exponents: FixedWidthValues, modulus: bigint) => multiExpFixed(bases, exponents, modulus);
+const localMultiExp = async (bases: FixedWidthValues, exponents: FixedWidthValues, modulus: bigint) =>
+  multiExpFixed(bases, exponents, modulus);
 const randomImage = (d: number, max: number) => Uint16Array.from({ length: d }, () => Math.floor(Math.random() * (max + 1)));
 
 /** Both replicas of a collection, laid out in groups in upload order; `holes` leaves slots free (deleted records). */
@@ -111,7 +112,11 @@ async function runFast(
 }
 
 const expected = (images: Uint16Array[], q: Uint16Array, k: number) =>
-  plaintextNearest(images.map((pixels, i) => ({ id: String(i), pixels })), q, k).map((r) => r.index);
+  plaintextNearest(
+    images.map((pixels, i) => ({ id: String(i), pixels })),
+    q,
+    k,
+  ).map((r) => r.index);
 
 describe('the fast protocol returns exactly the plaintext nearest neighbours', () => {
   it('C2 prepares the next group in best-first order while C1 works on the current one', async () => {
@@ -147,9 +152,10 @@ describe('the fast protocol returns exactly the plaintext nearest neighbours', (
     const visits = events.filter((e) => e.startsWith('C1 sends')).map((e) => e.slice('C1 sends '.length));
     expect(visits.length, 'every group visited').toBe(3);
     for (let i = 1; i < visits.length; i++)
-      expect(events.indexOf(`C2 reads ${visits[i]}`), `group ${visits[i]} prepared before C1 finished group ${visits[i - 1]} (${events.join('; ')})`).toBeLessThan(
-        events.indexOf(`C1 sends ${visits[i - 1]}`),
-      );
+      expect(
+        events.indexOf(`C2 reads ${visits[i]}`),
+        `group ${visits[i]} prepared before C1 finished group ${visits[i - 1]} (${events.join('; ')})`,
+      ).toBeLessThan(events.indexOf(`C1 sends ${visits[i - 1]}`));
     expect(events.filter((e) => e.startsWith('C2 reads')).length, 'each group read once').toBe(3);
   });
 
@@ -166,14 +172,27 @@ describe('the fast protocol returns exactly the plaintext nearest neighbours', (
   it('with ties: equal distances rank by upload order, across groups', async () => {
     const p = packingParams(512, 6, 6, 255);
     const base = randomImage(36, 250);
-    const images = [randomImage(36, 255), base.map((v) => v + 1), Uint16Array.from(base), randomImage(36, 255), Uint16Array.from(base), base.map((v) => v + 1)];
+    const images = [
+      randomImage(36, 255),
+      base.map((v) => v + 1),
+      Uint16Array.from(base),
+      randomImage(36, 255),
+      Uint16Array.from(base),
+      base.map((v) => v + 1),
+    ];
     expect((await runFast(images, base, 4, p)).candidates).toEqual(expected(images, base, 4));
   });
 
   it('at the extremes: 16-bit pixels at 0 and 65535, d not a multiple of anything convenient', async () => {
     const p = packingParams(512, 7, 5, 65535);
     const d = 35;
-    const images = [new Uint16Array(d).fill(65535), new Uint16Array(d), randomImage(d, 65535), new Uint16Array(d).fill(65535), randomImage(d, 65535)];
+    const images = [
+      new Uint16Array(d).fill(65535),
+      new Uint16Array(d),
+      randomImage(d, 65535),
+      new Uint16Array(d).fill(65535),
+      randomImage(d, 65535),
+    ];
     for (const q of [new Uint16Array(d).fill(65535), new Uint16Array(d), randomImage(d, 65535)])
       expect((await runFast(images, q, 2, p)).candidates).toEqual(expected(images, q, 2));
   });
@@ -200,7 +219,7 @@ describe('the fast protocol returns exactly the plaintext nearest neighbours', (
     expect(result.rejected).toBeGreaterThanOrEqual(images.length - 2 * p.groupSize);
   });
 
-  it('reports progress in groups: every bound, then groups settled, ending with all settled and the reply\'s rejected count', async () => {
+  it("reports progress in groups: every bound, then groups settled, ending with all settled and the reply's rejected count", async () => {
     const p = packingParams(512, 8, 8, 255);
     const images = Array.from({ length: 12 }, (_, i) => new Uint16Array(64).fill(i * 20));
     const q = new Uint16Array(64).fill(3);
@@ -209,14 +228,25 @@ describe('the fast protocol returns exactly the plaintext nearest neighbours', (
     const groups = Math.ceil(images.length / p.groupSize);
     const bounds = events.filter((e) => e.phase === 'lower-bounds');
     const visits = events.filter((e) => e.phase === 'candidates');
-    expect(events.map((e) => QUERY_PHASES.indexOf(e.phase)), 'phases in order').toEqual([...events.map((e) => QUERY_PHASES.indexOf(e.phase))].sort());
-    expect(bounds.map((e) => e.done), 'one event per group bounded').toEqual(Array.from({ length: groups + 1 }, (_, i) => i));
+    expect(
+      events.map((e) => QUERY_PHASES.indexOf(e.phase)),
+      'phases in order',
+    ).toEqual([...events.map((e) => QUERY_PHASES.indexOf(e.phase))].sort());
+    expect(
+      bounds.map((e) => e.done),
+      'one event per group bounded',
+    ).toEqual(Array.from({ length: groups + 1 }, (_, i) => i));
     expect(new Set(events.map((e) => e.total)), 'totals are groups').toEqual(new Set([groups]));
     for (let i = 1; i < visits.length; i++) {
       expect(visits[i].done, 'groups settled never go back').toBeGreaterThanOrEqual(visits[i - 1].done);
       expect(visits[i].rejected, 'rejected never goes back').toBeGreaterThanOrEqual(visits[i - 1].rejected);
     }
-    expect(visits.at(-1), 'the last event: every group settled').toEqual({ phase: 'candidates', done: groups, total: groups, rejected: result.rejected });
+    expect(visits.at(-1), 'the last event: every group settled').toEqual({
+      phase: 'candidates',
+      done: groups,
+      total: groups,
+      rejected: result.rejected,
+    });
     expect(result.rejected, 'this collection prunes').toBeGreaterThan(0);
     expect(visits.at(-2)!.done, 'pruned groups were not visited one by one').toBeLessThan(groups);
   });

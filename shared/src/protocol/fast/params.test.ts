@@ -73,7 +73,7 @@ describe('packing parameters', () => {
     const p = packingParams(2048, 16, 16, 255);
     let tighter = 0;
     for (let t = 0; t < 300; t++) {
-      const x = Uint16Array.from({ length: 256 }, (_, i) => ((i >> 4) < 8 ? 200 : 20) + Math.floor(Math.random() * 30));
+      const x = Uint16Array.from({ length: 256 }, (_, i) => (i >> 4 < 8 ? 200 : 20) + Math.floor(Math.random() * 30));
       const y = Uint16Array.from({ length: 256 }, (_, i) => ((i & 15) < 8 ? 200 : 20) + Math.floor(Math.random() * 30));
       const lb = blockLowerBound(x, y, p);
       const scaled = SPREAD_SCALE * SPREAD_SCALE * BigInt(p.blockSize) * squaredDistance(x, y);

@@ -81,7 +81,9 @@ export function shareValue(bytes: Uint8Array): bigint {
 export function checkColumnCounts(p: PackingParams, columns: Record<Family, unknown[]>, what: string): void {
   for (const family of FAMILIES)
     if (columns[family].length !== p[family].dimension)
-      throw invalidInput(`${what}: packed columns of the wrong size (${columns[family].length} ${family} columns, the collection has ${p[family].dimension})`);
+      throw invalidInput(
+        `${what}: packed columns of the wrong size (${columns[family].length} ${family} columns, the collection has ${p[family].dimension})`,
+      );
 }
 
 /**

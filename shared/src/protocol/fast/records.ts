@@ -63,7 +63,10 @@ export async function encryptGroup(
   const plain = groupPlaintexts(members, p);
   const values = [...plain.pixels, ...plain.embedding];
   const d = plain.pixels.length;
-  const [c1Side, forC2] = await Promise.all([underPk2([...values, plain.distanceConstant, plain.boundConstant]), replicaColumns(plain, underPk1)]);
+  const [c1Side, forC2] = await Promise.all([
+    underPk2([...values, plain.distanceConstant, plain.boundConstant]),
+    replicaColumns(plain, underPk1),
+  ]);
   return {
     forC1: {
       distance: c1Side.slice(0, d),

@@ -25,7 +25,12 @@ export async function paperNeighbours(ctx: DoctorContext, answer: wire.PaperAnsw
   const retrieved = await ctx.retrieve(answer.retrievalTicket);
   if (retrieved.images.length !== answer.neighbours.length) throw new Error('C1 and C2 disagree on the number of results');
   return answer.neighbours.map((r, rank) => {
-    const pixels = unblindRetrieved(ctx.pk2.n, retrieved.images[rank].values.map(residueFromBytes), r.blinding.map(residueFromBytes), 65535);
+    const pixels = unblindRetrieved(
+      ctx.pk2.n,
+      retrieved.images[rank].values.map(residueFromBytes),
+      r.blinding.map(residueFromBytes),
+      65535,
+    );
     const maxValue = pixels.some((v) => v > 255) ? 65535 : 255;
     if (pixels.length !== query.pixels.length) throw new Error('a result image has another size than the query');
     return { encryptedId: r.encryptedId, image: { width: query.width, height: query.height, maxValue, pixels: Uint16Array.from(pixels) } };

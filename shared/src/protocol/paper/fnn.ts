@@ -46,8 +46,7 @@ export async function fnn(
   settled(0);
   let next = await ctx.peer.bounds('fnn-bounds', seeds, bounds);
   while (!next.done) {
-    if (next.candidate < seedCount || next.candidate >= records.count)
-      throw protocolState('C2 asked for a candidate that does not exist');
+    if (next.candidate < seedCount || next.candidate >= records.count) throw protocolState('C2 asked for a candidate that does not exist');
     settled(next.rejected);
     const distance = await ssed(ctx, 'ssed-sm', await records.pixels(next.candidate), query);
     distances++;

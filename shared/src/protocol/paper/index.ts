@@ -34,5 +34,4 @@ function paperProtocol(name: 'fnn' | 'bf', summary: string, bounded: boolean): P
 }
 
 export const fnnProtocol = paperProtocol('fnn', 'the paper (Algorithm 3: lower bounds, then distances for the survivors)', true);
-export const bfProtocol = paperProtocol('bf', 'brute force (the paper\'s baseline: every distance)', false);
-
+export const bfProtocol = paperProtocol('bf', "brute force (the paper's baseline: every distance)", false);

@@ -55,7 +55,7 @@ describe('SM (Algorithm 1)', () => {
   it('multiplies encrypted values, including negative ones and zero', async () => {
     const ctx = await session();
     const a = [0n, 1n, -1n, 65535n, -65535n, 123456789n, -(1n << 47n)];
-    const b = [5n, -7n, -1n, 65535n, 3n, -987654n, (1n << 40n)];
+    const b = [5n, -7n, -1n, 65535n, 3n, -987654n, 1n << 40n];
     const products = await sm(ctx, 'ssed-sm', await encryptAll(a), await encryptAll(b));
     expect(products.map((c) => sk.decryptSigned(c))).toEqual(a.map((x, i) => x * b[i]));
   });
@@ -107,7 +107,11 @@ describe('SSED and SSEDLB', () => {
     const q = randomImage(64, 255);
     const query = await encryptQuery(encryptAll, q);
     const stats = images.map((im) => imageStats(im));
-    const bounds = await ssedlb(ctx, stats.map((s) => ({ sum: pk.encrypt(s.sum), spread: pk.encrypt(s.spread) })), query);
+    const bounds = await ssedlb(
+      ctx,
+      stats.map((s) => ({ sum: pk.encrypt(s.sum), spread: pk.encrypt(s.spread) })),
+      query,
+    );
     expect(bounds.map((b) => sk.decryptSigned(b))).toEqual(stats.map((s) => lowerBoundInt(s, imageStats(q))));
   });
 });
@@ -122,14 +126,23 @@ function expectOrderlyProgress(events: QueryProgress[], records: number, rejecte
     expect(events[i].rejected, `${what}: rejected never goes back`).toBeGreaterThanOrEqual(events[i - 1].rejected);
   }
   for (const e of events) expect(Object.keys(e).sort(), `${what}: counts only`).toEqual(['done', 'phase', 'rejected', 'total']);
-  expect(events.at(-1), `${what}: last event`).toEqual({ phase: what === 'bf' ? 'distances' : 'candidates', done: records, total: records, rejected });
+  expect(events.at(-1), `${what}: last event`).toEqual({
+    phase: what === 'bf' ? 'distances' : 'candidates',
+    done: records,
+    total: records,
+    rejected,
+  });
 }
 
 describe('FNN and BF return exactly the plaintext nearest neighbours', () => {
   async function runBoth(images: Uint16Array[], q: Uint16Array, k: number) {
     const records = await encryptedCollection(images);
     const query = await encryptQuery(encryptAll, q);
-    const expected = plaintextNearest(images.map((pixels, i) => ({ id: String(i), pixels })), q, k).map((r) => r.index);
+    const expected = plaintextNearest(
+      images.map((pixels, i) => ({ id: String(i), pixels })),
+      q,
+      k,
+    ).map((r) => r.index);
     const out: Record<'fnn' | 'bf', { candidates: number[]; rejected: number; progress: QueryProgress[] }> = {} as never;
     // C1's view of the collection: the paper's layout only, each record's E_k(ID) standing for its candidate number.
     const collection: CollectionAtC1 = {
@@ -203,12 +216,20 @@ describe('FNN and BF return exactly the plaintext nearest neighbours', () => {
     expect(fnn.rejected).toBeGreaterThanOrEqual(6);
   });
 
-  it('reports FNN\'s rejections as they happen, and only distances for BF', async () => {
+  it("reports FNN's rejections as they happen, and only distances for BF", async () => {
     // Query 100: record 1 (50) beats the seed, 2 (200) is rejected, 3 (60) is still computed, and so on.
     const images = [0, 50, 200, 60, 210, 70, 220, 80].map((v) => new Uint16Array(30).fill(v));
     const { fnn, bf } = await runBoth(images, new Uint16Array(30).fill(100), 1);
-    expect(fnn.progress.some((p) => p.phase === 'candidates' && p.rejected > 0 && p.done < p.total), 'a rejection seen before the end').toBe(true);
-    expect(fnn.progress.filter((p) => p.phase === 'lower-bounds').at(-1)).toEqual({ phase: 'lower-bounds', done: 8, total: 8, rejected: 0 });
+    expect(
+      fnn.progress.some((p) => p.phase === 'candidates' && p.rejected > 0 && p.done < p.total),
+      'a rejection seen before the end',
+    ).toBe(true);
+    expect(fnn.progress.filter((p) => p.phase === 'lower-bounds').at(-1)).toEqual({
+      phase: 'lower-bounds',
+      done: 8,
+      total: 8,
+      rejected: 0,
+    });
     expect(new Set(bf.progress.map((p) => p.phase))).toEqual(new Set(['distances']));
     expect(bf.progress.map((p) => p.done)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
   });

@@ -8,11 +8,7 @@ import { smSquare, type C1Context } from './sm';
  * (see encoding/lower-bound.ts for why this integer form never rejects the
  * true neighbour). All 2n squarings go to C2 in one batch.
  */
-export async function ssedlb(
-  ctx: C1Context,
-  records: EncryptedStats[],
-  query: EncryptedQuery,
-): Promise<bigint[]> {
+export async function ssedlb(ctx: C1Context, records: EncryptedStats[], query: EncryptedQuery): Promise<bigint[]> {
   const pk = ctx.crypto.publicKey;
   const differences = records.flatMap((r) => [
     pk.add(r.sum, query.negatedSum), // E(S_x - S_q)
