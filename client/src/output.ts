@@ -9,7 +9,7 @@ export const EXIT = {
   usage: 2, // bad arguments, missing or unreadable files, bad keys
   invalid: 3, // a server refused the input (INVALID_ARGUMENT, FAILED_PRECONDITION)
   notFound: 4, // NOT_FOUND
-  unavailable: 5, // a daemon cannot be reached (UNAVAILABLE, DEADLINE_EXCEEDED)
+  unavailable: 5, // a daemon cannot be reached, or is full or busy (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED): try later
   refused: 6, // this certificate may not do that (UNAUTHENTICATED, PERMISSION_DENIED)
 } as const;
 
@@ -55,6 +55,7 @@ export function classify(error: unknown): { code: number; reason: string } {
       'not-found': EXIT.notFound,
       'protocol-state': EXIT.invalid,
       'peer-unavailable': EXIT.unavailable,
+      'resource-exhausted': EXIT.unavailable,
       unauthenticated: EXIT.refused,
       'permission-denied': EXIT.refused,
     }[error.kind];
@@ -67,7 +68,7 @@ export function classify(error: unknown): { code: number; reason: string } {
         ? EXIT.invalid
         : grpc.code === 'NOT_FOUND'
           ? EXIT.notFound
-          : grpc.code === 'UNAVAILABLE' || grpc.code === 'DEADLINE_EXCEEDED'
+          : grpc.code === 'UNAVAILABLE' || grpc.code === 'DEADLINE_EXCEEDED' || grpc.code === 'RESOURCE_EXHAUSTED'
             ? EXIT.unavailable
             : grpc.code === 'UNAUTHENTICATED' || grpc.code === 'PERMISSION_DENIED'
               ? EXIT.refused

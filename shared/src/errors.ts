@@ -11,6 +11,7 @@ export type FnnErrorKind =
   | 'not-found' // an ID, ticket or session that does not exist
   | 'protocol-state' // a message that does not fit the protocol's current step
   | 'peer-unavailable' // the other server cannot be reached
+  | 'resource-exhausted' // a bound on what callers may fill (memory, sessions, disk) is reached: try later
   | 'unauthenticated' // the caller presented no certificate we can identify it by
   | 'permission-denied'; // the caller's certificate is valid, its role may not call this
 
@@ -28,6 +29,7 @@ export const invalidInput = (message: string) => new FnnError('invalid-input', m
 export const notFound = (message: string) => new FnnError('not-found', message);
 export const protocolState = (message: string) => new FnnError('protocol-state', message);
 export const peerUnavailable = (message: string) => new FnnError('peer-unavailable', message);
+export const resourceExhausted = (message: string) => new FnnError('resource-exhausted', message);
 export const unauthenticated = (message: string) => new FnnError('unauthenticated', message);
 export const permissionDenied = (message: string) => new FnnError('permission-denied', message);
 

@@ -8,6 +8,7 @@ const CODE_OF: Record<FnnErrorKind, status> = {
   'not-found': status.NOT_FOUND,
   'protocol-state': status.FAILED_PRECONDITION,
   'peer-unavailable': status.UNAVAILABLE,
+  'resource-exhausted': status.RESOURCE_EXHAUSTED,
   unauthenticated: status.UNAUTHENTICATED,
   'permission-denied': status.PERMISSION_DENIED,
 };
@@ -45,6 +46,8 @@ export function fromPeerError(error: unknown, peer: string): FnnError | unknown 
       return new FnnError('peer-unavailable', `${peer} is unavailable (${status[e.code]}): ${e.details ?? ''}`.trim());
     case status.INVALID_ARGUMENT:
       return new FnnError('invalid-input', `${peer} refused: ${e.details ?? ''}`);
+    case status.RESOURCE_EXHAUSTED:
+      return new FnnError('resource-exhausted', `${peer} is full or busy: ${e.details ?? ''}`);
     case status.NOT_FOUND:
       return new FnnError('not-found', `${peer}: ${e.details ?? ''}`);
     case status.FAILED_PRECONDITION:
