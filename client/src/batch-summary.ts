@@ -1,4 +1,5 @@
-import { describeGrpcError, isFnnError, type FnnErrorKind } from '@fnn/shared';
+import { status } from '@grpc/grpc-js';
+import { describeGrpcError, isFnnError, toStatus } from '@fnn/shared';
 import { CliError } from './output';
 
 // What `fnn batch-query` says at the end: how many queries were answered, why
@@ -14,15 +15,6 @@ export interface BatchSummary {
   maxMs: number | null;
   elapsedMs: number;
 }
-
-const CODE_OF_KIND: Record<FnnErrorKind, string> = {
-  'invalid-input': 'INVALID_ARGUMENT',
-  'not-found': 'NOT_FOUND',
-  'protocol-state': 'FAILED_PRECONDITION',
-  'peer-unavailable': 'UNAVAILABLE',
-  unauthenticated: 'UNAUTHENTICATED',
-  'permission-denied': 'PERMISSION_DENIED',
-};
 
 const CODE_OF_CLI_KIND: Record<CliError['kind'], string> = {
   // Input the CLI refuses before sending (an unreadable file, a query of
@@ -40,7 +32,7 @@ export function failureCode(error: unknown): string {
   const grpc = describeGrpcError(error);
   if (grpc) return grpc.code;
   if (error instanceof CliError) return CODE_OF_CLI_KIND[error.kind];
-  if (isFnnError(error)) return CODE_OF_KIND[error.kind];
+  if (isFnnError(error)) return status[toStatus(error).code];
   return 'UNKNOWN';
 }
 
