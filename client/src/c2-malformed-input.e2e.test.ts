@@ -73,25 +73,38 @@ afterAll(async () => {
 
 const S = 'session-1';
 const cipher = (v: bigint) => codec.cipher(keys.pk.encrypt(v));
-const msg = (step: wire.Step, body: wire.C1Message['body'], sessionId = S): wire.C1Message => ({ sessionId, step, body });
+const P = wire.PaperStep;
+/** A message of the paper's session family, labelled with its step. */
+const msg = (step: wire.PaperStep, body: wire.PaperC1Message['body'], sessionId = S): wire.C1Message => ({
+  sessionId,
+  protocol: { $case: 'paper', value: { step, body } },
+});
+/** The same paper message labelled with another step. */
+const withStep = (m: wire.C1Message, step: wire.PaperStep): wire.C1Message =>
+  m.protocol?.$case === 'paper' ? { ...m, protocol: { $case: 'paper', value: { ...m.protocol.value, step } } } : m;
+/** A message of the fast session family. */
+const fastMsg = (body: wire.FastC1Message['body'], sessionId = S): wire.C1Message => ({
+  sessionId,
+  protocol: { $case: 'fast', value: { body } },
+});
 const open = (k = 1, sessionId = S) =>
-  msg(wire.Step.STEP_OPEN, { $case: 'open', value: { keyFingerprint: keys.pk.fingerprint(), k, requestId: 't' } }, sessionId);
-const square = (values: Buffer[], step = wire.Step.STEP_SSED_SM) => msg(step, { $case: 'square', value: { values } });
-const multiply = (a: Buffer[], b: Buffer[]) => msg(wire.Step.STEP_SSED_SM, { $case: 'multiply', value: { a, b } });
+  msg(P.PAPER_STEP_OPEN, { $case: 'open', value: { keyFingerprint: keys.pk.fingerprint(), k, requestId: 't' } }, sessionId);
+const square = (values: Buffer[], step = P.PAPER_STEP_SSED_SM) => msg(step, { $case: 'square', value: { values } });
+const multiply = (a: Buffer[], b: Buffer[]) => msg(P.PAPER_STEP_SSED_SM, { $case: 'multiply', value: { a, b } });
 const score = (candidate: number, v = 5n) => ({ candidate, value: cipher(v) });
 /** Step 4 with one seed and the given bounds (C2 then asks for the first bound's candidate, if any is not above the seed). */
 const bounds = (seeds = [score(0)], rest: wire.MaskedScore[] = []) =>
-  msg(wire.Step.STEP_FNN_BOUNDS, { $case: 'bounds', value: { seeds, bounds: rest } });
-const distance = (candidate: number) => msg(wire.Step.STEP_FNN_DISTANCE, { $case: 'distance', value: score(candidate) });
-const finish = () => msg(wire.Step.STEP_RESULT, { $case: 'finish', value: {} });
+  msg(P.PAPER_STEP_FNN_BOUNDS, { $case: 'bounds', value: { seeds, bounds: rest } });
+const distance = (candidate: number) => msg(P.PAPER_STEP_FNN_DISTANCE, { $case: 'distance', value: score(candidate) });
+const finish = () => msg(P.PAPER_STEP_RESULT, { $case: 'finish', value: {} });
 const retrieval = (images: number) =>
-  msg(wire.Step.STEP_RETRIEVAL, {
+  msg(P.PAPER_STEP_RETRIEVAL, {
     $case: 'retrieval',
     value: { images: Array.from({ length: images }, () => ({ values: [cipher(1n)] })) },
   });
 const fastOpen = (shareTicket: string, over: Partial<wire.FastOpen> = {}) =>
-  msg(wire.Step.STEP_FAST_OPEN, {
-    $case: 'fastOpen',
+  fastMsg({
+    $case: 'open',
     value: {
       keyFingerprint: keys.pk.fingerprint(),
       pk1Fingerprint: keys.pk1.fingerprint(),
@@ -102,8 +115,9 @@ const fastOpen = (shareTicket: string, over: Partial<wire.FastOpen> = {}) =>
       ...over,
     },
   });
-const fastBounds = (items: wire.GroupValue[] = []) => msg(wire.Step.STEP_FAST_BOUNDS, { $case: 'fastBounds', value: { items } });
-const fastDistance = (group = 0) => msg(wire.Step.STEP_FAST_DISTANCE, { $case: 'fastDistance', value: { group, value: cipher(1n) } });
+const fastBounds = (items: wire.GroupValue[] = []) => fastMsg({ $case: 'bounds', value: { items } });
+const fastDistance = (group = 0) => fastMsg({ $case: 'distance', value: { group, value: cipher(1n) } });
+const fastFinish = () => fastMsg({ $case: 'finish', value: {} });
 
 /** A doctor's valid share, deposited at C2: its ticket. */
 async function share(): Promise<string> {
@@ -181,12 +195,12 @@ const sessionCases: SessionCase[] = [
     messages: () => [open(), bounds([score(0, 100n)], [score(1, 1n)]), distance(2)],
   },
   { name: 'a retrieval before open', code: FAILED, messages: () => [retrieval(1)] },
-  { name: 'an open message labelled step SSED_SM', code: FAILED, messages: () => [{ ...open(), step: wire.Step.STEP_SSED_SM }] },
-  { name: 'a square labelled step OPEN', code: FAILED, messages: () => [open(), square([cipher(2n)], wire.Step.STEP_OPEN)] },
+  { name: 'an open message labelled step SSED_SM', code: FAILED, messages: () => [withStep(open(), P.PAPER_STEP_SSED_SM)] },
+  { name: 'a square labelled step OPEN', code: FAILED, messages: () => [open(), square([cipher(2n)], P.PAPER_STEP_OPEN)] },
   {
-    name: 'a finish labelled step FAST_DISTANCE',
+    name: 'a finish labelled step RETRIEVAL',
     code: FAILED,
-    messages: () => [open(), bounds(), { ...finish(), step: wire.Step.STEP_FAST_DISTANCE }],
+    messages: () => [open(), bounds(), withStep(finish(), P.PAPER_STEP_RETRIEVAL)],
   },
   { name: 'a paper open after a fast open', code: FAILED, messages: async () => [fastOpen(await share()), open()] },
   { name: 'a fast open after a paper open', code: FAILED, messages: async () => [open(), fastOpen(await share())] },
@@ -198,7 +212,9 @@ const sessionCases: SessionCase[] = [
     code: FAILED,
     messages: async () => [fastOpen(await share()), fastBounds(), fastDistance(3)],
   },
-  { name: 'fast: finish before bounds', code: FAILED, messages: async () => [fastOpen(await share()), finish()] },
+  { name: 'fast: finish before bounds', code: FAILED, messages: async () => [fastOpen(await share()), fastFinish()] },
+  { name: "fast: the paper's finish inside a fast session", code: FAILED, messages: async () => [fastOpen(await share()), finish()] },
+  { name: 'a fast finish inside a paper session', code: FAILED, messages: () => [open(), bounds(), fastFinish()] },
   { name: 'fast: SM squaring inside a fast session', code: FAILED, messages: async () => [fastOpen(await share()), square([cipher(2n)])] },
   // Unknown sessions and steps.
   {
@@ -211,9 +227,11 @@ const sessionCases: SessionCase[] = [
     code: FAILED,
     messages: () => [open(1, ''), { ...square([cipher(2n)]), sessionId: S }],
   },
-  { name: 'step UNSPECIFIED', code: INVALID, messages: () => [{ ...open(), step: wire.Step.STEP_UNSPECIFIED }] },
-  { name: 'step 99 (no such step)', code: INVALID, messages: () => [{ ...open(), step: 99 as wire.Step }] },
-  { name: 'a message without a body', code: INVALID, messages: () => [{ sessionId: S, step: wire.Step.STEP_OPEN, body: undefined }] },
+  { name: 'step UNSPECIFIED', code: INVALID, messages: () => [withStep(open(), P.PAPER_STEP_UNSPECIFIED)] },
+  { name: 'step 99 (no such step)', code: INVALID, messages: () => [withStep(open(), 99 as wire.PaperStep)] },
+  { name: 'a message without a body', code: INVALID, messages: () => [msg(P.PAPER_STEP_OPEN, undefined)] },
+  { name: 'a fast message without a body', code: INVALID, messages: () => [fastMsg(undefined)] },
+  { name: 'a message without a protocol (no case of the oneof)', code: INVALID, messages: () => [{ sessionId: S, protocol: undefined }] },
   // Values out of range.
   { name: 'open with k = 0', code: INVALID, messages: () => [open(0)] },
   { name: 'fast open with k = 0', code: INVALID, messages: async () => [fastOpen(await share(), { k: 0 })] },
@@ -258,7 +276,7 @@ const sessionCases: SessionCase[] = [
     messages: () => [
       open(),
       bounds([score(0, 100n)], [score(1, 1n)]),
-      msg(wire.Step.STEP_FNN_DISTANCE, { $case: 'distance', value: { candidate: 1, value: b(keys.pk.n) } }),
+      msg(P.PAPER_STEP_FNN_DISTANCE, { $case: 'distance', value: { candidate: 1, value: b(keys.pk.n) } }),
     ],
   },
 ];

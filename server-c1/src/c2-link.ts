@@ -1,6 +1,8 @@
 import { Metadata, type ChannelOptions } from '@grpc/grpc-js';
 import { SecureComputationClient, RetrievalClient } from '@fnn/proto';
 import {
+  c1MessageToWire,
+  c2MessageFromWire,
   channelCredentials,
   fromPeerError,
   MESSAGE_SIZE_OPTIONS,
@@ -60,7 +62,7 @@ export class C2Link {
       const w = waiting.shift();
       if (!w) return fail(peerUnavailable('C2 sent a reply nobody asked for'));
       try {
-        w.resolve(this.codec.c2FromWire(message));
+        w.resolve(c2MessageFromWire(this.codec, message));
       } catch (e) {
         w.reject(e);
       }
@@ -72,7 +74,7 @@ export class C2Link {
         if (failure) return Promise.reject(failure);
         return new Promise((resolve, reject) => {
           waiting.push({ resolve, reject });
-          call.write(this.codec.c1ToWire(message));
+          call.write(c1MessageToWire(this.codec, message));
         });
       },
       close: () => {

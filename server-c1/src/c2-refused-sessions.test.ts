@@ -1,4 +1,5 @@
 import { status as Code } from '@grpc/grpc-js';
+import { paperReply } from '@fnn/server-common/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as wire from '@fnn/proto';
 import { D, G, expectCode, randomImage, shareTicketOf, startFixture, UNKNOWN_TICKET, type Fixture, BF, FAST } from './testing/fixtures';
@@ -52,10 +53,11 @@ describe('C1 through a C2 that refused a misbehaving C1', () => {
     ]);
     expect(error, `a valid session failed after the refused ones: ${error?.details}`).toBeUndefined();
     expect(
-      replies.map((r) => r.body?.$case),
+      replies.map((r) => paperReply(r)?.$case),
       'a valid session must get opened, then products',
     ).toEqual(['opened', 'products']);
-    const products = replies[1].body?.$case === 'products' ? replies[1].body.value.values : [];
+    const second = paperReply(replies[1]);
+    const products = second?.$case === 'products' ? second.value.values : [];
     expect(f.sk.decrypt(f.codec.fromCipher(products[0])), 'C2 must square the blinded value').toBe(value * value);
     const s = await f.keyHolderStatus();
     expect(s.keyFingerprint, 'C2 Status must still answer with its key').toBe(f.pk.fingerprint());

@@ -3,6 +3,8 @@ import * as wire from '@fnn/proto';
 import { checkImageSize, checkLookupTags, checkPixelDepth, handlers } from '@fnn/server-common';
 import {
   C2SessionStream,
+  c1MessageFromWire,
+  c2MessageToWire,
   residueToBytes,
   invalidInput,
   checkShares,
@@ -42,9 +44,9 @@ export function secureComputationService(deps: KeyHolderDeps): wire.SecureComput
           try {
             // destroyOnReturn: false, or the stream is destroyed when the loop ends and call.end() sends no status.
             for await (const message of call.iterator({ destroyOnReturn: false }) as AsyncIterable<wire.C1Message>) {
-              const reply = await session.handle(deps.codec.c1FromWire(message));
+              const reply = await session.handle(c1MessageFromWire(deps.codec, message));
               steps++;
-              call.write(deps.codec.c2ToWire(reply));
+              call.write(c2MessageToWire(deps.codec, reply));
             }
             call.end();
           } finally {

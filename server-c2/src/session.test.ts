@@ -1,4 +1,5 @@
 import { status as Code } from '@grpc/grpc-js';
+import { paperReply } from '@fnn/server-common/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type * as wire from '@fnn/proto';
 import { cipherToBytes } from '@fnn/shared';
@@ -91,10 +92,11 @@ async function expectServing(what: string): Promise<void> {
   ]);
   expect(error, `${what}: a valid session failed: ${error?.details}`).toBeUndefined();
   expect(
-    replies.map((r) => r.body?.$case),
+    replies.map((r) => paperReply(r)?.$case),
     `${what}: a valid session must get opened, then products`,
   ).toEqual(['opened', 'products']);
-  const products = replies[1].body?.$case === 'products' ? replies[1].body.value.values : [];
+  const second = paperReply(replies[1]);
+  const products = second?.$case === 'products' ? second.value.values : [];
   expect(f.sk.decrypt(f.codec.fromCipher(products[0])), `${what}: C2 must square the blinded value`).toBe(value * value);
   const s = await f.keyHolderStatus();
   expect(s.keyFingerprint, `${what}: C2 Status must still answer with its key`).toBe(f.pk.fingerprint());

@@ -53,39 +53,49 @@ export class SessionMessages {
   readonly validCipher = () => this.codec.cipher(this.pk2.encrypt(3n));
 
   open(sessionId: string, keyFingerprint = this.pk2.fingerprint()): wire.C1Message {
-    return { sessionId, step: wire.Step.STEP_OPEN, body: { $case: 'open', value: { keyFingerprint, k: 1, requestId: 'test' } } };
+    return paper(sessionId, wire.PaperStep.PAPER_STEP_OPEN, { $case: 'open', value: { keyFingerprint, k: 1, requestId: 'test' } });
   }
 
   square(sessionId: string, values: Buffer[]): wire.C1Message {
-    return { sessionId, step: wire.Step.STEP_SSED_SM, body: { $case: 'square', value: { values } } };
+    return paper(sessionId, wire.PaperStep.PAPER_STEP_SSED_SM, { $case: 'square', value: { values } });
   }
 
   distance(sessionId: string): wire.C1Message {
     const value = this.codec.cipher(this.pk2.encrypt(5n));
-    return { sessionId, step: wire.Step.STEP_FNN_DISTANCE, body: { $case: 'distance', value: { candidate: 0, value } } };
+    return paper(sessionId, wire.PaperStep.PAPER_STEP_FNN_DISTANCE, { $case: 'distance', value: { candidate: 0, value } });
   }
 
   bounds(sessionId: string): wire.C1Message {
     const seeds = [{ candidate: 0, value: this.codec.cipher(this.pk2.encrypt(5n)) }];
-    return { sessionId, step: wire.Step.STEP_FNN_BOUNDS, body: { $case: 'bounds', value: { seeds, bounds: [] } } };
+    return paper(sessionId, wire.PaperStep.PAPER_STEP_FNN_BOUNDS, { $case: 'bounds', value: { seeds, bounds: [] } });
   }
 
   fastOpen(sessionId: string, shareTicket: string, groups: wire.GroupLayout[], pk1 = this.pk1): wire.C1Message {
-    return {
-      sessionId,
-      step: wire.Step.STEP_FAST_OPEN,
-      body: {
-        $case: 'fastOpen',
-        value: { keyFingerprint: this.pk2.fingerprint(), pk1Fingerprint: pk1.fingerprint(), k: 1, requestId: 'test', shareTicket, groups },
-      },
+    const value = {
+      keyFingerprint: this.pk2.fingerprint(),
+      pk1Fingerprint: pk1.fingerprint(),
+      k: 1,
+      requestId: 'test',
+      shareTicket,
+      groups,
     };
+    return fast(sessionId, { $case: 'open', value });
   }
 
   fastBounds(sessionId: string): wire.C1Message {
     const items = [{ group: 0, value: this.codec.cipher(this.pk2.encrypt(5n)) }];
-    return { sessionId, step: wire.Step.STEP_FAST_BOUNDS, body: { $case: 'fastBounds', value: { items } } };
+    return fast(sessionId, { $case: 'bounds', value: { items } });
   }
 }
+
+const paper = (sessionId: string, step: wire.PaperStep, body: wire.PaperC1Message['body']): wire.C1Message => ({
+  sessionId,
+  protocol: { $case: 'paper', value: { step, body } },
+});
+const fast = (sessionId: string, body: wire.FastC1Message['body']): wire.C1Message => ({
+  sessionId,
+  protocol: { $case: 'fast', value: { body } },
+});
 
 /** Opens a raw SecureComputation session as a (misbehaving) C1 would; sends each message after the previous reply. */
 export function rawSession(
@@ -108,3 +118,6 @@ export function rawSession(
     next();
   });
 }
+
+/** The body of C2's reply in a session of the paper's protocols (undefined for another family's). */
+export const paperReply = (m: wire.C2Message) => (m.protocol?.$case === 'paper' ? m.protocol.value.body : undefined);

@@ -1,10 +1,16 @@
 // The C1 <-> C2 conversation as plain TypeScript values (ciphertexts as
-// bigints). The gRPC layer converts these to and from proto/ messages in one
-// codec; the in-process transport passes them as they are.
-//
-// Every message carries its session id and the paper's step it belongs to.
+// bigints). Each session belongs to one family of protocols (the case of
+// C1Message.protocol on the wire): the paper's fnn and bf share 'paper', the
+// fast protocol has 'fast'. Each family's messages, and their conversion to
+// and from the wire (its wire.ts), live in its folder; this file joins them
+// into the one union the transports carry. The in-process transport passes
+// these values as they are.
 
-export type Step =
+/** A session's family: the case of C1Message.protocol and C2Message.protocol on the wire. */
+export type SessionFamily = 'paper' | 'fast';
+
+/** The paper's steps (every paper message names the one it belongs to, for state checks and logs). */
+export type PaperStep =
   | 'open'
   | 'ssed-sm' // SM rounds of SSED
   | 'ssedlb-sm' // SM rounds of SSEDLB (Algorithm 2)
@@ -12,10 +18,7 @@ export type Step =
   | 'fnn-distance' // Algorithm 3 step 5
   | 'bf-distance' // the brute-force baseline
   | 'result' // Algorithm 3 step 6
-  | 'retrieval' // Algorithm 3 step 7
-  | 'fast-open' // fast: session, groups, C2's bound contributions
-  | 'fast-bounds' // fast: packed masked bounds of every group
-  | 'fast-distance'; // fast: packed masked distances of one group
+  | 'retrieval'; // Algorithm 3 step 7
 
 /** A masked value alpha * v + beta, and the record's position in C1's candidate list. */
 export interface MaskedScore {
@@ -37,14 +40,23 @@ export interface Contribution {
   negatedMask: bigint;
 }
 
-export type C1Body =
+export type PaperC1Body =
   | { kind: 'open'; keyFingerprint: string; k: number; requestId: string }
   | { kind: 'square'; values: bigint[] }
   | { kind: 'multiply'; a: bigint[]; b: bigint[] }
   | { kind: 'bounds'; seeds: MaskedScore[]; bounds: MaskedScore[] }
   | { kind: 'distance'; score: MaskedScore }
   | { kind: 'finish' }
-  | { kind: 'retrieval'; images: bigint[][] }
+  | { kind: 'retrieval'; images: bigint[][] };
+
+export type PaperC2Body =
+  | { kind: 'opened' }
+  | { kind: 'products'; values: bigint[] }
+  | { kind: 'next'; done: boolean; candidate: number; rejected: number }
+  | { kind: 'ranking'; candidates: number[] }
+  | { kind: 'ticket'; ticket: string };
+
+export type FastC1Body =
   | {
       kind: 'fast-open';
       keyFingerprint: string;
@@ -55,28 +67,23 @@ export type C1Body =
       groups: GroupLayout[];
     }
   | { kind: 'fast-bounds'; items: { group: number; value: bigint }[] }
-  | { kind: 'fast-distance'; group: number; value: bigint };
+  | { kind: 'fast-distance'; group: number; value: bigint }
+  | { kind: 'finish' };
 
-export type C2Body =
-  | { kind: 'opened' }
-  | { kind: 'products'; values: bigint[] }
-  | { kind: 'next'; done: boolean; candidate: number; rejected: number }
-  | { kind: 'ranking'; candidates: number[] }
-  | { kind: 'ticket'; ticket: string }
+export type FastC2Body =
   | { kind: 'fast-contributions'; items: Contribution[] }
-  | { kind: 'fast-next'; done: boolean; contribution?: Contribution; rejected: number };
+  | { kind: 'fast-next'; done: boolean; contribution?: Contribution; rejected: number }
+  | { kind: 'ranking'; candidates: number[] };
 
-export interface C1Message {
-  sessionId: string;
-  step: Step;
-  body: C1Body;
-}
+export type C1Message =
+  { sessionId: string; family: 'paper'; step: PaperStep; body: PaperC1Body } | { sessionId: string; family: 'fast'; body: FastC1Body };
 
-export interface C2Message {
-  sessionId: string;
-  step: Step;
-  body: C2Body;
-}
+export type C2Message =
+  { sessionId: string; family: 'paper'; step: PaperStep; body: PaperC2Body } | { sessionId: string; family: 'fast'; body: FastC2Body };
+
+/** A message's body, whatever its family. */
+export type C1Body = C1Message['body'];
+export type C2Body = C2Message['body'];
 
 /**
  * How C1 reaches C2 for one session: each message gets exactly one reply, in

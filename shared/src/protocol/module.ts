@@ -4,7 +4,7 @@ import type { PublicKey } from '../crypto/paillier';
 import type { RecordKey } from '../crypto/symmetric';
 import type { GrayImage } from '../image/image';
 import type { WireCodec } from '../wire/codec';
-import type { C1Body, C2Body, SessionTransport } from './messages';
+import type { C1Message, C2Message, SessionFamily, SessionTransport } from './messages';
 import type { ProgressListener } from './progress';
 import type { RecordSource } from './paper/records';
 import type { RetrievalStore } from './paper/retrieval';
@@ -83,9 +83,17 @@ export interface FastC2Deps {
 
 /** C2's side of one session: every message after the opening one, each answered in order. */
 export interface C2Session {
-  reply(body: C1Body): Promise<C2Body>;
+  reply(message: C1Message): Promise<C2Message>;
   /** The request id C1 gave when opening (for logs). */
   readonly requestId: string;
+}
+
+/** A session family's messages to and from the wire (its case of C1Message.protocol and C2Message.protocol). */
+export interface SessionWire {
+  c1ToWire(codec: WireCodec, m: C1Message): NonNullable<wire.C1Message['protocol']>;
+  c1FromWire(codec: WireCodec, sessionId: string, w: NonNullable<wire.C1Message['protocol']>): C1Message;
+  c2ToWire(codec: WireCodec, m: C2Message): NonNullable<wire.C2Message['protocol']>;
+  c2FromWire(codec: WireCodec, sessionId: string, w: NonNullable<wire.C2Message['protocol']>): C2Message;
 }
 
 /** What the doctor's side may ask of the deployment (DoctorClient gives it these). */
@@ -130,8 +138,11 @@ export interface ProtocolModule {
     answer(ctx: C1QueryContext, query: WireQuery): Promise<C1Answer>;
   };
   c2: {
-    /** The session kind this protocol's C1 side opens (paper protocols share one). */
-    opensWith: C1Body['kind'];
-    open(deps: C2SessionDeps, body: C1Body): Promise<{ session: C2Session; reply: C2Body }>;
+    /** The session family this protocol's C1 side opens (the paper's protocols share one). */
+    family: SessionFamily;
+    /** Its messages to and from the wire. */
+    wire: SessionWire;
+    /** C2's side of a session, from its opening message. */
+    open(deps: C2SessionDeps, message: C1Message): Promise<{ session: C2Session; reply: C2Message }>;
   };
 }

@@ -1,5 +1,15 @@
 import { protocolState } from '../errors';
-import type { C2Body, Contribution, GroupLayout, MaskedScore, SessionTransport, Step } from './messages';
+import type {
+  Contribution,
+  FastC1Body,
+  FastC2Body,
+  GroupLayout,
+  MaskedScore,
+  PaperC1Body,
+  PaperC2Body,
+  PaperStep,
+  SessionTransport,
+} from './messages';
 
 /** C1's typed view of C2 within one session: each call is one message and its one reply. */
 export class C2Peer {
@@ -8,27 +18,39 @@ export class C2Peer {
     readonly sessionId: string,
   ) {}
 
+  // ----- the paper's protocols (PROTOCOLS.md §2) -----
+
   async open(keyFingerprint: string, k: number, requestId: string): Promise<void> {
-    await this.call('open', { kind: 'open', keyFingerprint, k, requestId }, 'opened');
+    await this.paper('open', { kind: 'open', keyFingerprint, k, requestId }, 'opened');
   }
 
-  async square(step: Step, values: bigint[]): Promise<bigint[]> {
-    const reply = await this.call(step, { kind: 'square', values }, 'products');
+  async square(step: PaperStep, values: bigint[]): Promise<bigint[]> {
+    const reply = await this.paper(step, { kind: 'square', values }, 'products');
     return this.sameLength(reply.values, values.length);
   }
 
-  async multiply(step: Step, a: bigint[], b: bigint[]): Promise<bigint[]> {
-    const reply = await this.call(step, { kind: 'multiply', a, b }, 'products');
+  async multiply(step: PaperStep, a: bigint[], b: bigint[]): Promise<bigint[]> {
+    const reply = await this.paper(step, { kind: 'multiply', a, b }, 'products');
     return this.sameLength(reply.values, a.length);
   }
 
-  bounds(step: Step, seeds: MaskedScore[], bounds: MaskedScore[]) {
-    return this.call(step, { kind: 'bounds', seeds, bounds }, 'next');
+  bounds(step: PaperStep, seeds: MaskedScore[], bounds: MaskedScore[]) {
+    return this.paper(step, { kind: 'bounds', seeds, bounds }, 'next');
   }
 
-  distance(step: Step, score: MaskedScore) {
-    return this.call(step, { kind: 'distance', score }, 'next');
+  distance(step: PaperStep, score: MaskedScore) {
+    return this.paper(step, { kind: 'distance', score }, 'next');
   }
+
+  async finish(): Promise<number[]> {
+    return (await this.paper('result', { kind: 'finish' }, 'ranking')).candidates;
+  }
+
+  async retrieval(images: bigint[][]): Promise<string> {
+    return (await this.paper('retrieval', { kind: 'retrieval', images }, 'ticket')).ticket;
+  }
+
+  // ----- the fast protocol (PROTOCOLS.md §3.5-§3.6) -----
 
   async fastOpen(
     keyFingerprint: string,
@@ -39,38 +61,41 @@ export class C2Peer {
     groups: GroupLayout[],
   ): Promise<Contribution[]> {
     const body = { kind: 'fast-open' as const, keyFingerprint, pk1Fingerprint, k, requestId, shareTicket, groups };
-    return (await this.call('fast-open', body, 'fast-contributions')).items;
+    return (await this.fast(body, 'fast-contributions')).items;
   }
 
   fastBounds(items: { group: number; value: bigint }[]) {
-    return this.call('fast-bounds', { kind: 'fast-bounds', items }, 'fast-next');
+    return this.fast({ kind: 'fast-bounds', items }, 'fast-next');
   }
 
   fastDistance(group: number, value: bigint) {
-    return this.call('fast-distance', { kind: 'fast-distance', group, value }, 'fast-next');
+    return this.fast({ kind: 'fast-distance', group, value }, 'fast-next');
   }
 
-  async finish(): Promise<number[]> {
-    return (await this.call('result', { kind: 'finish' }, 'ranking')).candidates;
-  }
-
-  async retrieval(images: bigint[][]): Promise<string> {
-    return (await this.call('retrieval', { kind: 'retrieval', images }, 'ticket')).ticket;
+  async fastFinish(): Promise<number[]> {
+    return (await this.fast({ kind: 'finish' }, 'ranking')).candidates;
   }
 
   close(): void {
     this.transport.close();
   }
 
-  private async call<K extends C2Body['kind']>(
-    step: Step,
-    body: Exclude<Parameters<SessionTransport['exchange']>[0]['body'], undefined>,
+  private async paper<K extends PaperC2Body['kind']>(
+    step: PaperStep,
+    body: PaperC1Body,
     expected: K,
-  ): Promise<Extract<C2Body, { kind: K }>> {
-    const reply = await this.transport.exchange({ sessionId: this.sessionId, step, body });
-    if (reply.sessionId !== this.sessionId || reply.step !== step || reply.body.kind !== expected)
+  ): Promise<Extract<PaperC2Body, { kind: K }>> {
+    const reply = await this.transport.exchange({ sessionId: this.sessionId, family: 'paper', step, body });
+    if (reply.sessionId !== this.sessionId || reply.family !== 'paper' || reply.step !== step || reply.body.kind !== expected)
       throw protocolState(`C2 answered ${step} out of turn`);
-    return reply.body as Extract<C2Body, { kind: K }>;
+    return reply.body as Extract<PaperC2Body, { kind: K }>;
+  }
+
+  private async fast<K extends FastC2Body['kind']>(body: FastC1Body, expected: K): Promise<Extract<FastC2Body, { kind: K }>> {
+    const reply = await this.transport.exchange({ sessionId: this.sessionId, family: 'fast', body });
+    if (reply.sessionId !== this.sessionId || reply.family !== 'fast' || reply.body.kind !== expected)
+      throw protocolState(`C2 answered ${body.kind} out of turn`);
+    return reply.body as Extract<FastC2Body, { kind: K }>;
   }
 
   private sameLength(values: bigint[], length: number): bigint[] {

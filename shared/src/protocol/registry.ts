@@ -1,5 +1,5 @@
 import { invalidInput } from '../errors';
-import type { C1Body } from './messages';
+import type { SessionFamily } from './messages';
 import type { ProtocolModule, ProtocolName, WireQuery } from './module';
 import { fastProtocol } from './fast';
 import { bfProtocol, fnnProtocol } from './paper';
@@ -34,7 +34,7 @@ export function protocolOfQuery(query: WireQuery | undefined): ProtocolModule {
   return MODULES[query.$case];
 }
 
-/** The protocol whose C2 side opens a session with this message (several protocols may share one). */
-export function sessionOpenedBy(kind: C1Body['kind']): ProtocolModule | undefined {
-  return Object.values(MODULES).find((m) => m.c2.opensWith === kind);
+/** A protocol whose C2 side opens a session of this family (fnn and bf share the paper's: either serves). */
+export function sessionOpenedBy(family: SessionFamily): ProtocolModule | undefined {
+  return Object.values(MODULES).find((m) => m.c2.family === family);
 }

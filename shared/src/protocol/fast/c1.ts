@@ -134,7 +134,7 @@ export async function fastSearch(
   }
   // The groups not visited were pruned: every group is settled.
   onProgress({ phase: 'candidates', done: groupCount, total: groupCount, rejected: next.rejected });
-  return { candidates: await peer.finish(), rejected: next.rejected, lowerBoundMs };
+  return { candidates: await peer.fastFinish(), rejected: next.rejected, lowerBoundMs };
 }
 
 /** One whole fast query at C1 (§3.5-§3.7): the ranking, and the winners sealed under k; no retrieval at C2. */

@@ -4,7 +4,7 @@ import { randomBits } from '../../crypto/random';
 import { SPREAD_SCALE } from '../../encoding/lower-bound';
 import { mapConcurrent } from '../../concurrency';
 import { invalidInput, protocolState } from '../../errors';
-import type { C1Body, C2Body, Contribution, GroupLayout } from '../messages';
+import type { C1Message, C2Message, Contribution, FastC2Body, GroupLayout } from '../messages';
 import type { C2Session, C2SessionDeps } from '../module';
 import { TopK } from '../ranking';
 import type { QueryShares } from './doctor';
@@ -38,15 +38,17 @@ interface QueuedGroup {
 }
 
 /** The session's opening message (kind 'fast-open', §3.5): both keys, k, the doctor's share and C1's group layouts. */
-export async function openFastSession(deps: C2SessionDeps, body: C1Body): Promise<{ session: C2Session; reply: C2Body }> {
-  if (body.kind !== 'fast-open') throw protocolState(`a fast session opens with 'fast-open', not '${body.kind}'`);
+export async function openFastSession(deps: C2SessionDeps, message: C1Message): Promise<{ session: C2Session; reply: C2Message }> {
+  if (message.family !== 'fast') throw protocolState(`a ${message.family} message in a fast session`);
+  const body = message.body;
+  if (body.kind !== 'fast-open') throw protocolState(`unexpected ${body.kind} message in phase new`);
   if (!deps.fast) throw protocolState('this C2 has no replica for the fast protocol');
   const { crypto, replica, shares } = deps.fast;
   if (body.keyFingerprint !== deps.crypto.publicKey.fingerprint() || body.pk1Fingerprint !== crypto.pk1.fingerprint())
     throw invalidInput('C1 and C2 use different Paillier keys');
   if (!Number.isInteger(body.k) || body.k < 1) throw invalidInput('k must be a positive integer');
   const session = new FastC2Session(crypto, replica(), shares.take(body.shareTicket), body.k, body.groups, body.requestId);
-  return { session, reply: await session.open() };
+  return { session, reply: { sessionId: message.sessionId, family: 'fast', body: await session.open() } };
 }
 
 export class FastC2Session implements C2Session {
@@ -85,7 +87,12 @@ export class FastC2Session implements C2Session {
     }
   }
 
-  async reply(body: C1Body): Promise<C2Body> {
+  async reply(message: C1Message): Promise<C2Message> {
+    if (message.family !== 'fast') throw protocolState(`a ${message.family} message in a fast session`);
+    return { sessionId: message.sessionId, family: 'fast', body: await this.answer(message.body) };
+  }
+
+  private async answer(body: Extract<C1Message, { family: 'fast' }>['body']): Promise<FastC2Body> {
     if (this.finished) throw protocolState(`unexpected ${body.kind} message after the result`);
     switch (body.kind) {
       case 'fast-bounds':
@@ -95,19 +102,19 @@ export class FastC2Session implements C2Session {
       case 'finish':
         this.finished = true; // fast results come back sealed from C1: nothing to retrieve here
         return { kind: 'ranking', candidates: this.ranking() };
-      default:
-        throw protocolState(`unexpected ${body.kind} message in a fast session`);
+      case 'fast-open':
+        throw protocolState('unexpected fast-open message: the session is open');
     }
   }
 
   /** Step 1: C2's half of every group's bound. */
-  async open(): Promise<C2Body> {
+  async open(): Promise<FastC2Body> {
     const items = await mapConcurrent([...this.layouts.keys()], GROUPS_AT_ONCE, (group) => this.contribution(group, 'bound'));
     return { kind: 'fast-contributions', items };
   }
 
   /** Step 2: all packed masked bounds; order the groups by their smallest bound. */
-  async bounds(items: { group: number; value: bigint }[]): Promise<C2Body> {
+  async bounds(items: { group: number; value: bigint }[]): Promise<FastC2Body> {
     if (this.queue) throw protocolState('bounds sent twice');
     if (items.length !== this.layouts.size || new Set(items.map((i) => i.group)).size !== items.length)
       throw invalidInput('one bound per group is needed');
@@ -126,7 +133,7 @@ export class FastC2Session implements C2Session {
   }
 
   /** Step 3: the packed masked distances of the group C2 asked for. */
-  async distance(group: number, value: bigint): Promise<C2Body> {
+  async distance(group: number, value: bigint): Promise<FastC2Body> {
     if (this.awaiting === undefined || group !== this.awaiting) throw protocolState('distance for a group that was not requested');
     const layout = this.layouts.get(group)!;
     const slots = this.slots(value);
@@ -149,7 +156,7 @@ export class FastC2Session implements C2Session {
    * above K^2 d_b times a distance means LB > K^2 d_b D: the group cannot hold
    * anything nearer (ties go on, so the upload-order rule decides them).
    */
-  private async advance(): Promise<C2Body> {
+  private async advance(): Promise<FastC2Body> {
     const queue = this.queue!;
     const worst = this.top.worstKept;
     const scale = SPREAD_SCALE * SPREAD_SCALE * BigInt(this.params.blockSize);

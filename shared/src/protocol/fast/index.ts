@@ -3,6 +3,7 @@ import type { ProtocolModule } from '../module';
 import { answerFastQuery } from './c1';
 import { openFastSession } from './c2';
 import { fastNeighbours, fastQuery } from './doctor';
+import { fastWire } from './wire';
 
 // The packed two-server protocol (docs/PROTOCOLS.md §3): the default.
 
@@ -30,5 +31,5 @@ export const fastProtocol: ProtocolModule = {
       return answerFastQuery(ctx, query.value);
     },
   },
-  c2: { opensWith: 'fast-open', open: openFastSession },
+  c2: { family: 'fast', wire: fastWire, open: openFastSession },
 };

@@ -1,6 +1,6 @@
 import type { C2Crypto } from '../../crypto/backend';
 import { invalidInput, protocolState } from '../../errors';
-import type { C1Body, C2Body, MaskedScore } from '../messages';
+import type { C1Message, C2Message, MaskedScore, PaperC1Body, PaperC2Body, PaperStep } from '../messages';
 import type { C2Session, C2SessionDeps } from '../module';
 import { TopK } from '../ranking';
 import type { RetrievalStore } from './retrieval';
@@ -16,12 +16,33 @@ import type { RetrievalStore } from './retrieval';
 
 type Phase = 'open' | 'ranking' | 'finished' | 'closed';
 
+/** Which steps each kind of message may belong to (§2.5: the step numbers of Algorithm 3). */
+const STEPS_OF: Record<PaperC1Body['kind'], PaperStep[]> = {
+  open: ['open'],
+  square: ['ssed-sm', 'ssedlb-sm'],
+  multiply: ['ssed-sm', 'ssedlb-sm'],
+  bounds: ['fnn-bounds', 'bf-distance'],
+  distance: ['fnn-distance'],
+  finish: ['result'],
+  retrieval: ['retrieval'],
+};
+
+/** A paper message, checked to belong to its step. */
+function paperMessage(message: C1Message): { step: PaperStep; body: PaperC1Body } {
+  if (message.family !== 'paper') throw protocolState(`a ${message.family} message in a session of the paper's protocols`);
+  if (!STEPS_OF[message.body.kind].includes(message.step))
+    throw protocolState(`a ${message.body.kind} message does not belong to step ${message.step}`);
+  return message;
+}
+
 /** The session's opening message (kind 'open'): C2 checks the key and k. */
-export async function openPaperSession(deps: C2SessionDeps, body: C1Body): Promise<{ session: C2Session; reply: C2Body }> {
-  if (body.kind !== 'open') throw protocolState(`a paper session opens with 'open', not '${body.kind}'`);
+export async function openPaperSession(deps: C2SessionDeps, message: C1Message): Promise<{ session: C2Session; reply: C2Message }> {
+  const { step, body } = paperMessage(message);
+  if (body.kind !== 'open') throw protocolState(`unexpected ${body.kind} message in phase new`);
   if (body.keyFingerprint !== deps.crypto.publicKey.fingerprint()) throw invalidInput('C1 and C2 use different Paillier keys');
   if (!Number.isInteger(body.k) || body.k < 1) throw invalidInput('k must be a positive integer');
-  return { session: new PaperSession(deps.crypto, deps.retrievals, body.k, body.requestId), reply: { kind: 'opened' } };
+  const session = new PaperSession(deps.crypto, deps.retrievals, body.k, body.requestId);
+  return { session, reply: { sessionId: message.sessionId, family: 'paper', step, body: { kind: 'opened' } } };
 }
 
 export class PaperSession implements C2Session {
@@ -41,7 +62,12 @@ export class PaperSession implements C2Session {
     this.top = new TopK(k);
   }
 
-  async reply(body: C1Body): Promise<C2Body> {
+  async reply(message: C1Message): Promise<C2Message> {
+    const { step, body } = paperMessage(message);
+    return { sessionId: message.sessionId, family: 'paper', step, body: await this.answer(body) };
+  }
+
+  private async answer(body: PaperC1Body): Promise<PaperC2Body> {
     switch (body.kind) {
       case 'square':
         this.expectComputing('square');
@@ -62,13 +88,13 @@ export class PaperSession implements C2Session {
         return { kind: 'ranking', candidates: this.ranking };
       case 'retrieval':
         return this.receiveRetrieval(body.images);
-      default:
-        throw protocolState(`unexpected ${body.kind} message in a session of the paper's protocols`);
+      case 'open':
+        throw protocolState(`unexpected open message in phase ${this.phase}`);
     }
   }
 
   /** Algorithm 3 step 4/5 (§2.5): decrypt the seeds' distances and every bound. */
-  private async receiveBounds(seeds: MaskedScore[], bounds: MaskedScore[]): Promise<C2Body> {
+  private async receiveBounds(seeds: MaskedScore[], bounds: MaskedScore[]): Promise<PaperC2Body> {
     this.expect('open', 'bounds');
     if (seeds.length === 0) throw invalidInput('at least one seed distance is needed');
     const all = [...seeds, ...bounds];
@@ -81,7 +107,7 @@ export class PaperSession implements C2Session {
   }
 
   /** Algorithm 3 step 5 (§2.5): the distance of the candidate C2 asked for. */
-  private async receiveDistance(score: MaskedScore): Promise<C2Body> {
+  private async receiveDistance(score: MaskedScore): Promise<PaperC2Body> {
     this.expect('ranking', 'distance');
     if (this.awaiting === undefined || score.candidate !== this.awaiting)
       throw protocolState('distance for a candidate that was not requested');
@@ -99,7 +125,7 @@ export class PaperSession implements C2Session {
    * decides, as in BF and the plaintext reference. Cost: one more SSED per
    * record whose bound ties the best distance (§2.8).
    */
-  private advance(): C2Body {
+  private advance(): PaperC2Body {
     while (this.queue.length > 0) {
       const next = this.queue.shift()!;
       const worst = this.top.worstKept;
@@ -114,7 +140,7 @@ export class PaperSession implements C2Session {
   }
 
   /** Algorithm 3 step 7 (§2.7): decrypt E(m + r) for each winner; the doctor fetches it with the ticket. */
-  private async receiveRetrieval(images: bigint[][]): Promise<C2Body> {
+  private async receiveRetrieval(images: bigint[][]): Promise<PaperC2Body> {
     this.expect('finished', 'retrieval');
     if (images.length !== this.ranking.length) throw invalidInput('one blinded image per result is needed');
     const flat = await this.crypto.decrypt(this.checked(images.flat()));

@@ -2,6 +2,7 @@ import type { ProtocolModule } from '../module';
 import { answerPaperQuery } from './c1';
 import { openPaperSession } from './c2';
 import { paperNeighbours, paperQuery } from './doctor';
+import { paperWire } from './wire';
 
 // The paper's two protocols (docs/PROTOCOLS.md §2): fnn (Algorithm 3) and its
 // brute-force baseline bf. They share the record layout, the session at C2
@@ -29,7 +30,7 @@ function paperProtocol(name: 'fnn' | 'bf', summary: string, bounded: boolean): P
         return answerPaperQuery(ctx, name, query.value);
       },
     },
-    c2: { opensWith: 'open', open: openPaperSession },
+    c2: { family: 'paper', wire: paperWire, open: openPaperSession },
   };
 }
 

@@ -1,6 +1,6 @@
 import type { C1Crypto } from '../../crypto/backend';
 import { randomBits } from '../../crypto/random';
-import type { Step } from '../messages';
+import type { PaperStep } from '../messages';
 import type { C2Peer } from '../peer';
 
 // sm: Algorithm 1, Secure Multiplication (docs/PROTOCOLS.md §2.2), C1's side;
@@ -24,7 +24,7 @@ export interface C1Context {
 }
 
 /** SM(E(a_i), E(b_i)) -> E(a_i b_i) for every i, batched into few round trips. */
-export async function sm(ctx: C1Context, step: Step, a: bigint[], b: bigint[]): Promise<bigint[]> {
+export async function sm(ctx: C1Context, step: PaperStep, a: bigint[], b: bigint[]): Promise<bigint[]> {
   const out: bigint[] = [];
   for (let start = 0; start < a.length; start += MAX_VALUES_PER_MESSAGE) {
     const ca = a.slice(start, start + MAX_VALUES_PER_MESSAGE);
@@ -43,7 +43,7 @@ export async function sm(ctx: C1Context, step: Step, a: bigint[], b: bigint[]): 
  * blinded value, not two, so C2 decrypts half as many values (SSED and SSEDLB
  * only ever square).
  */
-export async function smSquare(ctx: C1Context, step: Step, a: bigint[]): Promise<bigint[]> {
+export async function smSquare(ctx: C1Context, step: PaperStep, a: bigint[]): Promise<bigint[]> {
   const out: bigint[] = [];
   for (let start = 0; start < a.length; start += MAX_VALUES_PER_MESSAGE) {
     const chunk = a.slice(start, start + MAX_VALUES_PER_MESSAGE);

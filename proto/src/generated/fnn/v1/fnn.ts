@@ -119,105 +119,84 @@ export function queryPhaseToJSON(object: QueryPhase): string {
 }
 
 /** Which step of the paper a message belongs to (for state checks and logs). */
-export enum Step {
-  STEP_UNSPECIFIED = 0,
-  /** STEP_OPEN - session parameters */
-  STEP_OPEN = 1,
-  /** STEP_SSED_SM - SM rounds of SSED (Algorithm 1 inside SSED) */
-  STEP_SSED_SM = 2,
-  /** STEP_SSEDLB_SM - SM rounds of SSEDLB (Algorithm 2) */
-  STEP_SSEDLB_SM = 3,
-  /** STEP_FNN_BOUNDS - Algorithm 3 step 4: seed distances and all lower bounds */
-  STEP_FNN_BOUNDS = 4,
-  /** STEP_FNN_DISTANCE - Algorithm 3 step 5: a candidate's distance */
-  STEP_FNN_DISTANCE = 5,
-  /** STEP_BF_DISTANCE - brute force: every record's distance */
-  STEP_BF_DISTANCE = 6,
-  /** STEP_RESULT - Algorithm 3 step 6: C2 names the winners */
-  STEP_RESULT = 7,
-  /** STEP_RETRIEVAL - Algorithm 3 step 7: E(m + r) for the doctor */
-  STEP_RETRIEVAL = 8,
-  /** STEP_FAST_OPEN - fast: session, groups, C2's halves of the bounds */
-  STEP_FAST_OPEN = 9,
-  /** STEP_FAST_BOUNDS - fast: every group's packed masked bounds */
-  STEP_FAST_BOUNDS = 10,
-  /** STEP_FAST_DISTANCE - fast: one group's packed masked distances */
-  STEP_FAST_DISTANCE = 11,
+export enum PaperStep {
+  PAPER_STEP_UNSPECIFIED = 0,
+  /** PAPER_STEP_OPEN - session parameters */
+  PAPER_STEP_OPEN = 1,
+  /** PAPER_STEP_SSED_SM - SM rounds of SSED (Algorithm 1 inside SSED) */
+  PAPER_STEP_SSED_SM = 2,
+  /** PAPER_STEP_SSEDLB_SM - SM rounds of SSEDLB (Algorithm 2) */
+  PAPER_STEP_SSEDLB_SM = 3,
+  /** PAPER_STEP_FNN_BOUNDS - Algorithm 3 step 4: seed distances and all lower bounds */
+  PAPER_STEP_FNN_BOUNDS = 4,
+  /** PAPER_STEP_FNN_DISTANCE - Algorithm 3 step 5: a candidate's distance */
+  PAPER_STEP_FNN_DISTANCE = 5,
+  /** PAPER_STEP_BF_DISTANCE - brute force: every record's distance */
+  PAPER_STEP_BF_DISTANCE = 6,
+  /** PAPER_STEP_RESULT - Algorithm 3 step 6: C2 names the winners */
+  PAPER_STEP_RESULT = 7,
+  /** PAPER_STEP_RETRIEVAL - Algorithm 3 step 7: E(m + r) for the doctor */
+  PAPER_STEP_RETRIEVAL = 8,
   UNRECOGNIZED = -1,
 }
 
-export function stepFromJSON(object: any): Step {
+export function paperStepFromJSON(object: any): PaperStep {
   switch (object) {
     case 0:
-    case "STEP_UNSPECIFIED":
-      return Step.STEP_UNSPECIFIED;
+    case "PAPER_STEP_UNSPECIFIED":
+      return PaperStep.PAPER_STEP_UNSPECIFIED;
     case 1:
-    case "STEP_OPEN":
-      return Step.STEP_OPEN;
+    case "PAPER_STEP_OPEN":
+      return PaperStep.PAPER_STEP_OPEN;
     case 2:
-    case "STEP_SSED_SM":
-      return Step.STEP_SSED_SM;
+    case "PAPER_STEP_SSED_SM":
+      return PaperStep.PAPER_STEP_SSED_SM;
     case 3:
-    case "STEP_SSEDLB_SM":
-      return Step.STEP_SSEDLB_SM;
+    case "PAPER_STEP_SSEDLB_SM":
+      return PaperStep.PAPER_STEP_SSEDLB_SM;
     case 4:
-    case "STEP_FNN_BOUNDS":
-      return Step.STEP_FNN_BOUNDS;
+    case "PAPER_STEP_FNN_BOUNDS":
+      return PaperStep.PAPER_STEP_FNN_BOUNDS;
     case 5:
-    case "STEP_FNN_DISTANCE":
-      return Step.STEP_FNN_DISTANCE;
+    case "PAPER_STEP_FNN_DISTANCE":
+      return PaperStep.PAPER_STEP_FNN_DISTANCE;
     case 6:
-    case "STEP_BF_DISTANCE":
-      return Step.STEP_BF_DISTANCE;
+    case "PAPER_STEP_BF_DISTANCE":
+      return PaperStep.PAPER_STEP_BF_DISTANCE;
     case 7:
-    case "STEP_RESULT":
-      return Step.STEP_RESULT;
+    case "PAPER_STEP_RESULT":
+      return PaperStep.PAPER_STEP_RESULT;
     case 8:
-    case "STEP_RETRIEVAL":
-      return Step.STEP_RETRIEVAL;
-    case 9:
-    case "STEP_FAST_OPEN":
-      return Step.STEP_FAST_OPEN;
-    case 10:
-    case "STEP_FAST_BOUNDS":
-      return Step.STEP_FAST_BOUNDS;
-    case 11:
-    case "STEP_FAST_DISTANCE":
-      return Step.STEP_FAST_DISTANCE;
+    case "PAPER_STEP_RETRIEVAL":
+      return PaperStep.PAPER_STEP_RETRIEVAL;
     case -1:
     case "UNRECOGNIZED":
     default:
-      return Step.UNRECOGNIZED;
+      return PaperStep.UNRECOGNIZED;
   }
 }
 
-export function stepToJSON(object: Step): string {
+export function paperStepToJSON(object: PaperStep): string {
   switch (object) {
-    case Step.STEP_UNSPECIFIED:
-      return "STEP_UNSPECIFIED";
-    case Step.STEP_OPEN:
-      return "STEP_OPEN";
-    case Step.STEP_SSED_SM:
-      return "STEP_SSED_SM";
-    case Step.STEP_SSEDLB_SM:
-      return "STEP_SSEDLB_SM";
-    case Step.STEP_FNN_BOUNDS:
-      return "STEP_FNN_BOUNDS";
-    case Step.STEP_FNN_DISTANCE:
-      return "STEP_FNN_DISTANCE";
-    case Step.STEP_BF_DISTANCE:
-      return "STEP_BF_DISTANCE";
-    case Step.STEP_RESULT:
-      return "STEP_RESULT";
-    case Step.STEP_RETRIEVAL:
-      return "STEP_RETRIEVAL";
-    case Step.STEP_FAST_OPEN:
-      return "STEP_FAST_OPEN";
-    case Step.STEP_FAST_BOUNDS:
-      return "STEP_FAST_BOUNDS";
-    case Step.STEP_FAST_DISTANCE:
-      return "STEP_FAST_DISTANCE";
-    case Step.UNRECOGNIZED:
+    case PaperStep.PAPER_STEP_UNSPECIFIED:
+      return "PAPER_STEP_UNSPECIFIED";
+    case PaperStep.PAPER_STEP_OPEN:
+      return "PAPER_STEP_OPEN";
+    case PaperStep.PAPER_STEP_SSED_SM:
+      return "PAPER_STEP_SSED_SM";
+    case PaperStep.PAPER_STEP_SSEDLB_SM:
+      return "PAPER_STEP_SSEDLB_SM";
+    case PaperStep.PAPER_STEP_FNN_BOUNDS:
+      return "PAPER_STEP_FNN_BOUNDS";
+    case PaperStep.PAPER_STEP_FNN_DISTANCE:
+      return "PAPER_STEP_FNN_DISTANCE";
+    case PaperStep.PAPER_STEP_BF_DISTANCE:
+      return "PAPER_STEP_BF_DISTANCE";
+    case PaperStep.PAPER_STEP_RESULT:
+      return "PAPER_STEP_RESULT";
+    case PaperStep.PAPER_STEP_RETRIEVAL:
+      return "PAPER_STEP_RETRIEVAL";
+    case PaperStep.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
@@ -527,9 +506,24 @@ export interface ReplicaReply {
   total: bigint;
 }
 
+/**
+ * One message of a session, C1 to C2 and back: a case per protocol family
+ * (the paper's fnn and bf share one), each with its own messages, so adding a
+ * protocol adds its case here and its messages below (docs/ARCHITECTURE.md,
+ * "Protocol modules"). The first message opens the session and names it.
+ */
 export interface C1Message {
   sessionId: string;
-  step: Step;
+  protocol: { $case: "paper"; value: PaperC1Message } | { $case: "fast"; value: FastC1Message } | undefined;
+}
+
+export interface C2Message {
+  sessionId: string;
+  protocol: { $case: "paper"; value: PaperC2Message } | { $case: "fast"; value: FastC2Message } | undefined;
+}
+
+export interface PaperC1Message {
+  step: PaperStep;
   body:
     | { $case: "open"; value: OpenSession }
     | //
@@ -542,15 +536,11 @@ export interface C1Message {
     | { $case: "distance"; value: MaskedScore }
     | { $case: "finish"; value: Finish }
     | { $case: "retrieval"; value: RetrievalSubmission }
-    | { $case: "fastOpen"; value: FastOpen }
-    | { $case: "fastBounds"; value: FastBounds }
-    | { $case: "fastDistance"; value: GroupValue }
     | undefined;
 }
 
-export interface C2Message {
-  sessionId: string;
-  step: Step;
+export interface PaperC2Message {
+  step: PaperStep;
   body:
     | { $case: "opened"; value: SessionOpened }
     | //
@@ -559,8 +549,6 @@ export interface C2Message {
     | { $case: "next"; value: NextCandidate }
     | { $case: "ranking"; value: Ranking }
     | { $case: "ticket"; value: RetrievalTicket }
-    | { $case: "contributions"; value: Contributions }
-    | { $case: "fastNext"; value: FastNext }
     | undefined;
 }
 
@@ -624,6 +612,27 @@ export interface RetrievalSubmission {
 
 export interface RetrievalTicket {
   ticket: string;
+}
+
+/**
+ * Each kind of message is its own step: open (C2's halves of the bounds),
+ * bounds (every group's masked bound), distance (one group's masked distances),
+ * finish (the ranking).
+ */
+export interface FastC1Message {
+  body:
+    | { $case: "open"; value: FastOpen }
+    | { $case: "bounds"; value: FastBounds }
+    | { $case: "distance"; value: GroupValue }
+    | { $case: "finish"; value: Finish }
+    | undefined;
+}
+
+export interface FastC2Message {
+  body: { $case: "contributions"; value: Contributions } | { $case: "next"; value: FastNext } | {
+    $case: "ranking";
+    value: Ranking;
+  } | undefined;
 }
 
 /**
@@ -4522,7 +4531,7 @@ export const ReplicaReply: MessageFns<ReplicaReply> = {
 };
 
 function createBaseC1Message(): C1Message {
-  return { sessionId: "", step: 0, body: undefined };
+  return { sessionId: "", protocol: undefined };
 }
 
 export const C1Message: MessageFns<C1Message> = {
@@ -4530,39 +4539,12 @@ export const C1Message: MessageFns<C1Message> = {
     if (message.sessionId !== "") {
       writer.uint32(10).string(message.sessionId);
     }
-    if (message.step !== 0) {
-      writer.uint32(16).int32(message.step);
-    }
-    switch (message.body?.$case) {
-      case "open":
-        OpenSession.encode(message.body.value, writer.uint32(26).fork()).join();
+    switch (message.protocol?.$case) {
+      case "paper":
+        PaperC1Message.encode(message.protocol.value, writer.uint32(18).fork()).join();
         break;
-      case "square":
-        BlindedValues.encode(message.body.value, writer.uint32(34).fork()).join();
-        break;
-      case "multiply":
-        BlindedPairs.encode(message.body.value, writer.uint32(42).fork()).join();
-        break;
-      case "bounds":
-        CandidateBounds.encode(message.body.value, writer.uint32(50).fork()).join();
-        break;
-      case "distance":
-        MaskedScore.encode(message.body.value, writer.uint32(58).fork()).join();
-        break;
-      case "finish":
-        Finish.encode(message.body.value, writer.uint32(66).fork()).join();
-        break;
-      case "retrieval":
-        RetrievalSubmission.encode(message.body.value, writer.uint32(74).fork()).join();
-        break;
-      case "fastOpen":
-        FastOpen.encode(message.body.value, writer.uint32(82).fork()).join();
-        break;
-      case "fastBounds":
-        FastBounds.encode(message.body.value, writer.uint32(90).fork()).join();
-        break;
-      case "fastDistance":
-        GroupValue.encode(message.body.value, writer.uint32(98).fork()).join();
+      case "fast":
+        FastC1Message.encode(message.protocol.value, writer.uint32(26).fork()).join();
         break;
     }
     return writer;
@@ -4590,11 +4572,11 @@ export const C1Message: MessageFns<C1Message> = {
             continue;
           }
           case 2: {
-            if (tag !== 16) {
+            if (tag !== 18) {
               break;
             }
 
-            message.step = reader.int32() as any;
+            message.protocol = { $case: "paper", value: PaperC1Message.decode(reader, reader.uint32()) };
             continue;
           }
           case 3: {
@@ -4602,79 +4584,7 @@ export const C1Message: MessageFns<C1Message> = {
               break;
             }
 
-            message.body = { $case: "open", value: OpenSession.decode(reader, reader.uint32()) };
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.body = { $case: "square", value: BlindedValues.decode(reader, reader.uint32()) };
-            continue;
-          }
-          case 5: {
-            if (tag !== 42) {
-              break;
-            }
-
-            message.body = { $case: "multiply", value: BlindedPairs.decode(reader, reader.uint32()) };
-            continue;
-          }
-          case 6: {
-            if (tag !== 50) {
-              break;
-            }
-
-            message.body = { $case: "bounds", value: CandidateBounds.decode(reader, reader.uint32()) };
-            continue;
-          }
-          case 7: {
-            if (tag !== 58) {
-              break;
-            }
-
-            message.body = { $case: "distance", value: MaskedScore.decode(reader, reader.uint32()) };
-            continue;
-          }
-          case 8: {
-            if (tag !== 66) {
-              break;
-            }
-
-            message.body = { $case: "finish", value: Finish.decode(reader, reader.uint32()) };
-            continue;
-          }
-          case 9: {
-            if (tag !== 74) {
-              break;
-            }
-
-            message.body = { $case: "retrieval", value: RetrievalSubmission.decode(reader, reader.uint32()) };
-            continue;
-          }
-          case 10: {
-            if (tag !== 82) {
-              break;
-            }
-
-            message.body = { $case: "fastOpen", value: FastOpen.decode(reader, reader.uint32()) };
-            continue;
-          }
-          case 11: {
-            if (tag !== 90) {
-              break;
-            }
-
-            message.body = { $case: "fastBounds", value: FastBounds.decode(reader, reader.uint32()) };
-            continue;
-          }
-          case 12: {
-            if (tag !== 98) {
-              break;
-            }
-
-            message.body = { $case: "fastDistance", value: GroupValue.decode(reader, reader.uint32()) };
+            message.protocol = { $case: "fast", value: FastC1Message.decode(reader, reader.uint32()) };
             continue;
           }
         }
@@ -4696,7 +4606,299 @@ export const C1Message: MessageFns<C1Message> = {
         : isSet(object.session_id)
         ? globalThis.String(object.session_id)
         : "",
-      step: isSet(object.step) ? stepFromJSON(object.step) : 0,
+      protocol: isSet(object.paper)
+        ? { $case: "paper", value: PaperC1Message.fromJSON(object.paper) }
+        : isSet(object.fast)
+        ? { $case: "fast", value: FastC1Message.fromJSON(object.fast) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: C1Message): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.protocol?.$case === "paper") {
+      obj.paper = PaperC1Message.toJSON(message.protocol.value);
+    } else if (message.protocol?.$case === "fast") {
+      obj.fast = FastC1Message.toJSON(message.protocol.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<C1Message>): C1Message {
+    return C1Message.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<C1Message>): C1Message {
+    const message = createBaseC1Message();
+    message.sessionId = object.sessionId ?? "";
+    switch (object.protocol?.$case) {
+      case "paper": {
+        if (object.protocol?.value !== undefined && object.protocol?.value !== null) {
+          message.protocol = { $case: "paper", value: PaperC1Message.fromPartial(object.protocol.value) };
+        }
+        break;
+      }
+      case "fast": {
+        if (object.protocol?.value !== undefined && object.protocol?.value !== null) {
+          message.protocol = { $case: "fast", value: FastC1Message.fromPartial(object.protocol.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseC2Message(): C2Message {
+  return { sessionId: "", protocol: undefined };
+}
+
+export const C2Message: MessageFns<C2Message> = {
+  encode(message: C2Message, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    switch (message.protocol?.$case) {
+      case "paper":
+        PaperC2Message.encode(message.protocol.value, writer.uint32(18).fork()).join();
+        break;
+      case "fast":
+        FastC2Message.encode(message.protocol.value, writer.uint32(26).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): C2Message {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseC2Message();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.protocol = { $case: "paper", value: PaperC2Message.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.protocol = { $case: "fast", value: FastC2Message.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): C2Message {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      protocol: isSet(object.paper)
+        ? { $case: "paper", value: PaperC2Message.fromJSON(object.paper) }
+        : isSet(object.fast)
+        ? { $case: "fast", value: FastC2Message.fromJSON(object.fast) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: C2Message): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.protocol?.$case === "paper") {
+      obj.paper = PaperC2Message.toJSON(message.protocol.value);
+    } else if (message.protocol?.$case === "fast") {
+      obj.fast = FastC2Message.toJSON(message.protocol.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<C2Message>): C2Message {
+    return C2Message.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<C2Message>): C2Message {
+    const message = createBaseC2Message();
+    message.sessionId = object.sessionId ?? "";
+    switch (object.protocol?.$case) {
+      case "paper": {
+        if (object.protocol?.value !== undefined && object.protocol?.value !== null) {
+          message.protocol = { $case: "paper", value: PaperC2Message.fromPartial(object.protocol.value) };
+        }
+        break;
+      }
+      case "fast": {
+        if (object.protocol?.value !== undefined && object.protocol?.value !== null) {
+          message.protocol = { $case: "fast", value: FastC2Message.fromPartial(object.protocol.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBasePaperC1Message(): PaperC1Message {
+  return { step: 0, body: undefined };
+}
+
+export const PaperC1Message: MessageFns<PaperC1Message> = {
+  encode(message: PaperC1Message, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.step !== 0) {
+      writer.uint32(8).int32(message.step);
+    }
+    switch (message.body?.$case) {
+      case "open":
+        OpenSession.encode(message.body.value, writer.uint32(18).fork()).join();
+        break;
+      case "square":
+        BlindedValues.encode(message.body.value, writer.uint32(26).fork()).join();
+        break;
+      case "multiply":
+        BlindedPairs.encode(message.body.value, writer.uint32(34).fork()).join();
+        break;
+      case "bounds":
+        CandidateBounds.encode(message.body.value, writer.uint32(42).fork()).join();
+        break;
+      case "distance":
+        MaskedScore.encode(message.body.value, writer.uint32(50).fork()).join();
+        break;
+      case "finish":
+        Finish.encode(message.body.value, writer.uint32(58).fork()).join();
+        break;
+      case "retrieval":
+        RetrievalSubmission.encode(message.body.value, writer.uint32(66).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PaperC1Message {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePaperC1Message();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.step = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.body = { $case: "open", value: OpenSession.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.body = { $case: "square", value: BlindedValues.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.body = { $case: "multiply", value: BlindedPairs.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.body = { $case: "bounds", value: CandidateBounds.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.body = { $case: "distance", value: MaskedScore.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.body = { $case: "finish", value: Finish.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.body = { $case: "retrieval", value: RetrievalSubmission.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PaperC1Message {
+    return {
+      step: isSet(object.step) ? paperStepFromJSON(object.step) : 0,
       body: isSet(object.open)
         ? { $case: "open", value: OpenSession.fromJSON(object.open) }
         : isSet(object.square)
@@ -4711,29 +4913,14 @@ export const C1Message: MessageFns<C1Message> = {
         ? { $case: "finish", value: Finish.fromJSON(object.finish) }
         : isSet(object.retrieval)
         ? { $case: "retrieval", value: RetrievalSubmission.fromJSON(object.retrieval) }
-        : isSet(object.fastOpen)
-        ? { $case: "fastOpen", value: FastOpen.fromJSON(object.fastOpen) }
-        : isSet(object.fast_open)
-        ? { $case: "fastOpen", value: FastOpen.fromJSON(object.fast_open) }
-        : isSet(object.fastBounds)
-        ? { $case: "fastBounds", value: FastBounds.fromJSON(object.fastBounds) }
-        : isSet(object.fast_bounds)
-        ? { $case: "fastBounds", value: FastBounds.fromJSON(object.fast_bounds) }
-        : isSet(object.fastDistance)
-        ? { $case: "fastDistance", value: GroupValue.fromJSON(object.fastDistance) }
-        : isSet(object.fast_distance)
-        ? { $case: "fastDistance", value: GroupValue.fromJSON(object.fast_distance) }
         : undefined,
     };
   },
 
-  toJSON(message: C1Message): unknown {
+  toJSON(message: PaperC1Message): unknown {
     const obj: any = {};
-    if (message.sessionId !== "") {
-      obj.sessionId = message.sessionId;
-    }
     if (message.step !== 0) {
-      obj.step = stepToJSON(message.step);
+      obj.step = paperStepToJSON(message.step);
     }
     if (message.body?.$case === "open") {
       obj.open = OpenSession.toJSON(message.body.value);
@@ -4749,22 +4936,15 @@ export const C1Message: MessageFns<C1Message> = {
       obj.finish = Finish.toJSON(message.body.value);
     } else if (message.body?.$case === "retrieval") {
       obj.retrieval = RetrievalSubmission.toJSON(message.body.value);
-    } else if (message.body?.$case === "fastOpen") {
-      obj.fastOpen = FastOpen.toJSON(message.body.value);
-    } else if (message.body?.$case === "fastBounds") {
-      obj.fastBounds = FastBounds.toJSON(message.body.value);
-    } else if (message.body?.$case === "fastDistance") {
-      obj.fastDistance = GroupValue.toJSON(message.body.value);
     }
     return obj;
   },
 
-  create(base?: DeepPartial<C1Message>): C1Message {
-    return C1Message.fromPartial(base ?? {});
+  create(base?: DeepPartial<PaperC1Message>): PaperC1Message {
+    return PaperC1Message.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<C1Message>): C1Message {
-    const message = createBaseC1Message();
-    message.sessionId = object.sessionId ?? "";
+  fromPartial(object: DeepPartial<PaperC1Message>): PaperC1Message {
+    const message = createBasePaperC1Message();
     message.step = object.step ?? 0;
     switch (object.body?.$case) {
       case "open": {
@@ -4809,68 +4989,41 @@ export const C1Message: MessageFns<C1Message> = {
         }
         break;
       }
-      case "fastOpen": {
-        if (object.body?.value !== undefined && object.body?.value !== null) {
-          message.body = { $case: "fastOpen", value: FastOpen.fromPartial(object.body.value) };
-        }
-        break;
-      }
-      case "fastBounds": {
-        if (object.body?.value !== undefined && object.body?.value !== null) {
-          message.body = { $case: "fastBounds", value: FastBounds.fromPartial(object.body.value) };
-        }
-        break;
-      }
-      case "fastDistance": {
-        if (object.body?.value !== undefined && object.body?.value !== null) {
-          message.body = { $case: "fastDistance", value: GroupValue.fromPartial(object.body.value) };
-        }
-        break;
-      }
     }
     return message;
   },
 };
 
-function createBaseC2Message(): C2Message {
-  return { sessionId: "", step: 0, body: undefined };
+function createBasePaperC2Message(): PaperC2Message {
+  return { step: 0, body: undefined };
 }
 
-export const C2Message: MessageFns<C2Message> = {
-  encode(message: C2Message, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.sessionId !== "") {
-      writer.uint32(10).string(message.sessionId);
-    }
+export const PaperC2Message: MessageFns<PaperC2Message> = {
+  encode(message: PaperC2Message, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.step !== 0) {
-      writer.uint32(16).int32(message.step);
+      writer.uint32(8).int32(message.step);
     }
     switch (message.body?.$case) {
       case "opened":
-        SessionOpened.encode(message.body.value, writer.uint32(26).fork()).join();
+        SessionOpened.encode(message.body.value, writer.uint32(18).fork()).join();
         break;
       case "products":
-        Ciphertexts.encode(message.body.value, writer.uint32(34).fork()).join();
+        Ciphertexts.encode(message.body.value, writer.uint32(26).fork()).join();
         break;
       case "next":
-        NextCandidate.encode(message.body.value, writer.uint32(42).fork()).join();
+        NextCandidate.encode(message.body.value, writer.uint32(34).fork()).join();
         break;
       case "ranking":
-        Ranking.encode(message.body.value, writer.uint32(50).fork()).join();
+        Ranking.encode(message.body.value, writer.uint32(42).fork()).join();
         break;
       case "ticket":
-        RetrievalTicket.encode(message.body.value, writer.uint32(58).fork()).join();
-        break;
-      case "contributions":
-        Contributions.encode(message.body.value, writer.uint32(66).fork()).join();
-        break;
-      case "fastNext":
-        FastNext.encode(message.body.value, writer.uint32(74).fork()).join();
+        RetrievalTicket.encode(message.body.value, writer.uint32(50).fork()).join();
         break;
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): C2Message {
+  decode(input: BinaryReader | Uint8Array, length?: number): PaperC2Message {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -4879,24 +5032,24 @@ export const C2Message: MessageFns<C2Message> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseC2Message();
+      const message = createBasePaperC2Message();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
           case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.sessionId = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
+            if (tag !== 8) {
               break;
             }
 
             message.step = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.body = { $case: "opened", value: SessionOpened.decode(reader, reader.uint32()) };
             continue;
           }
           case 3: {
@@ -4904,7 +5057,7 @@ export const C2Message: MessageFns<C2Message> = {
               break;
             }
 
-            message.body = { $case: "opened", value: SessionOpened.decode(reader, reader.uint32()) };
+            message.body = { $case: "products", value: Ciphertexts.decode(reader, reader.uint32()) };
             continue;
           }
           case 4: {
@@ -4912,7 +5065,7 @@ export const C2Message: MessageFns<C2Message> = {
               break;
             }
 
-            message.body = { $case: "products", value: Ciphertexts.decode(reader, reader.uint32()) };
+            message.body = { $case: "next", value: NextCandidate.decode(reader, reader.uint32()) };
             continue;
           }
           case 5: {
@@ -4920,7 +5073,7 @@ export const C2Message: MessageFns<C2Message> = {
               break;
             }
 
-            message.body = { $case: "next", value: NextCandidate.decode(reader, reader.uint32()) };
+            message.body = { $case: "ranking", value: Ranking.decode(reader, reader.uint32()) };
             continue;
           }
           case 6: {
@@ -4928,31 +5081,7 @@ export const C2Message: MessageFns<C2Message> = {
               break;
             }
 
-            message.body = { $case: "ranking", value: Ranking.decode(reader, reader.uint32()) };
-            continue;
-          }
-          case 7: {
-            if (tag !== 58) {
-              break;
-            }
-
             message.body = { $case: "ticket", value: RetrievalTicket.decode(reader, reader.uint32()) };
-            continue;
-          }
-          case 8: {
-            if (tag !== 66) {
-              break;
-            }
-
-            message.body = { $case: "contributions", value: Contributions.decode(reader, reader.uint32()) };
-            continue;
-          }
-          case 9: {
-            if (tag !== 74) {
-              break;
-            }
-
-            message.body = { $case: "fastNext", value: FastNext.decode(reader, reader.uint32()) };
             continue;
           }
         }
@@ -4967,14 +5096,9 @@ export const C2Message: MessageFns<C2Message> = {
     }
   },
 
-  fromJSON(object: any): C2Message {
+  fromJSON(object: any): PaperC2Message {
     return {
-      sessionId: isSet(object.sessionId)
-        ? globalThis.String(object.sessionId)
-        : isSet(object.session_id)
-        ? globalThis.String(object.session_id)
-        : "",
-      step: isSet(object.step) ? stepFromJSON(object.step) : 0,
+      step: isSet(object.step) ? paperStepFromJSON(object.step) : 0,
       body: isSet(object.opened)
         ? { $case: "opened", value: SessionOpened.fromJSON(object.opened) }
         : isSet(object.products)
@@ -4985,23 +5109,14 @@ export const C2Message: MessageFns<C2Message> = {
         ? { $case: "ranking", value: Ranking.fromJSON(object.ranking) }
         : isSet(object.ticket)
         ? { $case: "ticket", value: RetrievalTicket.fromJSON(object.ticket) }
-        : isSet(object.contributions)
-        ? { $case: "contributions", value: Contributions.fromJSON(object.contributions) }
-        : isSet(object.fastNext)
-        ? { $case: "fastNext", value: FastNext.fromJSON(object.fastNext) }
-        : isSet(object.fast_next)
-        ? { $case: "fastNext", value: FastNext.fromJSON(object.fast_next) }
         : undefined,
     };
   },
 
-  toJSON(message: C2Message): unknown {
+  toJSON(message: PaperC2Message): unknown {
     const obj: any = {};
-    if (message.sessionId !== "") {
-      obj.sessionId = message.sessionId;
-    }
     if (message.step !== 0) {
-      obj.step = stepToJSON(message.step);
+      obj.step = paperStepToJSON(message.step);
     }
     if (message.body?.$case === "opened") {
       obj.opened = SessionOpened.toJSON(message.body.value);
@@ -5013,20 +5128,15 @@ export const C2Message: MessageFns<C2Message> = {
       obj.ranking = Ranking.toJSON(message.body.value);
     } else if (message.body?.$case === "ticket") {
       obj.ticket = RetrievalTicket.toJSON(message.body.value);
-    } else if (message.body?.$case === "contributions") {
-      obj.contributions = Contributions.toJSON(message.body.value);
-    } else if (message.body?.$case === "fastNext") {
-      obj.fastNext = FastNext.toJSON(message.body.value);
     }
     return obj;
   },
 
-  create(base?: DeepPartial<C2Message>): C2Message {
-    return C2Message.fromPartial(base ?? {});
+  create(base?: DeepPartial<PaperC2Message>): PaperC2Message {
+    return PaperC2Message.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<C2Message>): C2Message {
-    const message = createBaseC2Message();
-    message.sessionId = object.sessionId ?? "";
+  fromPartial(object: DeepPartial<PaperC2Message>): PaperC2Message {
+    const message = createBasePaperC2Message();
     message.step = object.step ?? 0;
     switch (object.body?.$case) {
       case "opened": {
@@ -5056,18 +5166,6 @@ export const C2Message: MessageFns<C2Message> = {
       case "ticket": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
           message.body = { $case: "ticket", value: RetrievalTicket.fromPartial(object.body.value) };
-        }
-        break;
-      }
-      case "contributions": {
-        if (object.body?.value !== undefined && object.body?.value !== null) {
-          message.body = { $case: "contributions", value: Contributions.fromPartial(object.body.value) };
-        }
-        break;
-      }
-      case "fastNext": {
-        if (object.body?.value !== undefined && object.body?.value !== null) {
-          message.body = { $case: "fastNext", value: FastNext.fromPartial(object.body.value) };
         }
         break;
       }
@@ -6007,6 +6105,271 @@ export const RetrievalTicket: MessageFns<RetrievalTicket> = {
   fromPartial(object: DeepPartial<RetrievalTicket>): RetrievalTicket {
     const message = createBaseRetrievalTicket();
     message.ticket = object.ticket ?? "";
+    return message;
+  },
+};
+
+function createBaseFastC1Message(): FastC1Message {
+  return { body: undefined };
+}
+
+export const FastC1Message: MessageFns<FastC1Message> = {
+  encode(message: FastC1Message, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.body?.$case) {
+      case "open":
+        FastOpen.encode(message.body.value, writer.uint32(10).fork()).join();
+        break;
+      case "bounds":
+        FastBounds.encode(message.body.value, writer.uint32(18).fork()).join();
+        break;
+      case "distance":
+        GroupValue.encode(message.body.value, writer.uint32(26).fork()).join();
+        break;
+      case "finish":
+        Finish.encode(message.body.value, writer.uint32(34).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FastC1Message {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFastC1Message();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.body = { $case: "open", value: FastOpen.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.body = { $case: "bounds", value: FastBounds.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.body = { $case: "distance", value: GroupValue.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.body = { $case: "finish", value: Finish.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FastC1Message {
+    return {
+      body: isSet(object.open)
+        ? { $case: "open", value: FastOpen.fromJSON(object.open) }
+        : isSet(object.bounds)
+        ? { $case: "bounds", value: FastBounds.fromJSON(object.bounds) }
+        : isSet(object.distance)
+        ? { $case: "distance", value: GroupValue.fromJSON(object.distance) }
+        : isSet(object.finish)
+        ? { $case: "finish", value: Finish.fromJSON(object.finish) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: FastC1Message): unknown {
+    const obj: any = {};
+    if (message.body?.$case === "open") {
+      obj.open = FastOpen.toJSON(message.body.value);
+    } else if (message.body?.$case === "bounds") {
+      obj.bounds = FastBounds.toJSON(message.body.value);
+    } else if (message.body?.$case === "distance") {
+      obj.distance = GroupValue.toJSON(message.body.value);
+    } else if (message.body?.$case === "finish") {
+      obj.finish = Finish.toJSON(message.body.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FastC1Message>): FastC1Message {
+    return FastC1Message.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FastC1Message>): FastC1Message {
+    const message = createBaseFastC1Message();
+    switch (object.body?.$case) {
+      case "open": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "open", value: FastOpen.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "bounds": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "bounds", value: FastBounds.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "distance": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "distance", value: GroupValue.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "finish": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "finish", value: Finish.fromPartial(object.body.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseFastC2Message(): FastC2Message {
+  return { body: undefined };
+}
+
+export const FastC2Message: MessageFns<FastC2Message> = {
+  encode(message: FastC2Message, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.body?.$case) {
+      case "contributions":
+        Contributions.encode(message.body.value, writer.uint32(10).fork()).join();
+        break;
+      case "next":
+        FastNext.encode(message.body.value, writer.uint32(18).fork()).join();
+        break;
+      case "ranking":
+        Ranking.encode(message.body.value, writer.uint32(26).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FastC2Message {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFastC2Message();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.body = { $case: "contributions", value: Contributions.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.body = { $case: "next", value: FastNext.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.body = { $case: "ranking", value: Ranking.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FastC2Message {
+    return {
+      body: isSet(object.contributions)
+        ? { $case: "contributions", value: Contributions.fromJSON(object.contributions) }
+        : isSet(object.next)
+        ? { $case: "next", value: FastNext.fromJSON(object.next) }
+        : isSet(object.ranking)
+        ? { $case: "ranking", value: Ranking.fromJSON(object.ranking) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: FastC2Message): unknown {
+    const obj: any = {};
+    if (message.body?.$case === "contributions") {
+      obj.contributions = Contributions.toJSON(message.body.value);
+    } else if (message.body?.$case === "next") {
+      obj.next = FastNext.toJSON(message.body.value);
+    } else if (message.body?.$case === "ranking") {
+      obj.ranking = Ranking.toJSON(message.body.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FastC2Message>): FastC2Message {
+    return FastC2Message.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FastC2Message>): FastC2Message {
+    const message = createBaseFastC2Message();
+    switch (object.body?.$case) {
+      case "contributions": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "contributions", value: Contributions.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "next": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "next", value: FastNext.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "ranking": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "ranking", value: Ranking.fromPartial(object.body.value) };
+        }
+        break;
+      }
+    }
     return message;
   },
 };
