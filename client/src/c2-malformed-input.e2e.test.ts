@@ -176,9 +176,9 @@ const sessionCases: SessionCase[] = [
   {
     name: 'fast: a distance after finish',
     code: FAILED,
-    messages: async () => [fastOpen(await share()), fastBounds(), finish(), fastDistance()],
+    messages: async () => [fastOpen(await share()), fastBounds(), fastFinish(), fastDistance()],
   },
-  { name: 'fast: finish twice', code: FAILED, messages: async () => [fastOpen(await share()), fastBounds(), finish(), finish()] },
+  { name: 'fast: finish twice', code: FAILED, messages: async () => [fastOpen(await share()), fastBounds(), fastFinish(), fastFinish()] },
   // The wrong step or order.
   { name: 'finish before open', code: FAILED, messages: () => [finish()] },
   { name: 'finish right after open (before any bound)', code: FAILED, messages: () => [open(), finish()] },
