@@ -17,7 +17,7 @@ import {
 } from '@fnn/shared';
 import type { ReplicaStore } from './replica-store';
 
-export interface KeyHolderDeps {
+export interface C2ServiceDeps {
   crypto: C2Crypto;
   retrievals: RetrievalStore;
   codec: WireCodec;
@@ -28,7 +28,7 @@ export interface KeyHolderDeps {
 }
 
 /** C2's protocol service: one C2SessionStream per stream, messages answered strictly in order. */
-export function secureComputationService(deps: KeyHolderDeps): wire.SecureComputationServer & { openSessions(): number } {
+export function secureComputationService(deps: C2ServiceDeps): wire.SecureComputationServer & { openSessions(): number } {
   const { stream } = handlers(deps.log);
   let open = 0;
   return {
@@ -62,7 +62,7 @@ export function secureComputationService(deps: KeyHolderDeps): wire.SecureComput
 }
 
 /** The doctor's half of retrieval, and status. */
-export function retrievalService(deps: KeyHolderDeps, openSessions: () => number): wire.RetrievalServer {
+export function retrievalService(deps: C2ServiceDeps, openSessions: () => number): wire.RetrievalServer {
   const { unary } = handlers(deps.log);
   const pk = deps.crypto.publicKey;
   return {
@@ -89,7 +89,7 @@ export function retrievalService(deps: KeyHolderDeps, openSessions: () => number
 }
 
 /** The owner's replica of the packed records (under C1's key). */
-export function replicaService(deps: KeyHolderDeps): wire.ReplicaServer {
+export function replicaService(deps: C2ServiceDeps): wire.ReplicaServer {
   const { unary } = handlers(deps.log);
   const pk2 = deps.crypto.publicKey;
   const pk1 = deps.fast.crypto.pk1;

@@ -7,8 +7,8 @@ import { invalidInput, protocolState } from '../../errors';
 import type * as wire from '@fnn/proto';
 import type { C1Answer, C1QueryContext } from '../module';
 import type { Ranking } from '../ranking';
-import type { Contribution, GroupLayout } from '../messages';
-import { C2Peer } from '../peer';
+import type { Contribution, GroupLayout } from './messages';
+import { FastPeer } from './peer';
 import { randomBytes } from 'node:crypto';
 import type { ProgressListener } from '../progress';
 import type { FastQueryForC1 } from './doctor';
@@ -70,7 +70,7 @@ export function assertFits(p: PackingParams, ...keys: PublicKey[]): void {
 export const GROUPS_AT_ONCE = 4;
 
 export async function fastSearch(
-  ctx: { crypto: FastC1Crypto; peer: C2Peer },
+  ctx: { crypto: FastC1Crypto; peer: FastPeer },
   records: PackedRecordSource,
   query: FastQueryForC1,
   shareTicket: string,
@@ -150,7 +150,7 @@ export async function answerFastQuery(ctx: C1QueryContext, q: wire.FastQuery): P
   if (!pk2.areValidCiphertexts([distanceConstant, boundConstant])) throw invalidInput('query constant: invalid ciphertext');
   if (records.count === 0) throw invalidInput('the collection is empty');
   const k = Math.min(ctx.k, records.count);
-  const peer = new C2Peer(await ctx.openSession(), randomBytes(12).toString('hex'));
+  const peer = new FastPeer(await ctx.openSession(), randomBytes(12).toString('hex'));
   try {
     const query = { shares, distanceConstant, boundConstant };
     const ranking = await fastSearch({ crypto: ctx.fast, peer }, records, query, q.shareTicket, k, ctx.requestId, ctx.onProgress);

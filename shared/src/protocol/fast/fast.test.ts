@@ -6,7 +6,7 @@ import { generateKeyPair, type PublicKey, type SecretKey } from '../../crypto/pa
 import { plaintextNearest, squaredDistance } from '../../reference';
 import { SPREAD_SCALE } from '../../encoding/lower-bound';
 import { inProcessTransport } from '../in-process';
-import { C2Peer } from '../peer';
+import { FastPeer } from './peer';
 import { QUERY_PHASES, type QueryProgress } from '../progress';
 import { RetrievalStore } from '../paper/retrieval';
 import { TicketStore } from '../ticket-store';
@@ -107,7 +107,7 @@ async function runFast(
     retrievals: new RetrievalStore(),
     fast: { crypto: { sk2: watched, pk1: pk1, multiExp: localMultiExp }, replica: () => c2, shares },
   });
-  const peer = new C2Peer(transport, 'fast-test');
+  const peer = new FastPeer(transport, 'fast-test');
   return fastSearch({ crypto: { pk2: pk2, sk1: sk1, multiExp: localMultiExp }, peer }, c1, query.forC1, ticket, k, 'test', onProgress);
 }
 
@@ -139,7 +139,7 @@ describe('the fast protocol returns exactly the plaintext nearest neighbours', (
       retrievals: new RetrievalStore(),
       fast: { crypto: { sk2: sk2, pk1: pk1, multiExp: localMultiExp }, replica: () => logged, shares },
     });
-    const peer = new C2Peer(transport, 'fast-test');
+    const peer = new FastPeer(transport, 'fast-test');
     const send = peer.fastDistance.bind(peer);
     peer.fastDistance = (group, value) => {
       events.push(`C1 sends ${group}`);

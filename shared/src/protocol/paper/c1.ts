@@ -3,7 +3,7 @@ import type * as wire from '@fnn/proto';
 import { invalidInput } from '../../errors';
 import { residueToBytes } from '../../wire/codec';
 import type { C1Answer, C1QueryContext } from '../module';
-import { C2Peer } from '../peer';
+import { PaperPeer } from './peer';
 import type { Ranking } from '../ranking';
 import { bf } from './bf';
 import { fnn } from './fnn';
@@ -42,7 +42,7 @@ export async function answerPaperQuery(
   const records = ctx.collection.snapshot();
   if (records.count === 0) throw invalidInput('the collection is empty');
   const k = Math.min(ctx.k, records.count);
-  const peer = new C2Peer(await ctx.openSession(), randomBytes(12).toString('hex'));
+  const peer = new PaperPeer(await ctx.openSession(), randomBytes(12).toString('hex'));
   try {
     const pk = ctx.crypto.publicKey;
     await peer.open(pk.fingerprint(), k, ctx.requestId);

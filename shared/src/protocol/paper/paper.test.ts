@@ -5,7 +5,7 @@ import { imageStats, lowerBoundInt } from '../../encoding/lower-bound';
 import { plaintextNearest, squaredDistance } from '../../reference';
 import { encryptQuery } from './doctor';
 import { inProcessTransport } from '../in-process';
-import { C2Peer } from '../peer';
+import { PaperPeer } from './peer';
 import type { EncryptedStats, RecordSource } from './records';
 import { QUERY_PHASES, type QueryProgress } from '../progress';
 import { RetrievalStore, unblindRetrieved } from './retrieval';
@@ -28,7 +28,7 @@ const encryptAll = async (values: bigint[]) => values.map((v) => pk.encrypt(v));
 
 /** An in-process C2 and a C1 context talking to it, as the daemons do over gRPC. */
 async function session(keyHolder: C2Crypto = localC2Crypto(sk), k = 1): Promise<C1Context> {
-  const peer = new C2Peer(inProcessTransport({ crypto: keyHolder, retrievals: new RetrievalStore() }), 'test-session');
+  const peer = new PaperPeer(inProcessTransport({ crypto: keyHolder, retrievals: new RetrievalStore() }), 'test-session');
   await peer.open(pk.fingerprint(), k, 'test');
   return { crypto: localC1Crypto(pk), peer };
 }

@@ -1,7 +1,7 @@
 import type { C1Crypto } from '../../crypto/backend';
 import { randomBits } from '../../crypto/random';
-import type { PaperStep } from '../messages';
-import type { C2Peer } from '../peer';
+import type { PaperStep } from './messages';
+import type { PaperPeer } from './peer';
 
 // sm: Algorithm 1, Secure Multiplication (docs/PROTOCOLS.md §2.2), C1's side;
 // C2's side is PaperSession in c2.ts ('square' and 'multiply' messages).
@@ -20,7 +20,7 @@ export const MAX_VALUES_PER_MESSAGE = 2048;
 
 export interface C1Context {
   crypto: C1Crypto;
-  peer: C2Peer;
+  peer: PaperPeer;
 }
 
 /** SM(E(a_i), E(b_i)) -> E(a_i b_i) for every i, batched into few round trips. */

@@ -1,4 +1,4 @@
-import type { PaperStep } from '../messages';
+import type { PaperStep } from './messages';
 import type { EncryptedQuery } from './records';
 import { smSquare, type C1Context } from './sm';
 

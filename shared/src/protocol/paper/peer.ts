@@ -1,18 +1,9 @@
-import { protocolState } from '../errors';
-import type {
-  Contribution,
-  FastC1Body,
-  FastC2Body,
-  GroupLayout,
-  MaskedScore,
-  PaperC1Body,
-  PaperC2Body,
-  PaperStep,
-  SessionTransport,
-} from './messages';
+import { protocolState } from '../../errors';
+import type { SessionTransport } from '../messages';
+import type { MaskedScore, PaperC1Body, PaperC2Body, PaperStep } from './messages';
 
-/** C1's typed view of C2 within one session: each call is one message and its one reply. */
-export class C2Peer {
+/** C1's typed view of C2 in a session of the paper's protocols: each call is one message and its one reply. */
+export class PaperPeer {
   constructor(
     private readonly transport: SessionTransport,
     readonly sessionId: string,
@@ -50,32 +41,6 @@ export class C2Peer {
     return (await this.paper('retrieval', { kind: 'retrieval', images }, 'ticket')).ticket;
   }
 
-  // ----- the fast protocol (PROTOCOLS.md §3.5-§3.6) -----
-
-  async fastOpen(
-    keyFingerprint: string,
-    pk1Fingerprint: string,
-    k: number,
-    requestId: string,
-    shareTicket: string,
-    groups: GroupLayout[],
-  ): Promise<Contribution[]> {
-    const body = { kind: 'fast-open' as const, keyFingerprint, pk1Fingerprint, k, requestId, shareTicket, groups };
-    return (await this.fast(body, 'fast-contributions')).items;
-  }
-
-  fastBounds(items: { group: number; value: bigint }[]) {
-    return this.fast({ kind: 'fast-bounds', items }, 'fast-next');
-  }
-
-  fastDistance(group: number, value: bigint) {
-    return this.fast({ kind: 'fast-distance', group, value }, 'fast-next');
-  }
-
-  async fastFinish(): Promise<number[]> {
-    return (await this.fast({ kind: 'finish' }, 'ranking')).candidates;
-  }
-
   close(): void {
     this.transport.close();
   }
@@ -89,13 +54,6 @@ export class C2Peer {
     if (reply.sessionId !== this.sessionId || reply.family !== 'paper' || reply.step !== step || reply.body.kind !== expected)
       throw protocolState(`C2 answered ${step} out of turn`);
     return reply.body as Extract<PaperC2Body, { kind: K }>;
-  }
-
-  private async fast<K extends FastC2Body['kind']>(body: FastC1Body, expected: K): Promise<Extract<FastC2Body, { kind: K }>> {
-    const reply = await this.transport.exchange({ sessionId: this.sessionId, family: 'fast', body });
-    if (reply.sessionId !== this.sessionId || reply.family !== 'fast' || reply.body.kind !== expected)
-      throw protocolState(`C2 answered ${body.kind} out of turn`);
-    return reply.body as Extract<FastC2Body, { kind: K }>;
   }
 
   private sameLength(values: bigint[], length: number): bigint[] {

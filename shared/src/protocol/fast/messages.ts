@@ -1,0 +1,41 @@
+// The fast protocol's session messages (docs/PROTOCOLS.md §3.5-§3.6) as
+// TypeScript values, ciphertexts as bigints; fast/wire.ts converts them to and
+// from FastC1Message and FastC2Message. Each kind of message is its own step.
+
+/** A group of the fast protocol: candidate per slot (-1: free) and a digest of its members. */
+export interface GroupLayout {
+  group: number;
+  members: number[];
+  digest: string;
+}
+
+/** C2's half of a packed inner product for one group: E1(pack(B + t)) and E2(-pack(t)). */
+export interface Contribution {
+  group: number;
+  masked: bigint;
+  negatedMask: bigint;
+}
+
+export type FastC1Body =
+  | {
+      kind: 'fast-open';
+      keyFingerprint: string;
+      pk1Fingerprint: string;
+      k: number;
+      requestId: string;
+      shareTicket: string;
+      groups: GroupLayout[];
+    }
+  | { kind: 'fast-bounds'; items: { group: number; value: bigint }[] }
+  | { kind: 'fast-distance'; group: number; value: bigint }
+  | { kind: 'finish' };
+
+export type FastC2Body =
+  | { kind: 'fast-contributions'; items: Contribution[] }
+  | { kind: 'fast-next'; done: boolean; contribution?: Contribution; rejected: number }
+  | { kind: 'ranking'; candidates: number[] };
+
+/** The fast protocol's family of sessions, joined into the transports' union by ../messages.ts. */
+export interface FastMessages {
+  fast: { c1: { body: FastC1Body }; c2: { body: FastC2Body } };
+}
