@@ -1,8 +1,11 @@
 import { ReplicaService, RetrievalService, SecureComputationService } from '@fnn/proto';
 import { serveDaemon } from '@fnn/server-common';
 import {
+  DEFAULT_TICKET_LIMITS,
   RetrievalStore,
   TicketStore,
+  type Bound,
+  type TicketLimits,
   WireCodec,
   type FastC2Crypto,
   type C2Crypto,
@@ -12,7 +15,7 @@ import {
   type Transport,
 } from '@fnn/shared';
 import { ReplicaStore } from './replica-store';
-import { replicaService, retrievalService, secureComputationService } from './services';
+import { DEFAULT_SESSION_LIMITS, replicaService, retrievalService, secureComputationService, type SessionLimits } from './services';
 
 export interface C2Config {
   listen: string;
@@ -22,26 +25,55 @@ export interface C2Config {
   log: Logger;
   /** TLS as C2 (callers' roles are checked), or plaintext. */
   transport: Transport;
+  /** What callers may fill at C2 (docs/SECURITY.md); the defaults when omitted. */
+  limits?: Partial<C2Limits>;
+}
+
+export interface C2Limits {
+  /** The doctors' pending query shares, per caller certificate and in all. */
+  shares: TicketLimits;
+  /** m + r waiting for the doctor: in all only (C1 opens the session, C2 does not know the doctor). */
+  retrievals: Bound;
+  sessions: SessionLimits;
+}
+
+export const DEFAULT_C2_LIMITS: C2Limits = {
+  shares: DEFAULT_TICKET_LIMITS,
+  retrievals: DEFAULT_TICKET_LIMITS.total,
+  sessions: DEFAULT_SESSION_LIMITS,
+};
+
+/** What C2 holds for callers right now, by the stores' own count (entries, bytes of the values). */
+export interface C2Held {
+  shares: Bound;
+  retrievals: Bound;
+}
+
+export interface RunningC2 extends RunningDaemon {
+  held(): C2Held;
 }
 
 /** C2's main: the key holder's two services; no storage beyond the key. */
-export async function startC2(config: C2Config): Promise<RunningDaemon> {
+export async function startC2(config: C2Config): Promise<RunningC2> {
   const pk = config.crypto.publicKey;
   const replica = new ReplicaStore(config.dbPath, config.fast.pk1);
+  const limits = { ...DEFAULT_C2_LIMITS, ...config.limits };
   const deps = {
     crypto: config.crypto,
-    retrievals: new RetrievalStore(),
+    retrievals: new RetrievalStore({ limits: { total: limits.retrievals } }),
+    sessions: limits.sessions,
     codec: new WireCodec(pk.cipherBytes),
     log: config.log,
     replica,
     fast: {
       crypto: config.fast,
       replica: () => replica.source(),
-      shares: new TicketStore<QueryShares>('query share ticket'),
+      shares: new TicketStore<QueryShares>('query share ticket', { limits: limits.shares }),
     },
   };
   const secure = secureComputationService(deps);
-  return serveDaemon({
+  const { shares } = deps.fast;
+  const daemon = await serveDaemon({
     name: 'C2',
     listen: config.listen,
     transport: config.transport,
@@ -54,4 +86,11 @@ export async function startC2(config: C2Config): Promise<RunningDaemon> {
     facts: { keyBits: pk.bits },
     close: () => replica.close(),
   });
+  return {
+    ...daemon,
+    held: () => ({
+      shares: { entries: shares.size, bytes: shares.bytes },
+      retrievals: { entries: deps.retrievals.size, bytes: deps.retrievals.bytes },
+    }),
+  };
 }

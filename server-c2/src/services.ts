@@ -1,4 +1,4 @@
-import type { ServerDuplexStream } from '@grpc/grpc-js';
+import { status as Code, type ServerDuplexStream, type ServerUnaryCall } from '@grpc/grpc-js';
 import * as wire from '@fnn/proto';
 import { checkImageSize, checkLookupTags, checkPixelDepth, handlers } from '@fnn/server-common';
 import {
@@ -9,6 +9,8 @@ import {
   invalidInput,
   checkShares,
   shareValue,
+  callerOf,
+  resourceExhausted,
   type FastC2Deps,
   type C2Crypto,
   type Logger,
@@ -25,15 +27,53 @@ export interface C2ServiceDeps {
   /** The fast protocol: C1's public key, the replica, the doctors' query shares. */
   fast: FastC2Deps;
   replica: ReplicaStore;
+  sessions: SessionLimits;
+}
+
+/** What C1 may hold open at C2: a session is C2's memory and a stream until it ends. */
+export interface SessionLimits {
+  /** A session with no message from C1 for this long is ended (DEADLINE_EXCEEDED). */
+  idleMs: number;
+  /** Sessions open at once; the next one is refused (RESOURCE_EXHAUSTED). */
+  max: number;
+}
+
+/** C1 sends the next message as soon as it has C2's reply: a minute of silence is a stuck or gone C1. */
+export const DEFAULT_SESSION_LIMITS: SessionLimits = { idleMs: 60_000, max: 64 };
+
+/** Ends an idle session; forwarded as DEADLINE_EXCEEDED by toStatus, the one mapping. */
+class SessionIdle extends Error {
+  readonly code = Code.DEADLINE_EXCEEDED;
+}
+
+/** The next message of the session, or SessionIdle once C1 has been silent for `idleMs`. */
+async function nextWithin<T>(iterator: AsyncIterator<T>, idleMs: number): Promise<IteratorResult<T>> {
+  let timer: NodeJS.Timeout | undefined;
+  const idle = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new SessionIdle('session idle')), idleMs);
+  });
+  try {
+    return await Promise.race([iterator.next(), idle]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** C2's protocol service: one C2SessionStream per stream, messages answered strictly in order. */
 export function secureComputationService(deps: C2ServiceDeps): wire.SecureComputationServer & { openSessions(): number } {
   const { stream } = handlers(deps.log);
+  const { idleMs, max } = deps.sessions;
   let open = 0;
   return {
     openSessions: () => open,
     session: (call: ServerDuplexStream<wire.C1Message, wire.C2Message>) => {
+      if (open >= max) {
+        void stream('Session', call, () => Promise.reject(resourceExhausted(`C2 has ${open} sessions open, at most ${max}; try later`)), {
+          ok: 'session done',
+          failed: 'session refused',
+        });
+        return;
+      }
       open++;
       const session = new C2SessionStream({ crypto: deps.crypto, retrievals: deps.retrievals, fast: deps.fast });
       void stream(
@@ -43,12 +83,19 @@ export function secureComputationService(deps: C2ServiceDeps): wire.SecureComput
           let steps = 0;
           try {
             // destroyOnReturn: false, or the stream is destroyed when the loop ends and call.end() sends no status.
-            for await (const message of call.iterator({ destroyOnReturn: false }) as AsyncIterable<wire.C1Message>) {
-              const reply = await session.handle(c1MessageFromWire(deps.codec, message));
+            const messages = (call.iterator({ destroyOnReturn: false }) as AsyncIterable<wire.C1Message>)[Symbol.asyncIterator]();
+            for (;;) {
+              // Only C1's silence counts: C2's own work on a message does not run down the idle timeout.
+              const next = await nextWithin(messages, idleMs);
+              if (next.done) break;
+              const reply = await session.handle(c1MessageFromWire(deps.codec, next.value));
               steps++;
               call.write(c2MessageToWire(deps.codec, reply));
             }
             call.end();
+          } catch (e) {
+            if (e instanceof SessionIdle) fields.idleMs = idleMs;
+            throw e;
           } finally {
             // The id comes with the first message: known once the session ends, whichever way.
             if (session.id !== undefined) fields.session = session.id;
@@ -78,13 +125,15 @@ export function retrievalService(deps: C2ServiceDeps, openSessions: () => number
       pendingRetrievals: deps.retrievals.size,
       replicaRecords: BigInt(deps.replica.count),
     })),
-    putShare: unary<wire.QueryShare, wire.ShareTicket>('PutShare', (req) => {
-      // A share is held in memory for minutes: refuse one that cannot belong to this collection, value by value.
-      const p = deps.replica.params();
-      if (!p) throw invalidInput('the collection is empty');
-      const share = checkShares(p, { distance: req.distance.map(shareValue), bound: req.bound.map(shareValue) });
-      return { ticket: deps.fast.shares.put(share) };
-    }),
+    // The caller's verified certificate is on the call, not the request: read it there.
+    putShare: (call: ServerUnaryCall<wire.QueryShare, wire.ShareTicket>, callback) =>
+      unary<wire.QueryShare, wire.ShareTicket>('PutShare', (req) => {
+        // A share is held in memory for minutes: refuse one that cannot belong to this collection, value by value.
+        const p = deps.replica.params();
+        if (!p) throw invalidInput('the collection is empty');
+        const share = checkShares(p, { distance: req.distance.map(shareValue), bound: req.bound.map(shareValue) });
+        return { ticket: deps.fast.shares.put(share, callerOf(call.getAuthContext()?.sslPeerCertificate)) };
+      })(call, callback),
   };
 }
 

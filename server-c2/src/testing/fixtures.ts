@@ -18,7 +18,6 @@ import {
   type GroupOutcome,
   type OwnerLink,
   type PublicKey,
-  type RunningDaemon,
   type SecretKey,
 } from '@fnn/shared';
 import {
@@ -32,7 +31,7 @@ import {
   TEST_MAX_VALUE,
   TEST_WIDTH,
 } from '@fnn/server-common/testing';
-import { startC2 } from '../main';
+import { startC2, type C2Limits, type RunningC2 } from '../main';
 
 // What C2's tests share: C2 as a real gRPC daemon on 127.0.0.1:0, alone (C2
 // does not depend on C1: these tests play C1 themselves). Its replica is
@@ -57,11 +56,11 @@ export const PARAMS = packingParams(TEST_KEY_BITS, TEST_WIDTH, TEST_HEIGHT, TEST
 /** Records per group at these sizes (4). */
 export const G = PARAMS.groupSize;
 
-/** C2 started on fresh keys with `records` random images in its replica (group 0 first, G per group). */
-export async function startC2Fixture(records: number): Promise<C2Fixture> {
+/** C2 started on fresh keys with `records` random images in its replica (group 0 first, G per group), with `limits` or the defaults. */
+export async function startC2Fixture(records: number, limits?: Partial<C2Limits>): Promise<C2Fixture> {
   const keys = await generateKeyPair(TEST_KEY_BITS);
   const keys1 = await generateKeyPair(TEST_KEY_BITS);
-  const f = new C2Fixture(keys.publicKey, keys.secretKey, keys1.publicKey);
+  const f = new C2Fixture(keys.publicKey, keys.secretKey, keys1.publicKey, limits);
   try {
     await f.start(records);
   } catch (e) {
@@ -75,7 +74,7 @@ export class C2Fixture {
   readonly recordKey = new RecordKey(generateSymmetricKey());
   readonly codec: WireCodec;
   readonly root = mkdtempSync(join(tmpdir(), 'fnn-c2-test-'));
-  c2?: RunningDaemon;
+  c2?: RunningC2;
   secure!: wire.SecureComputationClient;
   retrieval!: wire.RetrievalClient;
   replica!: wire.ReplicaClient;
@@ -89,6 +88,7 @@ export class C2Fixture {
     readonly sk: SecretKey,
     /** C1's key: C2's replica is under it. */
     readonly pk1: PublicKey,
+    private readonly limits?: Partial<C2Limits>,
   ) {
     this.codec = new WireCodec(pk.cipherBytes);
     this.messages = new SessionMessages(pk, pk1, this.codec);
@@ -102,6 +102,7 @@ export class C2Fixture {
       fast: { sk2: this.sk, pk1: this.pk1, multiExp: localMultiExp },
       log: silentLogger,
       transport: INSECURE,
+      limits: this.limits,
     });
     this.secure = new wire.SecureComputationClient(this.c2.address, credentials.createInsecure());
     this.retrieval = new wire.RetrievalClient(this.c2.address, credentials.createInsecure());

@@ -1,35 +1,126 @@
 import { randomBytes } from 'node:crypto';
-import { notFound } from '../errors';
+import { notFound, resourceExhausted } from '../errors';
+
+/** A bound on what a store holds: entries and bytes. */
+export interface Bound {
+  entries: number;
+  bytes: number;
+}
+
+/** What a store may hold from one caller, and in all. Without `perCaller` the store is capped in all only. */
+export interface TicketLimits {
+  perCaller?: Bound;
+  total: Bound;
+}
+
+export interface TicketStoreOptions<T> {
+  /** The bytes a value holds, for the byte bounds; by default the bytes of its bigints. */
+  sizeOf?: (value: T) => number;
+  limits?: TicketLimits;
+  ttlMs?: number;
+  now?: () => number;
+}
+
+const MiB = 1024 * 1024;
+
+/** Generous for honest use (a 512x512 query share is a few MiB, taken within seconds); docs/SECURITY.md states them. */
+export const DEFAULT_TICKET_LIMITS: TicketLimits = {
+  perCaller: { entries: 200, bytes: 64 * MiB },
+  total: { entries: 1000, bytes: 512 * MiB },
+};
+
+/** Whose entries these are when the store does not know the caller (it is then capped in all only). */
+const ANYONE = '';
+
+/**
+ * V8's heap cost of a bigint: its 64-bit digits plus a 16-byte header. A value
+ * is measured by what it really holds, not by how it arrived: a share value
+ * sent in 64 bytes that fits one digit costs 24 bytes.
+ */
+export function bigintBytes(v: bigint): number {
+  const magnitude = v < 0n ? -v : v;
+  const digits = magnitude === 0n ? 1 : Math.ceil(magnitude.toString(16).length / 16);
+  return 16 + 8 * digits;
+}
+
+/** The bytes of every bigint in a value made of bigints, arrays and plain objects (a share, a result's images). */
+export function bigintContentBytes(value: unknown): number {
+  if (typeof value === 'bigint') return bigintBytes(value);
+  if (Array.isArray(value)) return value.reduce((sum: number, v) => sum + bigintContentBytes(v), 0);
+  if (value !== null && typeof value === 'object') return Object.values(value).reduce((sum: number, v) => sum + bigintContentBytes(v), 0);
+  return 0;
+}
+
+interface Item<T> {
+  value: T;
+  expires: number;
+  caller: string;
+  bytes: number;
+}
 
 /**
  * C2's short-lived holding area: values wait under a random one-time ticket
  * (a result for the doctor, or the doctor's query share for a session) until
- * they are taken or expire. Bounded, so a client that never comes back costs
- * no memory for long.
+ * they are taken or expire. Bounded in entries and bytes, per caller and in
+ * all; a full store refuses the newcomer (RESOURCE_EXHAUSTED) and never evicts
+ * a held value, so one caller's flood cannot cancel another's pending query.
  */
 export class TicketStore<T> {
-  private readonly items = new Map<string, { value: T; expires: number }>();
+  private readonly items = new Map<string, Item<T>>();
+  private readonly callers = new Map<string, Bound>();
+  private held: Bound = { entries: 0, bytes: 0 };
+  private readonly sizeOf: (value: T) => number;
+  private readonly limits: TicketLimits;
+  private readonly ttlMs: number;
+  private readonly now: () => number;
 
   constructor(
     private readonly what: string,
-    private readonly ttlMs = 10 * 60_000,
-    private readonly capacity = 1000,
-    private readonly now: () => number = Date.now,
-  ) {}
+    options: TicketStoreOptions<T> = {},
+  ) {
+    this.sizeOf = options.sizeOf ?? bigintContentBytes;
+    this.limits = options.limits ?? DEFAULT_TICKET_LIMITS;
+    this.ttlMs = options.ttlMs ?? 10 * 60_000;
+    this.now = options.now ?? Date.now;
+  }
 
   get size(): number {
     this.sweep();
     return this.items.size;
   }
 
-  put(value: T): string {
+  /** The bytes held in all (by the store's measure). */
+  get bytes(): number {
     this.sweep();
-    if (this.items.size >= this.capacity) {
-      const oldest = this.items.keys().next().value;
-      if (oldest !== undefined) this.items.delete(oldest);
+    return this.held.bytes;
+  }
+
+  /** What one caller holds. */
+  heldBy(caller: string): Bound {
+    this.sweep();
+    return { ...(this.callers.get(caller) ?? { entries: 0, bytes: 0 }) };
+  }
+
+  /** Holds `value` for `caller` (the verified certificate's identity; omitted when the store cannot know it). */
+  put(value: T, caller: string = ANYONE): string {
+    this.sweep();
+    const bytes = this.sizeOf(value);
+    const { perCaller, total } = this.limits;
+    // Counts only: how much is held says nothing about any value.
+    if (perCaller && caller !== ANYONE) {
+      const mine = this.callers.get(caller) ?? { entries: 0, bytes: 0 };
+      if (mine.entries + 1 > perCaller.entries || mine.bytes + bytes > perCaller.bytes)
+        throw resourceExhausted(
+          `C2 already holds ${mine.entries} ${this.what}s (${mine.bytes} bytes) from this caller, at most ${perCaller.entries} (${perCaller.bytes} bytes); use or let them expire and try later`,
+        );
     }
+    if (this.held.entries + 1 > total.entries || this.held.bytes + bytes > total.bytes)
+      throw resourceExhausted(
+        `C2 holds ${this.held.entries} ${this.what}s (${this.held.bytes} bytes), at most ${total.entries} (${total.bytes} bytes); try later`,
+      );
     const ticket = randomBytes(16).toString('hex');
-    this.items.set(ticket, { value, expires: this.now() + this.ttlMs });
+    this.items.set(ticket, { value, expires: this.now() + this.ttlMs, caller, bytes });
+    this.count(caller, 1, bytes);
     return ticket;
   }
 
@@ -38,12 +129,25 @@ export class TicketStore<T> {
     this.sweep();
     const item = this.items.get(ticket);
     if (!item) throw notFound(`${this.what} unknown, already used or expired; run the query again`);
-    this.items.delete(ticket);
+    this.release(ticket, item);
     return item.value;
+  }
+
+  private release(ticket: string, item: Item<T>): void {
+    this.items.delete(ticket);
+    this.count(item.caller, -1, -item.bytes);
+  }
+
+  private count(caller: string, entries: number, bytes: number): void {
+    this.held = { entries: this.held.entries + entries, bytes: this.held.bytes + bytes };
+    const mine = this.callers.get(caller) ?? { entries: 0, bytes: 0 };
+    const next = { entries: mine.entries + entries, bytes: mine.bytes + bytes };
+    if (next.entries === 0) this.callers.delete(caller);
+    else this.callers.set(caller, next);
   }
 
   private sweep(): void {
     const t = this.now();
-    for (const [ticket, item] of this.items) if (item.expires <= t) this.items.delete(ticket);
+    for (const [ticket, item] of this.items) if (item.expires <= t) this.release(ticket, item);
   }
 }

@@ -2,7 +2,7 @@ import type { PeerCertificate } from 'node:tls';
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { DatabaseService, ReplicaService, RetrievalService, SecureComputationService } from '@fnn/proto';
-import { ACCESS_POLICY, refusal } from './access-control';
+import { ACCESS_POLICY, callerOf, refusal } from './access-control';
 import { roleOf, type Role } from './credentials';
 import { toStatus } from './status';
 
@@ -68,5 +68,20 @@ describe('the access table', () => {
       expect(codeOf(DatabaseService.status.path, ou), String(ou)).toBe(status.UNAUTHENTICATED);
     expect(roleOf({ subject: {} })).toBeUndefined();
     expect(roleOf({ subject: { OU: ['Radiology', 'doctor'] } })).toBe<Role>('doctor');
+  });
+});
+
+describe('the caller C2 counts held values against', () => {
+  const cert = (cn: string, serialNumber: string) =>
+    ({ subject: { CN: cn, OU: 'doctor', O: 'FNN' }, serialNumber }) as unknown as PeerCertificate;
+
+  it('is the certificate: subject and serial, so doctors sharing a name but not a certificate are two callers', () => {
+    expect(callerOf(cert('doctor', '01'))).toBe(callerOf(cert('doctor', '01')));
+    expect(callerOf(cert('doctor', '01'))).not.toBe(callerOf(cert('doctor', '02')));
+    expect(callerOf(cert('dr-a', '01'))).not.toBe(callerOf(cert('dr-b', '01')));
+  });
+
+  it('is "insecure" without TLS, where there is no certificate', () => {
+    expect(callerOf(undefined)).toBe('insecure');
   });
 });

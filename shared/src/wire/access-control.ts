@@ -41,6 +41,17 @@ export const ACCESS_POLICY: Readonly<Record<string, Allowed>> = {
 };
 
 /**
+ * Whom a caller's held values are counted against (C2's pending shares): its
+ * verified certificate, by subject and serial (doctors may share a subject but
+ * a reissued certificate is another caller), or "insecure" when TLS is off and
+ * every caller is one.
+ */
+export function callerOf(cert: PeerCertificate | undefined): string {
+  if (!cert?.subject) return 'insecure';
+  return `${JSON.stringify(cert.subject)}#${cert.serialNumber}`;
+}
+
+/**
  * Why a caller with this certificate may not call `method`, or undefined if it may.
  * A method missing from the table is refused: a new RPC is closed until someone decides who may call it.
  */

@@ -1,6 +1,6 @@
 import type { PublicKey } from '../../crypto/paillier';
 import { randomBelow } from '../../crypto/random';
-import { TicketStore } from '../ticket-store';
+import { DEFAULT_TICKET_LIMITS, TicketStore, type TicketStoreOptions } from '../ticket-store';
 
 // Algorithm 3 step 7 (retrieval, docs/PROTOCOLS.md §2.7). C1 adds a random r (uniform in Z_N, one per
 // pixel) to the winner's encrypted pixels and gives r to the doctor; C2
@@ -24,9 +24,12 @@ export function unblindRetrieved(n: bigint, blindedValues: bigint[], blinding: b
   });
 }
 
-/** C2's holding area for m + r, until the doctor fetches it with the ticket. */
+/**
+ * C2's holding area for m + r, until the doctor fetches it with the ticket.
+ * C1 opens the session, so C2 does not know which doctor a result is for: capped in all only.
+ */
 export class RetrievalStore extends TicketStore<bigint[][]> {
-  constructor(ttlMs?: number, capacity?: number, now?: () => number) {
-    super('retrieval ticket', ttlMs, capacity, now);
+  constructor(options: Omit<TicketStoreOptions<bigint[][]>, 'sizeOf'> = {}) {
+    super('retrieval ticket', { limits: { total: DEFAULT_TICKET_LIMITS.total }, ...options });
   }
 }
