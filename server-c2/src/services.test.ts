@@ -15,7 +15,7 @@ import {
 } from '@fnn/shared';
 import { localMultiExp } from '@fnn/server-common/testing';
 import type { ReplicaStore } from './replica-store';
-import { DEFAULT_SESSION_LIMITS, retrievalService, type KeyHolderDeps } from './services';
+import { DEFAULT_SESSION_LIMITS, retrievalService, type C2ServiceDeps } from './services';
 import { KEY_BITS, PARAMS, randomImage } from './testing/fixtures';
 
 // PutShare counts a share against the caller's verified certificate (subject
@@ -25,7 +25,7 @@ import { KEY_BITS, PARAMS, randomImage } from './testing/fixtures';
 // called directly); the daemon over the wire, without TLS, is bounds.test.ts.
 
 const PER_CALLER = 3;
-let deps: KeyHolderDeps;
+let deps: C2ServiceDeps;
 let shares: TicketStore<QueryShares>;
 let service: wire.RetrievalServer;
 let share: wire.QueryShare;

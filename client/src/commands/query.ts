@@ -148,6 +148,9 @@ export async function query(out: Output, path: string, options: QueryOptions): P
   }
 }
 
+/** Queries of one batch outstanding at once (asked and not yet settled). */
+export const BATCH_WINDOW = 8;
+
 /**
  * Many queries over one bidirectional stream; each result printed as it
  * arrives, then a summary: answered of total, failures per gRPC code, median
@@ -172,8 +175,11 @@ export async function batchQuery(out: Output, paths: string[], options: QueryOpt
     // stream is ended when the input is read and none is left.
     let outstanding = 0;
     let inputRead = false;
+    let slotFreed: (() => void) | undefined;
     const settled = () => {
-      if (--outstanding === 0 && inputRead) stream.end();
+      outstanding--;
+      slotFreed?.();
+      if (outstanding === 0 && inputRead) stream.end();
     };
     const attempts = new Map<string, number>();
     const finished = new Promise<void>((resolve, reject) => {
@@ -214,6 +220,9 @@ export async function batchQuery(out: Output, paths: string[], options: QueryOpt
           failed(query.name, failureCode(query.error), classify(query.error).reason);
           continue;
         }
+        // At most BATCH_WINDOW queries outstanding: each one's share waits at C2
+        // until C1 reaches it, and C2 bounds what one caller may hold there.
+        while (outstanding >= BATCH_WINDOW) await Promise.race([new Promise<void>((r) => (slotFreed = r)), finished]);
         const queryStarted = Date.now();
         try {
           const request = await ctx.doctor.request(query.name, query.image);
