@@ -8,6 +8,8 @@ import { RecordStore } from './storage';
 export interface C1Config {
   listen: string; // host:port; port 0 picks a free one
   dbPath: string;
+  /** The store, already open at dbPath (a test limits its size); C1 closes it on stop. Default: opened here. */
+  store?: RecordStore;
   c2Address: string;
   crypto: C1Crypto;
   fast: FastC1Crypto;
@@ -23,7 +25,7 @@ export interface C1Config {
 export async function startC1(config: C1Config): Promise<RunningDaemon> {
   const pk = config.crypto.publicKey;
   const codec = new WireCodec(pk.cipherBytes);
-  const store = new RecordStore(config.dbPath, pk);
+  const store = config.store ?? new RecordStore(config.dbPath, pk);
   const c2 = new C2Link(config.c2Address, codec, config.transport);
   const service = databaseService({
     store,
