@@ -77,6 +77,7 @@ export function retrievalService(deps: KeyHolderDeps, openSessions: () => number
       openSessions: openSessions(),
       pendingRetrievals: deps.retrievals.size,
       replicaRecords: BigInt(deps.replica.count),
+      pk1Fingerprint: deps.fast.crypto.pk1.fingerprint(),
     })),
     putShare: unary<wire.QueryShare, wire.ShareTicket>('PutShare', (req) => {
       // A share is held in memory for minutes: refuse one that cannot belong to this collection, value by value.
