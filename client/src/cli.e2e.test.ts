@@ -1,4 +1,5 @@
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -94,10 +95,13 @@ describe('upload, query, batch query, status', () => {
   it('status reports both daemons, the records, image size and key size', async () => {
     const run = await fnn('status', '--c1', c1.address, '--c2', c2.address, '--json');
     expect(run.code, run.stderr).toBe(0);
-    const [s] = jsonLines(run.stdout) as [{ c1: Record<string, unknown>; c2: Record<string, unknown>; sameKey: boolean }];
+    const [s] = jsonLines(run.stdout) as [
+      { c1: Record<string, unknown>; c2: Record<string, unknown>; sameKey: boolean; problems: string[] },
+    ];
     expect(s.c1).toMatchObject({ up: true, records: stored.length, width: SIZE, height: SIZE, keyBits: 512, seesC2: true });
-    expect(s.c2).toMatchObject({ up: true, keyBits: 512 });
+    expect(s.c2).toMatchObject({ up: true, keyBits: 512, replicaRecords: stored.length });
     expect(s.sameKey).toBe(true);
+    expect(s.problems, 'a healthy deployment has no problem to report').toEqual([]);
   });
 
   it.each(['fast', 'fnn', 'bf'])(
@@ -396,6 +400,62 @@ describe('certificates and roles', () => {
   });
 });
 
+describe('fnn status: the link and the replicas', () => {
+  /** A port nothing listens on (it was free a moment ago). */
+  const deadAddress = () =>
+    new Promise<string>((resolve, reject) => {
+      const server = createServer();
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as AddressInfo;
+        server.close(() => resolve(`127.0.0.1:${port}`));
+      });
+    });
+
+  it('exits 5 naming the link when C1 cannot reach its C2, though both daemons are up', async () => {
+    const nowhere = await deadAddress();
+    const lost = await startDaemon(
+      'c1',
+      ['--listen', '127.0.0.1:0', '--keys', keys, '--c2', nowhere, '--db', join(work, 'c1-lost.db')],
+      as('c1'),
+      readyAs(),
+    );
+    try {
+      const run = await fnn('status', '--c1', lost.address, '--c2', c2.address);
+      expect(run.code, `status must exit ${EXIT.unavailable}: ${run.stderr}`).toBe(EXIT.unavailable);
+      expect(run.stdout).toMatch(/C2 NOT reachable from C1/);
+      expect(run.stderr).toMatch(/^WARNING: the link from C1 to C2 is down/m);
+      // Its empty collection differs from C2's replica too: reported, but the link decides the exit code.
+      expect(run.stderr).toMatch(/^WARNING: C1 holds 0 records and C2's replica \d+: the replicas differ/m);
+      expect(run.stderr).toMatch(/^fnn: the link from C1 to C2 is down.*\(and 1 more\)$/m);
+    } finally {
+      await lost.stop();
+    }
+  });
+
+  it('exits 3 when C1 and C2 hold different numbers of records', async () => {
+    // A C1 on a fresh database before the real C2: the replica there holds the collection, this C1 nothing.
+    const fresh = await startDaemon(
+      'c1',
+      ['--listen', '127.0.0.1:0', '--keys', keys, '--c2', c2.address, '--db', join(work, 'c1-fresh.db')],
+      as('c1'),
+      readyAs(),
+    );
+    try {
+      const run = await fnn('status', '--c1', fresh.address, '--c2', c2.address, '--json');
+      expect(run.code, `status must exit ${EXIT.invalid}: ${run.stderr}`).toBe(EXIT.invalid);
+      const [s] = jsonLines(run.stdout) as [{ c1: { records: number; seesC2: boolean }; problems: string[] }];
+      expect(s.c1).toMatchObject({ records: 0, seesC2: true });
+      expect(s.problems).toEqual([
+        `C1 holds 0 records and C2's replica ${stored.length}: the replicas differ, the fast protocol refuses until an upload or delete is run again`,
+      ]);
+      expect(run.stderr).toMatch(/^fnn: C1 holds 0 records and C2's replica \d+: the replicas differ/m);
+    } finally {
+      await fresh.stop();
+    }
+  });
+});
+
 describe('C2 down', () => {
   it('a query fails with UNAVAILABLE naming C2, C1 keeps serving, and the next query after C2 returns succeeds', async () => {
     const c2Address = c2.address;
@@ -409,6 +469,8 @@ describe('C2 down', () => {
     const [s] = jsonLines(status.stdout) as [{ c1: { up: boolean; seesC2: boolean }; c2: { up: boolean } }];
     expect(s.c1).toMatchObject({ up: true, seesC2: false });
     expect(s.c2.up).toBe(false);
+    expect(status.code, `status with C2 down must exit ${EXIT.unavailable}: ${status.stderr}`).toBe(EXIT.unavailable);
+    expect(status.stderr).toMatch(new RegExp(`^fnn: C2 ${c2Address} is down \\(and 1 more\\)$`, 'm'));
     c2 = await startDaemon('c2', ['--listen', c2Address, '--keys', keys, '--db', join(work, 'c2.db')], as('c2'), readyAs());
     const again = await fnn('query', query, ...conn(), '--json');
     expect(again.code, again.stderr).toBe(0);

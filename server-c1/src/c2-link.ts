@@ -1,5 +1,5 @@
 import { Metadata, type ChannelOptions } from '@grpc/grpc-js';
-import { SecureComputationClient, RetrievalClient } from '@fnn/proto';
+import { SecureComputationClient, RetrievalClient, type KeyHolderStatus } from '@fnn/proto';
 import {
   c1MessageToWire,
   c2MessageFromWire,
@@ -94,13 +94,21 @@ export class C2Link {
     );
   }
 
-  /** Is C2 up and on our key? For status only; a short deadline. */
-  reachable(timeoutMs = 2000): Promise<boolean> {
-    return new Promise((resolve) => {
+  /** C2's Retrieval.Status (its keys and replica) within a short deadline; rejects with the gRPC error. */
+  keyHolderStatus(timeoutMs = 2000): Promise<KeyHolderStatus> {
+    return new Promise((resolve, reject) => {
       this.retrieval.status({}, new Metadata(), { deadline: new Date(Date.now() + timeoutMs) }, (err, reply) =>
-        resolve(!err && reply !== undefined),
+        err || reply === undefined ? reject(err ?? new Error('no reply')) : resolve(reply),
       );
     });
+  }
+
+  /** Does C2 answer? For status only; a short deadline. */
+  reachable(timeoutMs = 2000): Promise<boolean> {
+    return this.keyHolderStatus(timeoutMs).then(
+      () => true,
+      () => false,
+    );
   }
 
   close(): void {

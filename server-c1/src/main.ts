@@ -3,11 +3,14 @@ import { serveDaemon } from '@fnn/server-common';
 import { WireCodec, type C1Crypto, type FastC1Crypto, type Logger, type RunningDaemon, type Transport } from '@fnn/shared';
 import { databaseService } from './database-service';
 import { C2Link } from './c2-link';
+import { watchC2, type C2RetryOptions } from './c2-watch';
 import { RecordStore } from './storage';
 
 export interface C1Config {
   listen: string; // host:port; port 0 picks a free one
   dbPath: string;
+  /** The store, already open at dbPath (a test limits its size); C1 closes it on stop. Default: opened here. */
+  store?: RecordStore;
   c2Address: string;
   crypto: C1Crypto;
   fast: FastC1Crypto;
@@ -17,13 +20,15 @@ export interface C1Config {
   batchConcurrency?: number;
   /** TLS as C1, both for its callers (roles are checked) and towards C2; or plaintext. */
   transport: Transport;
+  /** How often C1 checks an unreachable or mismatched C2 again (default C2_RETRY). */
+  c2Retry?: C2RetryOptions;
 }
 
 /** C1's main: wire storage, the link to C2 and the service; nothing else. */
 export async function startC1(config: C1Config): Promise<RunningDaemon> {
   const pk = config.crypto.publicKey;
   const codec = new WireCodec(pk.cipherBytes);
-  const store = new RecordStore(config.dbPath, pk);
+  const store = config.store ?? new RecordStore(config.dbPath, pk);
   const c2 = new C2Link(config.c2Address, codec, config.transport);
   const service = databaseService({
     store,
@@ -35,6 +40,8 @@ export async function startC1(config: C1Config): Promise<RunningDaemon> {
     queryTimeoutMs: config.queryTimeoutMs ?? 60 * 60_000,
     batchConcurrency: config.batchConcurrency,
   });
+  // In the background: C1 serves whatever C2 does; the watch only tells the operator (and stops with C1).
+  const watch = watchC2(c2, { pk2: pk, pk1: config.fast.sk1.publicKey }, config.log, config.c2Retry);
   return serveDaemon({
     name: 'C1',
     listen: config.listen,
@@ -43,6 +50,7 @@ export async function startC1(config: C1Config): Promise<RunningDaemon> {
     services: [{ definition: DatabaseService, implementation: service }],
     facts: { records: store.count, c2: config.c2Address, keyBits: pk.bits },
     close: () => {
+      watch.stop();
       c2.close();
       store.close();
     },

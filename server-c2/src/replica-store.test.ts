@@ -287,6 +287,31 @@ describe('ReplicaStore', () => {
     }
   });
 
+  it('refuses a group that does not fit on a full disk with RESOURCE_EXHAUSTED naming the file, storing nothing of it', async () => {
+    const path = freshPath();
+    const store = openReplica(path);
+    const held = [await put(store, 0, [record('a', 0), record('b', 1)])];
+    // No page beyond those the file has now (SQLite keeps max_page_count at least the current size).
+    store.limitPages(1);
+    let refused: unknown;
+    for (let group = 1; group <= 40 && refused === undefined; group++) {
+      const before = await stateOf(store, [group]);
+      const change = await groupChange(group, [record(`g${group}`, 0)]);
+      try {
+        store.putGroup(SHAPE_4x4, change.replica);
+        held.push(change);
+      } catch (e) {
+        refused = e;
+        expect(await stateOf(store, [group]), 'the refused group must not be stored, not even in part').toEqual(before);
+      }
+    }
+    expectFnnError(refused, 'resource-exhausted', 'a group on a full disk');
+    expect((refused as Error).message, 'the owner is told which disk is full').toBe(`C2's disk is full (replica at ${path})`);
+    expect(store.count, 'C2 holds exactly the groups stored before').toBe(held.reduce((n, c) => n + c.members.length, 0));
+    for (const change of held) await expectGroup(store, change, `group ${change.replica.group}, stored before the disk filled`);
+    expect(store.integrityCheck(), "C2's replica is intact").toBe('ok');
+  });
+
   it('names the pixel depth when it refuses a group of another depth (the message reaches the owner)', async () => {
     const store = openReplica();
     await put(store, 0, [record('a', 0)]);

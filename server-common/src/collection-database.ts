@@ -1,5 +1,14 @@
 import Database from 'better-sqlite3';
-import { blobToCiphers, ciphersToBlob, groupDigest, invalidInput, packingParams, type PackingParams, type PublicKey } from '@fnn/shared';
+import {
+  blobToCiphers,
+  ciphersToBlob,
+  FnnError,
+  groupDigest,
+  invalidInput,
+  packingParams,
+  type PackingParams,
+  type PublicKey,
+} from '@fnn/shared';
 
 // A collection's SQLite file as both daemons open it: C1's records under C2's
 // key, C2's replica under C1's key. What they share is here: the pragmas, the
@@ -41,13 +50,29 @@ CREATE TABLE IF NOT EXISTS collection (
 ) STRICT;
 `;
 
+/**
+ * A write SQLite refused with SQLITE_FULL (the disk, or the file's page
+ * limit, is full): the caller gets RESOURCE_EXHAUSTED naming the file, the
+ * transaction is rolled back, and the handlers log it as an error line for the
+ * operator (handlers.ts), who can free space and retry.
+ */
+export class DiskFullError extends FnnError {
+  constructor(
+    readonly path: string,
+    names: CollectionSchema['names'],
+  ) {
+    super('resource-exhausted', `${names.daemon}'s disk is full (${names.file} at ${path})`);
+    this.name = 'DiskFullError';
+  }
+}
+
 export class CollectionDatabase {
   /** The open file; the store runs its own statements on it. */
   readonly db: Database.Database;
 
   /** Opens (or creates) the file at `path` for ciphertexts under `key`; refused if it is bound to another key or version. */
   constructor(
-    path: string,
+    readonly path: string,
     readonly key: PublicKey,
     private readonly schema: CollectionSchema,
   ) {
@@ -74,12 +99,31 @@ export class CollectionDatabase {
 
   /** `fn` as one write transaction, taken at once (BEGIN IMMEDIATE): concurrent writers wait instead of failing late. */
   transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn).immediate();
+    // better-sqlite3 rolls the transaction back before the error reaches us: a full disk leaves nothing half-stored.
+    return this.diskFullAs(() => this.db.transaction(fn).immediate());
   }
 
   /** Empties the WAL into the file, so that deleted or replaced ciphertexts leave the WAL too. */
   checkpoint(): void {
-    this.db.pragma('wal_checkpoint(TRUNCATE)');
+    this.diskFullAs(() => this.db.pragma('wal_checkpoint(TRUNCATE)'));
+  }
+
+  /**
+   * Caps the file at `pages` pages (SQLite's max_page_count, for this
+   * connection only): writes beyond fail as on a full disk. For tests of a full disk.
+   */
+  limitPages(pages: number): void {
+    this.db.pragma(`max_page_count = ${Math.floor(pages)}`);
+  }
+
+  /** `fn`, with SQLITE_FULL turned into the DiskFullError that names this file; any other error as it is. */
+  private diskFullAs<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (error) {
+      if ((error as { code?: unknown } | null)?.code === 'SQLITE_FULL') throw new DiskFullError(this.path, this.schema.names);
+      throw error;
+    }
   }
 
   integrityCheck(): string {
@@ -223,6 +267,11 @@ export abstract class CollectionStore {
 
   integrityCheck(): string {
     return this.collection.integrityCheck();
+  }
+
+  /** See CollectionDatabase.limitPages: a full disk on purpose, for tests. */
+  limitPages(pages: number): void {
+    this.collection.limitPages(pages);
   }
 }
 

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { Metadata, status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { invalidInput, protocolState, type StatusObject } from '@fnn/shared';
+import { DiskFullError } from './collection-database';
 import { handlers, requestIdOf, type StreamCall } from './handlers';
 import { recordingLogger } from './testing';
 
@@ -50,6 +51,29 @@ describe('requestIdOf', () => {
 });
 
 describe('handlers: unary', () => {
+  it('answers a full disk with RESOURCE_EXHAUSTED naming the file, and logs one error line naming SQLITE_FULL and the file', async () => {
+    const log = recordingLogger();
+    const names = { daemon: 'C2', file: 'replica', key: 'key of C1', images: 'the replica', remedy: '' };
+    const handler = handlers(log).unary<object, object>('PutGroup', () => {
+      throw new DiskFullError('/var/lib/fnn/c2.db', names);
+    });
+    const { error } = await callUnary(handler, {}, 'req-full');
+    expect(error, 'a full disk is RESOURCE_EXHAUSTED with the file named').toMatchObject({
+      code: status.RESOURCE_EXHAUSTED,
+      details: "C2's disk is full (replica at /var/lib/fnn/c2.db)",
+    });
+    expect(
+      log.lines.filter((l) => l.level === 'error'),
+      'one error line for the operator',
+    ).toEqual([
+      {
+        level: 'error',
+        fields: { rpc: 'PutGroup', requestId: 'req-full', sqlite: 'SQLITE_FULL', database: '/var/lib/fnn/c2.db' },
+        message: 'disk full',
+      },
+    ]);
+  });
+
   it('answers with the reply and logs one ok line with the rpc, the request id and the fields the handler added', async () => {
     const log = recordingLogger();
     const handler = handlers(log).unary<{ n: number }, { twice: number }>('Twice', (req, requestId, fields) => {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Metadata, sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
 import { toStatus, type Logger, type StatusObject } from '@fnn/shared';
+import { DiskFullError } from './collection-database';
 
 // The one wrapper between a daemon's gRPC handlers and its callers: errors
 // become statuses through shared's toStatus (one closed set of codes), every
@@ -50,6 +51,8 @@ export function handlers(log: Logger): Handlers {
     const s = toStatus(error);
     log.warn({ rpc, requestId, ...fields, code: s.code, reason: s.details, ms: Date.now() - started }, line);
     if (s.details === 'internal error') log.error({ rpc, requestId, kind: errorKind(error) }, 'internal');
+    // The operator's line: which file filled up (a path, no secret), so that space can be freed.
+    if (error instanceof DiskFullError) log.error({ rpc, requestId, sqlite: 'SQLITE_FULL', database: error.path }, 'disk full');
     return s;
   };
 

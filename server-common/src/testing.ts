@@ -143,13 +143,30 @@ export interface LoggedLine {
 }
 
 /** A logger that keeps every line, to check what a daemon logs (and that no secret is among it). */
-export function recordingLogger(): Logger & { lines: LoggedLine[] } {
+export function recordingLogger(): Logger & {
+  lines: LoggedLine[];
+  /** The first line (logged already or later) that `matches`: to wait on a daemon's log instead of sleeping. */
+  line(matches: (l: LoggedLine) => boolean): Promise<LoggedLine>;
+} {
   const lines: LoggedLine[] = [];
+  const waiting: { matches: (l: LoggedLine) => boolean; resolve: (l: LoggedLine) => void }[] = [];
   const at =
     (level: LoggedLine['level']) =>
-    (fields: object, message: string): void =>
-      void lines.push({ level, fields: fields as Record<string, unknown>, message });
-  const logger: Logger & { lines: LoggedLine[] } = { lines, info: at('info'), warn: at('warn'), error: at('error'), child: () => logger };
+    (fields: object, message: string): void => {
+      const l = { level, fields: fields as Record<string, unknown>, message };
+      lines.push(l);
+      for (const w of waiting.filter((w) => w.matches(l))) {
+        waiting.splice(waiting.indexOf(w), 1);
+        w.resolve(l);
+      }
+    };
+  const line = (matches: (l: LoggedLine) => boolean) =>
+    new Promise<LoggedLine>((resolve) => {
+      const already = lines.find(matches);
+      if (already) resolve(already);
+      else waiting.push({ matches, resolve });
+    });
+  const logger = { lines, line, info: at('info'), warn: at('warn'), error: at('error'), child: () => logger };
   return logger;
 }
 export * from './testing-wire';

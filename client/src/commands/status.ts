@@ -5,8 +5,10 @@ import { classify, CliError, type Output } from '../output';
 const STATUS_TIMEOUT_MS = 5000;
 
 /**
- * `fnn status`: are both daemons serving (the standard health service), on the
- * same key, and what does C1 hold?
+ * `fnn status`: are both daemons serving (the standard health service), can C1
+ * reach C2, are they on the same key and do their replicas hold as many
+ * records, and what does C1 hold? Exit 5 when a daemon or the link is down, 1
+ * when the keys differ, 3 when the replicas differ (in that order).
  */
 export async function status(out: Output, options: { c1: string; c2: string; transport: Transport }): Promise<void> {
   const c1Address = checkAddress(options.c1, '--c1', 'FNN_C1');
@@ -62,14 +64,26 @@ export async function status(out: Output, options: { c1: string; c2: string; tra
         ? `C2 ${options.c2}: up, ${c2Up.keyBits}-bit key ${c2Up.keyFingerprint}, replica of ${c2Up.replicaRecords} records, ${c2Up.openSessions} open sessions`
         : `C2 ${options.c2}: DOWN (${report.c2.error})`,
     ];
-    if (sameKey === false) lines.push('WARNING: C1 and C2 hold different keys');
+    // What an operator must fix, most urgent first: the first decides the exit code.
+    const problems: { kind: CliError['kind']; line: string }[] = [];
+    if (!c1Up) problems.push({ kind: 'unavailable', line: `C1 ${options.c1} is down` });
+    if (!c2Up) problems.push({ kind: 'unavailable', line: `C2 ${options.c2} is down` });
+    if (c1Up && !c1Up.c2Reachable)
+      problems.push({ kind: 'unavailable', line: "the link from C1 to C2 is down: C1 cannot reach its C2 (see C1's log for the address)" });
+    if (sameKey === false) problems.push({ kind: 'failure', line: 'C1 and C2 hold different keys' });
     if (c1Up && c2Up && c1Up.records !== c2Up.replicaRecords)
-      lines.push(
-        "WARNING: C2's replica and C1 hold different numbers of records: the fast protocol refuses until an upload or delete is run again",
+      problems.push({
+        kind: 'invalid',
+        line: `C1 holds ${c1Up.records} records and C2's replica ${c2Up.replicaRecords}: the replicas differ, the fast protocol refuses until an upload or delete is run again`,
+      });
+    out.result({ ...report, problems: problems.map((p) => p.line) }, lines.join('\n'));
+    for (const p of problems) out.note(`WARNING: ${p.line}`);
+    const worst = (['unavailable', 'failure', 'invalid'] as const).find((kind) => problems.some((p) => p.kind === kind));
+    if (worst)
+      throw new CliError(
+        worst,
+        problems.filter((p) => p.kind === worst)[0].line + (problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''),
       );
-    out.result(report, lines.join('\n'));
-    if (!c1Up || !c2Up) throw new CliError('unavailable', 'not all daemons are up');
-    if (sameKey === false) throw new CliError('failure', 'C1 and C2 hold different keys');
   } finally {
     for (const client of [c1, c2, c1Health, c2Health]) client.close();
   }

@@ -29,6 +29,7 @@ import {
   silentLogger,
   WireCodec,
   type GroupOutcome,
+  type Logger,
   type OwnerLink,
   type PlaintextRecord,
   type PublicKey,
@@ -49,6 +50,7 @@ import {
   TEST_WIDTH,
 } from '@fnn/server-common/testing';
 import { startC1 } from '../main';
+import { RecordStore } from '../storage';
 
 // What the database-service tests share: C1 and C2 as real gRPC daemons on
 // 127.0.0.1:0, driven through the generated clients exactly as the owner's
@@ -403,10 +405,25 @@ export class Fixture {
     };
   }
 
-  private async startedC1(c2Address: string, file: string): Promise<RunningDaemon> {
-    const c1 = await startC1(this.c1Config(c2Address, file));
+  private async startedC1(c2Address: string, file: string, over: { log?: Logger; store?: RecordStore } = {}): Promise<RunningDaemon> {
+    const c1 = await startC1({ ...this.c1Config(c2Address, file), ...over });
     this.daemons.c1.push(c1);
     return c1;
+  }
+
+  /**
+   * A pair of its own (C1 and C2 on fresh databases, nothing uploaded) whose
+   * C1 database holds at most `maxPages` pages (a full disk on purpose) and
+   * logs to `log`; `store` is C1's, `dbPath` its file.
+   */
+  async startSmallPair(name: string, maxPages: number, log: Logger): Promise<Deployment & { store: RecordStore; dbPath: string }> {
+    const c2 = await startC2(this.c2Config('127.0.0.1:0', `c2-${name}.db`));
+    this.daemons.c2.push(c2);
+    const dbPath = join(this.root, `c1-${name}.db`);
+    const store = new RecordStore(dbPath, this.pk);
+    store.limitPages(maxPages);
+    const c1 = await this.startedC1(c2.address, `c1-${name}.db`, { log, store });
+    return { ...this.deployment(name, c1.address, c2.address, WITH_PAPER_LAYOUT), store, dbPath };
   }
 
   private deployment(name: string, c1Address: string, c2Address: string, layouts: Layout[]): Deployment {

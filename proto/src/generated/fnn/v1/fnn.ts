@@ -705,6 +705,8 @@ export interface KeyHolderStatus {
   openSessions: number;
   pendingRetrievals: number;
   replicaRecords: bigint;
+  /** C1's key, under which C2's replica is (C1 checks it is its own at start) */
+  pk1Fingerprint: string;
 }
 
 function createBaseEncryptedRecord(): EncryptedRecord {
@@ -7298,7 +7300,14 @@ export const BlindedImage: MessageFns<BlindedImage> = {
 };
 
 function createBaseKeyHolderStatus(): KeyHolderStatus {
-  return { keyBits: 0, keyFingerprint: "", openSessions: 0, pendingRetrievals: 0, replicaRecords: 0n };
+  return {
+    keyBits: 0,
+    keyFingerprint: "",
+    openSessions: 0,
+    pendingRetrievals: 0,
+    replicaRecords: 0n,
+    pk1Fingerprint: "",
+  };
 }
 
 export const KeyHolderStatus: MessageFns<KeyHolderStatus> = {
@@ -7320,6 +7329,9 @@ export const KeyHolderStatus: MessageFns<KeyHolderStatus> = {
         throw new globalThis.Error("value provided for field message.replicaRecords of type uint64 too large");
       }
       writer.uint32(40).uint64(message.replicaRecords);
+    }
+    if (message.pk1Fingerprint !== "") {
+      writer.uint32(50).string(message.pk1Fingerprint);
     }
     return writer;
   },
@@ -7377,6 +7389,14 @@ export const KeyHolderStatus: MessageFns<KeyHolderStatus> = {
             message.replicaRecords = reader.uint64() as bigint;
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.pk1Fingerprint = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7416,6 +7436,11 @@ export const KeyHolderStatus: MessageFns<KeyHolderStatus> = {
         : isSet(object.replica_records)
         ? BigInt(object.replica_records)
         : 0n,
+      pk1Fingerprint: isSet(object.pk1Fingerprint)
+        ? globalThis.String(object.pk1Fingerprint)
+        : isSet(object.pk1_fingerprint)
+        ? globalThis.String(object.pk1_fingerprint)
+        : "",
     };
   },
 
@@ -7436,6 +7461,9 @@ export const KeyHolderStatus: MessageFns<KeyHolderStatus> = {
     if (message.replicaRecords !== 0n) {
       obj.replicaRecords = message.replicaRecords.toString();
     }
+    if (message.pk1Fingerprint !== "") {
+      obj.pk1Fingerprint = message.pk1Fingerprint;
+    }
     return obj;
   },
 
@@ -7451,6 +7479,7 @@ export const KeyHolderStatus: MessageFns<KeyHolderStatus> = {
     message.replicaRecords = (object.replicaRecords !== undefined && object.replicaRecords !== null)
       ? BigInt(object.replicaRecords)
       : 0n;
+    message.pk1Fingerprint = object.pk1Fingerprint ?? "";
     return message;
   },
 };
