@@ -1,7 +1,8 @@
+import { rawSession } from '@fnn/server-common/testing';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { status as Code, type ServiceError } from '@grpc/grpc-js';
+import { status as Code } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import * as wire from '@fnn/proto';
@@ -128,23 +129,7 @@ async function share(): Promise<string> {
 }
 
 /** Sends each message after the previous reply, as C1 does. */
-function session(messages: wire.C1Message[]): Promise<{ replies: wire.C2Message[]; error?: ServiceError }> {
-  return new Promise((resolve) => {
-    const call = c.secure.session({ deadline: new Date(Date.now() + DEADLINE_MS) });
-    const replies: wire.C2Message[] = [];
-    let sent = 0;
-    const next = () => (sent < messages.length ? call.write(messages[sent++]) : call.end());
-    call.on('data', (m: wire.C2Message) => {
-      replies.push(m);
-      next();
-    });
-    call.on('error', (error: ServiceError) => resolve({ replies, error }));
-    call.on('status', (s) => {
-      if (s.code === Code.OK) resolve({ replies });
-    });
-    next();
-  });
-}
+const session = (messages: wire.C1Message[]) => rawSession(c.secure, messages);
 
 interface SessionCase {
   name: string;
