@@ -2,12 +2,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, type ServiceError } from '@grpc/grpc-js';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import * as wire from '@fnn/proto';
 import {
   CollectionWriter,
   encryptQuery,
-  generateKeyPair,
   generateSymmetricKey,
   bfProtocol,
   fastProtocol,
@@ -37,18 +36,9 @@ import {
   type SecretKey,
 } from '@fnn/shared';
 import { startC2 } from '@fnn/server-c2';
-import {
-  localMultiExp,
-  randomImage,
-  rawSession,
-  rpc,
-  RPC_DEADLINE_MS,
-  SessionMessages,
-  TEST_HEIGHT,
-  TEST_KEY_BITS,
-  TEST_MAX_VALUE,
-  TEST_WIDTH,
-} from '@fnn/server-common/testing';
+// The daemons' shared test kit: the wire (calls, C1's messages by hand), then keys, images and start-up.
+import { localMultiExp, rawSession, rpc, RPC_DEADLINE_MS, SessionMessages } from '@fnn/server-common/testing';
+import { randomImage, started, testKeyPairs, HEIGHT, KEY_BITS, MAX_VALUE, WIDTH } from '@fnn/server-common/testing';
 import { startC1 } from '../main';
 import { RecordStore } from '../storage';
 
@@ -68,21 +58,8 @@ import { RecordStore } from '../storage';
 // SessionMessages (@fnn/server-common/testing), so a change of those messages
 // is made in one place.
 
-export {
-  TEST_WIDTH as WIDTH,
-  TEST_HEIGHT as HEIGHT,
-  TEST_MAX_VALUE as MAX_VALUE,
-  TEST_KEY_BITS as KEY_BITS,
-  RPC_DEADLINE_MS,
-  UNKNOWN_TICKET,
-  randomImage,
-  rpc,
-  expectCode,
-} from '@fnn/server-common/testing';
-const WIDTH = TEST_WIDTH;
-const HEIGHT = TEST_HEIGHT;
-const MAX_VALUE = TEST_MAX_VALUE;
-const KEY_BITS = TEST_KEY_BITS;
+// This file is the daemon's one testing entry point: the shared kit, under the names its tests use.
+export * from '@fnn/server-common/testing';
 export const D = WIDTH * HEIGHT;
 export const SHAPE = { width: WIDTH, height: HEIGHT, maxValue: MAX_VALUE };
 /** Records per group at these sizes (4). */
@@ -288,17 +265,24 @@ export interface FixtureOptions {
  * one call and the rest one by one (`baseBatch`, `baseSingles`: what was sent),
  * and on request `empty` and `lean`.
  */
+/**
+ * A test file's one fixture: started before its tests, stopped after them.
+ * `onStarted` receives it (tests read it from their own variable).
+ */
+export function useFixture(options: FixtureOptions, onStarted: (f: Fixture) => void): void {
+  let f: Fixture | undefined;
+  beforeAll(async () => {
+    f = await startFixture(options);
+    onStarted(f);
+  });
+  afterAll(async () => {
+    await f?.stop();
+  });
+}
+
 export async function startFixture(options: FixtureOptions = {}): Promise<Fixture> {
-  const keys = await generateKeyPair(KEY_BITS);
-  const keys1 = await generateKeyPair(KEY_BITS);
-  const f = new Fixture(keys.publicKey, keys.secretKey, keys1.publicKey, keys1.secretKey);
-  try {
-    await f.start(options);
-  } catch (e) {
-    await f.stop();
-    throw e;
-  }
-  return f;
+  const { c2, c1 } = await testKeyPairs();
+  return started(new Fixture(c2.publicKey, c2.secretKey, c1.publicKey, c1.secretKey), (f) => f.start(options));
 }
 
 export class Fixture {
