@@ -401,13 +401,27 @@ export class Fixture {
    * logs to `log`; `store` is C1's, `dbPath` its file.
    */
   async startSmallPair(name: string, maxPages: number, log: Logger): Promise<Deployment & { store: RecordStore; dbPath: string }> {
-    const c2 = await startC2(this.c2Config('127.0.0.1:0', `c2-${name}.db`));
+    return this.startPair(name, log, maxPages);
+  }
+
+  /**
+   * A pair of its own (C1 and C2 on fresh databases, nothing uploaded), C1
+   * logging to `log`, its database capped at `maxPages` pages if given; `store`
+   * is C1's (the one C1 reads), `dbPath` its file, `c2Path` C2's replica file.
+   */
+  async startPair(
+    name: string,
+    log: Logger,
+    maxPages?: number,
+  ): Promise<Deployment & { store: RecordStore; dbPath: string; c2Path: string }> {
+    const c2Config = this.c2Config('127.0.0.1:0', `c2-${name}.db`);
+    const c2 = await startC2(c2Config);
     this.daemons.c2.push(c2);
     const dbPath = join(this.root, `c1-${name}.db`);
     const store = new RecordStore(dbPath, this.pk);
-    store.limitPages(maxPages);
+    if (maxPages !== undefined) store.limitPages(maxPages);
     const c1 = await this.startedC1(c2.address, `c1-${name}.db`, { log, store });
-    return { ...this.deployment(name, c1.address, c2.address, WITH_PAPER_LAYOUT), store, dbPath };
+    return { ...this.deployment(name, c1.address, c2.address, WITH_PAPER_LAYOUT), store, dbPath, c2Path: c2Config.dbPath };
   }
 
   private deployment(name: string, c1Address: string, c2Address: string, layouts: Layout[]): Deployment {

@@ -15,6 +15,7 @@ import {
   silentLogger,
   WireCodec,
   type GroupOutcome,
+  type Logger,
   type OwnerLink,
   type PublicKey,
   type SecretKey,
@@ -38,16 +39,18 @@ export const PARAMS = packingParams(TEST_KEY_BITS, TEST_WIDTH, TEST_HEIGHT, TEST
 /** Records per group at these sizes (4). */
 export const G = PARAMS.groupSize;
 
-/** C2 started on fresh keys with `records` random images in its replica (group 0 first, G per group), with `limits` or the defaults. */
-export async function startC2Fixture(records: number, limits?: Partial<C2Limits>): Promise<C2Fixture> {
+/** C2 started on fresh keys with `records` random images in its replica (group 0 first, G per group), with `limits` or the defaults, logging to `log` (default: nowhere). */
+export async function startC2Fixture(records: number, limits?: Partial<C2Limits>, log: Logger = silentLogger): Promise<C2Fixture> {
   const { c2, c1 } = await testKeyPairs();
-  return started(new C2Fixture(c2.publicKey, c2.secretKey, c1.publicKey, limits), (f) => f.start(records));
+  return started(new C2Fixture(c2.publicKey, c2.secretKey, c1.publicKey, limits, log), (f) => f.start(records));
 }
 
 export class C2Fixture {
   readonly recordKey = new RecordKey(generateSymmetricKey());
   readonly codec: WireCodec;
   readonly root = mkdtempSync(join(tmpdir(), 'fnn-c2-test-'));
+  /** C2's replica file. */
+  readonly dbPath = join(this.root, 'c2.db');
   c2?: RunningC2;
   secure!: wire.SecureComputationClient;
   retrieval!: wire.RetrievalClient;
@@ -63,6 +66,7 @@ export class C2Fixture {
     /** C1's key: C2's replica is under it. */
     readonly pk1: PublicKey,
     private readonly limits?: Partial<C2Limits>,
+    private readonly log: Logger = silentLogger,
   ) {
     this.codec = new WireCodec(pk.cipherBytes);
     this.messages = new SessionMessages(pk, pk1, this.codec);
@@ -71,10 +75,10 @@ export class C2Fixture {
   async start(records: number): Promise<void> {
     this.c2 = await startC2({
       listen: '127.0.0.1:0',
-      dbPath: join(this.root, 'c2.db'),
+      dbPath: this.dbPath,
       crypto: localC2Crypto(this.sk),
       fast: { sk2: this.sk, pk1: this.pk1, multiExp: localMultiExp },
-      log: silentLogger,
+      log: this.log,
       transport: INSECURE,
       limits: this.limits,
     });
