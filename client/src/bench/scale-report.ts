@@ -16,7 +16,7 @@ import {
 } from './report';
 import { PROBE_IMAGES } from './scale-plan';
 import type { ScalePoint } from './scale-point';
-import { REMAINDER } from './stages';
+import { REMAINDER, type Stage } from './stages';
 import { evaluateTargets, type MeasuredPoint, type TargetResult } from './targets';
 
 // A scale run in the forms of report.ts: tables on the terminal, JSON under
@@ -71,12 +71,13 @@ export function targets(run: ScaleRun): TargetResult[] {
 const ratio = (x: number) => x.toLocaleString('en-US', { maximumSignificantDigits: 3 });
 const mb = (bytes: number) => `${(bytes / 1e6).toPrecision(3)} MB`;
 
-function visited(s: { groups?: number; records?: number; rejected?: number } | undefined): string {
+function visited(s: Stage | undefined): string {
   if (!s) return '-';
   const parts = [
     s.groups !== undefined ? `${s.groups} groups` : '',
     s.records !== undefined ? `${s.records} records` : '',
-    s.rejected !== undefined ? `${s.rejected} rejected` : '',
+    s.rejected !== undefined ? `${s.rejected} records rejected` : '',
+    s.pruned !== undefined ? `${s.pruned} groups pruned` : '',
   ].filter(Boolean);
   return parts.length ? parts.join(', ') : '-';
 }
@@ -204,7 +205,7 @@ export function updateScaleSection(run: ScaleRun, path: string, jsonName: string
     '',
     '### Per point: query time by stage, what each stage visited, resources',
     '',
-    "Query time: `fnn query --json`'s `elapsedMs`, one query alone on the machine. Stage rows: medians over the queries of the time and counts each stage of the reply's stats reports (C1's bound stage today: its records and how many it rejected); \"remainder\" is the query time no stage names (distances of the surviving groups, the result, the doctor's encryption and decryption), its records those no bound rejected. Each figure is its own median, so the rows need not add up. Bytes per image: each daemon's SQLite file and WAL after a checkpoint, divided by n. Peak RSS: VmHWM of each daemon process during that point's upload and during its queries.",
+    "Query time: `fnn query --json`'s `elapsedMs`, one query alone on the machine. Stage rows: medians over the queries of the time and counts each stage of the reply's stats reports (with today's stats one bound stage over all records, with how many it rejected; with a cascade, each level with the groups it visited and pruned and the records it visited); \"remainder\" is the query time no stage names (with today's stats the distances of the surviving groups, over the records no bound rejected; always the result and the doctor's encryption and decryption). Each figure is its own median, so the rows need not add up. Bytes per image: each daemon's SQLite file and WAL after a checkpoint, divided by n. Peak RSS: VmHWM of each daemon process during that point's upload and during its queries (reset to the current RSS before each).",
     ...scaleTables(run).flatMap(({ table, footnotes }) => [
       '',
       markdown(table),

@@ -39,7 +39,7 @@ describe('stage split: a list of named stages (a bound cascade)', () => {
     expect(stagesOf(reply)).toEqual([
       { name: 'bound 4x4', ms: 300, groups: 72, records: 1000, rejected: 800 },
       { name: 'bound 32x32', ms: 600, groups: 15, records: 200, rejected: 190 },
-      { name: REMAINDER, ms: 1100, records: 10 },
+      { name: REMAINDER, ms: 1100 },
     ]);
   });
 
@@ -62,6 +62,32 @@ describe('stage split: a list of named stages (a bound cascade)', () => {
       }),
     ).toThrow(/"a" twice/);
     expect(() => stagesOf({ ...reply, stages: [{ name: REMAINDER, ms: 3 }] })).toThrow(/keeps for the rest/);
+  });
+});
+
+describe("stage split: SearchStats' levels (the cascade's own names)", () => {
+  it('reads each level as a stage: its time, the groups it visited and pruned, the records it visited', () => {
+    const reply = {
+      elapsedMs: 5000,
+      lowerBoundMs: 3000,
+      rejected: 9800,
+      total: 10000,
+      levels: [
+        { level: 'coarse', groupsVisited: 715, groupsPruned: 700, recordsVisited: 10000, ms: 2000 },
+        { level: 'fine', groupsVisited: 15, groupsPruned: 14, recordsVisited: 210, ms: 1000 },
+        { level: 'distance', groupsVisited: 1, groupsPruned: 0, recordsVisited: 14, ms: 1500 },
+      ],
+    };
+    expect(stagesOf(reply)).toEqual([
+      { name: 'coarse', ms: 2000, groups: 715, records: 10000, pruned: 700 },
+      { name: 'fine', ms: 1000, groups: 15, records: 210, pruned: 14 },
+      { name: 'distance', ms: 1500, groups: 1, records: 14, pruned: 0 },
+      { name: REMAINDER, ms: 500 },
+    ]);
+  });
+
+  it('refuses a level without a name', () => {
+    expect(() => stagesOf({ elapsedMs: 10, levels: [{ ms: 1 }] })).toThrow(/stage 0 .* no name/);
   });
 });
 

@@ -2,8 +2,10 @@
 // the reply's stats (QueryReply.stats). A list of named stages, so a new level
 // of a bound cascade shows up in the report without an edit here:
 //
-//   stages: [{ name, ms, groups?, records?, rejected? }, ...]   when the CLI prints a list
-//   lowerBoundMs, rejected, total                                 today's stats (one bound stage)
+//   stages: [{ name, ms, groups?, records?, rejected?, pruned? }, ...]
+//   levels: [{ level, ms, groupsVisited?, recordsVisited?, groupsPruned? }, ...]
+//           (SearchStats.levels of a bound cascade, as DoctorAnswer carries it)
+//   lowerBoundMs, rejected, total      today's stats (one bound stage)
 //
 // Whatever the named stages do not account for of the query's time at the
 // client (the distance stage, retrieval, the doctor's encryption and
@@ -18,11 +20,13 @@ export interface Stage {
   records?: number;
   /** Records the stage ruled out. */
   rejected?: number;
+  /** Groups the stage ruled out. */
+  pruned?: number;
 }
 
 export const REMAINDER = 'remainder';
 
-const COUNTS = ['groups', 'records', 'rejected'] as const;
+const COUNTS = ['groups', 'records', 'rejected', 'pruned'] as const;
 
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
 const isMs = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
@@ -41,6 +45,13 @@ function namedStage(raw: unknown, at: number): Stage {
   return stage;
 }
 
+/** A level of SearchStats (its own names) as a stage; anything else is left for namedStage to refuse. */
+function fromLevel(raw: unknown): unknown {
+  if (typeof raw !== 'object' || raw === null) return raw;
+  const l = raw as Record<string, unknown>;
+  return { name: l.level, ms: l.ms, groups: l.groupsVisited, records: l.recordsVisited, pruned: l.groupsPruned };
+}
+
 /**
  * The stages of one query's reply, the remainder last. A reply whose stages
  * take longer than the query itself is refused: a report built on it would
@@ -53,6 +64,7 @@ export function stagesOf(reply: Record<string, unknown>): Stage[] {
   const rejected = isCount(reply.rejected) ? reply.rejected : undefined;
   let named: Stage[];
   if (Array.isArray(reply.stages)) named = reply.stages.map(namedStage);
+  else if (Array.isArray(reply.levels)) named = reply.levels.map((l, i) => namedStage(fromLevel(l), i));
   else if (isMs(reply.lowerBoundMs)) named = [{ name: 'bound', ms: reply.lowerBoundMs, records: total, rejected }];
   else named = [];
   const names = named.map((s) => s.name);
@@ -60,8 +72,10 @@ export function stagesOf(reply: Record<string, unknown>): Stage[] {
   if (twice) throw new Error(`the reply names stage "${twice}" twice`);
   const spent = named.reduce((sum, s) => sum + s.ms, 0);
   if (spent > elapsed) throw new Error(`the reply's stages take ${spent} ms of a ${elapsed} ms query`);
-  // What the stats say reaches the last stage: the records no bound rejected.
-  const remaining = total !== undefined && rejected !== undefined ? total - rejected : total;
+  // With today's stats the remainder holds the distance stage, over the records no bound rejected;
+  // where the stats name their stages (a distance level among them), it is only the doctor's side and the result.
+  const listed = Array.isArray(reply.stages) || Array.isArray(reply.levels);
+  const remaining = listed ? undefined : total !== undefined && rejected !== undefined ? total - rejected : total;
   const remainder: Stage = { name: REMAINDER, ms: elapsed - spent, ...(remaining !== undefined ? { records: remaining } : {}) };
   return [...named.map(dropUndefined), remainder];
 }
