@@ -1,29 +1,19 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   encryptGroup,
-  generateKeyPair,
-  generateSymmetricKey,
   groupDigest,
   groupPlaintexts,
   newGroupVersion,
   packingParams,
-  RecordKey,
+  type RecordKey,
   unpack,
   type PackingParams,
   type PublicKey,
   type SecretKey,
 } from '@fnn/shared';
-import {
-  cipherPieces,
-  ciphersOf,
-  databaseBytes,
-  expectFnnError,
-  groupChangeSteps,
-  onDisk,
-  rejected,
-  ScratchDatabases,
-  thrown,
-} from '@fnn/server-common/testing';
+// What a store keeps on disk, and the refusals and set-up every store test shares.
+import { cipherPieces, ciphersOf, databaseBytes, onDisk } from '@fnn/server-common/testing';
+import { expectFnnError, groupChangeSteps, rejected, ScratchDatabases, storeTestKeys, thrown } from '@fnn/server-common/testing';
 import { ReplicaStore, type ReplicaGroupChange, type ReplicaShape } from './replica-store';
 
 // C2's replica of the packed groups against a real SQLite file: a group set
@@ -36,11 +26,7 @@ let otherKey: PublicKey;
 let recordKey: RecordKey;
 const scratch = new ScratchDatabases('fnn-replica-test-');
 
-beforeAll(async () => {
-  ({ publicKey: pk1, secretKey: sk1 } = await generateKeyPair(512));
-  ({ publicKey: otherKey } = await generateKeyPair(512));
-  recordKey = new RecordKey(generateSymmetricKey());
-});
+beforeAll(async () => ({ key: pk1, secret: sk1, otherKey, recordKey } = await storeTestKeys()));
 
 afterAll(() => scratch.cleanUp());
 
