@@ -6,7 +6,7 @@ import { status as Code } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import * as wire from '@fnn/proto';
-import { cipherToBytes, packingParams, residueToBytes, shareQuery, WireCodec } from '@fnn/shared';
+import { cipherToBytes, packingParams, residueToBytes, retrieveParts, shareQuery, WireCodec } from '@fnn/shared';
 import { runCli, type Daemon } from './harness';
 import {
   connect,
@@ -98,11 +98,17 @@ const bounds = (seeds = [score(0)], rest: wire.MaskedScore[] = []) =>
   msg(P.PAPER_STEP_FNN_BOUNDS, { $case: 'bounds', value: { seeds, bounds: rest } });
 const distance = (candidate: number) => msg(P.PAPER_STEP_FNN_DISTANCE, { $case: 'distance', value: score(candidate) });
 const finish = () => msg(P.PAPER_STEP_RESULT, { $case: 'finish', value: {} });
-const retrieval = (images: number) =>
+/** Step 7's opening: `images` results of `pixels` values each, sent `chunkValues` per chunk. */
+const retrievalOpen = (images: number, pixels = 1, chunkValues = 1) =>
+  msg(P.PAPER_STEP_RETRIEVAL, { $case: 'retrievalOpen', value: { images, pixels, chunkValues } });
+/** Step 7's chunk `index`, of `values` ciphertexts. */
+const retrievalChunk = (index: number, values = 1) =>
   msg(P.PAPER_STEP_RETRIEVAL, {
-    $case: 'retrieval',
-    value: { images: Array.from({ length: images }, () => ({ values: [cipher(1n)] })) },
+    $case: 'retrievalChunk',
+    value: { index, values: Array.from({ length: values }, () => cipher(1n)) },
   });
+/** A whole retrieval of one result of one pixel: the opening and its one chunk. */
+const retrieval = () => [retrievalOpen(1), retrievalChunk(0)];
 const fastOpen = (shareTicket: string, over: Partial<wire.FastOpen> = {}) =>
   fastMsg({
     $case: 'open',
@@ -150,13 +156,29 @@ const sessionCases: SessionCase[] = [
   {
     name: 'a retrieval twice (the session closed after the first)',
     code: FAILED,
-    messages: () => [open(), bounds(), finish(), retrieval(1), retrieval(1)],
+    messages: () => [open(), bounds(), finish(), ...retrieval(), retrievalOpen(1)],
   },
   {
     name: 'a square after the retrieval closed the session',
     code: FAILED,
-    messages: () => [open(), bounds(), finish(), retrieval(1), square([cipher(2n)])],
+    messages: () => [open(), bounds(), finish(), ...retrieval(), square([cipher(2n)])],
   },
+  {
+    name: 'a retrieval chunk beyond the count announced',
+    code: FAILED,
+    messages: () => [open(), bounds(), finish(), ...retrieval(), retrievalChunk(1)],
+  },
+  {
+    name: 'a retrieval chunk out of order',
+    code: FAILED,
+    messages: () => [open(), bounds(), finish(), retrievalOpen(1, 3), retrievalChunk(0), retrievalChunk(2)],
+  },
+  {
+    name: 'a retrieval chunk sent twice',
+    code: FAILED,
+    messages: () => [open(), bounds(), finish(), retrievalOpen(1, 2), retrievalChunk(0), retrievalChunk(0)],
+  },
+  { name: 'a retrieval chunk before the retrieval opened', code: FAILED, messages: () => [open(), bounds(), finish(), retrievalChunk(0)] },
   { name: 'a distance after C2 said done', code: FAILED, messages: () => [open(), bounds(), distance(0)] },
   {
     name: 'fast: a distance after finish',
@@ -172,14 +194,14 @@ const sessionCases: SessionCase[] = [
     code: FAILED,
     messages: () => [open(), bounds([score(0, 100n)], [score(1, 1n)]), finish()],
   },
-  { name: 'a retrieval before finish', code: FAILED, messages: () => [open(), bounds(), retrieval(1)] },
+  { name: 'a retrieval before finish', code: FAILED, messages: () => [open(), bounds(), retrievalOpen(1)] },
   { name: 'bounds twice', code: FAILED, messages: () => [open(), bounds([score(0, 100n)], [score(1, 1n)]), bounds()] },
   {
     name: 'the distance of a candidate that was not asked for',
     code: FAILED,
     messages: () => [open(), bounds([score(0, 100n)], [score(1, 1n)]), distance(2)],
   },
-  { name: 'a retrieval before open', code: FAILED, messages: () => [retrieval(1)] },
+  { name: 'a retrieval before open', code: FAILED, messages: () => [retrievalOpen(1)] },
   { name: 'an open message labelled step SSED_SM', code: FAILED, messages: () => [withStep(open(), P.PAPER_STEP_SSED_SM)] },
   { name: 'a square labelled step OPEN', code: FAILED, messages: () => [open(), square([cipher(2n)], P.PAPER_STEP_OPEN)] },
   {
@@ -247,7 +269,24 @@ const sessionCases: SessionCase[] = [
     code: INVALID,
     messages: () => [open(), multiply([cipher(2n), cipher(3n)], [cipher(2n)])],
   },
-  { name: 'a retrieval with one image too many', code: INVALID, messages: () => [open(), bounds(), finish(), retrieval(2)] },
+  { name: 'a retrieval with one image too many', code: INVALID, messages: () => [open(), bounds(), finish(), retrievalOpen(2)] },
+  { name: 'a retrieval of images without pixels', code: INVALID, messages: () => [open(), bounds(), finish(), retrievalOpen(1, 0)] },
+  { name: 'a retrieval in chunks of no value', code: INVALID, messages: () => [open(), bounds(), finish(), retrievalOpen(1, 4, 0)] },
+  {
+    name: 'a retrieval chunk larger than announced',
+    code: INVALID,
+    messages: () => [open(), bounds(), finish(), retrievalOpen(1, 4, 2), retrievalChunk(0, 3)],
+  },
+  {
+    name: 'a last retrieval chunk larger than the rest',
+    code: INVALID,
+    messages: () => [open(), bounds(), finish(), retrievalOpen(1, 3, 2), retrievalChunk(0, 2), retrievalChunk(1, 2)],
+  },
+  {
+    name: "a retrieval larger than C2's store holds (refused before any chunk)",
+    code: Code.RESOURCE_EXHAUSTED,
+    messages: () => [open(), bounds(), finish(), retrievalOpen(1, 0xffffffff, 1)],
+  },
   { name: 'a square of N (not coprime)', code: INVALID, messages: () => [open(), square([b(keys.pk.n)])] },
   { name: 'a square of q, a factor of N', code: INVALID, messages: () => [open(), square([b(BigInt(secret().q))])] },
   { name: 'a square of N^2', code: INVALID, messages: () => [open(), square([b(keys.pk.n2)])] },
@@ -269,7 +308,12 @@ const sessionCases: SessionCase[] = [
 // ----- C2's unary services -----
 
 const putShare = (s: wire.QueryShare) => rpc<wire.ShareTicket>((m, o, cb) => c.retrieval.putShare(s, m, o, cb));
-const retrieve = (ticket: string) => rpc<wire.RetrieveReply>((m, o, cb) => c.retrieval.retrieve({ ticket }, m, o, cb));
+/** C2's Retrieve, every part of it. */
+const retrieve = async (ticket: string) => {
+  const values: Uint8Array[] = [];
+  for await (const part of retrieveParts(c.retrieval, ticket, new Date(Date.now() + DEADLINE_MS))) values.push(...part);
+  return values;
+};
 const putGroup = (r: wire.ReplicaGroup) => rpc<wire.ReplicaReply>((m, o, cb) => c.replica.putGroup(r, m, o, cb));
 const raw = (path: string, bytes: () => Buffer) => () => rawUnary(c.rawC2, path, bytes());
 const b1 = (x: bigint) => Buffer.from(cipherToBytes(x, keys.pk1.cipherBytes));

@@ -22,8 +22,11 @@ import {
   packingParams,
   plaintextNearest,
   RecordKey,
+  BLINDING_SEED_BYTES,
+  RetrievalBlinding,
   residueFromBytes,
   residueToBytes,
+  retrieveParts,
   shareQuery,
   silentLogger,
   WireCodec,
@@ -464,8 +467,11 @@ export class Fixture {
 
   // ----- C2's services -----
 
-  retrieve(ticket: string, d = this.main) {
-    return rpc<wire.RetrieveReply>((m, o, cb) => d.retrieval.retrieve({ ticket }, m, o, cb));
+  /** C2's Retrieve: every part of m + r, concatenated (the results' values, nearest first). */
+  async retrieve(ticket: string, d = this.main): Promise<Uint8Array[]> {
+    const values: Uint8Array[] = [];
+    for await (const part of retrieveParts(d.retrieval, ticket, new Date(Date.now() + RPC_DEADLINE_MS))) values.push(...part);
+    return values;
   }
   putShare(share: wire.QueryShare, d = this.main) {
     return rpc<wire.ShareTicket>((m, o, cb) => d.retrieval.putShare(share, m, o, cb));
@@ -660,20 +666,21 @@ export class Fixture {
 
   /**
    * The doctor's whole step 7 of the paper protocols: decrypt each E_k(ID), fetch
-   * m + r from C2 with the ticket, subtract C1's r mod N; returns the ids and the exact pixels.
+   * m + r from C2 with the ticket, subtract C1's r (expanded from its seed) mod N;
+   * returns the ids and the exact pixels.
    */
   async redeem(reply: wire.QueryReply, d = this.main): Promise<{ id: string; pixels: bigint[] }[]> {
     const n = this.pk.n;
     const answer = reply.answer;
     if (answer?.$case !== 'fnn' && answer?.$case !== 'bf') throw new Error(`a paper query answered as ${answer?.$case}`);
     const fetched = await this.retrieve(answer.value.retrievalTicket, d);
-    expect(fetched.images.length, 'C2 must hold one blinded image per result').toBe(answer.value.neighbours.length);
+    expect(fetched.length, `C2 must hold ${D} blinded values per result`).toBe(answer.value.neighbours.length * D);
     return answer.value.neighbours.map((result, i) => {
-      const blinded = fetched.images[i].values;
-      expect(blinded.length, `C2's image ${i} must have ${D} pixels`).toBe(D);
-      expect(result.blinding.length, `C1's blinding ${i} must have ${D} values`).toBe(D);
+      const blinded = fetched.slice(i * D, (i + 1) * D);
+      expect(result.blindingSeed.length, `C1's blinding seed ${i} must have ${BLINDING_SEED_BYTES} bytes`).toBe(BLINDING_SEED_BYTES);
+      const r = new RetrievalBlinding(result.blindingSeed, n).next(D);
       const pixels = blinded.map((v, j) => {
-        const m = (residueFromBytes(v) - residueFromBytes(result.blinding[j])) % n;
+        const m = (residueFromBytes(v) - r[j]) % n;
         return m < 0n ? m + n : m;
       });
       return { id: this.recordKey.decryptId(result.encryptedId), pixels };

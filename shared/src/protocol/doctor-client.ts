@@ -23,8 +23,8 @@ export interface DoctorLink {
   status(): Promise<wire.DatabaseStatus>;
   /** C2's PutShare: a fast query's share v, held for one session; its ticket. */
   putShare(share: wire.QueryShare): Promise<string>;
-  /** C2's Retrieve: m + r of a paper query's results. */
-  retrieve(ticket: string): Promise<wire.RetrieveReply>;
+  /** C2's Retrieve: m + r of a paper query's results, in parts as they arrive. */
+  retrieve(ticket: string): AsyncIterable<Uint8Array[]>;
   /** C1's query, with progress while it runs. */
   query(request: wire.QueryRequest, onProgress: (progress: QueryProgress) => void): Promise<wire.QueryReply>;
 }

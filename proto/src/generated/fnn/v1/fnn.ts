@@ -377,12 +377,15 @@ export interface QueryRequest {
 /**
  * Step 7 (retrieval), C1's half: the blinding r of each result. The other half,
  * m + r, is fetched from C2 with the ticket (docs/PROTOCOLS.md §2.7).
+ * Deviation from paper: C1 sends the seed r is expanded from (retrievalBlinding
+ * in shared/src/protocol/paper/retrieval.ts), not d values of |N| bytes, so the
+ * reply stays small at any image size and k.
  */
 export interface PaperNeighbour {
   /** E_k(ID) of the neighbour */
   encryptedId: Buffer;
-  /** r_1 .. r_d, uniform in Z_N */
-  blinding: Buffer[];
+  /** 32 bytes: r_1 .. r_d, pseudo-random in Z_N, expand from it */
+  blindingSeed: Buffer;
 }
 
 export interface PaperAnswer {
@@ -535,7 +538,8 @@ export interface PaperC1Message {
     | { $case: "bounds"; value: CandidateBounds }
     | { $case: "distance"; value: MaskedScore }
     | { $case: "finish"; value: Finish }
-    | { $case: "retrieval"; value: RetrievalSubmission }
+    | { $case: "retrievalOpen"; value: RetrievalOpen }
+    | { $case: "retrievalChunk"; value: RetrievalChunk }
     | undefined;
 }
 
@@ -548,7 +552,12 @@ export interface PaperC2Message {
     { $case: "products"; value: Ciphertexts }
     | { $case: "next"; value: NextCandidate }
     | { $case: "ranking"; value: Ranking }
-    | { $case: "ticket"; value: RetrievalTicket }
+    | //
+    /** the answer to the last retrieval chunk */
+    { $case: "ticket"; value: RetrievalTicket }
+    | //
+    /** the answer to the retrieval's opening and to every other chunk */
+    { $case: "accepted"; value: RetrievalAccepted }
     | undefined;
 }
 
@@ -606,8 +615,29 @@ export interface Ranking {
   candidates: number[];
 }
 
-export interface RetrievalSubmission {
-  images: Ciphertexts[];
+/**
+ * Algorithm 3 step 7 in chunks below the message limit: the opening announces
+ * the size, so C2 reserves the space (or refuses) before any chunk arrives;
+ * then the results' E(m + r), concatenated nearest first, chunk by chunk in order.
+ */
+export interface RetrievalOpen {
+  /** one per result (k) */
+  images: number;
+  /** per image (d) */
+  pixels: number;
+  /** ciphertexts per chunk; the last one holds the rest */
+  chunkValues: number;
+}
+
+export interface RetrievalChunk {
+  /** 0, 1, ... in order */
+  index: number;
+  values: Buffer[];
+}
+
+export interface RetrievalAccepted {
+  next: number;
+  chunks: number;
 }
 
 export interface RetrievalTicket {
@@ -691,11 +721,11 @@ export interface RetrieveRequest {
   ticket: string;
 }
 
-export interface RetrieveReply {
-  images: BlindedImage[];
-}
-
-export interface BlindedImage {
+/**
+ * A part of m + r mod N: the results' values concatenated nearest first, d per
+ * result, split anywhere; the doctor knows k and d and reassembles.
+ */
+export interface RetrievedValues {
   values: Buffer[];
 }
 
@@ -2744,7 +2774,7 @@ export const QueryRequest: MessageFns<QueryRequest> = {
 };
 
 function createBasePaperNeighbour(): PaperNeighbour {
-  return { encryptedId: Buffer.alloc(0), blinding: [] };
+  return { encryptedId: Buffer.alloc(0), blindingSeed: Buffer.alloc(0) };
 }
 
 export const PaperNeighbour: MessageFns<PaperNeighbour> = {
@@ -2752,8 +2782,8 @@ export const PaperNeighbour: MessageFns<PaperNeighbour> = {
     if (message.encryptedId.length !== 0) {
       writer.uint32(10).bytes(message.encryptedId);
     }
-    for (const v of message.blinding) {
-      writer.uint32(18).bytes(v!);
+    if (message.blindingSeed.length !== 0) {
+      writer.uint32(26).bytes(message.blindingSeed);
     }
     return writer;
   },
@@ -2779,12 +2809,12 @@ export const PaperNeighbour: MessageFns<PaperNeighbour> = {
             message.encryptedId = Buffer.from(reader.bytes());
             continue;
           }
-          case 2: {
-            if (tag !== 18) {
+          case 3: {
+            if (tag !== 26) {
               break;
             }
 
-            message.blinding.push(Buffer.from(reader.bytes()));
+            message.blindingSeed = Buffer.from(reader.bytes());
             continue;
           }
         }
@@ -2806,9 +2836,11 @@ export const PaperNeighbour: MessageFns<PaperNeighbour> = {
         : isSet(object.encrypted_id)
         ? Buffer.from(bytesFromBase64(object.encrypted_id))
         : Buffer.alloc(0),
-      blinding: globalThis.Array.isArray(object?.blinding)
-        ? object.blinding.map((e: any) => Buffer.from(bytesFromBase64(e)))
-        : [],
+      blindingSeed: isSet(object.blindingSeed)
+        ? Buffer.from(bytesFromBase64(object.blindingSeed))
+        : isSet(object.blinding_seed)
+        ? Buffer.from(bytesFromBase64(object.blinding_seed))
+        : Buffer.alloc(0),
     };
   },
 
@@ -2817,8 +2849,8 @@ export const PaperNeighbour: MessageFns<PaperNeighbour> = {
     if (message.encryptedId.length !== 0) {
       obj.encryptedId = base64FromBytes(message.encryptedId);
     }
-    if (message.blinding?.length) {
-      obj.blinding = message.blinding.map((e) => base64FromBytes(e));
+    if (message.blindingSeed.length !== 0) {
+      obj.blindingSeed = base64FromBytes(message.blindingSeed);
     }
     return obj;
   },
@@ -2829,7 +2861,7 @@ export const PaperNeighbour: MessageFns<PaperNeighbour> = {
   fromPartial(object: DeepPartial<PaperNeighbour>): PaperNeighbour {
     const message = createBasePaperNeighbour();
     message.encryptedId = object.encryptedId ?? Buffer.alloc(0);
-    message.blinding = object.blinding?.map((e) => e) || [];
+    message.blindingSeed = object.blindingSeed ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -4802,8 +4834,11 @@ export const PaperC1Message: MessageFns<PaperC1Message> = {
       case "finish":
         Finish.encode(message.body.value, writer.uint32(58).fork()).join();
         break;
-      case "retrieval":
-        RetrievalSubmission.encode(message.body.value, writer.uint32(66).fork()).join();
+      case "retrievalOpen":
+        RetrievalOpen.encode(message.body.value, writer.uint32(74).fork()).join();
+        break;
+      case "retrievalChunk":
+        RetrievalChunk.encode(message.body.value, writer.uint32(82).fork()).join();
         break;
     }
     return writer;
@@ -4878,12 +4913,20 @@ export const PaperC1Message: MessageFns<PaperC1Message> = {
             message.body = { $case: "finish", value: Finish.decode(reader, reader.uint32()) };
             continue;
           }
-          case 8: {
-            if (tag !== 66) {
+          case 9: {
+            if (tag !== 74) {
               break;
             }
 
-            message.body = { $case: "retrieval", value: RetrievalSubmission.decode(reader, reader.uint32()) };
+            message.body = { $case: "retrievalOpen", value: RetrievalOpen.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.body = { $case: "retrievalChunk", value: RetrievalChunk.decode(reader, reader.uint32()) };
             continue;
           }
         }
@@ -4913,8 +4956,14 @@ export const PaperC1Message: MessageFns<PaperC1Message> = {
         ? { $case: "distance", value: MaskedScore.fromJSON(object.distance) }
         : isSet(object.finish)
         ? { $case: "finish", value: Finish.fromJSON(object.finish) }
-        : isSet(object.retrieval)
-        ? { $case: "retrieval", value: RetrievalSubmission.fromJSON(object.retrieval) }
+        : isSet(object.retrievalOpen)
+        ? { $case: "retrievalOpen", value: RetrievalOpen.fromJSON(object.retrievalOpen) }
+        : isSet(object.retrieval_open)
+        ? { $case: "retrievalOpen", value: RetrievalOpen.fromJSON(object.retrieval_open) }
+        : isSet(object.retrievalChunk)
+        ? { $case: "retrievalChunk", value: RetrievalChunk.fromJSON(object.retrievalChunk) }
+        : isSet(object.retrieval_chunk)
+        ? { $case: "retrievalChunk", value: RetrievalChunk.fromJSON(object.retrieval_chunk) }
         : undefined,
     };
   },
@@ -4936,8 +4985,10 @@ export const PaperC1Message: MessageFns<PaperC1Message> = {
       obj.distance = MaskedScore.toJSON(message.body.value);
     } else if (message.body?.$case === "finish") {
       obj.finish = Finish.toJSON(message.body.value);
-    } else if (message.body?.$case === "retrieval") {
-      obj.retrieval = RetrievalSubmission.toJSON(message.body.value);
+    } else if (message.body?.$case === "retrievalOpen") {
+      obj.retrievalOpen = RetrievalOpen.toJSON(message.body.value);
+    } else if (message.body?.$case === "retrievalChunk") {
+      obj.retrievalChunk = RetrievalChunk.toJSON(message.body.value);
     }
     return obj;
   },
@@ -4985,9 +5036,15 @@ export const PaperC1Message: MessageFns<PaperC1Message> = {
         }
         break;
       }
-      case "retrieval": {
+      case "retrievalOpen": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
-          message.body = { $case: "retrieval", value: RetrievalSubmission.fromPartial(object.body.value) };
+          message.body = { $case: "retrievalOpen", value: RetrievalOpen.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "retrievalChunk": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "retrievalChunk", value: RetrievalChunk.fromPartial(object.body.value) };
         }
         break;
       }
@@ -5020,6 +5077,9 @@ export const PaperC2Message: MessageFns<PaperC2Message> = {
         break;
       case "ticket":
         RetrievalTicket.encode(message.body.value, writer.uint32(50).fork()).join();
+        break;
+      case "accepted":
+        RetrievalAccepted.encode(message.body.value, writer.uint32(58).fork()).join();
         break;
     }
     return writer;
@@ -5086,6 +5146,14 @@ export const PaperC2Message: MessageFns<PaperC2Message> = {
             message.body = { $case: "ticket", value: RetrievalTicket.decode(reader, reader.uint32()) };
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.body = { $case: "accepted", value: RetrievalAccepted.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5111,6 +5179,8 @@ export const PaperC2Message: MessageFns<PaperC2Message> = {
         ? { $case: "ranking", value: Ranking.fromJSON(object.ranking) }
         : isSet(object.ticket)
         ? { $case: "ticket", value: RetrievalTicket.fromJSON(object.ticket) }
+        : isSet(object.accepted)
+        ? { $case: "accepted", value: RetrievalAccepted.fromJSON(object.accepted) }
         : undefined,
     };
   },
@@ -5130,6 +5200,8 @@ export const PaperC2Message: MessageFns<PaperC2Message> = {
       obj.ranking = Ranking.toJSON(message.body.value);
     } else if (message.body?.$case === "ticket") {
       obj.ticket = RetrievalTicket.toJSON(message.body.value);
+    } else if (message.body?.$case === "accepted") {
+      obj.accepted = RetrievalAccepted.toJSON(message.body.value);
     }
     return obj;
   },
@@ -5168,6 +5240,12 @@ export const PaperC2Message: MessageFns<PaperC2Message> = {
       case "ticket": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
           message.body = { $case: "ticket", value: RetrievalTicket.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "accepted": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "accepted", value: RetrievalAccepted.fromPartial(object.body.value) };
         }
         break;
       }
@@ -5975,19 +6053,25 @@ export const Ranking: MessageFns<Ranking> = {
   },
 };
 
-function createBaseRetrievalSubmission(): RetrievalSubmission {
-  return { images: [] };
+function createBaseRetrievalOpen(): RetrievalOpen {
+  return { images: 0, pixels: 0, chunkValues: 0 };
 }
 
-export const RetrievalSubmission: MessageFns<RetrievalSubmission> = {
-  encode(message: RetrievalSubmission, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    for (const v of message.images) {
-      Ciphertexts.encode(v!, writer.uint32(10).fork()).join();
+export const RetrievalOpen: MessageFns<RetrievalOpen> = {
+  encode(message: RetrievalOpen, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.images !== 0) {
+      writer.uint32(8).uint32(message.images);
+    }
+    if (message.pixels !== 0) {
+      writer.uint32(16).uint32(message.pixels);
+    }
+    if (message.chunkValues !== 0) {
+      writer.uint32(24).uint32(message.chunkValues);
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): RetrievalSubmission {
+  decode(input: BinaryReader | Uint8Array, length?: number): RetrievalOpen {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -5996,16 +6080,32 @@ export const RetrievalSubmission: MessageFns<RetrievalSubmission> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseRetrievalSubmission();
+      const message = createBaseRetrievalOpen();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
           case 1: {
-            if (tag !== 10) {
+            if (tag !== 8) {
               break;
             }
 
-            message.images.push(Ciphertexts.decode(reader, reader.uint32()));
+            message.images = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pixels = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.chunkValues = reader.uint32();
             continue;
           }
         }
@@ -6020,26 +6120,212 @@ export const RetrievalSubmission: MessageFns<RetrievalSubmission> = {
     }
   },
 
-  fromJSON(object: any): RetrievalSubmission {
+  fromJSON(object: any): RetrievalOpen {
     return {
-      images: globalThis.Array.isArray(object?.images) ? object.images.map((e: any) => Ciphertexts.fromJSON(e)) : [],
+      images: isSet(object.images) ? globalThis.Number(object.images) : 0,
+      pixels: isSet(object.pixels) ? globalThis.Number(object.pixels) : 0,
+      chunkValues: isSet(object.chunkValues)
+        ? globalThis.Number(object.chunkValues)
+        : isSet(object.chunk_values)
+        ? globalThis.Number(object.chunk_values)
+        : 0,
     };
   },
 
-  toJSON(message: RetrievalSubmission): unknown {
+  toJSON(message: RetrievalOpen): unknown {
     const obj: any = {};
-    if (message.images?.length) {
-      obj.images = message.images.map((e) => Ciphertexts.toJSON(e));
+    if (message.images !== 0) {
+      obj.images = Math.round(message.images);
+    }
+    if (message.pixels !== 0) {
+      obj.pixels = Math.round(message.pixels);
+    }
+    if (message.chunkValues !== 0) {
+      obj.chunkValues = Math.round(message.chunkValues);
     }
     return obj;
   },
 
-  create(base?: DeepPartial<RetrievalSubmission>): RetrievalSubmission {
-    return RetrievalSubmission.fromPartial(base ?? {});
+  create(base?: DeepPartial<RetrievalOpen>): RetrievalOpen {
+    return RetrievalOpen.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<RetrievalSubmission>): RetrievalSubmission {
-    const message = createBaseRetrievalSubmission();
-    message.images = object.images?.map((e) => Ciphertexts.fromPartial(e)) || [];
+  fromPartial(object: DeepPartial<RetrievalOpen>): RetrievalOpen {
+    const message = createBaseRetrievalOpen();
+    message.images = object.images ?? 0;
+    message.pixels = object.pixels ?? 0;
+    message.chunkValues = object.chunkValues ?? 0;
+    return message;
+  },
+};
+
+function createBaseRetrievalChunk(): RetrievalChunk {
+  return { index: 0, values: [] };
+}
+
+export const RetrievalChunk: MessageFns<RetrievalChunk> = {
+  encode(message: RetrievalChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.index !== 0) {
+      writer.uint32(8).uint32(message.index);
+    }
+    for (const v of message.values) {
+      writer.uint32(18).bytes(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RetrievalChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRetrievalChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.index = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.values.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RetrievalChunk {
+    return {
+      index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      values: globalThis.Array.isArray(object?.values)
+        ? object.values.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+    };
+  },
+
+  toJSON(message: RetrievalChunk): unknown {
+    const obj: any = {};
+    if (message.index !== 0) {
+      obj.index = Math.round(message.index);
+    }
+    if (message.values?.length) {
+      obj.values = message.values.map((e) => base64FromBytes(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RetrievalChunk>): RetrievalChunk {
+    return RetrievalChunk.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RetrievalChunk>): RetrievalChunk {
+    const message = createBaseRetrievalChunk();
+    message.index = object.index ?? 0;
+    message.values = object.values?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseRetrievalAccepted(): RetrievalAccepted {
+  return { next: 0, chunks: 0 };
+}
+
+export const RetrievalAccepted: MessageFns<RetrievalAccepted> = {
+  encode(message: RetrievalAccepted, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.next !== 0) {
+      writer.uint32(8).uint32(message.next);
+    }
+    if (message.chunks !== 0) {
+      writer.uint32(16).uint32(message.chunks);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RetrievalAccepted {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRetrievalAccepted();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.next = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.chunks = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RetrievalAccepted {
+    return {
+      next: isSet(object.next) ? globalThis.Number(object.next) : 0,
+      chunks: isSet(object.chunks) ? globalThis.Number(object.chunks) : 0,
+    };
+  },
+
+  toJSON(message: RetrievalAccepted): unknown {
+    const obj: any = {};
+    if (message.next !== 0) {
+      obj.next = Math.round(message.next);
+    }
+    if (message.chunks !== 0) {
+      obj.chunks = Math.round(message.chunks);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RetrievalAccepted>): RetrievalAccepted {
+    return RetrievalAccepted.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RetrievalAccepted>): RetrievalAccepted {
+    const message = createBaseRetrievalAccepted();
+    message.next = object.next ?? 0;
+    message.chunks = object.chunks ?? 0;
     return message;
   },
 };
@@ -7159,88 +7445,19 @@ export const RetrieveRequest: MessageFns<RetrieveRequest> = {
   },
 };
 
-function createBaseRetrieveReply(): RetrieveReply {
-  return { images: [] };
-}
-
-export const RetrieveReply: MessageFns<RetrieveReply> = {
-  encode(message: RetrieveReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    for (const v of message.images) {
-      BlindedImage.encode(v!, writer.uint32(10).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): RetrieveReply {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseRetrieveReply();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.images.push(BlindedImage.decode(reader, reader.uint32()));
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): RetrieveReply {
-    return {
-      images: globalThis.Array.isArray(object?.images) ? object.images.map((e: any) => BlindedImage.fromJSON(e)) : [],
-    };
-  },
-
-  toJSON(message: RetrieveReply): unknown {
-    const obj: any = {};
-    if (message.images?.length) {
-      obj.images = message.images.map((e) => BlindedImage.toJSON(e));
-    }
-    return obj;
-  },
-
-  create(base?: DeepPartial<RetrieveReply>): RetrieveReply {
-    return RetrieveReply.fromPartial(base ?? {});
-  },
-  fromPartial(object: DeepPartial<RetrieveReply>): RetrieveReply {
-    const message = createBaseRetrieveReply();
-    message.images = object.images?.map((e) => BlindedImage.fromPartial(e)) || [];
-    return message;
-  },
-};
-
-function createBaseBlindedImage(): BlindedImage {
+function createBaseRetrievedValues(): RetrievedValues {
   return { values: [] };
 }
 
-export const BlindedImage: MessageFns<BlindedImage> = {
-  encode(message: BlindedImage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const RetrievedValues: MessageFns<RetrievedValues> = {
+  encode(message: RetrievedValues, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.values) {
       writer.uint32(10).bytes(v!);
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): BlindedImage {
+  decode(input: BinaryReader | Uint8Array, length?: number): RetrievedValues {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -7249,7 +7466,7 @@ export const BlindedImage: MessageFns<BlindedImage> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseBlindedImage();
+      const message = createBaseRetrievedValues();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -7273,7 +7490,7 @@ export const BlindedImage: MessageFns<BlindedImage> = {
     }
   },
 
-  fromJSON(object: any): BlindedImage {
+  fromJSON(object: any): RetrievedValues {
     return {
       values: globalThis.Array.isArray(object?.values)
         ? object.values.map((e: any) => Buffer.from(bytesFromBase64(e)))
@@ -7281,7 +7498,7 @@ export const BlindedImage: MessageFns<BlindedImage> = {
     };
   },
 
-  toJSON(message: BlindedImage): unknown {
+  toJSON(message: RetrievedValues): unknown {
     const obj: any = {};
     if (message.values?.length) {
       obj.values = message.values.map((e) => base64FromBytes(e));
@@ -7289,11 +7506,11 @@ export const BlindedImage: MessageFns<BlindedImage> = {
     return obj;
   },
 
-  create(base?: DeepPartial<BlindedImage>): BlindedImage {
-    return BlindedImage.fromPartial(base ?? {});
+  create(base?: DeepPartial<RetrievedValues>): RetrievedValues {
+    return RetrievedValues.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<BlindedImage>): BlindedImage {
-    const message = createBaseBlindedImage();
+  fromPartial(object: DeepPartial<RetrievedValues>): RetrievedValues {
+    const message = createBaseRetrievedValues();
     message.values = object.values?.map((e) => e) || [];
     return message;
   },
@@ -7761,14 +7978,15 @@ export const SecureComputationClient = makeGenericClientConstructor(
 
 export type RetrievalService = typeof RetrievalService;
 export const RetrievalService = {
+  /** m + r of a paper query's results, in parts below the message limit (docs/PROTOCOLS.md §2.7). */
   retrieve: {
     path: "/fnn.v1.Retrieval/Retrieve" as const,
     requestStream: false as const,
-    responseStream: false as const,
+    responseStream: true as const,
     requestSerialize: (value: RetrieveRequest): Buffer => Buffer.from(RetrieveRequest.encode(value).finish()),
     requestDeserialize: (value: Buffer): RetrieveRequest => RetrieveRequest.decode(value),
-    responseSerialize: (value: RetrieveReply): Buffer => Buffer.from(RetrieveReply.encode(value).finish()),
-    responseDeserialize: (value: Buffer): RetrieveReply => RetrieveReply.decode(value),
+    responseSerialize: (value: RetrievedValues): Buffer => Buffer.from(RetrievedValues.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RetrievedValues => RetrievedValues.decode(value),
   },
   status: {
     path: "/fnn.v1.Retrieval/Status" as const,
@@ -7792,28 +8010,21 @@ export const RetrievalService = {
 } as const;
 
 export interface RetrievalServer extends UntypedServiceImplementation {
-  retrieve: handleUnaryCall<RetrieveRequest, RetrieveReply>;
+  /** m + r of a paper query's results, in parts below the message limit (docs/PROTOCOLS.md §2.7). */
+  retrieve: handleServerStreamingCall<RetrieveRequest, RetrievedValues>;
   status: handleUnaryCall<StatusRequest, KeyHolderStatus>;
   /** The doctor's share v of a fast query, held for one session. */
   putShare: handleUnaryCall<QueryShare, ShareTicket>;
 }
 
 export interface RetrievalClient extends Client {
+  /** m + r of a paper query's results, in parts below the message limit (docs/PROTOCOLS.md §2.7). */
+  retrieve(request: RetrieveRequest, options?: Partial<CallOptions>): ClientReadableStream<RetrievedValues>;
   retrieve(
     request: RetrieveRequest,
-    callback: (error: ServiceError | null, response: RetrieveReply) => void,
-  ): ClientUnaryCall;
-  retrieve(
-    request: RetrieveRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: RetrieveReply) => void,
-  ): ClientUnaryCall;
-  retrieve(
-    request: RetrieveRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: RetrieveReply) => void,
-  ): ClientUnaryCall;
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<RetrievedValues>;
   status(
     request: StatusRequest,
     callback: (error: ServiceError | null, response: KeyHolderStatus) => void,
