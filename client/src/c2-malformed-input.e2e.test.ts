@@ -124,7 +124,11 @@ const fastFinish = () => fastMsg({ $case: 'finish', value: {} });
 async function share(): Promise<string> {
   const params = packingParams(keys.pk.bits, W, H, 255);
   const shares = await shareQuery(randomPixels(D), params, async (v) => v.map((x) => keys.pk.encrypt(x)));
-  const { ticket } = await putShare({ distance: shares.forC2.distance.map(residueToBytes), bound: shares.forC2.bound.map(residueToBytes) });
+  const { ticket } = await putShare({
+    distance: shares.forC2.distance.map(residueToBytes),
+    bound: shares.forC2.bound.map(residueToBytes),
+    coarse: shares.forC2.coarse.map(residueToBytes),
+  });
   return ticket;
 }
 
@@ -439,13 +443,17 @@ const unaryCases: UnaryCase[] = [
   { name: 'Retrieval.Retrieve: a ticket that is not hex', code: Code.NOT_FOUND, run: () => retrieve('../../etc/passwd') },
   { name: 'Retrieval.Retrieve: a share ticket (another kind of ticket)', code: Code.NOT_FOUND, run: async () => retrieve(await share()) },
   { name: 'Retrieval.Retrieve: an empty message', code: Code.NOT_FOUND, run: raw('/fnn.v1.Retrieval/Retrieve', () => Buffer.alloc(0)) },
-  { name: 'PutShare: a value of 1 MiB', code: INVALID, run: () => putShare({ distance: [Buffer.alloc(1 << 20, 1)], bound: [] }) },
+  {
+    name: 'PutShare: a value of 1 MiB',
+    code: INVALID,
+    run: () => putShare({ distance: [Buffer.alloc(1 << 20, 1)], bound: [], coarse: [] }),
+  },
   {
     name: "PutShare: more values than the collection's images have pixels (held in memory for nothing)",
     code: INVALID,
-    run: () => putShare({ distance: Array(100_000).fill(Buffer.from([1])), bound: [] }),
+    run: () => putShare({ distance: Array(100_000).fill(Buffer.from([1])), bound: [], coarse: [] }),
   },
-  { name: 'PutShare: an empty share', code: INVALID, run: () => putShare({ distance: [], bound: [] }) },
+  { name: 'PutShare: an empty share', code: INVALID, run: () => putShare({ distance: [], bound: [], coarse: [] }) },
   { name: 'PutShare: an empty message', code: INVALID, run: raw('/fnn.v1.Retrieval/PutShare', () => Buffer.alloc(0)) },
   ...([PUT_GROUP, '/fnn.v1.Retrieval/Retrieve', '/fnn.v1.Retrieval/PutShare', '/fnn.v1.Retrieval/Status'] as const).flatMap((path) =>
     NOT_PROTOBUF.map(([what, x]): UnaryCase => ({

@@ -4,7 +4,9 @@
 // version, and here the paper layout) is CollectionDatabase's.
 import type { CollectionSchema } from '@fnn/server-common';
 
-export const SCHEMA_VERSION = 4;
+// 5: the coarse family of the bound cascade (PROTOCOLS.md §3.5a). Version 4 files are refused, not
+// migrated: the coarse constant is not a function of the stored ciphertexts, only the owner can make it.
+export const SCHEMA_VERSION = 5;
 
 const TABLES = `
 -- One row per image. seq is the upload order: the candidate order of every
@@ -30,7 +32,8 @@ CREATE TABLE IF NOT EXISTS packed_groups (
   version   BLOB NOT NULL,            -- random per change, the same in C2's replica (group digests)
   pixels    BLOB NOT NULL,
   embedding BLOB NOT NULL,
-  constants BLOB NOT NULL             -- the distance and bound constants
+  coarse    BLOB NOT NULL,            -- the coarse family (§3.5a)
+  constants BLOB NOT NULL             -- the distance, bound and coarse constants
 ) STRICT;
 `;
 

@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   encryptGroup,
@@ -31,6 +32,7 @@ import {
   ScratchDatabases,
   thrown,
 } from '@fnn/server-common/testing';
+import { SCHEMA_VERSION } from './schema';
 import { RecordStore, type CollectionShape, type GroupChange, type StoredRecord } from './storage';
 
 // RecordStore against a real SQLite file: the collection's shape (with or
@@ -179,12 +181,14 @@ async function stateOf(store: RecordStore) {
       const { version, members } = store.group(g.group);
       const distance = await columnsOf(snap, g.group, 'distance');
       const bound = await columnsOf(snap, g.group, 'bound');
+      const coarse = await columnsOf(snap, g.group, 'coarse');
       return {
         ...g,
         version: hex(version),
         members: members.map((m) => ({ slot: m.slot, tag: hex(m.lookupTag), sealed: hex(m.sealedImage) })),
         distance,
         bound,
+        coarse,
       };
     }),
   );
@@ -207,6 +211,7 @@ async function expectPackedGroup(store: RecordStore, group: number, members: Tes
   const snap = store.packedSnapshot();
   const distance = await columnsOf(snap, group, 'distance');
   const bound = await columnsOf(snap, group, 'bound');
+  const coarse = await columnsOf(snap, group, 'coarse');
   expect(
     distance.columns.map((c) => sk.decrypt(c)),
     `${what}: packed pixel columns of group ${group}`,
@@ -217,6 +222,11 @@ async function expectPackedGroup(store: RecordStore, group: number, members: Tes
   ).toEqual(want.embedding);
   expect(sk.decrypt(distance.constant), `${what}: packed distance constant of group ${group}`).toBe(want.distanceConstant);
   expect(sk.decrypt(bound.constant), `${what}: packed bound constant of group ${group}`).toBe(want.boundConstant);
+  expect(
+    coarse.columns.map((c) => sk.decrypt(c)),
+    `${what}: packed coarse columns of group ${group}`,
+  ).toEqual(want.coarseEmbedding);
+  expect(sk.decrypt(coarse.constant), `${what}: packed coarse constant of group ${group}`).toBe(want.coarseConstant);
   const { version, members: stored } = store.group(group);
   expect(version.length, `${what}: group ${group} must have a 16-byte version`).toBe(16);
   expect(snap.groups.find((x) => x.group === group)?.digest, `${what}: digest of group ${group}`).toBe(
@@ -443,6 +453,8 @@ describe('RecordStore: group changes', () => {
       ['embedding columns one too many', { ...change, columns: { ...c, bound: [...c.bound, c.bound[0]] } }],
       ['no distance constant', { ...change, columns: { ...c, distanceConstant: undefined } }],
       ['no bound constant', { ...change, columns: { ...c, boundConstant: undefined } }],
+      ['no coarse columns', { ...change, columns: { ...c, coarse: [] } }],
+      ['no coarse constant', { ...change, columns: { ...c, coarseConstant: undefined } }],
       ['no columns for a group that has members', { ...change, columns: undefined }],
     ];
     for (const [what, bad] of cases) {
@@ -795,6 +807,20 @@ describe('RecordStore: on disk', () => {
     expect(again.shape(), 'reopening keeps the shape and the paper layout').toEqual(FAST_4x4);
   });
 
+  it('refuses a database of schema 4, stored before the coarse family (PROTOCOLS.md §3.5a), naming the remedy', async () => {
+    const path = freshPath();
+    const old = openStore(path);
+    await upload(old, 0, [await record('a', 0)]);
+    old.close();
+    const raw = new Database(path, { fileMustExist: true });
+    raw.prepare("UPDATE collection SET value = '4' WHERE name = 'schema_version'").run();
+    raw.close();
+    expect(SCHEMA_VERSION).toBe(5);
+    const error = thrown(() => openStore(path), 'opening a schema 4 database');
+    expectFnnError(error, 'invalid-input', 'opening a schema 4 database');
+    expect((error as Error).message).toBe('database schema 4, this C1 needs 5; upload the collection into a new database');
+  });
+
   it("passes SQLite's integrity check after uploads, replacements and deletes", async () => {
     const store = openStore();
     const a = await record('a', 0);
@@ -903,17 +929,18 @@ describe('RecordStore: slots and packed groups (fast protocol)', () => {
 
   it("uses the given shape's group size for an empty collection, without fixing the shape", async () => {
     const store = openStore();
-    const small = { width: 16, height: 16, maxValue: 255 };
+    // 2x2 packs one record more per group than 4x4 at 512 bits (4 against 3).
+    const small = { width: 2, height: 2, maxValue: 255 };
     const gSmall = paramsOf(small).groupSize;
     expect(gSmall, 'this test needs a shape whose groups differ in size from 4x4').not.toBe(G());
     const tags = Array.from({ length: Math.max(gSmall, G()) + 1 }, (_, i) => recordKey.lookupTag(`t${i}`));
     const placesFor = (groupSize: number) => tags.map((_, i) => ({ group: Math.floor(i / groupSize), slot: i % groupSize, stored: false }));
-    expect(store.allocateSlots(small, tags), `16x16 images go ${gSmall} to a group`).toEqual(placesFor(gSmall));
+    expect(store.allocateSlots(small, tags), `2x2 images go ${gSmall} to a group`).toEqual(placesFor(gSmall));
     expect(store.allocateSlots(sizeOf(SHAPE_4x4), tags), `4x4 images go ${G()} to a group`).toEqual(placesFor(G()));
     expect(store.shape(), 'allocating must not fix the shape').toBeUndefined();
     await upload(store, 0, [await record('a', 0)]);
     expectFnnError(
-      thrown(() => store.allocateSlots(small, tags), 'allocating for 16x16 images in a 4x4 collection'),
+      thrown(() => store.allocateSlots(small, tags), 'allocating for 2x2 images in a 4x4 collection'),
       'invalid-input',
       'another size',
     );

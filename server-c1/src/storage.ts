@@ -247,7 +247,7 @@ export class RecordStore extends CollectionStore {
       .sort(([a], [b]) => a - b)
       .map(([group, m]) => ({ group, members: m, digest: this.groupDigestNow(group, params.groupSize) }));
     const digests = new Map(groups.map((g) => [g.group, g.digest]));
-    const getPacked = this.db.prepare('SELECT pixels, embedding, constants FROM packed_groups WHERE grp = ?');
+    const getPacked = this.db.prepare('SELECT pixels, embedding, coarse, constants FROM packed_groups WHERE grp = ?');
     const getSealed = this.db.prepare('SELECT sealed_image FROM records WHERE lookup_tag = ?');
     return {
       params,
@@ -257,13 +257,16 @@ export class RecordStore extends CollectionStore {
       columns: async (group: number, family: Family) => {
         if (this.groupDigestNow(group, params.groupSize) !== digests.get(group))
           throw protocolState('a group changed during the query; run the query again');
-        const row = getPacked.get(group) as { pixels: Buffer; embedding: Buffer; constants: Buffer };
-        const [distanceConstant, boundConstant] = this.fromBlob(row.constants);
+        const row = getPacked.get(group) as { pixels: Buffer; embedding: Buffer; coarse: Buffer; constants: Buffer };
+        const [distance, bound, coarse] = this.fromBlob(row.constants);
         // The columns as stored: the multi-exponentiation reads the bytes.
         const width = this.key.cipherBytes;
-        return family === 'distance'
-          ? { columns: { bytes: row.pixels, width }, constant: distanceConstant }
-          : { columns: { bytes: row.embedding, width }, constant: boundConstant };
+        const stored = {
+          distance: { columns: { bytes: row.pixels, width }, constant: distance },
+          bound: { columns: { bytes: row.embedding, width }, constant: bound },
+          coarse: { columns: { bytes: row.coarse, width }, constant: coarse },
+        };
+        return stored[family];
       },
       encryptedId: (candidate) => rows[candidate].encrypted_id,
       sealedImage: (candidate) => {
@@ -310,15 +313,22 @@ export class RecordStore extends CollectionStore {
     const c = change.columns;
     if (!c) throw invalidInput(`group ${change.group} keeps members but its re-encrypted columns are missing`);
     checkColumnCounts(params, c, `group ${change.group}`);
-    if (c.distanceConstant === undefined || c.boundConstant === undefined)
+    if (c.distanceConstant === undefined || c.boundConstant === undefined || c.coarseConstant === undefined)
       throw invalidInput(`group ${change.group}: packed columns without their constants`);
     this.db
       .prepare(
-        `INSERT INTO packed_groups (grp, version, pixels, embedding, constants) VALUES (?, ?, ?, ?, ?)
+        `INSERT INTO packed_groups (grp, version, pixels, embedding, coarse, constants) VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT(grp) DO UPDATE SET version = excluded.version, pixels = excluded.pixels,
-           embedding = excluded.embedding, constants = excluded.constants`,
+           embedding = excluded.embedding, coarse = excluded.coarse, constants = excluded.constants`,
       )
-      .run(change.group, change.version, this.toBlob(c.distance), this.toBlob(c.bound), this.toBlob([c.distanceConstant, c.boundConstant]));
+      .run(
+        change.group,
+        change.version,
+        this.toBlob(c.distance),
+        this.toBlob(c.bound),
+        this.toBlob(c.coarse),
+        this.toBlob([c.distanceConstant, c.boundConstant, c.coarseConstant]),
+      );
   }
 
   private toBlob(ciphers: bigint[]): Buffer {

@@ -14,14 +14,16 @@ import {
 // tags and the version of its last change. The schema is here, in one place
 // (the facts table is CollectionDatabase's); WAL mode, one transaction per
 // change, deleted rows overwritten.
-export const REPLICA_SCHEMA_VERSION = 1;
+// 2: the coarse family of the bound cascade (PROTOCOLS.md §3.5a); version 1 files are refused.
+export const REPLICA_SCHEMA_VERSION = 2;
 
 const TABLES = `
 CREATE TABLE IF NOT EXISTS replica_groups (
   grp       INTEGER PRIMARY KEY,
   version   BLOB NOT NULL,          -- the owner's random version of the group's last change, the same at C1
   pixels    BLOB NOT NULL,          -- E1(sum_j x_i^(j) 2^(w j))
-  embedding BLOB NOT NULL
+  embedding BLOB NOT NULL,
+  coarse    BLOB NOT NULL           -- the coarse family (§3.5a)
 ) STRICT;
 
 CREATE TABLE IF NOT EXISTS replica_members (
@@ -87,8 +89,8 @@ export class ReplicaStore extends CollectionStore {
         if (!c) throw invalidInput(`group ${change.group} has members but no packed columns`);
         checkColumnCounts(p, c, `group ${change.group}`);
         this.db
-          .prepare('INSERT INTO replica_groups (grp, version, pixels, embedding) VALUES (?, ?, ?, ?)')
-          .run(change.group, change.version, this.toBlob(c.distance), this.toBlob(c.bound));
+          .prepare('INSERT INTO replica_groups (grp, version, pixels, embedding, coarse) VALUES (?, ?, ?, ?, ?)')
+          .run(change.group, change.version, this.toBlob(c.distance), this.toBlob(c.bound), this.toBlob(c.coarse));
         const insert = this.db.prepare('INSERT INTO replica_members (grp, slot, lookup_tag) VALUES (?, ?, ?)');
         for (const m of change.members) insert.run(change.group, m.slot, m.lookupTag);
       }
@@ -101,7 +103,7 @@ export class ReplicaStore extends CollectionStore {
   source(): ReplicaSource {
     const params = this.params();
     if (!params) throw invalidInput('the replica is empty');
-    const packed = this.db.prepare('SELECT pixels, embedding FROM replica_groups WHERE grp = ?');
+    const packed = this.db.prepare('SELECT pixels, embedding, coarse FROM replica_groups WHERE grp = ?');
     return {
       params,
       digest: (group) => this.collection.groupDigest(group, params.groupSize),
@@ -109,9 +111,10 @@ export class ReplicaStore extends CollectionStore {
       columns: async (group: number, family: Family, expectedDigest: string) => {
         const now = this.collection.groupDigest(group, params.groupSize);
         if (now === undefined || now !== expectedDigest) throw protocolState('a group changed during the query; run the query again');
-        const row = packed.get(group) as { pixels: Buffer; embedding: Buffer };
+        const row = packed.get(group) as { pixels: Buffer; embedding: Buffer; coarse: Buffer };
         // As stored: the multi-exponentiation reads the bytes.
-        return { bytes: family === 'distance' ? row.pixels : row.embedding, width: this.key.cipherBytes };
+        const stored = { distance: row.pixels, bound: row.embedding, coarse: row.coarse };
+        return { bytes: stored[family], width: this.key.cipherBytes };
       },
     };
   }
