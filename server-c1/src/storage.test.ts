@@ -929,18 +929,17 @@ describe('RecordStore: slots and packed groups (fast protocol)', () => {
 
   it("uses the given shape's group size for an empty collection, without fixing the shape", async () => {
     const store = openStore();
-    // 2x2 packs one record more per group than 4x4 at 512 bits (4 against 3).
-    const small = { width: 2, height: 2, maxValue: 255 };
+    const small = { width: 16, height: 16, maxValue: 255 };
     const gSmall = paramsOf(small).groupSize;
     expect(gSmall, 'this test needs a shape whose groups differ in size from 4x4').not.toBe(G());
     const tags = Array.from({ length: Math.max(gSmall, G()) + 1 }, (_, i) => recordKey.lookupTag(`t${i}`));
     const placesFor = (groupSize: number) => tags.map((_, i) => ({ group: Math.floor(i / groupSize), slot: i % groupSize, stored: false }));
-    expect(store.allocateSlots(small, tags), `2x2 images go ${gSmall} to a group`).toEqual(placesFor(gSmall));
+    expect(store.allocateSlots(small, tags), `16x16 images go ${gSmall} to a group`).toEqual(placesFor(gSmall));
     expect(store.allocateSlots(sizeOf(SHAPE_4x4), tags), `4x4 images go ${G()} to a group`).toEqual(placesFor(G()));
     expect(store.shape(), 'allocating must not fix the shape').toBeUndefined();
     await upload(store, 0, [await record('a', 0)]);
     expectFnnError(
-      thrown(() => store.allocateSlots(small, tags), 'allocating for 2x2 images in a 4x4 collection'),
+      thrown(() => store.allocateSlots(small, tags), 'allocating for 16x16 images in a 4x4 collection'),
       'invalid-input',
       'another size',
     );

@@ -85,7 +85,7 @@ const MAX_VALUE = TEST_MAX_VALUE;
 const KEY_BITS = TEST_KEY_BITS;
 export const D = WIDTH * HEIGHT;
 export const SHAPE = { width: WIDTH, height: HEIGHT, maxValue: MAX_VALUE };
-/** Records per group at these sizes (3 at 4x4, 512 bits). */
+/** Records per group at these sizes (4). */
 export const G = packingParams(KEY_BITS, WIDTH, HEIGHT, MAX_VALUE).groupSize;
 export const EMBEDDING = (() => {
   const p = packingParams(KEY_BITS, WIDTH, HEIGHT, MAX_VALUE);

@@ -56,13 +56,14 @@ function adversarialPairs(p: PackingParams): [string, Uint16Array, Uint16Array][
 }
 
 const shapes: [string, PackingParams][] = [
-  ['16x16, 4x4 grid, 1x1 coarse', packingParams(2048, 16, 16, 255)],
-  ['64x64, 8x8 grid, 2x2 coarse', packingParams(2048, 64, 64, 255)],
+  ['16x16, 4x4 grid, 2x2 coarse', packingParams(2048, 16, 16, 255)],
+  ['16x16, 4x4 grid, 1x1 coarse (m = 16)', packingParams(2048, 16, 16, 255, { rows: 4, cols: 4 }, { rows: 1, cols: 1 })],
+  ['64x64, 8x8 grid, 4x4 coarse', packingParams(2048, 64, 64, 255)],
   ['64x64, 8x8 grid, 4x2 coarse', packingParams(2048, 64, 64, 255, { rows: 8, cols: 8 }, { rows: 4, cols: 2 })],
   ['64x64 16-bit, 16x16 grid, 4x4 coarse', packingParams(2048, 64, 64, 65535, { rows: 16, cols: 16 }, { rows: 4, cols: 4 })],
-  ['30x21 16-bit, 3x3 grid, 1x1 coarse', packingParams(2048, 30, 21, 65535)],
+  ['30x21 16-bit, 3x3 grid, 1x1 coarse (m = 9)', packingParams(2048, 30, 21, 65535, { rows: 3, cols: 3 }, { rows: 1, cols: 1 })],
   ['7x13 16-bit, one block (m = 1)', packingParams(2048, 7, 13, 65535)],
-  ['256x256, 32x32 grid, 8x8 coarse', packingParams(2048, 256, 256, 255)],
+  ['256x256, 32x32 grid, 16x16 coarse', packingParams(2048, 256, 256, 255)],
 ];
 
 /**

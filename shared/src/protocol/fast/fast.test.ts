@@ -316,10 +316,10 @@ describe('the fast protocol returns exactly the plaintext nearest neighbours', (
 });
 
 describe('the bound cascade (§3.5a): exact, and the coarse level prunes', () => {
-  // 8x8: a 4x4 grid of 2x2-pixel blocks under one coarse block; 16x16 with a 2x2 coarse grid over a 4x4 grid.
+  // 8x8: a 4x4 grid of 2x2-pixel blocks under a 2x2 coarse grid; 16x16 under one coarse block (m = 16).
   const shapes: [string, PackingParams][] = [
-    ['8x8, one coarse block', packingParams(512, 8, 8, 255)],
-    ['16x16, 2x2 coarse grid', packingParams(512, 16, 16, 255, { rows: 4, cols: 4 }, { rows: 2, cols: 2 })],
+    ['8x8, 2x2 coarse grid', packingParams(512, 8, 8, 255)],
+    ['16x16, one coarse block', packingParams(512, 16, 16, 255, { rows: 4, cols: 4 }, { rows: 1, cols: 1 })],
   ];
 
   it.each(shapes)('fast == bf == plaintext on random collections over several groups, with ties, k = 1 and 5 (%s)', async (_, p) => {

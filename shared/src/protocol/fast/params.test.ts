@@ -44,15 +44,16 @@ describe('packing parameters', () => {
     expect(chooseGrid(7, 13)).toEqual({ rows: 1, cols: 1 });
   });
 
-  it('the coarse grid groups whole fine blocks, up to 4 per side (§3.5a)', () => {
-    expect(chooseCoarseGrid({ rows: 32, cols: 32 }), '256x256: an 8x8 coarse grid').toEqual({ rows: 8, cols: 8 });
-    expect(chooseCoarseGrid({ rows: 8, cols: 8 }), '64x64: 2x2').toEqual({ rows: 2, cols: 2 });
-    expect(chooseCoarseGrid({ rows: 3, cols: 6 })).toEqual({ rows: 1, cols: 2 });
+  it('the coarse grid groups whole fine blocks, up to 2 per side (§3.5a)', () => {
+    expect(chooseCoarseGrid({ rows: 32, cols: 32 }), '256x256: a 16x16 coarse grid').toEqual({ rows: 16, cols: 16 });
+    expect(chooseCoarseGrid({ rows: 8, cols: 8 }), '64x64: 4x4').toEqual({ rows: 4, cols: 4 });
+    expect(chooseCoarseGrid({ rows: 3, cols: 6 }), 'a side with no divisor up to 2 keeps its blocks').toEqual({ rows: 3, cols: 3 });
+    expect(chooseCoarseGrid({ rows: 8, cols: 8 }, 4)).toEqual({ rows: 2, cols: 2 });
     expect(chooseCoarseGrid({ rows: 1, cols: 1 }), 'one block: the coarse level is the fine one').toEqual({ rows: 1, cols: 1 });
     const p = packingParams(2048, 256, 256, 255);
-    expect([p.coarseRows, p.coarseCols, p.coarseFactor, p.coarse.dimension]).toEqual([8, 8, 16, 128]);
-    expect(p.coarseShift).toBe(16n * p.boundShift);
-    expect(boundScale(p, 'coarse')).toBe(16n * boundScale(p, 'bound'));
+    expect([p.coarseRows, p.coarseCols, p.coarseFactor, p.coarse.dimension]).toEqual([16, 16, 4, 512]);
+    expect(p.coarseShift).toBe(4n * p.boundShift);
+    expect(boundScale(p, 'coarse')).toBe(4n * boundScale(p, 'bound'));
     expect(p.groupSize, 'the coarse family costs no record per ciphertext at 256x256').toBe(14);
     expect(() => packingParams(2048, 64, 64, 255, { rows: 8, cols: 8 }, { rows: 3, cols: 2 })).toThrow(/whole fine blocks/);
   });
