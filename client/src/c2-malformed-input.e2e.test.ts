@@ -119,6 +119,7 @@ const fastOpen = (shareTicket: string, over: Partial<wire.FastOpen> = {}) =>
 const fastBounds = (items: wire.GroupValue[] = []) => fastMsg({ $case: 'bounds', value: { items } });
 const fastDistance = (group = 0) => fastMsg({ $case: 'distance', value: { group, value: cipher(1n) } });
 const fastFinish = () => fastMsg({ $case: 'finish', value: {} });
+const fastRefined = (items: wire.GroupValue[] = []) => fastMsg({ $case: 'refined', value: { items } });
 
 /** A doctor's valid share, deposited at C2: its ticket. */
 async function share(): Promise<string> {
@@ -202,6 +203,12 @@ const sessionCases: SessionCase[] = [
     messages: async () => [fastOpen(await share()), fastBounds(), fastDistance(3)],
   },
   { name: 'fast: finish before bounds', code: FAILED, messages: async () => [fastOpen(await share()), fastFinish()] },
+  { name: 'fast: fine bounds before the coarse ones', code: FAILED, messages: async () => [fastOpen(await share()), fastRefined()] },
+  {
+    name: 'fast: fine bounds C2 did not ask for (§3.5a)',
+    code: FAILED,
+    messages: async () => [fastOpen(await share()), fastBounds(), fastRefined([{ group: 0, value: cipher(1n) }])],
+  },
   { name: "fast: the paper's finish inside a fast session", code: FAILED, messages: async () => [fastOpen(await share()), finish()] },
   { name: 'a fast finish inside a paper session', code: FAILED, messages: () => [open(), bounds(), fastFinish()] },
   { name: 'fast: SM squaring inside a fast session', code: FAILED, messages: async () => [fastOpen(await share()), square([cipher(2n)])] },

@@ -18,6 +18,8 @@ import { shareQuery, type QueryShares } from './doctor';
 import { blockLowerBound, coarseLowerBound } from './embedding';
 import { fastSearch, type FastC1Crypto, type PackedRecordSource } from './c1';
 import type { ReplicaSource } from './c2';
+import type { C1Message, C2Message } from '../messages';
+import type { Contribution, FastC2Body } from './messages';
 import { packingParams, unpack, type Family, type PackingParams } from './params';
 import { encryptGroup, type PackedColumns } from './records';
 
@@ -371,6 +373,39 @@ describe('the bound cascade (§3.5a): exact, and the coarse level prunes', () =>
       expect(coarse.groupsPruned, 'groups pruned by the coarse bound alone').toBe(groups - fine.groupsVisited);
       expect(distance.groupsVisited).toBeLessThanOrEqual(fine.groupsVisited);
       expect(result.rejected).toBe(images.length - distance.recordsVisited);
+    }
+  });
+
+  it('C1 refuses a C2 that asks to refine an unknown group or one twice, or for the distances of a group not refined', async () => {
+    const p = packingParams(512, 8, 8, 255);
+    const images = Array.from({ length: 2 * p.groupSize }, () => randomImage(64, 255));
+    const { c1 } = await collection(images, p);
+    const query = await shareQuery(images[0], p, async (v) => v.map((m) => pk2.encrypt(m)));
+    const half = (group: number): Contribution => ({ group, masked: pk1.encrypt(0n), negatedMask: pk2.encrypt(0n) });
+    const next = (body: Partial<Extract<FastC2Body, { kind: 'fast-next' }>>): FastC2Body => ({
+      kind: 'fast-next',
+      done: false,
+      rejected: 0,
+      ...body,
+    });
+    const cases: [string, FastC2Body[], RegExp][] = [
+      ['refine an unknown group', [next({ refine: [half(7)] })], /does not exist/],
+      ['refine a group twice', [next({ refine: [half(0)] }), next({ refine: [half(0)] })], /out of turn/],
+      ['refine one group twice in one step', [next({ refine: [half(0), half(0)] })], /twice/],
+      ['the distances of a group not refined', [next({ refine: [half(0)] }), next({ contribution: half(1) })], /out of turn/],
+    ];
+    for (const [what, script, error] of cases) {
+      // A scripted C2: its halves of the coarse bounds, then the steps of the case in turn.
+      const replies: FastC2Body[] = [{ kind: 'fast-contributions', items: [half(0), half(1)] }, ...script];
+      const transport = {
+        exchange: async (m: C1Message): Promise<C2Message> => ({ sessionId: m.sessionId, family: 'fast', body: replies.shift()! }),
+        close: () => {},
+      };
+      const peer = new FastPeer(transport, 'scripted');
+      await expect(
+        fastSearch({ crypto: { pk2: pk2, sk1: sk1, multiExp: localMultiExp }, peer }, c1, query.forC1, 'ticket', 1, 'test'),
+        what,
+      ).rejects.toThrow(error);
     }
   });
 });
