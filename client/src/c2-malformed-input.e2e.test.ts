@@ -125,12 +125,17 @@ const fastOpen = (shareTicket: string, over: Partial<wire.FastOpen> = {}) =>
 const fastBounds = (items: wire.GroupValue[] = []) => fastMsg({ $case: 'bounds', value: { items } });
 const fastDistance = (group = 0) => fastMsg({ $case: 'distance', value: { group, value: cipher(1n) } });
 const fastFinish = () => fastMsg({ $case: 'finish', value: {} });
+const fastRefined = (items: wire.GroupValue[] = []) => fastMsg({ $case: 'refined', value: { items } });
 
 /** A doctor's valid share, deposited at C2: its ticket. */
 async function share(): Promise<string> {
   const params = packingParams(keys.pk.bits, W, H, 255);
   const shares = await shareQuery(randomPixels(D), params, async (v) => v.map((x) => keys.pk.encrypt(x)));
-  const { ticket } = await putShare({ distance: shares.forC2.distance.map(residueToBytes), bound: shares.forC2.bound.map(residueToBytes) });
+  const { ticket } = await putShare({
+    distance: shares.forC2.distance.map(residueToBytes),
+    bound: shares.forC2.bound.map(residueToBytes),
+    coarse: shares.forC2.coarse.map(residueToBytes),
+  });
   return ticket;
 }
 
@@ -220,6 +225,12 @@ const sessionCases: SessionCase[] = [
     messages: async () => [fastOpen(await share()), fastBounds(), fastDistance(3)],
   },
   { name: 'fast: finish before bounds', code: FAILED, messages: async () => [fastOpen(await share()), fastFinish()] },
+  { name: 'fast: fine bounds before the coarse ones', code: FAILED, messages: async () => [fastOpen(await share()), fastRefined()] },
+  {
+    name: 'fast: fine bounds C2 did not ask for (§3.5a)',
+    code: FAILED,
+    messages: async () => [fastOpen(await share()), fastBounds(), fastRefined([{ group: 0, value: cipher(1n) }])],
+  },
   { name: "fast: the paper's finish inside a fast session", code: FAILED, messages: async () => [fastOpen(await share()), finish()] },
   { name: 'a fast finish inside a paper session', code: FAILED, messages: () => [open(), bounds(), fastFinish()] },
   { name: 'fast: SM squaring inside a fast session', code: FAILED, messages: async () => [fastOpen(await share()), square([cipher(2n)])] },
@@ -483,13 +494,17 @@ const unaryCases: UnaryCase[] = [
   { name: 'Retrieval.Retrieve: a ticket that is not hex', code: Code.NOT_FOUND, run: () => retrieve('../../etc/passwd') },
   { name: 'Retrieval.Retrieve: a share ticket (another kind of ticket)', code: Code.NOT_FOUND, run: async () => retrieve(await share()) },
   { name: 'Retrieval.Retrieve: an empty message', code: Code.NOT_FOUND, run: raw('/fnn.v1.Retrieval/Retrieve', () => Buffer.alloc(0)) },
-  { name: 'PutShare: a value of 1 MiB', code: INVALID, run: () => putShare({ distance: [Buffer.alloc(1 << 20, 1)], bound: [] }) },
+  {
+    name: 'PutShare: a value of 1 MiB',
+    code: INVALID,
+    run: () => putShare({ distance: [Buffer.alloc(1 << 20, 1)], bound: [], coarse: [] }),
+  },
   {
     name: "PutShare: more values than the collection's images have pixels (held in memory for nothing)",
     code: INVALID,
-    run: () => putShare({ distance: Array(100_000).fill(Buffer.from([1])), bound: [] }),
+    run: () => putShare({ distance: Array(100_000).fill(Buffer.from([1])), bound: [], coarse: [] }),
   },
-  { name: 'PutShare: an empty share', code: INVALID, run: () => putShare({ distance: [], bound: [] }) },
+  { name: 'PutShare: an empty share', code: INVALID, run: () => putShare({ distance: [], bound: [], coarse: [] }) },
   { name: 'PutShare: an empty message', code: INVALID, run: raw('/fnn.v1.Retrieval/PutShare', () => Buffer.alloc(0)) },
   ...([PUT_GROUP, '/fnn.v1.Retrieval/Retrieve', '/fnn.v1.Retrieval/PutShare', '/fnn.v1.Retrieval/Status'] as const).flatMap((path) =>
     NOT_PROTOBUF.map(([what, x]): UnaryCase => ({

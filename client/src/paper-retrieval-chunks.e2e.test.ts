@@ -69,7 +69,7 @@ describe('the paper retrieval in chunks below a small message limit', () => {
     try {
       const big = Buffer.alloc(LIMIT, 1);
       const share = await grpcError(
-        rpc<wire.ShareTicket>((m, o, cb) => c.retrieval.putShare({ distance: [big], bound: [] }, m, o, cb)),
+        rpc<wire.ShareTicket>((m, o, cb) => c.retrieval.putShare({ distance: [big], bound: [], coarse: [] }, m, o, cb)),
         'PutShare',
       );
       expect(Code[share.code], share.details).toBe('RESOURCE_EXHAUSTED');

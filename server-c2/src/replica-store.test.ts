@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   encryptGroup,
@@ -14,7 +15,7 @@ import {
 // What a store keeps on disk, and the refusals and set-up every store test shares.
 import { cipherPieces, ciphersOf, databaseBytes, onDisk } from '@fnn/server-common/testing';
 import { expectFnnError, groupChangeSteps, rejected, ScratchDatabases, storeTestKeys, thrown } from '@fnn/server-common/testing';
-import { ReplicaStore, type ReplicaGroupChange, type ReplicaShape } from './replica-store';
+import { REPLICA_SCHEMA_VERSION, ReplicaStore, type ReplicaGroupChange, type ReplicaShape } from './replica-store';
 
 // C2's replica of the packed groups against a real SQLite file: a group set
 // whole (stored, replaced, dropped), the refusals that store nothing, the
@@ -106,6 +107,7 @@ async function stateOf(store: ReplicaStore, groups: number[]) {
           digest,
           distance: ciphersOf(await source.columns(g, 'distance', digest)),
           bound: ciphersOf(await source.columns(g, 'bound', digest)),
+          coarse: ciphersOf(await source.columns(g, 'coarse', digest)),
         };
       }),
     ),
@@ -124,6 +126,11 @@ async function expectGroup(store: ReplicaStore, change: TestChange, what: string
   const want = groupPlaintexts(slots, p);
   const distance = ciphersOf(await source.columns(group, 'distance', digest!));
   const bound = ciphersOf(await source.columns(group, 'bound', digest!));
+  const coarse = ciphersOf(await source.columns(group, 'coarse', digest!));
+  expect(
+    coarse.map((c) => sk1.decrypt(c)),
+    `${what}: packed coarse columns of group ${group}`,
+  ).toEqual(want.coarseEmbedding);
   expect(
     distance.map((c) => sk1.decrypt(c)),
     `${what}: packed pixel columns of group ${group}`,
@@ -396,7 +403,8 @@ describe('ReplicaStore', () => {
     const gone = record('gone', 1);
     const old = await put(store, 0, [keep, gone]);
     const dropped = await put(store, 1, [record('alone', 0)]);
-    const columnsOf = (c: TestChange) => cipherPieces([...c.replica.columns!.distance, ...c.replica.columns!.bound], pk1.cipherBytes);
+    const columnsOf = (c: TestChange) =>
+      cipherPieces([...c.replica.columns!.distance, ...c.replica.columns!.bound, ...c.replica.columns!.coarse], pk1.cipherBytes);
     const probes: [string, Buffer | Buffer[]][] = [
       ['replaced columns', columnsOf(old)],
       ["departed member's lookup tag", gone.tag],
@@ -429,5 +437,21 @@ describe('ReplicaStore', () => {
     expect(again.count, 'reopening with the right key must find the stored group').toBe(1);
     expect(again.params()).toEqual(paramsOf(SHAPE_4x4));
     await expectGroup(again, change, 'after reopening');
+  });
+
+  it('refuses a replica of schema 1, stored before the coarse family (PROTOCOLS.md §3.5a), naming the remedy', async () => {
+    const path = freshPath();
+    const old = openReplica(path);
+    await put(old, 0, [record('a', 0)]);
+    old.close();
+    const raw = new Database(path, { fileMustExist: true });
+    raw.prepare("UPDATE collection SET value = '1' WHERE name = 'schema_version'").run();
+    raw.close();
+    expect(REPLICA_SCHEMA_VERSION).toBe(2);
+    const error = thrown(() => openReplica(path), 'opening a schema 1 replica');
+    expectFnnError(error, 'invalid-input', 'opening a schema 1 replica');
+    expect((error as Error).message).toBe(
+      "replica schema 1, this C2 needs 2; start C2 on a new replica file and upload the collection's replica again",
+    );
   });
 });

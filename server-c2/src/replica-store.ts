@@ -1,5 +1,4 @@
 import {
-  addChecksums,
   checkGroupVersion,
   checksumsOf,
   checkSlot,
@@ -25,11 +24,13 @@ import {
 // tags and the version of its last change. The schema is here, in one place
 // (the facts table is CollectionDatabase's); WAL mode, one transaction per
 // change, deleted rows overwritten.
-/** 2: every group's columns have their checksums beside them (server-common/src/checksums.ts). */
-export const REPLICA_SCHEMA_VERSION = 2;
+// 3: the coarse family of the bound cascade (PROTOCOLS.md §3.5a), every group's columns with their
+// checksums beside them (server-common/src/checksums.ts); older files are refused (only the owner can
+// make the coarse columns).
+export const REPLICA_SCHEMA_VERSION = 3;
 
 /** A group's packed columns, each with its checksum column `<blob>_sha`, named by the group's number. */
-export const REPLICA_BLOBS: ChecksummedTable = { table: 'replica_groups', key: 'grp', blobs: ['pixels', 'embedding'] };
+export const REPLICA_BLOBS: ChecksummedTable = { table: 'replica_groups', key: 'grp', blobs: ['pixels', 'embedding', 'coarse'] };
 
 const TABLES = `
 CREATE TABLE IF NOT EXISTS replica_groups (
@@ -37,9 +38,11 @@ CREATE TABLE IF NOT EXISTS replica_groups (
   version   BLOB NOT NULL,          -- the owner's random version of the group's last change, the same at C1
   pixels    BLOB NOT NULL,          -- E1(sum_j x_i^(j) 2^(w j))
   embedding BLOB NOT NULL,
-  -- SHA-256 of (table, group, column, blob) per blob (REPLICA_BLOBS); last, where the migration from version 1 adds them.
+  coarse    BLOB NOT NULL,          -- the coarse family (§3.5a)
+  -- SHA-256 of (table, group, column, blob) per blob (REPLICA_BLOBS).
   pixels_sha    BLOB,
-  embedding_sha BLOB
+  embedding_sha BLOB,
+  coarse_sha    BLOB
 ) STRICT;
 
 CREATE TABLE IF NOT EXISTS replica_members (
@@ -53,7 +56,6 @@ CREATE TABLE IF NOT EXISTS replica_members (
 export const REPLICA_SCHEMA: CollectionSchema = {
   version: REPLICA_SCHEMA_VERSION,
   tables: TABLES,
-  migrations: { 1: (db) => addChecksums(db, REPLICA_BLOBS) },
   groups: { versions: 'replica_groups', members: 'replica_members' },
   names: {
     daemon: 'C2',
@@ -105,9 +107,11 @@ export class ReplicaStore extends CollectionStore {
         const c = change.columns;
         if (!c) throw invalidInput(`group ${change.group} has members but no packed columns`);
         checkColumnCounts(p, c, `group ${change.group}`);
-        const blobs = [this.toBlob(c.distance), this.toBlob(c.bound)]; // REPLICA_BLOBS' order
+        const blobs = [this.toBlob(c.distance), this.toBlob(c.bound), this.toBlob(c.coarse)]; // REPLICA_BLOBS' order
         this.db
-          .prepare('INSERT INTO replica_groups (grp, version, pixels, embedding, pixels_sha, embedding_sha) VALUES (?, ?, ?, ?, ?, ?)')
+          .prepare(
+            'INSERT INTO replica_groups (grp, version, pixels, embedding, coarse, pixels_sha, embedding_sha, coarse_sha) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+          )
           .run(change.group, change.version, ...blobs, ...checksumsOf(REPLICA_BLOBS, change.group, blobs));
         const insert = this.db.prepare('INSERT INTO replica_members (grp, slot, lookup_tag) VALUES (?, ?, ?)');
         for (const m of change.members) insert.run(change.group, m.slot, m.lookupTag);
@@ -121,7 +125,9 @@ export class ReplicaStore extends CollectionStore {
   source(): ReplicaSource {
     const params = this.params();
     if (!params) throw invalidInput('the replica is empty');
-    const packed = this.db.prepare('SELECT pixels, pixels_sha, embedding, embedding_sha FROM replica_groups WHERE grp = ?');
+    const packed = this.db.prepare(
+      'SELECT pixels, pixels_sha, embedding, embedding_sha, coarse, coarse_sha FROM replica_groups WHERE grp = ?',
+    );
     return {
       params,
       digest: (group) => this.collection.groupDigest(group, params.groupSize),
@@ -129,9 +135,10 @@ export class ReplicaStore extends CollectionStore {
       columns: async (group: number, family: Family, expectedDigest: string) => {
         const now = this.collection.groupDigest(group, params.groupSize);
         if (now === undefined || now !== expectedDigest) throw protocolState('a group changed during the query; run the query again');
-        const row = packed.get(group) as Record<'pixels' | 'embedding', Buffer> & Record<'pixels_sha' | 'embedding_sha', Buffer | null>;
+        const row = packed.get(group) as Record<'pixels' | 'embedding' | 'coarse', Buffer> &
+          Record<'pixels_sha' | 'embedding_sha' | 'coarse_sha', Buffer | null>;
         // The column hashed whole on every read, as at C1 (cost: server-c1/src/storage.ts, packedSnapshot).
-        const column = family === 'distance' ? 'pixels' : 'embedding';
+        const column = ({ distance: 'pixels', bound: 'embedding', coarse: 'coarse' } as const)[family];
         // As stored: the multi-exponentiation reads the bytes.
         const bytes = this.collection.verified(REPLICA_BLOBS, group, column, row[column], row[`${column}_sha`], () => `group ${group}`);
         return { bytes, width: this.key.cipherBytes };

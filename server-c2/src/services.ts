@@ -156,7 +156,11 @@ export function retrievalService(deps: C2ServiceDeps, openSessions: () => number
         // A share is held in memory for minutes: refuse one that cannot belong to this collection, value by value.
         const p = deps.replica.params();
         if (!p) throw invalidInput('the collection is empty');
-        const share = checkShares(p, { distance: req.distance.map(shareValue), bound: req.bound.map(shareValue) });
+        const share = checkShares(p, {
+          distance: req.distance.map(shareValue),
+          bound: req.bound.map(shareValue),
+          coarse: req.coarse.map(shareValue),
+        });
         return { ticket: deps.fast.shares.put(share, callerOf(call.getAuthContext()?.sslPeerCertificate)) };
       })(call, callback),
   };
@@ -177,7 +181,8 @@ export function replicaService(deps: C2ServiceDeps): wire.ReplicaServer {
       if (!change) throw invalidInput('no group');
       checkLookupTags(req.members.map((m) => m.lookupTag));
       const columns = change.columns ? deps.codec.columnsFromWire(change.columns, false) : undefined;
-      if (columns && !pk1.areValidCiphertexts([...columns.distance, ...columns.bound])) throw invalidInput('invalid ciphertext');
+      if (columns && !pk1.areValidCiphertexts([...columns.distance, ...columns.bound, ...columns.coarse]))
+        throw invalidInput('invalid ciphertext');
       deps.replica.putGroup(
         { width: req.width, height: req.height, maxValue: req.maxValue },
         {

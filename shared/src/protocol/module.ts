@@ -62,7 +62,8 @@ export interface C1QueryContext {
 /** A protocol's answer at C1: the reply's oneof and the counts C1 may reveal. */
 export interface C1Answer {
   answer: WireAnswer;
-  stats: wire.SearchStats;
+  /** `levels` only from the fast protocol (its bound cascade, PROTOCOLS.md §3.5a). */
+  stats: Omit<wire.SearchStats, 'levels'> & Partial<Pick<wire.SearchStats, 'levels'>>;
 }
 
 /** What C2 gives a protocol's session. */

@@ -234,6 +234,10 @@ export interface PackedColumns {
   distanceConstant: Buffer;
   /** only in C1's replica */
   boundConstant: Buffer;
+  /** coarse family (docs/PROTOCOLS.md §3.5a): sums of the bound family over coarse blocks */
+  coarse: Buffer[];
+  /** only in C1's replica */
+  coarseConstant: Buffer;
 }
 
 /** One change to one group, sent alike to C1 and C2. */
@@ -353,6 +357,9 @@ export interface FastQuery {
   distanceConstant: Buffer;
   boundConstant: Buffer;
   shareTicket: string;
+  /** the coarse level's share (§3.5a) */
+  coarseShare: Buffer[];
+  coarseConstant: Buffer;
 }
 
 export interface QueryRequest {
@@ -413,13 +420,33 @@ export interface SearchStats {
   /** records searched */
   total: bigint;
   /** unset for a protocol without a lower bound (bf) */
-  bound: BoundStage | undefined;
+  bound:
+    | BoundStage
+    | undefined;
+  /** fast only: one per stage, in order "coarse", "fine", "distance" (§3.5a) */
+  levels: LevelStats[];
 }
 
 export interface BoundStage {
   /** records rejected by the lower bound */
   rejected: bigint;
-  /** time of C1's lower-bound stage */
+  /** time of C1's lower-bound stage (fast: both bound levels) */
+  ms: bigint;
+}
+
+/**
+ * One stage of a fast query, as C1 saw it: a group is visited at a stage when
+ * its values at that stage were computed, and pruned there when the search
+ * ended without taking it to the next stage.
+ */
+export interface LevelStats {
+  /** "coarse", "fine" or "distance" */
+  level: string;
+  groupsVisited: bigint;
+  groupsPruned: bigint;
+  /** occupied slots of the groups visited */
+  recordsVisited: bigint;
+  /** wall time at C1 in this stage, C2's replies to it included */
   ms: bigint;
 }
 
@@ -479,6 +506,7 @@ export interface DatabaseStatus {
 export interface QueryShare {
   distance: Buffer[];
   bound: Buffer[];
+  coarse: Buffer[];
 }
 
 export interface ShareTicket {
@@ -645,9 +673,10 @@ export interface RetrievalTicket {
 }
 
 /**
- * Each kind of message is its own step: open (C2's halves of the bounds),
- * bounds (every group's masked bound), distance (one group's masked distances),
- * finish (the ranking).
+ * Each kind of message is its own step: open (C2's halves of the coarse bounds),
+ * bounds (every group's masked coarse bound), refined (some groups' masked fine
+ * bounds), distance (one group's masked distances), finish (the ranking).
+ * The bound cascade is docs/PROTOCOLS.md §3.5a.
  */
 export interface FastC1Message {
   body:
@@ -655,6 +684,9 @@ export interface FastC1Message {
     | { $case: "bounds"; value: FastBounds }
     | { $case: "distance"; value: GroupValue }
     | { $case: "finish"; value: Finish }
+    | //
+    /** the masked fine bounds of the groups C2 asked to refine */
+    { $case: "refined"; value: FastBounds }
     | undefined;
 }
 
@@ -709,12 +741,14 @@ export interface FastBounds {
 
 export interface FastNext {
   done: boolean;
-  /** C2's half of the next group's distances (when not done) */
+  /** "distance of group g": C2's half of that group's distances */
   contribution:
     | Contribution
     | undefined;
   /** records in groups pruned by the bound */
   rejected: bigint;
+  /** "refine group g": C2's halves of these groups' fine bounds (instead of contribution) */
+  refine: Contribution[];
 }
 
 export interface RetrieveRequest {
@@ -927,7 +961,14 @@ export const EncryptedRecord: MessageFns<EncryptedRecord> = {
 };
 
 function createBasePackedColumns(): PackedColumns {
-  return { distance: [], bound: [], distanceConstant: Buffer.alloc(0), boundConstant: Buffer.alloc(0) };
+  return {
+    distance: [],
+    bound: [],
+    distanceConstant: Buffer.alloc(0),
+    boundConstant: Buffer.alloc(0),
+    coarse: [],
+    coarseConstant: Buffer.alloc(0),
+  };
 }
 
 export const PackedColumns: MessageFns<PackedColumns> = {
@@ -943,6 +984,12 @@ export const PackedColumns: MessageFns<PackedColumns> = {
     }
     if (message.boundConstant.length !== 0) {
       writer.uint32(34).bytes(message.boundConstant);
+    }
+    for (const v of message.coarse) {
+      writer.uint32(42).bytes(v!);
+    }
+    if (message.coarseConstant.length !== 0) {
+      writer.uint32(50).bytes(message.coarseConstant);
     }
     return writer;
   },
@@ -992,6 +1039,22 @@ export const PackedColumns: MessageFns<PackedColumns> = {
             message.boundConstant = Buffer.from(reader.bytes());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.coarse.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.coarseConstant = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1022,6 +1085,14 @@ export const PackedColumns: MessageFns<PackedColumns> = {
         : isSet(object.bound_constant)
         ? Buffer.from(bytesFromBase64(object.bound_constant))
         : Buffer.alloc(0),
+      coarse: globalThis.Array.isArray(object?.coarse)
+        ? object.coarse.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+      coarseConstant: isSet(object.coarseConstant)
+        ? Buffer.from(bytesFromBase64(object.coarseConstant))
+        : isSet(object.coarse_constant)
+        ? Buffer.from(bytesFromBase64(object.coarse_constant))
+        : Buffer.alloc(0),
     };
   },
 
@@ -1039,6 +1110,12 @@ export const PackedColumns: MessageFns<PackedColumns> = {
     if (message.boundConstant.length !== 0) {
       obj.boundConstant = base64FromBytes(message.boundConstant);
     }
+    if (message.coarse?.length) {
+      obj.coarse = message.coarse.map((e) => base64FromBytes(e));
+    }
+    if (message.coarseConstant.length !== 0) {
+      obj.coarseConstant = base64FromBytes(message.coarseConstant);
+    }
     return obj;
   },
 
@@ -1051,6 +1128,8 @@ export const PackedColumns: MessageFns<PackedColumns> = {
     message.bound = object.bound?.map((e) => e) || [];
     message.distanceConstant = object.distanceConstant ?? Buffer.alloc(0);
     message.boundConstant = object.boundConstant ?? Buffer.alloc(0);
+    message.coarse = object.coarse?.map((e) => e) || [];
+    message.coarseConstant = object.coarseConstant ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -2449,6 +2528,8 @@ function createBaseFastQuery(): FastQuery {
     distanceConstant: Buffer.alloc(0),
     boundConstant: Buffer.alloc(0),
     shareTicket: "",
+    coarseShare: [],
+    coarseConstant: Buffer.alloc(0),
   };
 }
 
@@ -2468,6 +2549,12 @@ export const FastQuery: MessageFns<FastQuery> = {
     }
     if (message.shareTicket !== "") {
       writer.uint32(42).string(message.shareTicket);
+    }
+    for (const v of message.coarseShare) {
+      writer.uint32(50).bytes(v!);
+    }
+    if (message.coarseConstant.length !== 0) {
+      writer.uint32(58).bytes(message.coarseConstant);
     }
     return writer;
   },
@@ -2525,6 +2612,22 @@ export const FastQuery: MessageFns<FastQuery> = {
             message.shareTicket = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.coarseShare.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.coarseConstant = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2564,6 +2667,16 @@ export const FastQuery: MessageFns<FastQuery> = {
         : isSet(object.share_ticket)
         ? globalThis.String(object.share_ticket)
         : "",
+      coarseShare: globalThis.Array.isArray(object?.coarseShare)
+        ? object.coarseShare.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : globalThis.Array.isArray(object?.coarse_share)
+        ? object.coarse_share.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+      coarseConstant: isSet(object.coarseConstant)
+        ? Buffer.from(bytesFromBase64(object.coarseConstant))
+        : isSet(object.coarse_constant)
+        ? Buffer.from(bytesFromBase64(object.coarse_constant))
+        : Buffer.alloc(0),
     };
   },
 
@@ -2584,6 +2697,12 @@ export const FastQuery: MessageFns<FastQuery> = {
     if (message.shareTicket !== "") {
       obj.shareTicket = message.shareTicket;
     }
+    if (message.coarseShare?.length) {
+      obj.coarseShare = message.coarseShare.map((e) => base64FromBytes(e));
+    }
+    if (message.coarseConstant.length !== 0) {
+      obj.coarseConstant = base64FromBytes(message.coarseConstant);
+    }
     return obj;
   },
 
@@ -2597,6 +2716,8 @@ export const FastQuery: MessageFns<FastQuery> = {
     message.distanceConstant = object.distanceConstant ?? Buffer.alloc(0);
     message.boundConstant = object.boundConstant ?? Buffer.alloc(0);
     message.shareTicket = object.shareTicket ?? "";
+    message.coarseShare = object.coarseShare?.map((e) => e) || [];
+    message.coarseConstant = object.coarseConstant ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -3122,7 +3243,7 @@ export const FastAnswer: MessageFns<FastAnswer> = {
 };
 
 function createBaseSearchStats(): SearchStats {
-  return { total: 0n, bound: undefined };
+  return { total: 0n, bound: undefined, levels: [] };
 }
 
 export const SearchStats: MessageFns<SearchStats> = {
@@ -3135,6 +3256,9 @@ export const SearchStats: MessageFns<SearchStats> = {
     }
     if (message.bound !== undefined) {
       BoundStage.encode(message.bound, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.levels) {
+      LevelStats.encode(v!, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -3168,6 +3292,14 @@ export const SearchStats: MessageFns<SearchStats> = {
             message.bound = BoundStage.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.levels.push(LevelStats.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3184,6 +3316,7 @@ export const SearchStats: MessageFns<SearchStats> = {
     return {
       total: isSet(object.total) ? BigInt(object.total) : 0n,
       bound: isSet(object.bound) ? BoundStage.fromJSON(object.bound) : undefined,
+      levels: globalThis.Array.isArray(object?.levels) ? object.levels.map((e: any) => LevelStats.fromJSON(e)) : [],
     };
   },
 
@@ -3194,6 +3327,9 @@ export const SearchStats: MessageFns<SearchStats> = {
     }
     if (message.bound !== undefined) {
       obj.bound = BoundStage.toJSON(message.bound);
+    }
+    if (message.levels?.length) {
+      obj.levels = message.levels.map((e) => LevelStats.toJSON(e));
     }
     return obj;
   },
@@ -3207,6 +3343,7 @@ export const SearchStats: MessageFns<SearchStats> = {
     message.bound = (object.bound !== undefined && object.bound !== null)
       ? BoundStage.fromPartial(object.bound)
       : undefined;
+    message.levels = object.levels?.map((e) => LevelStats.fromPartial(e)) || [];
     return message;
   },
 };
@@ -3297,6 +3434,169 @@ export const BoundStage: MessageFns<BoundStage> = {
   fromPartial(object: DeepPartial<BoundStage>): BoundStage {
     const message = createBaseBoundStage();
     message.rejected = (object.rejected !== undefined && object.rejected !== null) ? BigInt(object.rejected) : 0n;
+    message.ms = (object.ms !== undefined && object.ms !== null) ? BigInt(object.ms) : 0n;
+    return message;
+  },
+};
+
+function createBaseLevelStats(): LevelStats {
+  return { level: "", groupsVisited: 0n, groupsPruned: 0n, recordsVisited: 0n, ms: 0n };
+}
+
+export const LevelStats: MessageFns<LevelStats> = {
+  encode(message: LevelStats, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.level !== "") {
+      writer.uint32(10).string(message.level);
+    }
+    if (message.groupsVisited !== 0n) {
+      if (BigInt.asUintN(64, message.groupsVisited) !== message.groupsVisited) {
+        throw new globalThis.Error("value provided for field message.groupsVisited of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.groupsVisited);
+    }
+    if (message.groupsPruned !== 0n) {
+      if (BigInt.asUintN(64, message.groupsPruned) !== message.groupsPruned) {
+        throw new globalThis.Error("value provided for field message.groupsPruned of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.groupsPruned);
+    }
+    if (message.recordsVisited !== 0n) {
+      if (BigInt.asUintN(64, message.recordsVisited) !== message.recordsVisited) {
+        throw new globalThis.Error("value provided for field message.recordsVisited of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.recordsVisited);
+    }
+    if (message.ms !== 0n) {
+      if (BigInt.asUintN(64, message.ms) !== message.ms) {
+        throw new globalThis.Error("value provided for field message.ms of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.ms);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LevelStats {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLevelStats();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.level = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.groupsVisited = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.groupsPruned = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.recordsVisited = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.ms = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LevelStats {
+    return {
+      level: isSet(object.level) ? globalThis.String(object.level) : "",
+      groupsVisited: isSet(object.groupsVisited)
+        ? BigInt(object.groupsVisited)
+        : isSet(object.groups_visited)
+        ? BigInt(object.groups_visited)
+        : 0n,
+      groupsPruned: isSet(object.groupsPruned)
+        ? BigInt(object.groupsPruned)
+        : isSet(object.groups_pruned)
+        ? BigInt(object.groups_pruned)
+        : 0n,
+      recordsVisited: isSet(object.recordsVisited)
+        ? BigInt(object.recordsVisited)
+        : isSet(object.records_visited)
+        ? BigInt(object.records_visited)
+        : 0n,
+      ms: isSet(object.ms) ? BigInt(object.ms) : 0n,
+    };
+  },
+
+  toJSON(message: LevelStats): unknown {
+    const obj: any = {};
+    if (message.level !== "") {
+      obj.level = message.level;
+    }
+    if (message.groupsVisited !== 0n) {
+      obj.groupsVisited = message.groupsVisited.toString();
+    }
+    if (message.groupsPruned !== 0n) {
+      obj.groupsPruned = message.groupsPruned.toString();
+    }
+    if (message.recordsVisited !== 0n) {
+      obj.recordsVisited = message.recordsVisited.toString();
+    }
+    if (message.ms !== 0n) {
+      obj.ms = message.ms.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LevelStats>): LevelStats {
+    return LevelStats.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LevelStats>): LevelStats {
+    const message = createBaseLevelStats();
+    message.level = object.level ?? "";
+    message.groupsVisited = (object.groupsVisited !== undefined && object.groupsVisited !== null)
+      ? BigInt(object.groupsVisited)
+      : 0n;
+    message.groupsPruned = (object.groupsPruned !== undefined && object.groupsPruned !== null)
+      ? BigInt(object.groupsPruned)
+      : 0n;
+    message.recordsVisited = (object.recordsVisited !== undefined && object.recordsVisited !== null)
+      ? BigInt(object.recordsVisited)
+      : 0n;
     message.ms = (object.ms !== undefined && object.ms !== null) ? BigInt(object.ms) : 0n;
     return message;
   },
@@ -4069,7 +4369,7 @@ export const DatabaseStatus: MessageFns<DatabaseStatus> = {
 };
 
 function createBaseQueryShare(): QueryShare {
-  return { distance: [], bound: [] };
+  return { distance: [], bound: [], coarse: [] };
 }
 
 export const QueryShare: MessageFns<QueryShare> = {
@@ -4079,6 +4379,9 @@ export const QueryShare: MessageFns<QueryShare> = {
     }
     for (const v of message.bound) {
       writer.uint32(18).bytes(v!);
+    }
+    for (const v of message.coarse) {
+      writer.uint32(26).bytes(v!);
     }
     return writer;
   },
@@ -4112,6 +4415,14 @@ export const QueryShare: MessageFns<QueryShare> = {
             message.bound.push(Buffer.from(reader.bytes()));
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.coarse.push(Buffer.from(reader.bytes()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4132,6 +4443,9 @@ export const QueryShare: MessageFns<QueryShare> = {
       bound: globalThis.Array.isArray(object?.bound)
         ? object.bound.map((e: any) => Buffer.from(bytesFromBase64(e)))
         : [],
+      coarse: globalThis.Array.isArray(object?.coarse)
+        ? object.coarse.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
     };
   },
 
@@ -4143,6 +4457,9 @@ export const QueryShare: MessageFns<QueryShare> = {
     if (message.bound?.length) {
       obj.bound = message.bound.map((e) => base64FromBytes(e));
     }
+    if (message.coarse?.length) {
+      obj.coarse = message.coarse.map((e) => base64FromBytes(e));
+    }
     return obj;
   },
 
@@ -4153,6 +4470,7 @@ export const QueryShare: MessageFns<QueryShare> = {
     const message = createBaseQueryShare();
     message.distance = object.distance?.map((e) => e) || [];
     message.bound = object.bound?.map((e) => e) || [];
+    message.coarse = object.coarse?.map((e) => e) || [];
     return message;
   },
 };
@@ -6416,6 +6734,9 @@ export const FastC1Message: MessageFns<FastC1Message> = {
       case "finish":
         Finish.encode(message.body.value, writer.uint32(34).fork()).join();
         break;
+      case "refined":
+        FastBounds.encode(message.body.value, writer.uint32(42).fork()).join();
+        break;
     }
     return writer;
   },
@@ -6465,6 +6786,14 @@ export const FastC1Message: MessageFns<FastC1Message> = {
             message.body = { $case: "finish", value: Finish.decode(reader, reader.uint32()) };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.body = { $case: "refined", value: FastBounds.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6487,6 +6816,8 @@ export const FastC1Message: MessageFns<FastC1Message> = {
         ? { $case: "distance", value: GroupValue.fromJSON(object.distance) }
         : isSet(object.finish)
         ? { $case: "finish", value: Finish.fromJSON(object.finish) }
+        : isSet(object.refined)
+        ? { $case: "refined", value: FastBounds.fromJSON(object.refined) }
         : undefined,
     };
   },
@@ -6501,6 +6832,8 @@ export const FastC1Message: MessageFns<FastC1Message> = {
       obj.distance = GroupValue.toJSON(message.body.value);
     } else if (message.body?.$case === "finish") {
       obj.finish = Finish.toJSON(message.body.value);
+    } else if (message.body?.$case === "refined") {
+      obj.refined = FastBounds.toJSON(message.body.value);
     }
     return obj;
   },
@@ -6532,6 +6865,12 @@ export const FastC1Message: MessageFns<FastC1Message> = {
       case "finish": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
           message.body = { $case: "finish", value: Finish.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "refined": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "refined", value: FastBounds.fromPartial(object.body.value) };
         }
         break;
       }
@@ -7273,7 +7612,7 @@ export const FastBounds: MessageFns<FastBounds> = {
 };
 
 function createBaseFastNext(): FastNext {
-  return { done: false, contribution: undefined, rejected: 0n };
+  return { done: false, contribution: undefined, rejected: 0n, refine: [] };
 }
 
 export const FastNext: MessageFns<FastNext> = {
@@ -7289,6 +7628,9 @@ export const FastNext: MessageFns<FastNext> = {
         throw new globalThis.Error("value provided for field message.rejected of type uint64 too large");
       }
       writer.uint32(24).uint64(message.rejected);
+    }
+    for (const v of message.refine) {
+      Contribution.encode(v!, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -7330,6 +7672,14 @@ export const FastNext: MessageFns<FastNext> = {
             message.rejected = reader.uint64() as bigint;
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.refine.push(Contribution.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7347,6 +7697,7 @@ export const FastNext: MessageFns<FastNext> = {
       done: isSet(object.done) ? globalThis.Boolean(object.done) : false,
       contribution: isSet(object.contribution) ? Contribution.fromJSON(object.contribution) : undefined,
       rejected: isSet(object.rejected) ? BigInt(object.rejected) : 0n,
+      refine: globalThis.Array.isArray(object?.refine) ? object.refine.map((e: any) => Contribution.fromJSON(e)) : [],
     };
   },
 
@@ -7361,6 +7712,9 @@ export const FastNext: MessageFns<FastNext> = {
     if (message.rejected !== 0n) {
       obj.rejected = message.rejected.toString();
     }
+    if (message.refine?.length) {
+      obj.refine = message.refine.map((e) => Contribution.toJSON(e));
+    }
     return obj;
   },
 
@@ -7374,6 +7728,7 @@ export const FastNext: MessageFns<FastNext> = {
       ? Contribution.fromPartial(object.contribution)
       : undefined;
     message.rejected = (object.rejected !== undefined && object.rejected !== null) ? BigInt(object.rejected) : 0n;
+    message.refine = object.refine?.map((e) => Contribution.fromPartial(e)) || [];
     return message;
   },
 };
