@@ -439,19 +439,22 @@ describe('ReplicaStore', () => {
     await expectGroup(again, change, 'after reopening');
   });
 
-  it('refuses a replica of schema 1, stored before the coarse family (PROTOCOLS.md §3.5a), naming the remedy', async () => {
-    const path = freshPath();
-    const old = openReplica(path);
-    await put(old, 0, [record('a', 0)]);
-    old.close();
-    const raw = new Database(path, { fileMustExist: true });
-    raw.prepare("UPDATE collection SET value = '1' WHERE name = 'schema_version'").run();
-    raw.close();
-    expect(REPLICA_SCHEMA_VERSION).toBe(2);
-    const error = thrown(() => openReplica(path), 'opening a schema 1 replica');
-    expectFnnError(error, 'invalid-input', 'opening a schema 1 replica');
-    expect((error as Error).message).toBe(
-      "replica schema 1, this C2 needs 2; start C2 on a new replica file and upload the collection's replica again",
-    );
-  });
+  it.each([1, 2])(
+    'refuses a replica of schema %i, stored before the coarse family (PROTOCOLS.md §3.5a), naming the remedy',
+    async (version) => {
+      const path = freshPath();
+      const old = openReplica(path);
+      await put(old, 0, [record('a', 0)]);
+      old.close();
+      const raw = new Database(path, { fileMustExist: true });
+      raw.prepare("UPDATE collection SET value = ? WHERE name = 'schema_version'").run(String(version));
+      raw.close();
+      expect(REPLICA_SCHEMA_VERSION).toBe(3);
+      const error = thrown(() => openReplica(path), `opening a schema ${version} replica`);
+      expectFnnError(error, 'invalid-input', `opening a schema ${version} replica`);
+      expect((error as Error).message).toBe(
+        `replica schema ${version}, this C2 needs 3; start C2 on a new replica file and upload the collection's replica again`,
+      );
+    },
+  );
 });
