@@ -14,12 +14,8 @@ import {
   shareQuery,
   silentLogger,
   WireCodec,
-  type GroupOutcome,
-  type Logger,
-  type OwnerLink,
-  type PublicKey,
-  type SecretKey,
 } from '@fnn/shared';
+import type { GroupOutcome, Logger, OwnerLink, PublicKey, SecretKey } from '@fnn/shared';
 // The daemons' shared test kit: the wire (calls, C1's messages by hand), then keys, images and start-up.
 import { localMultiExp, rawSession, rpc, SessionMessages } from '@fnn/server-common/testing';
 import { randomImage, started, testKeyPairs, TEST_HEIGHT, TEST_KEY_BITS, TEST_MAX_VALUE, TEST_WIDTH } from '@fnn/server-common/testing';
