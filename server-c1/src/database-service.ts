@@ -93,12 +93,24 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
 
     allocateSlots: unary<wire.AllocateSlotsRequest, wire.SlotAssignments>('AllocateSlots', (req) => {
       const { shape, tags } = checks.allocateSlots(req);
-      return { slots: store.allocateSlots(shape, tags) };
+      const slots = store.allocateSlots(shape, tags);
+      return { slots, collectionId: store.fixCollectionId() };
     }),
 
     getGroup: unary<wire.GetGroupRequest, wire.GroupContents>('GetGroup', (req) => {
       const { version, members } = store.group(req.group);
       return { version, members: members.map((m) => ({ slot: m.slot, lookupTag: m.lookupTag, sealedImage: m.sealedImage })) };
+    }),
+
+    listGroups: unary<wire.ListGroupsRequest, wire.GroupList>('ListGroups', () => {
+      const shape = store.shape();
+      return {
+        collectionId: store.collectionId() ?? Buffer.alloc(0),
+        width: shape?.width ?? 0,
+        height: shape?.height ?? 0,
+        maxValue: shape?.maxValue ?? 0,
+        groups: store.groupStates().map((g) => ({ ...g, pending: false, pendingDigest: '', pendingMembers: 0 })),
+      };
     }),
 
     batchQuery: (call: ServerDuplexStream<wire.QueryRequest, wire.QueryReply>) => {

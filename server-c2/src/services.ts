@@ -154,7 +154,7 @@ export function replicaService(deps: C2ServiceDeps): wire.ReplicaServer {
       checkLookupTags(req.members.map((m) => m.lookupTag));
       const columns = change.columns ? deps.codec.columnsFromWire(change.columns, false) : undefined;
       if (columns && !pk1.areValidCiphertexts([...columns.distance, ...columns.bound])) throw invalidInput('invalid ciphertext');
-      deps.replica.putGroup(
+      deps.replica.stageGroup(
         { width: req.width, height: req.height, maxValue: req.maxValue },
         {
           group: change.group,
@@ -162,8 +162,33 @@ export function replicaService(deps: C2ServiceDeps): wire.ReplicaServer {
           members: req.members.map((m) => ({ slot: m.slot, lookupTag: Buffer.from(m.lookupTag) })),
           columns,
         },
+        req.collectionId,
       );
-      return { total: BigInt(deps.replica.count) };
+      return { total: BigInt(deps.replica.countWithPending()) };
+    }),
+    commitGroup: unary<wire.CommitGroupRequest, wire.CommitGroupReply>('Replica.CommitGroup', (req) => {
+      if (req.collectionId.length === 0) throw invalidInput('no collection id');
+      // A digest is 32 hex digits (groupDigest): anything else matches nothing, and is not stored.
+      if (req.digest.length > 64) throw invalidInput('a group digest is 32 hex digits');
+      const [settled] = deps.replica.settleGroups(req.collectionId, [{ group: req.group, digest: req.digest || undefined }], true);
+      return { agrees: settled !== 'differs', total: BigInt(deps.replica.count) };
+    }),
+    listGroups: unary<wire.ListGroupsRequest, wire.GroupList>('Replica.ListGroups', () => {
+      const shape = deps.replica.shape();
+      return {
+        collectionId: deps.replica.collectionId() ?? Buffer.alloc(0),
+        width: shape?.width ?? 0,
+        height: shape?.height ?? 0,
+        maxValue: shape?.maxValue ?? 0,
+        groups: deps.replica.groupStates().map((g) => ({
+          group: g.group,
+          digest: g.digest ?? '',
+          members: g.members,
+          pending: g.pending !== undefined,
+          pendingDigest: g.pending?.digest ?? '',
+          pendingMembers: g.pending?.members ?? 0,
+        })),
+      };
     }),
   };
 }

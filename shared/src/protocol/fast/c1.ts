@@ -32,6 +32,8 @@ export interface PackedRecordSource {
   /** Records in the collection (candidates are numbered 0..count-1 in upload order). */
   count: number;
   groups: GroupLayout[];
+  /** The collection's id (empty before its first upload), so C2 can refuse a replica of another collection. */
+  collectionId: Buffer;
   /** A group's columns as stored (bytes, one ciphertext per coordinate) and its constant. */
   columns(group: number, family: Family): Promise<{ columns: FixedWidthValues; constant: bigint }>;
 }
@@ -109,7 +111,15 @@ export async function fastSearch(
   const groupCount = records.groups.length;
   const boundsStarted = Date.now();
   onProgress({ phase: 'lower-bounds', done: 0, total: groupCount, rejected: 0 });
-  const opened = await peer.fastOpen(pk2.fingerprint(), crypto.sk1.publicKey.fingerprint(), k, requestId, shareTicket, records.groups);
+  const opened = await peer.fastOpen(
+    pk2.fingerprint(),
+    crypto.sk1.publicKey.fingerprint(),
+    k,
+    requestId,
+    shareTicket,
+    records.groups,
+    records.collectionId,
+  );
   if (opened.length !== records.groups.length) throw protocolState('C2 sent bound contributions for other groups');
   // Several groups at once: each is a small multi-exponentiation and a round
   // trip to the worker pool, so one at a time would leave the cores idle.
