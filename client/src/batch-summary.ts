@@ -24,6 +24,7 @@ const CODE_OF_CLI_KIND: Record<CliError['kind'], string> = {
   notFound: 'NOT_FOUND',
   unavailable: 'UNAVAILABLE',
   refused: 'PERMISSION_DENIED',
+  dataLoss: 'DATA_LOSS',
   failure: 'UNKNOWN',
 };
 

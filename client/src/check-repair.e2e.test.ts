@@ -1,6 +1,7 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type * as wire from '@fnn/proto';
 import { decodePng, plaintextNearest } from '@fnn/shared';
@@ -100,6 +101,32 @@ describe('fnn check and fnn repair', () => {
     const result = await cliQuery([q, ...conn(c1, c2, keys), '--protocol', 'fast', '--k', String(stored.length)]);
     expect(result.code, result.stderr).toBe(0);
     const want = plaintextNearest(stored, decodePng(readFileSync(q), 'q').pixels, stored.length);
+    expect(result.result.results!.map((r) => [r.id, r.distance])).toEqual(want.map((w) => [w.id, w.distance.toString()]));
+  });
+
+  it("check: exit 7 naming a group whose columns are damaged in C2's file; repair rewrites it from C1", async () => {
+    const file = new Database(join(work, 'c2.db'));
+    try {
+      const row = file.prepare('SELECT pixels FROM replica_groups WHERE grp = 0').get() as { pixels: Buffer };
+      row.pixels[5] ^= 0xff;
+      file.prepare('UPDATE replica_groups SET pixels = ? WHERE grp = 0').run(row.pixels);
+    } finally {
+      file.close();
+    }
+    const damaged = await check();
+    expect(damaged.code, 'check exits 7 on damage at rest').toBe(EXIT.dataLoss);
+    expect(jsonLines(damaged.stdout)[0]).toMatchObject({
+      damaged: { c1: [], c2: [{ record: false, group: 0, columns: ['pixels'] }] },
+      differ: [0],
+    });
+    const fixed = await repair();
+    expect(fixed.code, fixed.stderr).toBe(EXIT.ok);
+    expect(jsonLines(fixed.stdout)[0]).toEqual({ rewritten: [0], committed: [] });
+    expect((await check()).code, 'check agrees after the repair').toBe(EXIT.ok);
+    const q = writeImage(join(work, 'q2.png'), randomPixels(SIZE * SIZE), SIZE, SIZE);
+    const result = await cliQuery([q, ...conn(c1, c2, keys), '--protocol', 'fast', '--k', String(stored.length)]);
+    expect(result.code, result.stderr).toBe(0);
+    const want = plaintextNearest(stored, decodePng(readFileSync(q), 'q2').pixels, stored.length);
     expect(result.result.results!.map((r) => [r.id, r.distance])).toEqual(want.map((w) => [w.id, w.distance.toString()]));
   });
 });

@@ -11,6 +11,7 @@ export const EXIT = {
   notFound: 4, // NOT_FOUND
   unavailable: 5, // a daemon cannot be reached, or is full or busy (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED): try later
   refused: 6, // this certificate may not do that (UNAUTHENTICATED, PERMISSION_DENIED)
+  dataLoss: 7, // a server's stored data is damaged (DATA_LOSS): the owner checks and repairs the collection
 } as const;
 
 export class CliError extends Error {
@@ -58,6 +59,7 @@ export function classify(error: unknown): { code: number; reason: string } {
       'resource-exhausted': EXIT.unavailable,
       unauthenticated: EXIT.refused,
       'permission-denied': EXIT.refused,
+      'data-loss': EXIT.dataLoss,
     }[error.kind];
     return { code, reason: error.message };
   }
@@ -72,7 +74,9 @@ export function classify(error: unknown): { code: number; reason: string } {
             ? EXIT.unavailable
             : grpc.code === 'UNAUTHENTICATED' || grpc.code === 'PERMISSION_DENIED'
               ? EXIT.refused
-              : EXIT.failure;
+              : grpc.code === 'DATA_LOSS'
+                ? EXIT.dataLoss
+                : EXIT.failure;
     return { code, reason: `${grpc.code}: ${grpc.message}` };
   }
   return { code: EXIT.failure, reason: error instanceof Error ? error.message : String(error) };

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as wire from '@fnn/proto';
 import { plaintextNearest } from '@fnn/shared';
 import { BATCH_CONCURRENCY } from './database-service';
@@ -8,7 +8,7 @@ import {
   query,
   randomImage,
   RPC_DEADLINE_MS,
-  startFixture,
+  useFixture,
   UNKNOWN_TICKET,
   withFast,
   withTag,
@@ -23,13 +23,7 @@ import {
 
 let f: Fixture;
 
-beforeAll(async () => {
-  f = await startFixture();
-});
-
-afterAll(async () => {
-  await f?.stop();
-});
+useFixture({}, (started) => (f = started));
 
 describe('BatchQuery', () => {
   it('answers FAST and FNN queries on one BatchQuery stream, and reports a failed one in its reply', async () => {

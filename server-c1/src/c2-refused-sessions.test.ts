@@ -1,8 +1,8 @@
 import { status as Code } from '@grpc/grpc-js';
 import { paperReply } from '@fnn/server-common/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as wire from '@fnn/proto';
-import { D, G, expectCode, randomImage, shareTicketOf, startFixture, UNKNOWN_TICKET, type Fixture, BF, FAST } from './testing/fixtures';
+import { D, G, expectCode, randomImage, shareTicketOf, useFixture, UNKNOWN_TICKET, type Fixture, BF, FAST } from './testing/fixtures';
 
 // C1's queries through a C2 that has just refused a misbehaving C1's
 // sessions (a paper session out of order, a bad ciphertext, fast sessions
@@ -13,13 +13,7 @@ import { D, G, expectCode, randomImage, shareTicketOf, startFixture, UNKNOWN_TIC
 
 let f: Fixture;
 
-beforeAll(async () => {
-  f = await startFixture();
-});
-
-afterAll(async () => {
-  await f?.stop();
-});
+useFixture({}, (started) => (f = started));
 
 describe('C1 through a C2 that refused a misbehaving C1', () => {
   it('keeps serving after the refused sessions: a valid session, Status and full queries', async () => {

@@ -1,5 +1,5 @@
 import { status as Code } from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startC2 } from '@fnn/server-c2';
 import {
   COLLECTION_SIZE,
@@ -12,7 +12,7 @@ import {
   portOf,
   query,
   randomImage,
-  startFixture,
+  useFixture,
   type Fixture,
   FNN,
 } from './testing/fixtures';
@@ -23,13 +23,7 @@ import {
 
 let f: Fixture;
 
-beforeAll(async () => {
-  f = await startFixture();
-});
-
-afterAll(async () => {
-  await f?.stop();
-});
+useFixture({}, (started) => (f = started));
 
 // ----- C2 down and back (last: it restarts C2) -----
 

@@ -1,7 +1,8 @@
-import { status, type ServerDuplexStream, type ServerWritableStream } from '@grpc/grpc-js';
+import { status, type Deadline, type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream } from '@grpc/grpc-js';
 import * as wire from '@fnn/proto';
-import { handlers, requestIdOf } from '@fnn/server-common';
+import { damagedToWire, handlers, requestIdOf } from '@fnn/server-common';
 import {
+  callerOf,
   concurrencyLimit,
   layoutsToWire,
   throttleProgress,
@@ -12,6 +13,7 @@ import {
   type ProgressListener,
   type WireCodec,
 } from '@fnn/shared';
+import { UNKNOWN_CALLER, type AdmissionQueue } from './admission';
 import type { C2Link } from './c2-link';
 import { RequestChecks } from './requests';
 import type { RecordStore } from './storage';
@@ -30,7 +32,25 @@ export interface DatabaseDeps {
   queryTimeoutMs: number;
   /** Queries of one BatchQuery stream that run at once (default BATCH_CONCURRENCY). */
   batchConcurrency?: number;
+  /** Where every query waits for its place (admission.ts). */
+  admission: AdmissionQueue;
 }
+
+/** What admission reads from a query's call: who calls (the verified certificate), until when, and whether it hung up. */
+interface QueryCall {
+  getAuthContext: ServerUnaryCall<unknown, unknown>['getAuthContext'];
+  getDeadline(): Deadline;
+  on(event: 'cancelled', listener: () => void): unknown;
+}
+
+/** Aborted when the call is cancelled (the caller hung up, or its deadline passed): one listener per call, not per query. */
+function cancelSignal(call: QueryCall): AbortSignal {
+  const aborted = new AbortController();
+  call.on('cancelled', () => aborted.abort());
+  return aborted.signal;
+}
+
+const deadlineMs = (deadline: Deadline): number => (deadline instanceof Date ? deadline.getTime() : deadline);
 
 /** Two at once keep both cores busy between one query's rounds with C2. */
 export const BATCH_CONCURRENCY = 2;
@@ -42,6 +62,16 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
   const { unary, stream, failed } = handlers(log);
 
   const checks = new RequestChecks(pk, codec);
+
+  /**
+   * `work` once the admission queue gives the call's caller a place, within the
+   * call's deadline. Over TLS every caller has a verified certificate (C1
+   * demands one); without TLS none is known, and the queue caps those queries in all only.
+   */
+  const admitted = <T>(call: QueryCall, signal: AbortSignal, work: () => Promise<T>): Promise<T> => {
+    const cert = call.getAuthContext()?.sslPeerCertificate;
+    return deps.admission.run(cert?.subject ? callerOf(cert) : UNKNOWN_CALLER, work, { deadline: deadlineMs(call.getDeadline()), signal });
+  };
 
   /** One query of any protocol: the shared part checked here, the rest by the protocol's module (registry). */
   const runQuery = async (req: wire.QueryRequest, requestId: string, onProgress?: ProgressListener): Promise<wire.QueryReply> => {
@@ -77,7 +107,14 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
       return { deleted: store.delete(tags, changes), total: BigInt(store.count) };
     }),
 
-    query: unary<wire.QueryRequest, wire.QueryReply>('Query', (req, requestId) => runQuery(req, requestId)),
+    // The caller's verified certificate is on the call, not the request: read it there.
+    query: (call: ServerUnaryCall<wire.QueryRequest, wire.QueryReply>, callback) => {
+      const signal = cancelSignal(call);
+      unary<wire.QueryRequest, wire.QueryReply>('Query', (req, requestId) => admitted(call, signal, () => runQuery(req, requestId)))(
+        call,
+        callback,
+      );
+    },
 
     queryWithProgress: (call: ServerWritableStream<wire.QueryRequest, wire.QueryEvent>) =>
       void stream('QueryWithProgress', call, async (requestId) => {
@@ -86,7 +123,7 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
           if (!call.cancelled && call.writable) call.write({ event });
         };
         const onProgress = throttleProgress((p) => send({ $case: 'progress', value: progressToWire(p) }), PROGRESS_INTERVAL_MS);
-        const reply = await runQuery(call.request, requestId, onProgress);
+        const reply = await admitted(call, cancelSignal(call), () => runQuery(call.request, requestId, onProgress));
         send({ $case: 'reply', value: reply });
         call.end();
       }),
@@ -110,6 +147,8 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
         height: shape?.height ?? 0,
         maxValue: shape?.maxValue ?? 0,
         groups: store.groupStates().map((g) => ({ ...g, pending: false, pendingDigest: '', pendingMembers: 0 })),
+        // The whole file read and hashed: `fnn check` is the owner's occasional look, not a query's.
+        damaged: damagedToWire(store.verify()),
       };
     }),
 
@@ -118,14 +157,16 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
       // At most a few queries of one stream run at once: a batch of hundreds
       // would otherwise fill the crypto pool's queue, and every other doctor's
       // query would wait behind all of it. The rest of the batch waits here.
+      // Each of those then waits in the admission queue like any other query.
       const limit = concurrencyLimit(deps.batchConcurrency ?? BATCH_CONCURRENCY);
+      const signal = cancelSignal(call);
       const running: Promise<void>[] = [];
       let n = 0;
       call.on('data', (req: wire.QueryRequest) => {
         const requestId = `${batchId}.${++n}`;
         const started = Date.now();
         running.push(
-          limit(() => runQuery(req, requestId)).then(
+          limit(() => admitted(call, signal, () => runQuery(req, requestId))).then(
             (reply) => void call.write(reply),
             (error) => {
               const s = failed('BatchQuery', requestId, started, error);

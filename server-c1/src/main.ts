@@ -1,6 +1,7 @@
 import { DatabaseService } from '@fnn/proto';
 import { serveDaemon } from '@fnn/server-common';
 import { WireCodec, type C1Crypto, type FastC1Crypto, type Logger, type RunningDaemon, type Transport } from '@fnn/shared';
+import { AdmissionQueue, DEFAULT_ADMISSION_LIMITS, type AdmissionLimits } from './admission';
 import { databaseService } from './database-service';
 import { C2Link } from './c2-link';
 import { watchC2, type C2RetryOptions } from './c2-watch';
@@ -22,14 +23,22 @@ export interface C1Config {
   transport: Transport;
   /** How often C1 checks an unreachable or mismatched C2 again (default C2_RETRY). */
   c2Retry?: C2RetryOptions;
+  /** How many queries run and wait at once, per caller and in all (docs/SECURITY.md); the defaults when omitted. */
+  admission?: Partial<AdmissionLimits>;
+}
+
+export interface RunningC1 extends RunningDaemon {
+  /** The queries running and waiting now. */
+  readonly admission: AdmissionQueue;
 }
 
 /** C1's main: wire storage, the link to C2 and the service; nothing else. */
-export async function startC1(config: C1Config): Promise<RunningDaemon> {
+export async function startC1(config: C1Config): Promise<RunningC1> {
   const pk = config.crypto.publicKey;
   const codec = new WireCodec(pk.cipherBytes);
   const store = config.store ?? new RecordStore(config.dbPath, pk);
   const c2 = new C2Link(config.c2Address, codec, config.transport);
+  const admission = new AdmissionQueue({ ...DEFAULT_ADMISSION_LIMITS, ...config.admission });
   const service = databaseService({
     store,
     crypto: config.crypto,
@@ -39,10 +48,11 @@ export async function startC1(config: C1Config): Promise<RunningDaemon> {
     log: config.log,
     queryTimeoutMs: config.queryTimeoutMs ?? 60 * 60_000,
     batchConcurrency: config.batchConcurrency,
+    admission,
   });
   // In the background: C1 serves whatever C2 does; the watch only tells the operator (and stops with C1).
   const watch = watchC2(c2, { pk2: pk, pk1: config.fast.sk1.publicKey }, config.log, config.c2Retry);
-  return serveDaemon({
+  const daemon = await serveDaemon({
     name: 'C1',
     listen: config.listen,
     transport: config.transport,
@@ -55,4 +65,5 @@ export async function startC1(config: C1Config): Promise<RunningDaemon> {
       store.close();
     },
   });
+  return { ...daemon, admission };
 }

@@ -1,5 +1,5 @@
 import { status as Code } from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import * as wire from '@fnn/proto';
 import { cipherToBytes, layoutsToWire, openSealedImage, packingParams, residueToBytes } from '@fnn/shared';
 import {
@@ -20,7 +20,7 @@ import {
   remember,
   remove,
   SHAPE,
-  startFixture,
+  useFixture,
   UNKNOWN_TICKET,
   upload,
   withClaimedShape,
@@ -47,13 +47,7 @@ import {
 
 let f: Fixture;
 
-beforeAll(async () => {
-  f = await startFixture({ empty: true, lean: true });
-});
-
-afterAll(async () => {
-  await f?.stop();
-});
+useFixture({ empty: true, lean: true }, (started) => (f = started));
 
 /** Groups scanned by GetGroup when checking that nothing changed. */
 const GROUPS_SCANNED = 8;

@@ -1,5 +1,5 @@
 import { Client, credentials, Metadata, status as Code, type ServiceError } from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as wire from '@fnn/proto';
 import { plaintextNearest } from '@fnn/shared';
 import {
@@ -14,7 +14,7 @@ import {
   query,
   randomImage,
   RPC_DEADLINE_MS,
-  startFixture,
+  useFixture,
   type Fixture,
   protocolOf,
   totalOf,
@@ -27,13 +27,7 @@ import {
 
 let f: Fixture;
 
-beforeAll(async () => {
-  f = await startFixture();
-});
-
-afterAll(async () => {
-  await f?.stop();
-});
+useFixture({}, (started) => (f = started));
 
 // ----- QueryWithProgress: the same query, with progress while it runs -----
 

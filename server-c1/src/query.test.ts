@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { plaintextNearest } from '@fnn/shared';
 import {
   BF,
@@ -8,7 +8,7 @@ import {
   isFast,
   query,
   randomImage,
-  startFixture,
+  useFixture,
   TWIN_OF,
   type Fixture,
   neighbourCount,
@@ -22,13 +22,7 @@ import {
 
 let f: Fixture;
 
-beforeAll(async () => {
-  f = await startFixture();
-});
-
-afterAll(async () => {
-  await f?.stop();
-});
+useFixture({}, (started) => (f = started));
 
 describe('Query: exact answers', () => {
   it.each([

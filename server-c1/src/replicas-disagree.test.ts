@@ -1,5 +1,5 @@
 import { status as Code, type ServiceError } from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { plaintextNearest, type GroupOutcome } from '@fnn/shared';
 import {
   BF,
@@ -14,7 +14,7 @@ import {
   randomImage,
   remember,
   SHAPE,
-  startFixture,
+  useFixture,
   upload,
   type Fixture,
 } from './testing/fixtures';
@@ -28,13 +28,7 @@ import {
 
 let f: Fixture;
 
-beforeAll(async () => {
-  f = await startFixture();
-});
-
-afterAll(async () => {
-  await f?.stop();
-});
+useFixture({}, (started) => (f = started));
 
 // ----- the two replicas must agree -----
 

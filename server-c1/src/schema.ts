@@ -2,9 +2,20 @@
 // Paillier ciphertexts under C2's key, AES-GCM-sealed identifiers and images,
 // and HMAC lookup tags. The facts table (image size, pixel depth, key, schema
 // version, and here the paper layout) is CollectionDatabase's.
-import type { CollectionSchema } from '@fnn/server-common';
+import { addChecksums, type ChecksummedTable, type CollectionSchema } from '@fnn/server-common';
 
-export const SCHEMA_VERSION = 4;
+/** 5: every blob has its checksum beside it (server-common/src/checksums.ts). */
+export const SCHEMA_VERSION = 5;
+
+/** The blobs of a record, each with its checksum column `<blob>_sha`; the row is named by its lookup tag. */
+export const RECORD_BLOBS: ChecksummedTable = {
+  table: 'records',
+  key: 'lookup_tag',
+  blobs: ['encrypted_id', 'sealed_image', 'sum', 'spread', 'pixels'],
+};
+
+/** A group's packed columns and constants, named by the group's number. */
+export const GROUP_BLOBS: ChecksummedTable = { table: 'packed_groups', key: 'grp', blobs: ['pixels', 'embedding', 'constants'] };
 
 const TABLES = `
 -- One row per image. seq is the upload order: the candidate order of every
@@ -20,6 +31,13 @@ CREATE TABLE IF NOT EXISTS records (
   pixels       BLOB,                  -- E(x_1) .. E(x_d), fixed-width ciphertexts back to back
   grp          INTEGER NOT NULL,      -- fast protocol: the group and slot this record is packed into
   slot         INTEGER NOT NULL,
+  -- SHA-256 of (table, lookup tag, column, blob) per blob (RECORD_BLOBS), NULL where the blob is;
+  -- last, where the migration from version 4 adds them.
+  encrypted_id_sha BLOB,
+  sealed_image_sha BLOB,
+  sum_sha          BLOB,
+  spread_sha       BLOB,
+  pixels_sha       BLOB,
   UNIQUE (grp, slot)
 ) STRICT;
 
@@ -30,13 +48,23 @@ CREATE TABLE IF NOT EXISTS packed_groups (
   version   BLOB NOT NULL,            -- random per change, the same in C2's replica (group digests)
   pixels    BLOB NOT NULL,
   embedding BLOB NOT NULL,
-  constants BLOB NOT NULL             -- the distance and bound constants
+  constants BLOB NOT NULL,            -- the distance and bound constants
+  -- SHA-256 of (table, group, column, blob) per blob (GROUP_BLOBS).
+  pixels_sha    BLOB,
+  embedding_sha BLOB,
+  constants_sha BLOB
 ) STRICT;
 `;
 
 export const SCHEMA: CollectionSchema = {
   version: SCHEMA_VERSION,
   tables: TABLES,
+  migrations: {
+    4: (db) => {
+      addChecksums(db, RECORD_BLOBS);
+      addChecksums(db, GROUP_BLOBS);
+    },
+  },
   groups: { versions: 'packed_groups', members: 'records' },
   names: {
     daemon: 'C1',

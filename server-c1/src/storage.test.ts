@@ -3,14 +3,12 @@ import {
   encryptGroup,
   encryptRecord,
   FnnError,
-  generateKeyPair,
-  generateSymmetricKey,
   groupDigest,
   groupPlaintexts,
   newGroupVersion,
   openSealedImage,
   packingParams,
-  RecordKey,
+  type RecordKey,
   sealImage,
   unpack,
   type Family,
@@ -20,17 +18,9 @@ import {
   type PublicKey,
   type SecretKey,
 } from '@fnn/shared';
-import {
-  cipherPieces,
-  ciphersOf,
-  databaseBytes,
-  expectFnnError,
-  groupChangeSteps,
-  onDisk,
-  rejected,
-  ScratchDatabases,
-  thrown,
-} from '@fnn/server-common/testing';
+// What a store keeps on disk, and the refusals and set-up every store test shares.
+import { cipherPieces, ciphersOf, databaseBytes, onDisk } from '@fnn/server-common/testing';
+import { expectFnnError, groupChangeSteps, rejected, ScratchDatabases, storeTestKeys, thrown } from '@fnn/server-common/testing';
 import { RecordStore, type CollectionShape, type GroupChange, type StoredRecord } from './storage';
 
 // RecordStore against a real SQLite file: the collection's shape (with or
@@ -44,11 +34,7 @@ let otherKey: PublicKey;
 let recordKey: RecordKey;
 const scratch = new ScratchDatabases('fnn-storage-test-');
 
-beforeAll(async () => {
-  ({ publicKey: pk, secretKey: sk } = await generateKeyPair(512));
-  ({ publicKey: otherKey } = await generateKeyPair(512));
-  recordKey = new RecordKey(generateSymmetricKey());
-});
+beforeAll(async () => ({ key: pk, secret: sk, otherKey, recordKey } = await storeTestKeys()));
 
 afterAll(() => scratch.cleanUp());
 

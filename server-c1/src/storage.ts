@@ -1,4 +1,4 @@
-import { checkGroupVersion, checkSlot, CollectionStore } from '@fnn/server-common';
+import { checkGroupVersion, checksumsOf, checkSlot, CollectionStore, damagedRows, type Damage } from '@fnn/server-common';
 import {
   invalidInput,
   notFound,
@@ -14,7 +14,7 @@ import {
   type PublicKey,
   type RecordSource,
 } from '@fnn/shared';
-import { SCHEMA } from './schema';
+import { GROUP_BLOBS, RECORD_BLOBS, SCHEMA } from './schema';
 
 export interface CollectionShape {
   width: number;
@@ -82,10 +82,13 @@ export class RecordStore extends CollectionStore {
       let replaced = 0;
       // A replacement keeps its seq: the upload order (and so the tie rule) does not change.
       const update = this.db.prepare(
-        'UPDATE records SET encrypted_id = ?, sealed_image = ?, sum = ?, spread = ?, pixels = ? WHERE lookup_tag = ?',
+        `UPDATE records SET encrypted_id = ?, sealed_image = ?, sum = ?, spread = ?, pixels = ?,
+           encrypted_id_sha = ?, sealed_image_sha = ?, sum_sha = ?, spread_sha = ?, pixels_sha = ? WHERE lookup_tag = ?`,
       );
       const insert = this.db.prepare(
-        'INSERT INTO records (encrypted_id, sealed_image, sum, spread, pixels, lookup_tag, grp, slot) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        `INSERT INTO records (encrypted_id, sealed_image, sum, spread, pixels,
+           encrypted_id_sha, sealed_image_sha, sum_sha, spread_sha, pixels_sha, lookup_tag, grp, slot)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       );
       const holder = this.db.prepare('SELECT lookup_tag FROM records WHERE grp = ? AND slot = ?');
       const place = this.db.prepare('SELECT grp, slot FROM records WHERE lookup_tag = ?');
@@ -105,10 +108,12 @@ export class RecordStore extends CollectionStore {
         const paper = r.paper
           ? [this.toBlob([r.paper.sum]), this.toBlob([r.paper.spread]), this.toBlob(r.paper.pixels)]
           : [null, null, null];
+        const blobs = [r.encryptedId, r.sealedImage, ...paper]; // in RECORD_BLOBS' order
+        const sums = checksumsOf(RECORD_BLOBS, r.lookupTag, blobs);
         if (own) {
-          update.run(r.encryptedId, r.sealedImage, ...paper, r.lookupTag);
+          update.run(...blobs, ...sums, r.lookupTag);
           replaced++;
-        } else insert.run(r.encryptedId, r.sealedImage, ...paper, r.lookupTag, change.group, r.slot);
+        } else insert.run(...blobs, ...sums, r.lookupTag, change.group, r.slot);
       });
       this.writeColumns(change, params);
       return { stored: records.length - replaced, replaced };
@@ -154,24 +159,27 @@ export class RecordStore extends CollectionStore {
     const shape = this.shape();
     if (shape && !shape.layouts.includes('paper'))
       throw protocolState("this collection was uploaded without the paper's per-pixel layout: query it with the fast protocol");
-    const rows = this.db.prepare('SELECT seq, encrypted_id, sum, spread FROM records ORDER BY seq').all() as {
-      seq: number;
-      encrypted_id: Buffer;
-      sum: Buffer;
-      spread: Buffer;
-    }[]; // non-null: the collection has the paper's layout
-    const getPixels = this.db.prepare('SELECT pixels FROM records WHERE seq = ?');
+    const rows = this.db
+      .prepare(
+        `SELECT seq, lookup_tag, grp, slot, encrypted_id, encrypted_id_sha, sum, sum_sha, spread, spread_sha
+         FROM records ORDER BY seq`,
+      )
+      .all() as (RecordPlace & Checked<'encrypted_id' | 'sum' | 'spread'> & { seq: number })[];
+    const getPixels = this.db.prepare('SELECT pixels, pixels_sha FROM records WHERE seq = ?');
     const dimension = shape ? shape.width * shape.height : 0;
+    const checked = this.recordBlob(rows);
     return {
       count: rows.length,
       dimension,
-      stats: async () => rows.map((r) => ({ sum: this.fromBlob(r.sum)[0], spread: this.fromBlob(r.spread)[0] })),
+      // Two ciphertexts a record, hashed once per query: nothing beside the bound's own work.
+      stats: async () =>
+        rows.map((r, i) => ({ sum: this.fromBlob(checked(i, r, 'sum'))[0], spread: this.fromBlob(checked(i, r, 'spread'))[0] })),
       pixels: async (candidate) => {
-        const row = getPixels.get(rows[candidate].seq) as { pixels: Buffer } | undefined;
+        const row = getPixels.get(rows[candidate].seq) as Checked<'pixels'> | undefined;
         if (!row) throw notFound('a record was deleted during the query; run the query again');
-        return this.fromBlob(row.pixels);
+        return this.fromBlob(checked(candidate, row, 'pixels'));
       },
-      encryptedId: (candidate) => rows[candidate].encrypted_id,
+      encryptedId: (candidate) => checked(candidate, rows[candidate], 'encrypted_id'),
     };
   }
 
@@ -226,15 +234,54 @@ export class RecordStore extends CollectionStore {
 
   /** A group's version and members, for the owner to re-encrypt its columns. */
   group(group: number): { version: Buffer; members: GroupMemberRecord[] } {
-    const row = this.db.prepare('SELECT version FROM packed_groups WHERE grp = ?').get(group) as { version: Buffer } | undefined;
     const members = (
-      this.db.prepare('SELECT slot, lookup_tag, sealed_image FROM records WHERE grp = ? ORDER BY slot').all(group) as {
-        slot: number;
-        lookup_tag: Buffer;
-        sealed_image: Buffer;
-      }[]
-    ).map((r) => ({ slot: r.slot, lookupTag: r.lookup_tag, sealedImage: r.sealed_image }));
-    return { version: row?.version ?? Buffer.alloc(0), members };
+      this.db
+        .prepare('SELECT slot, lookup_tag, sealed_image, sealed_image_sha FROM records WHERE grp = ? ORDER BY slot')
+        .all(group) as (Checked<'sealed_image'> & { slot: number; lookup_tag: Buffer })[]
+    ).map((r) => ({
+      slot: r.slot,
+      lookupTag: r.lookup_tag,
+      sealedImage: this.collection.verified(RECORD_BLOBS, r.lookup_tag, 'sealed_image', r.sealed_image, r.sealed_image_sha, () =>
+        recordAt(undefined, group, r.slot),
+      ),
+    }));
+    return { version: this.groupVersion(group), members };
+  }
+
+  /** A group's version; empty when the group is. */
+  private groupVersion(group: number): Buffer {
+    const row = this.db.prepare('SELECT version FROM packed_groups WHERE grp = ?').get(group) as { version: Buffer } | undefined;
+    return row?.version ?? Buffer.alloc(0);
+  }
+
+  /**
+   * Every record and group whose blobs do not match their checksums (records
+   * in upload order, then groups by number): what `fnn check` reports. Reads
+   * the whole file, one row at a time.
+   */
+  verify(): Damage[] {
+    const damage: Damage[] = [];
+    for (const { index, row, columns } of damagedRows(this.db, RECORD_BLOBS, 'seq', ['grp', 'slot']))
+      damage.push({
+        kind: 'record',
+        group: row.grp as number,
+        slot: row.slot as number,
+        position: index + 1,
+        lookupTag: row.lookup_tag as Buffer,
+        columns,
+      });
+    for (const { row, columns } of damagedRows(this.db, GROUP_BLOBS, 'grp'))
+      damage.push({ kind: 'group', group: row.grp as number, columns });
+    return damage;
+  }
+
+  /** A record's blob as read with its checksum, checked; `candidate` (upload order) names it in a refusal. */
+  private recordBlob(places: RecordPlace[]) {
+    return <C extends RecordBlob>(candidate: number, row: Checked<C>, column: C): Buffer => {
+      const { lookup_tag: tag, grp, slot } = places[candidate];
+      const read = row as Record<string, Buffer | null>;
+      return this.collection.verified(RECORD_BLOBS, tag, column, read[column], read[`${column}_sha`], () => recordAt(candidate, grp, slot));
+    };
   }
 
   /**
@@ -252,12 +299,10 @@ export class RecordStore extends CollectionStore {
   packedSnapshot(): PackedRecordSource & { sealedImage(candidate: number): Buffer; encryptedId(candidate: number): Buffer } {
     const params = this.params();
     if (!params) throw invalidInput('the collection is empty');
-    const rows = this.db.prepare('SELECT lookup_tag, encrypted_id, grp, slot FROM records ORDER BY seq').all() as {
-      lookup_tag: Buffer;
-      encrypted_id: Buffer;
-      grp: number;
-      slot: number;
-    }[];
+    const rows = this.db
+      .prepare('SELECT lookup_tag, encrypted_id, encrypted_id_sha, grp, slot FROM records ORDER BY seq')
+      .all() as (RecordPlace & Checked<'encrypted_id'>)[];
+    const checked = this.recordBlob(rows);
     const members = new Map<number, number[]>();
     rows.forEach((r, candidate) => {
       let m = members.get(r.grp);
@@ -268,8 +313,10 @@ export class RecordStore extends CollectionStore {
       .sort(([a], [b]) => a - b)
       .map(([group, m]) => ({ group, members: m, digest: this.groupDigestNow(group, params.groupSize) }));
     const digests = new Map(groups.map((g) => [g.group, g.digest]));
-    const getPacked = this.db.prepare('SELECT pixels, embedding, constants FROM packed_groups WHERE grp = ?');
-    const getSealed = this.db.prepare('SELECT sealed_image FROM records WHERE lookup_tag = ?');
+    const getPacked = this.db.prepare(
+      'SELECT pixels, pixels_sha, embedding, embedding_sha, constants, constants_sha FROM packed_groups WHERE grp = ?',
+    );
+    const getSealed = this.db.prepare('SELECT sealed_image, sealed_image_sha FROM records WHERE lookup_tag = ?');
     return {
       params,
       count: rows.length,
@@ -279,19 +326,25 @@ export class RecordStore extends CollectionStore {
       columns: async (group: number, family: Family) => {
         if (this.groupDigestNow(group, params.groupSize) !== digests.get(group))
           throw protocolState('a group changed during the query; run the query again');
-        const row = getPacked.get(group) as { pixels: Buffer; embedding: Buffer; constants: Buffer };
-        const [distanceConstant, boundConstant] = this.fromBlob(row.constants);
+        const row = getPacked.get(group) as Checked<'pixels' | 'embedding' | 'constants'>;
+        // Each column hashed whole on every read. Measured (node:crypto SHA-256, Node 20, one core of
+        // this shared 2-core Xeon, 2026-12-02): a 256x256 pixel column at 2048 bits (65,536 x 512 bytes,
+        // 32 MiB) ~70 ms, its 2048-coordinate embedding (1 MiB) ~2 ms; a fast query at n = 500 (39 groups'
+        // bounds, 1-2 groups' distances) hashes ~0.2 s per server of a 36-45 s query (docs/BENCHMARKS.md).
+        const blob = (column: 'pixels' | 'embedding' | 'constants') =>
+          this.collection.verified(GROUP_BLOBS, group, column, row[column], row[`${column}_sha`], () => `group ${group}`);
+        const [distanceConstant, boundConstant] = this.fromBlob(blob('constants'));
         // The columns as stored: the multi-exponentiation reads the bytes.
         const width = this.key.cipherBytes;
         return family === 'distance'
-          ? { columns: { bytes: row.pixels, width }, constant: distanceConstant }
-          : { columns: { bytes: row.embedding, width }, constant: boundConstant };
+          ? { columns: { bytes: blob('pixels'), width }, constant: distanceConstant }
+          : { columns: { bytes: blob('embedding'), width }, constant: boundConstant };
       },
-      encryptedId: (candidate) => rows[candidate].encrypted_id,
+      encryptedId: (candidate) => checked(candidate, rows[candidate], 'encrypted_id'),
       sealedImage: (candidate) => {
-        const row = getSealed.get(rows[candidate].lookup_tag) as { sealed_image: Buffer } | undefined;
+        const row = getSealed.get(rows[candidate].lookup_tag) as Checked<'sealed_image'> | undefined;
         if (!row) throw notFound('a record was deleted during the query; run the query again');
-        return row.sealed_image;
+        return checked(candidate, row, 'sealed_image');
       },
     };
   }
@@ -316,8 +369,7 @@ export class RecordStore extends CollectionStore {
   /** Optimistic concurrency: the owner encrypted the group as it was at baseVersion. */
   private checkBase(change: GroupChange): void {
     checkGroupVersion(change.version);
-    const { version } = this.group(change.group);
-    if (!version.equals(change.baseVersion))
+    if (!this.groupVersion(change.group).equals(change.baseVersion))
       throw protocolState(`group ${change.group} changed since it was read; run the upload or delete again`);
   }
 
@@ -334,13 +386,16 @@ export class RecordStore extends CollectionStore {
     checkColumnCounts(params, c, `group ${change.group}`);
     if (c.distanceConstant === undefined || c.boundConstant === undefined)
       throw invalidInput(`group ${change.group}: packed columns without their constants`);
+    const blobs = [this.toBlob(c.distance), this.toBlob(c.bound), this.toBlob([c.distanceConstant, c.boundConstant])]; // GROUP_BLOBS' order
     this.db
       .prepare(
-        `INSERT INTO packed_groups (grp, version, pixels, embedding, constants) VALUES (?, ?, ?, ?, ?)
+        `INSERT INTO packed_groups (grp, version, pixels, embedding, constants, pixels_sha, embedding_sha, constants_sha)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT(grp) DO UPDATE SET version = excluded.version, pixels = excluded.pixels,
-           embedding = excluded.embedding, constants = excluded.constants`,
+           embedding = excluded.embedding, constants = excluded.constants, pixels_sha = excluded.pixels_sha,
+           embedding_sha = excluded.embedding_sha, constants_sha = excluded.constants_sha`,
       )
-      .run(change.group, change.version, this.toBlob(c.distance), this.toBlob(c.bound), this.toBlob([c.distanceConstant, c.boundConstant]));
+      .run(change.group, change.version, ...blobs, ...checksumsOf(GROUP_BLOBS, change.group, blobs));
   }
 
   private toBlob(ciphers: bigint[]): Buffer {
@@ -351,3 +406,20 @@ export class RecordStore extends CollectionStore {
     return this.collection.fromBlob(blob);
   }
 }
+
+/** A record's blob columns (RECORD_BLOBS). */
+type RecordBlob = 'encrypted_id' | 'sealed_image' | 'sum' | 'spread' | 'pixels';
+/** Blob columns as read with their checksums. */
+type Checked<C extends string> = { [K in C]: Buffer } & { [K in C as `${K}_sha`]: Buffer | null };
+/** Where a record is, for naming it in a refusal. */
+interface RecordPlace {
+  lookup_tag: Buffer;
+  grp: number;
+  slot: number;
+}
+
+/** A record as a refusal names it: its position in upload order (when known) and its place; never its ID. */
+const recordAt = (candidate: number | undefined, group: number, slot: number): string =>
+  candidate === undefined
+    ? `the record in group ${group}, slot ${slot}`
+    : `record ${candidate + 1} in upload order (group ${group}, slot ${slot})`;

@@ -1,5 +1,5 @@
 import { status as Code, type ServiceError } from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { layoutsToWire, openSealedImage } from '@fnn/shared';
 import {
   allocateSlots,
@@ -23,7 +23,7 @@ import {
   query,
   randomImage,
   remember,
-  startFixture,
+  useFixture,
   WIDTH,
   type Fixture,
   WITH_PAPER_LAYOUT,
@@ -40,13 +40,7 @@ import {
 
 let f: Fixture;
 
-beforeAll(async () => {
-  f = await startFixture({ empty: true, lean: true });
-});
-
-afterAll(async () => {
-  await f?.stop();
-});
+useFixture({ empty: true, lean: true }, (started) => (f = started));
 
 describe('Database service: valid requests', () => {
   it('uses groups of at least 2 records at these sizes, and a collection whose base upload exercises every case', () => {

@@ -1,5 +1,5 @@
 import { status as Code } from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { layoutsToWire } from '@fnn/shared';
 import {
   BF,
@@ -15,7 +15,7 @@ import {
   query,
   randomImage,
   remember,
-  startFixture,
+  useFixture,
   type Fixture,
   PACKED_ONLY,
 } from './testing/fixtures';
@@ -27,13 +27,7 @@ import {
 
 let f: Fixture;
 
-beforeAll(async () => {
-  f = await startFixture({ lean: true });
-});
-
-afterAll(async () => {
-  await f?.stop();
-});
+useFixture({ lean: true }, (started) => (f = started));
 
 describe("A collection uploaded without the paper's layout (paper_layout = false)", () => {
   it('is uploaded as records without pixels, sum or spread, with the packed columns of their groups', async () => {

@@ -3,29 +3,19 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   encryptGroup,
-  generateKeyPair,
-  generateSymmetricKey,
   groupDigest,
   groupPlaintexts,
   newGroupVersion,
   packingParams,
-  RecordKey,
+  type RecordKey,
   unpack,
   type PackingParams,
   type PublicKey,
   type SecretKey,
 } from '@fnn/shared';
-import {
-  cipherPieces,
-  ciphersOf,
-  databaseBytes,
-  expectFnnError,
-  groupChangeSteps,
-  onDisk,
-  rejected,
-  ScratchDatabases,
-  thrown,
-} from '@fnn/server-common/testing';
+// What a store keeps on disk, and the refusals and set-up every store test shares.
+import { cipherPieces, ciphersOf, databaseBytes, onDisk } from '@fnn/server-common/testing';
+import { expectFnnError, groupChangeSteps, rejected, ScratchDatabases, storeTestKeys, thrown } from '@fnn/server-common/testing';
 import { ReplicaStore, type ReplicaGroupChange, type ReplicaShape } from './replica-store';
 
 // C2's replica of the packed groups against a real SQLite file: a group set
@@ -38,11 +28,7 @@ let otherKey: PublicKey;
 let recordKey: RecordKey;
 const scratch = new ScratchDatabases('fnn-replica-test-');
 
-beforeAll(async () => {
-  ({ publicKey: pk1, secretKey: sk1 } = await generateKeyPair(512));
-  ({ publicKey: otherKey } = await generateKeyPair(512));
-  recordKey = new RecordKey(generateSymmetricKey());
-});
+beforeAll(async () => ({ key: pk1, secret: sk1, otherKey, recordKey } = await storeTestKeys()));
 
 afterAll(() => scratch.cleanUp());
 
@@ -545,18 +531,18 @@ describe('ReplicaStore: changes pending until C1 holds them', () => {
     );
   });
 
-  it('opens a replica of schema 1 (no pending changes) and takes changes pending from then on', async () => {
+  it('opens a replica of schema 2 (checksums, no pending changes) and takes changes pending from then on', async () => {
     const path = freshPath();
     const first = openReplica(path);
     const change = await put(first, 0, [record('a', 0)]);
     first.close();
     const raw = new Database(path);
     raw.exec(
-      "DROP TABLE replica_pending; DROP TABLE replica_pending_members; UPDATE collection SET value = '1' WHERE name = 'schema_version'",
+      "DROP TABLE replica_pending; DROP TABLE replica_pending_members; UPDATE collection SET value = '2' WHERE name = 'schema_version'",
     );
     raw.close();
     const again = openReplica(path);
-    await expectGroup(again, change, 'a schema-1 group after the migration');
+    await expectGroup(again, change, 'a schema-2 group after the migration');
     const next = await groupChange(0, [record('a', 0), record('b', 1)]);
     again.stageGroup(SHAPE_4x4, next.replica, again.collectionId()!);
     expect(again.count, 'taken pending').toBe(1);

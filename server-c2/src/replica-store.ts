@@ -1,4 +1,15 @@
-import { checkGroupVersion, checkSlot, CollectionStore, type CollectionSchema, type ImageShape } from '@fnn/server-common';
+import {
+  addChecksums,
+  checkGroupVersion,
+  checksumsOf,
+  checkSlot,
+  CollectionStore,
+  damagedRows,
+  type ChecksummedTable,
+  type CollectionSchema,
+  type Damage,
+  type ImageShape,
+} from '@fnn/server-common';
 import { randomBytes } from 'node:crypto';
 import {
   checkColumnCounts,
@@ -17,14 +28,24 @@ import {
 // change the owner sent but C1 may not hold yet (docs/ARCHITECTURE.md,
 // "Replica changes"). The schema is here, in one place (the facts table is
 // CollectionDatabase's); WAL mode, one transaction per change, deleted rows overwritten.
-export const REPLICA_SCHEMA_VERSION = 2;
+/**
+ * 2: every group's columns have their checksums beside them (server-common/src/checksums.ts).
+ * 3: pending changes (replica_pending, replica_pending_members).
+ */
+export const REPLICA_SCHEMA_VERSION = 3;
+
+/** A group's packed columns, each with its checksum column `<blob>_sha`, named by the group's number. */
+export const REPLICA_BLOBS: ChecksummedTable = { table: 'replica_groups', key: 'grp', blobs: ['pixels', 'embedding'] };
 
 const TABLES = `
 CREATE TABLE IF NOT EXISTS replica_groups (
   grp       INTEGER PRIMARY KEY,
   version   BLOB NOT NULL,          -- the owner's random version of the group's last change, the same at C1
   pixels    BLOB NOT NULL,          -- E1(sum_j x_i^(j) 2^(w j))
-  embedding BLOB NOT NULL
+  embedding BLOB NOT NULL,
+  -- SHA-256 of (table, group, column, blob) per blob (REPLICA_BLOBS); last, where the migration from version 1 adds them.
+  pixels_sha    BLOB,
+  embedding_sha BLOB
 ) STRICT;
 
 CREATE TABLE IF NOT EXISTS replica_members (
@@ -39,7 +60,9 @@ CREATE TABLE IF NOT EXISTS replica_pending (
   grp       INTEGER PRIMARY KEY,
   version   BLOB NOT NULL,
   pixels    BLOB,                   -- NULL: the change empties the group
-  embedding BLOB
+  embedding BLOB,
+  pixels_sha    BLOB,               -- the checksums its columns get in replica_groups once promoted
+  embedding_sha BLOB
 ) STRICT;
 
 CREATE TABLE IF NOT EXISTS replica_pending_members (
@@ -55,8 +78,8 @@ const PENDING = { versions: 'replica_pending', members: 'replica_pending_members
 export const REPLICA_SCHEMA: CollectionSchema = {
   version: REPLICA_SCHEMA_VERSION,
   tables: TABLES,
-  // Version 1 had no pending changes: its tables are created after the migration.
-  migrations: { 1: () => {} },
+  // Version 2 had no pending changes: their tables are created after the migrations.
+  migrations: { 1: (db) => addChecksums(db, REPLICA_BLOBS), 2: () => {} },
   groups: { versions: 'replica_groups', members: 'replica_members' },
   names: {
     daemon: 'C2',
@@ -118,18 +141,20 @@ export class ReplicaStore extends CollectionStore {
         if (slots.has(m.slot)) throw invalidInput(`slot ${m.slot} named twice`);
         slots.add(m.slot);
       }
-      let columns: [Buffer, Buffer] | [null, null] = [null, null];
+      let columns: (Buffer | null)[] = [null, null, null, null]; // pixels, embedding and their checksums
       if (change.members.length === 0) {
         if (change.columns) throw invalidInput(`group ${change.group} is left empty but columns were sent`);
       } else {
         const c = change.columns;
         if (!c) throw invalidInput(`group ${change.group} has members but no packed columns`);
         checkColumnCounts(p, c, `group ${change.group}`);
-        columns = [this.toBlob(c.distance), this.toBlob(c.bound)];
+        const blobs = [this.toBlob(c.distance), this.toBlob(c.bound)]; // REPLICA_BLOBS' order
+        const [pixelsSha, embeddingSha] = checksumsOf(REPLICA_BLOBS, change.group, blobs);
+        columns = [blobs[0], blobs[1], pixelsSha, embeddingSha];
       }
       this.dropPending(change.group);
       this.db
-        .prepare('INSERT INTO replica_pending (grp, version, pixels, embedding) VALUES (?, ?, ?, ?)')
+        .prepare('INSERT INTO replica_pending (grp, version, pixels, embedding, pixels_sha, embedding_sha) VALUES (?, ?, ?, ?, ?, ?)')
         .run(change.group, change.version, ...columns);
       const insert = this.db.prepare('INSERT INTO replica_pending_members (grp, slot, lookup_tag) VALUES (?, ?, ?)');
       for (const m of change.members) insert.run(change.group, m.slot, m.lookupTag);
@@ -162,10 +187,10 @@ export class ReplicaStore extends CollectionStore {
 
   /**
    * THE rule of replica changes (docs/ARCHITECTURE.md, "Replica changes"), in
-   * one place: C1 holds `c1Digest` of each group (undefined: C1 holds it
-   * empty). C2 keeps serving its committed version if that is it; promotes its
-   * pending change if that is it (so a lost commit heals at the next session);
-   * otherwise the group differs. A pending change C1 does not hold is dropped
+   * one place: C1 holds `digest` of each group (undefined: C1 holds it
+   * empty). C2 promotes its pending change if that is it (so a lost commit
+   * heals at the next session); keeps serving its committed version if that
+   * is it; otherwise the group differs. A pending change C1 does not hold is dropped
    * only on the owner's word (`dropStale`, Replica.CommitGroup): a session may
    * see C1 just before it commits that very change.
    */
@@ -178,16 +203,18 @@ export class ReplicaStore extends CollectionStore {
         const committed = p && this.collection.groupDigest(group, p.groupSize);
         const pendingRow = this.db.prepare('SELECT version FROM replica_pending WHERE grp = ?').get(group) as
           { version: Buffer } | undefined;
+        // A pending change of C1's digest first, even when the committed version has it too: the same
+        // version re-encrypted (`fnn repair` of columns damaged at rest) replaces the stored one.
+        if (pendingRow && p && this.pendingDigest(group, p.groupSize) === digest) {
+          this.promote(group);
+          promoted = true;
+          return 'promoted';
+        }
         if (committed === digest) {
           if (pendingRow && dropStale) this.dropPending(group);
           return 'current';
         }
-        if (!pendingRow || !p) return 'differs';
-        const pending = this.pendingDigest(group, p.groupSize);
-        if (pending !== digest) return 'differs';
-        this.promote(group);
-        promoted = true;
-        return 'promoted';
+        return 'differs';
       });
       if (this.count === 0 && !this.hasPending()) this.collection.clearFacts();
       return settled;
@@ -229,7 +256,7 @@ export class ReplicaStore extends CollectionStore {
   source(): ReplicaSource & { digest(group: number): string | undefined } {
     const params = this.params();
     if (!params) throw invalidInput('the replica is empty');
-    const packed = this.db.prepare('SELECT pixels, embedding FROM replica_groups WHERE grp = ?');
+    const packed = this.db.prepare('SELECT pixels, pixels_sha, embedding, embedding_sha FROM replica_groups WHERE grp = ?');
     const digest = (group: number) => this.collection.groupDigest(group, params.groupSize);
     return {
       params,
@@ -248,11 +275,23 @@ export class ReplicaStore extends CollectionStore {
       columns: async (group: number, family: Family, expectedDigest: string) => {
         const now = digest(group);
         if (now === undefined || now !== expectedDigest) throw protocolState('a group changed during the query; run the query again');
-        const row = packed.get(group) as { pixels: Buffer; embedding: Buffer };
+        const row = packed.get(group) as Record<'pixels' | 'embedding', Buffer> & Record<'pixels_sha' | 'embedding_sha', Buffer | null>;
+        // The column hashed whole on every read, as at C1 (cost: server-c1/src/storage.ts, packedSnapshot).
+        const column = family === 'distance' ? 'pixels' : 'embedding';
         // As stored: the multi-exponentiation reads the bytes.
-        return { bytes: family === 'distance' ? row.pixels : row.embedding, width: this.key.cipherBytes };
+        const bytes = this.collection.verified(REPLICA_BLOBS, group, column, row[column], row[`${column}_sha`], () => `group ${group}`);
+        return { bytes, width: this.key.cipherBytes };
       },
     };
+  }
+
+  /** Every group whose columns do not match their checksums, by number: what `fnn check` reports. Reads the whole file, a row at a time. */
+  verify(): Damage[] {
+    return [...damagedRows(this.db, REPLICA_BLOBS, 'grp')].map(({ row, columns }) => ({
+      kind: 'group',
+      group: row.grp as number,
+      columns,
+    }));
   }
 
   private hasPending(): boolean {
@@ -271,7 +310,8 @@ export class ReplicaStore extends CollectionStore {
     this.db.prepare('DELETE FROM replica_groups WHERE grp = ?').run(group);
     this.db
       .prepare(
-        'INSERT INTO replica_groups (grp, version, pixels, embedding) SELECT grp, version, pixels, embedding FROM replica_pending WHERE grp = ? AND pixels IS NOT NULL',
+        `INSERT INTO replica_groups (grp, version, pixels, embedding, pixels_sha, embedding_sha)
+         SELECT grp, version, pixels, embedding, pixels_sha, embedding_sha FROM replica_pending WHERE grp = ? AND pixels IS NOT NULL`,
       )
       .run(group);
     this.db

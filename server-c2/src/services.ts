@@ -1,6 +1,6 @@
 import { status as Code, type ServerDuplexStream, type ServerUnaryCall } from '@grpc/grpc-js';
 import * as wire from '@fnn/proto';
-import { checkImageSize, checkLookupTags, checkPixelDepth, handlers } from '@fnn/server-common';
+import { checkImageSize, checkLookupTags, checkPixelDepth, damagedToWire, handlers } from '@fnn/server-common';
 import {
   C2SessionStream,
   c1MessageFromWire,
@@ -188,6 +188,7 @@ export function replicaService(deps: C2ServiceDeps): wire.ReplicaServer {
           pendingDigest: g.pending?.digest ?? '',
           pendingMembers: g.pending?.members ?? 0,
         })),
+        damaged: damagedToWire(deps.replica.verify()),
       };
     }),
   };

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
+import { matches, type ChecksummedTable } from './checksums';
 import {
   blobToCiphers,
   ciphersToBlob,
@@ -71,6 +72,25 @@ export class DiskFullError extends FnnError {
   }
 }
 
+/**
+ * A blob read from the file that does not match its checksum (damage at
+ * rest): the caller gets DATA_LOSS naming where (a record's position or a
+ * group, never an ID or a byte), nothing is answered from it, and the handlers
+ * log it as an error line naming the file (handlers.ts).
+ */
+export class DataLossError extends FnnError {
+  constructor(
+    readonly path: string,
+    /** e.g. "record 7 in upload order (group 1, slot 2)", "group 3". */
+    readonly where: string,
+    readonly column: string,
+    names: CollectionSchema['names'],
+  ) {
+    super('data-loss', `${names.daemon}'s ${names.file} is damaged at ${where}: column ${column} does not match its checksum`);
+    this.name = 'DataLossError';
+  }
+}
+
 export class CollectionDatabase {
   /** The open file; the store runs its own statements on it. */
   readonly db: Database.Database;
@@ -129,6 +149,22 @@ export class CollectionDatabase {
       if ((error as { code?: unknown } | null)?.code === 'SQLITE_FULL') throw new DiskFullError(this.path, this.schema.names);
       throw error;
     }
+  }
+
+  /**
+   * A blob as read with its checksum (checksums.ts), once they match;
+   * DataLossError naming `where()` when they do not. Both NULL: a blob the row does not have.
+   */
+  verified(
+    spec: ChecksummedTable,
+    key: Buffer | number,
+    column: string,
+    blob: Buffer | null,
+    sha: Buffer | null,
+    where: () => string,
+  ): Buffer {
+    if (blob === null || !matches(spec, key, column, blob, sha)) throw new DataLossError(this.path, where(), column, this.schema.names);
+    return blob;
   }
 
   integrityCheck(): string {

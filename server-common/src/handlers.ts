@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Metadata, sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
 import { toStatus, type Logger, type StatusObject } from '@fnn/shared';
-import { DiskFullError } from './collection-database';
+import { DataLossError, DiskFullError } from './collection-database';
 
 // The one wrapper between a daemon's gRPC handlers and its callers: errors
 // become statuses through shared's toStatus (one closed set of codes), every
@@ -53,6 +53,9 @@ export function handlers(log: Logger): Handlers {
     if (s.details === 'internal error') log.error({ rpc, requestId, kind: errorKind(error) }, 'internal');
     // The operator's line: which file filled up (a path, no secret), so that space can be freed.
     if (error instanceof DiskFullError) log.error({ rpc, requestId, sqlite: 'SQLITE_FULL', database: error.path }, 'disk full');
+    // Which record or group of which file is damaged (a position and a column name, no ID, no byte), for fnn check and repair.
+    if (error instanceof DataLossError)
+      log.error({ rpc, requestId, database: error.path, damaged: error.where, column: error.column }, 'data loss');
     return s;
   };
 

@@ -1,3 +1,4 @@
+export * from './checksums';
 export * from './collection-database';
 export * from './handlers';
 export * from './limits';

@@ -1,7 +1,7 @@
 import { Metadata, status as Code, type ServiceError } from '@grpc/grpc-js';
 import { strict as assert } from 'node:assert';
 import * as wire from '@fnn/proto';
-import { multiExpFixed, type FixedWidthValues, type PublicKey, type WireCodec } from '@fnn/shared';
+import { generateKeyPair, multiExpFixed, type FixedWidthValues, type PublicKey, type SecretKey, type WireCodec } from '@fnn/shared';
 
 // What C1's and C2's daemon tests share on the wire: the small collection they
 // upload, gRPC calls as promises, the expected-code check, and the C1 messages
@@ -13,9 +13,27 @@ export const TEST_WIDTH = 4;
 export const TEST_HEIGHT = 4;
 export const TEST_MAX_VALUE = 255;
 export const TEST_KEY_BITS = 512;
+/** The same facts under the names the daemons' tests use. */
+export { TEST_WIDTH as WIDTH, TEST_HEIGHT as HEIGHT, TEST_MAX_VALUE as MAX_VALUE, TEST_KEY_BITS as KEY_BITS };
 export const RPC_DEADLINE_MS = 60_000;
 /** A well-formed ticket nobody was given. */
 export const UNKNOWN_TICKET = '00112233445566778899aabbccddeeff';
+
+/** A deployment's two key pairs at TEST_KEY_BITS: C2's (pk2, sk2: C1's records are under it) and C1's own (pk1, sk1: C2's replica). */
+export async function testKeyPairs(): Promise<Record<'c1' | 'c2', { publicKey: PublicKey; secretKey: SecretKey }>> {
+  return { c2: await generateKeyPair(TEST_KEY_BITS), c1: await generateKeyPair(TEST_KEY_BITS) };
+}
+
+/** `fixture` once `start` has run; if it throws, whatever it had started is stopped and the error thrown. */
+export async function started<T extends { stop(): Promise<void> }>(fixture: T, start: (f: T) => Promise<void>): Promise<T> {
+  try {
+    await start(fixture);
+  } catch (e) {
+    await fixture.stop();
+    throw e;
+  }
+  return fixture;
+}
 
 export function randomImage(d = TEST_WIDTH * TEST_HEIGHT, max = TEST_MAX_VALUE): Uint16Array {
   return Uint16Array.from({ length: d }, () => Math.floor(Math.random() * (max + 1)));

@@ -1,7 +1,19 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { blobToCiphers, cipherToBytes, FnnError, type FixedWidthValues, type FnnErrorKind, type Logger } from '@fnn/shared';
+import {
+  blobToCiphers,
+  cipherToBytes,
+  FnnError,
+  generateKeyPair,
+  generateSymmetricKey,
+  RecordKey,
+  type FixedWidthValues,
+  type FnnErrorKind,
+  type Logger,
+  type PublicKey,
+  type SecretKey,
+} from '@fnn/shared';
 
 // Test support for C1's and C2's SQLite stores: what a database keeps on disk,
 // and the refusals the tests expect. Imported by the tests as
@@ -55,6 +67,21 @@ export async function rejected(promise: Promise<unknown>, what: string): Promise
     return e;
   }
   throw new Error(`${what} succeeded, but it must fail`);
+}
+
+/** A store test's keys: the key its columns are under (with the secret, to look inside them), another key, and a record key. */
+export interface StoreTestKeys {
+  key: PublicKey;
+  secret: SecretKey;
+  otherKey: PublicKey;
+  recordKey: RecordKey;
+}
+
+/** Fresh 512-bit keys for a store test (small: the stores check sizes and bytes, not security). */
+export async function storeTestKeys(): Promise<StoreTestKeys> {
+  const { publicKey: key, secretKey: secret } = await generateKeyPair(512);
+  const { publicKey: otherKey } = await generateKeyPair(512);
+  return { key, secret, otherKey, recordKey: new RecordKey(generateSymmetricKey()) };
 }
 
 /**

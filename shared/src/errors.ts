@@ -13,7 +13,8 @@ export type FnnErrorKind =
   | 'peer-unavailable' // the other server cannot be reached
   | 'resource-exhausted' // a bound on what callers may fill (memory, sessions, disk) is reached: try later
   | 'unauthenticated' // the caller presented no certificate we can identify it by
-  | 'permission-denied'; // the caller's certificate is valid, its role may not call this
+  | 'permission-denied' // the caller's certificate is valid, its role may not call this
+  | 'data-loss'; // a stored record or group does not match its checksum (damage at rest): never answered from
 
 export class FnnError extends Error {
   constructor(
@@ -32,6 +33,7 @@ export const peerUnavailable = (message: string) => new FnnError('peer-unavailab
 export const resourceExhausted = (message: string) => new FnnError('resource-exhausted', message);
 export const unauthenticated = (message: string) => new FnnError('unauthenticated', message);
 export const permissionDenied = (message: string) => new FnnError('permission-denied', message);
+export const dataLoss = (message: string) => new FnnError('data-loss', message);
 
 export function isFnnError(e: unknown): e is FnnError {
   return e instanceof FnnError;

@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { basename, join, resolve } from 'node:path';
@@ -6,7 +5,7 @@ import { parseArgs } from 'node:util';
 import type { Layout } from '@fnn/shared';
 import { runCli } from '../harness';
 import { Collection, layoutsFor, PROTOCOLS, type ProtocolResult } from './point';
-import { duration, machine, printReport, updateBenchmarksMd, writeJson, writeSvg, type BenchRun } from './report';
+import { cpuSlug, duration, gitDescribe, machine, printReport, updateBenchmarksMd, writeJson, writeSvg, type BenchRun } from './report';
 
 // `npm run bench`: the paper's Tables I/II on real MRI (data/, from `make
 // dataset`), every protocol in one run on the same collection and queries.
@@ -95,12 +94,6 @@ function loadManifest(dataDir: string, sizes: number[]): Manifest {
   return manifest;
 }
 
-/** Which code was measured: results are only comparable with it. */
-function gitDescribe(): string | undefined {
-  const git = spawnSync('git', ['describe', '--always', '--dirty'], { cwd: ROOT, encoding: 'utf8' });
-  return git.status === 0 ? git.stdout.trim() : undefined;
-}
-
 /**
  * What may run. Each protocol's (and the upload's) cost per pixel·record comes
  * from its latest measurement and is scaled linearly by d·n: conservative for
@@ -161,7 +154,7 @@ async function bench(o: Options, started: number): Promise<BenchRun> {
   const manifest = loadManifest(dataDir, o.sizes);
   const run: BenchRun = {
     date: new Date().toISOString(),
-    code: gitDescribe(),
+    code: gitDescribe(ROOT),
     quick: o.quick,
     bits: o.bits,
     machine: machine(),
@@ -285,12 +278,7 @@ async function main() {
   const o = options();
   if (o.report) return publish(JSON.parse(readFileSync(o.report, 'utf8')) as BenchRun, basename(o.report));
   const run = await bench(o, started);
-  const cpu = run.machine.cpu
-    .toLowerCase()
-    .replace(/\(r\)|\(tm\)|cpu|processor|@.*$/g, '')
-    .trim()
-    .replace(/[^a-z0-9]+/g, '-');
-  const jsonName = `${run.date.slice(0, 10)}-${cpu}-${run.machine.cores}c${o.quick ? '-quick' : ''}.json`;
+  const jsonName = `${run.date.slice(0, 10)}-${cpuSlug(run.machine)}-${run.machine.cores}c${o.quick ? '-quick' : ''}.json`;
   writeJson(run, join(ROOT, 'bench', 'results', jsonName));
   publish(run, jsonName);
 }

@@ -70,7 +70,7 @@ function median(xs: number[]): number {
 }
 
 /** VmHWM of a live process, in bytes (Linux; 0 where /proc is missing). */
-function peakRss(pid: number | undefined): number {
+export function peakRss(pid: number | undefined): number {
   try {
     const kb = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return kb ? Number(kb[1]) * 1024 : 0;
@@ -79,7 +79,8 @@ function peakRss(pid: number | undefined): number {
   }
 }
 
-function fileBytes(path: string): number {
+/** An SQLite file with its WAL, in bytes (0 where neither exists). */
+export function fileBytes(path: string): number {
   return [path, `${path}-wal`].reduce((sum, p) => {
     try {
       return sum + statSync(p).size;
@@ -90,7 +91,8 @@ function fileBytes(path: string): number {
 }
 
 export class Collection {
-  private stored: PlaintextRecord[] = [];
+  /** The images uploaded so far, in upload order: the plaintext reference searches them. */
+  readonly stored: PlaintextRecord[] = [];
   private c1!: Daemon;
   private c2!: Daemon;
   private constructor(
@@ -128,6 +130,14 @@ export class Collection {
   private async restart() {
     await this.stop();
     await this.startDaemons();
+  }
+
+  /** Where each daemon listens, its process and its database file (for measurements from outside). */
+  daemons() {
+    return {
+      c1: { address: this.c1.address, pid: this.c1.child.pid, db: this.db },
+      c2: { address: this.c2.address, pid: this.c2.child.pid, db: this.c2Db },
+    };
   }
 
   get count() {

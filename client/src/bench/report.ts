@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, release, totalmem } from 'node:os';
 import { dirname } from 'node:path';
@@ -39,6 +40,12 @@ export interface BenchRun {
   /** Sizes or n the run stopped short of, and why. */
   notes: string[];
   wallSeconds: number;
+}
+
+/** Which code was measured (`git describe --always --dirty` in `cwd`): results are only comparable with it. */
+export function gitDescribe(cwd: string): string | undefined {
+  const git = spawnSync('git', ['describe', '--always', '--dirty'], { cwd, encoding: 'utf8' });
+  return git.status === 0 ? git.stdout.trim() : undefined;
 }
 
 export function machine(): Machine {
@@ -89,13 +96,13 @@ export function duration(ms: number | undefined): string {
   return `${(ms / 3_600_000).toPrecision(3)} h`;
 }
 const percent = (x: number | undefined) => (x === undefined ? '-' : `${(100 * x).toFixed(1)}%`);
-const mib = (bytes: number) => (bytes < 2 ** 20 ? `${(bytes / 1024).toFixed(0)} KiB` : `${(bytes / 2 ** 20).toFixed(0)} MiB`);
+export const mib = (bytes: number) => (bytes < 2 ** 20 ? `${(bytes / 1024).toFixed(0)} KiB` : `${(bytes / 2 ** 20).toFixed(0)} MiB`);
 const ratio = (x: number) => x.toLocaleString('en-US', { maximumSignificantDigits: 3 });
 /** Time per pixel per record searched: the unit that compares sizes, n and the paper. */
 const perPixelRecord = (ms: number, size: number, n: number) => duration(ms / (size * size * n));
 const paperPerPixelRecord = (hours: number, size: number, n: number) => duration((hours * 3_600_000) / (size * size * n));
 
-type Table = { head: string[]; rows: string[][] };
+export type Table = { head: string[]; rows: string[][] };
 
 /**
  * One table per image size, laid out like the paper's Tables I/II (a column
@@ -179,7 +186,7 @@ function paperTable(run: BenchRun): Table {
   return { head, rows };
 }
 
-function text({ head, rows }: Table): string {
+export function text({ head, rows }: Table): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) =>
     cells
@@ -189,7 +196,7 @@ function text({ head, rows }: Table): string {
   return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }
 
-function markdown({ head, rows }: Table): string {
+export function markdown({ head, rows }: Table): string {
   const line = (cells: string[]) => `| ${cells.map((c) => c.replace(/\|/g, '\\|')).join(' | ')} |`;
   return [line(head), line(head.map(() => '---')), ...rows.map(line)].join('\n');
 }
@@ -263,14 +270,32 @@ export function updateBenchmarksMd(run: BenchRun, path: string, jsonName: string
     '',
     END,
   ].join('\n');
+  replaceSection(path, START, END, section);
+}
+
+/**
+ * Put `section` (which starts with `start` and ends with `end`) in place of
+ * the file's text between those markers, or at its end (under `heading`, if
+ * given) when it has none yet.
+ */
+export function replaceSection(path: string, start: string, end: string, section: string, heading?: string): void {
   const current = existsSync(path) ? readFileSync(path, 'utf8') : '# Benchmarks\n\n';
-  const start = current.indexOf(START);
-  const end = current.indexOf(END);
+  const from = current.indexOf(start);
+  const to = current.indexOf(end);
   const next =
-    start >= 0 && end > start
-      ? current.slice(0, start) + section + current.slice(end + END.length)
-      : `${current.trimEnd()}\n\n${section}\n`;
+    from >= 0 && to > from
+      ? current.slice(0, from) + section + current.slice(to + end.length)
+      : `${current.trimEnd()}\n\n${heading ? `${heading}\n\n` : ''}${section}\n`;
   writeFileSync(path, next);
+}
+
+/** The CPU's model as a file-name part: "Intel(R) Xeon(R) CPU @ 2.20GHz" -> "intel-xeon". */
+export function cpuSlug(m: Machine): string {
+  return m.cpu
+    .toLowerCase()
+    .replace(/\(r\)|\(tm\)|cpu|processor|@.*$/g, '')
+    .trim()
+    .replace(/[^a-z0-9]+/g, '-');
 }
 
 // ---- SVG: search time vs n, log scale, one line per protocol and image size ----
@@ -279,7 +304,7 @@ const COLOURS: Record<string, string> = { fast: '#1b9e77', fnn: '#d95f02', bf: '
 const DASHES = ['', '6 3', '2 3', '8 3 2 3'];
 
 export function writeSvg(run: BenchRun, path: string): void {
-  const series: { label: string; colour: string; dash: string; points: [number, number][] }[] = [];
+  const series: ChartSeries[] = [];
   const sizes = [...new Set(run.points.map((p) => p.size))];
   for (const [si, size] of sizes.entries()) {
     const at = run.points.filter((p) => p.size === size);
@@ -288,15 +313,31 @@ export function writeSvg(run: BenchRun, path: string): void {
       const points = at
         .map((p): [number, number | undefined] => [p.n, name === 'plaintext' ? p.plaintextMs : find(p, name)?.medianMs])
         .filter((xy): xy is [number, number] => xy[1] !== undefined && xy[1] > 0);
-      if (points.length)
-        series.push({
-          label: `${name} ${size}x${size}`,
-          colour: COLOURS[name] ?? `hsl(${ni * 67}, 60%, 40%)`,
-          dash: DASHES[si % DASHES.length],
-          points,
-        });
+      if (points.length) series.push({ label: `${name} ${size}x${size}`, colour: seriesColour(name, ni), dash: seriesDash(si), points });
     }
   }
+  const title = `Search time vs n (median of ${run.settings.queries} queries, ${run.bits}-bit keys, log scale) — ${run.machine.cpu}, ${run.date.slice(0, 10)}`;
+  const svg = lineChart({ title, xLabel: 'n (records searched)', xTicks: [...new Set(run.points.map((p) => p.n))], series });
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, svg);
+}
+
+export interface ChartSeries {
+  label: string;
+  colour: string;
+  dash: string;
+  /** (n, ms), ms > 0. */
+  points: [number, number][];
+}
+
+/** A protocol's colour in every chart (plaintext grey); others by their index. */
+export const seriesColour = (name: string, index: number) => COLOURS[name] ?? `hsl(${index * 67}, 60%, 40%)`;
+/** One dash pattern per image size. */
+export const seriesDash = (sizeIndex: number) => DASHES[sizeIndex % DASHES.length];
+
+/** Time (ms, log scale) against n (linear, or log with `logX`), one line per series, as SVG text. */
+export function lineChart(o: { title: string; xLabel: string; xTicks: number[]; series: ChartSeries[]; logX?: boolean }): string {
+  const { series } = o;
   const W = 760,
     H = 440,
     left = 70,
@@ -305,28 +346,33 @@ export function writeSvg(run: BenchRun, path: string): void {
     bottom = 50;
   const all = series.flatMap((s) => s.points);
   const maxN = Math.max(1, ...all.map(([n]) => n));
+  const minN = Math.min(maxN, ...all.map(([n]) => n));
   const lo = Math.floor(Math.log10(Math.min(...all.map(([, t]) => t), 1)));
   const hi = Math.ceil(Math.log10(Math.max(...all.map(([, t]) => t), 10)));
-  const x = (n: number) => left + ((W - left - right) * n) / maxN;
+  // Log x: the smallest n a little right of the axis, the largest at the right edge.
+  const span = Math.log10(maxN) - Math.log10(minN) || 1;
+  const x = o.logX
+    ? (n: number) => left + (W - left - right) * (0.05 + (0.95 * (Math.log10(n) - Math.log10(minN))) / span)
+    : (n: number) => left + ((W - left - right) * n) / maxN;
   const y = (ms: number) => top + ((H - top - bottom) * (hi - Math.log10(ms))) / Math.max(1, hi - lo);
   const unit = (e: number, shift: number, name: string) => `${Number((10 ** (e + shift)).toPrecision(1))} ${name}`;
   const label = (e: number) => (e >= 3 ? unit(e, -3, 's') : e >= 0 ? unit(e, 0, 'ms') : e >= -3 ? unit(e, 3, 'µs') : unit(e, 6, 'ns'));
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${left}" y="22" font-size="14">Search time vs n (median of ${run.settings.queries} queries, ${run.bits}-bit keys, log scale) — ${escapeXml(run.machine.cpu)}, ${run.date.slice(0, 10)}</text>`,
+    `<text x="${left}" y="22" font-size="14">${escapeXml(o.title)}</text>`,
   ];
   for (let e = lo; e <= hi; e++) {
     parts.push(`<line x1="${left}" x2="${W - right}" y1="${y(10 ** e)}" y2="${y(10 ** e)}" stroke="#ddd"/>`);
     parts.push(`<text x="${left - 6}" y="${y(10 ** e) + 4}" text-anchor="end">${label(e)}</text>`);
   }
-  for (const n of [...new Set(run.points.map((p) => p.n))]) {
+  for (const n of o.xTicks) {
     parts.push(`<line x1="${x(n)}" x2="${x(n)}" y1="${H - bottom}" y2="${H - bottom + 5}" stroke="#333"/>`);
     parts.push(`<text x="${x(n)}" y="${H - bottom + 18}" text-anchor="middle">${n}</text>`);
   }
   parts.push(`<line x1="${left}" x2="${W - right}" y1="${H - bottom}" y2="${H - bottom}" stroke="#333"/>`);
   parts.push(`<line x1="${left}" x2="${left}" y1="${top}" y2="${H - bottom}" stroke="#333"/>`);
-  parts.push(`<text x="${(left + W - right) / 2}" y="${H - 12}" text-anchor="middle">n (records searched)</text>`);
+  parts.push(`<text x="${(left + W - right) / 2}" y="${H - 12}" text-anchor="middle">${escapeXml(o.xLabel)}</text>`);
   series.forEach((s, i) => {
     const d = s.points.map(([n, t], j) => `${j ? 'L' : 'M'}${x(n).toFixed(1)},${y(t).toFixed(1)}`).join(' ');
     parts.push(`<path d="${d}" fill="none" stroke="${s.colour}" stroke-width="2" stroke-dasharray="${s.dash}"/>`);
@@ -338,8 +384,7 @@ export function writeSvg(run: BenchRun, path: string): void {
     parts.push(`<text x="${W - right + 52}" y="${ly + 4}">${escapeXml(s.label)}</text>`);
   });
   parts.push('</svg>');
-  mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, parts.join('\n') + '\n');
+  return parts.join('\n') + '\n';
 }
 
 const escapeXml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');

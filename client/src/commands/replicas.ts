@@ -20,6 +20,10 @@ function connect(options: Omit<Options, 'keys'>) {
 function describe(c: ReplicaComparison): string[] {
   const lines = [`C1 holds ${c.c1Records} records, C2's replica serves ${c.c2Records}`];
   if (!c.sameCollection) lines.push("C2's replica belongs to another collection");
+  const where = (d: ReplicaComparison['damaged']['c1'][number]) =>
+    d.record ? `record ${d.position} (group ${d.group}, slot ${d.slot})` : `group ${d.group}'s packed columns`;
+  for (const d of c.damaged.c1) lines.push(`C1: ${where(d)} DAMAGED (${d.columns.join(', ')}): upload that image again`);
+  for (const d of c.damaged.c2) lines.push(`C2: ${where(d)} DAMAGED (${d.columns.join(', ')})`);
   for (const g of c.groups)
     lines.push(
       g.state === 'pending'
@@ -29,7 +33,11 @@ function describe(c: ReplicaComparison): string[] {
   return lines;
 }
 
-/** `fnn check`: exit 0 when C2 serves every group as C1 holds it, 3 when a group differs or C2 belongs to another collection. */
+/**
+ * `fnn check`: exit 0 when C2 serves every group as C1 holds it; 7 when a
+ * stored blob is damaged at either (checksums); 3 when a group differs or C2
+ * belongs to another collection.
+ */
 export async function check(out: Output, options: Omit<Options, 'keys'>): Promise<void> {
   const { link, close } = connect(options);
   try {
@@ -39,6 +47,9 @@ export async function check(out: Output, options: Omit<Options, 'keys'>): Promis
     const lines = describe(c);
     lines.push(differ.length === 0 && c.sameCollection ? 'the replicas agree' : `${differ.length} group(s) differ: run \`fnn repair\``);
     out.result({ ...c, differ }, lines.join('\n'));
+    const damaged = c.damaged.c1.length + c.damaged.c2.length;
+    if (damaged > 0)
+      throw new CliError('dataLoss', `${damaged} stored blob(s) damaged (C1 ${c.damaged.c1.length}, C2 ${c.damaged.c2.length})`);
     if (!c.sameCollection) throw new CliError('invalid', "C2's replica belongs to another collection");
     if (differ.length > 0) throw new CliError('invalid', `the replicas differ in ${differ.length} group(s): run \`fnn repair\``);
   } finally {

@@ -2,12 +2,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, type ServiceError } from '@grpc/grpc-js';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import * as wire from '@fnn/proto';
 import {
   CollectionWriter,
   encryptQuery,
-  generateKeyPair,
   generateSymmetricKey,
   bfProtocol,
   fastProtocol,
@@ -37,18 +36,9 @@ import {
   type SecretKey,
 } from '@fnn/shared';
 import { startC2 } from '@fnn/server-c2';
-import {
-  localMultiExp,
-  randomImage,
-  rawSession,
-  rpc,
-  RPC_DEADLINE_MS,
-  SessionMessages,
-  TEST_HEIGHT,
-  TEST_KEY_BITS,
-  TEST_MAX_VALUE,
-  TEST_WIDTH,
-} from '@fnn/server-common/testing';
+// The daemons' shared test kit: the wire (calls, C1's messages by hand), then keys, images and start-up.
+import { localMultiExp, rawSession, rpc, RPC_DEADLINE_MS, SessionMessages } from '@fnn/server-common/testing';
+import { randomImage, started, testKeyPairs, HEIGHT, KEY_BITS, MAX_VALUE, WIDTH } from '@fnn/server-common/testing';
 import { startC1 } from '../main';
 import { RecordStore } from '../storage';
 
@@ -68,21 +58,8 @@ import { RecordStore } from '../storage';
 // SessionMessages (@fnn/server-common/testing), so a change of those messages
 // is made in one place.
 
-export {
-  TEST_WIDTH as WIDTH,
-  TEST_HEIGHT as HEIGHT,
-  TEST_MAX_VALUE as MAX_VALUE,
-  TEST_KEY_BITS as KEY_BITS,
-  RPC_DEADLINE_MS,
-  UNKNOWN_TICKET,
-  randomImage,
-  rpc,
-  expectCode,
-} from '@fnn/server-common/testing';
-const WIDTH = TEST_WIDTH;
-const HEIGHT = TEST_HEIGHT;
-const MAX_VALUE = TEST_MAX_VALUE;
-const KEY_BITS = TEST_KEY_BITS;
+// This file is the daemon's one testing entry point: the shared kit, under the names its tests use.
+export * from '@fnn/server-common/testing';
 export const D = WIDTH * HEIGHT;
 export const SHAPE = { width: WIDTH, height: HEIGHT, maxValue: MAX_VALUE };
 /** Records per group at these sizes (4). */
@@ -291,17 +268,24 @@ export interface FixtureOptions {
  * one call and the rest one by one (`baseBatch`, `baseSingles`: what was sent),
  * and on request `empty` and `lean`.
  */
+/**
+ * A test file's one fixture: started before its tests, stopped after them.
+ * `onStarted` receives it (tests read it from their own variable).
+ */
+export function useFixture(options: FixtureOptions, onStarted: (f: Fixture) => void): void {
+  let f: Fixture | undefined;
+  beforeAll(async () => {
+    f = await startFixture(options);
+    onStarted(f);
+  });
+  afterAll(async () => {
+    await f?.stop();
+  });
+}
+
 export async function startFixture(options: FixtureOptions = {}): Promise<Fixture> {
-  const keys = await generateKeyPair(KEY_BITS);
-  const keys1 = await generateKeyPair(KEY_BITS);
-  const f = new Fixture(keys.publicKey, keys.secretKey, keys1.publicKey, keys1.secretKey);
-  try {
-    await f.start(options);
-  } catch (e) {
-    await f.stop();
-    throw e;
-  }
-  return f;
+  const { c2, c1 } = await testKeyPairs();
+  return started(new Fixture(c2.publicKey, c2.secretKey, c1.publicKey, c1.secretKey), (f) => f.start(options));
 }
 
 export class Fixture {
@@ -420,13 +404,27 @@ export class Fixture {
    * logs to `log`; `store` is C1's, `dbPath` its file.
    */
   async startSmallPair(name: string, maxPages: number, log: Logger): Promise<Deployment & { store: RecordStore; dbPath: string }> {
-    const c2 = await startC2(this.c2Config('127.0.0.1:0', `c2-${name}.db`));
+    return this.startPair(name, log, maxPages);
+  }
+
+  /**
+   * A pair of its own (C1 and C2 on fresh databases, nothing uploaded), C1
+   * logging to `log`, its database capped at `maxPages` pages if given; `store`
+   * is C1's (the one C1 reads), `dbPath` its file, `c2Path` C2's replica file.
+   */
+  async startPair(
+    name: string,
+    log: Logger,
+    maxPages?: number,
+  ): Promise<Deployment & { store: RecordStore; dbPath: string; c2Path: string }> {
+    const c2Config = this.c2Config('127.0.0.1:0', `c2-${name}.db`);
+    const c2 = await startC2(c2Config);
     this.daemons.c2.push(c2);
     const dbPath = join(this.root, `c1-${name}.db`);
     const store = new RecordStore(dbPath, this.pk);
-    store.limitPages(maxPages);
+    if (maxPages !== undefined) store.limitPages(maxPages);
     const c1 = await this.startedC1(c2.address, `c1-${name}.db`, { log, store });
-    return { ...this.deployment(name, c1.address, c2.address, WITH_PAPER_LAYOUT), store, dbPath };
+    return { ...this.deployment(name, c1.address, c2.address, WITH_PAPER_LAYOUT), store, dbPath, c2Path: c2Config.dbPath };
   }
 
   private deployment(name: string, c1Address: string, c2Address: string, layouts: Layout[]): Deployment {

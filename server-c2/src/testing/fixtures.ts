@@ -6,7 +6,6 @@ import { credentials } from '@grpc/grpc-js';
 import * as wire from '@fnn/proto';
 import {
   CollectionWriter,
-  generateKeyPair,
   generateSymmetricKey,
   INSECURE,
   localC2Crypto,
@@ -17,21 +16,14 @@ import {
   silentLogger,
   WireCodec,
   type GroupOutcome,
+  type Logger,
   type OwnerLink,
   type PublicKey,
   type SecretKey,
 } from '@fnn/shared';
-import {
-  localMultiExp,
-  randomImage,
-  rawSession,
-  rpc,
-  SessionMessages,
-  TEST_HEIGHT,
-  TEST_KEY_BITS,
-  TEST_MAX_VALUE,
-  TEST_WIDTH,
-} from '@fnn/server-common/testing';
+// The daemons' shared test kit: the wire (calls, C1's messages by hand), then keys, images and start-up.
+import { localMultiExp, rawSession, rpc, SessionMessages } from '@fnn/server-common/testing';
+import { randomImage, started, testKeyPairs, TEST_HEIGHT, TEST_KEY_BITS, TEST_MAX_VALUE, TEST_WIDTH } from '@fnn/server-common/testing';
 import { startC2, type C2Limits, type RunningC2 } from '../main';
 
 // What C2's tests share: C2 as a real gRPC daemon on 127.0.0.1:0, alone (C2
@@ -41,34 +33,17 @@ import { startC2, type C2Limits, type RunningC2 } from '../main';
 // Replica.PutGroup. Every wire C1Message of C2's tests is built by
 // SessionMessages (@fnn/server-common/testing), shared with C1's tests.
 
-export {
-  TEST_WIDTH as WIDTH,
-  TEST_HEIGHT as HEIGHT,
-  TEST_MAX_VALUE as MAX_VALUE,
-  TEST_KEY_BITS as KEY_BITS,
-  RPC_DEADLINE_MS,
-  UNKNOWN_TICKET,
-  randomImage,
-  rpc,
-  expectCode,
-} from '@fnn/server-common/testing';
+// This file is the daemon's one testing entry point: the shared kit, under the names its tests use.
+export * from '@fnn/server-common/testing';
 export const D = TEST_WIDTH * TEST_HEIGHT;
 export const PARAMS = packingParams(TEST_KEY_BITS, TEST_WIDTH, TEST_HEIGHT, TEST_MAX_VALUE);
 /** Records per group at these sizes (4). */
 export const G = PARAMS.groupSize;
 
-/** C2 started on fresh keys with `records` random images in its replica (group 0 first, G per group), with `limits` or the defaults. */
-export async function startC2Fixture(records: number, limits?: Partial<C2Limits>): Promise<C2Fixture> {
-  const keys = await generateKeyPair(TEST_KEY_BITS);
-  const keys1 = await generateKeyPair(TEST_KEY_BITS);
-  const f = new C2Fixture(keys.publicKey, keys.secretKey, keys1.publicKey, limits);
-  try {
-    await f.start(records);
-  } catch (e) {
-    await f.stop();
-    throw e;
-  }
-  return f;
+/** C2 started on fresh keys with `records` random images in its replica (group 0 first, G per group), with `limits` or the defaults, logging to `log` (default: nowhere). */
+export async function startC2Fixture(records: number, limits?: Partial<C2Limits>, log: Logger = silentLogger): Promise<C2Fixture> {
+  const { c2, c1 } = await testKeyPairs();
+  return started(new C2Fixture(c2.publicKey, c2.secretKey, c1.publicKey, limits, log), (f) => f.start(records));
 }
 
 export class C2Fixture {
@@ -77,6 +52,8 @@ export class C2Fixture {
   readonly collectionId = randomBytes(16);
   readonly codec: WireCodec;
   readonly root = mkdtempSync(join(tmpdir(), 'fnn-c2-test-'));
+  /** C2's replica file. */
+  readonly dbPath = join(this.root, 'c2.db');
   c2?: RunningC2;
   secure!: wire.SecureComputationClient;
   retrieval!: wire.RetrievalClient;
@@ -92,6 +69,7 @@ export class C2Fixture {
     /** C1's key: C2's replica is under it. */
     readonly pk1: PublicKey,
     private readonly limits?: Partial<C2Limits>,
+    private readonly log: Logger = silentLogger,
   ) {
     this.codec = new WireCodec(pk.cipherBytes);
     this.messages = new SessionMessages(pk, pk1, this.codec);
@@ -100,10 +78,10 @@ export class C2Fixture {
   async start(records: number): Promise<void> {
     this.c2 = await startC2({
       listen: '127.0.0.1:0',
-      dbPath: join(this.root, 'c2.db'),
+      dbPath: this.dbPath,
       crypto: localC2Crypto(this.sk),
       fast: { sk2: this.sk, pk1: this.pk1, multiExp: localMultiExp },
-      log: silentLogger,
+      log: this.log,
       transport: INSECURE,
       limits: this.limits,
     });

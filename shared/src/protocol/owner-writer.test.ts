@@ -43,9 +43,9 @@ describe('CollectionWriter', () => {
         return { stored: req.records.length, replaced: 0, total: 0n };
       },
       delete: async () => ({ deleted: 0, total: 0n }),
-      listGroups: async () => ({ collectionId: Buffer.alloc(16), groups: [], width: 0, height: 0, maxValue: 0 }),
+      listGroups: async () => ({ collectionId: Buffer.alloc(16), groups: [], width: 0, height: 0, maxValue: 0, damaged: [] }),
       commitReplicaGroup: async () => ({ agrees: true, total: 0n }),
-      listReplicaGroups: async () => ({ collectionId: Buffer.alloc(16), groups: [], width: 0, height: 0, maxValue: 0 }),
+      listReplicaGroups: async () => ({ collectionId: Buffer.alloc(16), groups: [], width: 0, height: 0, maxValue: 0, damaged: [] }),
     };
     const encrypt = (key: typeof c1) => async (values: bigint[]) => values.map((v) => key.secretKey.encrypt(v));
     const encryptUnderC2 = encrypt(c2);

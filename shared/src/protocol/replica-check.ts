@@ -21,18 +21,26 @@ export interface ReplicaComparison {
   groups: GroupVerdict[];
   /** Groups whose verdict is 'differs'. */
   differing: number;
+  /**
+   * Blobs damaged at rest (checksums): at C1 a record or a group's columns,
+   * which only the owner's upload of the image again replaces; at C2 a group's
+   * columns, listed as differing too (`fnn repair` rewrites them from C1).
+   */
+  damaged: { c1: wire.DamagedBlob[]; c2: wire.DamagedBlob[] };
 }
 
 export function compareReplicas(c1: wire.GroupList, c2: wire.GroupList): ReplicaComparison {
   const theirs = new Map(c2.groups.map((g) => [g.group, g]));
   const ours = new Map(c1.groups.map((g) => [g.group, g]));
   const groups: GroupVerdict[] = [];
+  const damagedAtC2 = new Set(c2.damaged.map((d) => d.group));
   for (const g of [...new Set([...ours.keys(), ...theirs.keys()])].sort((a, b) => a - b)) {
     const at1 = ours.get(g);
     const at2 = theirs.get(g);
     const digest = at1?.digest ?? ''; // '': C1 holds the group empty
     const c1Members = at1?.members ?? 0;
-    if ((at2?.digest ?? '') === digest) continue; // a stale pending change beside it is never served
+    // A stale pending change beside the group C2 serves is never served; its damaged columns are.
+    if ((at2?.digest ?? '') === digest && !damagedAtC2.has(g)) continue;
     if (at2?.pending && at2.pendingDigest === digest) groups.push({ group: g, state: 'pending', c1Members });
     else groups.push({ group: g, state: 'differs', c1Members, c2Members: at2?.members ?? 0 });
   }
@@ -45,5 +53,6 @@ export function compareReplicas(c1: wire.GroupList, c2: wire.GroupList): Replica
     c2Records: sum(c2.groups),
     groups,
     differing: groups.filter((g) => g.state === 'differs').length,
+    damaged: { c1: c1.damaged, c2: c2.damaged },
   };
 }

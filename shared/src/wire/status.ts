@@ -11,6 +11,7 @@ const CODE_OF: Record<FnnErrorKind, status> = {
   'resource-exhausted': status.RESOURCE_EXHAUSTED,
   unauthenticated: status.UNAUTHENTICATED,
   'permission-denied': status.PERMISSION_DENIED,
+  'data-loss': status.DATA_LOSS,
 };
 
 export interface StatusObject {
@@ -52,6 +53,9 @@ export function fromPeerError(error: unknown, peer: string): FnnError | unknown 
       return new FnnError('not-found', `${peer}: ${e.details ?? ''}`);
     case status.FAILED_PRECONDITION:
       return new FnnError('protocol-state', `${peer}: ${e.details ?? ''}`);
+    // The other server's stored data is damaged: the caller learns where, as from this one's.
+    case status.DATA_LOSS:
+      return new FnnError('data-loss', `${peer}: ${e.details ?? ''}`);
     // The other server refused this one's certificate: a deployment fault, not the
     // caller's, so the caller sees the peer as unusable rather than itself as refused.
     case status.UNAUTHENTICATED:

@@ -312,6 +312,21 @@ export interface GroupList {
   width: number;
   height: number;
   maxValue: number;
+  /** stored blobs that do not match their checksums (the store's verify()) */
+  damaged: DamagedBlob[];
+}
+
+/** A record (C1) or a group's packed columns (C1 or C2) damaged at rest; never an ID or a lookup tag. */
+export interface DamagedBlob {
+  /** a record's blobs; else the group's packed columns */
+  record: boolean;
+  group: number;
+  /** a record's slot in its group */
+  slot: number;
+  /** a record's position in upload order (1-based) */
+  position: number;
+  /** the blob columns that do not match */
+  columns: string[];
 }
 
 export interface UploadRequest {
@@ -1981,7 +1996,7 @@ export const GroupState: MessageFns<GroupState> = {
 };
 
 function createBaseGroupList(): GroupList {
-  return { collectionId: Buffer.alloc(0), groups: [], width: 0, height: 0, maxValue: 0 };
+  return { collectionId: Buffer.alloc(0), groups: [], width: 0, height: 0, maxValue: 0, damaged: [] };
 }
 
 export const GroupList: MessageFns<GroupList> = {
@@ -2000,6 +2015,9 @@ export const GroupList: MessageFns<GroupList> = {
     }
     if (message.maxValue !== 0) {
       writer.uint32(40).uint32(message.maxValue);
+    }
+    for (const v of message.damaged) {
+      DamagedBlob.encode(v!, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -2057,6 +2075,14 @@ export const GroupList: MessageFns<GroupList> = {
             message.maxValue = reader.uint32();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.damaged.push(DamagedBlob.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2084,6 +2110,7 @@ export const GroupList: MessageFns<GroupList> = {
         : isSet(object.max_value)
         ? globalThis.Number(object.max_value)
         : 0,
+      damaged: globalThis.Array.isArray(object?.damaged) ? object.damaged.map((e: any) => DamagedBlob.fromJSON(e)) : [],
     };
   },
 
@@ -2104,6 +2131,9 @@ export const GroupList: MessageFns<GroupList> = {
     if (message.maxValue !== 0) {
       obj.maxValue = Math.round(message.maxValue);
     }
+    if (message.damaged?.length) {
+      obj.damaged = message.damaged.map((e) => DamagedBlob.toJSON(e));
+    }
     return obj;
   },
 
@@ -2117,6 +2147,140 @@ export const GroupList: MessageFns<GroupList> = {
     message.width = object.width ?? 0;
     message.height = object.height ?? 0;
     message.maxValue = object.maxValue ?? 0;
+    message.damaged = object.damaged?.map((e) => DamagedBlob.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseDamagedBlob(): DamagedBlob {
+  return { record: false, group: 0, slot: 0, position: 0, columns: [] };
+}
+
+export const DamagedBlob: MessageFns<DamagedBlob> = {
+  encode(message: DamagedBlob, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.record !== false) {
+      writer.uint32(8).bool(message.record);
+    }
+    if (message.group !== 0) {
+      writer.uint32(16).uint32(message.group);
+    }
+    if (message.slot !== 0) {
+      writer.uint32(24).uint32(message.slot);
+    }
+    if (message.position !== 0) {
+      writer.uint32(32).uint32(message.position);
+    }
+    for (const v of message.columns) {
+      writer.uint32(42).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DamagedBlob {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDamagedBlob();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.record = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.group = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.slot = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.position = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.columns.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DamagedBlob {
+    return {
+      record: isSet(object.record) ? globalThis.Boolean(object.record) : false,
+      group: isSet(object.group) ? globalThis.Number(object.group) : 0,
+      slot: isSet(object.slot) ? globalThis.Number(object.slot) : 0,
+      position: isSet(object.position) ? globalThis.Number(object.position) : 0,
+      columns: globalThis.Array.isArray(object?.columns) ? object.columns.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: DamagedBlob): unknown {
+    const obj: any = {};
+    if (message.record !== false) {
+      obj.record = message.record;
+    }
+    if (message.group !== 0) {
+      obj.group = Math.round(message.group);
+    }
+    if (message.slot !== 0) {
+      obj.slot = Math.round(message.slot);
+    }
+    if (message.position !== 0) {
+      obj.position = Math.round(message.position);
+    }
+    if (message.columns?.length) {
+      obj.columns = message.columns;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DamagedBlob>): DamagedBlob {
+    return DamagedBlob.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DamagedBlob>): DamagedBlob {
+    const message = createBaseDamagedBlob();
+    message.record = object.record ?? false;
+    message.group = object.group ?? 0;
+    message.slot = object.slot ?? 0;
+    message.position = object.position ?? 0;
+    message.columns = object.columns?.map((e) => e) || [];
     return message;
   },
 };
