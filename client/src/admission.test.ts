@@ -16,6 +16,7 @@ import {
   multiExpFixed,
   plaintextNearest,
   RecordKey,
+  retrieveParts,
   silentLogger,
   type DoctorAnswer,
   type DoctorLink,
@@ -105,7 +106,7 @@ function doctor(id: TlsIdentity): DoctorClient {
   const link: DoctorLink = {
     status: () => call(db.status.bind(db), {}, 30_000),
     putShare: async (share: wire.QueryShare) => (await call(retrieval.putShare.bind(retrieval), share, 30_000)).ticket,
-    retrieve: (ticket) => call(retrieval.retrieve.bind(retrieval), { ticket }, 30_000),
+    retrieve: (ticket) => retrieveParts(retrieval, ticket, new Date(Date.now() + 30_000)),
     query: (request) => call(db.query.bind(db), request, 60_000),
   };
   return new DoctorClient(link, { pk2: pk, recordKey }, async (values) => values.map((v) => pk.encrypt(v)), 'fast', 2);

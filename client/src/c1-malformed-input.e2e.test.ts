@@ -176,7 +176,16 @@ async function fastQuery(): Promise<wire.QueryRequest> {
   const params = packingParams(keys.pk.bits, W, H, 255);
   const shares = await shareQuery(randomPixels(D), params, async (v) => v.map((x) => keys.pk.encrypt(x)));
   const { ticket } = await rpc<wire.ShareTicket>((m, o, cb) =>
-    c.retrieval.putShare({ distance: shares.forC2.distance.map(residueToBytes), bound: shares.forC2.bound.map(residueToBytes) }, m, o, cb),
+    c.retrieval.putShare(
+      {
+        distance: shares.forC2.distance.map(residueToBytes),
+        bound: shares.forC2.bound.map(residueToBytes),
+        coarse: shares.forC2.coarse.map(residueToBytes),
+      },
+      m,
+      o,
+      cb,
+    ),
   );
   const codec = new WireCodec(keys.pk.cipherBytes);
   return {
@@ -190,6 +199,8 @@ async function fastQuery(): Promise<wire.QueryRequest> {
         boundShare: shares.forC1.shares.bound.map(residueToBytes),
         distanceConstant: codec.cipher(shares.forC1.distanceConstant),
         boundConstant: codec.cipher(shares.forC1.boundConstant),
+        coarseShare: shares.forC1.shares.coarse.map(residueToBytes),
+        coarseConstant: codec.cipher(shares.forC1.coarseConstant),
         shareTicket: ticket,
       },
     },

@@ -6,7 +6,7 @@ import { status as Code } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import * as wire from '@fnn/proto';
-import { cipherToBytes, packingParams, residueToBytes, shareQuery, WireCodec } from '@fnn/shared';
+import { cipherToBytes, packingParams, residueToBytes, retrieveParts, shareQuery, WireCodec } from '@fnn/shared';
 import { runCli, type Daemon } from './harness';
 import {
   connect,
@@ -98,11 +98,17 @@ const bounds = (seeds = [score(0)], rest: wire.MaskedScore[] = []) =>
   msg(P.PAPER_STEP_FNN_BOUNDS, { $case: 'bounds', value: { seeds, bounds: rest } });
 const distance = (candidate: number) => msg(P.PAPER_STEP_FNN_DISTANCE, { $case: 'distance', value: score(candidate) });
 const finish = () => msg(P.PAPER_STEP_RESULT, { $case: 'finish', value: {} });
-const retrieval = (images: number) =>
+/** Step 7's opening: `images` results of `pixels` values each, sent `chunkValues` per chunk. */
+const retrievalOpen = (images: number, pixels = 1, chunkValues = 1) =>
+  msg(P.PAPER_STEP_RETRIEVAL, { $case: 'retrievalOpen', value: { images, pixels, chunkValues } });
+/** Step 7's chunk `index`, of `values` ciphertexts. */
+const retrievalChunk = (index: number, values = 1) =>
   msg(P.PAPER_STEP_RETRIEVAL, {
-    $case: 'retrieval',
-    value: { images: Array.from({ length: images }, () => ({ values: [cipher(1n)] })) },
+    $case: 'retrievalChunk',
+    value: { index, values: Array.from({ length: values }, () => cipher(1n)) },
   });
+/** A whole retrieval of one result of one pixel: the opening and its one chunk. */
+const retrieval = () => [retrievalOpen(1), retrievalChunk(0)];
 const fastOpen = (shareTicket: string, over: Partial<wire.FastOpen> = {}) =>
   fastMsg({
     $case: 'open',
@@ -120,12 +126,17 @@ const fastOpen = (shareTicket: string, over: Partial<wire.FastOpen> = {}) =>
 const fastBounds = (items: wire.GroupValue[] = []) => fastMsg({ $case: 'bounds', value: { items } });
 const fastDistance = (group = 0) => fastMsg({ $case: 'distance', value: { group, value: cipher(1n) } });
 const fastFinish = () => fastMsg({ $case: 'finish', value: {} });
+const fastRefined = (items: wire.GroupValue[] = []) => fastMsg({ $case: 'refined', value: { items } });
 
 /** A doctor's valid share, deposited at C2: its ticket. */
 async function share(): Promise<string> {
   const params = packingParams(keys.pk.bits, W, H, 255);
   const shares = await shareQuery(randomPixels(D), params, async (v) => v.map((x) => keys.pk.encrypt(x)));
-  const { ticket } = await putShare({ distance: shares.forC2.distance.map(residueToBytes), bound: shares.forC2.bound.map(residueToBytes) });
+  const { ticket } = await putShare({
+    distance: shares.forC2.distance.map(residueToBytes),
+    bound: shares.forC2.bound.map(residueToBytes),
+    coarse: shares.forC2.coarse.map(residueToBytes),
+  });
   return ticket;
 }
 
@@ -151,13 +162,29 @@ const sessionCases: SessionCase[] = [
   {
     name: 'a retrieval twice (the session closed after the first)',
     code: FAILED,
-    messages: () => [open(), bounds(), finish(), retrieval(1), retrieval(1)],
+    messages: () => [open(), bounds(), finish(), ...retrieval(), retrievalOpen(1)],
   },
   {
     name: 'a square after the retrieval closed the session',
     code: FAILED,
-    messages: () => [open(), bounds(), finish(), retrieval(1), square([cipher(2n)])],
+    messages: () => [open(), bounds(), finish(), ...retrieval(), square([cipher(2n)])],
   },
+  {
+    name: 'a retrieval chunk beyond the count announced',
+    code: FAILED,
+    messages: () => [open(), bounds(), finish(), ...retrieval(), retrievalChunk(1)],
+  },
+  {
+    name: 'a retrieval chunk out of order',
+    code: FAILED,
+    messages: () => [open(), bounds(), finish(), retrievalOpen(1, 3), retrievalChunk(0), retrievalChunk(2)],
+  },
+  {
+    name: 'a retrieval chunk sent twice',
+    code: FAILED,
+    messages: () => [open(), bounds(), finish(), retrievalOpen(1, 2), retrievalChunk(0), retrievalChunk(0)],
+  },
+  { name: 'a retrieval chunk before the retrieval opened', code: FAILED, messages: () => [open(), bounds(), finish(), retrievalChunk(0)] },
   { name: 'a distance after C2 said done', code: FAILED, messages: () => [open(), bounds(), distance(0)] },
   {
     name: 'fast: a distance after finish',
@@ -173,14 +200,14 @@ const sessionCases: SessionCase[] = [
     code: FAILED,
     messages: () => [open(), bounds([score(0, 100n)], [score(1, 1n)]), finish()],
   },
-  { name: 'a retrieval before finish', code: FAILED, messages: () => [open(), bounds(), retrieval(1)] },
+  { name: 'a retrieval before finish', code: FAILED, messages: () => [open(), bounds(), retrievalOpen(1)] },
   { name: 'bounds twice', code: FAILED, messages: () => [open(), bounds([score(0, 100n)], [score(1, 1n)]), bounds()] },
   {
     name: 'the distance of a candidate that was not asked for',
     code: FAILED,
     messages: () => [open(), bounds([score(0, 100n)], [score(1, 1n)]), distance(2)],
   },
-  { name: 'a retrieval before open', code: FAILED, messages: () => [retrieval(1)] },
+  { name: 'a retrieval before open', code: FAILED, messages: () => [retrievalOpen(1)] },
   { name: 'an open message labelled step SSED_SM', code: FAILED, messages: () => [withStep(open(), P.PAPER_STEP_SSED_SM)] },
   { name: 'a square labelled step OPEN', code: FAILED, messages: () => [open(), square([cipher(2n)], P.PAPER_STEP_OPEN)] },
   {
@@ -199,6 +226,12 @@ const sessionCases: SessionCase[] = [
     messages: async () => [fastOpen(await share()), fastBounds(), fastDistance(3)],
   },
   { name: 'fast: finish before bounds', code: FAILED, messages: async () => [fastOpen(await share()), fastFinish()] },
+  { name: 'fast: fine bounds before the coarse ones', code: FAILED, messages: async () => [fastOpen(await share()), fastRefined()] },
+  {
+    name: 'fast: fine bounds C2 did not ask for (§3.5a)',
+    code: FAILED,
+    messages: async () => [fastOpen(await share()), fastBounds(), fastRefined([{ group: 0, value: cipher(1n) }])],
+  },
   { name: "fast: the paper's finish inside a fast session", code: FAILED, messages: async () => [fastOpen(await share()), finish()] },
   { name: 'a fast finish inside a paper session', code: FAILED, messages: () => [open(), bounds(), fastFinish()] },
   { name: 'fast: SM squaring inside a fast session', code: FAILED, messages: async () => [fastOpen(await share()), square([cipher(2n)])] },
@@ -248,7 +281,24 @@ const sessionCases: SessionCase[] = [
     code: INVALID,
     messages: () => [open(), multiply([cipher(2n), cipher(3n)], [cipher(2n)])],
   },
-  { name: 'a retrieval with one image too many', code: INVALID, messages: () => [open(), bounds(), finish(), retrieval(2)] },
+  { name: 'a retrieval with one image too many', code: INVALID, messages: () => [open(), bounds(), finish(), retrievalOpen(2)] },
+  { name: 'a retrieval of images without pixels', code: INVALID, messages: () => [open(), bounds(), finish(), retrievalOpen(1, 0)] },
+  { name: 'a retrieval in chunks of no value', code: INVALID, messages: () => [open(), bounds(), finish(), retrievalOpen(1, 4, 0)] },
+  {
+    name: 'a retrieval chunk larger than announced',
+    code: INVALID,
+    messages: () => [open(), bounds(), finish(), retrievalOpen(1, 4, 2), retrievalChunk(0, 3)],
+  },
+  {
+    name: 'a last retrieval chunk larger than the rest',
+    code: INVALID,
+    messages: () => [open(), bounds(), finish(), retrievalOpen(1, 3, 2), retrievalChunk(0, 2), retrievalChunk(1, 2)],
+  },
+  {
+    name: "a retrieval larger than C2's store holds (refused before any chunk)",
+    code: Code.RESOURCE_EXHAUSTED,
+    messages: () => [open(), bounds(), finish(), retrievalOpen(1, 0xffffffff, 1)],
+  },
   { name: 'a square of N (not coprime)', code: INVALID, messages: () => [open(), square([b(keys.pk.n)])] },
   { name: 'a square of q, a factor of N', code: INVALID, messages: () => [open(), square([b(BigInt(secret().q))])] },
   { name: 'a square of N^2', code: INVALID, messages: () => [open(), square([b(keys.pk.n2)])] },
@@ -270,7 +320,12 @@ const sessionCases: SessionCase[] = [
 // ----- C2's unary services -----
 
 const putShare = (s: wire.QueryShare) => rpc<wire.ShareTicket>((m, o, cb) => c.retrieval.putShare(s, m, o, cb));
-const retrieve = (ticket: string) => rpc<wire.RetrieveReply>((m, o, cb) => c.retrieval.retrieve({ ticket }, m, o, cb));
+/** C2's Retrieve, every part of it. */
+const retrieve = async (ticket: string) => {
+  const values: Uint8Array[] = [];
+  for await (const part of retrieveParts(c.retrieval, ticket, new Date(Date.now() + DEADLINE_MS))) values.push(...part);
+  return values;
+};
 const putGroup = (r: wire.ReplicaGroup) => rpc<wire.ReplicaReply>((m, o, cb) => c.replica.putGroup(r, m, o, cb));
 const raw = (path: string, bytes: () => Buffer) => () => rawUnary(c.rawC2, path, bytes());
 const b1 = (x: bigint) => Buffer.from(cipherToBytes(x, keys.pk1.cipherBytes));
@@ -440,13 +495,17 @@ const unaryCases: UnaryCase[] = [
   { name: 'Retrieval.Retrieve: a ticket that is not hex', code: Code.NOT_FOUND, run: () => retrieve('../../etc/passwd') },
   { name: 'Retrieval.Retrieve: a share ticket (another kind of ticket)', code: Code.NOT_FOUND, run: async () => retrieve(await share()) },
   { name: 'Retrieval.Retrieve: an empty message', code: Code.NOT_FOUND, run: raw('/fnn.v1.Retrieval/Retrieve', () => Buffer.alloc(0)) },
-  { name: 'PutShare: a value of 1 MiB', code: INVALID, run: () => putShare({ distance: [Buffer.alloc(1 << 20, 1)], bound: [] }) },
+  {
+    name: 'PutShare: a value of 1 MiB',
+    code: INVALID,
+    run: () => putShare({ distance: [Buffer.alloc(1 << 20, 1)], bound: [], coarse: [] }),
+  },
   {
     name: "PutShare: more values than the collection's images have pixels (held in memory for nothing)",
     code: INVALID,
-    run: () => putShare({ distance: Array(100_000).fill(Buffer.from([1])), bound: [] }),
+    run: () => putShare({ distance: Array(100_000).fill(Buffer.from([1])), bound: [], coarse: [] }),
   },
-  { name: 'PutShare: an empty share', code: INVALID, run: () => putShare({ distance: [], bound: [] }) },
+  { name: 'PutShare: an empty share', code: INVALID, run: () => putShare({ distance: [], bound: [], coarse: [] }) },
   { name: 'PutShare: an empty message', code: INVALID, run: raw('/fnn.v1.Retrieval/PutShare', () => Buffer.alloc(0)) },
   ...([PUT_GROUP, '/fnn.v1.Retrieval/Retrieve', '/fnn.v1.Retrieval/PutShare', '/fnn.v1.Retrieval/Status'] as const).flatMap((path) =>
     NOT_PROTOBUF.map(([what, x]): UnaryCase => ({

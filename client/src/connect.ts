@@ -1,9 +1,7 @@
 import { Metadata, type CallOptions, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
 import { DatabaseClient, ReplicaClient, RetrievalClient } from '@fnn/proto';
-import { channelCredentials, HealthClient, MESSAGE_SIZE_OPTIONS, type Transport } from '@fnn/shared';
+import { channelCredentials, HealthClient, messageSizeOptions, type Transport } from '@fnn/shared';
 import { CliError } from './output';
-
-const CHANNEL_OPTIONS = MESSAGE_SIZE_OPTIONS;
 
 export function checkAddress(address: string | undefined, flag: string, env: string): string {
   if (!address) throw new CliError('usage', `no address: pass ${flag} HOST:PORT or set ${env}`);
@@ -14,12 +12,12 @@ export function checkAddress(address: string | undefined, flag: string, env: str
 
 // Each connection checks that the server's certificate is the daemon it means to reach (role c1 or c2).
 export const connectC1 = (address: string, transport: Transport) =>
-  new DatabaseClient(address, channelCredentials(transport, 'c1'), CHANNEL_OPTIONS);
+  new DatabaseClient(address, channelCredentials(transport, 'c1'), messageSizeOptions());
 export const connectC2 = (address: string, transport: Transport) =>
-  new RetrievalClient(address, channelCredentials(transport, 'c2'), CHANNEL_OPTIONS);
+  new RetrievalClient(address, channelCredentials(transport, 'c2'), messageSizeOptions());
 /** C2's owner-facing service: the replica of the packed records. */
 export const connectReplica = (address: string, transport: Transport) =>
-  new ReplicaClient(address, channelCredentials(transport, 'c2'), CHANNEL_OPTIONS);
+  new ReplicaClient(address, channelCredentials(transport, 'c2'), messageSizeOptions());
 /** The standard health service of either daemon. */
 export const connectHealth = (address: string, transport: Transport, daemon: 'c1' | 'c2') =>
   new HealthClient(address, channelCredentials(transport, daemon));

@@ -17,7 +17,8 @@ import { transportFrom, type TransportFlags } from './tls-files';
 // can run under a service manager:
 //   FNN_KEYS (key directory), FNN_C1 / FNN_C2 (addresses to call),
 //   FNN_C1_LISTEN / FNN_C2_LISTEN (addresses to bind), FNN_DB (C1's database),
-//   FNN_LOG_LEVEL (daemon log level: info by default), FNN_TLS_DIR (this
+//   FNN_LOG_LEVEL (daemon log level: info by default), FNN_MAX_MESSAGE_BYTES
+//   (the gRPC message limit, lowered from 64 MiB), FNN_TLS_DIR (this
 //   party's certificate directory) or FNN_TLS_CA / FNN_TLS_CERT / FNN_TLS_KEY.
 
 const env = (name: string) => process.env[name];

@@ -5,7 +5,7 @@ import {
   c2MessageFromWire,
   channelCredentials,
   fromPeerError,
-  MESSAGE_SIZE_OPTIONS,
+  messageSizeOptions,
   peerUnavailable,
   type C2Message,
   type SessionTransport,
@@ -14,7 +14,6 @@ import {
 } from '@fnn/shared';
 
 export const CHANNEL_OPTIONS: ChannelOptions = {
-  ...MESSAGE_SIZE_OPTIONS,
   // Closing the link must close its sockets too, so a stopped C1 exits.
   'grpc.use_local_subchannel_pool': 1,
   // C2 may restart: retry the connection often, so the next query finds it back within a second or two.
@@ -37,8 +36,10 @@ export class C2Link {
     transport: Transport,
   ) {
     const credentials = channelCredentials(transport, 'c2');
-    this.secure = new SecureComputationClient(address, credentials, CHANNEL_OPTIONS);
-    this.retrieval = new RetrievalClient(address, credentials, CHANNEL_OPTIONS);
+    // The deployment's message limit (FNN_MAX_MESSAGE_BYTES), read when C1 starts.
+    const options = { ...CHANNEL_OPTIONS, ...messageSizeOptions() };
+    this.secure = new SecureComputationClient(address, credentials, options);
+    this.retrieval = new RetrievalClient(address, credentials, options);
   }
 
   /**

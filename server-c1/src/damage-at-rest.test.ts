@@ -1,12 +1,9 @@
 import { status as Code } from '@grpc/grpc-js';
 import Database from 'better-sqlite3';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type * as wire from '@fnn/proto';
 import type { ProtocolName } from '@fnn/shared';
 import { recordingLogger } from '@fnn/server-common/testing';
-import { RecordStore } from './storage';
-import { SCHEMA_VERSION } from './schema';
 import { BF, expectCode, FAST, FNN, G, grpcError, query, randomImage, remember, startFixture, type Fixture } from './testing/fixtures';
 
 // Damage at rest, on the real daemons: bytes flipped in C1's database (and in
@@ -16,8 +13,7 @@ import { BF, expectCode, FAST, FNN, G, grpcError, query, randomImage, remember, 
 // record (position in upload order, group, slot) or the group, never its ID;
 // C1 logs one error line; the store's verify() lists exactly the damaged rows;
 // a query that reads nothing damaged is still exact, and so is every query
-// once the bytes are back. A database of the previous schema version is
-// migrated with the checksums of what it holds.
+// once the bytes are back.
 
 /** Two groups: one full, one with all but one slot taken. */
 const RECORDS = 2 * G - 1;
@@ -211,54 +207,5 @@ describe('C1 and C2 find damage at rest', () => {
       restore();
     }
     await f.expectExactNeighbours(target.pixels, FAST, 2, "C2's replica restored", pair);
-  });
-
-  it('migrates a database of the previous schema version: the checksums of what it holds, as an upload writes them', () => {
-    const copy = join(f.root, 'c1-v4.db');
-    c1File.prepare('VACUUM INTO ?').run(copy);
-    const old = new Database(copy);
-    const shaColumns = (db: Database.Database, table: string) =>
-      (db.prepare(`SELECT name FROM pragma_table_info('${table}')`).all() as { name: string }[])
-        .map((c) => c.name)
-        .filter((n) => n.endsWith('_sha'));
-    // Back to version 4: the same tables without the checksums.
-    for (const table of ['records', 'packed_groups'])
-      for (const c of shaColumns(old, table)) old.exec(`ALTER TABLE ${table} DROP COLUMN ${c}`);
-    old.prepare("UPDATE collection SET value = ? WHERE name = 'schema_version'").run(String(SCHEMA_VERSION - 1));
-    expect(shaColumns(old, 'records'), 'a version-4 file has no checksums').toEqual([]);
-    old.close();
-
-    const migrated = new RecordStore(copy, f.pk);
-    try {
-      const file = new Database(copy, { readonly: true });
-      try {
-        expect((file.prepare("SELECT value FROM collection WHERE name = 'schema_version'").get() as { value: string }).value).toBe(
-          String(SCHEMA_VERSION),
-        );
-        for (const [table, key] of [
-          ['records', 'seq'],
-          ['packed_groups', 'grp'],
-        ]) {
-          const sums = (db: Database.Database) =>
-            db.prepare(`SELECT ${key}, ${shaColumns(c1File, table).join(', ')} FROM ${table} ORDER BY ${key}`).all();
-          expect(sums(file), `${table}: the migration's checksums are the ones the uploads wrote`).toEqual(sums(c1File));
-        }
-      } finally {
-        file.close();
-      }
-      expect(migrated.verify(), 'a migrated database verifies').toEqual([]);
-      expect(migrated.count).toBe(RECORDS);
-      // And the migrated checksums guard its blobs like any others.
-      const { seq } = placeOf(pair.collection[2].id);
-      const raw = new Database(copy);
-      try {
-        damage(raw, 'records', 'pixels', 'seq', seq);
-      } finally {
-        raw.close();
-      }
-      expect(migrated.verify().map((d) => [d.kind, d.columns])).toEqual([['record', ['pixels']]]);
-    } finally {
-      migrated.close();
-    }
   });
 });

@@ -92,7 +92,7 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
     );
     const rejected = stats.bound?.rejected ?? 0n;
     log.info({ requestId, protocol: protocol.name, k, total: stats.total, rejected, ms: Date.now() - started }, 'query done');
-    return { tag: req.tag, stats, answer };
+    return { tag: req.tag, stats: { ...stats, levels: stats.levels ?? [] }, answer };
   };
 
   return {

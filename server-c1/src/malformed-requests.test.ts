@@ -346,7 +346,7 @@ const badCases: BadCase[] = [
   {
     name: 'PutShare: a share value above 64 bytes',
     code: Code.INVALID_ARGUMENT,
-    run: () => f.putShare({ distance: [Buffer.alloc(65, 1)], bound: [] }),
+    run: () => f.putShare({ distance: [Buffer.alloc(65, 1)], bound: [], coarse: [] }),
   },
   {
     name: 'Query: on an empty collection',

@@ -34,6 +34,8 @@ const fastPart: wire.FastQuery = {
   boundShare: [],
   distanceConstant: Buffer.alloc(0),
   boundConstant: Buffer.alloc(0),
+  coarseShare: [],
+  coarseConstant: Buffer.alloc(0),
   shareTicket: '',
 };
 const query = (over: Partial<wire.QueryRequest> = {}): wire.QueryRequest => ({

@@ -119,7 +119,14 @@ export class RequestChecks {
     const columns = g.columns ? this.codec.columnsFromWire(g.columns, true) : undefined;
     if (
       columns &&
-      !this.pk2.areValidCiphertexts([...columns.distance, ...columns.bound, columns.distanceConstant!, columns.boundConstant!])
+      !this.pk2.areValidCiphertexts([
+        ...columns.distance,
+        ...columns.bound,
+        ...columns.coarse,
+        columns.distanceConstant!,
+        columns.boundConstant!,
+        columns.coarseConstant!,
+      ])
     )
       throw invalidInput(`group ${g.group}: invalid ciphertext`);
     return { group: g.group, baseVersion: Buffer.from(g.baseVersion), version: Buffer.from(g.version), columns };

@@ -2,10 +2,12 @@
 // Paillier ciphertexts under C2's key, AES-GCM-sealed identifiers and images,
 // and HMAC lookup tags. The facts table (image size, pixel depth, key, schema
 // version, and here the paper layout) is CollectionDatabase's.
-import { addChecksums, type ChecksummedTable, type CollectionSchema } from '@fnn/server-common';
+import type { ChecksummedTable, CollectionSchema } from '@fnn/server-common';
 
-/** 5: every blob has its checksum beside it (server-common/src/checksums.ts). */
-export const SCHEMA_VERSION = 5;
+// 6: the coarse family of the bound cascade (PROTOCOLS.md §3.5a), every blob with its checksum beside it
+// (server-common/src/checksums.ts). Older files are refused, not migrated: the coarse constant is not a
+// function of the stored ciphertexts, only the owner can make it.
+export const SCHEMA_VERSION = 6;
 
 /** The blobs of a record, each with its checksum column `<blob>_sha`; the row is named by its lookup tag. */
 export const RECORD_BLOBS: ChecksummedTable = {
@@ -15,7 +17,7 @@ export const RECORD_BLOBS: ChecksummedTable = {
 };
 
 /** A group's packed columns and constants, named by the group's number. */
-export const GROUP_BLOBS: ChecksummedTable = { table: 'packed_groups', key: 'grp', blobs: ['pixels', 'embedding', 'constants'] };
+export const GROUP_BLOBS: ChecksummedTable = { table: 'packed_groups', key: 'grp', blobs: ['pixels', 'embedding', 'coarse', 'constants'] };
 
 const TABLES = `
 -- One row per image. seq is the upload order: the candidate order of every
@@ -31,8 +33,7 @@ CREATE TABLE IF NOT EXISTS records (
   pixels       BLOB,                  -- E(x_1) .. E(x_d), fixed-width ciphertexts back to back
   grp          INTEGER NOT NULL,      -- fast protocol: the group and slot this record is packed into
   slot         INTEGER NOT NULL,
-  -- SHA-256 of (table, lookup tag, column, blob) per blob (RECORD_BLOBS), NULL where the blob is;
-  -- last, where the migration from version 4 adds them.
+  -- SHA-256 of (table, lookup tag, column, blob) per blob (RECORD_BLOBS), NULL where the blob is.
   encrypted_id_sha BLOB,
   sealed_image_sha BLOB,
   sum_sha          BLOB,
@@ -48,10 +49,12 @@ CREATE TABLE IF NOT EXISTS packed_groups (
   version   BLOB NOT NULL,            -- random per change, the same in C2's replica (group digests)
   pixels    BLOB NOT NULL,
   embedding BLOB NOT NULL,
-  constants BLOB NOT NULL,            -- the distance and bound constants
+  coarse    BLOB NOT NULL,            -- the coarse family (§3.5a)
+  constants BLOB NOT NULL,            -- the distance, bound and coarse constants
   -- SHA-256 of (table, group, column, blob) per blob (GROUP_BLOBS).
   pixels_sha    BLOB,
   embedding_sha BLOB,
+  coarse_sha    BLOB,
   constants_sha BLOB
 ) STRICT;
 `;
@@ -59,12 +62,6 @@ CREATE TABLE IF NOT EXISTS packed_groups (
 export const SCHEMA: CollectionSchema = {
   version: SCHEMA_VERSION,
   tables: TABLES,
-  migrations: {
-    4: (db) => {
-      addChecksums(db, RECORD_BLOBS);
-      addChecksums(db, GROUP_BLOBS);
-    },
-  },
   groups: { versions: 'packed_groups', members: 'records' },
   names: {
     daemon: 'C1',

@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   encryptGroup,
@@ -21,6 +22,7 @@ import {
 // What a store keeps on disk, and the refusals and set-up every store test shares.
 import { cipherPieces, ciphersOf, databaseBytes, onDisk } from '@fnn/server-common/testing';
 import { expectFnnError, groupChangeSteps, rejected, ScratchDatabases, storeTestKeys, thrown } from '@fnn/server-common/testing';
+import { SCHEMA_VERSION } from './schema';
 import { RecordStore, type CollectionShape, type GroupChange, type StoredRecord } from './storage';
 
 // RecordStore against a real SQLite file: the collection's shape (with or
@@ -165,12 +167,14 @@ async function stateOf(store: RecordStore) {
       const { version, members } = store.group(g.group);
       const distance = await columnsOf(snap, g.group, 'distance');
       const bound = await columnsOf(snap, g.group, 'bound');
+      const coarse = await columnsOf(snap, g.group, 'coarse');
       return {
         ...g,
         version: hex(version),
         members: members.map((m) => ({ slot: m.slot, tag: hex(m.lookupTag), sealed: hex(m.sealedImage) })),
         distance,
         bound,
+        coarse,
       };
     }),
   );
@@ -193,6 +197,7 @@ async function expectPackedGroup(store: RecordStore, group: number, members: Tes
   const snap = store.packedSnapshot();
   const distance = await columnsOf(snap, group, 'distance');
   const bound = await columnsOf(snap, group, 'bound');
+  const coarse = await columnsOf(snap, group, 'coarse');
   expect(
     distance.columns.map((c) => sk.decrypt(c)),
     `${what}: packed pixel columns of group ${group}`,
@@ -203,6 +208,11 @@ async function expectPackedGroup(store: RecordStore, group: number, members: Tes
   ).toEqual(want.embedding);
   expect(sk.decrypt(distance.constant), `${what}: packed distance constant of group ${group}`).toBe(want.distanceConstant);
   expect(sk.decrypt(bound.constant), `${what}: packed bound constant of group ${group}`).toBe(want.boundConstant);
+  expect(
+    coarse.columns.map((c) => sk.decrypt(c)),
+    `${what}: packed coarse columns of group ${group}`,
+  ).toEqual(want.coarseEmbedding);
+  expect(sk.decrypt(coarse.constant), `${what}: packed coarse constant of group ${group}`).toBe(want.coarseConstant);
   const { version, members: stored } = store.group(group);
   expect(version.length, `${what}: group ${group} must have a 16-byte version`).toBe(16);
   expect(snap.groups.find((x) => x.group === group)?.digest, `${what}: digest of group ${group}`).toBe(
@@ -429,6 +439,8 @@ describe('RecordStore: group changes', () => {
       ['embedding columns one too many', { ...change, columns: { ...c, bound: [...c.bound, c.bound[0]] } }],
       ['no distance constant', { ...change, columns: { ...c, distanceConstant: undefined } }],
       ['no bound constant', { ...change, columns: { ...c, boundConstant: undefined } }],
+      ['no coarse columns', { ...change, columns: { ...c, coarse: [] } }],
+      ['no coarse constant', { ...change, columns: { ...c, coarseConstant: undefined } }],
       ['no columns for a group that has members', { ...change, columns: undefined }],
     ];
     for (const [what, bad] of cases) {
@@ -779,6 +791,20 @@ describe('RecordStore: on disk', () => {
     const again = openStore(path);
     expect(again.count, 'reopening with the right key must find the stored record').toBe(1);
     expect(again.shape(), 'reopening keeps the shape and the paper layout').toEqual(FAST_4x4);
+  });
+
+  it('refuses a database of schema 4, stored before the coarse family (PROTOCOLS.md §3.5a), naming the remedy', async () => {
+    const path = freshPath();
+    const old = openStore(path);
+    await upload(old, 0, [await record('a', 0)]);
+    old.close();
+    const raw = new Database(path, { fileMustExist: true });
+    raw.prepare("UPDATE collection SET value = '4' WHERE name = 'schema_version'").run();
+    raw.close();
+    expect(SCHEMA_VERSION).toBe(5);
+    const error = thrown(() => openStore(path), 'opening a schema 4 database');
+    expectFnnError(error, 'invalid-input', 'opening a schema 4 database');
+    expect((error as Error).message).toBe('database schema 4, this C1 needs 5; upload the collection into a new database');
   });
 
   it("passes SQLite's integrity check after uploads, replacements and deletes", async () => {

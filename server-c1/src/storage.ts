@@ -314,7 +314,7 @@ export class RecordStore extends CollectionStore {
       .map(([group, m]) => ({ group, members: m, digest: this.groupDigestNow(group, params.groupSize) }));
     const digests = new Map(groups.map((g) => [g.group, g.digest]));
     const getPacked = this.db.prepare(
-      'SELECT pixels, pixels_sha, embedding, embedding_sha, constants, constants_sha FROM packed_groups WHERE grp = ?',
+      'SELECT pixels, pixels_sha, embedding, embedding_sha, coarse, coarse_sha, constants, constants_sha FROM packed_groups WHERE grp = ?',
     );
     const getSealed = this.db.prepare('SELECT sealed_image, sealed_image_sha FROM records WHERE lookup_tag = ?');
     return {
@@ -326,19 +326,19 @@ export class RecordStore extends CollectionStore {
       columns: async (group: number, family: Family) => {
         if (this.groupDigestNow(group, params.groupSize) !== digests.get(group))
           throw protocolState('a group changed during the query; run the query again');
-        const row = getPacked.get(group) as Checked<'pixels' | 'embedding' | 'constants'>;
+        const row = getPacked.get(group) as Checked<'pixels' | 'embedding' | 'coarse' | 'constants'>;
         // Each column hashed whole on every read. Measured (node:crypto SHA-256, Node 20, one core of
         // this shared 2-core Xeon, 2026-12-02): a 256x256 pixel column at 2048 bits (65,536 x 512 bytes,
         // 32 MiB) ~70 ms, its 2048-coordinate embedding (1 MiB) ~2 ms; a fast query at n = 500 (39 groups'
         // bounds, 1-2 groups' distances) hashes ~0.2 s per server of a 36-45 s query (docs/BENCHMARKS.md).
-        const blob = (column: 'pixels' | 'embedding' | 'constants') =>
+        const blob = (column: 'pixels' | 'embedding' | 'coarse' | 'constants') =>
           this.collection.verified(GROUP_BLOBS, group, column, row[column], row[`${column}_sha`], () => `group ${group}`);
-        const [distanceConstant, boundConstant] = this.fromBlob(blob('constants'));
-        // The columns as stored: the multi-exponentiation reads the bytes.
+        const [distance, bound, coarse] = this.fromBlob(blob('constants'));
+        // The columns as stored: the multi-exponentiation reads the bytes; only the family asked for is hashed.
         const width = this.key.cipherBytes;
-        return family === 'distance'
-          ? { columns: { bytes: blob('pixels'), width }, constant: distanceConstant }
-          : { columns: { bytes: blob('embedding'), width }, constant: boundConstant };
+        const column = { distance: 'pixels', bound: 'embedding', coarse: 'coarse' } as const;
+        const constant = { distance, bound, coarse };
+        return { columns: { bytes: blob(column[family]), width }, constant: constant[family] };
       },
       encryptedId: (candidate) => checked(candidate, rows[candidate], 'encrypted_id'),
       sealedImage: (candidate) => {
@@ -384,16 +384,21 @@ export class RecordStore extends CollectionStore {
     const c = change.columns;
     if (!c) throw invalidInput(`group ${change.group} keeps members but its re-encrypted columns are missing`);
     checkColumnCounts(params, c, `group ${change.group}`);
-    if (c.distanceConstant === undefined || c.boundConstant === undefined)
+    if (c.distanceConstant === undefined || c.boundConstant === undefined || c.coarseConstant === undefined)
       throw invalidInput(`group ${change.group}: packed columns without their constants`);
-    const blobs = [this.toBlob(c.distance), this.toBlob(c.bound), this.toBlob([c.distanceConstant, c.boundConstant])]; // GROUP_BLOBS' order
+    const blobs = [
+      this.toBlob(c.distance),
+      this.toBlob(c.bound),
+      this.toBlob(c.coarse),
+      this.toBlob([c.distanceConstant, c.boundConstant, c.coarseConstant]),
+    ]; // GROUP_BLOBS' order
     this.db
       .prepare(
-        `INSERT INTO packed_groups (grp, version, pixels, embedding, constants, pixels_sha, embedding_sha, constants_sha)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO packed_groups (grp, version, pixels, embedding, coarse, constants, pixels_sha, embedding_sha, coarse_sha, constants_sha)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT(grp) DO UPDATE SET version = excluded.version, pixels = excluded.pixels,
-           embedding = excluded.embedding, constants = excluded.constants, pixels_sha = excluded.pixels_sha,
-           embedding_sha = excluded.embedding_sha, constants_sha = excluded.constants_sha`,
+           embedding = excluded.embedding, coarse = excluded.coarse, constants = excluded.constants, pixels_sha = excluded.pixels_sha,
+           embedding_sha = excluded.embedding_sha, coarse_sha = excluded.coarse_sha, constants_sha = excluded.constants_sha`,
       )
       .run(change.group, change.version, ...blobs, ...checksumsOf(GROUP_BLOBS, change.group, blobs));
   }

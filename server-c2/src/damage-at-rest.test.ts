@@ -1,18 +1,16 @@
 import { status as Code } from '@grpc/grpc-js';
 import Database from 'better-sqlite3';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type * as wire from '@fnn/proto';
 import { recordingLogger } from '@fnn/server-common/testing';
-import { REPLICA_SCHEMA_VERSION, ReplicaStore } from './replica-store';
+import { ReplicaStore } from './replica-store';
 import { expectCode, G, startC2Fixture, type C2Fixture } from './testing/fixtures';
 
 // Damage at rest in C2's replica, on the real daemon: bytes flipped in a
 // group's packed columns through a second SQLite connection to the file. A
 // session reading the damaged column ends with DATA_LOSS naming the group,
 // C2 logs one error line, verify() lists exactly the damaged groups, and a
-// session over the restored bytes is answered. A replica of the previous
-// schema version is migrated with the checksums of what it holds. (The same
+// session over the restored bytes is answered. (The same
 // damage through C1, as the doctor sees it: server-c1/src/damage-at-rest.test.ts.)
 
 const RECORDS = G + 2;
@@ -93,34 +91,5 @@ describe('C2 finds damage at rest in its replica', () => {
       for (const restore of restores) restore();
     }
     expect(store.verify()).toEqual([]);
-  });
-
-  it('migrates a replica of schema version 1: the checksums of what it holds, as a PutGroup writes them', () => {
-    const copy = join(f.root, 'c2-v1.db');
-    file.prepare('VACUUM INTO ?').run(copy);
-    const old = new Database(copy);
-    old.exec('ALTER TABLE replica_groups DROP COLUMN pixels_sha');
-    old.exec('ALTER TABLE replica_groups DROP COLUMN embedding_sha');
-    // Version 1: no checksums, no pending changes (version 3's tables).
-    old.exec('DROP TABLE replica_pending; DROP TABLE replica_pending_members');
-    old.prepare("UPDATE collection SET value = '1' WHERE name = 'schema_version'").run();
-    old.close();
-    const migrated = new ReplicaStore(copy, f.pk1);
-    try {
-      const sums = (db: Database.Database) => db.prepare('SELECT grp, pixels_sha, embedding_sha FROM replica_groups ORDER BY grp').all();
-      const after = new Database(copy, { readonly: true });
-      try {
-        expect(sums(after), "the migration's checksums are the ones PutGroup wrote").toEqual(sums(file));
-        expect(after.prepare("SELECT value FROM collection WHERE name = 'schema_version'").get()).toEqual({
-          value: String(REPLICA_SCHEMA_VERSION),
-        });
-      } finally {
-        after.close();
-      }
-      expect(migrated.verify()).toEqual([]);
-      expect(migrated.count).toBe(RECORDS);
-    } finally {
-      migrated.close();
-    }
   });
 });

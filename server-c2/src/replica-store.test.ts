@@ -16,7 +16,7 @@ import {
 // What a store keeps on disk, and the refusals and set-up every store test shares.
 import { cipherPieces, ciphersOf, databaseBytes, onDisk } from '@fnn/server-common/testing';
 import { expectFnnError, groupChangeSteps, rejected, ScratchDatabases, storeTestKeys, thrown } from '@fnn/server-common/testing';
-import { ReplicaStore, type ReplicaGroupChange, type ReplicaShape } from './replica-store';
+import { REPLICA_SCHEMA_VERSION, ReplicaStore, type ReplicaGroupChange, type ReplicaShape } from './replica-store';
 
 // C2's replica of the packed groups against a real SQLite file: a group set
 // whole (stored, replaced, dropped), the refusals that store nothing, the
@@ -108,6 +108,7 @@ async function stateOf(store: ReplicaStore, groups: number[]) {
           digest,
           distance: ciphersOf(await source.columns(g, 'distance', digest)),
           bound: ciphersOf(await source.columns(g, 'bound', digest)),
+          coarse: ciphersOf(await source.columns(g, 'coarse', digest)),
         };
       }),
     ),
@@ -126,6 +127,11 @@ async function expectGroup(store: ReplicaStore, change: TestChange, what: string
   const want = groupPlaintexts(slots, p);
   const distance = ciphersOf(await source.columns(group, 'distance', digest!));
   const bound = ciphersOf(await source.columns(group, 'bound', digest!));
+  const coarse = ciphersOf(await source.columns(group, 'coarse', digest!));
+  expect(
+    coarse.map((c) => sk1.decrypt(c)),
+    `${what}: packed coarse columns of group ${group}`,
+  ).toEqual(want.coarseEmbedding);
   expect(
     distance.map((c) => sk1.decrypt(c)),
     `${what}: packed pixel columns of group ${group}`,
@@ -398,7 +404,8 @@ describe('ReplicaStore', () => {
     const gone = record('gone', 1);
     const old = await put(store, 0, [keep, gone]);
     const dropped = await put(store, 1, [record('alone', 0)]);
-    const columnsOf = (c: TestChange) => cipherPieces([...c.replica.columns!.distance, ...c.replica.columns!.bound], pk1.cipherBytes);
+    const columnsOf = (c: TestChange) =>
+      cipherPieces([...c.replica.columns!.distance, ...c.replica.columns!.bound, ...c.replica.columns!.coarse], pk1.cipherBytes);
     const probes: [string, Buffer | Buffer[]][] = [
       ['replaced columns', columnsOf(old)],
       ["departed member's lookup tag", gone.tag],
@@ -432,6 +439,23 @@ describe('ReplicaStore', () => {
     expect(again.params()).toEqual(paramsOf(SHAPE_4x4));
     await expectGroup(again, change, 'after reopening');
   });
+
+  it.each([1, 2])(
+    'refuses a replica of schema %i, stored before the coarse family (PROTOCOLS.md §3.5a), naming the remedy',
+    async (version) => {
+      const path = freshPath();
+      const old = openReplica(path);
+      await put(old, 0, [record('a', 0)]);
+      old.close();
+      const raw = new Database(path, { fileMustExist: true });
+      raw.prepare("UPDATE collection SET value = ? WHERE name = 'schema_version'").run(String(version));
+      raw.close();
+      expect(REPLICA_SCHEMA_VERSION).toBe(4);
+      const error = thrown(() => openReplica(path), `opening a schema ${version} replica`);
+      expectFnnError(error, 'invalid-input', `opening a schema ${version} replica`);
+      expect((error as Error).message).toBe(
+        `replica schema ${version}, this C2 needs 4; start C2 on a new replica file and upload the collection's replica again`,
+      );
 });
 
 // The rule of replica changes (docs/ARCHITECTURE.md, "Replica changes"): a
@@ -531,18 +555,18 @@ describe('ReplicaStore: changes pending until C1 holds them', () => {
     );
   });
 
-  it('opens a replica of schema 2 (checksums, no pending changes) and takes changes pending from then on', async () => {
+  it('opens a replica of schema 3 (coarse columns, no pending changes) and takes changes pending from then on', async () => {
     const path = freshPath();
     const first = openReplica(path);
     const change = await put(first, 0, [record('a', 0)]);
     first.close();
     const raw = new Database(path);
     raw.exec(
-      "DROP TABLE replica_pending; DROP TABLE replica_pending_members; UPDATE collection SET value = '2' WHERE name = 'schema_version'",
+      "DROP TABLE replica_pending; DROP TABLE replica_pending_members; UPDATE collection SET value = '3' WHERE name = 'schema_version'",
     );
     raw.close();
     const again = openReplica(path);
-    await expectGroup(again, change, 'a schema-2 group after the migration');
+    await expectGroup(again, change, 'a schema-3 group after the migration');
     const next = await groupChange(0, [record('a', 0), record('b', 1)]);
     again.stageGroup(SHAPE_4x4, next.replica, again.collectionId()!);
     expect(again.count, 'taken pending').toBe(1);

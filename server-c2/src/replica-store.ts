@@ -1,5 +1,4 @@
 import {
-  addChecksums,
   checkGroupVersion,
   checksumsOf,
   checkSlot,
@@ -28,14 +27,13 @@ import {
 // change the owner sent but C1 may not hold yet (docs/ARCHITECTURE.md,
 // "Replica changes"). The schema is here, in one place (the facts table is
 // CollectionDatabase's); WAL mode, one transaction per change, deleted rows overwritten.
-/**
- * 2: every group's columns have their checksums beside them (server-common/src/checksums.ts).
- * 3: pending changes (replica_pending, replica_pending_members).
- */
-export const REPLICA_SCHEMA_VERSION = 3;
+// 3: the coarse family of the bound cascade (PROTOCOLS.md §3.5a), every group's columns with their
+// checksums beside them (server-common/src/checksums.ts); older files are refused (only the owner can
+// make the coarse columns). 4: pending changes (replica_pending, replica_pending_members).
+export const REPLICA_SCHEMA_VERSION = 4;
 
 /** A group's packed columns, each with its checksum column `<blob>_sha`, named by the group's number. */
-export const REPLICA_BLOBS: ChecksummedTable = { table: 'replica_groups', key: 'grp', blobs: ['pixels', 'embedding'] };
+export const REPLICA_BLOBS: ChecksummedTable = { table: 'replica_groups', key: 'grp', blobs: ['pixels', 'embedding', 'coarse'] };
 
 const TABLES = `
 CREATE TABLE IF NOT EXISTS replica_groups (
@@ -43,9 +41,11 @@ CREATE TABLE IF NOT EXISTS replica_groups (
   version   BLOB NOT NULL,          -- the owner's random version of the group's last change, the same at C1
   pixels    BLOB NOT NULL,          -- E1(sum_j x_i^(j) 2^(w j))
   embedding BLOB NOT NULL,
-  -- SHA-256 of (table, group, column, blob) per blob (REPLICA_BLOBS); last, where the migration from version 1 adds them.
+  coarse    BLOB NOT NULL,          -- the coarse family (§3.5a)
+  -- SHA-256 of (table, group, column, blob) per blob (REPLICA_BLOBS).
   pixels_sha    BLOB,
-  embedding_sha BLOB
+  embedding_sha BLOB,
+  coarse_sha    BLOB
 ) STRICT;
 
 CREATE TABLE IF NOT EXISTS replica_members (
@@ -61,8 +61,10 @@ CREATE TABLE IF NOT EXISTS replica_pending (
   version   BLOB NOT NULL,
   pixels    BLOB,                   -- NULL: the change empties the group
   embedding BLOB,
+  coarse    BLOB,
   pixels_sha    BLOB,               -- the checksums its columns get in replica_groups once promoted
-  embedding_sha BLOB
+  embedding_sha BLOB,
+  coarse_sha    BLOB
 ) STRICT;
 
 CREATE TABLE IF NOT EXISTS replica_pending_members (
@@ -78,8 +80,8 @@ const PENDING = { versions: 'replica_pending', members: 'replica_pending_members
 export const REPLICA_SCHEMA: CollectionSchema = {
   version: REPLICA_SCHEMA_VERSION,
   tables: TABLES,
-  // Version 2 had no pending changes: their tables are created after the migrations.
-  migrations: { 1: (db) => addChecksums(db, REPLICA_BLOBS), 2: () => {} },
+  // Version 3 had no pending changes: their tables are created after the migration.
+  migrations: { 3: () => {} },
   groups: { versions: 'replica_groups', members: 'replica_members' },
   names: {
     daemon: 'C2',
@@ -141,20 +143,21 @@ export class ReplicaStore extends CollectionStore {
         if (slots.has(m.slot)) throw invalidInput(`slot ${m.slot} named twice`);
         slots.add(m.slot);
       }
-      let columns: (Buffer | null)[] = [null, null, null, null]; // pixels, embedding and their checksums
+      let columns: (Buffer | null)[] = new Array<null>(6).fill(null); // REPLICA_BLOBS, then their checksums
       if (change.members.length === 0) {
         if (change.columns) throw invalidInput(`group ${change.group} is left empty but columns were sent`);
       } else {
         const c = change.columns;
         if (!c) throw invalidInput(`group ${change.group} has members but no packed columns`);
         checkColumnCounts(p, c, `group ${change.group}`);
-        const blobs = [this.toBlob(c.distance), this.toBlob(c.bound)]; // REPLICA_BLOBS' order
-        const [pixelsSha, embeddingSha] = checksumsOf(REPLICA_BLOBS, change.group, blobs);
-        columns = [blobs[0], blobs[1], pixelsSha, embeddingSha];
+        const blobs = [this.toBlob(c.distance), this.toBlob(c.bound), this.toBlob(c.coarse)]; // REPLICA_BLOBS' order
+        columns = [...blobs, ...checksumsOf(REPLICA_BLOBS, change.group, blobs)];
       }
       this.dropPending(change.group);
       this.db
-        .prepare('INSERT INTO replica_pending (grp, version, pixels, embedding, pixels_sha, embedding_sha) VALUES (?, ?, ?, ?, ?, ?)')
+        .prepare(
+          'INSERT INTO replica_pending (grp, version, pixels, embedding, coarse, pixels_sha, embedding_sha, coarse_sha) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        )
         .run(change.group, change.version, ...columns);
       const insert = this.db.prepare('INSERT INTO replica_pending_members (grp, slot, lookup_tag) VALUES (?, ?, ?)');
       for (const m of change.members) insert.run(change.group, m.slot, m.lookupTag);
@@ -256,7 +259,9 @@ export class ReplicaStore extends CollectionStore {
   source(): ReplicaSource & { digest(group: number): string | undefined } {
     const params = this.params();
     if (!params) throw invalidInput('the replica is empty');
-    const packed = this.db.prepare('SELECT pixels, pixels_sha, embedding, embedding_sha FROM replica_groups WHERE grp = ?');
+    const packed = this.db.prepare(
+      'SELECT pixels, pixels_sha, embedding, embedding_sha, coarse, coarse_sha FROM replica_groups WHERE grp = ?',
+    );
     const digest = (group: number) => this.collection.groupDigest(group, params.groupSize);
     return {
       params,
@@ -275,9 +280,10 @@ export class ReplicaStore extends CollectionStore {
       columns: async (group: number, family: Family, expectedDigest: string) => {
         const now = digest(group);
         if (now === undefined || now !== expectedDigest) throw protocolState('a group changed during the query; run the query again');
-        const row = packed.get(group) as Record<'pixels' | 'embedding', Buffer> & Record<'pixels_sha' | 'embedding_sha', Buffer | null>;
+        const row = packed.get(group) as Record<'pixels' | 'embedding' | 'coarse', Buffer> &
+          Record<'pixels_sha' | 'embedding_sha' | 'coarse_sha', Buffer | null>;
         // The column hashed whole on every read, as at C1 (cost: server-c1/src/storage.ts, packedSnapshot).
-        const column = family === 'distance' ? 'pixels' : 'embedding';
+        const column = ({ distance: 'pixels', bound: 'embedding', coarse: 'coarse' } as const)[family];
         // As stored: the multi-exponentiation reads the bytes.
         const bytes = this.collection.verified(REPLICA_BLOBS, group, column, row[column], row[`${column}_sha`], () => `group ${group}`);
         return { bytes, width: this.key.cipherBytes };
@@ -310,8 +316,9 @@ export class ReplicaStore extends CollectionStore {
     this.db.prepare('DELETE FROM replica_groups WHERE grp = ?').run(group);
     this.db
       .prepare(
-        `INSERT INTO replica_groups (grp, version, pixels, embedding, pixels_sha, embedding_sha)
-         SELECT grp, version, pixels, embedding, pixels_sha, embedding_sha FROM replica_pending WHERE grp = ? AND pixels IS NOT NULL`,
+        `INSERT INTO replica_groups (grp, version, pixels, embedding, coarse, pixels_sha, embedding_sha, coarse_sha)
+         SELECT grp, version, pixels, embedding, coarse, pixels_sha, embedding_sha, coarse_sha FROM replica_pending
+         WHERE grp = ? AND pixels IS NOT NULL`,
       )
       .run(group);
     this.db

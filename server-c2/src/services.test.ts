@@ -62,7 +62,11 @@ beforeAll(async () => {
   };
   service = retrievalService(deps, () => 0);
   const { forC2 } = await shareQuery(randomImage(), PARAMS, async (values) => values.map((v) => keys.publicKey.encrypt(v)));
-  share = { distance: forC2.distance.map(residueToBytes), bound: forC2.bound.map(residueToBytes) };
+  share = {
+    distance: forC2.distance.map(residueToBytes),
+    bound: forC2.bound.map(residueToBytes),
+    coarse: forC2.coarse.map(residueToBytes),
+  };
 });
 
 describe('PutShare counts shares per caller certificate', () => {

@@ -1,4 +1,4 @@
-import { status as Code, type ServerDuplexStream, type ServerUnaryCall } from '@grpc/grpc-js';
+import { status as Code, type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream } from '@grpc/grpc-js';
 import * as wire from '@fnn/proto';
 import { checkImageSize, checkLookupTags, checkPixelDepth, damagedToWire, handlers } from '@fnn/server-common';
 import {
@@ -11,6 +11,7 @@ import {
   shareValue,
   callerOf,
   resourceExhausted,
+  valuesPerMessage,
   type FastC2Deps,
   type C2Crypto,
   type Logger,
@@ -97,6 +98,8 @@ export function secureComputationService(deps: C2ServiceDeps): wire.SecureComput
             if (e instanceof SessionIdle) fields.idleMs = idleMs;
             throw e;
           } finally {
+            // An unfinished retrieval's reserved space goes back to the store.
+            session.close();
             // The id comes with the first message: known once the session ends, whichever way.
             if (session.id !== undefined) fields.session = session.id;
             fields.steps = steps;
@@ -108,16 +111,37 @@ export function secureComputationService(deps: C2ServiceDeps): wire.SecureComput
   };
 }
 
+/** Resolves once a stream's buffer has room again, or the stream is gone (a cancelled call never drains). */
+function drained(call: ServerWritableStream<unknown, unknown>): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      for (const event of ['drain', 'cancelled', 'close', 'error']) call.off(event, done);
+      resolve();
+    };
+    for (const event of ['drain', 'cancelled', 'close', 'error']) call.once(event, done);
+  });
+}
+
 /** The doctor's half of retrieval, and status. */
 export function retrievalService(deps: C2ServiceDeps, openSessions: () => number): wire.RetrievalServer {
-  const { unary } = handlers(deps.log);
+  const { unary, stream } = handlers(deps.log);
   const pk = deps.crypto.publicKey;
   return {
-    retrieve: unary<wire.RetrieveRequest, wire.RetrieveReply>('Retrieve', (req, _requestId, fields) => {
-      const images = deps.retrievals.take(req.ticket);
-      fields.results = images.length;
-      return { images: images.map((im) => ({ values: im.map(residueToBytes) })) };
-    }),
+    // m + r in parts below the message limit (§2.7), written as the doctor reads
+    // them: C2 holds the result and one or two serialised parts, never a copy of all.
+    // The ticket is spent when the stream starts: a doctor whose stream breaks runs the query again.
+    retrieve: (call: ServerWritableStream<wire.RetrieveRequest, wire.RetrievedValues>) =>
+      void stream('Retrieve', call, async (_requestId, fields) => {
+        const values = deps.retrievals.take(call.request.ticket);
+        const perMessage = valuesPerMessage(Math.ceil(pk.bits / 8));
+        let parts = 0;
+        for (let at = 0; at < values.length && !call.cancelled; at += perMessage) {
+          parts++;
+          if (!call.write({ values: values.slice(at, at + perMessage).map(residueToBytes) })) await drained(call);
+        }
+        fields.parts = parts;
+        call.end();
+      }),
     status: unary<wire.StatusRequest, wire.KeyHolderStatus>('Status', () => ({
       keyBits: pk.bits,
       keyFingerprint: pk.fingerprint(),
@@ -132,7 +156,11 @@ export function retrievalService(deps: C2ServiceDeps, openSessions: () => number
         // A share is held in memory for minutes: refuse one that cannot belong to this collection, value by value.
         const p = deps.replica.params();
         if (!p) throw invalidInput('the collection is empty');
-        const share = checkShares(p, { distance: req.distance.map(shareValue), bound: req.bound.map(shareValue) });
+        const share = checkShares(p, {
+          distance: req.distance.map(shareValue),
+          bound: req.bound.map(shareValue),
+          coarse: req.coarse.map(shareValue),
+        });
         return { ticket: deps.fast.shares.put(share, callerOf(call.getAuthContext()?.sslPeerCertificate)) };
       })(call, callback),
   };
@@ -153,7 +181,8 @@ export function replicaService(deps: C2ServiceDeps): wire.ReplicaServer {
       if (!change) throw invalidInput('no group');
       checkLookupTags(req.members.map((m) => m.lookupTag));
       const columns = change.columns ? deps.codec.columnsFromWire(change.columns, false) : undefined;
-      if (columns && !pk1.areValidCiphertexts([...columns.distance, ...columns.bound])) throw invalidInput('invalid ciphertext');
+      if (columns && !pk1.areValidCiphertexts([...columns.distance, ...columns.bound, ...columns.coarse]))
+        throw invalidInput('invalid ciphertext');
       deps.replica.stageGroup(
         { width: req.width, height: req.height, maxValue: req.maxValue },
         {

@@ -9,7 +9,7 @@ import type * as wire from '@fnn/proto';
 // `c_sha` beside it: SHA-256 over (table, row key, column, blob), written with
 // the blob and compared whenever the blob is read. Keyless on purpose
 // (docs/SECURITY.md): it is there to catch damage, and a check that needs no
-// secret can be run by anyone holding the file (a migration, `fnn check`).
+// secret can be run by anyone holding the file (`fnn check`).
 
 /** A table whose blobs carry checksums. */
 export interface ChecksummedTable {
@@ -58,24 +58,6 @@ export function checksumsOf(spec: ChecksummedTable, key: Buffer | number, blobs:
 export function matches(spec: ChecksummedTable, key: Buffer | number, column: string, blob: Buffer | null, sha: Buffer | null): boolean {
   if (blob === null || sha === null) return blob === sha;
   return blobChecksum(spec.table, key, column, blob).equals(sha);
-}
-
-/**
- * The migration to checksums: adds each blob's checksum column and computes it
- * for every existing row, in the migration's transaction. The rows are
- * trusted as they are: damage from before the migration is not detected.
- */
-export function addChecksums(db: Database.Database, spec: ChecksummedTable): void {
-  db.function('fnn_blob_checksum', { deterministic: true }, (table, key, column, blob) =>
-    blob === null ? null : blobChecksum(String(table), key as Buffer | number | bigint, String(column), blob as Buffer),
-  );
-  for (const column of spec.blobs) {
-    db.exec(`ALTER TABLE ${spec.table} ADD COLUMN ${checksumColumn(column)} BLOB`);
-    db.prepare(`UPDATE ${spec.table} SET ${checksumColumn(column)} = fnn_blob_checksum(?, ${spec.key}, ?, ${column})`).run(
-      spec.table,
-      column,
-    );
-  }
 }
 
 /**

@@ -55,6 +55,8 @@ export * from './protocol/fast/c2';
 export * from './wire/codec';
 export * from './wire/status';
 export * from './wire/server';
+export * from './wire/message-limit';
+export * from './wire/retrieve';
 export * from './wire/credentials';
 export * from './wire/access-control';
 export * from './wire/standard-services';

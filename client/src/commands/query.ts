@@ -8,6 +8,7 @@ import {
   encodePng,
   isProtocolName,
   PROTOCOL_NAMES,
+  retrieveParts,
   type DoctorAnswer,
   type DoctorLink,
   type GrayImage,
@@ -69,7 +70,7 @@ function prepare(options: QueryOptions) {
       return status;
     },
     putShare: async (share) => (await call(c2.putShare.bind(c2), share, 30_000, undefined, 'C2')).ticket,
-    retrieve: (ticket) => call(c2.retrieve.bind(c2), { ticket }, timeoutMs, undefined, 'C2'),
+    retrieve: (ticket) => retrieveParts(c2, ticket, new Date(Date.now() + timeoutMs)),
     query: (request, onProgress) => queryWithProgress(c1, request, timeoutMs, randomBytes(8).toString('hex'), onProgress),
   };
   return {

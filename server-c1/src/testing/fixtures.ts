@@ -22,8 +22,11 @@ import {
   packingParams,
   plaintextNearest,
   RecordKey,
+  BLINDING_SEED_BYTES,
+  RetrievalBlinding,
   residueFromBytes,
   residueToBytes,
+  retrieveParts,
   shareQuery,
   silentLogger,
   WireCodec,
@@ -68,6 +71,8 @@ export const EMBEDDING = (() => {
   const p = packingParams(KEY_BITS, WIDTH, HEIGHT, MAX_VALUE);
   return 2 * p.blockRows * p.blockCols;
 })();
+/** Coordinates of the coarse family (PROTOCOLS.md §3.5a) at these sizes. */
+export const COARSE = packingParams(KEY_BITS, WIDTH, HEIGHT, MAX_VALUE).coarse.dimension;
 export const COLLECTION_SIZE = 10;
 /** The first records are uploaded in one call (whole groups in one request each), the rest one by one. */
 export const FIRST_BATCH = 5;
@@ -467,8 +472,11 @@ export class Fixture {
 
   // ----- C2's services -----
 
-  retrieve(ticket: string, d = this.main) {
-    return rpc<wire.RetrieveReply>((m, o, cb) => d.retrieval.retrieve({ ticket }, m, o, cb));
+  /** C2's Retrieve: every part of m + r, concatenated (the results' values, nearest first). */
+  async retrieve(ticket: string, d = this.main): Promise<Uint8Array[]> {
+    const values: Uint8Array[] = [];
+    for await (const part of retrieveParts(d.retrieval, ticket, new Date(Date.now() + RPC_DEADLINE_MS))) values.push(...part);
+    return values;
   }
   putShare(share: wire.QueryShare, d = this.main) {
     return rpc<wire.ShareTicket>((m, o, cb) => d.retrieval.putShare(share, m, o, cb));
@@ -589,6 +597,8 @@ export class Fixture {
     expect(change!.columns?.bound.length, `${what}: one packed ciphertext per embedding coordinate`).toBe(EMBEDDING);
     expect(change!.columns?.distanceConstant.length, `${what}: C1's columns carry the distance constant`).toBe(this.pk.cipherBytes);
     expect(change!.columns?.boundConstant.length, `${what}: C1's columns carry the bound constant`).toBe(this.pk.cipherBytes);
+    expect(change!.columns?.coarse.length, `${what}: one packed ciphertext per coarse coordinate`).toBe(COARSE);
+    expect(change!.columns?.coarseConstant.length, `${what}: C1's columns carry the coarse constant`).toBe(this.pk.cipherBytes);
   }
 
   /** C2's side of the same change: same group and version, columns under C1's key without constants, all members after the change. */
@@ -607,6 +617,8 @@ export class Fixture {
     if (change.columns) {
       expect(r.group!.columns?.distance.length, `${what}: C2's columns, one per pixel`).toBe(D);
       expect(r.group!.columns?.bound.length, `${what}: C2's columns, one per embedding coordinate`).toBe(EMBEDDING);
+      expect(r.group!.columns?.coarse.length, `${what}: C2's columns, one per coarse coordinate`).toBe(COARSE);
+      expect(r.group!.columns?.coarseConstant.length, `${what}: C2's columns carry no coarse constant`).toBe(0);
       expect(r.group!.columns?.distanceConstant.length, `${what}: C2's columns carry no constants`).toBe(0);
       // Both are encryptions of the group's packed plaintexts over all its members after the change.
       const plain = groupPlaintexts(
@@ -624,9 +636,13 @@ export class Fixture {
         `${what}: C1's embedding columns`,
       ).toEqual(plain.embedding);
       expect(
-        [c1Side.distanceConstant, c1Side.boundConstant].map((c) => sk.decrypt(codec.fromCipher(c))),
+        [c1Side.distanceConstant, c1Side.boundConstant, c1Side.coarseConstant].map((c) => sk.decrypt(codec.fromCipher(c))),
         `${what}: C1's constants`,
-      ).toEqual([plain.distanceConstant, plain.boundConstant]);
+      ).toEqual([plain.distanceConstant, plain.boundConstant, plain.coarseConstant]);
+      expect(
+        c1Side.coarse.map((c) => sk.decrypt(codec.fromCipher(c))),
+        `${what}: C1's coarse columns`,
+      ).toEqual(plain.coarseEmbedding);
       expect(
         c2Side.distance.map((c) => sk1.decrypt(codec.fromCipher(c))),
         `${what}: C2's pixel columns, under C1's key`,
@@ -635,6 +651,10 @@ export class Fixture {
         c2Side.bound.map((c) => sk1.decrypt(codec.fromCipher(c))),
         `${what}: C2's embedding columns`,
       ).toEqual(plain.embedding);
+      expect(
+        c2Side.coarse.map((c) => sk1.decrypt(codec.fromCipher(c))),
+        `${what}: C2's coarse columns`,
+      ).toEqual(plain.coarseEmbedding);
     } else expect(r.group!.columns, `${what}: an emptied group has no columns at C2 either`).toBeUndefined();
   }
 
@@ -666,13 +686,19 @@ export class Fixture {
     expect(status.keyFingerprint, "C1 must hold the collection under the doctor's key").toBe(this.pk.fingerprint());
     const params = packingParams(status.keyBits, status.width, status.height, status.maxValue);
     const shares = await shareQuery(pixels, params, this.underPk2);
-    const forC2 = { distance: shares.forC2.distance.map(residueToBytes), bound: shares.forC2.bound.map(residueToBytes) };
+    const forC2 = {
+      distance: shares.forC2.distance.map(residueToBytes),
+      bound: shares.forC2.bound.map(residueToBytes),
+      coarse: shares.forC2.coarse.map(residueToBytes),
+    };
     const { ticket } = await this.putShare(options.c2Share ? options.c2Share(forC2) : forC2, d);
     return fastQueryRequest(this.pk.fingerprint(), options.k ?? 1, {
       distanceShare: shares.forC1.shares.distance.map(residueToBytes),
       boundShare: shares.forC1.shares.bound.map(residueToBytes),
       distanceConstant: this.codec.cipher(shares.forC1.distanceConstant),
       boundConstant: this.codec.cipher(shares.forC1.boundConstant),
+      coarseShare: shares.forC1.shares.coarse.map(residueToBytes),
+      coarseConstant: this.codec.cipher(shares.forC1.coarseConstant),
       shareTicket: ticket,
     });
   }
@@ -684,20 +710,21 @@ export class Fixture {
 
   /**
    * The doctor's whole step 7 of the paper protocols: decrypt each E_k(ID), fetch
-   * m + r from C2 with the ticket, subtract C1's r mod N; returns the ids and the exact pixels.
+   * m + r from C2 with the ticket, subtract C1's r (expanded from its seed) mod N;
+   * returns the ids and the exact pixels.
    */
   async redeem(reply: wire.QueryReply, d = this.main): Promise<{ id: string; pixels: bigint[] }[]> {
     const n = this.pk.n;
     const answer = reply.answer;
     if (answer?.$case !== 'fnn' && answer?.$case !== 'bf') throw new Error(`a paper query answered as ${answer?.$case}`);
     const fetched = await this.retrieve(answer.value.retrievalTicket, d);
-    expect(fetched.images.length, 'C2 must hold one blinded image per result').toBe(answer.value.neighbours.length);
+    expect(fetched.length, `C2 must hold ${D} blinded values per result`).toBe(answer.value.neighbours.length * D);
     return answer.value.neighbours.map((result, i) => {
-      const blinded = fetched.images[i].values;
-      expect(blinded.length, `C2's image ${i} must have ${D} pixels`).toBe(D);
-      expect(result.blinding.length, `C1's blinding ${i} must have ${D} values`).toBe(D);
+      const blinded = fetched.slice(i * D, (i + 1) * D);
+      expect(result.blindingSeed.length, `C1's blinding seed ${i} must have ${BLINDING_SEED_BYTES} bytes`).toBe(BLINDING_SEED_BYTES);
+      const r = new RetrievalBlinding(result.blindingSeed, n).next(D);
       const pixels = blinded.map((v, j) => {
-        const m = (residueFromBytes(v) - residueFromBytes(result.blinding[j])) % n;
+        const m = (residueFromBytes(v) - r[j]) % n;
         return m < 0n ? m + n : m;
       });
       return { id: this.recordKey.decryptId(result.encryptedId), pixels };
@@ -731,6 +758,16 @@ export class Fixture {
     expect(stats.bound === undefined, `${what}: a bound stage is reported exactly when the protocol has one`).toBe(
       !protocolModule(protocol).bounded,
     );
+    expect(
+      stats.levels.map((l) => l.level),
+      `${what}: the fast protocol reports its stages (coarse, fine, distance), the others none`,
+    ).toEqual(isFast(protocol) ? ['coarse', 'fine', 'distance'] : []);
+    if (isFast(protocol)) {
+      const distance = stats.levels[2];
+      expect(stats.bound!.rejected, `${what}: the records rejected are those whose distances were not computed`).toBe(
+        stats.total - distance.recordsVisited,
+      );
+    }
     expect(reply.answer?.$case, `${what}: the reply must name the protocol that ran`).toBe(protocol);
     const got = isFast(protocol) ? this.openResults(reply) : await this.redeem(reply, d);
     expect(

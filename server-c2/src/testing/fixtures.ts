@@ -119,6 +119,7 @@ export class C2Fixture {
     const { ticket } = await this.putShare({
       distance: shares.forC2.distance.map(residueToBytes),
       bound: shares.forC2.bound.map(residueToBytes),
+      coarse: shares.forC2.coarse.map(residueToBytes),
     });
     return ticket;
   }

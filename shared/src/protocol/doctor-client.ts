@@ -23,8 +23,8 @@ export interface DoctorLink {
   status(): Promise<wire.DatabaseStatus>;
   /** C2's PutShare: a fast query's share v, held for one session; its ticket. */
   putShare(share: wire.QueryShare): Promise<string>;
-  /** C2's Retrieve: m + r of a paper query's results. */
-  retrieve(ticket: string): Promise<wire.RetrieveReply>;
+  /** C2's Retrieve: m + r of a paper query's results, in parts as they arrive. */
+  retrieve(ticket: string): AsyncIterable<Uint8Array[]>;
   /** C1's query, with progress while it runs. */
   query(request: wire.QueryRequest, onProgress: (progress: QueryProgress) => void): Promise<wire.QueryReply>;
 }
@@ -42,6 +42,8 @@ export interface DoctorAnswer {
   total: number;
   /** Records rejected by the lower bound and C1's time on it; absent for a protocol without one (bf). */
   bound?: { rejected: number; ms: number };
+  /** fast only: per stage of the bound cascade ("coarse", "fine", "distance"; PROTOCOLS.md §3.5a), as C1 reported it. */
+  levels?: { level: string; groupsVisited: number; groupsPruned: number; recordsVisited: number; ms: number }[];
 }
 
 /** How often a passing refusal is asked again (waits about 0.25, 0.5, 1, 2, 4 s). */
@@ -118,12 +120,24 @@ export class DoctorClient {
       return { id: this.decryptId(n.encryptedId), distance: squaredDistance(query.pixels, n.image.pixels), image: n.image };
     });
     const bound = reply.stats?.bound;
+    const levels = reply.stats?.levels ?? [];
     return {
       tag: reply.tag,
       protocol: this.protocol.name,
       neighbours,
       total: Number(reply.stats?.total ?? 0n),
       ...(this.protocol.bounded && bound ? { bound: { rejected: Number(bound.rejected), ms: Number(bound.ms) } } : {}),
+      ...(levels.length > 0
+        ? {
+            levels: levels.map((l) => ({
+              level: l.level,
+              groupsVisited: Number(l.groupsVisited),
+              groupsPruned: Number(l.groupsPruned),
+              recordsVisited: Number(l.recordsVisited),
+              ms: Number(l.ms),
+            })),
+          }
+        : {}),
     };
   }
 

@@ -55,12 +55,15 @@ export interface C1QueryContext {
   k: number;
   requestId: string;
   onProgress?: ProgressListener;
+  /** Ciphertexts per message of the paper's retrieval (§2.7); by default what half the message limit holds. */
+  retrievalChunkValues?: number;
 }
 
 /** A protocol's answer at C1: the reply's oneof and the counts C1 may reveal. */
 export interface C1Answer {
   answer: WireAnswer;
-  stats: wire.SearchStats;
+  /** `levels` only from the fast protocol (its bound cascade, PROTOCOLS.md §3.5a). */
+  stats: Omit<wire.SearchStats, 'levels'> & Partial<Pick<wire.SearchStats, 'levels'>>;
 }
 
 /** What C2 gives a protocol's session. */
@@ -86,6 +89,8 @@ export interface C2Session {
   reply(message: C1Message): Promise<C2Message>;
   /** The request id C1 gave when opening (for logs). */
   readonly requestId: string;
+  /** The session's stream ended, whichever way: give back what it held beyond itself (a reservation). */
+  close?(): void;
 }
 
 /** A session family's messages to and from the wire (its case of C1Message.protocol and C2Message.protocol). */
@@ -106,8 +111,8 @@ export interface DoctorContext {
   collection(): Promise<wire.DatabaseStatus>;
   /** Deposit a fast query's share v at C2; its ticket. */
   putShare(share: wire.QueryShare): Promise<string>;
-  /** m + r from C2 for a paper query's results. */
-  retrieve(ticket: string): Promise<wire.RetrieveReply>;
+  /** m + r from C2 for a paper query's results: every result's values, nearest first, in parts (§2.7). */
+  retrieve(ticket: string): AsyncIterable<Uint8Array[]>;
 }
 
 /** One neighbour as the doctor's side opens it: E_k(ID) still sealed, the image in clear. */

@@ -32,6 +32,11 @@ export class C2SessionStream {
     return reply;
   }
 
+  /** The stream ended (any way): the session gives back what it reserved. */
+  close(): void {
+    this.session?.close?.();
+  }
+
   get id(): string | undefined {
     return this.sessionId;
   }

@@ -140,3 +140,44 @@ describe('TicketStore accounting', () => {
     expect(e.message).toMatch(/299 bytes.*at most 3 \(300 bytes\)/);
   });
 });
+
+describe('TicketStore reservations (a value that arrives in parts)', () => {
+  it('counts against the bounds from the start: a reservation that does not fit is refused, one that does holds its space', () => {
+    const { s } = store();
+    expect(refusal(() => s.reserve(301, 'a')).kind, 'above the per-caller bytes').toBe('resource-exhausted');
+    const r = s.reserve(200, 'a');
+    expect(s.heldBy('a')).toEqual({ entries: 1, bytes: 200 });
+    expect({ size: s.size, bytes: s.bytes }, 'held, but no ticket yet').toEqual({ size: 0, bytes: 200 });
+    expect(refusal(() => s.put(101, 'a')).kind, 'what is reserved is not free').toBe('resource-exhausted');
+    expect(refusal(() => s.reserve(301, 'b')).kind, 'nor in all').toBe('resource-exhausted');
+    r.release();
+    expect(s.bytes).toBe(0);
+  });
+
+  it('filling passes the space to a one-time ticket; the value must fit the space reserved', () => {
+    const { s } = store();
+    const r = s.reserve(100, 'a');
+    expect(() => s.reserve(50, 'a').fill(51)).toThrow(/more than the space reserved/);
+    const t = r.fill(80);
+    expect(s.heldBy('a'), 'counted once, at the reserved size').toEqual({ entries: 2, bytes: 150 });
+    expect(() => r.fill(1)).toThrow(/filled twice/);
+    r.release(); // a filled reservation is not released: its ticket holds the space
+    expect(s.take(t)).toBe(80);
+    expect(s.heldBy('a')).toEqual({ entries: 1, bytes: 50 });
+  });
+
+  it('release is idempotent, and a reservation does not expire (its session releases it)', () => {
+    const { s, clock } = store();
+    const r = s.reserve(100);
+    clock.t = 10 * TTL;
+    expect(s.bytes, 'still held after the ticket lifetime').toBe(100);
+    r.release();
+    r.release();
+    expect({ size: s.size, bytes: s.bytes }).toEqual({ size: 0, bytes: 0 });
+    expect(() => r.fill(1)).toThrow(/after its release/);
+    const t = s.reserve(10).fill(10);
+    clock.t += TTL;
+    expect(refusal(() => s.take(t)).kind, 'a filled value expires like any').toBe('not-found');
+    expect(s.bytes).toBe(0);
+  });
+});

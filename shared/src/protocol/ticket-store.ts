@@ -59,6 +59,20 @@ interface Item<T> {
 }
 
 /**
+ * Space held for a value that arrives in parts (a paper retrieval, chunk by
+ * chunk): it counts against the bounds from the start, so a value that cannot
+ * fit is refused before any part is worked on, and it has no ticket until filled.
+ */
+export interface Reservation<T> {
+  /** The bytes held. */
+  readonly bytes: number;
+  /** The complete value under a new one-time ticket, in the space held (it must not need more). */
+  fill(value: T): string;
+  /** Gives the space back: the value will not be completed. Idempotent; a filled reservation is not released. */
+  release(): void;
+}
+
+/**
  * C2's short-lived holding area: values wait under a random one-time ticket
  * (a result for the doctor, or the doctor's query share for a session) until
  * they are taken or expire. Bounded in entries and bytes, per caller and in
@@ -105,6 +119,40 @@ export class TicketStore<T> {
   put(value: T, caller: string = ANYONE): string {
     this.sweep();
     const bytes = this.sizeOf(value);
+    this.admit(caller, bytes);
+    return this.hold(value, caller, bytes);
+  }
+
+  /**
+   * Holds `bytes` for a value still to come (see Reservation). A reservation
+   * does not expire: its owner (a session at C2) releases it when it ends unfilled.
+   */
+  reserve(bytes: number, caller: string = ANYONE): Reservation<T> {
+    if (!Number.isInteger(bytes) || bytes < 0) throw new RangeError('a reservation needs a byte count');
+    this.sweep();
+    this.admit(caller, bytes);
+    this.count(caller, 1, bytes);
+    let state: 'held' | 'filled' | 'released' = 'held';
+    return {
+      bytes,
+      fill: (value) => {
+        if (state !== 'held') throw new Error(`a ${this.what} reservation is filled twice or after its release`);
+        if (this.sizeOf(value) > bytes) throw new Error(`a ${this.what} needs more than the space reserved for it`);
+        state = 'filled';
+        // The held space passes to the ticket: counted once, released when taken or expired.
+        this.count(caller, -1, -bytes);
+        return this.hold(value, caller, bytes);
+      },
+      release: () => {
+        if (state !== 'held') return;
+        state = 'released';
+        this.count(caller, -1, -bytes);
+      },
+    };
+  }
+
+  /** Refuses a newcomer that would exceed a bound; never evicts. */
+  private admit(caller: string, bytes: number): void {
     const { perCaller, total } = this.limits;
     // Counts only: how much is held says nothing about any value.
     if (perCaller && caller !== ANYONE) {
@@ -118,6 +166,9 @@ export class TicketStore<T> {
       throw resourceExhausted(
         `C2 holds ${this.held.entries} ${this.what}s (${this.held.bytes} bytes), at most ${total.entries} (${total.bytes} bytes); try later`,
       );
+  }
+
+  private hold(value: T, caller: string, bytes: number): string {
     const ticket = randomBytes(16).toString('hex');
     this.items.set(ticket, { value, expires: this.now() + this.ttlMs, caller, bytes });
     this.count(caller, 1, bytes);

@@ -59,8 +59,10 @@ export class WireCodec {
     return {
       distance: this.ciphers(c.distance),
       bound: this.ciphers(c.bound),
+      coarse: this.ciphers(c.coarse),
       distanceConstant: c.distanceConstant === undefined ? Buffer.alloc(0) : this.cipher(c.distanceConstant),
       boundConstant: c.boundConstant === undefined ? Buffer.alloc(0) : this.cipher(c.boundConstant),
+      coarseConstant: c.coarseConstant === undefined ? Buffer.alloc(0) : this.cipher(c.coarseConstant),
     };
   }
 
@@ -69,8 +71,10 @@ export class WireCodec {
     return {
       distance: this.fromCiphers(c.distance),
       bound: this.fromCiphers(c.bound),
+      coarse: this.fromCiphers(c.coarse),
       distanceConstant: withConstants ? this.fromCipher(c.distanceConstant) : undefined,
       boundConstant: withConstants ? this.fromCipher(c.boundConstant) : undefined,
+      coarseConstant: withConstants ? this.fromCipher(c.coarseConstant) : undefined,
     };
   }
 }

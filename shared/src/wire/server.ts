@@ -2,18 +2,9 @@ import { Server, type ChannelOptions } from '@grpc/grpc-js';
 import type { Logger } from '../logger';
 import { accessControl } from './access-control';
 import { isInsecure, serverCredentials, type Transport } from './credentials';
+import { messageSizeOptions } from './message-limit';
 
 // Making, starting and stopping a gRPC server the same way in both daemons.
-
-/**
- * gRPC message sizes, the same for every program: a 256x256 record is 32 MiB
- * of ciphertexts at 2048 bits, far above grpc-js's 4 MiB default.
- */
-export const GRPC_MESSAGE_LIMIT = 64 * 1024 * 1024;
-export const MESSAGE_SIZE_OPTIONS = {
-  'grpc.max_receive_message_length': GRPC_MESSAGE_LIMIT,
-  'grpc.max_send_message_length': GRPC_MESSAGE_LIMIT,
-};
 
 export interface RunningDaemon {
   address: string; // host:port actually bound
@@ -24,7 +15,7 @@ export interface RunningDaemon {
  * A daemon's server. Over TLS every call passes the role check first; without
  * TLS there is no certificate to check, so --insecure also means no roles.
  */
-export function createServer(transport: Transport, log: Logger, options: ChannelOptions = MESSAGE_SIZE_OPTIONS): Server {
+export function createServer(transport: Transport, log: Logger, options: ChannelOptions = messageSizeOptions()): Server {
   return new Server({ ...options, interceptors: isInsecure(transport) ? [] : [accessControl(log)] });
 }
 

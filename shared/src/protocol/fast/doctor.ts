@@ -6,7 +6,7 @@ import { openSealedImage } from '../../encoding/sealed-image';
 import type { GrayImage } from '../../image/image';
 import { residueToBytes } from '../../wire/codec';
 import type { DoctorContext, Neighbour } from '../module';
-import { dot, embed } from './embedding';
+import { coarseEmbed, dot, embed } from './embedding';
 import { packingParams, type PackingParams } from './params';
 
 // The doctor's side of the fast protocol (docs/PROTOCOLS.md §3.4). The query y is secret-shared:
@@ -17,6 +17,7 @@ import { packingParams, type PackingParams } from './params';
 export interface QueryShares {
   distance: bigint[];
   bound: bigint[];
+  coarse: bigint[];
 }
 
 export interface FastQueryForC1 {
@@ -25,6 +26,8 @@ export interface FastQueryForC1 {
   distanceConstant: bigint;
   /** E2(|e_y|^2 - 2 sum_b T_by - B + Z) */
   boundConstant: bigint;
+  /** E2(|E_y|^2 - 2 m sum_b T_by - m B + Z_c) (§3.5a) */
+  coarseConstant: bigint;
 }
 
 function share(values: bigint[], offset: bigint): { u: bigint[]; v: bigint[] } {
@@ -43,13 +46,25 @@ export async function shareQuery(
   for (const v of y)
     if (v < 0n || v > BigInt(p.maxValue)) throw invalidInput(`query pixel values must be within the collection's range 0..${p.maxValue}`);
   const e = embed(pixels, p);
+  const ec = coarseEmbed(e, p);
   const pixelShares = share(y, p.distance.shareOffset);
   const boundShares = share(e.vector, p.bound.shareOffset);
+  const coarseShares = share(ec.vector, p.coarse.shareOffset);
   const blocks = BigInt(p.blockRows * p.blockCols);
-  const [distanceConstant, boundConstant] = await underPk2([dot(y, y), dot(e.vector, e.vector) - 2n * e.spreadSum - blocks + p.boundShift]);
+  const m = BigInt(p.coarseFactor);
+  const [distanceConstant, boundConstant, coarseConstant] = await underPk2([
+    dot(y, y),
+    dot(e.vector, e.vector) - 2n * e.spreadSum - blocks + p.boundShift,
+    dot(ec.vector, ec.vector) - 2n * m * e.spreadSum - m * blocks + p.coarseShift,
+  ]);
   return {
-    forC1: { shares: { distance: pixelShares.u, bound: boundShares.u }, distanceConstant, boundConstant },
-    forC2: { distance: pixelShares.v, bound: boundShares.v },
+    forC1: {
+      shares: { distance: pixelShares.u, bound: boundShares.u, coarse: coarseShares.u },
+      distanceConstant,
+      boundConstant,
+      coarseConstant,
+    },
+    forC2: { distance: pixelShares.v, bound: boundShares.v, coarse: coarseShares.v },
   };
 }
 
@@ -74,12 +89,15 @@ export async function fastQuery(ctx: DoctorContext, image: GrayImage): Promise<w
   const shareTicket = await ctx.putShare({
     distance: shares.forC2.distance.map(residueToBytes),
     bound: shares.forC2.bound.map(residueToBytes),
+    coarse: shares.forC2.coarse.map(residueToBytes),
   });
   return {
     distanceShare: shares.forC1.shares.distance.map(residueToBytes),
     boundShare: shares.forC1.shares.bound.map(residueToBytes),
     distanceConstant: ctx.codec.cipher(shares.forC1.distanceConstant),
     boundConstant: ctx.codec.cipher(shares.forC1.boundConstant),
+    coarseShare: shares.forC1.shares.coarse.map(residueToBytes),
+    coarseConstant: ctx.codec.cipher(shares.forC1.coarseConstant),
     shareTicket,
   };
 }

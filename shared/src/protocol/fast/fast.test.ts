@@ -1,19 +1,25 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { localC2Crypto } from '../../crypto/backend';
+import { localC1Crypto, localC2Crypto } from '../../crypto/backend';
 import { ciphersToBlob, type FixedWidthValues } from '../../crypto/codec';
 import { multiExpFixed } from '../../crypto/multiexp';
 import { generateKeyPair, type PublicKey, type SecretKey } from '../../crypto/paillier';
 import { plaintextNearest, squaredDistance } from '../../reference';
-import { SPREAD_SCALE } from '../../encoding/lower-bound';
+import { imageStats, SPREAD_SCALE } from '../../encoding/lower-bound';
+import { WireCodec } from '../../wire/codec';
+import type { C1QueryContext, CollectionAtC1 } from '../module';
+import { encryptQuery } from '../paper/doctor';
+import { protocolModule } from '../registry';
 import { inProcessTransport } from '../in-process';
 import { FastPeer } from './peer';
 import { QUERY_PHASES, type QueryProgress } from '../progress';
 import { RetrievalStore } from '../paper/retrieval';
 import { TicketStore } from '../ticket-store';
 import { shareQuery, type QueryShares } from './doctor';
-import { blockLowerBound } from './embedding';
-import { fastSearch, type PackedRecordSource } from './c1';
+import { blockLowerBound, coarseLowerBound } from './embedding';
+import { fastSearch, type FastC1Crypto, type PackedRecordSource } from './c1';
 import type { ReplicaSource } from './c2';
+import type { C1Message, C2Message } from '../messages';
+import type { Contribution, FastC2Body } from './messages';
 import { packingParams, unpack, type Family, type PackingParams } from './params';
 import { encryptGroup, type PackedColumns } from './records';
 
@@ -55,8 +61,13 @@ async function collection(images: Uint16Array[], p: PackingParams, holes = new S
   });
   // Stored as the daemons store them: bytes at the key's width.
   const family = (c: PackedColumns, f: Family, key: PublicKey): FixedWidthValues => ({
-    bytes: ciphersToBlob(f === 'bound' ? c.bound : c.distance, key.cipherBytes),
+    bytes: ciphersToBlob(c[f], key.cipherBytes),
     width: key.cipherBytes,
+  });
+  const constants = (c: PackedColumns): Record<Family, bigint> => ({
+    distance: c.distanceConstant!,
+    bound: c.boundConstant!,
+    coarse: c.coarseConstant!,
   });
   const c1: PackedRecordSource = {
     params: p,
@@ -65,7 +76,7 @@ async function collection(images: Uint16Array[], p: PackingParams, holes = new S
     collectionId: Buffer.alloc(16, 7),
     columns: async (group, f) => ({
       columns: family(encrypted[group].c1, f, pk2),
-      constant: f === 'bound' ? encrypted[group].c1.boundConstant! : encrypted[group].c1.distanceConstant!,
+      constant: constants(encrypted[group].c1)[f],
     }),
   };
   const c2: ReplicaSource = {
@@ -110,6 +121,39 @@ async function runFast(
   });
   const peer = new FastPeer(transport, 'fast-test');
   return fastSearch({ crypto: { pk2: pk2, sk1: sk1, multiExp: localMultiExp }, peer }, c1, query.forC1, ticket, k, 'test', onProgress);
+}
+
+/** The paper's brute force (bf) over the same images under pk2, through the registry as C1 runs it: its ranking. */
+async function runBf(images: Uint16Array[], q: Uint16Array, k: number): Promise<number[]> {
+  const encryptAll = async (values: bigint[]) => values.map((v) => pk2.encrypt(v));
+  const pixels = await Promise.all(images.map((im) => encryptAll(Array.from(im, BigInt))));
+  const stats = images.map((im) => {
+    const st = imageStats(im);
+    return { sum: pk2.encrypt(st.sum), spread: pk2.encrypt(st.spread) };
+  });
+  const records = { count: images.length, dimension: q.length, stats: async () => stats, pixels: async (c: number) => pixels[c] };
+  const collection: CollectionAtC1 = {
+    shape: () => ({ width: q.length, height: 1 }),
+    snapshot: () => ({ ...records, encryptedId: (candidate) => Buffer.from([candidate]) }),
+    packedSnapshot: () => {
+      throw new Error('bf reads no packed layout');
+    },
+  };
+  const codec = new WireCodec(pk2.cipherBytes);
+  const ctx: C1QueryContext = {
+    collection,
+    crypto: localC1Crypto(pk2),
+    fast: undefined as unknown as FastC1Crypto,
+    codec,
+    openSession: async () => inProcessTransport({ crypto: localC2Crypto(sk2), retrievals: new RetrievalStore() }),
+    k,
+    requestId: 'test',
+    onProgress: () => {},
+  };
+  const query = await encryptQuery(encryptAll, q);
+  const { answer } = await protocolModule('bf').c1.answer(ctx, { $case: 'bf', value: codec.paperQueryToWire(query) });
+  if (answer.$case !== 'bf') throw new Error(`bf answered as ${answer.$case}`);
+  return answer.value.neighbours.map((n) => n.encryptedId[0]);
 }
 
 const expected = (images: Uint16Array[], q: Uint16Array, k: number) =>
@@ -260,8 +304,109 @@ describe('the fast protocol returns exactly the plaintext nearest neighbours', (
     await runFast(images, q, 1, p, undefined, seen);
     expect(seen.length).toBeGreaterThan(0);
     const scale = SPREAD_SCALE * SPREAD_SCALE * BigInt(p.blockSize);
-    const raw = new Set(images.flatMap((x) => [squaredDistance(x, q), blockLowerBound(x, q, p), scale * squaredDistance(x, q)]));
+    const raw = new Set(
+      images.flatMap((x) => [
+        squaredDistance(x, q),
+        blockLowerBound(x, q, p),
+        coarseLowerBound(x, q, p),
+        scale * squaredDistance(x, q),
+        BigInt(p.coarseFactor) * scale * squaredDistance(x, q),
+      ]),
+    );
     for (const v of seen) expect(raw.has(v), 'C2 decrypted an unmasked value').toBe(false);
     for (const v of seen) expect(v > 1n << 60n, 'a masked value is suspiciously small').toBe(true);
+  });
+});
+
+describe('the bound cascade (§3.5a): exact, and the coarse level prunes', () => {
+  // 8x8: a 4x4 grid of 2x2-pixel blocks under a 2x2 coarse grid; 16x16 under one coarse block (m = 16).
+  const shapes: [string, PackingParams][] = [
+    ['8x8, 2x2 coarse grid', packingParams(512, 8, 8, 255)],
+    ['16x16, one coarse block', packingParams(512, 16, 16, 255, { rows: 4, cols: 4 }, { rows: 1, cols: 1 })],
+  ];
+
+  it.each(shapes)('fast == bf == plaintext on random collections over several groups, with ties, k = 1 and 5 (%s)', async (_, p) => {
+    const d = p.width * p.height;
+    const base = randomImage(d, 250);
+    for (const k of [1, 5]) {
+      // Copies of the query's neighbours spread over the groups, so ties cross group and level boundaries.
+      const images = Array.from({ length: 4 * p.groupSize + 1 }, (_, i) =>
+        i % 4 === 1 ? Uint16Array.from(base) : i % 4 === 3 ? base.map((v) => v + 1) : randomImage(d, 255),
+      );
+      for (const q of [base, randomImage(d, 255)]) {
+        const want = expected(images, q, k);
+        const fast = await runFast(images, q, k, p);
+        expect(fast.candidates, `fast, k = ${k}`).toEqual(want);
+        // bf costs d secure multiplications per record: run on the query with ties only.
+        if (q === base) expect(await runBf(images, q, k), `bf, k = ${k}`).toEqual(want);
+        const [coarse, fine, distance] = fast.levels;
+        expect(fast.levels.map((l) => l.level)).toEqual(['coarse', 'fine', 'distance']);
+        expect(coarse.groupsVisited, 'every group gets its coarse bound').toBe(Math.ceil(images.length / p.groupSize));
+        expect(coarse.recordsVisited).toBe(images.length);
+        expect(coarse.groupsPruned + fine.groupsVisited, 'a group is pruned at the coarse level or refined').toBe(coarse.groupsVisited);
+        expect(fine.groupsPruned + distance.groupsVisited, 'a refined group is pruned or has its distances computed').toBe(
+          fine.groupsVisited,
+        );
+        expect(fast.rejected, 'rejected: the records of the groups whose distances were not computed').toBe(
+          images.length - distance.recordsVisited,
+        );
+      }
+    }
+  });
+
+  it('prunes at the coarse level: on a collection where most groups are far away, fewer groups get their fine bound than exist', async () => {
+    const p = packingParams(512, 16, 16, 255, { rows: 4, cols: 4 }, { rows: 2, cols: 2 });
+    const d = p.width * p.height;
+    // The first groups hold the 5 images near the query; a dozen more groups hold images far from it, by brightness.
+    const near = Array.from({ length: 5 }, () => Uint16Array.from({ length: d }, () => 10 + Math.floor(Math.random() * 5)));
+    const far = Array.from({ length: 12 * p.groupSize }, (_, i) =>
+      Uint16Array.from({ length: d }, () => 120 + (i % 7) * 15 + Math.floor(Math.random() * 5)),
+    );
+    const images = [...near, ...far];
+    const groups = Math.ceil(images.length / p.groupSize);
+    const q = Uint16Array.from({ length: d }, () => 12);
+    for (const k of [1, 5]) {
+      const result = await runFast(images, q, k, p);
+      expect(result.candidates).toEqual(expected(images, q, k));
+      const [coarse, fine, distance] = result.levels;
+      expect(coarse.groupsVisited).toBe(groups);
+      expect(fine.groupsVisited, `groups refined: ${fine.groupsVisited} of ${groups}`).toBeLessThan(groups / 2);
+      expect(coarse.groupsPruned, 'groups pruned by the coarse bound alone').toBe(groups - fine.groupsVisited);
+      expect(distance.groupsVisited).toBeLessThanOrEqual(fine.groupsVisited);
+      expect(result.rejected).toBe(images.length - distance.recordsVisited);
+    }
+  });
+
+  it('C1 refuses a C2 that asks to refine an unknown group or one twice, or for the distances of a group not refined', async () => {
+    const p = packingParams(512, 8, 8, 255);
+    const images = Array.from({ length: 2 * p.groupSize }, () => randomImage(64, 255));
+    const { c1 } = await collection(images, p);
+    const query = await shareQuery(images[0], p, async (v) => v.map((m) => pk2.encrypt(m)));
+    const half = (group: number): Contribution => ({ group, masked: pk1.encrypt(0n), negatedMask: pk2.encrypt(0n) });
+    const next = (body: Partial<Extract<FastC2Body, { kind: 'fast-next' }>>): FastC2Body => ({
+      kind: 'fast-next',
+      done: false,
+      rejected: 0,
+      ...body,
+    });
+    const cases: [string, FastC2Body[], RegExp][] = [
+      ['refine an unknown group', [next({ refine: [half(7)] })], /does not exist/],
+      ['refine a group twice', [next({ refine: [half(0)] }), next({ refine: [half(0)] })], /out of turn/],
+      ['refine one group twice in one step', [next({ refine: [half(0), half(0)] })], /twice/],
+      ['the distances of a group not refined', [next({ refine: [half(0)] }), next({ contribution: half(1) })], /out of turn/],
+    ];
+    for (const [what, script, error] of cases) {
+      // A scripted C2: its halves of the coarse bounds, then the steps of the case in turn.
+      const replies: FastC2Body[] = [{ kind: 'fast-contributions', items: [half(0), half(1)] }, ...script];
+      const transport = {
+        exchange: async (m: C1Message): Promise<C2Message> => ({ sessionId: m.sessionId, family: 'fast', body: replies.shift()! }),
+        close: () => {},
+      };
+      const peer = new FastPeer(transport, 'scripted');
+      await expect(
+        fastSearch({ crypto: { pk2: pk2, sk1: sk1, multiExp: localMultiExp }, peer }, c1, query.forC1, 'ticket', 1, 'test'),
+        what,
+      ).rejects.toThrow(error);
+    }
   });
 });

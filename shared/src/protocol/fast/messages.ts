@@ -28,13 +28,20 @@ export type FastC1Body =
       /** C1's collection id (empty before its first upload): C2 refuses a session of another collection. */
       collectionId: Buffer;
     }
+  /** Every group's masked coarse bound (§3.5a). */
   | { kind: 'fast-bounds'; items: { group: number; value: bigint }[] }
+  /** The masked fine bounds of the groups C2 asked to refine. */
+  | { kind: 'fast-refined'; items: { group: number; value: bigint }[] }
   | { kind: 'fast-distance'; group: number; value: bigint }
   | { kind: 'finish' };
 
 export type FastC2Body =
   | { kind: 'fast-contributions'; items: Contribution[] }
-  | { kind: 'fast-next'; done: boolean; contribution?: Contribution; rejected: number }
+  /**
+   * The next step of the cascade (§3.5a): done, or "refine these groups" (C2's halves of their fine
+   * bounds, in `refine`), or "distance of group g" (C2's half of its distances, in `contribution`).
+   */
+  | { kind: 'fast-next'; done: boolean; contribution?: Contribution; refine?: Contribution[]; rejected: number }
   | { kind: 'ranking'; candidates: number[] };
 
 /** The fast protocol's family of sessions, joined into the transports' union by ../messages.ts. */

@@ -2,9 +2,21 @@ import { describe, expect, it } from 'vitest';
 import { SPREAD_SCALE } from '../../encoding/lower-bound';
 import { distanceScale, imageStats, lowerBoundInt } from '../../encoding/lower-bound';
 import { squaredDistance } from '../../reference';
-import { blockLowerBound, dot, embed, sumOf } from './embedding';
+import { blockLowerBound, coarseEmbed, coarseLowerBound, dot, embed, sumOf } from './embedding';
 import { shareQuery } from './doctor';
-import { broadcast, checkShares, chooseGrid, MAX_SHARE_VALUE_BYTES, pack, packingParams, shareValue, unpack } from './params';
+import { PackedMask } from './c1';
+import {
+  boundScale,
+  broadcast,
+  checkShares,
+  chooseCoarseGrid,
+  chooseGrid,
+  MAX_SHARE_VALUE_BYTES,
+  pack,
+  packingParams,
+  shareValue,
+  unpack,
+} from './params';
 
 const bitsOf = (x: bigint) => x.toString(2).length;
 
@@ -30,6 +42,20 @@ describe('packing parameters', () => {
     expect(chooseGrid(16, 16), 'small images keep at least a 4x4 grid').toEqual({ rows: 4, cols: 4 });
     expect(chooseGrid(30, 21)).toEqual({ rows: 3, cols: 3 });
     expect(chooseGrid(7, 13)).toEqual({ rows: 1, cols: 1 });
+  });
+
+  it('the coarse grid groups whole fine blocks, up to 2 per side (§3.5a)', () => {
+    expect(chooseCoarseGrid({ rows: 32, cols: 32 }), '256x256: a 16x16 coarse grid').toEqual({ rows: 16, cols: 16 });
+    expect(chooseCoarseGrid({ rows: 8, cols: 8 }), '64x64: 4x4').toEqual({ rows: 4, cols: 4 });
+    expect(chooseCoarseGrid({ rows: 3, cols: 6 }), 'a side with no divisor up to 2 keeps its blocks').toEqual({ rows: 3, cols: 3 });
+    expect(chooseCoarseGrid({ rows: 8, cols: 8 }, 4)).toEqual({ rows: 2, cols: 2 });
+    expect(chooseCoarseGrid({ rows: 1, cols: 1 }), 'one block: the coarse level is the fine one').toEqual({ rows: 1, cols: 1 });
+    const p = packingParams(2048, 256, 256, 255);
+    expect([p.coarseRows, p.coarseCols, p.coarseFactor, p.coarse.dimension]).toEqual([16, 16, 4, 512]);
+    expect(p.coarseShift).toBe(4n * p.boundShift);
+    expect(boundScale(p, 'coarse')).toBe(4n * boundScale(p, 'bound'));
+    expect(p.groupSize, 'the coarse family costs no record per ciphertext at 256x256').toBe(14);
+    expect(() => packingParams(2048, 64, 64, 255, { rows: 8, cols: 8 }, { rows: 3, cols: 2 })).toThrow(/whole fine blocks/);
   });
 
   // The worst case: every pixel at its maximum, the largest d we accept, and
@@ -67,6 +93,25 @@ describe('packing parameters', () => {
     // gamma = K^2 d_b beta - alpha Z with beta <= alpha Z / (K^2 d_b) + 2^64 (fast.ts, PackedMask).
     const gammaMax = kScale * ((1n << 64n) + 1n);
     slot(alphaMax * (lbShifted + p.boundShift) + gammaMax);
+    // Coarse family (§3.5a), the same checks: C2's inner product plus mask, the record constant, the masked bound.
+    for (const x of [full, board]) {
+      const e = coarseEmbed(embed(x, p), p);
+      const vcMax = 2n * p.coarse.shareOffset - 1n;
+      slot(sumOf(e.vector) * vcMax + (1n << BigInt(p.coarse.maskBits)));
+      slot(dot(e.vector, e.vector) + 2n * p.coarse.shareOffset * sumOf(e.vector));
+    }
+    const coarseShifted = coarseLowerBound(full, new Uint16Array(d), p) + p.coarseShift;
+    expect(coarseShifted >= 0n).toBe(true);
+    // gamma_c = m gamma < K^2 d_b m (2^64 + 1)
+    const gammaCoarseMax = boundScale(p, 'coarse') * ((1n << 64n) + 1n);
+    slot(alphaMax * (coarseShifted + p.coarseShift) + gammaCoarseMax);
+    // The masks as C1 draws them: both gammas positive and below their worst case.
+    for (let t = 0; t < 20; t++) {
+      const mask = new PackedMask(p);
+      expect(mask.gamma > 0n && mask.gamma < gammaMax, 'gamma in (0, K^2 d_b (2^64 + 1))').toBe(true);
+      expect(mask.gammaCoarse > 0n && mask.gammaCoarse < gammaCoarseMax, 'gamma_c in (0, K^2 d_c (2^64 + 1))').toBe(true);
+      expect(mask.gammaCoarse).toBe(BigInt(p.coarseFactor) * mask.gamma);
+    }
   });
 
   it('the block-wise bound never exceeds K^2 d_b D and beats the whole-image bound on structured images', () => {
@@ -88,7 +133,7 @@ describe('packing parameters', () => {
 describe('query shares are checked against the collection (checkShares, shareValue)', () => {
   const p = packingParams(512, 8, 8, 255);
   const zeros = (n: number) => Array.from({ length: n }, () => 0n);
-  const valid = () => ({ distance: zeros(p.distance.dimension), bound: zeros(p.bound.dimension) });
+  const valid = () => ({ distance: zeros(p.distance.dimension), bound: zeros(p.bound.dimension), coarse: zeros(p.coarse.dimension) });
 
   it("accepts every share an honest doctor makes, at the extremes of the image's range", async () => {
     const encrypt = async (v: bigint[]) => v; // the constants are not checked here
@@ -110,6 +155,8 @@ describe('query shares are checked against the collection (checkShares, shareVal
       ['a negative value', { ...valid(), distance: [-1n, ...zeros(p.distance.dimension - 1)] }],
       ['one distance value short', { ...valid(), distance: zeros(p.distance.dimension - 1) }],
       ['one bound value too many', { ...valid(), bound: zeros(p.bound.dimension + 1) }],
+      ['a coarse value of 2 shareOffset', { ...valid(), coarse: [2n * p.coarse.shareOffset, ...zeros(p.coarse.dimension - 1)] }],
+      ['one coarse value short', { ...valid(), coarse: zeros(p.coarse.dimension - 1) }],
     ];
     for (const [what, shares] of cases) expect(() => checkShares(p, shares), what).toThrow(/query share/);
   });

@@ -28,6 +28,10 @@ export class FastPeer {
     return this.fast({ kind: 'fast-bounds', items }, 'fast-next');
   }
 
+  fastRefined(items: { group: number; value: bigint }[]) {
+    return this.fast({ kind: 'fast-refined', items }, 'fast-next');
+  }
+
   fastDistance(group: number, value: bigint) {
     return this.fast({ kind: 'fast-distance', group, value }, 'fast-next');
   }

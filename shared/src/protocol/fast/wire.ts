@@ -35,6 +35,8 @@ function c1BodyToWire(codec: WireCodec, b: FastC1Body): wire.FastC1Message['body
       };
     case 'fast-bounds':
       return { $case: 'bounds', value: { items: b.items.map((i) => ({ group: i.group, value: codec.cipher(i.value) })) } };
+    case 'fast-refined':
+      return { $case: 'refined', value: { items: b.items.map((i) => ({ group: i.group, value: codec.cipher(i.value) })) } };
     case 'fast-distance':
       return { $case: 'distance', value: { group: b.group, value: codec.cipher(b.value) } };
     case 'finish':
@@ -53,6 +55,8 @@ function c1BodyFromWire(codec: WireCodec, body: wire.FastC1Message['body']): Fas
       };
     case 'bounds':
       return { kind: 'fast-bounds', items: body.value.items.map((i) => ({ group: i.group, value: codec.fromCipher(i.value) })) };
+    case 'refined':
+      return { kind: 'fast-refined', items: body.value.items.map((i) => ({ group: i.group, value: codec.fromCipher(i.value) })) };
     case 'distance':
       return { kind: 'fast-distance', group: body.value.group, value: codec.fromCipher(body.value.value) };
     case 'finish':
@@ -67,7 +71,12 @@ function c2BodyToWire(codec: WireCodec, b: FastC2Body): wire.FastC2Message['body
     case 'fast-next':
       return {
         $case: 'next',
-        value: { done: b.done, contribution: b.contribution && contributionToWire(codec, b.contribution), rejected: BigInt(b.rejected) },
+        value: {
+          done: b.done,
+          contribution: b.contribution && contributionToWire(codec, b.contribution),
+          refine: (b.refine ?? []).map((c) => contributionToWire(codec, c)),
+          rejected: BigInt(b.rejected),
+        },
       };
     case 'ranking':
       return { $case: 'ranking', value: { candidates: b.candidates } };
@@ -84,6 +93,7 @@ function c2BodyFromWire(codec: WireCodec, body: wire.FastC2Message['body']): Fas
         kind: 'fast-next',
         done: body.value.done,
         contribution: body.value.contribution && contributionFromWire(codec, body.value.contribution),
+        ...(body.value.refine.length > 0 ? { refine: body.value.refine.map((c) => contributionFromWire(codec, c)) } : {}),
         rejected: Number(body.value.rejected),
       };
     case 'ranking':

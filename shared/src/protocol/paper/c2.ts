@@ -3,18 +3,30 @@ import { invalidInput, protocolState } from '../../errors';
 import type { C1Message, C2Message, MaskedScore, PaperC1Body, PaperC2Body, PaperStep } from '../messages';
 import type { C2Session, C2SessionDeps } from '../module';
 import { TopK } from '../ranking';
-import type { RetrievalStore } from './retrieval';
+import { bigintBytes, type Reservation } from '../ticket-store';
+import { retrievalChunks, type RetrievalStore } from './retrieval';
 
 // C2's half of one session of the paper's protocols (fnn and bf,
 // docs/PROTOCOLS.md §2.2-§2.7). C2 keeps nothing beyond its key across
 // sessions: this object lives as long as the session's stream, and only the
-// retrieval store outlives it (until the doctor fetches the result or it expires).
+// retrieval store outlives it (until the doctor fetches the result or it expires):
+// the space a retrieval reserved there is given back if the session ends before its last chunk.
 //
 // What C2 sees: values blinded by C1's random masks (sm), and distances and
 // bounds under one order-preserving mask alpha * v + beta per session, so it
 // can compare them without learning them.
 
-type Phase = 'open' | 'ranking' | 'finished' | 'closed';
+type Phase = 'open' | 'ranking' | 'finished' | 'retrieving' | 'closed';
+
+/** A retrieval under way (§2.7): its announced size, its reserved space and what has arrived. */
+interface Retrieval {
+  total: number;
+  chunkValues: number;
+  chunks: number;
+  next: number;
+  values: bigint[];
+  reservation: Reservation<bigint[]>;
+}
 
 /** Which steps each kind of message may belong to (§2.5: the step numbers of Algorithm 3). */
 const STEPS_OF: Record<PaperC1Body['kind'], PaperStep[]> = {
@@ -24,7 +36,8 @@ const STEPS_OF: Record<PaperC1Body['kind'], PaperStep[]> = {
   bounds: ['fnn-bounds', 'bf-distance'],
   distance: ['fnn-distance'],
   finish: ['result'],
-  retrieval: ['retrieval'],
+  'retrieval-open': ['retrieval'],
+  'retrieval-chunk': ['retrieval'],
 };
 
 /** A paper message, checked to belong to its step. */
@@ -52,6 +65,7 @@ export class PaperSession implements C2Session {
   private awaiting: number | undefined;
   private rejected = 0;
   private ranking: number[] = [];
+  private retrieval: Retrieval | undefined;
 
   constructor(
     private readonly crypto: C2Crypto,
@@ -86,8 +100,10 @@ export class PaperSession implements C2Session {
         this.ranking = this.top.candidates();
         this.phase = 'finished';
         return { kind: 'ranking', candidates: this.ranking };
-      case 'retrieval':
-        return this.receiveRetrieval(body.images);
+      case 'retrieval-open':
+        return this.openRetrieval(body.images, body.pixels, body.chunkValues);
+      case 'retrieval-chunk':
+        return this.receiveChunk(body.index, body.values);
       case 'open':
         throw protocolState(`unexpected open message in phase ${this.phase}`);
     }
@@ -139,19 +155,47 @@ export class PaperSession implements C2Session {
     return { kind: 'next', done: true, candidate: 0, rejected: this.rejected };
   }
 
-  /** Algorithm 3 step 7 (§2.7): decrypt E(m + r) for each winner; the doctor fetches it with the ticket. */
-  private async receiveRetrieval(images: bigint[][]): Promise<PaperC2Body> {
+  /**
+   * Algorithm 3 step 7 (§2.7), opening: C1 announces k images of d values in
+   * chunks of chunkValues. The whole result's space is reserved now (at the
+   * largest size m + r mod N can take), so a result that cannot fit is refused
+   * (RESOURCE_EXHAUSTED) before C1 blinds or C2 decrypts any of it.
+   */
+  private openRetrieval(images: number, pixels: number, chunkValues: number): PaperC2Body {
     this.expect('finished', 'retrieval');
-    if (images.length !== this.ranking.length) throw invalidInput('one blinded image per result is needed');
-    const flat = await this.crypto.decrypt(this.checked(images.flat()));
-    const blinded: bigint[][] = [];
-    let offset = 0;
-    for (const image of images) {
-      blinded.push(flat.slice(offset, offset + image.length));
-      offset += image.length;
-    }
+    if (images !== this.ranking.length) throw invalidInput('one blinded image per result is needed');
+    if (!Number.isInteger(pixels) || pixels < 1) throw invalidInput('a retrieval needs at least one pixel per image');
+    if (!Number.isInteger(chunkValues) || chunkValues < 1) throw invalidInput('a retrieval chunk needs at least one value');
+    const total = images * pixels;
+    const reservation = this.retrievals.reserve(total * bigintBytes(this.crypto.publicKey.n - 1n));
+    const chunks = retrievalChunks(total, chunkValues);
+    this.retrieval = { total, chunkValues, chunks, next: 0, values: [], reservation };
+    this.phase = 'retrieving';
+    return { kind: 'accepted', next: 0, chunks };
+  }
+
+  /** Step 7, one chunk: strictly in order, exactly the announced size; the last one's answer is the doctor's ticket. */
+  private async receiveChunk(index: number, values: bigint[]): Promise<PaperC2Body> {
+    const r = this.retrieval;
+    if (r && index >= r.chunks) throw protocolState(`retrieval chunk ${index} is beyond the ${r.chunks} announced`);
+    this.expect('retrieving', 'retrieval chunk');
+    if (!r) throw protocolState('a retrieval chunk before the retrieval was opened');
+    if (index !== r.next) throw protocolState(`retrieval chunk ${index} is out of order: chunk ${r.next} is next`);
+    const expected = Math.min(r.chunkValues, r.total - r.values.length);
+    if (values.length !== expected) throw invalidInput(`retrieval chunk ${index} holds ${values.length} values, expected ${expected}`);
+    const plain = await this.crypto.decrypt(this.checked(values));
+    for (const v of plain) r.values.push(v);
+    r.next++;
+    if (r.next < r.chunks) return { kind: 'accepted', next: r.next, chunks: r.chunks };
     this.phase = 'closed';
-    return { kind: 'ticket', ticket: this.retrievals.put(blinded) };
+    const ticket = r.reservation.fill(r.values);
+    r.values = [];
+    return { kind: 'ticket', ticket };
+  }
+
+  /** The session ended: an unfinished retrieval's reserved space goes back to the store. */
+  close(): void {
+    this.retrieval?.reservation.release();
   }
 
   private async decryptSigned(values: bigint[]): Promise<bigint[]> {

@@ -3,7 +3,7 @@ import { imageStats } from '../../encoding/lower-bound';
 import type { GrayImage } from '../../image/image';
 import { residueFromBytes } from '../../wire/codec';
 import type { DoctorContext, Neighbour } from '../module';
-import { unblindRetrieved } from './retrieval';
+import { RetrievalBlinding, unblindRetrieved } from './retrieval';
 import type { BatchEncryptor } from '../../crypto/backend';
 import type { EncryptedQuery } from './records';
 
@@ -20,19 +20,33 @@ export async function paperQuery(ctx: DoctorContext, image: GrayImage): Promise<
   return ctx.codec.paperQueryToWire(await encryptQuery(ctx.encrypt, image.pixels));
 }
 
-/** Step 7 at the doctor (§2.7): m + r from C2, minus C1's r, must be pixels. */
+/**
+ * Step 7 at the doctor (§2.7): m + r from C2, part by part, minus r expanded
+ * from C1's seeds, must be pixels. Each part is opened as it arrives: the
+ * doctor holds the result images and one part, never the whole of m + r.
+ */
 export async function paperNeighbours(ctx: DoctorContext, answer: wire.PaperAnswer, query: GrayImage): Promise<Neighbour[]> {
-  const retrieved = await ctx.retrieve(answer.retrievalTicket);
-  if (retrieved.images.length !== answer.neighbours.length) throw new Error('C1 and C2 disagree on the number of results');
+  const d = query.pixels.length;
+  const total = answer.neighbours.length * d;
+  const blindings = answer.neighbours.map((r) => new RetrievalBlinding(r.blindingSeed, ctx.pk2.n));
+  const images = answer.neighbours.map(() => new Uint16Array(d));
+  let at = 0;
+  for await (const part of ctx.retrieve(answer.retrievalTicket)) {
+    if (at + part.length > total) throw new Error('C1 and C2 disagree on the number of results');
+    for (let j = 0; j < part.length;) {
+      const image = Math.floor(at / d);
+      const pixel = at % d;
+      const take = Math.min(d - pixel, part.length - j);
+      const blinded = part.slice(j, j + take).map(residueFromBytes);
+      images[image].set(unblindRetrieved(ctx.pk2.n, blinded, blindings[image].next(take), 65535), pixel);
+      j += take;
+      at += take;
+    }
+  }
+  if (at !== total) throw new Error('C1 and C2 disagree on the number of results');
   return answer.neighbours.map((r, rank) => {
-    const pixels = unblindRetrieved(
-      ctx.pk2.n,
-      retrieved.images[rank].values.map(residueFromBytes),
-      r.blinding.map(residueFromBytes),
-      65535,
-    );
+    const pixels = images[rank];
     const maxValue = pixels.some((v) => v > 255) ? 65535 : 255;
-    if (pixels.length !== query.pixels.length) throw new Error('a result image has another size than the query');
-    return { encryptedId: r.encryptedId, image: { width: query.width, height: query.height, maxValue, pixels: Uint16Array.from(pixels) } };
+    return { encryptedId: r.encryptedId, image: { width: query.width, height: query.height, maxValue, pixels } };
   });
 }

@@ -26,13 +26,16 @@ export type PaperC1Body =
   | { kind: 'bounds'; seeds: MaskedScore[]; bounds: MaskedScore[] }
   | { kind: 'distance'; score: MaskedScore }
   | { kind: 'finish' }
-  | { kind: 'retrieval'; images: bigint[][] };
+  // Step 7 in chunks (§2.7): the size first, then E(m + r) of all results, concatenated nearest first.
+  | { kind: 'retrieval-open'; images: number; pixels: number; chunkValues: number }
+  | { kind: 'retrieval-chunk'; index: number; values: bigint[] };
 
 export type PaperC2Body =
   | { kind: 'opened' }
   | { kind: 'products'; values: bigint[] }
   | { kind: 'next'; done: boolean; candidate: number; rejected: number }
   | { kind: 'ranking'; candidates: number[] }
+  | { kind: 'accepted'; next: number; chunks: number }
   | { kind: 'ticket'; ticket: string };
 
 /** The paper's family of sessions, joined into the transports' union by ../messages.ts. */

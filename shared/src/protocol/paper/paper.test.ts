@@ -8,8 +8,8 @@ import { inProcessTransport } from '../in-process';
 import { PaperPeer } from './peer';
 import type { EncryptedStats, RecordSource } from './records';
 import { QUERY_PHASES, type QueryProgress } from '../progress';
-import { RetrievalStore, unblindRetrieved } from './retrieval';
-import { residueFromBytes, WireCodec } from '../../wire/codec';
+import { RetrievalBlinding, RetrievalStore, unblindRetrieved } from './retrieval';
+import { WireCodec } from '../../wire/codec';
 import type { FastC1Crypto } from '../fast/c1';
 import type { C1QueryContext, CollectionAtC1 } from '../module';
 import { protocolModule } from '../registry';
@@ -165,6 +165,8 @@ describe('FNN and BF return exactly the plaintext nearest neighbours', () => {
         k,
         requestId: 'test',
         onProgress: (p) => progress.push(p),
+        // Step 7 in chunks of 5 ciphertexts, dividing no image here: chunks straddle results.
+        retrievalChunkValues: 5,
       };
       // The protocol's C1 side from the registry, fed the PaperQuery as the wire carries it.
       const { answer, stats } = await protocolModule(protocol).c1.answer(ctx, { $case: protocol, value: codec.paperQueryToWire(query) });
@@ -176,13 +178,15 @@ describe('FNN and BF return exactly the plaintext nearest neighbours', () => {
       expect(stats.bound === undefined, `${protocol} reports a bound stage exactly when it has one`).toBe(protocol === 'bf');
       expectOrderlyProgress(progress, images.length, rejected, protocol);
       // Step 7: the doctor recovers exactly the neighbours' pixels.
+      const d = records.dimension;
       const blinded = retrievals.take(answer.value.retrievalTicket);
-      candidates.forEach((c, i) =>
-        expect(
-          unblindRetrieved(pk.n, blinded[i], answer.value.neighbours[i].blinding.map(residueFromBytes), 65535),
-          `${protocol} retrieved image`,
-        ).toEqual(Array.from(images[c])),
-      );
+      expect(blinded.length, `${protocol}: C2 holds d values per result`).toBe(candidates.length * d);
+      candidates.forEach((c, i) => {
+        const r = new RetrievalBlinding(answer.value.neighbours[i].blindingSeed, pk.n).next(d);
+        expect(unblindRetrieved(pk.n, blinded.slice(i * d, (i + 1) * d), r, 65535), `${protocol} retrieved image`).toEqual(
+          Array.from(images[c]),
+        );
+      });
       out[protocol] = { candidates, rejected, progress };
     }
     return out;

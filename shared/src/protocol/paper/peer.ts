@@ -37,8 +37,20 @@ export class PaperPeer {
     return (await this.paper('result', { kind: 'finish' }, 'ranking')).candidates;
   }
 
-  async retrieval(images: bigint[][]): Promise<string> {
-    return (await this.paper('retrieval', { kind: 'retrieval', images }, 'ticket')).ticket;
+  /** Step 7's opening: the retrieval's size; C2 reserves the space and says how many chunks it expects. */
+  async retrievalOpen(images: number, pixels: number, chunkValues: number): Promise<number> {
+    const reply = await this.paper('retrieval', { kind: 'retrieval-open', images, pixels, chunkValues }, 'accepted');
+    if (reply.next !== 0) throw protocolState('C2 answered the retrieval out of turn');
+    return reply.chunks;
+  }
+
+  /** One chunk of E(m + r); the last one's answer is the doctor's ticket. */
+  async retrievalChunk(index: number, values: bigint[], last: boolean): Promise<string | undefined> {
+    const body = { kind: 'retrieval-chunk', index, values } as const;
+    if (last) return (await this.paper('retrieval', body, 'ticket')).ticket;
+    const reply = await this.paper('retrieval', body, 'accepted');
+    if (reply.next !== index + 1) throw protocolState('C2 answered the retrieval out of turn');
+    return undefined;
   }
 
   close(): void {

@@ -48,8 +48,10 @@ function c1BodyToWire(codec: WireCodec, b: PaperC1Body): wire.PaperC1Message['bo
       return { $case: 'distance', value: scoreToWire(codec, b.score) };
     case 'finish':
       return { $case: 'finish', value: {} };
-    case 'retrieval':
-      return { $case: 'retrieval', value: { images: b.images.map((im) => ({ values: codec.ciphers(im) })) } };
+    case 'retrieval-open':
+      return { $case: 'retrievalOpen', value: { images: b.images, pixels: b.pixels, chunkValues: b.chunkValues } };
+    case 'retrieval-chunk':
+      return { $case: 'retrievalChunk', value: { index: b.index, values: codec.ciphers(b.values) } };
   }
 }
 
@@ -72,8 +74,10 @@ function c1BodyFromWire(codec: WireCodec, body: wire.PaperC1Message['body']): Pa
       return { kind: 'distance', score: scoreFromWire(codec, body.value) };
     case 'finish':
       return { kind: 'finish' };
-    case 'retrieval':
-      return { kind: 'retrieval', images: body.value.images.map((im) => codec.fromCiphers(im.values)) };
+    case 'retrievalOpen':
+      return { kind: 'retrieval-open', images: body.value.images, pixels: body.value.pixels, chunkValues: body.value.chunkValues };
+    case 'retrievalChunk':
+      return { kind: 'retrieval-chunk', index: body.value.index, values: codec.fromCiphers(body.value.values) };
   }
 }
 
@@ -87,6 +91,8 @@ function c2BodyToWire(codec: WireCodec, b: PaperC2Body): wire.PaperC2Message['bo
       return { $case: 'next', value: { done: b.done, candidate: b.candidate, rejected: BigInt(b.rejected) } };
     case 'ranking':
       return { $case: 'ranking', value: { candidates: b.candidates } };
+    case 'accepted':
+      return { $case: 'accepted', value: { next: b.next, chunks: b.chunks } };
     case 'ticket':
       return { $case: 'ticket', value: { ticket: b.ticket } };
   }
@@ -103,6 +109,8 @@ function c2BodyFromWire(codec: WireCodec, body: wire.PaperC2Message['body']): Pa
       return { kind: 'next', done: body.value.done, candidate: body.value.candidate, rejected: Number(body.value.rejected) };
     case 'ranking':
       return { kind: 'ranking', candidates: body.value.candidates };
+    case 'accepted':
+      return { kind: 'accepted', next: body.value.next, chunks: body.value.chunks };
     case 'ticket':
       return { kind: 'ticket', ticket: body.value.ticket };
   }

@@ -234,6 +234,10 @@ export interface PackedColumns {
   distanceConstant: Buffer;
   /** only in C1's replica */
   boundConstant: Buffer;
+  /** coarse family (docs/PROTOCOLS.md §3.5a): sums of the bound family over coarse blocks */
+  coarse: Buffer[];
+  /** only in C1's replica */
+  coarseConstant: Buffer;
 }
 
 /** One change to one group, sent alike to C1 and C2. */
@@ -397,6 +401,9 @@ export interface FastQuery {
   distanceConstant: Buffer;
   boundConstant: Buffer;
   shareTicket: string;
+  /** the coarse level's share (§3.5a) */
+  coarseShare: Buffer[];
+  coarseConstant: Buffer;
 }
 
 export interface QueryRequest {
@@ -421,12 +428,15 @@ export interface QueryRequest {
 /**
  * Step 7 (retrieval), C1's half: the blinding r of each result. The other half,
  * m + r, is fetched from C2 with the ticket (docs/PROTOCOLS.md §2.7).
+ * Deviation from paper: C1 sends the seed r is expanded from (retrievalBlinding
+ * in shared/src/protocol/paper/retrieval.ts), not d values of |N| bytes, so the
+ * reply stays small at any image size and k.
  */
 export interface PaperNeighbour {
   /** E_k(ID) of the neighbour */
   encryptedId: Buffer;
-  /** r_1 .. r_d, uniform in Z_N */
-  blinding: Buffer[];
+  /** 32 bytes: r_1 .. r_d, pseudo-random in Z_N, expand from it */
+  blindingSeed: Buffer;
 }
 
 export interface PaperAnswer {
@@ -454,13 +464,33 @@ export interface SearchStats {
   /** records searched */
   total: bigint;
   /** unset for a protocol without a lower bound (bf) */
-  bound: BoundStage | undefined;
+  bound:
+    | BoundStage
+    | undefined;
+  /** fast only: one per stage, in order "coarse", "fine", "distance" (§3.5a) */
+  levels: LevelStats[];
 }
 
 export interface BoundStage {
   /** records rejected by the lower bound */
   rejected: bigint;
-  /** time of C1's lower-bound stage */
+  /** time of C1's lower-bound stage (fast: both bound levels) */
+  ms: bigint;
+}
+
+/**
+ * One stage of a fast query, as C1 saw it: a group is visited at a stage when
+ * its values at that stage were computed, and pruned there when the search
+ * ended without taking it to the next stage.
+ */
+export interface LevelStats {
+  /** "coarse", "fine" or "distance" */
+  level: string;
+  groupsVisited: bigint;
+  groupsPruned: bigint;
+  /** occupied slots of the groups visited */
+  recordsVisited: bigint;
+  /** wall time at C1 in this stage, C2's replies to it included */
   ms: bigint;
 }
 
@@ -520,6 +550,7 @@ export interface DatabaseStatus {
 export interface QueryShare {
   distance: Buffer[];
   bound: Buffer[];
+  coarse: Buffer[];
 }
 
 export interface ShareTicket {
@@ -595,7 +626,8 @@ export interface PaperC1Message {
     | { $case: "bounds"; value: CandidateBounds }
     | { $case: "distance"; value: MaskedScore }
     | { $case: "finish"; value: Finish }
-    | { $case: "retrieval"; value: RetrievalSubmission }
+    | { $case: "retrievalOpen"; value: RetrievalOpen }
+    | { $case: "retrievalChunk"; value: RetrievalChunk }
     | undefined;
 }
 
@@ -608,7 +640,12 @@ export interface PaperC2Message {
     { $case: "products"; value: Ciphertexts }
     | { $case: "next"; value: NextCandidate }
     | { $case: "ranking"; value: Ranking }
-    | { $case: "ticket"; value: RetrievalTicket }
+    | //
+    /** the answer to the last retrieval chunk */
+    { $case: "ticket"; value: RetrievalTicket }
+    | //
+    /** the answer to the retrieval's opening and to every other chunk */
+    { $case: "accepted"; value: RetrievalAccepted }
     | undefined;
 }
 
@@ -666,8 +703,29 @@ export interface Ranking {
   candidates: number[];
 }
 
-export interface RetrievalSubmission {
-  images: Ciphertexts[];
+/**
+ * Algorithm 3 step 7 in chunks below the message limit: the opening announces
+ * the size, so C2 reserves the space (or refuses) before any chunk arrives;
+ * then the results' E(m + r), concatenated nearest first, chunk by chunk in order.
+ */
+export interface RetrievalOpen {
+  /** one per result (k) */
+  images: number;
+  /** per image (d) */
+  pixels: number;
+  /** ciphertexts per chunk; the last one holds the rest */
+  chunkValues: number;
+}
+
+export interface RetrievalChunk {
+  /** 0, 1, ... in order */
+  index: number;
+  values: Buffer[];
+}
+
+export interface RetrievalAccepted {
+  next: number;
+  chunks: number;
 }
 
 export interface RetrievalTicket {
@@ -675,9 +733,10 @@ export interface RetrievalTicket {
 }
 
 /**
- * Each kind of message is its own step: open (C2's halves of the bounds),
- * bounds (every group's masked bound), distance (one group's masked distances),
- * finish (the ranking).
+ * Each kind of message is its own step: open (C2's halves of the coarse bounds),
+ * bounds (every group's masked coarse bound), refined (some groups' masked fine
+ * bounds), distance (one group's masked distances), finish (the ranking).
+ * The bound cascade is docs/PROTOCOLS.md §3.5a.
  */
 export interface FastC1Message {
   body:
@@ -685,6 +744,9 @@ export interface FastC1Message {
     | { $case: "bounds"; value: FastBounds }
     | { $case: "distance"; value: GroupValue }
     | { $case: "finish"; value: Finish }
+    | //
+    /** the masked fine bounds of the groups C2 asked to refine */
+    { $case: "refined"; value: FastBounds }
     | undefined;
 }
 
@@ -741,23 +803,25 @@ export interface FastBounds {
 
 export interface FastNext {
   done: boolean;
-  /** C2's half of the next group's distances (when not done) */
+  /** "distance of group g": C2's half of that group's distances */
   contribution:
     | Contribution
     | undefined;
   /** records in groups pruned by the bound */
   rejected: bigint;
+  /** "refine group g": C2's halves of these groups' fine bounds (instead of contribution) */
+  refine: Contribution[];
 }
 
 export interface RetrieveRequest {
   ticket: string;
 }
 
-export interface RetrieveReply {
-  images: BlindedImage[];
-}
-
-export interface BlindedImage {
+/**
+ * A part of m + r mod N: the results' values concatenated nearest first, d per
+ * result, split anywhere; the doctor knows k and d and reassembles.
+ */
+export interface RetrievedValues {
   values: Buffer[];
 }
 
@@ -959,7 +1023,14 @@ export const EncryptedRecord: MessageFns<EncryptedRecord> = {
 };
 
 function createBasePackedColumns(): PackedColumns {
-  return { distance: [], bound: [], distanceConstant: Buffer.alloc(0), boundConstant: Buffer.alloc(0) };
+  return {
+    distance: [],
+    bound: [],
+    distanceConstant: Buffer.alloc(0),
+    boundConstant: Buffer.alloc(0),
+    coarse: [],
+    coarseConstant: Buffer.alloc(0),
+  };
 }
 
 export const PackedColumns: MessageFns<PackedColumns> = {
@@ -975,6 +1046,12 @@ export const PackedColumns: MessageFns<PackedColumns> = {
     }
     if (message.boundConstant.length !== 0) {
       writer.uint32(34).bytes(message.boundConstant);
+    }
+    for (const v of message.coarse) {
+      writer.uint32(42).bytes(v!);
+    }
+    if (message.coarseConstant.length !== 0) {
+      writer.uint32(50).bytes(message.coarseConstant);
     }
     return writer;
   },
@@ -1024,6 +1101,22 @@ export const PackedColumns: MessageFns<PackedColumns> = {
             message.boundConstant = Buffer.from(reader.bytes());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.coarse.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.coarseConstant = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1054,6 +1147,14 @@ export const PackedColumns: MessageFns<PackedColumns> = {
         : isSet(object.bound_constant)
         ? Buffer.from(bytesFromBase64(object.bound_constant))
         : Buffer.alloc(0),
+      coarse: globalThis.Array.isArray(object?.coarse)
+        ? object.coarse.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+      coarseConstant: isSet(object.coarseConstant)
+        ? Buffer.from(bytesFromBase64(object.coarseConstant))
+        : isSet(object.coarse_constant)
+        ? Buffer.from(bytesFromBase64(object.coarse_constant))
+        : Buffer.alloc(0),
     };
   },
 
@@ -1071,6 +1172,12 @@ export const PackedColumns: MessageFns<PackedColumns> = {
     if (message.boundConstant.length !== 0) {
       obj.boundConstant = base64FromBytes(message.boundConstant);
     }
+    if (message.coarse?.length) {
+      obj.coarse = message.coarse.map((e) => base64FromBytes(e));
+    }
+    if (message.coarseConstant.length !== 0) {
+      obj.coarseConstant = base64FromBytes(message.coarseConstant);
+    }
     return obj;
   },
 
@@ -1083,6 +1190,8 @@ export const PackedColumns: MessageFns<PackedColumns> = {
     message.bound = object.bound?.map((e) => e) || [];
     message.distanceConstant = object.distanceConstant ?? Buffer.alloc(0);
     message.boundConstant = object.boundConstant ?? Buffer.alloc(0);
+    message.coarse = object.coarse?.map((e) => e) || [];
+    message.coarseConstant = object.coarseConstant ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -3000,6 +3109,8 @@ function createBaseFastQuery(): FastQuery {
     distanceConstant: Buffer.alloc(0),
     boundConstant: Buffer.alloc(0),
     shareTicket: "",
+    coarseShare: [],
+    coarseConstant: Buffer.alloc(0),
   };
 }
 
@@ -3019,6 +3130,12 @@ export const FastQuery: MessageFns<FastQuery> = {
     }
     if (message.shareTicket !== "") {
       writer.uint32(42).string(message.shareTicket);
+    }
+    for (const v of message.coarseShare) {
+      writer.uint32(50).bytes(v!);
+    }
+    if (message.coarseConstant.length !== 0) {
+      writer.uint32(58).bytes(message.coarseConstant);
     }
     return writer;
   },
@@ -3076,6 +3193,22 @@ export const FastQuery: MessageFns<FastQuery> = {
             message.shareTicket = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.coarseShare.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.coarseConstant = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3115,6 +3248,16 @@ export const FastQuery: MessageFns<FastQuery> = {
         : isSet(object.share_ticket)
         ? globalThis.String(object.share_ticket)
         : "",
+      coarseShare: globalThis.Array.isArray(object?.coarseShare)
+        ? object.coarseShare.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : globalThis.Array.isArray(object?.coarse_share)
+        ? object.coarse_share.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+      coarseConstant: isSet(object.coarseConstant)
+        ? Buffer.from(bytesFromBase64(object.coarseConstant))
+        : isSet(object.coarse_constant)
+        ? Buffer.from(bytesFromBase64(object.coarse_constant))
+        : Buffer.alloc(0),
     };
   },
 
@@ -3135,6 +3278,12 @@ export const FastQuery: MessageFns<FastQuery> = {
     if (message.shareTicket !== "") {
       obj.shareTicket = message.shareTicket;
     }
+    if (message.coarseShare?.length) {
+      obj.coarseShare = message.coarseShare.map((e) => base64FromBytes(e));
+    }
+    if (message.coarseConstant.length !== 0) {
+      obj.coarseConstant = base64FromBytes(message.coarseConstant);
+    }
     return obj;
   },
 
@@ -3148,6 +3297,8 @@ export const FastQuery: MessageFns<FastQuery> = {
     message.distanceConstant = object.distanceConstant ?? Buffer.alloc(0);
     message.boundConstant = object.boundConstant ?? Buffer.alloc(0);
     message.shareTicket = object.shareTicket ?? "";
+    message.coarseShare = object.coarseShare?.map((e) => e) || [];
+    message.coarseConstant = object.coarseConstant ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -3325,7 +3476,7 @@ export const QueryRequest: MessageFns<QueryRequest> = {
 };
 
 function createBasePaperNeighbour(): PaperNeighbour {
-  return { encryptedId: Buffer.alloc(0), blinding: [] };
+  return { encryptedId: Buffer.alloc(0), blindingSeed: Buffer.alloc(0) };
 }
 
 export const PaperNeighbour: MessageFns<PaperNeighbour> = {
@@ -3333,8 +3484,8 @@ export const PaperNeighbour: MessageFns<PaperNeighbour> = {
     if (message.encryptedId.length !== 0) {
       writer.uint32(10).bytes(message.encryptedId);
     }
-    for (const v of message.blinding) {
-      writer.uint32(18).bytes(v!);
+    if (message.blindingSeed.length !== 0) {
+      writer.uint32(26).bytes(message.blindingSeed);
     }
     return writer;
   },
@@ -3360,12 +3511,12 @@ export const PaperNeighbour: MessageFns<PaperNeighbour> = {
             message.encryptedId = Buffer.from(reader.bytes());
             continue;
           }
-          case 2: {
-            if (tag !== 18) {
+          case 3: {
+            if (tag !== 26) {
               break;
             }
 
-            message.blinding.push(Buffer.from(reader.bytes()));
+            message.blindingSeed = Buffer.from(reader.bytes());
             continue;
           }
         }
@@ -3387,9 +3538,11 @@ export const PaperNeighbour: MessageFns<PaperNeighbour> = {
         : isSet(object.encrypted_id)
         ? Buffer.from(bytesFromBase64(object.encrypted_id))
         : Buffer.alloc(0),
-      blinding: globalThis.Array.isArray(object?.blinding)
-        ? object.blinding.map((e: any) => Buffer.from(bytesFromBase64(e)))
-        : [],
+      blindingSeed: isSet(object.blindingSeed)
+        ? Buffer.from(bytesFromBase64(object.blindingSeed))
+        : isSet(object.blinding_seed)
+        ? Buffer.from(bytesFromBase64(object.blinding_seed))
+        : Buffer.alloc(0),
     };
   },
 
@@ -3398,8 +3551,8 @@ export const PaperNeighbour: MessageFns<PaperNeighbour> = {
     if (message.encryptedId.length !== 0) {
       obj.encryptedId = base64FromBytes(message.encryptedId);
     }
-    if (message.blinding?.length) {
-      obj.blinding = message.blinding.map((e) => base64FromBytes(e));
+    if (message.blindingSeed.length !== 0) {
+      obj.blindingSeed = base64FromBytes(message.blindingSeed);
     }
     return obj;
   },
@@ -3410,7 +3563,7 @@ export const PaperNeighbour: MessageFns<PaperNeighbour> = {
   fromPartial(object: DeepPartial<PaperNeighbour>): PaperNeighbour {
     const message = createBasePaperNeighbour();
     message.encryptedId = object.encryptedId ?? Buffer.alloc(0);
-    message.blinding = object.blinding?.map((e) => e) || [];
+    message.blindingSeed = object.blindingSeed ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -3671,7 +3824,7 @@ export const FastAnswer: MessageFns<FastAnswer> = {
 };
 
 function createBaseSearchStats(): SearchStats {
-  return { total: 0n, bound: undefined };
+  return { total: 0n, bound: undefined, levels: [] };
 }
 
 export const SearchStats: MessageFns<SearchStats> = {
@@ -3684,6 +3837,9 @@ export const SearchStats: MessageFns<SearchStats> = {
     }
     if (message.bound !== undefined) {
       BoundStage.encode(message.bound, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.levels) {
+      LevelStats.encode(v!, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -3717,6 +3873,14 @@ export const SearchStats: MessageFns<SearchStats> = {
             message.bound = BoundStage.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.levels.push(LevelStats.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3733,6 +3897,7 @@ export const SearchStats: MessageFns<SearchStats> = {
     return {
       total: isSet(object.total) ? BigInt(object.total) : 0n,
       bound: isSet(object.bound) ? BoundStage.fromJSON(object.bound) : undefined,
+      levels: globalThis.Array.isArray(object?.levels) ? object.levels.map((e: any) => LevelStats.fromJSON(e)) : [],
     };
   },
 
@@ -3743,6 +3908,9 @@ export const SearchStats: MessageFns<SearchStats> = {
     }
     if (message.bound !== undefined) {
       obj.bound = BoundStage.toJSON(message.bound);
+    }
+    if (message.levels?.length) {
+      obj.levels = message.levels.map((e) => LevelStats.toJSON(e));
     }
     return obj;
   },
@@ -3756,6 +3924,7 @@ export const SearchStats: MessageFns<SearchStats> = {
     message.bound = (object.bound !== undefined && object.bound !== null)
       ? BoundStage.fromPartial(object.bound)
       : undefined;
+    message.levels = object.levels?.map((e) => LevelStats.fromPartial(e)) || [];
     return message;
   },
 };
@@ -3846,6 +4015,169 @@ export const BoundStage: MessageFns<BoundStage> = {
   fromPartial(object: DeepPartial<BoundStage>): BoundStage {
     const message = createBaseBoundStage();
     message.rejected = (object.rejected !== undefined && object.rejected !== null) ? BigInt(object.rejected) : 0n;
+    message.ms = (object.ms !== undefined && object.ms !== null) ? BigInt(object.ms) : 0n;
+    return message;
+  },
+};
+
+function createBaseLevelStats(): LevelStats {
+  return { level: "", groupsVisited: 0n, groupsPruned: 0n, recordsVisited: 0n, ms: 0n };
+}
+
+export const LevelStats: MessageFns<LevelStats> = {
+  encode(message: LevelStats, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.level !== "") {
+      writer.uint32(10).string(message.level);
+    }
+    if (message.groupsVisited !== 0n) {
+      if (BigInt.asUintN(64, message.groupsVisited) !== message.groupsVisited) {
+        throw new globalThis.Error("value provided for field message.groupsVisited of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.groupsVisited);
+    }
+    if (message.groupsPruned !== 0n) {
+      if (BigInt.asUintN(64, message.groupsPruned) !== message.groupsPruned) {
+        throw new globalThis.Error("value provided for field message.groupsPruned of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.groupsPruned);
+    }
+    if (message.recordsVisited !== 0n) {
+      if (BigInt.asUintN(64, message.recordsVisited) !== message.recordsVisited) {
+        throw new globalThis.Error("value provided for field message.recordsVisited of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.recordsVisited);
+    }
+    if (message.ms !== 0n) {
+      if (BigInt.asUintN(64, message.ms) !== message.ms) {
+        throw new globalThis.Error("value provided for field message.ms of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.ms);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LevelStats {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLevelStats();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.level = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.groupsVisited = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.groupsPruned = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.recordsVisited = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.ms = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LevelStats {
+    return {
+      level: isSet(object.level) ? globalThis.String(object.level) : "",
+      groupsVisited: isSet(object.groupsVisited)
+        ? BigInt(object.groupsVisited)
+        : isSet(object.groups_visited)
+        ? BigInt(object.groups_visited)
+        : 0n,
+      groupsPruned: isSet(object.groupsPruned)
+        ? BigInt(object.groupsPruned)
+        : isSet(object.groups_pruned)
+        ? BigInt(object.groups_pruned)
+        : 0n,
+      recordsVisited: isSet(object.recordsVisited)
+        ? BigInt(object.recordsVisited)
+        : isSet(object.records_visited)
+        ? BigInt(object.records_visited)
+        : 0n,
+      ms: isSet(object.ms) ? BigInt(object.ms) : 0n,
+    };
+  },
+
+  toJSON(message: LevelStats): unknown {
+    const obj: any = {};
+    if (message.level !== "") {
+      obj.level = message.level;
+    }
+    if (message.groupsVisited !== 0n) {
+      obj.groupsVisited = message.groupsVisited.toString();
+    }
+    if (message.groupsPruned !== 0n) {
+      obj.groupsPruned = message.groupsPruned.toString();
+    }
+    if (message.recordsVisited !== 0n) {
+      obj.recordsVisited = message.recordsVisited.toString();
+    }
+    if (message.ms !== 0n) {
+      obj.ms = message.ms.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LevelStats>): LevelStats {
+    return LevelStats.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LevelStats>): LevelStats {
+    const message = createBaseLevelStats();
+    message.level = object.level ?? "";
+    message.groupsVisited = (object.groupsVisited !== undefined && object.groupsVisited !== null)
+      ? BigInt(object.groupsVisited)
+      : 0n;
+    message.groupsPruned = (object.groupsPruned !== undefined && object.groupsPruned !== null)
+      ? BigInt(object.groupsPruned)
+      : 0n;
+    message.recordsVisited = (object.recordsVisited !== undefined && object.recordsVisited !== null)
+      ? BigInt(object.recordsVisited)
+      : 0n;
     message.ms = (object.ms !== undefined && object.ms !== null) ? BigInt(object.ms) : 0n;
     return message;
   },
@@ -4618,7 +4950,7 @@ export const DatabaseStatus: MessageFns<DatabaseStatus> = {
 };
 
 function createBaseQueryShare(): QueryShare {
-  return { distance: [], bound: [] };
+  return { distance: [], bound: [], coarse: [] };
 }
 
 export const QueryShare: MessageFns<QueryShare> = {
@@ -4628,6 +4960,9 @@ export const QueryShare: MessageFns<QueryShare> = {
     }
     for (const v of message.bound) {
       writer.uint32(18).bytes(v!);
+    }
+    for (const v of message.coarse) {
+      writer.uint32(26).bytes(v!);
     }
     return writer;
   },
@@ -4661,6 +4996,14 @@ export const QueryShare: MessageFns<QueryShare> = {
             message.bound.push(Buffer.from(reader.bytes()));
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.coarse.push(Buffer.from(reader.bytes()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4681,6 +5024,9 @@ export const QueryShare: MessageFns<QueryShare> = {
       bound: globalThis.Array.isArray(object?.bound)
         ? object.bound.map((e: any) => Buffer.from(bytesFromBase64(e)))
         : [],
+      coarse: globalThis.Array.isArray(object?.coarse)
+        ? object.coarse.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
     };
   },
 
@@ -4692,6 +5038,9 @@ export const QueryShare: MessageFns<QueryShare> = {
     if (message.bound?.length) {
       obj.bound = message.bound.map((e) => base64FromBytes(e));
     }
+    if (message.coarse?.length) {
+      obj.coarse = message.coarse.map((e) => base64FromBytes(e));
+    }
     return obj;
   },
 
@@ -4702,6 +5051,7 @@ export const QueryShare: MessageFns<QueryShare> = {
     const message = createBaseQueryShare();
     message.distance = object.distance?.map((e) => e) || [];
     message.bound = object.bound?.map((e) => e) || [];
+    message.coarse = object.coarse?.map((e) => e) || [];
     return message;
   },
 };
@@ -5605,8 +5955,11 @@ export const PaperC1Message: MessageFns<PaperC1Message> = {
       case "finish":
         Finish.encode(message.body.value, writer.uint32(58).fork()).join();
         break;
-      case "retrieval":
-        RetrievalSubmission.encode(message.body.value, writer.uint32(66).fork()).join();
+      case "retrievalOpen":
+        RetrievalOpen.encode(message.body.value, writer.uint32(74).fork()).join();
+        break;
+      case "retrievalChunk":
+        RetrievalChunk.encode(message.body.value, writer.uint32(82).fork()).join();
         break;
     }
     return writer;
@@ -5681,12 +6034,20 @@ export const PaperC1Message: MessageFns<PaperC1Message> = {
             message.body = { $case: "finish", value: Finish.decode(reader, reader.uint32()) };
             continue;
           }
-          case 8: {
-            if (tag !== 66) {
+          case 9: {
+            if (tag !== 74) {
               break;
             }
 
-            message.body = { $case: "retrieval", value: RetrievalSubmission.decode(reader, reader.uint32()) };
+            message.body = { $case: "retrievalOpen", value: RetrievalOpen.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.body = { $case: "retrievalChunk", value: RetrievalChunk.decode(reader, reader.uint32()) };
             continue;
           }
         }
@@ -5716,8 +6077,14 @@ export const PaperC1Message: MessageFns<PaperC1Message> = {
         ? { $case: "distance", value: MaskedScore.fromJSON(object.distance) }
         : isSet(object.finish)
         ? { $case: "finish", value: Finish.fromJSON(object.finish) }
-        : isSet(object.retrieval)
-        ? { $case: "retrieval", value: RetrievalSubmission.fromJSON(object.retrieval) }
+        : isSet(object.retrievalOpen)
+        ? { $case: "retrievalOpen", value: RetrievalOpen.fromJSON(object.retrievalOpen) }
+        : isSet(object.retrieval_open)
+        ? { $case: "retrievalOpen", value: RetrievalOpen.fromJSON(object.retrieval_open) }
+        : isSet(object.retrievalChunk)
+        ? { $case: "retrievalChunk", value: RetrievalChunk.fromJSON(object.retrievalChunk) }
+        : isSet(object.retrieval_chunk)
+        ? { $case: "retrievalChunk", value: RetrievalChunk.fromJSON(object.retrieval_chunk) }
         : undefined,
     };
   },
@@ -5739,8 +6106,10 @@ export const PaperC1Message: MessageFns<PaperC1Message> = {
       obj.distance = MaskedScore.toJSON(message.body.value);
     } else if (message.body?.$case === "finish") {
       obj.finish = Finish.toJSON(message.body.value);
-    } else if (message.body?.$case === "retrieval") {
-      obj.retrieval = RetrievalSubmission.toJSON(message.body.value);
+    } else if (message.body?.$case === "retrievalOpen") {
+      obj.retrievalOpen = RetrievalOpen.toJSON(message.body.value);
+    } else if (message.body?.$case === "retrievalChunk") {
+      obj.retrievalChunk = RetrievalChunk.toJSON(message.body.value);
     }
     return obj;
   },
@@ -5788,9 +6157,15 @@ export const PaperC1Message: MessageFns<PaperC1Message> = {
         }
         break;
       }
-      case "retrieval": {
+      case "retrievalOpen": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
-          message.body = { $case: "retrieval", value: RetrievalSubmission.fromPartial(object.body.value) };
+          message.body = { $case: "retrievalOpen", value: RetrievalOpen.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "retrievalChunk": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "retrievalChunk", value: RetrievalChunk.fromPartial(object.body.value) };
         }
         break;
       }
@@ -5823,6 +6198,9 @@ export const PaperC2Message: MessageFns<PaperC2Message> = {
         break;
       case "ticket":
         RetrievalTicket.encode(message.body.value, writer.uint32(50).fork()).join();
+        break;
+      case "accepted":
+        RetrievalAccepted.encode(message.body.value, writer.uint32(58).fork()).join();
         break;
     }
     return writer;
@@ -5889,6 +6267,14 @@ export const PaperC2Message: MessageFns<PaperC2Message> = {
             message.body = { $case: "ticket", value: RetrievalTicket.decode(reader, reader.uint32()) };
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.body = { $case: "accepted", value: RetrievalAccepted.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5914,6 +6300,8 @@ export const PaperC2Message: MessageFns<PaperC2Message> = {
         ? { $case: "ranking", value: Ranking.fromJSON(object.ranking) }
         : isSet(object.ticket)
         ? { $case: "ticket", value: RetrievalTicket.fromJSON(object.ticket) }
+        : isSet(object.accepted)
+        ? { $case: "accepted", value: RetrievalAccepted.fromJSON(object.accepted) }
         : undefined,
     };
   },
@@ -5933,6 +6321,8 @@ export const PaperC2Message: MessageFns<PaperC2Message> = {
       obj.ranking = Ranking.toJSON(message.body.value);
     } else if (message.body?.$case === "ticket") {
       obj.ticket = RetrievalTicket.toJSON(message.body.value);
+    } else if (message.body?.$case === "accepted") {
+      obj.accepted = RetrievalAccepted.toJSON(message.body.value);
     }
     return obj;
   },
@@ -5971,6 +6361,12 @@ export const PaperC2Message: MessageFns<PaperC2Message> = {
       case "ticket": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
           message.body = { $case: "ticket", value: RetrievalTicket.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "accepted": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "accepted", value: RetrievalAccepted.fromPartial(object.body.value) };
         }
         break;
       }
@@ -6778,19 +7174,25 @@ export const Ranking: MessageFns<Ranking> = {
   },
 };
 
-function createBaseRetrievalSubmission(): RetrievalSubmission {
-  return { images: [] };
+function createBaseRetrievalOpen(): RetrievalOpen {
+  return { images: 0, pixels: 0, chunkValues: 0 };
 }
 
-export const RetrievalSubmission: MessageFns<RetrievalSubmission> = {
-  encode(message: RetrievalSubmission, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    for (const v of message.images) {
-      Ciphertexts.encode(v!, writer.uint32(10).fork()).join();
+export const RetrievalOpen: MessageFns<RetrievalOpen> = {
+  encode(message: RetrievalOpen, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.images !== 0) {
+      writer.uint32(8).uint32(message.images);
+    }
+    if (message.pixels !== 0) {
+      writer.uint32(16).uint32(message.pixels);
+    }
+    if (message.chunkValues !== 0) {
+      writer.uint32(24).uint32(message.chunkValues);
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): RetrievalSubmission {
+  decode(input: BinaryReader | Uint8Array, length?: number): RetrievalOpen {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -6799,16 +7201,32 @@ export const RetrievalSubmission: MessageFns<RetrievalSubmission> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseRetrievalSubmission();
+      const message = createBaseRetrievalOpen();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
           case 1: {
-            if (tag !== 10) {
+            if (tag !== 8) {
               break;
             }
 
-            message.images.push(Ciphertexts.decode(reader, reader.uint32()));
+            message.images = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pixels = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.chunkValues = reader.uint32();
             continue;
           }
         }
@@ -6823,26 +7241,212 @@ export const RetrievalSubmission: MessageFns<RetrievalSubmission> = {
     }
   },
 
-  fromJSON(object: any): RetrievalSubmission {
+  fromJSON(object: any): RetrievalOpen {
     return {
-      images: globalThis.Array.isArray(object?.images) ? object.images.map((e: any) => Ciphertexts.fromJSON(e)) : [],
+      images: isSet(object.images) ? globalThis.Number(object.images) : 0,
+      pixels: isSet(object.pixels) ? globalThis.Number(object.pixels) : 0,
+      chunkValues: isSet(object.chunkValues)
+        ? globalThis.Number(object.chunkValues)
+        : isSet(object.chunk_values)
+        ? globalThis.Number(object.chunk_values)
+        : 0,
     };
   },
 
-  toJSON(message: RetrievalSubmission): unknown {
+  toJSON(message: RetrievalOpen): unknown {
     const obj: any = {};
-    if (message.images?.length) {
-      obj.images = message.images.map((e) => Ciphertexts.toJSON(e));
+    if (message.images !== 0) {
+      obj.images = Math.round(message.images);
+    }
+    if (message.pixels !== 0) {
+      obj.pixels = Math.round(message.pixels);
+    }
+    if (message.chunkValues !== 0) {
+      obj.chunkValues = Math.round(message.chunkValues);
     }
     return obj;
   },
 
-  create(base?: DeepPartial<RetrievalSubmission>): RetrievalSubmission {
-    return RetrievalSubmission.fromPartial(base ?? {});
+  create(base?: DeepPartial<RetrievalOpen>): RetrievalOpen {
+    return RetrievalOpen.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<RetrievalSubmission>): RetrievalSubmission {
-    const message = createBaseRetrievalSubmission();
-    message.images = object.images?.map((e) => Ciphertexts.fromPartial(e)) || [];
+  fromPartial(object: DeepPartial<RetrievalOpen>): RetrievalOpen {
+    const message = createBaseRetrievalOpen();
+    message.images = object.images ?? 0;
+    message.pixels = object.pixels ?? 0;
+    message.chunkValues = object.chunkValues ?? 0;
+    return message;
+  },
+};
+
+function createBaseRetrievalChunk(): RetrievalChunk {
+  return { index: 0, values: [] };
+}
+
+export const RetrievalChunk: MessageFns<RetrievalChunk> = {
+  encode(message: RetrievalChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.index !== 0) {
+      writer.uint32(8).uint32(message.index);
+    }
+    for (const v of message.values) {
+      writer.uint32(18).bytes(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RetrievalChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRetrievalChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.index = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.values.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RetrievalChunk {
+    return {
+      index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      values: globalThis.Array.isArray(object?.values)
+        ? object.values.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+    };
+  },
+
+  toJSON(message: RetrievalChunk): unknown {
+    const obj: any = {};
+    if (message.index !== 0) {
+      obj.index = Math.round(message.index);
+    }
+    if (message.values?.length) {
+      obj.values = message.values.map((e) => base64FromBytes(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RetrievalChunk>): RetrievalChunk {
+    return RetrievalChunk.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RetrievalChunk>): RetrievalChunk {
+    const message = createBaseRetrievalChunk();
+    message.index = object.index ?? 0;
+    message.values = object.values?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseRetrievalAccepted(): RetrievalAccepted {
+  return { next: 0, chunks: 0 };
+}
+
+export const RetrievalAccepted: MessageFns<RetrievalAccepted> = {
+  encode(message: RetrievalAccepted, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.next !== 0) {
+      writer.uint32(8).uint32(message.next);
+    }
+    if (message.chunks !== 0) {
+      writer.uint32(16).uint32(message.chunks);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RetrievalAccepted {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRetrievalAccepted();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.next = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.chunks = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RetrievalAccepted {
+    return {
+      next: isSet(object.next) ? globalThis.Number(object.next) : 0,
+      chunks: isSet(object.chunks) ? globalThis.Number(object.chunks) : 0,
+    };
+  },
+
+  toJSON(message: RetrievalAccepted): unknown {
+    const obj: any = {};
+    if (message.next !== 0) {
+      obj.next = Math.round(message.next);
+    }
+    if (message.chunks !== 0) {
+      obj.chunks = Math.round(message.chunks);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RetrievalAccepted>): RetrievalAccepted {
+    return RetrievalAccepted.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RetrievalAccepted>): RetrievalAccepted {
+    const message = createBaseRetrievalAccepted();
+    message.next = object.next ?? 0;
+    message.chunks = object.chunks ?? 0;
     return message;
   },
 };
@@ -6933,6 +7537,9 @@ export const FastC1Message: MessageFns<FastC1Message> = {
       case "finish":
         Finish.encode(message.body.value, writer.uint32(34).fork()).join();
         break;
+      case "refined":
+        FastBounds.encode(message.body.value, writer.uint32(42).fork()).join();
+        break;
     }
     return writer;
   },
@@ -6982,6 +7589,14 @@ export const FastC1Message: MessageFns<FastC1Message> = {
             message.body = { $case: "finish", value: Finish.decode(reader, reader.uint32()) };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.body = { $case: "refined", value: FastBounds.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7004,6 +7619,8 @@ export const FastC1Message: MessageFns<FastC1Message> = {
         ? { $case: "distance", value: GroupValue.fromJSON(object.distance) }
         : isSet(object.finish)
         ? { $case: "finish", value: Finish.fromJSON(object.finish) }
+        : isSet(object.refined)
+        ? { $case: "refined", value: FastBounds.fromJSON(object.refined) }
         : undefined,
     };
   },
@@ -7018,6 +7635,8 @@ export const FastC1Message: MessageFns<FastC1Message> = {
       obj.distance = GroupValue.toJSON(message.body.value);
     } else if (message.body?.$case === "finish") {
       obj.finish = Finish.toJSON(message.body.value);
+    } else if (message.body?.$case === "refined") {
+      obj.refined = FastBounds.toJSON(message.body.value);
     }
     return obj;
   },
@@ -7049,6 +7668,12 @@ export const FastC1Message: MessageFns<FastC1Message> = {
       case "finish": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
           message.body = { $case: "finish", value: Finish.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "refined": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "refined", value: FastBounds.fromPartial(object.body.value) };
         }
         break;
       }
@@ -7818,7 +8443,7 @@ export const FastBounds: MessageFns<FastBounds> = {
 };
 
 function createBaseFastNext(): FastNext {
-  return { done: false, contribution: undefined, rejected: 0n };
+  return { done: false, contribution: undefined, rejected: 0n, refine: [] };
 }
 
 export const FastNext: MessageFns<FastNext> = {
@@ -7834,6 +8459,9 @@ export const FastNext: MessageFns<FastNext> = {
         throw new globalThis.Error("value provided for field message.rejected of type uint64 too large");
       }
       writer.uint32(24).uint64(message.rejected);
+    }
+    for (const v of message.refine) {
+      Contribution.encode(v!, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -7875,6 +8503,14 @@ export const FastNext: MessageFns<FastNext> = {
             message.rejected = reader.uint64() as bigint;
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.refine.push(Contribution.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7892,6 +8528,7 @@ export const FastNext: MessageFns<FastNext> = {
       done: isSet(object.done) ? globalThis.Boolean(object.done) : false,
       contribution: isSet(object.contribution) ? Contribution.fromJSON(object.contribution) : undefined,
       rejected: isSet(object.rejected) ? BigInt(object.rejected) : 0n,
+      refine: globalThis.Array.isArray(object?.refine) ? object.refine.map((e: any) => Contribution.fromJSON(e)) : [],
     };
   },
 
@@ -7906,6 +8543,9 @@ export const FastNext: MessageFns<FastNext> = {
     if (message.rejected !== 0n) {
       obj.rejected = message.rejected.toString();
     }
+    if (message.refine?.length) {
+      obj.refine = message.refine.map((e) => Contribution.toJSON(e));
+    }
     return obj;
   },
 
@@ -7919,6 +8559,7 @@ export const FastNext: MessageFns<FastNext> = {
       ? Contribution.fromPartial(object.contribution)
       : undefined;
     message.rejected = (object.rejected !== undefined && object.rejected !== null) ? BigInt(object.rejected) : 0n;
+    message.refine = object.refine?.map((e) => Contribution.fromPartial(e)) || [];
     return message;
   },
 };
@@ -7990,88 +8631,19 @@ export const RetrieveRequest: MessageFns<RetrieveRequest> = {
   },
 };
 
-function createBaseRetrieveReply(): RetrieveReply {
-  return { images: [] };
-}
-
-export const RetrieveReply: MessageFns<RetrieveReply> = {
-  encode(message: RetrieveReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    for (const v of message.images) {
-      BlindedImage.encode(v!, writer.uint32(10).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): RetrieveReply {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseRetrieveReply();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.images.push(BlindedImage.decode(reader, reader.uint32()));
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): RetrieveReply {
-    return {
-      images: globalThis.Array.isArray(object?.images) ? object.images.map((e: any) => BlindedImage.fromJSON(e)) : [],
-    };
-  },
-
-  toJSON(message: RetrieveReply): unknown {
-    const obj: any = {};
-    if (message.images?.length) {
-      obj.images = message.images.map((e) => BlindedImage.toJSON(e));
-    }
-    return obj;
-  },
-
-  create(base?: DeepPartial<RetrieveReply>): RetrieveReply {
-    return RetrieveReply.fromPartial(base ?? {});
-  },
-  fromPartial(object: DeepPartial<RetrieveReply>): RetrieveReply {
-    const message = createBaseRetrieveReply();
-    message.images = object.images?.map((e) => BlindedImage.fromPartial(e)) || [];
-    return message;
-  },
-};
-
-function createBaseBlindedImage(): BlindedImage {
+function createBaseRetrievedValues(): RetrievedValues {
   return { values: [] };
 }
 
-export const BlindedImage: MessageFns<BlindedImage> = {
-  encode(message: BlindedImage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const RetrievedValues: MessageFns<RetrievedValues> = {
+  encode(message: RetrievedValues, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.values) {
       writer.uint32(10).bytes(v!);
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): BlindedImage {
+  decode(input: BinaryReader | Uint8Array, length?: number): RetrievedValues {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -8080,7 +8652,7 @@ export const BlindedImage: MessageFns<BlindedImage> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseBlindedImage();
+      const message = createBaseRetrievedValues();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -8104,7 +8676,7 @@ export const BlindedImage: MessageFns<BlindedImage> = {
     }
   },
 
-  fromJSON(object: any): BlindedImage {
+  fromJSON(object: any): RetrievedValues {
     return {
       values: globalThis.Array.isArray(object?.values)
         ? object.values.map((e: any) => Buffer.from(bytesFromBase64(e)))
@@ -8112,7 +8684,7 @@ export const BlindedImage: MessageFns<BlindedImage> = {
     };
   },
 
-  toJSON(message: BlindedImage): unknown {
+  toJSON(message: RetrievedValues): unknown {
     const obj: any = {};
     if (message.values?.length) {
       obj.values = message.values.map((e) => base64FromBytes(e));
@@ -8120,11 +8692,11 @@ export const BlindedImage: MessageFns<BlindedImage> = {
     return obj;
   },
 
-  create(base?: DeepPartial<BlindedImage>): BlindedImage {
-    return BlindedImage.fromPartial(base ?? {});
+  create(base?: DeepPartial<RetrievedValues>): RetrievedValues {
+    return RetrievedValues.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<BlindedImage>): BlindedImage {
-    const message = createBaseBlindedImage();
+  fromPartial(object: DeepPartial<RetrievedValues>): RetrievedValues {
+    const message = createBaseRetrievedValues();
     message.values = object.values?.map((e) => e) || [];
     return message;
   },
@@ -8620,14 +9192,15 @@ export const SecureComputationClient = makeGenericClientConstructor(
 
 export type RetrievalService = typeof RetrievalService;
 export const RetrievalService = {
+  /** m + r of a paper query's results, in parts below the message limit (docs/PROTOCOLS.md §2.7). */
   retrieve: {
     path: "/fnn.v1.Retrieval/Retrieve" as const,
     requestStream: false as const,
-    responseStream: false as const,
+    responseStream: true as const,
     requestSerialize: (value: RetrieveRequest): Buffer => Buffer.from(RetrieveRequest.encode(value).finish()),
     requestDeserialize: (value: Buffer): RetrieveRequest => RetrieveRequest.decode(value),
-    responseSerialize: (value: RetrieveReply): Buffer => Buffer.from(RetrieveReply.encode(value).finish()),
-    responseDeserialize: (value: Buffer): RetrieveReply => RetrieveReply.decode(value),
+    responseSerialize: (value: RetrievedValues): Buffer => Buffer.from(RetrievedValues.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RetrievedValues => RetrievedValues.decode(value),
   },
   status: {
     path: "/fnn.v1.Retrieval/Status" as const,
@@ -8651,28 +9224,21 @@ export const RetrievalService = {
 } as const;
 
 export interface RetrievalServer extends UntypedServiceImplementation {
-  retrieve: handleUnaryCall<RetrieveRequest, RetrieveReply>;
+  /** m + r of a paper query's results, in parts below the message limit (docs/PROTOCOLS.md §2.7). */
+  retrieve: handleServerStreamingCall<RetrieveRequest, RetrievedValues>;
   status: handleUnaryCall<StatusRequest, KeyHolderStatus>;
   /** The doctor's share v of a fast query, held for one session. */
   putShare: handleUnaryCall<QueryShare, ShareTicket>;
 }
 
 export interface RetrievalClient extends Client {
+  /** m + r of a paper query's results, in parts below the message limit (docs/PROTOCOLS.md §2.7). */
+  retrieve(request: RetrieveRequest, options?: Partial<CallOptions>): ClientReadableStream<RetrievedValues>;
   retrieve(
     request: RetrieveRequest,
-    callback: (error: ServiceError | null, response: RetrieveReply) => void,
-  ): ClientUnaryCall;
-  retrieve(
-    request: RetrieveRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: RetrieveReply) => void,
-  ): ClientUnaryCall;
-  retrieve(
-    request: RetrieveRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: RetrieveReply) => void,
-  ): ClientUnaryCall;
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<RetrievedValues>;
   status(
     request: StatusRequest,
     callback: (error: ServiceError | null, response: KeyHolderStatus) => void,
