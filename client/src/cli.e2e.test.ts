@@ -113,11 +113,23 @@ describe('upload, query, batch query, status', () => {
       const run = await doctor('query', join(work, `q-${protocol}.png`), ...conn(), '--protocol', protocol, '--out', out, '--json');
       expect(run.code, run.stderr).toBe(0);
       const [result] = jsonLines(run.stdout) as [
-        { results: { id: string; distance: string; image: string }[]; protocol: string; total: number },
+        {
+          results: { id: string; distance: string; image: string }[];
+          protocol: string;
+          total: number;
+          levels?: { level: string; groupsVisited: number; groupsPruned: number }[];
+        },
       ];
       const [want] = plaintextNearest(stored, query, 1);
       expect(result.protocol).toBe(protocol);
       expect(result.total).toBe(stored.length);
+      // The fast protocol reports its cascade's stages (§3.5a); the paper's protocols have none.
+      if (protocol === 'fast')
+        expect(
+          result.levels?.map((l) => l.level),
+          'the stages of a fast query',
+        ).toEqual(['coarse', 'fine', 'distance']);
+      else expect(result.levels, `${protocol} has no cascade`).toBeUndefined();
       expect(result.results[0].id).toBe(want.id);
       expect(result.results[0].distance).toBe(want.distance.toString());
       const written = decodePng(readFileSync(result.results[0].image), 'neighbour');

@@ -793,19 +793,22 @@ describe('RecordStore: on disk', () => {
     expect(again.shape(), 'reopening keeps the shape and the paper layout').toEqual(FAST_4x4);
   });
 
-  it('refuses a database of schema 4, stored before the coarse family (PROTOCOLS.md §3.5a), naming the remedy', async () => {
-    const path = freshPath();
-    const old = openStore(path);
-    await upload(old, 0, [await record('a', 0)]);
-    old.close();
-    const raw = new Database(path, { fileMustExist: true });
-    raw.prepare("UPDATE collection SET value = '4' WHERE name = 'schema_version'").run();
-    raw.close();
-    expect(SCHEMA_VERSION).toBe(5);
-    const error = thrown(() => openStore(path), 'opening a schema 4 database');
-    expectFnnError(error, 'invalid-input', 'opening a schema 4 database');
-    expect((error as Error).message).toBe('database schema 4, this C1 needs 5; upload the collection into a new database');
-  });
+  it.each([4, 5])(
+    'refuses a database of schema %i, stored before the coarse family (PROTOCOLS.md §3.5a), naming the remedy',
+    async (version) => {
+      const path = freshPath();
+      const old = openStore(path);
+      await upload(old, 0, [await record('a', 0)]);
+      old.close();
+      const raw = new Database(path, { fileMustExist: true });
+      raw.prepare("UPDATE collection SET value = ? WHERE name = 'schema_version'").run(String(version));
+      raw.close();
+      expect(SCHEMA_VERSION).toBe(6);
+      const error = thrown(() => openStore(path), `opening a schema ${version} database`);
+      expectFnnError(error, 'invalid-input', `opening a schema ${version} database`);
+      expect((error as Error).message).toBe(`database schema ${version}, this C1 needs 6; upload the collection into a new database`);
+    },
+  );
 
   it("passes SQLite's integrity check after uploads, replacements and deletes", async () => {
     const store = openStore();

@@ -61,17 +61,18 @@ describe('C2 finds damage at rest in its replica', () => {
   });
 
   it("ends a session reading a group's damaged columns with DATA_LOSS naming the group, logs it, and verify() lists exactly it", async () => {
-    const restore = damage('embedding', 1);
+    // The session's opening reads every group's coarse columns (§3.5a): the damage there is read at once.
+    const restore = damage('coarse', 1);
     try {
       const { replies, error } = await f.rawSession([await fastOpen()]);
       expect(error, 'the session must fail').toBeDefined();
-      expectCode(error!, Code.DATA_LOSS, 'a damaged bound column');
-      expect(error!.details).toBe("C2's replica is damaged at group 1: column embedding does not match its checksum");
+      expectCode(error!, Code.DATA_LOSS, 'a damaged coarse column');
+      expect(error!.details).toBe("C2's replica is damaged at group 1: column coarse does not match its checksum");
       expect(replies.length, 'nothing answered from the damaged group').toBe(0);
       const lines = log.lines.filter((l) => l.level === 'error' && l.message === 'data loss');
       expect(lines.length, 'one error line for the operator').toBe(1);
-      expect(lines[0].fields).toMatchObject({ rpc: 'Session', database: f.dbPath, damaged: 'group 1', column: 'embedding' });
-      expect(store.verify()).toEqual([{ kind: 'group', group: 1, columns: ['embedding'] }]);
+      expect(lines[0].fields).toMatchObject({ rpc: 'Session', database: f.dbPath, damaged: 'group 1', column: 'coarse' });
+      expect(store.verify()).toEqual([{ kind: 'group', group: 1, columns: ['coarse'] }]);
     } finally {
       restore();
     }

@@ -456,6 +456,8 @@ describe('ReplicaStore', () => {
       expect((error as Error).message).toBe(
         `replica schema ${version}, this C2 needs 4; start C2 on a new replica file and upload the collection's replica again`,
       );
+    },
+  );
 });
 
 // The rule of replica changes (docs/ARCHITECTURE.md, "Replica changes"): a

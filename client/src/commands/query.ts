@@ -45,6 +45,8 @@ export interface QueryResult {
   total: number;
   /** C1's lower-bound stage (fnn, fast); absent for bf. */
   lowerBoundMs?: number;
+  /** The fast protocol's stages (coarse, fine, distance; PROTOCOLS.md §3.5a): groups visited and pruned at each, and its time. */
+  levels?: DoctorAnswer['levels'];
   elapsedMs: number;
 }
 
@@ -117,6 +119,7 @@ function complete(answer: DoctorAnswer, image: GrayImage, started: number, outDi
     rejected: answer.bound?.rejected ?? 0,
     total: answer.total,
     ...(answer.bound ? { lowerBoundMs: answer.bound.ms } : {}),
+    ...(answer.levels ? { levels: answer.levels } : {}),
     elapsedMs: Date.now() - started,
   };
 }
@@ -124,6 +127,8 @@ function complete(answer: DoctorAnswer, image: GrayImage, started: number, outDi
 function human(r: QueryResult): string {
   const bound = r.lowerBoundMs === undefined ? '' : `, ${r.rejected} rejected by the bound`;
   const lines = [`${r.query}: ${r.protocol}, ${r.total} records${bound}, ${(r.elapsedMs / 1000).toFixed(1)} s`];
+  if (r.levels)
+    lines.push(`  stages: ${r.levels.map((l) => `${l.level} ${l.groupsVisited} groups (${l.groupsPruned} pruned)`).join(', ')}`);
   r.results.forEach((x, i) => lines.push(`  ${i + 1}. ${x.id}  distance ${x.distance}${x.image ? `  -> ${x.image}` : ''}`));
   if (r.sheet) lines.push(`  sheet: ${r.sheet}`);
   return lines.join('\n');
