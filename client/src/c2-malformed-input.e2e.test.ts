@@ -119,6 +119,7 @@ const fastOpen = (shareTicket: string, over: Partial<wire.FastOpen> = {}) =>
       requestId: 't',
       shareTicket,
       groups: [],
+      collectionId: Buffer.alloc(0),
       ...over,
     },
   });

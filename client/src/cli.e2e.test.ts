@@ -202,12 +202,13 @@ describe('upload, query, batch query, status', () => {
     }
   });
 
-  it('batch-query asks a fast query again while a changed group is at C2 and not yet at C1, and answers exactly once it lands', async () => {
+  it('batch-query asks a fast query again while C2 serves a change C1 does not hold yet, and answers exactly once it lands', async () => {
     const owner = transportFrom({ tlsDir: join(certs, 'owner') }, ['owner']);
     const c1Client = connectC1(c1.address, owner);
     const replica = connectReplica(c2.address, owner);
-    // The owner's writer with its C1 step held back: C2 already has the group's new version, C1 the old one.
-    // Replacing a record changes its group (a new record might open a group C1 does not list yet).
+    // The owner's writer with its C1 step held back, and C2 told at once to serve the change (as an owner
+    // committing before C1 would): C2 serves the group's new version, C1 the old one. Replacing a record
+    // changes its group (a new record might open a group C1 does not list yet).
     const link = grpcOwnerLink(c1Client, replica);
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
@@ -217,6 +218,8 @@ describe('upload, query, batch query, status', () => {
       ...link,
       putReplicaGroup: async (req) => {
         const reply = await link.putReplicaGroup(req);
+        const pending = (await link.listReplicaGroups()).groups.find((g) => g.group === req.group!.group)!;
+        await link.commitReplicaGroup({ collectionId: req.collectionId, group: pending.group, digest: pending.pendingDigest });
         replicaStored();
         return reply;
       },

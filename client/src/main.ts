@@ -6,6 +6,7 @@ import { runC1, runC2 } from './commands/daemons';
 import { deleteRecords } from './commands/delete';
 import { keygen } from './commands/keygen';
 import { batchQuery, query } from './commands/query';
+import { check, repair } from './commands/replicas';
 import { status } from './commands/status';
 import { upload } from './commands/upload';
 import './ip-servername-warning';
@@ -211,6 +212,29 @@ tlsOptions(
     .addOption(c2())
     .addOption(json()),
 ).action(action(async (o: { c1: string; c2: string; json?: boolean } & TlsFlags) => status(makeOutput(!!o.json), secured(o, ROLES))));
+
+tlsOptions(
+  program
+    .command('check')
+    .description("the owner's: compare C1's collection and C2's replica group by group (digests, member counts); exit 3 when they differ")
+    .addOption(c1())
+    .addOption(c2())
+    .addOption(json()),
+).action(action(async (o: { c1: string; c2: string; json?: boolean } & TlsFlags) => check(makeOutput(!!o.json), secured(o, CLIENTS))));
+
+tlsOptions(
+  program
+    .command('repair')
+    .description("the owner's: rewrite every group C2's replica does not serve as C1 holds it, from C1's records; safe to run again")
+    .addOption(c1())
+    .addOption(c2())
+    .addOption(keys())
+    .addOption(json()),
+).action(
+  action(async (o: { c1: string; c2: string; keys: string; json?: boolean } & TlsFlags) =>
+    repair(makeOutput(!!o.json), secured(o, CLIENTS)),
+  ),
+);
 
 program.parseAsync(process.argv).catch((error: { exitCode?: number; code?: string }) => {
   // commander's own usage errors (already printed) and --help/--version

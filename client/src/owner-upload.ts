@@ -13,7 +13,10 @@ export function grpcOwnerLink(c1: wire.DatabaseClient, c2: wire.ReplicaClient): 
     getGroup: (req) => call(c1.getGroup.bind(c1), req, minute),
     upload: (req) => call(c1.upload.bind(c1), req, 10 * minute),
     delete: (req) => call(c1.delete.bind(c1), req, 10 * minute),
+    listGroups: () => call(c1.listGroups.bind(c1), {}, minute),
     putReplicaGroup: (req) => call(c2.putGroup.bind(c2), req, 10 * minute, undefined, 'C2'),
+    commitReplicaGroup: (req) => call(c2.commitGroup.bind(c2), req, minute, undefined, 'C2'),
+    listReplicaGroups: () => call(c2.listGroups.bind(c2), {}, minute, undefined, 'C2'),
   };
 }
 

@@ -1,6 +1,6 @@
 import { status, type Deadline, type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream } from '@grpc/grpc-js';
 import * as wire from '@fnn/proto';
-import { handlers, requestIdOf } from '@fnn/server-common';
+import { damagedToWire, handlers, requestIdOf } from '@fnn/server-common';
 import {
   callerOf,
   concurrencyLimit,
@@ -130,12 +130,26 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
 
     allocateSlots: unary<wire.AllocateSlotsRequest, wire.SlotAssignments>('AllocateSlots', (req) => {
       const { shape, tags } = checks.allocateSlots(req);
-      return { slots: store.allocateSlots(shape, tags) };
+      const slots = store.allocateSlots(shape, tags);
+      return { slots, collectionId: store.fixCollectionId() };
     }),
 
     getGroup: unary<wire.GetGroupRequest, wire.GroupContents>('GetGroup', (req) => {
       const { version, members } = store.group(req.group);
       return { version, members: members.map((m) => ({ slot: m.slot, lookupTag: m.lookupTag, sealedImage: m.sealedImage })) };
+    }),
+
+    listGroups: unary<wire.ListGroupsRequest, wire.GroupList>('ListGroups', () => {
+      const shape = store.shape();
+      return {
+        collectionId: store.collectionId() ?? Buffer.alloc(0),
+        width: shape?.width ?? 0,
+        height: shape?.height ?? 0,
+        maxValue: shape?.maxValue ?? 0,
+        groups: store.groupStates().map((g) => ({ ...g, pending: false, pendingDigest: '', pendingMembers: 0 })),
+        // The whole file read and hashed: `fnn check` is the owner's occasional look, not a query's.
+        damaged: damagedToWire(store.verify()),
+      };
     }),
 
     batchQuery: (call: ServerDuplexStream<wire.QueryRequest, wire.QueryReply>) => {

@@ -489,7 +489,8 @@ describe('Database service: malformed input is refused with the right code and c
       upload2: two.uploads[0],
       takenSlot: members.lastIndexOf(members.filter((id) => id !== null).at(-1)!),
       upload5x5: shaped.uploads[0],
-      replica5x5: shaped.replicaGroups[0],
+      // Of this collection: only its shape is wrong (the empty C1 fixed an id of its own).
+      replica5x5: { ...shaped.replicaGroups[0], collectionId: one.replicaGroups[0].collectionId },
       lean: leanOne.uploads[0],
       leanPaper: leanPaper.uploads[0],
       delete1: delete1.deletes[0],

@@ -20,9 +20,11 @@ import {
 } from './testing/fixtures';
 
 // C1's collection and C2's replica that disagree (a change that reached one
-// of them only, two owners changing a group at once): a FAST query is refused
-// with FAILED_PRECONDITION rather than answered wrongly, FNN and BF still
-// answer exactly, and completing the change (or the owner's rerun) fixes it.
+// of them only, two owners changing a group at once): a FAST query is refused with
+// FAILED_PRECONDITION rather than answered wrongly, FNN and BF still answer
+// exactly, and completing the change (or the owner's rerun) fixes it. A
+// change C2 took and C1 failed is never served (replica-changes.test.ts has
+// every failure point of a change).
 
 let f: Fixture;
 
@@ -45,10 +47,13 @@ describe('C1 and C2 replicas that disagree', () => {
       // The paper protocols do not use the replica at C2.
       await f.expectExactNeighbours(pixels, FNN, 1, 'FNN while the replicas differ');
       await f.expectExactNeighbours(randomImage(), BF, 2, 'BF while the replicas differ');
-      expect(await f.putGroup(sent.replicaGroups[0]), 'the owner completes the change at C2').toEqual({
+      expect(await f.putGroup(sent.replicaGroups[0]), 'the owner completes the change at C2 (served once committed)').toEqual({
         total: BigInt(COLLECTION_SIZE + 1),
       });
       await f.expectExactNeighbours(pixels, FAST, 1, 'FAST once the replicas agree again');
+      expect((await f.keyHolderStatus()).replicaRecords, 'the session found C1 holding the pending change: C2 serves it').toBe(
+        BigInt(COLLECTION_SIZE + 1),
+      );
     } finally {
       forget(f.main, ['c1-only']);
       await f.ownerDelete(f.main, ['c1-only']);
@@ -70,6 +75,7 @@ describe('C1 and C2 replicas that disagree', () => {
     await f.expectExactNeighbours(randomImage(), FNN, 1, 'FNN after a delete at C1 only');
     expect(await f.putGroup(sent.replicaGroups[0]), 'C2 gets the re-encrypted group').toEqual({ total: BigInt(COLLECTION_SIZE) });
     await f.expectExactNeighbours(randomImage(), FAST, 1, 'FAST once C2 has the group as C1');
+    expect((await f.keyHolderStatus()).replicaRecords, 'and serves it from the session on').toBe(BigInt(COLLECTION_SIZE));
   });
 
   it('fail a FAST query, rather than answer wrongly, when C2 holds another change of a group (a replacement that reached C2 only)', async () => {

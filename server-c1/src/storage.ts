@@ -211,6 +211,27 @@ export class RecordStore extends CollectionStore {
     });
   }
 
+  /**
+   * The collection's id, fixed now if it has none (the first AllocateSlots of
+   * its first upload, before anything reaches C2): C2 binds it at its first
+   * replica change and refuses another C1's changes and sessions.
+   */
+  fixCollectionId(): Buffer {
+    return this.collection.fixCollectionId();
+  }
+
+  collectionId(): Buffer | undefined {
+    return this.collection.collectionId();
+  }
+
+  /** Every group with members: its digest (as the fast protocol presents it to C2) and member count, for `fnn check`. */
+  groupStates(): { group: number; digest: string; members: number }[] {
+    const params = this.params();
+    if (!params) return [];
+    const rows = this.db.prepare('SELECT grp, count(*) AS n FROM records GROUP BY grp ORDER BY grp').all() as { grp: number; n: number }[];
+    return rows.map((r) => ({ group: r.grp, digest: this.groupDigestNow(r.grp, params.groupSize), members: r.n }));
+  }
+
   /** A group's version and members, for the owner to re-encrypt its columns. */
   group(group: number): { version: Buffer; members: GroupMemberRecord[] } {
     const members = (
@@ -300,6 +321,7 @@ export class RecordStore extends CollectionStore {
       params,
       count: rows.length,
       groups,
+      collectionId: this.collectionId() ?? Buffer.alloc(0),
       // Checked and read synchronously, so no upload can slip in between.
       columns: async (group: number, family: Family) => {
         if (this.groupDigestNow(group, params.groupSize) !== digests.get(group))

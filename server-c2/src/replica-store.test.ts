@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -449,12 +450,127 @@ describe('ReplicaStore', () => {
       const raw = new Database(path, { fileMustExist: true });
       raw.prepare("UPDATE collection SET value = ? WHERE name = 'schema_version'").run(String(version));
       raw.close();
-      expect(REPLICA_SCHEMA_VERSION).toBe(3);
+      expect(REPLICA_SCHEMA_VERSION).toBe(4);
       const error = thrown(() => openReplica(path), `opening a schema ${version} replica`);
       expectFnnError(error, 'invalid-input', `opening a schema ${version} replica`);
       expect((error as Error).message).toBe(
-        `replica schema ${version}, this C2 needs 3; start C2 on a new replica file and upload the collection's replica again`,
+        `replica schema ${version}, this C2 needs 4; start C2 on a new replica file and upload the collection's replica again`,
       );
     },
   );
+});
+
+// The rule of replica changes (docs/ARCHITECTURE.md, "Replica changes"): a
+// change is taken pending and served only once C1 is seen to hold it.
+describe('ReplicaStore: changes pending until C1 holds them', () => {
+  const ID = randomBytes(16);
+
+  /** A replica with group 0 committed (two members) and a pending change of it (a third member, a new version). */
+  async function withPending() {
+    const store = openReplica();
+    const a = record('a', 0);
+    const b = record('b', 1);
+    const committed = await groupChange(0, [a, b]);
+    store.stageGroup(SHAPE_4x4, committed.replica, ID);
+    expect(store.settleGroups(ID, [{ group: 0, digest: digestOf(committed) }], true)).toEqual(['promoted']);
+    const pending = await groupChange(0, [a, b, record('c', 2)]);
+    store.stageGroup(SHAPE_4x4, pending.replica, ID);
+    return { store, committed, pending };
+  }
+
+  it('serves a taken change only once settled with its digest; the old group until then', async () => {
+    const { store, committed, pending } = await withPending();
+    expect(store.count, 'a pending change is not served').toBe(2);
+    await expectGroup(store, committed, 'the committed group while a change is pending');
+    expect(store.groupStates(), 'fnn check sees both').toEqual([
+      { group: 0, digest: digestOf(committed), members: 2, pending: { digest: digestOf(pending), members: 3 } },
+    ]);
+    // A session that sees C1 before its commit: the old group, and the pending change kept.
+    expect(store.settleGroups(ID, [{ group: 0, digest: digestOf(committed) }], false)).toEqual(['current']);
+    expect(store.groupStates()[0].pending, 'kept: C1 may be about to commit it').toBeDefined();
+    expect(store.settleGroups(ID, [{ group: 0, digest: 'f'.repeat(32) }], false), 'a digest of neither').toEqual(['differs']);
+    expect(store.settleGroups(ID, [{ group: 0, digest: digestOf(pending) }], false)).toEqual(['promoted']);
+    expect(store.count).toBe(3);
+    await expectGroup(store, pending, 'the promoted change');
+    expect(store.groupStates()[0].pending, 'nothing pending after the promotion').toBeUndefined();
+  });
+
+  it("drops a pending change C1 does not hold on the owner's word only", async () => {
+    const { store, committed } = await withPending();
+    expect(store.settleGroups(ID, [{ group: 0, digest: digestOf(committed) }], true)).toEqual(['current']);
+    expect(store.groupStates(), 'the stale change is gone').toEqual([
+      { group: 0, digest: digestOf(committed), members: 2, pending: undefined },
+    ]);
+    await expectGroup(store, committed, 'the committed group');
+  });
+
+  it('agrees with C1 at session open: promotes what C1 presents, also a pending emptying of a group C1 does not list, and names the groups that differ', async () => {
+    const { store, pending } = await withPending();
+    const lone = await groupChange(1, [record('lone', 0)]);
+    store.putGroup(SHAPE_4x4, lone.replica, ID);
+    const stray = await groupChange(2, [record('stray', 0)]);
+    store.putGroup(SHAPE_4x4, stray.replica, ID);
+    store.stageGroup(SHAPE_4x4, (await groupChange(1, [])).replica, ID); // group 1 emptied, pending
+    expect(store.count).toBe(4);
+    const differ = store.source().agree(ID, [
+      { group: 0, digest: digestOf(pending) },
+      { group: 2, digest: 'e'.repeat(32) },
+    ]);
+    expect(differ, 'group 2 is neither what C2 serves nor pending').toEqual([2]);
+    await expectGroup(store, pending, 'group 0, promoted');
+    expect(store.source().digest(1), 'group 1: C1 does not list it, so it is empty at C1, as the pending change left it').toBeUndefined();
+    expect(store.count).toBe(3 + 1);
+  });
+
+  it('binds the collection id at the first change and refuses another one, changing nothing; a session without an id is let through', async () => {
+    const { store, committed } = await withPending();
+    const before = { groups: store.groupStates(), state: await stateOf(store, [0]) };
+    const other = randomBytes(16);
+    const refused = [
+      ['a change', () => store.stageGroup(SHAPE_4x4, committed.replica, other)],
+      ['a commit', () => store.settleGroups(other, [{ group: 0, digest: digestOf(committed) }], true)],
+      ['a session', () => store.source().agree(other, [{ group: 0, digest: digestOf(committed) }])],
+    ] as const;
+    for (const [what, fn] of refused) {
+      const error = thrown(fn, `${what} of another collection`);
+      expectFnnError(error, 'protocol-state', what);
+      expect((error as Error).message).toBe("C2's replica belongs to another collection");
+      expect({ groups: store.groupStates(), state: await stateOf(store, [0]) }, `${what} changed nothing`).toEqual(before);
+    }
+    expect(
+      store.source().agree(Buffer.alloc(0), [{ group: 0, digest: digestOf(committed) }]),
+      'a C1 without an id: digests decide',
+    ).toEqual([]);
+    expect(store.collectionId()?.equals(ID)).toBe(true);
+    expectFnnError(
+      thrown(() => openReplica().stageGroup(SHAPE_4x4, committed.replica, Buffer.alloc(15)), 'a 15-byte id'),
+      'invalid-input',
+      '16 bytes',
+    );
+    // Emptied, the replica stays bound to its collection.
+    store.putGroup(SHAPE_4x4, (await groupChange(0, [])).replica, ID);
+    expect(store.count).toBe(0);
+    expectFnnError(
+      thrown(() => store.stageGroup(SHAPE_4x4, committed.replica, other), 'another id on the emptied replica'),
+      'protocol-state',
+      'another collection',
+    );
+  });
+
+  it('opens a replica of schema 3 (coarse columns, no pending changes) and takes changes pending from then on', async () => {
+    const path = freshPath();
+    const first = openReplica(path);
+    const change = await put(first, 0, [record('a', 0)]);
+    first.close();
+    const raw = new Database(path);
+    raw.exec(
+      "DROP TABLE replica_pending; DROP TABLE replica_pending_members; UPDATE collection SET value = '3' WHERE name = 'schema_version'",
+    );
+    raw.close();
+    const again = openReplica(path);
+    await expectGroup(again, change, 'a schema-3 group after the migration');
+    const next = await groupChange(0, [record('a', 0), record('b', 1)]);
+    again.stageGroup(SHAPE_4x4, next.replica, again.collectionId()!);
+    expect(again.count, 'taken pending').toBe(1);
+  });
 });

@@ -1,6 +1,6 @@
 import { status as Code, type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream } from '@grpc/grpc-js';
 import * as wire from '@fnn/proto';
-import { checkImageSize, checkLookupTags, checkPixelDepth, handlers } from '@fnn/server-common';
+import { checkImageSize, checkLookupTags, checkPixelDepth, damagedToWire, handlers } from '@fnn/server-common';
 import {
   C2SessionStream,
   c1MessageFromWire,
@@ -183,7 +183,7 @@ export function replicaService(deps: C2ServiceDeps): wire.ReplicaServer {
       const columns = change.columns ? deps.codec.columnsFromWire(change.columns, false) : undefined;
       if (columns && !pk1.areValidCiphertexts([...columns.distance, ...columns.bound, ...columns.coarse]))
         throw invalidInput('invalid ciphertext');
-      deps.replica.putGroup(
+      deps.replica.stageGroup(
         { width: req.width, height: req.height, maxValue: req.maxValue },
         {
           group: change.group,
@@ -191,8 +191,34 @@ export function replicaService(deps: C2ServiceDeps): wire.ReplicaServer {
           members: req.members.map((m) => ({ slot: m.slot, lookupTag: Buffer.from(m.lookupTag) })),
           columns,
         },
+        req.collectionId,
       );
-      return { total: BigInt(deps.replica.count) };
+      return { total: BigInt(deps.replica.countWithPending()) };
+    }),
+    commitGroup: unary<wire.CommitGroupRequest, wire.CommitGroupReply>('Replica.CommitGroup', (req) => {
+      if (req.collectionId.length === 0) throw invalidInput('no collection id');
+      // A digest is 32 hex digits (groupDigest): anything else matches nothing, and is not stored.
+      if (req.digest.length > 64) throw invalidInput('a group digest is 32 hex digits');
+      const [settled] = deps.replica.settleGroups(req.collectionId, [{ group: req.group, digest: req.digest || undefined }], true);
+      return { agrees: settled !== 'differs', total: BigInt(deps.replica.count) };
+    }),
+    listGroups: unary<wire.ListGroupsRequest, wire.GroupList>('Replica.ListGroups', () => {
+      const shape = deps.replica.shape();
+      return {
+        collectionId: deps.replica.collectionId() ?? Buffer.alloc(0),
+        width: shape?.width ?? 0,
+        height: shape?.height ?? 0,
+        maxValue: shape?.maxValue ?? 0,
+        groups: deps.replica.groupStates().map((g) => ({
+          group: g.group,
+          digest: g.digest ?? '',
+          members: g.members,
+          pending: g.pending !== undefined,
+          pendingDigest: g.pending?.digest ?? '',
+          pendingMembers: g.pending?.members ?? 0,
+        })),
+        damaged: damagedToWire(deps.replica.verify()),
+      };
     }),
   };
 }

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
+import type * as wire from '@fnn/proto';
 
 // Checksums of the blobs a store keeps (ciphertexts, sealed images, packed
 // columns): SQLite's own integrity check covers its pages, not what is in a
@@ -81,4 +82,15 @@ export function* damagedRows(
     if (columns.length > 0) yield { index, row, columns };
     index++;
   }
+}
+
+/** Damage as ListGroups reports it to the owner (`fnn check`): positions, groups and slots, never a lookup tag. */
+export function damagedToWire(damage: Damage[]): wire.DamagedBlob[] {
+  return damage.map((d) => ({
+    record: d.kind === 'record',
+    group: d.group,
+    slot: d.slot ?? 0,
+    position: d.position ?? 0,
+    columns: d.columns,
+  }));
 }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { matches, type ChecksummedTable } from './checksums';
 import {
@@ -7,6 +8,7 @@ import {
   groupDigest,
   invalidInput,
   packingParams,
+  protocolState,
   type PackingParams,
   type PublicKey,
 } from '@fnn/shared';
@@ -40,8 +42,11 @@ export interface ImageShape {
   maxValue: number;
 }
 
-/** Facts that outlive an empty collection: the file stays bound to its key and version. */
-const BINDING_FACTS = ['key', 'schema_version'];
+/** Facts that outlive an empty collection: the file stays bound to its key, version and collection. */
+const BINDING_FACTS = ['key', 'schema_version', 'collection_id'];
+
+/** A collection id: 16 random bytes fixed by C1, bound by C2 at its first replica change. */
+export const COLLECTION_ID_BYTES = 16;
 
 const FACTS_TABLE = `
 -- One row per fact about the collection (image size, pixel depth, key, schema version).
@@ -222,9 +227,13 @@ export class CollectionDatabase {
     return shape ? packingParams(this.key.bits, shape.width, shape.height, shape.maxValue) : undefined;
   }
 
-  /** The digest of a group as it is now (its version and its members' tags by slot); undefined if it has no version. */
-  groupDigest(group: number, groupSize: number): string | undefined {
-    const { versions, members } = this.schema.groups;
+  /**
+   * The digest of a group as it is now (its version and its members' tags by
+   * slot); undefined if it has no version. `tables`: another pair of the
+   * store's own tables of the same columns (C2's pending changes).
+   */
+  groupDigest(group: number, groupSize: number, tables: CollectionSchema['groups'] = this.schema.groups): string | undefined {
+    const { versions, members } = tables;
     const row = this.db.prepare(`SELECT version FROM ${versions} WHERE grp = ?`).get(group) as { version: Buffer } | undefined;
     if (!row) return undefined;
     const tags: (Buffer | null)[] = new Array(groupSize).fill(null);
@@ -243,6 +252,39 @@ export class CollectionDatabase {
 
   fromBlob(blob: Buffer): bigint[] {
     return blobToCiphers(blob, this.key.cipherBytes);
+  }
+
+  /** The collection this file belongs to, once fixed (C1) or bound (C2). */
+  collectionId(): Buffer | undefined {
+    const hex = this.fact('collection_id');
+    return hex === undefined ? undefined : Buffer.from(hex, 'hex');
+  }
+
+  /** C1's id, fixed now if the collection has none yet: 16 random bytes, kept for the file's life. */
+  fixCollectionId(): Buffer {
+    return this.transaction(() => {
+      const id = this.collectionId();
+      if (id) return id;
+      const fresh = randomBytes(COLLECTION_ID_BYTES);
+      this.setFact('collection_id', fresh.toString('hex'));
+      return fresh;
+    });
+  }
+
+  /**
+   * Refuses a change or session of another collection (FAILED_PRECONDITION,
+   * nothing changed); `bind`: a file without an id takes this one (C2's first
+   * replica change). Call inside the change's transaction.
+   */
+  checkCollectionId(id: Uint8Array, bind: boolean): void {
+    const current = this.collectionId();
+    if (current === undefined) {
+      if (!bind) return;
+      if (id.length !== COLLECTION_ID_BYTES) throw invalidInput(`a collection id is ${COLLECTION_ID_BYTES} bytes, not ${id.length}`);
+      this.setFact('collection_id', Buffer.from(id).toString('hex'));
+    } else if (!current.equals(id)) {
+      throw protocolState(`${this.schema.names.daemon}'s ${this.schema.names.file} belongs to another collection`);
+    }
   }
 
   /** A file belongs to one Paillier key: refuse to mix ciphertexts of two keys. */

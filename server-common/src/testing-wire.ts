@@ -88,7 +88,14 @@ export class SessionMessages {
     return paper(sessionId, wire.PaperStep.PAPER_STEP_FNN_BOUNDS, { $case: 'bounds', value: { seeds, bounds: [] } });
   }
 
-  fastOpen(sessionId: string, shareTicket: string, groups: wire.GroupLayout[], pk1 = this.pk1): wire.C1Message {
+  /** `collectionId`: none by default (a C1 before its first upload), so only the digests decide. */
+  fastOpen(
+    sessionId: string,
+    shareTicket: string,
+    groups: wire.GroupLayout[],
+    pk1 = this.pk1,
+    collectionId = Buffer.alloc(0),
+  ): wire.C1Message {
     const value = {
       keyFingerprint: this.pk2.fingerprint(),
       pk1Fingerprint: pk1.fingerprint(),
@@ -96,6 +103,7 @@ export class SessionMessages {
       requestId: 'test',
       shareTicket,
       groups,
+      collectionId,
     };
     return fast(sessionId, { $case: 'open', value });
   }

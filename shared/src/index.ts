@@ -31,6 +31,7 @@ export * from './protocol/fast/wire';
 export * from './protocol/progress';
 export * from './protocol/ticket-store';
 export * from './protocol/owner-writer';
+export * from './protocol/replica-check';
 export * from './protocol/in-process';
 export * from './protocol/doctor-client';
 export * from './protocol/paper/records';

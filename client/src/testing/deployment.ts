@@ -211,6 +211,8 @@ export function capturingLink(conn: Connections): OwnerLink & { captured: Captur
     status: () => rpc<wire.DatabaseStatus>((m, o, cb) => conn.db.status({}, m, o, cb)),
     allocateSlots: (req) => rpc<wire.SlotAssignments>((m, o, cb) => conn.db.allocateSlots(req, m, o, cb)),
     getGroup: (req) => rpc<wire.GroupContents>((m, o, cb) => conn.db.getGroup(req, m, o, cb)),
+    listGroups: () => rpc<wire.GroupList>((m, o, cb) => conn.db.listGroups({}, m, o, cb)),
+    listReplicaGroups: () => rpc<wire.GroupList>((m, o, cb) => conn.replica.listGroups({}, m, o, cb)),
     upload: async (req) => {
       captured.uploads.push(req);
       return { stored: req.records.length, replaced: 0, total: 0n };
@@ -223,6 +225,7 @@ export function capturingLink(conn: Connections): OwnerLink & { captured: Captur
       captured.replicaGroups.push(req);
       return { total: 0n };
     },
+    commitReplicaGroup: async () => ({ agrees: true, total: 0n }),
   };
 }
 

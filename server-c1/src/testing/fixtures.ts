@@ -103,6 +103,7 @@ export const allocateSlots = (db: wire.DatabaseClient, lookupTags: Buffer[], sha
   rpc<wire.SlotAssignments>((m, o, cb) => db.allocateSlots({ lookupTags, ...SHAPE, ...shape }, m, o, cb));
 export const getGroup = (db: wire.DatabaseClient, group: number) => rpc<wire.GroupContents>((m, o, cb) => db.getGroup({ group }, m, o, cb));
 export const databaseStatus = (db: wire.DatabaseClient) => rpc<wire.DatabaseStatus>((m, o, cb) => db.status({}, m, o, cb));
+export const listGroups = (db: wire.DatabaseClient) => rpc<wire.GroupList>((m, o, cb) => db.listGroups({}, m, o, cb));
 
 /** The replies of one BatchQuery stream given these requests. */
 export function batchQuery(db: wire.DatabaseClient, requests: wire.QueryRequest[]): Promise<wire.QueryReply[]> {
@@ -222,6 +223,8 @@ export interface Sent {
   deleteReplies: wire.DeleteReply[];
   replicaGroups: wire.ReplicaGroup[];
   replicaReplies: wire.ReplicaReply[];
+  /** Replica.CommitGroup after each change C1 took. */
+  commits: wire.CommitGroupRequest[];
 }
 
 export interface OwnerOptions {
@@ -484,6 +487,12 @@ export class Fixture {
   putGroup(req: wire.ReplicaGroup, d = this.main) {
     return rpc<wire.ReplicaReply>((m, o, cb) => d.replica.putGroup(req, m, o, cb));
   }
+  commitGroup(req: wire.CommitGroupRequest, d = this.main) {
+    return rpc<wire.CommitGroupReply>((m, o, cb) => d.replica.commitGroup(req, m, o, cb));
+  }
+  replicaGroups(d = this.main) {
+    return rpc<wire.GroupList>((m, o, cb) => d.replica.listGroups({}, m, o, cb));
+  }
 
   // ----- the owner: the real CollectionWriter over the test's clients -----
 
@@ -493,7 +502,15 @@ export class Fixture {
    * not sent gets a made-up reply). With neither, it captures valid requests.
    */
   ownerLink(d: Deployment, send: { c1: boolean; c2: boolean }): OwnerLink & { sent: Sent } {
-    const sent: Sent = { uploads: [], uploadReplies: [], deletes: [], deleteReplies: [], replicaGroups: [], replicaReplies: [] };
+    const sent: Sent = {
+      uploads: [],
+      uploadReplies: [],
+      deletes: [],
+      deleteReplies: [],
+      replicaGroups: [],
+      replicaReplies: [],
+      commits: [],
+    };
     return {
       sent,
       status: () => databaseStatus(d.db),
@@ -520,6 +537,13 @@ export class Fixture {
         sent.replicaReplies.push(reply);
         return reply;
       },
+      commitReplicaGroup: async (req) => {
+        sent.commits.push(req);
+        if (!send.c2) return { agrees: true, total: 0n };
+        return this.commitGroup(req, d);
+      },
+      listGroups: () => listGroups(d.db),
+      listReplicaGroups: () => this.replicaGroups(d),
     };
   }
 

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,6 +44,8 @@ export async function startC2Fixture(records: number, limits?: Partial<C2Limits>
 
 export class C2Fixture {
   readonly recordKey = new RecordKey(generateSymmetricKey());
+  /** The collection id a C1 would have fixed: every replica change of these tests carries it. */
+  readonly collectionId = randomBytes(16);
   readonly codec: WireCodec;
   readonly root = mkdtempSync(join(tmpdir(), 'fnn-c2-test-'));
   /** C2's replica file. */
@@ -129,12 +132,16 @@ export class C2Fixture {
             const i = fresh.indexOf(Buffer.from(t).toString('hex'));
             return { group: Math.floor(i / G), slot: i % G, stored: false };
           }),
+          collectionId: this.collectionId,
         };
       },
       getGroup: async () => ({ version: Buffer.alloc(0), members: [] }),
       upload: async (req) => ({ stored: req.records.length, replaced: 0, total: 0n }),
       delete: noC1,
+      listGroups: noC1,
       putReplicaGroup: (req) => rpc<wire.ReplicaReply>((m, o, cb) => this.replica.putGroup(req, m, o, cb)),
+      commitReplicaGroup: (req) => rpc<wire.CommitGroupReply>((m, o, cb) => this.replica.commitGroup(req, m, o, cb)),
+      listReplicaGroups: () => rpc<wire.GroupList>((m, o, cb) => this.replica.listGroups({}, m, o, cb)),
     };
     const encrypt = (key: PublicKey) => async (values: bigint[]) => values.map((v) => key.encrypt(v));
     return new CollectionWriter(

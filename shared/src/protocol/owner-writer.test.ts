@@ -25,7 +25,10 @@ describe('CollectionWriter', () => {
         c2Reachable: true,
         layouts: [],
       }),
-      allocateSlots: async (req) => ({ slots: req.lookupTags.map((_, i) => ({ group: Math.floor(i / G), slot: i % G, stored: false })) }),
+      allocateSlots: async (req) => ({
+        slots: req.lookupTags.map((_, i) => ({ group: Math.floor(i / G), slot: i % G, stored: false })),
+        collectionId: Buffer.alloc(16, 1),
+      }),
       // Group 0 is read only once group 1 has been read and encrypted: without ordering, group 1 would be stored first.
       getGroup: async (req) => {
         if (req.group === 0) await group0Read;
@@ -40,6 +43,9 @@ describe('CollectionWriter', () => {
         return { stored: req.records.length, replaced: 0, total: 0n };
       },
       delete: async () => ({ deleted: 0, total: 0n }),
+      listGroups: async () => ({ collectionId: Buffer.alloc(16), groups: [], width: 0, height: 0, maxValue: 0, damaged: [] }),
+      commitReplicaGroup: async () => ({ agrees: true, total: 0n }),
+      listReplicaGroups: async () => ({ collectionId: Buffer.alloc(16), groups: [], width: 0, height: 0, maxValue: 0, damaged: [] }),
     };
     const encrypt = (key: typeof c1) => async (values: bigint[]) => values.map((v) => key.secretKey.encrypt(v));
     const encryptUnderC2 = encrypt(c2);

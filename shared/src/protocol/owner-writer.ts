@@ -3,13 +3,14 @@ import type { PublicKey } from '../crypto/paillier';
 import type { RecordKey } from '../crypto/symmetric';
 import { openSealedImage, sealImage } from '../encoding/sealed-image';
 import { mapConcurrent } from '../concurrency';
-import { invalidInput, isFnnError } from '../errors';
+import { invalidInput, isFnnError, protocolState } from '../errors';
 import { describeGrpcError } from '../wire/status';
 import type { GrayImage } from '../image/image';
 import { layoutsToWire, WireCodec } from '../wire/codec';
 import type { Layout } from './module';
 import { packingParams, type PackingParams } from './fast/params';
-import { encryptGroup, encryptReplica, newGroupVersion, type PackedColumns } from './fast/records';
+import { encryptGroup, encryptReplica, groupDigest, newGroupVersion, type PackedColumns } from './fast/records';
+import { compareReplicas } from './replica-check';
 import type { BatchEncryptor } from '../crypto/backend';
 import { encryptRecord } from './paper/owner';
 
@@ -44,7 +45,26 @@ export interface OwnerLink {
   getGroup(request: wire.GetGroupRequest): Promise<wire.GroupContents>;
   upload(request: wire.UploadRequest): Promise<wire.UploadReply>;
   delete(request: wire.DeleteRequest): Promise<wire.DeleteReply>;
+  /** Every group's digest and member count at C1 (`fnn check`, `fnn repair`). */
+  listGroups(): Promise<wire.GroupList>;
   putReplicaGroup(request: wire.ReplicaGroup): Promise<wire.ReplicaReply>;
+  commitReplicaGroup(request: wire.CommitGroupRequest): Promise<wire.CommitGroupReply>;
+  listReplicaGroups(): Promise<wire.GroupList>;
+}
+
+type Shape = { width: number; height: number; maxValue: number };
+
+/** What every change to a group of one collection needs: its shape, packing and C1's collection id. */
+interface ChangeContext {
+  shape: Shape;
+  params: PackingParams;
+  collectionId: Buffer;
+}
+
+/** What `fnn repair` did: groups rewritten at C2 from C1's records, and groups whose pending change it committed. */
+export interface RepairReport {
+  rewritten: number[];
+  committed: number[];
 }
 
 export interface NamedImage {
@@ -60,11 +80,12 @@ export type GroupOutcome = { ids: string[]; ok: true; replaced: Set<string>; tot
  * from all its members at once (one ciphertext per coordinate per group), so
  * every change to a group (records in, replaced or out) re-encrypts it from
  * its members' images: the new ones from the files, the others opened from
- * the sealed copies C1 keeps. Each group is written to C2's replica first,
- * then to C1 in one transaction checked against the group's version the
- * owner read: until C1 holds the change, fast queries over that group are
- * refused (the replicas' digests differ) rather than answered wrongly, and
- * running the same command again completes it.
+ * the sealed copies C1 keeps. Each change goes to C2's replica first as the
+ * group's pending change (not served), then to C1 in one transaction checked
+ * against the group's version the owner read, then C2 is told to commit it.
+ * Whatever fails in between, C2 serves the version C1 holds: the old one
+ * until C1 commits, the new one from then on, even if the commit message is
+ * lost (docs/ARCHITECTURE.md, "Replica changes").
  */
 export class CollectionWriter {
   /** Bytes at each key's width: C1's copy of a group is under C2's key, C2's replica under C1's key. */
@@ -102,22 +123,22 @@ export class CollectionWriter {
    */
   async upload(records: NamedImage[], done: (outcome: GroupOutcome) => void, attempt = 1): Promise<void> {
     const again: NamedImage[] = [];
-    await this.uploadOnce(records, (outcome) => {
-      if (!outcome.ok && attempt < CHANGE_ATTEMPTS && isStaleChange(outcome.error))
-        again.push(...records.filter((r) => outcome.ids.includes(r.id)));
+    await this.uploadOnce(records, (outcome, staleAtC1) => {
+      if (!outcome.ok && attempt < CHANGE_ATTEMPTS && staleAtC1) again.push(...records.filter((r) => outcome.ids.includes(r.id)));
       else done(outcome);
     });
     if (again.length > 0) await this.upload(again, done, attempt + 1);
   }
 
-  private async uploadOnce(records: NamedImage[], done: (outcome: GroupOutcome) => void): Promise<void> {
+  private async uploadOnce(records: NamedImage[], done: (outcome: GroupOutcome, staleAtC1: boolean) => void): Promise<void> {
     if (records.length === 0) return;
     for (const r of records) if (Buffer.byteLength(r.id) > MAX_ID_BYTES) throw invalidInput(`record ID longer than ${MAX_ID_BYTES} bytes`);
     const { width, height, maxValue } = records[0].image;
     const shape = { width, height, maxValue };
     const params = this.params(shape);
     const tags = records.map((r) => this.keys.recordKey.lookupTag(r.id));
-    const { slots } = await this.link.allocateSlots({ lookupTags: tags, ...shape });
+    const { slots, collectionId } = await this.link.allocateSlots({ lookupTags: tags, ...shape });
+    const ctx: ChangeContext = { shape, params, collectionId };
     const groups = new Map<number, { slot: number; record: NamedImage; tag: Buffer }[]>();
     slots.forEach((at, i) => {
       const members = groups.get(at.group) ?? [];
@@ -135,6 +156,7 @@ export class CollectionWriter {
     await mapConcurrent([...groups], GROUPS_IN_FLIGHT, async ([group, incoming], i) => {
       const ids = incoming.map((m) => m.record.id);
       const previous = i > 0 ? stored[i - 1].promise : Promise.resolve();
+      let atC1 = false;
       try {
         const contents = await this.readGroup(group);
         const { members, memberTags } = this.keptMembers(
@@ -169,7 +191,8 @@ export class CollectionWriter {
           columns: this.columnsToWire(side, columns[side]),
         });
         await previous;
-        await this.putReplica(shape, change('forC2'), memberTags);
+        await this.putReplica(ctx, change('forC2'), memberTags);
+        atC1 = true;
         const reply = await this.link.upload({
           keyFingerprint: this.keys.pk2.fingerprint(),
           ...shape,
@@ -177,15 +200,19 @@ export class CollectionWriter {
           group: change('forC1'),
           records: incoming.map((m, i) => this.codec.recordToWire(owned[i], sealImage(this.keys.recordKey, m.record.image), m.slot)),
         });
+        atC1 = false;
+        await this.commitReplica(ctx, group, version, memberTags);
         const replaced = new Set(incoming.filter((m) => slots[tags.indexOf(m.tag)].stored).map((m) => m.record.id));
-        done({ ids, ok: true, replaced, total: Number(reply.total) });
+        done({ ids, ok: true, replaced, total: Number(reply.total) }, false);
       } catch (error) {
-        // Refused as stale: this change already replaced the group at C2, and the
-        // records may be planned into another group next time (this one filled
-        // up), so C2 gets C1's state of this group back first.
-        if (isStaleChange(error)) await this.restoreReplica(group, shape, params).catch(() => undefined);
+        // C1 failed or refused the change: C2 holds it pending, never served
+        // unless C1 holds it. Refused as stale: another owner's change landed
+        // at C1 first and may have lost its pending change at C2 to this one,
+        // so C2 gets C1's state of this group (best effort; `fnn repair` otherwise).
+        const stale = atC1 && isStaleChange(error);
+        if (stale) await this.rewriteReplica(ctx, group).catch(() => undefined);
         await previous;
-        done({ ids, ok: false, error });
+        done({ ids, ok: false, error }, stale);
       } finally {
         stored[i].resolve();
       }
@@ -193,32 +220,93 @@ export class CollectionWriter {
   }
 
   /**
-   * C2's replica of a group set to what C1 holds now (its members, re-encrypted
-   * under C1's key, with C1's version): after a change C1 refused as stale had
-   * already been written to C2. Without it the replicas of that group would
-   * differ until its next change, whenever the writer's next try of those
-   * records lands in another group. Best effort: another owner's change to the
-   * group between this read and this write still ends with that owner's
-   * change at C1, and a fast query over the group refused until the group
-   * changes again.
+   * C1 holds the change now: C2 is told to serve it. A lost message (C2 down
+   * or cut off) changes nothing a query sees: C2 promotes its pending change
+   * at the next session, when C1 presents that very version. C2 holding
+   * another pending change (another owner's, sent meanwhile) gets C1's state
+   * of the group instead. Best effort: C1's change stands either way.
    */
-  private async restoreReplica(group: number, shape: { width: number; height: number; maxValue: number }, params: PackingParams) {
+  private async commitReplica(ctx: ChangeContext, group: number, version: Uint8Array, memberTags: (Buffer | null)[]): Promise<void> {
+    try {
+      const { agrees } = await this.link.commitReplicaGroup({
+        collectionId: ctx.collectionId,
+        group,
+        digest: digestOf(version, memberTags),
+      });
+      if (!agrees) await this.rewriteReplica(ctx, group);
+    } catch {
+      // The next session settles it; until then `fnn check` shows the group as pending.
+    }
+  }
+
+  /**
+   * C2's replica of a group set to what C1 holds now (its members, re-encrypted
+   * under C1's key, with C1's version), staged and committed: after a change
+   * C1 refused as stale, and by `fnn repair`. Safe to interrupt: a change
+   * staged but not committed is C1's version, which C2 promotes at the next
+   * session. Another owner's change to the group between this read and this
+   * write wins at C1; the group then differs until `fnn repair` runs again.
+   */
+  private async rewriteReplica(ctx: ChangeContext, group: number): Promise<void> {
     const contents = await this.readGroup(group);
-    const { members, memberTags } = this.keptMembers(contents, params, []);
+    const { members, memberTags } = this.keptMembers(contents, ctx.params, []);
     const columns =
       contents.members.length > 0
         ? this.columnsToWire(
             'forC2',
             await encryptReplica(
               members.map((m) => m?.pixels ?? null),
-              params,
+              ctx.params,
               this.encrypt.underPk1,
             ),
           )
         : undefined;
     // An empty group has no digest; C2 still wants a well-formed version.
     const version = contents.version.length > 0 ? contents.version : newGroupVersion();
-    await this.putReplica(shape, { group, baseVersion: contents.version, version, columns }, memberTags);
+    await this.putReplica(ctx, { group, baseVersion: contents.version, version, columns }, memberTags);
+    const { agrees } = await this.link.commitReplicaGroup({ collectionId: ctx.collectionId, group, digest: digestOf(version, memberTags) });
+    if (!agrees) throw protocolState(`group ${group} changed at C1 while its replica was rewritten; run \`fnn repair\` again`);
+  }
+
+  /**
+   * `fnn repair`: every group C2 cannot serve as C1 holds it is rewritten at
+   * C2 from C1's records (the owner's sealed images), and every group whose C1
+   * version C2 holds pending is committed. Each group is its own change, so
+   * an interrupted repair leaves every group old, new or pending-and-right,
+   * and running it again finds nothing left to do.
+   */
+  async repair(onGroup: (group: number, action: 'rewritten' | 'committed') => void = () => {}): Promise<RepairReport> {
+    const [c1, c2] = await Promise.all([this.link.listGroups(), this.link.listReplicaGroups()]);
+    const comparison = compareReplicas(c1, c2);
+    if (!comparison.sameCollection)
+      throw protocolState(
+        "C2's replica belongs to another collection: is --c2 this collection's C2? (start C2 on a new replica file to replace it)",
+      );
+    const report: RepairReport = { rewritten: [], committed: [] };
+    if (comparison.groups.length === 0) return report;
+    // C1 without a collection id has never been uploaded to: there is nothing to rewrite C2 from.
+    if (c1.collectionId.length === 0) throw invalidInput('C1 holds no collection yet: upload it first, or start C2 on a new replica file');
+    const shape =
+      c1.width > 0
+        ? { width: c1.width, height: c1.height, maxValue: c1.maxValue }
+        : { width: c2.width, height: c2.height, maxValue: c2.maxValue };
+    const ctx: ChangeContext = { shape, params: this.params(shape), collectionId: c1.collectionId };
+    const digests = new Map(c1.groups.map((g) => [g.group, g.digest]));
+    for (const verdict of comparison.groups) {
+      if (verdict.state === 'pending') {
+        const digest = digests.get(verdict.group) ?? '';
+        const { agrees } = await this.link.commitReplicaGroup({ collectionId: ctx.collectionId, group: verdict.group, digest });
+        if (agrees) {
+          report.committed.push(verdict.group);
+          onGroup(verdict.group, 'committed');
+          continue;
+        }
+      }
+      await this.rewriteReplica(ctx, verdict.group);
+      report.rewritten.push(verdict.group);
+      onGroup(verdict.group, 'rewritten');
+    }
+    return report;
   }
 
   private columnsToWire(side: 'forC1' | 'forC2', columns: PackedColumns): wire.PackedColumns {
@@ -238,10 +326,12 @@ export class CollectionWriter {
     // An empty collection, or an unknown ID: C1 refuses the delete (NOT_FOUND) before touching anything.
     if (status.width === 0) return deleteAtC1([]);
     const shape = { width: status.width, height: status.height, maxValue: status.maxValue };
-    const { slots } = await this.link.allocateSlots({ lookupTags: tags, ...shape });
+    const { slots, collectionId } = await this.link.allocateSlots({ lookupTags: tags, ...shape });
     if (slots.some((s) => !s.stored)) return deleteAtC1([]);
     const params = this.params(shape);
+    const ctx: ChangeContext = { shape, params, collectionId };
     const changes: wire.GroupChange[] = [];
+    const commits: { group: number; version: Uint8Array; memberTags: (Buffer | null)[] }[] = [];
     for (const group of new Set(slots.map((s) => s.group))) {
       const contents = await this.readGroup(group);
       const { members, memberTags } = this.keptMembers(contents, params, tags);
@@ -261,20 +351,14 @@ export class CollectionWriter {
         version,
         columns: columns ? this.columnsToWire(side, columns[side]) : undefined,
       });
-      await this.putReplica(shape, change('forC2'), memberTags);
+      await this.putReplica(ctx, change('forC2'), memberTags);
       changes.push(change('forC1'));
+      commits.push({ group, version, memberTags });
     }
-    return deleteAtC1(changes).catch((error: unknown) => {
-      // Keep the error (its status decides the exit code); say what state it leaves.
-      const note =
-        "C2's replica is updated but C1 did not delete; fast queries over the affected groups are refused until the same delete runs again";
-      if (error instanceof Error) {
-        error.message = `${note}: ${error.message}`;
-        const e = error as Error & { details?: unknown };
-        if (typeof e.details === 'string') e.details = `${note}: ${e.details}`;
-      }
-      throw error;
-    });
+    // C1 refusing or failing leaves C2 serving the groups as C1 still holds them: the pending changes are never served.
+    const reply = await deleteAtC1(changes);
+    for (const c of commits) await this.commitReplica(ctx, c.group, c.version, c.memberTags);
+    return reply;
   }
 
   /**
@@ -307,13 +391,19 @@ export class CollectionWriter {
     }
   }
 
-  private putReplica(shape: { width: number; height: number; maxValue: number }, group: wire.GroupChange, tags: (Buffer | null)[]) {
+  private putReplica(ctx: ChangeContext, group: wire.GroupChange, tags: (Buffer | null)[]) {
     return this.link.putReplicaGroup({
       keyFingerprint: this.keys.pk2.fingerprint(),
       pk1Fingerprint: this.keys.pk1.fingerprint(),
-      ...shape,
+      ...ctx.shape,
       group,
       members: tags.flatMap((lookupTag, slot) => (lookupTag ? [{ slot, lookupTag }] : [])),
+      collectionId: ctx.collectionId,
     });
   }
+}
+
+/** The digest C1 computes of a group with this version and members (§3.3); '' for a group left empty, which has none. */
+function digestOf(version: Uint8Array, memberTags: (Buffer | null)[]): string {
+  return memberTags.some((t) => t !== null) ? groupDigest(version, memberTags) : '';
 }

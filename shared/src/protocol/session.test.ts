@@ -44,7 +44,16 @@ const fastBounds = (): (() => C1Message) => () => ({ sessionId: S, family: 'fast
 const fastOpen = (): (() => C1Message) => () => ({
   sessionId: S,
   family: 'fast',
-  body: { kind: 'fast-open', keyFingerprint: pk.fingerprint(), pk1Fingerprint: '', k: 1, requestId: 'r', shareTicket: 't', groups: [] },
+  body: {
+    kind: 'fast-open',
+    keyFingerprint: pk.fingerprint(),
+    pk1Fingerprint: '',
+    k: 1,
+    requestId: 'r',
+    shareTicket: 't',
+    groups: [],
+    collectionId: Buffer.alloc(0),
+  },
 });
 
 const stream = () => new C2SessionStream({ crypto: localC2Crypto(sk), retrievals: new RetrievalStore() });

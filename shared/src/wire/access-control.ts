@@ -26,6 +26,8 @@ export const ACCESS_POLICY: Readonly<Record<string, Allowed>> = {
   [DatabaseService.allocateSlots.path]: OWNER,
   // The members' sealed images: only the owner's record key opens them, but only the owner needs them.
   [DatabaseService.getGroup.path]: OWNER,
+  // Group numbers, digests and member counts: for `fnn check` and `fnn repair`, the owner's only.
+  [DatabaseService.listGroups.path]: OWNER,
   [DatabaseService.query.path]: CLINICIANS,
   [DatabaseService.queryWithProgress.path]: CLINICIANS,
   [DatabaseService.batchQuery.path]: CLINICIANS,
@@ -36,6 +38,8 @@ export const ACCESS_POLICY: Readonly<Record<string, Allowed>> = {
   [RetrievalService.putShare.path]: CLINICIANS,
   [RetrievalService.status.path]: ANY_ROLE,
   [ReplicaService.putGroup.path]: OWNER,
+  [ReplicaService.commitGroup.path]: OWNER,
+  [ReplicaService.listGroups.path]: OWNER,
   // the standard services: health and reflection
   ...Object.fromEntries([...HEALTH_METHODS, ...REFLECTION_METHODS].map((path) => [path, ANY_ROLE])),
 };

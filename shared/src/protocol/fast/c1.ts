@@ -32,6 +32,8 @@ export interface PackedRecordSource {
   /** Records in the collection (candidates are numbered 0..count-1 in upload order). */
   count: number;
   groups: GroupLayout[];
+  /** The collection's id (empty before its first upload), so C2 can refuse a replica of another collection. */
+  collectionId: Buffer;
   /** A group's columns as stored (bytes, one ciphertext per coordinate) and its constant. */
   columns(group: number, family: Family): Promise<{ columns: FixedWidthValues; constant: bigint }>;
 }
@@ -152,7 +154,15 @@ export async function fastSearch(
   // Progress counts groups: the unit of work here (one multi-exponentiation and one decryption each).
   const groupCount = records.groups.length;
   onProgress({ phase: 'lower-bounds', done: 0, total: groupCount, rejected: 0 });
-  const opened = await peer.fastOpen(pk2.fingerprint(), crypto.sk1.publicKey.fingerprint(), k, requestId, shareTicket, records.groups);
+  const opened = await peer.fastOpen(
+    pk2.fingerprint(),
+    crypto.sk1.publicKey.fingerprint(),
+    k,
+    requestId,
+    shareTicket,
+    records.groups,
+    records.collectionId,
+  );
   if (opened.length !== groupCount || new Set(opened.map((c) => c.group)).size !== groupCount)
     throw protocolState('C2 sent bound contributions for other groups');
   for (const c of opened) visit('coarse', c.group);

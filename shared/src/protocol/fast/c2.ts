@@ -21,8 +21,14 @@ import { boundScale, checkShares, FAMILIES, pack, unpack, type BoundLevel, type 
 /** C2's replica: the same groups as C1, columns under C1's key. */
 export interface ReplicaSource {
   params: PackingParams;
-  /** The digest of a group's members in slot order, to check both replicas agree. */
-  digest(group: number): string | undefined;
+  /**
+   * Settles the replica against what C1 presents at session open: its
+   * collection id (refused if the replica belongs to another collection) and
+   * the digest of every group with members. C2 then serves, per group, the
+   * version with that digest, a pending change C1 has taken included
+   * (docs/ARCHITECTURE.md, "Replica changes"). Returns the groups it cannot serve so.
+   */
+  agree(collectionId: Uint8Array, groups: readonly { group: number; digest: string }[]): number[];
   /** A group's packed columns, refused if the group no longer has `expectedDigest` (it changed mid-query). */
   columns(group: number, family: Family, expectedDigest: string): Promise<FixedWidthValues>;
 }
@@ -50,7 +56,15 @@ export async function openFastSession(deps: C2SessionDeps, message: C1Message): 
   if (body.keyFingerprint !== deps.crypto.publicKey.fingerprint() || body.pk1Fingerprint !== crypto.pk1.fingerprint())
     throw invalidInput('C1 and C2 use different Paillier keys');
   if (!Number.isInteger(body.k) || body.k < 1) throw invalidInput('k must be a positive integer');
-  const session = new FastC2Session(crypto, replica(), shares.take(body.shareTicket), body.k, body.groups, body.requestId);
+  const session = new FastC2Session(
+    crypto,
+    replica(),
+    shares.take(body.shareTicket),
+    body.k,
+    body.groups,
+    body.requestId,
+    body.collectionId,
+  );
   return { session, reply: { sessionId: message.sessionId, family: 'fast', body: await session.open() } };
 }
 
@@ -78,6 +92,7 @@ export class FastC2Session implements C2Session {
     k: number,
     groups: GroupLayout[],
     readonly requestId = '',
+    collectionId: Uint8Array = new Uint8Array(0),
   ) {
     this.params = replica.params;
     this.top = new TopK(k);
@@ -89,10 +104,13 @@ export class FastC2Session implements C2Session {
     for (const g of groups) {
       if (this.layouts.has(g.group)) throw invalidInput('group listed twice');
       if (g.members.length !== p.groupSize) throw invalidInput('group layout of the wrong size');
-      if (this.replica.digest(g.group) !== g.digest)
-        throw protocolState(`the replicas of group ${g.group} differ between C1 and C2; upload the records again`);
       this.layouts.set(g.group, g);
     }
+    const differ = this.replica.agree(collectionId, groups);
+    if (differ.length > 0)
+      throw protocolState(
+        `the replicas of group ${differ[0]} differ between C1 and C2${differ.length > 1 ? ` (and ${differ.length - 1} more groups)` : ''}; \`fnn repair\` rewrites them`,
+      );
   }
 
   async reply(message: C1Message): Promise<C2Message> {

@@ -73,6 +73,7 @@ async function collection(images: Uint16Array[], p: PackingParams, holes = new S
     params: p,
     count: images.length,
     groups: layout,
+    collectionId: Buffer.alloc(16, 7),
     columns: async (group, f) => ({
       columns: family(encrypted[group].c1, f, pk2),
       constant: constants(encrypted[group].c1)[f],
@@ -80,7 +81,7 @@ async function collection(images: Uint16Array[], p: PackingParams, holes = new S
   };
   const c2: ReplicaSource = {
     params: p,
-    digest: (group) => layout[group]?.digest,
+    agree: (_id, groups) => groups.filter((g) => layout[g.group]?.digest !== g.digest).map((g) => g.group),
     columns: async (group, f, expected) => {
       if (layout[group]?.digest !== expected) throw new Error('group changed');
       return family(encrypted[group].c2, f, pk1);

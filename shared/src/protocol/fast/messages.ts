@@ -25,6 +25,8 @@ export type FastC1Body =
       requestId: string;
       shareTicket: string;
       groups: GroupLayout[];
+      /** C1's collection id (empty before its first upload): C2 refuses a session of another collection. */
+      collectionId: Buffer;
     }
   /** Every group's masked coarse bound (§3.5a). */
   | { kind: 'fast-bounds'; items: { group: number; value: bigint }[] }

@@ -18,8 +18,9 @@ export class FastPeer {
     requestId: string,
     shareTicket: string,
     groups: GroupLayout[],
+    collectionId: Buffer,
   ): Promise<Contribution[]> {
-    const body = { kind: 'fast-open' as const, keyFingerprint, pk1Fingerprint, k, requestId, shareTicket, groups };
+    const body = { kind: 'fast-open' as const, keyFingerprint, pk1Fingerprint, k, requestId, shareTicket, groups, collectionId };
     return (await this.fast(body, 'fast-contributions')).items;
   }
 

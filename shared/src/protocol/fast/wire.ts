@@ -30,6 +30,7 @@ function c1BodyToWire(codec: WireCodec, b: FastC1Body): wire.FastC1Message['body
           requestId: b.requestId,
           shareTicket: b.shareTicket,
           groups: b.groups,
+          collectionId: b.collectionId,
         },
       };
     case 'fast-bounds':

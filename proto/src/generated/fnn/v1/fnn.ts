@@ -271,6 +271,8 @@ export interface SlotAssignment {
 
 export interface SlotAssignments {
   slots: SlotAssignment[];
+  /** C1's collection id, fixed by its first AllocateSlots; sent with every replica change */
+  collectionId: Buffer;
 }
 
 export interface GetGroupRequest {
@@ -287,6 +289,48 @@ export interface GroupContents {
   /** empty when the group has no members */
   version: Buffer;
   members: GroupMember[];
+}
+
+/** The groups of C1's collection or of C2's replica, as `fnn check` compares them. */
+export interface ListGroupsRequest {
+}
+
+export interface GroupState {
+  group: number;
+  /** of the version served (version and members' tags); "" when it has none */
+  digest: string;
+  members: number;
+  /** C2 only: a change taken but not yet committed (docs/ARCHITECTURE.md, "Replica changes") */
+  pending: boolean;
+  /** "" when the pending change empties the group */
+  pendingDigest: string;
+  pendingMembers: number;
+}
+
+export interface GroupList {
+  /** empty until the collection's first upload */
+  collectionId: Buffer;
+  /** every group with members, or (C2) with a pending change */
+  groups: GroupState[];
+  /** the image shape (0 while empty) */
+  width: number;
+  height: number;
+  maxValue: number;
+  /** stored blobs that do not match their checksums (the store's verify()) */
+  damaged: DamagedBlob[];
+}
+
+/** A record (C1) or a group's packed columns (C1 or C2) damaged at rest; never an ID or a lookup tag. */
+export interface DamagedBlob {
+  /** a record's blobs; else the group's packed columns */
+  record: boolean;
+  group: number;
+  /** a record's slot in its group */
+  slot: number;
+  /** a record's position in upload order (1-based) */
+  position: number;
+  /** the blob columns that do not match */
+  columns: string[];
 }
 
 export interface UploadRequest {
@@ -526,6 +570,8 @@ export interface ReplicaGroup {
     | undefined;
   /** every member after the change (none: the group is dropped) */
   members: ReplicaMember[];
+  /** C1's collection id (16 bytes): C2 binds it at its first change */
+  collectionId: Buffer;
 }
 
 export interface ReplicaMember {
@@ -534,6 +580,20 @@ export interface ReplicaMember {
 }
 
 export interface ReplicaReply {
+  total: bigint;
+}
+
+export interface CommitGroupRequest {
+  collectionId: Buffer;
+  group: number;
+  /** the group's digest at C1; "" when C1 holds the group empty */
+  digest: string;
+}
+
+export interface CommitGroupReply {
+  /** C2 now serves the group as C1 holds it */
+  agrees: boolean;
+  /** records C2 serves */
   total: bigint;
 }
 
@@ -717,6 +777,8 @@ export interface FastOpen {
   /** the doctor's share of the query, deposited at C2 */
   shareTicket: string;
   groups: GroupLayout[];
+  /** C1's collection id: C2 refuses a session of another collection */
+  collectionId: Buffer;
 }
 
 /** C2's half of one group's packed inner product: E1(pack(<x, v> + t)) and E2(-pack(t)). */
@@ -1484,13 +1546,16 @@ export const SlotAssignment: MessageFns<SlotAssignment> = {
 };
 
 function createBaseSlotAssignments(): SlotAssignments {
-  return { slots: [] };
+  return { slots: [], collectionId: Buffer.alloc(0) };
 }
 
 export const SlotAssignments: MessageFns<SlotAssignments> = {
   encode(message: SlotAssignments, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.slots) {
       SlotAssignment.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.collectionId.length !== 0) {
+      writer.uint32(18).bytes(message.collectionId);
     }
     return writer;
   },
@@ -1516,6 +1581,14 @@ export const SlotAssignments: MessageFns<SlotAssignments> = {
             message.slots.push(SlotAssignment.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.collectionId = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1531,6 +1604,11 @@ export const SlotAssignments: MessageFns<SlotAssignments> = {
   fromJSON(object: any): SlotAssignments {
     return {
       slots: globalThis.Array.isArray(object?.slots) ? object.slots.map((e: any) => SlotAssignment.fromJSON(e)) : [],
+      collectionId: isSet(object.collectionId)
+        ? Buffer.from(bytesFromBase64(object.collectionId))
+        : isSet(object.collection_id)
+        ? Buffer.from(bytesFromBase64(object.collection_id))
+        : Buffer.alloc(0),
     };
   },
 
@@ -1538,6 +1616,9 @@ export const SlotAssignments: MessageFns<SlotAssignments> = {
     const obj: any = {};
     if (message.slots?.length) {
       obj.slots = message.slots.map((e) => SlotAssignment.toJSON(e));
+    }
+    if (message.collectionId.length !== 0) {
+      obj.collectionId = base64FromBytes(message.collectionId);
     }
     return obj;
   },
@@ -1548,6 +1629,7 @@ export const SlotAssignments: MessageFns<SlotAssignments> = {
   fromPartial(object: DeepPartial<SlotAssignments>): SlotAssignments {
     const message = createBaseSlotAssignments();
     message.slots = object.slots?.map((e) => SlotAssignment.fromPartial(e)) || [];
+    message.collectionId = object.collectionId ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -1809,6 +1891,505 @@ export const GroupContents: MessageFns<GroupContents> = {
     const message = createBaseGroupContents();
     message.version = object.version ?? Buffer.alloc(0);
     message.members = object.members?.map((e) => GroupMember.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseListGroupsRequest(): ListGroupsRequest {
+  return {};
+}
+
+export const ListGroupsRequest: MessageFns<ListGroupsRequest> = {
+  encode(_: ListGroupsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListGroupsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListGroupsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListGroupsRequest {
+    return {};
+  },
+
+  toJSON(_: ListGroupsRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListGroupsRequest>): ListGroupsRequest {
+    return ListGroupsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<ListGroupsRequest>): ListGroupsRequest {
+    const message = createBaseListGroupsRequest();
+    return message;
+  },
+};
+
+function createBaseGroupState(): GroupState {
+  return { group: 0, digest: "", members: 0, pending: false, pendingDigest: "", pendingMembers: 0 };
+}
+
+export const GroupState: MessageFns<GroupState> = {
+  encode(message: GroupState, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.group !== 0) {
+      writer.uint32(8).uint32(message.group);
+    }
+    if (message.digest !== "") {
+      writer.uint32(18).string(message.digest);
+    }
+    if (message.members !== 0) {
+      writer.uint32(24).uint32(message.members);
+    }
+    if (message.pending !== false) {
+      writer.uint32(32).bool(message.pending);
+    }
+    if (message.pendingDigest !== "") {
+      writer.uint32(42).string(message.pendingDigest);
+    }
+    if (message.pendingMembers !== 0) {
+      writer.uint32(48).uint32(message.pendingMembers);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GroupState {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGroupState();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.group = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.digest = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.members = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.pending = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.pendingDigest = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.pendingMembers = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GroupState {
+    return {
+      group: isSet(object.group) ? globalThis.Number(object.group) : 0,
+      digest: isSet(object.digest) ? globalThis.String(object.digest) : "",
+      members: isSet(object.members) ? globalThis.Number(object.members) : 0,
+      pending: isSet(object.pending) ? globalThis.Boolean(object.pending) : false,
+      pendingDigest: isSet(object.pendingDigest)
+        ? globalThis.String(object.pendingDigest)
+        : isSet(object.pending_digest)
+        ? globalThis.String(object.pending_digest)
+        : "",
+      pendingMembers: isSet(object.pendingMembers)
+        ? globalThis.Number(object.pendingMembers)
+        : isSet(object.pending_members)
+        ? globalThis.Number(object.pending_members)
+        : 0,
+    };
+  },
+
+  toJSON(message: GroupState): unknown {
+    const obj: any = {};
+    if (message.group !== 0) {
+      obj.group = Math.round(message.group);
+    }
+    if (message.digest !== "") {
+      obj.digest = message.digest;
+    }
+    if (message.members !== 0) {
+      obj.members = Math.round(message.members);
+    }
+    if (message.pending !== false) {
+      obj.pending = message.pending;
+    }
+    if (message.pendingDigest !== "") {
+      obj.pendingDigest = message.pendingDigest;
+    }
+    if (message.pendingMembers !== 0) {
+      obj.pendingMembers = Math.round(message.pendingMembers);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GroupState>): GroupState {
+    return GroupState.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GroupState>): GroupState {
+    const message = createBaseGroupState();
+    message.group = object.group ?? 0;
+    message.digest = object.digest ?? "";
+    message.members = object.members ?? 0;
+    message.pending = object.pending ?? false;
+    message.pendingDigest = object.pendingDigest ?? "";
+    message.pendingMembers = object.pendingMembers ?? 0;
+    return message;
+  },
+};
+
+function createBaseGroupList(): GroupList {
+  return { collectionId: Buffer.alloc(0), groups: [], width: 0, height: 0, maxValue: 0, damaged: [] };
+}
+
+export const GroupList: MessageFns<GroupList> = {
+  encode(message: GroupList, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.collectionId.length !== 0) {
+      writer.uint32(10).bytes(message.collectionId);
+    }
+    for (const v of message.groups) {
+      GroupState.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.width !== 0) {
+      writer.uint32(24).uint32(message.width);
+    }
+    if (message.height !== 0) {
+      writer.uint32(32).uint32(message.height);
+    }
+    if (message.maxValue !== 0) {
+      writer.uint32(40).uint32(message.maxValue);
+    }
+    for (const v of message.damaged) {
+      DamagedBlob.encode(v!, writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GroupList {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGroupList();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.collectionId = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.groups.push(GroupState.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.width = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.height = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.maxValue = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.damaged.push(DamagedBlob.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GroupList {
+    return {
+      collectionId: isSet(object.collectionId)
+        ? Buffer.from(bytesFromBase64(object.collectionId))
+        : isSet(object.collection_id)
+        ? Buffer.from(bytesFromBase64(object.collection_id))
+        : Buffer.alloc(0),
+      groups: globalThis.Array.isArray(object?.groups) ? object.groups.map((e: any) => GroupState.fromJSON(e)) : [],
+      width: isSet(object.width) ? globalThis.Number(object.width) : 0,
+      height: isSet(object.height) ? globalThis.Number(object.height) : 0,
+      maxValue: isSet(object.maxValue)
+        ? globalThis.Number(object.maxValue)
+        : isSet(object.max_value)
+        ? globalThis.Number(object.max_value)
+        : 0,
+      damaged: globalThis.Array.isArray(object?.damaged) ? object.damaged.map((e: any) => DamagedBlob.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: GroupList): unknown {
+    const obj: any = {};
+    if (message.collectionId.length !== 0) {
+      obj.collectionId = base64FromBytes(message.collectionId);
+    }
+    if (message.groups?.length) {
+      obj.groups = message.groups.map((e) => GroupState.toJSON(e));
+    }
+    if (message.width !== 0) {
+      obj.width = Math.round(message.width);
+    }
+    if (message.height !== 0) {
+      obj.height = Math.round(message.height);
+    }
+    if (message.maxValue !== 0) {
+      obj.maxValue = Math.round(message.maxValue);
+    }
+    if (message.damaged?.length) {
+      obj.damaged = message.damaged.map((e) => DamagedBlob.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GroupList>): GroupList {
+    return GroupList.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GroupList>): GroupList {
+    const message = createBaseGroupList();
+    message.collectionId = object.collectionId ?? Buffer.alloc(0);
+    message.groups = object.groups?.map((e) => GroupState.fromPartial(e)) || [];
+    message.width = object.width ?? 0;
+    message.height = object.height ?? 0;
+    message.maxValue = object.maxValue ?? 0;
+    message.damaged = object.damaged?.map((e) => DamagedBlob.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseDamagedBlob(): DamagedBlob {
+  return { record: false, group: 0, slot: 0, position: 0, columns: [] };
+}
+
+export const DamagedBlob: MessageFns<DamagedBlob> = {
+  encode(message: DamagedBlob, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.record !== false) {
+      writer.uint32(8).bool(message.record);
+    }
+    if (message.group !== 0) {
+      writer.uint32(16).uint32(message.group);
+    }
+    if (message.slot !== 0) {
+      writer.uint32(24).uint32(message.slot);
+    }
+    if (message.position !== 0) {
+      writer.uint32(32).uint32(message.position);
+    }
+    for (const v of message.columns) {
+      writer.uint32(42).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DamagedBlob {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDamagedBlob();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.record = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.group = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.slot = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.position = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.columns.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DamagedBlob {
+    return {
+      record: isSet(object.record) ? globalThis.Boolean(object.record) : false,
+      group: isSet(object.group) ? globalThis.Number(object.group) : 0,
+      slot: isSet(object.slot) ? globalThis.Number(object.slot) : 0,
+      position: isSet(object.position) ? globalThis.Number(object.position) : 0,
+      columns: globalThis.Array.isArray(object?.columns) ? object.columns.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: DamagedBlob): unknown {
+    const obj: any = {};
+    if (message.record !== false) {
+      obj.record = message.record;
+    }
+    if (message.group !== 0) {
+      obj.group = Math.round(message.group);
+    }
+    if (message.slot !== 0) {
+      obj.slot = Math.round(message.slot);
+    }
+    if (message.position !== 0) {
+      obj.position = Math.round(message.position);
+    }
+    if (message.columns?.length) {
+      obj.columns = message.columns;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DamagedBlob>): DamagedBlob {
+    return DamagedBlob.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DamagedBlob>): DamagedBlob {
+    const message = createBaseDamagedBlob();
+    message.record = object.record ?? false;
+    message.group = object.group ?? 0;
+    message.slot = object.slot ?? 0;
+    message.position = object.position ?? 0;
+    message.columns = object.columns?.map((e) => e) || [];
     return message;
   },
 };
@@ -4543,7 +5124,16 @@ export const ShareTicket: MessageFns<ShareTicket> = {
 };
 
 function createBaseReplicaGroup(): ReplicaGroup {
-  return { keyFingerprint: "", pk1Fingerprint: "", width: 0, height: 0, maxValue: 0, group: undefined, members: [] };
+  return {
+    keyFingerprint: "",
+    pk1Fingerprint: "",
+    width: 0,
+    height: 0,
+    maxValue: 0,
+    group: undefined,
+    members: [],
+    collectionId: Buffer.alloc(0),
+  };
 }
 
 export const ReplicaGroup: MessageFns<ReplicaGroup> = {
@@ -4568,6 +5158,9 @@ export const ReplicaGroup: MessageFns<ReplicaGroup> = {
     }
     for (const v of message.members) {
       ReplicaMember.encode(v!, writer.uint32(58).fork()).join();
+    }
+    if (message.collectionId.length !== 0) {
+      writer.uint32(66).bytes(message.collectionId);
     }
     return writer;
   },
@@ -4641,6 +5234,14 @@ export const ReplicaGroup: MessageFns<ReplicaGroup> = {
             message.members.push(ReplicaMember.decode(reader, reader.uint32()));
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.collectionId = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4676,6 +5277,11 @@ export const ReplicaGroup: MessageFns<ReplicaGroup> = {
       members: globalThis.Array.isArray(object?.members)
         ? object.members.map((e: any) => ReplicaMember.fromJSON(e))
         : [],
+      collectionId: isSet(object.collectionId)
+        ? Buffer.from(bytesFromBase64(object.collectionId))
+        : isSet(object.collection_id)
+        ? Buffer.from(bytesFromBase64(object.collection_id))
+        : Buffer.alloc(0),
     };
   },
 
@@ -4702,6 +5308,9 @@ export const ReplicaGroup: MessageFns<ReplicaGroup> = {
     if (message.members?.length) {
       obj.members = message.members.map((e) => ReplicaMember.toJSON(e));
     }
+    if (message.collectionId.length !== 0) {
+      obj.collectionId = base64FromBytes(message.collectionId);
+    }
     return obj;
   },
 
@@ -4719,6 +5328,7 @@ export const ReplicaGroup: MessageFns<ReplicaGroup> = {
       ? GroupChange.fromPartial(object.group)
       : undefined;
     message.members = object.members?.map((e) => ReplicaMember.fromPartial(e)) || [];
+    message.collectionId = object.collectionId ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -4877,6 +5487,199 @@ export const ReplicaReply: MessageFns<ReplicaReply> = {
   },
   fromPartial(object: DeepPartial<ReplicaReply>): ReplicaReply {
     const message = createBaseReplicaReply();
+    message.total = (object.total !== undefined && object.total !== null) ? BigInt(object.total) : 0n;
+    return message;
+  },
+};
+
+function createBaseCommitGroupRequest(): CommitGroupRequest {
+  return { collectionId: Buffer.alloc(0), group: 0, digest: "" };
+}
+
+export const CommitGroupRequest: MessageFns<CommitGroupRequest> = {
+  encode(message: CommitGroupRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.collectionId.length !== 0) {
+      writer.uint32(10).bytes(message.collectionId);
+    }
+    if (message.group !== 0) {
+      writer.uint32(16).uint32(message.group);
+    }
+    if (message.digest !== "") {
+      writer.uint32(26).string(message.digest);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CommitGroupRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCommitGroupRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.collectionId = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.group = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.digest = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CommitGroupRequest {
+    return {
+      collectionId: isSet(object.collectionId)
+        ? Buffer.from(bytesFromBase64(object.collectionId))
+        : isSet(object.collection_id)
+        ? Buffer.from(bytesFromBase64(object.collection_id))
+        : Buffer.alloc(0),
+      group: isSet(object.group) ? globalThis.Number(object.group) : 0,
+      digest: isSet(object.digest) ? globalThis.String(object.digest) : "",
+    };
+  },
+
+  toJSON(message: CommitGroupRequest): unknown {
+    const obj: any = {};
+    if (message.collectionId.length !== 0) {
+      obj.collectionId = base64FromBytes(message.collectionId);
+    }
+    if (message.group !== 0) {
+      obj.group = Math.round(message.group);
+    }
+    if (message.digest !== "") {
+      obj.digest = message.digest;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CommitGroupRequest>): CommitGroupRequest {
+    return CommitGroupRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CommitGroupRequest>): CommitGroupRequest {
+    const message = createBaseCommitGroupRequest();
+    message.collectionId = object.collectionId ?? Buffer.alloc(0);
+    message.group = object.group ?? 0;
+    message.digest = object.digest ?? "";
+    return message;
+  },
+};
+
+function createBaseCommitGroupReply(): CommitGroupReply {
+  return { agrees: false, total: 0n };
+}
+
+export const CommitGroupReply: MessageFns<CommitGroupReply> = {
+  encode(message: CommitGroupReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.agrees !== false) {
+      writer.uint32(8).bool(message.agrees);
+    }
+    if (message.total !== 0n) {
+      if (BigInt.asUintN(64, message.total) !== message.total) {
+        throw new globalThis.Error("value provided for field message.total of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.total);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CommitGroupReply {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCommitGroupReply();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.agrees = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.total = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CommitGroupReply {
+    return {
+      agrees: isSet(object.agrees) ? globalThis.Boolean(object.agrees) : false,
+      total: isSet(object.total) ? BigInt(object.total) : 0n,
+    };
+  },
+
+  toJSON(message: CommitGroupReply): unknown {
+    const obj: any = {};
+    if (message.agrees !== false) {
+      obj.agrees = message.agrees;
+    }
+    if (message.total !== 0n) {
+      obj.total = message.total.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CommitGroupReply>): CommitGroupReply {
+    return CommitGroupReply.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CommitGroupReply>): CommitGroupReply {
+    const message = createBaseCommitGroupReply();
+    message.agrees = object.agrees ?? false;
     message.total = (object.total !== undefined && object.total !== null) ? BigInt(object.total) : 0n;
     return message;
   },
@@ -7117,7 +7920,15 @@ export const GroupLayout: MessageFns<GroupLayout> = {
 };
 
 function createBaseFastOpen(): FastOpen {
-  return { keyFingerprint: "", pk1Fingerprint: "", k: 0, requestId: "", shareTicket: "", groups: [] };
+  return {
+    keyFingerprint: "",
+    pk1Fingerprint: "",
+    k: 0,
+    requestId: "",
+    shareTicket: "",
+    groups: [],
+    collectionId: Buffer.alloc(0),
+  };
 }
 
 export const FastOpen: MessageFns<FastOpen> = {
@@ -7139,6 +7950,9 @@ export const FastOpen: MessageFns<FastOpen> = {
     }
     for (const v of message.groups) {
       GroupLayout.encode(v!, writer.uint32(50).fork()).join();
+    }
+    if (message.collectionId.length !== 0) {
+      writer.uint32(58).bytes(message.collectionId);
     }
     return writer;
   },
@@ -7204,6 +8018,14 @@ export const FastOpen: MessageFns<FastOpen> = {
             message.groups.push(GroupLayout.decode(reader, reader.uint32()));
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.collectionId = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7242,6 +8064,11 @@ export const FastOpen: MessageFns<FastOpen> = {
       groups: globalThis.Array.isArray(object?.groups)
         ? object.groups.map((e: any) => GroupLayout.fromJSON(e))
         : [],
+      collectionId: isSet(object.collectionId)
+        ? Buffer.from(bytesFromBase64(object.collectionId))
+        : isSet(object.collection_id)
+        ? Buffer.from(bytesFromBase64(object.collection_id))
+        : Buffer.alloc(0),
     };
   },
 
@@ -7265,6 +8092,9 @@ export const FastOpen: MessageFns<FastOpen> = {
     if (message.groups?.length) {
       obj.groups = message.groups.map((e) => GroupLayout.toJSON(e));
     }
+    if (message.collectionId.length !== 0) {
+      obj.collectionId = base64FromBytes(message.collectionId);
+    }
     return obj;
   },
 
@@ -7279,6 +8109,7 @@ export const FastOpen: MessageFns<FastOpen> = {
     message.requestId = object.requestId ?? "";
     message.shareTicket = object.shareTicket ?? "";
     message.groups = object.groups?.map((e) => GroupLayout.fromPartial(e)) || [];
+    message.collectionId = object.collectionId ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -8148,6 +8979,16 @@ export const DatabaseService = {
     responseSerialize: (value: GroupContents): Buffer => Buffer.from(GroupContents.encode(value).finish()),
     responseDeserialize: (value: Buffer): GroupContents => GroupContents.decode(value),
   },
+  /** Every group's digest and member count, for `fnn check` and `fnn repair`. */
+  listGroups: {
+    path: "/fnn.v1.Database/ListGroups" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListGroupsRequest): Buffer => Buffer.from(ListGroupsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListGroupsRequest => ListGroupsRequest.decode(value),
+    responseSerialize: (value: GroupList): Buffer => Buffer.from(GroupList.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GroupList => GroupList.decode(value),
+  },
 } as const;
 
 export interface DatabaseServer extends UntypedServiceImplementation {
@@ -8171,6 +9012,8 @@ export interface DatabaseServer extends UntypedServiceImplementation {
    * the group's packed columns when a member joins, is replaced or leaves.
    */
   getGroup: handleUnaryCall<GetGroupRequest, GroupContents>;
+  /** Every group's digest and member count, for `fnn check` and `fnn repair`. */
+  listGroups: handleUnaryCall<ListGroupsRequest, GroupList>;
 }
 
 export interface DatabaseClient extends Client {
@@ -8281,6 +9124,22 @@ export interface DatabaseClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GroupContents) => void,
+  ): ClientUnaryCall;
+  /** Every group's digest and member count, for `fnn check` and `fnn repair`. */
+  listGroups(
+    request: ListGroupsRequest,
+    callback: (error: ServiceError | null, response: GroupList) => void,
+  ): ClientUnaryCall;
+  listGroups(
+    request: ListGroupsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GroupList) => void,
+  ): ClientUnaryCall;
+  listGroups(
+    request: ListGroupsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GroupList) => void,
   ): ClientUnaryCall;
 }
 
@@ -8419,7 +9278,10 @@ export const RetrievalClient = makeGenericClientConstructor(RetrievalService, "f
 /** The owner's second replica of the packed records, under C1's key. */
 export type ReplicaService = typeof ReplicaService;
 export const ReplicaService = {
-  /** Set one group: its members and packed columns (under C1's key) after a change. */
+  /**
+   * Take one group's change: its members and packed columns (under C1's key),
+   * held as the group's pending change, not served until committed.
+   */
   putGroup: {
     path: "/fnn.v1.Replica/PutGroup" as const,
     requestStream: false as const,
@@ -8429,15 +9291,51 @@ export const ReplicaService = {
     responseSerialize: (value: ReplicaReply): Buffer => Buffer.from(ReplicaReply.encode(value).finish()),
     responseDeserialize: (value: Buffer): ReplicaReply => ReplicaReply.decode(value),
   },
+  /**
+   * C1 holds this digest of the group: C2 serves its pending change if it is
+   * that one, and drops a pending change C1 did not take.
+   */
+  commitGroup: {
+    path: "/fnn.v1.Replica/CommitGroup" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CommitGroupRequest): Buffer => Buffer.from(CommitGroupRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CommitGroupRequest => CommitGroupRequest.decode(value),
+    responseSerialize: (value: CommitGroupReply): Buffer => Buffer.from(CommitGroupReply.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CommitGroupReply => CommitGroupReply.decode(value),
+  },
+  /** Every group's served and pending digest and member count. */
+  listGroups: {
+    path: "/fnn.v1.Replica/ListGroups" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListGroupsRequest): Buffer => Buffer.from(ListGroupsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListGroupsRequest => ListGroupsRequest.decode(value),
+    responseSerialize: (value: GroupList): Buffer => Buffer.from(GroupList.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GroupList => GroupList.decode(value),
+  },
 } as const;
 
 export interface ReplicaServer extends UntypedServiceImplementation {
-  /** Set one group: its members and packed columns (under C1's key) after a change. */
+  /**
+   * Take one group's change: its members and packed columns (under C1's key),
+   * held as the group's pending change, not served until committed.
+   */
   putGroup: handleUnaryCall<ReplicaGroup, ReplicaReply>;
+  /**
+   * C1 holds this digest of the group: C2 serves its pending change if it is
+   * that one, and drops a pending change C1 did not take.
+   */
+  commitGroup: handleUnaryCall<CommitGroupRequest, CommitGroupReply>;
+  /** Every group's served and pending digest and member count. */
+  listGroups: handleUnaryCall<ListGroupsRequest, GroupList>;
 }
 
 export interface ReplicaClient extends Client {
-  /** Set one group: its members and packed columns (under C1's key) after a change. */
+  /**
+   * Take one group's change: its members and packed columns (under C1's key),
+   * held as the group's pending change, not served until committed.
+   */
   putGroup(
     request: ReplicaGroup,
     callback: (error: ServiceError | null, response: ReplicaReply) => void,
@@ -8452,6 +9350,41 @@ export interface ReplicaClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ReplicaReply) => void,
+  ): ClientUnaryCall;
+  /**
+   * C1 holds this digest of the group: C2 serves its pending change if it is
+   * that one, and drops a pending change C1 did not take.
+   */
+  commitGroup(
+    request: CommitGroupRequest,
+    callback: (error: ServiceError | null, response: CommitGroupReply) => void,
+  ): ClientUnaryCall;
+  commitGroup(
+    request: CommitGroupRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CommitGroupReply) => void,
+  ): ClientUnaryCall;
+  commitGroup(
+    request: CommitGroupRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CommitGroupReply) => void,
+  ): ClientUnaryCall;
+  /** Every group's served and pending digest and member count. */
+  listGroups(
+    request: ListGroupsRequest,
+    callback: (error: ServiceError | null, response: GroupList) => void,
+  ): ClientUnaryCall;
+  listGroups(
+    request: ListGroupsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GroupList) => void,
+  ): ClientUnaryCall;
+  listGroups(
+    request: ListGroupsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GroupList) => void,
   ): ClientUnaryCall;
 }
 
