@@ -22,7 +22,7 @@ const KILLS = 20;
 const SIZE = 8;
 const D = SIZE * SIZE;
 const PER_UPLOAD = 10;
-/** Pixel columns decrypted per group (of D), besides every embedding column and both constants. */
+/** Pixel columns decrypted per group (of D), besides every embedding and coarse column and the three constants. */
 const PIXEL_COLUMNS_CHECKED = [0, 1, D / 2, D - 1];
 
 let work: string;
@@ -63,6 +63,7 @@ function checkDatabase(what: string, batch: Map<string, Uint16Array>): number {
       version: Buffer;
       pixels: Buffer;
       embedding: Buffer;
+      coarse: Buffer;
       constants: Buffer;
     }[];
     if (records.length === 0) {
@@ -75,7 +76,8 @@ function checkDatabase(what: string, batch: Map<string, Uint16Array>): number {
     expect([facts.width, facts.height], `${what}: the collection's shape`).toEqual([String(SIZE), String(SIZE)]);
     const params = packingParams(Math.min(keys.pk.bits, keys.pk1.bits), SIZE, SIZE, Number(facts.max_value));
     const width = keys.pk.cipherBytes;
-    const blocks = 2 * params.blockRows * params.blockCols;
+    const blocks = params.bound.dimension;
+    const coarseBlocks = params.coarse.dimension;
     // The paper's layout is uploaded too (fnn upload's default).
     const length: Record<string, number> = { lookup_tag: 32, sum: width, spread: width, pixels: D * width };
     const groups = new Map<number, (Uint16Array | null)[]>();
@@ -107,18 +109,20 @@ function checkDatabase(what: string, batch: Map<string, Uint16Array>): number {
     for (const p of packed) {
       expect(p.version.length, `${what}: group ${p.grp}'s version`).toBe(16);
       expect(
-        [p.pixels.length, p.embedding.length, p.constants.length],
+        [p.pixels.length, p.embedding.length, p.coarse.length, p.constants.length],
         `${what}: group ${p.grp}'s packed columns have a partial length`,
-      ).toEqual([D * width, blocks * width, 2 * width]);
+      ).toEqual([D * width, blocks * width, coarseBlocks * width, 3 * width]);
       const want = groupPlaintexts(groups.get(p.grp)!, params);
       for (const i of PIXEL_COLUMNS_CHECKED)
         expect(decrypt(p.pixels, i), `${what}: group ${p.grp}'s packed pixel column ${i} is not its members' images`).toBe(want.pixels[i]);
       for (let i = 0; i < blocks; i++)
         expect(decrypt(p.embedding, i), `${what}: group ${p.grp}'s packed embedding column ${i}`).toBe(want.embedding[i]);
-      expect([decrypt(p.constants, 0), decrypt(p.constants, 1)], `${what}: group ${p.grp}'s packed constants`).toEqual([
-        want.distanceConstant,
-        want.boundConstant,
-      ]);
+      for (let i = 0; i < coarseBlocks; i++)
+        expect(decrypt(p.coarse, i), `${what}: group ${p.grp}'s packed coarse column ${i}`).toBe(want.coarseEmbedding[i]);
+      expect(
+        [decrypt(p.constants, 0), decrypt(p.constants, 1), decrypt(p.constants, 2)],
+        `${what}: group ${p.grp}'s packed constants`,
+      ).toEqual([want.distanceConstant, want.boundConstant, want.coarseConstant]);
     }
     return records.length;
   } finally {
