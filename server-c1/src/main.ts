@@ -54,7 +54,7 @@ export async function startC1(config: C1Config): Promise<RunningC1> {
     uploadPartIdleMs: config.uploadPartIdleMs,
   });
   // In the background: C1 serves whatever C2 does; the watch only tells the operator (and stops with C1).
-  const watch = watchC2(c2, { pk2: pk, pk1: config.fast.sk1.publicKey }, config.log, config.c2Retry);
+  const watch = watchC2(c2, { pk2: pk, pk1: config.fast.sk1.publicKey }, () => store.collectionId(), config.log, config.c2Retry);
   const daemon = await serveDaemon({
     name: 'C1',
     listen: config.listen,

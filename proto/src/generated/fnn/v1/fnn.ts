@@ -861,6 +861,8 @@ export interface KeyHolderStatus {
   replicaRecords: bigint;
   /** C1's key, under which C2's replica is (C1 checks it is its own at start) */
   pk1Fingerprint: string;
+  /** the collection C2's replica belongs to (empty until its first change); C1 checks it at start */
+  collectionId: Buffer;
 }
 
 function createBaseEncryptedRecord(): EncryptedRecord {
@@ -9021,6 +9023,7 @@ function createBaseKeyHolderStatus(): KeyHolderStatus {
     pendingRetrievals: 0,
     replicaRecords: 0n,
     pk1Fingerprint: "",
+    collectionId: Buffer.alloc(0),
   };
 }
 
@@ -9046,6 +9049,9 @@ export const KeyHolderStatus: MessageFns<KeyHolderStatus> = {
     }
     if (message.pk1Fingerprint !== "") {
       writer.uint32(50).string(message.pk1Fingerprint);
+    }
+    if (message.collectionId.length !== 0) {
+      writer.uint32(58).bytes(message.collectionId);
     }
     return writer;
   },
@@ -9111,6 +9117,14 @@ export const KeyHolderStatus: MessageFns<KeyHolderStatus> = {
             message.pk1Fingerprint = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.collectionId = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -9155,6 +9169,11 @@ export const KeyHolderStatus: MessageFns<KeyHolderStatus> = {
         : isSet(object.pk1_fingerprint)
         ? globalThis.String(object.pk1_fingerprint)
         : "",
+      collectionId: isSet(object.collectionId)
+        ? Buffer.from(bytesFromBase64(object.collectionId))
+        : isSet(object.collection_id)
+        ? Buffer.from(bytesFromBase64(object.collection_id))
+        : Buffer.alloc(0),
     };
   },
 
@@ -9178,6 +9197,9 @@ export const KeyHolderStatus: MessageFns<KeyHolderStatus> = {
     if (message.pk1Fingerprint !== "") {
       obj.pk1Fingerprint = message.pk1Fingerprint;
     }
+    if (message.collectionId.length !== 0) {
+      obj.collectionId = base64FromBytes(message.collectionId);
+    }
     return obj;
   },
 
@@ -9194,6 +9216,7 @@ export const KeyHolderStatus: MessageFns<KeyHolderStatus> = {
       ? BigInt(object.replicaRecords)
       : 0n;
     message.pk1Fingerprint = object.pk1Fingerprint ?? "";
+    message.collectionId = object.collectionId ?? Buffer.alloc(0);
     return message;
   },
 };
