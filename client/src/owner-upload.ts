@@ -1,5 +1,7 @@
+import { once } from 'node:events';
+import { Metadata } from '@grpc/grpc-js';
 import type * as wire from '@fnn/proto';
-import { CollectionWriter, type Layout, type OwnerLink } from '@fnn/shared';
+import { CollectionWriter, messageLimit, needsParts, uploadParts, type Layout, type OwnerLink } from '@fnn/shared';
 import { call } from './connect';
 import { createCrypto } from './crypto-workers';
 import { hasC1SecretKey, hasSecretKey, loadC1PublicKey, loadC1SecretKey, loadPublicKey, loadRecordKey, loadSecretKey } from './key-files';
@@ -11,13 +13,33 @@ export function grpcOwnerLink(c1: wire.DatabaseClient, c2: wire.ReplicaClient): 
     status: () => call(c1.status.bind(c1), {}, 30_000),
     allocateSlots: (req) => call(c1.allocateSlots.bind(c1), req, minute),
     getGroup: (req) => call(c1.getGroup.bind(c1), req, minute),
-    upload: (req) => call(c1.upload.bind(c1), req, 10 * minute),
+    upload: (req) => (needsParts(req, messageLimit()) ? uploadInParts(c1, req, 10 * minute) : call(c1.upload.bind(c1), req, 10 * minute)),
     delete: (req) => call(c1.delete.bind(c1), req, 10 * minute),
     listGroups: () => call(c1.listGroups.bind(c1), {}, minute),
     putReplicaGroup: (req) => call(c2.putGroup.bind(c2), req, 10 * minute, undefined, 'C2'),
     commitReplicaGroup: (req) => call(c2.commitGroup.bind(c2), req, minute, undefined, 'C2'),
     listReplicaGroups: () => call(c2.listGroups.bind(c2), {}, minute, undefined, 'C2'),
   };
+}
+
+/**
+ * An upload above the message limit (the paper's layout at 256x256 and up),
+ * streamed in parts as it is written (backpressure: a part waits until gRPC
+ * has sent the one before), stored by C1 when the stream ends.
+ */
+function uploadInParts(c1: wire.DatabaseClient, req: wire.UploadRequest, timeoutMs: number): Promise<wire.UploadReply> {
+  return new Promise((resolve, reject) => {
+    const stream = c1.uploadInParts(new Metadata(), { deadline: new Date(Date.now() + timeoutMs) }, (err, reply) =>
+      err ? reject(err) : resolve(reply),
+    );
+    void (async () => {
+      for (const part of uploadParts(req, messageLimit())) if (!stream.write(part)) await once(stream, 'drain');
+      stream.end();
+    })().catch((error: unknown) => {
+      stream.cancel();
+      reject(error);
+    });
+  });
 }
 
 /**

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { credentials } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as wire from '@fnn/proto';
@@ -18,6 +19,7 @@ import {
 } from '@fnn/shared';
 import { localMultiExp, recordingLogger, rpc, TEST_KEY_BITS } from '@fnn/server-common/testing';
 import { startC1 } from './main';
+import { RecordStore } from './storage';
 
 // What C1 tells its operator about its C2 at start: one line naming C2's
 // address and the problem when C2 is unreachable or holds other keys, C1
@@ -69,11 +71,13 @@ async function c2(listen: string, keys: { sk2: SecretKey; pk1: PublicKey }): Pro
   return d;
 }
 
-async function c1(c2Address: string, log = recordingLogger()) {
+/** C1 on a fresh file, or on `store` (already open at `dbPath`). */
+async function c1(c2Address: string, log = recordingLogger(), opened?: { store: RecordStore; dbPath: string }) {
   const d = await startC1({
     listen: '127.0.0.1:0',
     c2Address,
-    dbPath: join(root, `c1-${++files}.db`),
+    dbPath: opened?.dbPath ?? join(root, `c1-${++files}.db`),
+    store: opened?.store,
     crypto: localC1Crypto(pk2.publicKey),
     fast: { pk2: pk2.publicKey, sk1: pk1.secretKey, multiExp: localMultiExp },
     log,
@@ -133,6 +137,46 @@ describe('C1 at start, about its C2', () => {
     running.splice(running.indexOf(b.daemon), 1);
     expect(linesAbout(a.log, otherC2.address).length, 'one line for C2 on another key').toBe(1);
     expect(linesAbout(b.log, otherPk1.address).length, "one line for C2 on another key of C1's").toBe(1);
+  });
+
+  it("logs an error naming both collection ids when C2's replica belongs to another collection", async () => {
+    const otherCollection = await c2('127.0.0.1:0', rightKeys());
+    // C2's replica bound to a collection by its first change (an emptied group is the smallest change).
+    const replica = new wire.ReplicaClient(otherCollection.address, credentials.createInsecure());
+    const theirs = randomBytes(16);
+    try {
+      await rpc<wire.ReplicaReply>((m, o, cb) =>
+        replica.putGroup(
+          {
+            keyFingerprint: pk2.publicKey.fingerprint(),
+            pk1Fingerprint: pk1.publicKey.fingerprint(),
+            width: 8,
+            height: 8,
+            maxValue: 255,
+            group: { group: 0, baseVersion: Buffer.alloc(0), version: randomBytes(16), columns: undefined },
+            members: [],
+            collectionId: theirs,
+          },
+          m,
+          o,
+          cb,
+        ),
+      );
+    } finally {
+      replica.close();
+    }
+    // C1's collection, fixed as its first AllocateSlots fixes it.
+    const dbPath = join(root, `c1-${++files}.db`);
+    const store = new RecordStore(dbPath, pk2.publicKey);
+    const ours = store.fixCollectionId();
+    const { log } = await c1(otherCollection.address, recordingLogger(), { store, dbPath });
+    const line = await log.line((l) => l.message.startsWith(`C2 at ${otherCollection.address} holds`));
+    expect(line.level, 'C2 of another collection is an error').toBe('error');
+    expect(line.message).toContain(`holds the replica of another collection (${theirs.toString('hex')}; C1's is ${ours.toString('hex')})`);
+
+    // A C1 that has no collection yet takes any C2: its first upload binds it.
+    const fresh = await c1(otherCollection.address);
+    await fresh.log.line((l) => l.message === `C2 at ${otherCollection.address} reachable`);
   });
 
   it('logs that C2 is reachable at start when it answers on C1 keys', async () => {

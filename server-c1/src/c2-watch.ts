@@ -3,8 +3,8 @@ import type { Logger, PublicKey } from '@fnn/shared';
 import type { C2Link } from './c2-link';
 
 // C1 starts whether or not its C2 answers (queries fail with UNAVAILABLE until
-// it does), so this is how an operator learns of a C2 that is down, of another
-// deployment or on other keys: one line at start naming C2's address and the
+// it does), so this is how an operator learns of a C2 that is down, on other
+// keys or holding the replica of another collection: one line at start naming C2's address and the
 // problem, one more only if the problem changes, and one when C2 answers on
 // C1's keys. Retries back off to a bound: a long outage costs one Status call
 // every maxRetryMs, not one every few hundred milliseconds.
@@ -16,9 +16,9 @@ export interface C2RetryOptions {
 
 export const C2_RETRY: C2RetryOptions = { firstRetryMs: 1000, maxRetryMs: 30_000 };
 
-/** What is wrong with C2 for this C1: unreachable (it may come up) or on other keys (a deployment fault). */
+/** What is wrong with C2 for this C1: unreachable (it may come up), on other keys or of another collection (deployment faults). */
 export interface C2Problem {
-  kind: 'unreachable' | 'other-keys';
+  kind: 'unreachable' | 'other-keys' | 'other-collection';
   problem: string;
 }
 
@@ -28,8 +28,13 @@ export interface C1Keys {
   pk1: PublicKey;
 }
 
-/** C2's problem for this C1, or undefined when it answers on C1's keys. Fingerprints are public; nothing else is named. */
-export async function c2Problem(link: C2Link, keys: C1Keys): Promise<C2Problem | undefined> {
+/**
+ * C2's problem for this C1, or undefined when it answers on C1's keys for C1's
+ * collection (`collectionId`: C1's, undefined before its first upload; a C2
+ * without one is not yet bound). Fingerprints and collection ids are public;
+ * nothing else is named.
+ */
+export async function c2Problem(link: C2Link, keys: C1Keys, collectionId?: Buffer): Promise<C2Problem | undefined> {
   let s;
   try {
     s = await link.keyHolderStatus();
@@ -47,6 +52,12 @@ export async function c2Problem(link: C2Link, keys: C1Keys): Promise<C2Problem |
       kind: 'other-keys',
       problem: `holds another key of C1 (${s.pk1Fingerprint || 'not reported'}; C1's own is ${keys.pk1.fingerprint()})`,
     };
+  const theirs = Buffer.from(s.collectionId);
+  if (collectionId && theirs.length > 0 && !theirs.equals(collectionId))
+    return {
+      kind: 'other-collection',
+      problem: `holds the replica of another collection (${theirs.toString('hex')}; C1's is ${collectionId.toString('hex')}): fast queries are refused until C2 is this collection's`,
+    };
   return undefined;
 }
 
@@ -54,7 +65,13 @@ export async function c2Problem(link: C2Link, keys: C1Keys): Promise<C2Problem |
  * Checks C2 now and, while it is unreachable or on other keys, again with
  * backoff until it is right (logged once) or `stop` (C1's shutdown) is called.
  */
-export function watchC2(link: C2Link, keys: C1Keys, log: Logger, options: C2RetryOptions = C2_RETRY): { stop(): void } {
+export function watchC2(
+  link: C2Link,
+  keys: C1Keys,
+  collectionId: () => Buffer | undefined,
+  log: Logger,
+  options: C2RetryOptions = C2_RETRY,
+): { stop(): void } {
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let wake: (() => void) | undefined;
@@ -62,7 +79,7 @@ export function watchC2(link: C2Link, keys: C1Keys, log: Logger, options: C2Retr
     let logged: string | undefined;
     let wait = options.firstRetryMs;
     for (;;) {
-      const found = await c2Problem(link, keys);
+      const found = await c2Problem(link, keys, collectionId());
       if (stopped) return;
       if (!found) return log.info({ c2: link.address, after: logged ?? 'start' }, `C2 at ${link.address} reachable`);
       if (found.problem !== logged) {

@@ -5,7 +5,9 @@ import {
   callerOf,
   concurrencyLimit,
   layoutsToWire,
+  resourceExhausted,
   throttleProgress,
+  UploadAssembly,
   progressToWire,
   type FastC1Crypto,
   type C1Crypto,
@@ -34,6 +36,8 @@ export interface DatabaseDeps {
   batchConcurrency?: number;
   /** Where every query waits for its place (admission.ts). */
   admission: AdmissionQueue;
+  /** An upload in parts idle this long is refused (default UPLOAD_PART_IDLE_MS). */
+  uploadPartIdleMs?: number;
 }
 
 /** What admission reads from a query's call: who calls (the verified certificate), until when, and whether it hung up. */
@@ -52,6 +56,16 @@ function cancelSignal(call: QueryCall): AbortSignal {
 
 const deadlineMs = (deadline: Deadline): number => (deadline instanceof Date ? deadline.getTime() : deadline);
 
+/**
+ * Uploads in parts C1 takes at once, and the bulk each may announce: what
+ * uploads in parts can make C1 hold is at most their product (2 GiB). 1 GiB
+ * is a group of 30 records of 256x256 in the paper's layout at 2048 bits.
+ */
+export const UPLOADS_IN_PARTS = 2;
+export const MAX_UPLOAD_IN_PARTS_BYTES = 2 ** 30;
+/** An upload in parts that sends nothing for this long gives up its place (the owner's parts come seconds apart). */
+export const UPLOAD_PART_IDLE_MS = 60_000;
+
 /** Two at once keep both cores busy between one query's rounds with C2. */
 export const BATCH_CONCURRENCY = 2;
 
@@ -59,7 +73,8 @@ export const BATCH_CONCURRENCY = 2;
 export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
   const { store, crypto, codec, log } = deps;
   const pk = crypto.publicKey;
-  const { unary, stream, failed } = handlers(log);
+  const { unary, clientStream, stream, failed } = handlers(log);
+  let uploadsInParts = 0;
 
   const checks = new RequestChecks(pk, codec);
 
@@ -101,6 +116,31 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
       const { stored, replaced } = store.upsertGroup(shape, change, records);
       return { stored, replaced, total: BigInt(store.count) };
     }),
+
+    // The same checks and the one transaction as Upload, once the last part is in: a stream cut off stores nothing.
+    uploadInParts: clientStream<wire.UploadPart, wire.UploadReply>(
+      'UploadInParts',
+      deps.uploadPartIdleMs ?? UPLOAD_PART_IDLE_MS,
+      async (parts, _requestId, fields) => {
+        if (uploadsInParts >= UPLOADS_IN_PARTS)
+          throw resourceExhausted(`C1 is taking ${UPLOADS_IN_PARTS} uploads in parts already: try again when one is done`);
+        uploadsInParts++;
+        try {
+          const assembly = new UploadAssembly(pk.cipherBytes, MAX_UPLOAD_IN_PARTS_BYTES);
+          let count = 0;
+          for await (const part of parts) {
+            assembly.add(part);
+            count++;
+          }
+          fields.parts = count;
+          const { shape, change, records } = checks.upload(assembly.finish());
+          const { stored, replaced } = store.upsertGroup(shape, change, records);
+          return { stored, replaced, total: BigInt(store.count) };
+        } finally {
+          uploadsInParts--;
+        }
+      },
+    ),
 
     delete: unary<wire.DeleteRequest, wire.DeleteReply>('Delete', (req) => {
       const { tags, changes } = checks.delete(req);

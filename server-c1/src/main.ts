@@ -25,6 +25,8 @@ export interface C1Config {
   c2Retry?: C2RetryOptions;
   /** How many queries run and wait at once, per caller and in all (docs/SECURITY.md); the defaults when omitted. */
   admission?: Partial<AdmissionLimits>;
+  /** An upload in parts that sends no part for this long is refused and gives up its place (default UPLOAD_PART_IDLE_MS). */
+  uploadPartIdleMs?: number;
 }
 
 export interface RunningC1 extends RunningDaemon {
@@ -49,9 +51,10 @@ export async function startC1(config: C1Config): Promise<RunningC1> {
     queryTimeoutMs: config.queryTimeoutMs ?? 60 * 60_000,
     batchConcurrency: config.batchConcurrency,
     admission,
+    uploadPartIdleMs: config.uploadPartIdleMs,
   });
   // In the background: C1 serves whatever C2 does; the watch only tells the operator (and stops with C1).
-  const watch = watchC2(c2, { pk2: pk, pk1: config.fast.sk1.publicKey }, config.log, config.c2Retry);
+  const watch = watchC2(c2, { pk2: pk, pk1: config.fast.sk1.publicKey }, () => store.collectionId(), config.log, config.c2Retry);
   const daemon = await serveDaemon({
     name: 'C1',
     listen: config.listen,

@@ -149,6 +149,7 @@ export function retrievalService(deps: C2ServiceDeps, openSessions: () => number
       pendingRetrievals: deps.retrievals.size,
       replicaRecords: BigInt(deps.replica.count),
       pk1Fingerprint: deps.fast.crypto.pk1.fingerprint(),
+      collectionId: deps.replica.collectionId() ?? Buffer.alloc(0),
     })),
     // The caller's verified certificate is on the call, not the request: read it there.
     putShare: (call: ServerUnaryCall<wire.QueryShare, wire.ShareTicket>, callback) =>

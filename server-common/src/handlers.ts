@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import type { Metadata, sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
-import { toStatus, type Logger, type StatusObject } from '@fnn/shared';
+import type { Metadata, sendUnaryData, ServerReadableStream, ServerUnaryCall } from '@grpc/grpc-js';
+import { invalidInput, resourceExhausted, toStatus, type Logger, type StatusObject } from '@fnn/shared';
 import { DataLossError, DiskFullError } from './collection-database';
 
 // The one wrapper between a daemon's gRPC handlers and its callers: errors
@@ -36,6 +36,17 @@ export interface Handlers {
     rpc: string,
     handler: (req: Req, requestId: string, fields: LogFields) => Res | Promise<Res>,
   ): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void;
+  /**
+   * A client-streaming handler: the reply to the parts the caller sent, or the
+   * status of what it threw. The parts end in a refusal when the caller
+   * cancels, or sends no part for `idleMs` (a silent caller does not hold what
+   * the handler took until its own deadline, which it may not have set).
+   */
+  clientStream<Part, Res>(
+    rpc: string,
+    idleMs: number,
+    handler: (parts: AsyncIterable<Part>, requestId: string, fields: LogFields) => Promise<Res>,
+  ): (call: ServerReadableStream<Part, Res>, callback: sendUnaryData<Res>) => void;
   /**
    * A streaming call: `run` writes the replies and ends the call; if it throws,
    * the call ends with the status of what it threw (unless the caller hung up).
@@ -85,12 +96,56 @@ export function handlers(log: Logger): Handlers {
         r.ok ? callback(null, r.value) : callback(r.status),
       );
     },
+    clientStream: (rpc, idleMs, handler) => (call, callback) => {
+      const requestId = requestIdOf(call.metadata);
+      void settle(rpc, requestId, (fields) => handler(partsOf(call, idleMs), requestId, fields), OK_FAILED).then((r) =>
+        r.ok ? callback(null, r.value) : callback(r.status),
+      );
+    },
     stream: async (rpc, call, work, lines = OK_FAILED) => {
       const requestId = requestIdOf(call.metadata);
       const r = await settle(rpc, requestId, (fields) => work(requestId, fields), lines);
       if (!r.ok && !call.cancelled) call.emit('error', r.status);
     },
   };
+}
+
+/**
+ * A client stream's parts, ending in a refusal when the caller cancels (grpc-js
+ * then ends the stream with neither 'end' nor 'error': a handler waiting for
+ * the next part would wait for good) or goes `idleMs` without a part.
+ */
+async function* partsOf<Part>(call: ServerReadableStream<Part, unknown>, idleMs: number): AsyncGenerator<Part> {
+  let onCancel!: () => void;
+  const cancelled = new Promise<never>((_, reject) => {
+    onCancel = () => reject(invalidInput('the caller cancelled the stream before its end'));
+  });
+  cancelled.catch(() => {});
+  call.on('cancelled', onCancel);
+  if (call.cancelled) onCancel();
+  const parts = call[Symbol.asyncIterator]() as AsyncIterator<Part>;
+  let timer: NodeJS.Timeout | undefined;
+  const idle = () =>
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(resourceExhausted(`no part of the stream arrived for ${idleMs / 1000} s: its place is given up`)),
+        idleMs,
+      );
+    });
+  try {
+    for (;;) {
+      const next = await Promise.race([parts.next(), cancelled, idle()]);
+      clearTimeout(timer);
+      if (next.done) return;
+      yield next.value;
+    }
+  } finally {
+    clearTimeout(timer);
+    call.off('cancelled', onCancel);
+    // The stream is done with: grpc-js stops reading it and frees what it buffered.
+    call.destroy();
+    void parts.return?.();
+  }
 }
 
 const OK_FAILED: LogLines = { ok: 'ok', failed: 'failed' };

@@ -63,3 +63,4 @@ export * from './wire/standard-services';
 export * from './crypto/pool';
 export * from './crypto/multiexp';
 export * from './encoding/sealed-image';
+export * from './wire/upload-parts';

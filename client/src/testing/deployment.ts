@@ -1,12 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
+import Database from 'better-sqlite3';
 import { Client, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import * as wire from '@fnn/proto';
 import {
   CollectionWriter,
   encodePng,
   MESSAGE_SIZE_OPTIONS,
+  openSealedImage,
   type GroupOutcome,
   type Layout,
   type OwnerLink,
@@ -41,6 +43,23 @@ export async function makeKeys(dir: string, bits = 512): Promise<Keys> {
   const pk = loadPublicKey(dir);
   const pk1 = loadC1PublicKey(dir);
   return { dir, pk, sk: loadSecretKey(dir, pk), pk1, sk1: loadC1SecretKey(dir, pk1), recordKey: loadRecordKey(dir) };
+}
+
+/** What C1 holds by its own file (read-only, C1 dead or alive): ID and image of every record, in upload order. */
+export function heldByC1(c1Db: string, keys: Keys): { id: string; pixels: Uint16Array }[] {
+  const db = new Database(c1Db, { readonly: true, fileMustExist: true });
+  try {
+    const rows = db.prepare('SELECT encrypted_id, sealed_image FROM records ORDER BY seq').all() as {
+      encrypted_id: Buffer;
+      sealed_image: Buffer;
+    }[];
+    return rows.map((r) => ({
+      id: keys.recordKey.decryptId(r.encrypted_id),
+      pixels: openSealedImage(keys.recordKey, r.sealed_image).pixels,
+    }));
+  } finally {
+    db.close();
+  }
 }
 
 /** The flag every daemon and CLI run of these tests carries: plaintext, no certificates, no role checks. */

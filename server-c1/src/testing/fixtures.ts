@@ -265,6 +265,8 @@ export interface FixtureOptions {
   empty?: boolean;
   /** A pair on fresh databases, uploaded without the paper's layout (LEAN_SIZE records). */
   lean?: boolean;
+  /** Main C1's wait for the next part of an upload in parts (default: the daemon's). */
+  uploadPartIdleMs?: number;
 }
 
 /**
@@ -334,7 +336,7 @@ export class Fixture {
 
   async start(options: FixtureOptions): Promise<void> {
     this.c2 = await startC2(this.c2Config('127.0.0.1:0'));
-    this.c1 = await this.startedC1(this.c2.address, 'c1.db');
+    this.c1 = await this.startedC1(this.c2.address, 'c1.db', { uploadPartIdleMs: options.uploadPartIdleMs });
     this.main = this.deployment('main', this.c1.address, this.c2.address, WITH_PAPER_LAYOUT);
     this.secure = new wire.SecureComputationClient(this.c2.address, credentials.createInsecure());
     this.clients.push(this.secure);
@@ -397,7 +399,11 @@ export class Fixture {
     };
   }
 
-  private async startedC1(c2Address: string, file: string, over: { log?: Logger; store?: RecordStore } = {}): Promise<RunningDaemon> {
+  private async startedC1(
+    c2Address: string,
+    file: string,
+    over: { log?: Logger; store?: RecordStore; uploadPartIdleMs?: number } = {},
+  ): Promise<RunningDaemon> {
     const c1 = await startC1({ ...this.c1Config(c2Address, file), ...over });
     this.daemons.c1.push(c1);
     return c1;

@@ -20,7 +20,7 @@ import { BLINDING_SEED_BYTES, RetrievalBlinding, RetrievalStore } from './retrie
 // chunk by chunk, C2's m + r to the doctor part by part, the doctor's
 // reassembly; and C2 refusing a C1 that sends chunks out of order, too many,
 // too large, or more than its store holds. (The same through the daemons with
-// a small message limit: client/src/paper-retrieval-chunks.e2e.test.ts.)
+// a small message limit: client/src/paper-layout-in-parts.e2e.test.ts.)
 
 let pk: PublicKey;
 let sk: SecretKey;

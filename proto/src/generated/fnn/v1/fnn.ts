@@ -14,7 +14,9 @@ import {
   type ClientOptions,
   type ClientReadableStream,
   type ClientUnaryCall,
+  type ClientWritableStream,
   type handleBidiStreamingCall,
+  type handleClientStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
@@ -345,6 +347,32 @@ export interface UploadRequest {
   /** the layouts the records carry; fixed by a collection's first upload */
   layouts: Layout[];
   group: GroupChange | undefined;
+}
+
+/**
+ * An UploadRequest too large for one message: first its head (the request
+ * with every record's pixels E(x_1) .. E(x_d) and the group's distance column
+ * left out), then those values in order, record by record and then the
+ * column, split anywhere. C1 holds them until the stream ends, then checks and
+ * stores the whole request in one transaction, as for Upload: an upload cut
+ * off stores nothing.
+ */
+export interface UploadPart {
+  part: { $case: "head"; value: UploadHead } | { $case: "values"; value: UploadValues } | undefined;
+}
+
+export interface UploadHead {
+  request:
+    | UploadRequest
+    | undefined;
+  /** values that follow for each record (0: its pixels are in the head) */
+  pixelsPerRecord: number;
+  /** values that follow for the group's distance column (0: in the head) */
+  distanceValues: number;
+}
+
+export interface UploadValues {
+  values: Buffer[];
 }
 
 export interface UploadReply {
@@ -833,6 +861,8 @@ export interface KeyHolderStatus {
   replicaRecords: bigint;
   /** C1's key, under which C2's replica is (C1 checks it is its own at start) */
   pk1Fingerprint: string;
+  /** the collection C2's replica belongs to (empty until its first change); C1 checks it at start */
+  collectionId: Buffer;
 }
 
 function createBaseEncryptedRecord(): EncryptedRecord {
@@ -2583,6 +2613,289 @@ export const UploadRequest: MessageFns<UploadRequest> = {
     message.group = (object.group !== undefined && object.group !== null)
       ? GroupChange.fromPartial(object.group)
       : undefined;
+    return message;
+  },
+};
+
+function createBaseUploadPart(): UploadPart {
+  return { part: undefined };
+}
+
+export const UploadPart: MessageFns<UploadPart> = {
+  encode(message: UploadPart, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.part?.$case) {
+      case "head":
+        UploadHead.encode(message.part.value, writer.uint32(10).fork()).join();
+        break;
+      case "values":
+        UploadValues.encode(message.part.value, writer.uint32(18).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UploadPart {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUploadPart();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.part = { $case: "head", value: UploadHead.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.part = { $case: "values", value: UploadValues.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UploadPart {
+    return {
+      part: isSet(object.head)
+        ? { $case: "head", value: UploadHead.fromJSON(object.head) }
+        : isSet(object.values)
+        ? { $case: "values", value: UploadValues.fromJSON(object.values) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: UploadPart): unknown {
+    const obj: any = {};
+    if (message.part?.$case === "head") {
+      obj.head = UploadHead.toJSON(message.part.value);
+    } else if (message.part?.$case === "values") {
+      obj.values = UploadValues.toJSON(message.part.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<UploadPart>): UploadPart {
+    return UploadPart.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UploadPart>): UploadPart {
+    const message = createBaseUploadPart();
+    switch (object.part?.$case) {
+      case "head": {
+        if (object.part?.value !== undefined && object.part?.value !== null) {
+          message.part = { $case: "head", value: UploadHead.fromPartial(object.part.value) };
+        }
+        break;
+      }
+      case "values": {
+        if (object.part?.value !== undefined && object.part?.value !== null) {
+          message.part = { $case: "values", value: UploadValues.fromPartial(object.part.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseUploadHead(): UploadHead {
+  return { request: undefined, pixelsPerRecord: 0, distanceValues: 0 };
+}
+
+export const UploadHead: MessageFns<UploadHead> = {
+  encode(message: UploadHead, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.request !== undefined) {
+      UploadRequest.encode(message.request, writer.uint32(10).fork()).join();
+    }
+    if (message.pixelsPerRecord !== 0) {
+      writer.uint32(16).uint32(message.pixelsPerRecord);
+    }
+    if (message.distanceValues !== 0) {
+      writer.uint32(24).uint32(message.distanceValues);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UploadHead {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUploadHead();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.request = UploadRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pixelsPerRecord = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.distanceValues = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UploadHead {
+    return {
+      request: isSet(object.request) ? UploadRequest.fromJSON(object.request) : undefined,
+      pixelsPerRecord: isSet(object.pixelsPerRecord)
+        ? globalThis.Number(object.pixelsPerRecord)
+        : isSet(object.pixels_per_record)
+        ? globalThis.Number(object.pixels_per_record)
+        : 0,
+      distanceValues: isSet(object.distanceValues)
+        ? globalThis.Number(object.distanceValues)
+        : isSet(object.distance_values)
+        ? globalThis.Number(object.distance_values)
+        : 0,
+    };
+  },
+
+  toJSON(message: UploadHead): unknown {
+    const obj: any = {};
+    if (message.request !== undefined) {
+      obj.request = UploadRequest.toJSON(message.request);
+    }
+    if (message.pixelsPerRecord !== 0) {
+      obj.pixelsPerRecord = Math.round(message.pixelsPerRecord);
+    }
+    if (message.distanceValues !== 0) {
+      obj.distanceValues = Math.round(message.distanceValues);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<UploadHead>): UploadHead {
+    return UploadHead.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UploadHead>): UploadHead {
+    const message = createBaseUploadHead();
+    message.request = (object.request !== undefined && object.request !== null)
+      ? UploadRequest.fromPartial(object.request)
+      : undefined;
+    message.pixelsPerRecord = object.pixelsPerRecord ?? 0;
+    message.distanceValues = object.distanceValues ?? 0;
+    return message;
+  },
+};
+
+function createBaseUploadValues(): UploadValues {
+  return { values: [] };
+}
+
+export const UploadValues: MessageFns<UploadValues> = {
+  encode(message: UploadValues, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.values) {
+      writer.uint32(10).bytes(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UploadValues {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUploadValues();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.values.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UploadValues {
+    return {
+      values: globalThis.Array.isArray(object?.values)
+        ? object.values.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+    };
+  },
+
+  toJSON(message: UploadValues): unknown {
+    const obj: any = {};
+    if (message.values?.length) {
+      obj.values = message.values.map((e) => base64FromBytes(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<UploadValues>): UploadValues {
+    return UploadValues.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UploadValues>): UploadValues {
+    const message = createBaseUploadValues();
+    message.values = object.values?.map((e) => e) || [];
     return message;
   },
 };
@@ -8710,6 +9023,7 @@ function createBaseKeyHolderStatus(): KeyHolderStatus {
     pendingRetrievals: 0,
     replicaRecords: 0n,
     pk1Fingerprint: "",
+    collectionId: Buffer.alloc(0),
   };
 }
 
@@ -8735,6 +9049,9 @@ export const KeyHolderStatus: MessageFns<KeyHolderStatus> = {
     }
     if (message.pk1Fingerprint !== "") {
       writer.uint32(50).string(message.pk1Fingerprint);
+    }
+    if (message.collectionId.length !== 0) {
+      writer.uint32(58).bytes(message.collectionId);
     }
     return writer;
   },
@@ -8800,6 +9117,14 @@ export const KeyHolderStatus: MessageFns<KeyHolderStatus> = {
             message.pk1Fingerprint = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.collectionId = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -8844,6 +9169,11 @@ export const KeyHolderStatus: MessageFns<KeyHolderStatus> = {
         : isSet(object.pk1_fingerprint)
         ? globalThis.String(object.pk1_fingerprint)
         : "",
+      collectionId: isSet(object.collectionId)
+        ? Buffer.from(bytesFromBase64(object.collectionId))
+        : isSet(object.collection_id)
+        ? Buffer.from(bytesFromBase64(object.collection_id))
+        : Buffer.alloc(0),
     };
   },
 
@@ -8867,6 +9197,9 @@ export const KeyHolderStatus: MessageFns<KeyHolderStatus> = {
     if (message.pk1Fingerprint !== "") {
       obj.pk1Fingerprint = message.pk1Fingerprint;
     }
+    if (message.collectionId.length !== 0) {
+      obj.collectionId = base64FromBytes(message.collectionId);
+    }
     return obj;
   },
 
@@ -8883,6 +9216,7 @@ export const KeyHolderStatus: MessageFns<KeyHolderStatus> = {
       ? BigInt(object.replicaRecords)
       : 0n;
     message.pk1Fingerprint = object.pk1Fingerprint ?? "";
+    message.collectionId = object.collectionId ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -8902,6 +9236,19 @@ export const DatabaseService = {
     responseStream: false as const,
     requestSerialize: (value: UploadRequest): Buffer => Buffer.from(UploadRequest.encode(value).finish()),
     requestDeserialize: (value: Buffer): UploadRequest => UploadRequest.decode(value),
+    responseSerialize: (value: UploadReply): Buffer => Buffer.from(UploadReply.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UploadReply => UploadReply.decode(value),
+  },
+  /**
+   * The same, for an upload above the message limit (the paper's layout at
+   * 256x256 and up): the request in parts, stored when the stream ends.
+   */
+  uploadInParts: {
+    path: "/fnn.v1.Database/UploadInParts" as const,
+    requestStream: true as const,
+    responseStream: false as const,
+    requestSerialize: (value: UploadPart): Buffer => Buffer.from(UploadPart.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UploadPart => UploadPart.decode(value),
     responseSerialize: (value: UploadReply): Buffer => Buffer.from(UploadReply.encode(value).finish()),
     responseDeserialize: (value: Buffer): UploadReply => UploadReply.decode(value),
   },
@@ -8994,6 +9341,11 @@ export const DatabaseService = {
 export interface DatabaseServer extends UntypedServiceImplementation {
   /** Records into one group, with the group's new packed columns; one transaction. */
   upload: handleUnaryCall<UploadRequest, UploadReply>;
+  /**
+   * The same, for an upload above the message limit (the paper's layout at
+   * 256x256 and up): the request in parts, stored when the stream ends.
+   */
+  uploadInParts: handleClientStreamingCall<UploadPart, UploadReply>;
   /** Records out, with the new packed columns of every group that loses a member. */
   delete: handleUnaryCall<DeleteRequest, DeleteReply>;
   query: handleUnaryCall<QueryRequest, QueryReply>;
@@ -9033,6 +9385,26 @@ export interface DatabaseClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: UploadReply) => void,
   ): ClientUnaryCall;
+  /**
+   * The same, for an upload above the message limit (the paper's layout at
+   * 256x256 and up): the request in parts, stored when the stream ends.
+   */
+  uploadInParts(
+    callback: (error: ServiceError | null, response: UploadReply) => void,
+  ): ClientWritableStream<UploadPart>;
+  uploadInParts(
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UploadReply) => void,
+  ): ClientWritableStream<UploadPart>;
+  uploadInParts(
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UploadReply) => void,
+  ): ClientWritableStream<UploadPart>;
+  uploadInParts(
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UploadReply) => void,
+  ): ClientWritableStream<UploadPart>;
   /** Records out, with the new packed columns of every group that loses a member. */
   delete(
     request: DeleteRequest,

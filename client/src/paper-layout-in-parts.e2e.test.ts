@@ -20,13 +20,15 @@ import {
   type Keys,
 } from './testing/deployment';
 
-// The paper protocols' retrieval (docs/PROTOCOLS.md §2.7) through the real
-// daemons and CLI, with every program's gRPC message limit lowered so far that
-// the old single-message retrieval could not pass: k = 5 results of 8x8 at
-// 1024 bits are 5 x 64 x 256 bytes = 80 KiB of E(m + r), the limit 48 KiB.
-// fnn and bf must still return exactly the plaintext nearest neighbours,
-// their images too. (The same at 256x256 with 2048-bit keys, heavy: the
-// manual command in docs/BENCHMARKS.md.)
+// The paper's layout through the real daemons and CLI, with every program's
+// gRPC message limit lowered so far that neither the upload nor the retrieval
+// fits one message. The upload of a group (its records' E(x_1) .. E(x_d) and
+// its distance column) goes to C1 in parts (Database.UploadInParts); the
+// paper protocols' retrieval (docs/PROTOCOLS.md §2.7) goes in chunks: k = 5
+// results of 8x8 at 1024 bits are 5 x 64 x 256 bytes = 80 KiB of E(m + r),
+// the limit 48 KiB. fnn and bf must still return exactly the plaintext
+// nearest neighbours, their images too. (The same at 256x256 with 2048-bit
+// keys, heavy: the manual command in docs/BENCHMARKS.md.)
 
 const W = 8;
 const H = 8;
@@ -46,15 +48,15 @@ beforeAll(async () => {
   keys = await makeKeys(join(work, 'keys'), 1024);
   c2 = await startC2(keys, join(work, 'c2.db'), '127.0.0.1:0', env);
   c1 = await startC1(keys, join(work, 'c1.db'), c2.address, '127.0.0.1:0', env);
-  // One image per `fnn upload`: a group's upload of several 8x8 records would itself pass the lowered limit.
+  // One `fnn upload` of all: each group's upload is far above the lowered limit.
   const dir = freshDir(join(work, 'images'));
-  for (let i = 0; i < 7; i++) {
+  const files = Array.from({ length: 7 }, (_, i) => {
     const pixels = randomPixels(D);
-    const file = writeImage(join(dir, `scan-${i}.png`), pixels, W, H);
-    const up = await runCli(['upload', file, ...conn(c1, c2, keys), '--json'], env);
-    expect(up.code, up.stderr).toBe(0);
     images.set(`scan-${i}.png`, pixels);
-  }
+    return writeImage(join(dir, `scan-${i}.png`), pixels, W, H);
+  });
+  const up = await runCli(['upload', ...files, ...conn(c1, c2, keys), '--json'], env);
+  expect(up.code, up.stderr).toBe(0);
 });
 
 afterAll(async () => {
@@ -63,7 +65,14 @@ afterAll(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-describe('the paper retrieval in chunks below a small message limit', () => {
+const logLines = (d: Daemon, rpc: string) =>
+  d
+    .log()
+    .split('\n')
+    .filter((l) => l.includes(`"rpc":"${rpc}"`))
+    .map((l) => JSON.parse(l) as { parts?: number; msg: string });
+
+describe("the paper's layout in parts below a small message limit", () => {
   it('the daemons hold the lowered limit: a message above it is refused by C1 and by C2', async () => {
     const c = connect(c1.address, c2.address);
     try {
@@ -80,6 +89,18 @@ describe('the paper retrieval in chunks below a small message limit', () => {
       expect(Code[slots.code], slots.details).toBe('RESOURCE_EXHAUSTED');
     } finally {
       c.close();
+    }
+  });
+
+  it('the upload went to C1 in parts, one stream per group, each a head and several parts of values', () => {
+    // Above half the limit an upload goes in parts: one record's E(x_1) .. E(x_d) and the group's distance column are.
+    expect(2 * D * keys.pk.cipherBytes, 'bytes of the smallest group upload').toBeGreaterThan(LIMIT / 2);
+    const inParts = logLines(c1, 'UploadInParts');
+    expect(inParts.length, 'the upload in parts').toBeGreaterThanOrEqual(1);
+    expect(logLines(c1, 'Upload'), 'no group uploaded in one message').toEqual([]);
+    for (const line of inParts) {
+      expect(line.msg).toBe('ok');
+      expect(line.parts, 'a head and several parts of values').toBeGreaterThan(2);
     }
   });
 
@@ -112,12 +133,8 @@ describe('the paper retrieval in chunks below a small message limit', () => {
         Array.from(images.get(r.id)!),
       );
     // C2 took the retrieval in several chunks and gave it back in several parts.
-    const retrieve = c2
-      .log()
-      .split('\n')
-      .filter((l) => l.includes('"rpc":"Retrieve"'))
-      .at(-1);
+    const retrieve = logLines(c2, 'Retrieve').at(-1);
     expect(retrieve, "C2's log line of the Retrieve").toBeDefined();
-    expect((JSON.parse(retrieve!) as { parts: number }).parts, 'Retrieve answered in more than one part').toBeGreaterThan(1);
+    expect(retrieve!.parts, 'Retrieve answered in more than one part').toBeGreaterThan(1);
   });
 });
