@@ -10,6 +10,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { decodePng, plaintextNearest } from '@fnn/shared';
+import '../ip-servername-warning';
 import { issueAuthority, issueParty } from '../certificates';
 import { jsonLines, runCli, startDaemon, type Daemon } from '../harness';
 import { transportFrom } from '../tls-files';
