@@ -33,7 +33,9 @@ format: install
 	npx prettier --write --log-level warn .
 
 # Faults and load (*.soak.test.ts, vitest.soak.config.mts): C2 killed mid-query
-# 20 times, C1 killed mid-upload 20 times, 8 concurrent clients; real daemons.
+# 20 times, C1 killed mid-upload 20 times, C1 and C2 killed in group changes 20
+# times each, C1's database on a full 8 MiB tmpfs (mounted: needs root), 8
+# concurrent clients; real daemons.
 soak: build
 	npx vitest run --config vitest.soak.config.mts
 

@@ -22,6 +22,7 @@ const CLINICIANS: readonly Role[] = ['owner', 'doctor'];
 export const ACCESS_POLICY: Readonly<Record<string, Allowed>> = {
   // C1
   [DatabaseService.upload.path]: OWNER,
+  [DatabaseService.uploadInParts.path]: OWNER,
   [DatabaseService.delete.path]: OWNER,
   [DatabaseService.allocateSlots.path]: OWNER,
   // The members' sealed images: only the owner's record key opens them, but only the owner needs them.
