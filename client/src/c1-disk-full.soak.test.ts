@@ -93,7 +93,7 @@ describe("C1's database on a full tmpfs", () => {
       'the fast query over every stored record is not exact',
     ).toEqual(want.map((w) => [w.id, w.distance.toString()]));
     console.log(
-      `C1's disk full at batch ${batches} of ${BATCH}; ${held.length} records held; fnn check ${firstCheck === EXIT.ok ? 'agreed at once' : `exited ${firstCheck} until fnn repair`}`,
+      `C1's disk full at batch ${batches} (${BATCH} images each); ${held.length} records held; fnn check ${firstCheck === EXIT.ok ? 'agreed at once' : `exited ${firstCheck} until fnn repair`}`,
     );
   });
 });
