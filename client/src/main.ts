@@ -120,9 +120,16 @@ tlsOptions(
     .addOption(new Option('--listen <host:port>', 'address to bind (port 0: a free port)').env('FNN_C1_LISTEN').default('127.0.0.1:50051'))
     .addOption(new Option('--db <file>', 'SQLite database').env('FNN_DB').default('fnn-c1.db'))
     .addOption(keys())
-    .addOption(c2().default('127.0.0.1:50052')),
+    .addOption(c2().default('127.0.0.1:50052'))
+    .addOption(
+      new Option('--query-timeout <seconds>', "longest a query may run at C1 and C2 (the paper's protocols at 256x256 take longer)")
+        .env('FNN_QUERY_TIMEOUT')
+        .default('3600'),
+    ),
 ).action(
-  action(async (o: { listen: string; keys: string; db: string; c2: string } & TlsFlags) => runC1(daemonLogger('c1'), secured(o, ['c1']))),
+  action(async (o: { listen: string; keys: string; db: string; c2: string; queryTimeout: string } & TlsFlags) =>
+    runC1(daemonLogger('c1'), secured(o, ['c1'])),
+  ),
 );
 
 tlsOptions(

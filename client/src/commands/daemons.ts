@@ -23,10 +23,13 @@ export async function runC2(log: Logger, options: { listen: string; keys: string
 
 export async function runC1(
   log: Logger,
-  options: { listen: string; keys: string; db: string; c2: string; transport: Transport },
+  options: { listen: string; keys: string; db: string; c2: string; queryTimeout: string; transport: Transport },
 ): Promise<void> {
   const listen = checkAddress(options.listen, '--listen', 'FNN_C1_LISTEN');
   const c2Address = checkAddress(options.c2, '--c2', 'FNN_C2');
+  const queryTimeoutMs = Number(options.queryTimeout) * 1000;
+  if (!(queryTimeoutMs > 0) || !Number.isFinite(queryTimeoutMs))
+    throw new CliError('usage', '--query-timeout must be a positive number of seconds');
   const pk2 = loadPublicKey(options.keys);
   const sk1 = loadC1SecretKey(options.keys);
   sameSize(pk2, sk1.publicKey);
@@ -36,6 +39,7 @@ export async function runC1(
     listen,
     dbPath: options.db,
     c2Address,
+    queryTimeoutMs,
     crypto: crypto.evaluator,
     fast,
     log,
