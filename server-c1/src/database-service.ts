@@ -1,7 +1,8 @@
 import { status, type Deadline, type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream } from '@grpc/grpc-js';
 import * as wire from '@fnn/proto';
-import { damagedToWire, handlers, requestIdOf } from '@fnn/server-common';
+import { damagedToWire, handlers, requestIdOf, type LogFields } from '@fnn/server-common';
 import {
+  callerIdentity,
   callerOf,
   concurrencyLimit,
   layoutsToWire,
@@ -11,6 +12,7 @@ import {
   progressToWire,
   type FastC1Crypto,
   type C1Crypto,
+  type CallObserver,
   type Logger,
   type ProgressListener,
   type WireCodec,
@@ -38,6 +40,8 @@ export interface DatabaseDeps {
   admission: AdmissionQueue;
   /** An upload in parts idle this long is refused (default UPLOAD_PART_IDLE_MS). */
   uploadPartIdleMs?: number;
+  /** Hears of every call once it has ended (the audit trail and the metrics). */
+  observe?: CallObserver;
 }
 
 /** What admission reads from a query's call: who calls (the verified certificate), until when, and whether it hung up. */
@@ -73,7 +77,7 @@ export const BATCH_CONCURRENCY = 2;
 export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
   const { store, crypto, codec, log } = deps;
   const pk = crypto.publicKey;
-  const { unary, clientStream, stream, failed } = handlers(log);
+  const { unary, clientStream, stream, failed } = handlers(log, deps.observe);
   let uploadsInParts = 0;
 
   const checks = new RequestChecks(pk, codec);
@@ -89,8 +93,16 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
   };
 
   /** One query of any protocol: the shared part checked here, the rest by the protocol's module (registry). */
-  const runQuery = async (req: wire.QueryRequest, requestId: string, onProgress?: ProgressListener): Promise<wire.QueryReply> => {
+  const runQuery = async (
+    req: wire.QueryRequest,
+    requestId: string,
+    fields: LogFields,
+    onProgress?: ProgressListener,
+  ): Promise<wire.QueryReply> => {
     const { protocol, k, query } = checks.query(req, store.shape());
+    // What the call's log line, the audit trail and the metrics say of it: the protocol and k, and how many records it weighed.
+    fields.protocol = protocol.name;
+    fields.k = k;
     const started = Date.now();
     const { answer, stats } = await protocol.c1.answer(
       {
@@ -106,14 +118,17 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
       query,
     );
     const rejected = stats.bound?.rejected ?? 0n;
+    fields.records = Number(stats.total);
+    fields.rejected = Number(rejected);
     log.info({ requestId, protocol: protocol.name, k, total: stats.total, rejected, ms: Date.now() - started }, 'query done');
     return { tag: req.tag, stats: { ...stats, levels: stats.levels ?? [] }, answer };
   };
 
   return {
-    upload: unary<wire.UploadRequest, wire.UploadReply>('Upload', (req) => {
+    upload: unary<wire.UploadRequest, wire.UploadReply>('Upload', (req, _requestId, fields) => {
       const { shape, change, records } = checks.upload(req);
       const { stored, replaced } = store.upsertGroup(shape, change, records);
+      Object.assign(fields, { group: change.group, stored, replaced });
       return { stored, replaced, total: BigInt(store.count) };
     }),
 
@@ -135,6 +150,7 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
           fields.parts = count;
           const { shape, change, records } = checks.upload(assembly.finish());
           const { stored, replaced } = store.upsertGroup(shape, change, records);
+          Object.assign(fields, { group: change.group, stored, replaced });
           return { stored, replaced, total: BigInt(store.count) };
         } finally {
           uploadsInParts--;
@@ -142,28 +158,29 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
       },
     ),
 
-    delete: unary<wire.DeleteRequest, wire.DeleteReply>('Delete', (req) => {
+    delete: unary<wire.DeleteRequest, wire.DeleteReply>('Delete', (req, _requestId, fields) => {
       const { tags, changes } = checks.delete(req);
-      return { deleted: store.delete(tags, changes), total: BigInt(store.count) };
+      const deleted = store.delete(tags, changes);
+      Object.assign(fields, { groups: changes.map((c) => c.group).join(','), deleted });
+      return { deleted, total: BigInt(store.count) };
     }),
 
     // The caller's verified certificate is on the call, not the request: read it there.
     query: (call: ServerUnaryCall<wire.QueryRequest, wire.QueryReply>, callback) => {
       const signal = cancelSignal(call);
-      unary<wire.QueryRequest, wire.QueryReply>('Query', (req, requestId) => admitted(call, signal, () => runQuery(req, requestId)))(
-        call,
-        callback,
-      );
+      unary<wire.QueryRequest, wire.QueryReply>('Query', (req, requestId, fields) =>
+        admitted(call, signal, () => runQuery(req, requestId, fields)),
+      )(call, callback);
     },
 
     queryWithProgress: (call: ServerWritableStream<wire.QueryRequest, wire.QueryEvent>) =>
-      void stream('QueryWithProgress', call, async (requestId) => {
+      void stream('QueryWithProgress', call, async (requestId, fields) => {
         // A doctor who hung up gets no more events; the search itself runs to its end, as for Query.
         const send = (event: wire.QueryEvent['event']) => {
           if (!call.cancelled && call.writable) call.write({ event });
         };
         const onProgress = throttleProgress((p) => send({ $case: 'progress', value: progressToWire(p) }), PROGRESS_INTERVAL_MS);
-        const reply = await admitted(call, cancelSignal(call), () => runQuery(call.request, requestId, onProgress));
+        const reply = await admitted(call, cancelSignal(call), () => runQuery(call.request, requestId, fields, onProgress));
         send({ $case: 'reply', value: reply });
         call.end();
       }),
@@ -205,11 +222,26 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
       call.on('data', (req: wire.QueryRequest) => {
         const requestId = `${batchId}.${++n}`;
         const started = Date.now();
+        const fields: LogFields = {};
+        // Each query of a batch is its own call for the audit trail and the metrics.
+        const observed = (code: status) =>
+          deps.observe?.({
+            rpc: 'BatchQuery',
+            requestId,
+            caller: callerIdentity(call.getAuthContext()?.sslPeerCertificate),
+            fields,
+            code,
+            ms: Date.now() - started,
+          });
         running.push(
-          limit(() => admitted(call, signal, () => runQuery(req, requestId))).then(
-            (reply) => void call.write(reply),
+          limit(() => admitted(call, signal, () => runQuery(req, requestId, fields))).then(
+            (reply) => {
+              observed(status.OK);
+              call.write(reply);
+            },
             (error) => {
-              const s = failed('BatchQuery', requestId, started, error);
+              const s = failed('BatchQuery', requestId, started, error, fields);
+              observed(s.code);
               const failure = { code: status[s.code] ?? String(s.code), message: s.details };
               call.write({ tag: req.tag, stats: undefined, answer: { $case: 'failure', value: failure } });
             },

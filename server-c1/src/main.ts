@@ -1,6 +1,14 @@
 import { DatabaseService } from '@fnn/proto';
-import { serveDaemon } from '@fnn/server-common';
-import { WireCodec, type C1Crypto, type FastC1Crypto, type Logger, type RunningDaemon, type Transport } from '@fnn/shared';
+import { observeAll, serveDaemon } from '@fnn/server-common';
+import {
+  WireCodec,
+  type C1Crypto,
+  type CallObserver,
+  type FastC1Crypto,
+  type Logger,
+  type RunningDaemon,
+  type Transport,
+} from '@fnn/shared';
 import { AdmissionQueue, DEFAULT_ADMISSION_LIMITS, type AdmissionLimits } from './admission';
 import { databaseService } from './database-service';
 import { C2Link } from './c2-link';
@@ -27,6 +35,8 @@ export interface C1Config {
   admission?: Partial<AdmissionLimits>;
   /** An upload in parts that sends no part for this long is refused and gives up its place (default UPLOAD_PART_IDLE_MS). */
   uploadPartIdleMs?: number;
+  /** Hear of every call once it ended or was refused (the audit trail, the metrics). */
+  observers?: CallObserver[];
 }
 
 export interface RunningC1 extends RunningDaemon {
@@ -41,7 +51,9 @@ export async function startC1(config: C1Config): Promise<RunningC1> {
   const store = config.store ?? new RecordStore(config.dbPath, pk);
   const c2 = new C2Link(config.c2Address, codec, config.transport);
   const admission = new AdmissionQueue({ ...DEFAULT_ADMISSION_LIMITS, ...config.admission });
+  const observe = observeAll(config.observers);
   const service = databaseService({
+    observe,
     store,
     crypto: config.crypto,
     codec,
@@ -61,6 +73,7 @@ export async function startC1(config: C1Config): Promise<RunningC1> {
     transport: config.transport,
     log: config.log,
     services: [{ definition: DatabaseService, implementation: service }],
+    onRefused: observe,
     facts: { records: store.count, c2: config.c2Address, keyBits: pk.bits },
     close: () => {
       watch.stop();

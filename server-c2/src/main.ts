@@ -1,5 +1,5 @@
 import { ReplicaService, RetrievalService, SecureComputationService } from '@fnn/proto';
-import { serveDaemon } from '@fnn/server-common';
+import { observeAll, serveDaemon } from '@fnn/server-common';
 import {
   DEFAULT_TICKET_LIMITS,
   RetrievalStore,
@@ -9,6 +9,7 @@ import {
   WireCodec,
   type FastC2Crypto,
   type C2Crypto,
+  type CallObserver,
   type Logger,
   type QueryShares,
   type RunningDaemon,
@@ -27,6 +28,8 @@ export interface C2Config {
   transport: Transport;
   /** What callers may fill at C2 (docs/SECURITY.md); the defaults when omitted. */
   limits?: Partial<C2Limits>;
+  /** Hear of every call once it ended or was refused (the audit trail, the metrics). */
+  observers?: CallObserver[];
 }
 
 export interface C2Limits {
@@ -64,6 +67,7 @@ export async function startC2(config: C2Config): Promise<RunningC2> {
     sessions: limits.sessions,
     codec: new WireCodec(pk.cipherBytes),
     log: config.log,
+    observe: observeAll(config.observers),
     replica,
     fast: {
       crypto: config.fast,
@@ -83,6 +87,7 @@ export async function startC2(config: C2Config): Promise<RunningC2> {
       { definition: RetrievalService, implementation: retrievalService(deps, secure.openSessions) },
       { definition: ReplicaService, implementation: replicaService(deps) },
     ],
+    onRefused: deps.observe,
     facts: { keyBits: pk.bits },
     close: () => replica.close(),
   });

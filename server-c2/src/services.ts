@@ -14,6 +14,7 @@ import {
   valuesPerMessage,
   type FastC2Deps,
   type C2Crypto,
+  type CallObserver,
   type Logger,
   type RetrievalStore,
   type WireCodec,
@@ -29,6 +30,8 @@ export interface C2ServiceDeps {
   fast: FastC2Deps;
   replica: ReplicaStore;
   sessions: SessionLimits;
+  /** Hears of every call once it has ended (the audit trail and the metrics). */
+  observe?: CallObserver;
 }
 
 /** What C1 may hold open at C2: a session is C2's memory and a stream until it ends. */
@@ -62,7 +65,7 @@ async function nextWithin<T>(iterator: AsyncIterator<T>, idleMs: number): Promis
 
 /** C2's protocol service: one C2SessionStream per stream, messages answered strictly in order. */
 export function secureComputationService(deps: C2ServiceDeps): wire.SecureComputationServer & { openSessions(): number } {
-  const { stream } = handlers(deps.log);
+  const { stream } = handlers(deps.log, deps.observe);
   const { idleMs, max } = deps.sessions;
   let open = 0;
   return {
@@ -124,7 +127,7 @@ function drained(call: ServerWritableStream<unknown, unknown>): Promise<void> {
 
 /** The doctor's half of retrieval, and status. */
 export function retrievalService(deps: C2ServiceDeps, openSessions: () => number): wire.RetrievalServer {
-  const { unary, stream } = handlers(deps.log);
+  const { unary, stream } = handlers(deps.log, deps.observe);
   const pk = deps.crypto.publicKey;
   return {
     // m + r in parts below the message limit (§2.7), written as the doctor reads
@@ -169,7 +172,7 @@ export function retrievalService(deps: C2ServiceDeps, openSessions: () => number
 
 /** The owner's replica of the packed records (under C1's key). */
 export function replicaService(deps: C2ServiceDeps): wire.ReplicaServer {
-  const { unary } = handlers(deps.log);
+  const { unary } = handlers(deps.log, deps.observe);
   const pk2 = deps.crypto.publicKey;
   const pk1 = deps.fast.crypto.pk1;
   return {

@@ -1,5 +1,5 @@
 import type { ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
-import { addStandardServices, bind, createServer, shutdown, type Logger, type RunningDaemon, type Transport } from '@fnn/shared';
+import { addStandardServices, bind, createServer, shutdown, type CallObserver, type Logger, type RunningDaemon, type Transport } from '@fnn/shared';
 import type { LogFields } from './handlers';
 
 // Starting and stopping a daemon the same way in C1 and C2: its services with
@@ -20,6 +20,8 @@ export interface DaemonOptions {
   services: ServedService[];
   /** Operational facts for the listening line (counts, key size, peers). */
   facts: LogFields;
+  /** Hears of every call the access check refuses (the services' own calls reach observers through their handlers). */
+  onRefused?: CallObserver;
   /** Closes what the daemon holds (stores, links): once the server has stopped, or when it cannot bind. */
   close: () => void;
 }
@@ -27,7 +29,7 @@ export interface DaemonOptions {
 /** Serves until stop(): health turns NOT_SERVING first, calls in flight finish, then `close` runs. */
 export async function serveDaemon(options: DaemonOptions): Promise<RunningDaemon> {
   const { name, log } = options;
-  const server = createServer(options.transport, log);
+  const server = createServer(options.transport, log, { onRefused: options.onRefused });
   for (const s of options.services) server.addService(s.definition, s.implementation);
   const health = addStandardServices(
     server,

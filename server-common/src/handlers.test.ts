@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
 import { Metadata, status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { invalidInput, protocolState, type StatusObject } from '@fnn/shared';
+import { invalidInput, protocolState, type CallRecord, type StatusObject } from '@fnn/shared';
 import { DiskFullError } from './collection-database';
-import { handlers, requestIdOf, type StreamCall } from './handlers';
+import { handlers, observeAll, requestIdOf, type StreamCall } from './handlers';
 import { recordingLogger } from './testing';
 
 // The one gRPC handler wrapper: statuses through toStatus, one log line per
@@ -198,5 +198,45 @@ describe('handlers: failed', () => {
       message: 'failed',
       fields: { rpc: 'BatchQuery', requestId: 'batch.2', code: status.INVALID_ARGUMENT },
     });
+  });
+});
+
+describe('handlers: observers', () => {
+  const caller = { subject: { CN: 'Dr Ada', OU: 'doctor', O: 'FNN' }, serialNumber: '00AB12' };
+  const withCert = <T extends object>(call: T) =>
+    Object.assign(call, { getAuthContext: () => ({ transportSecurityType: 'ssl', sslPeerCertificate: caller }) });
+
+  it('hears every ended call once, with its code, its log fields and who called (CN, role, serial), never a cause', async () => {
+    const heard: CallRecord[] = [];
+    const h = handlers(recordingLogger(), (r) => heard.push(r));
+    const ok = h.unary<object, object>('Upload', (_req, _id, fields) => {
+      fields.stored = 3;
+      return {};
+    });
+    const refused = h.unary<object, object>('Delete', () => {
+      throw invalidInput(SECRET);
+    });
+    await new Promise<void>((resolve) => ok(withCert({ request: {}, metadata: metadataWith('r1') }) as never, () => resolve()));
+    await callUnary(refused, {}, 'r2');
+    expect(heard.map((r) => [r.rpc, r.requestId, r.code])).toEqual([
+      ['Upload', 'r1', status.OK],
+      ['Delete', 'r2', status.INVALID_ARGUMENT],
+    ]);
+    expect(heard[0].fields).toEqual({ stored: 3 });
+    expect(heard[0].caller).toEqual({ subject: 'Dr Ada', role: 'doctor', serial: 'ab12' });
+    expect(heard[1].caller).toBeUndefined();
+    expect(JSON.stringify(heard)).not.toContain('1234');
+  });
+
+  it('keeps telling the other observers when one throws', async () => {
+    const heard: string[] = [];
+    const observe = observeAll([
+      () => {
+        throw new Error('a full audit disk');
+      },
+      (r) => heard.push(r.rpc),
+    ]);
+    await handlers(recordingLogger(), observe).stream('QueryWithProgress', streamCall('s1'), async () => {});
+    expect(heard).toEqual(['QueryWithProgress']);
   });
 });

@@ -1,7 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import type { Metadata, sendUnaryData, ServerReadableStream, ServerUnaryCall } from '@grpc/grpc-js';
-import { invalidInput, resourceExhausted, toStatus, type Logger, type StatusObject } from '@fnn/shared';
+import { status, type Metadata, type sendUnaryData, type ServerReadableStream, type ServerUnaryCall } from '@grpc/grpc-js';
+import { callerIdentity, invalidInput, resourceExhausted, toStatus, type CallObserver, type Logger, type StatusObject } from '@fnn/shared';
 import { DataLossError, DiskFullError } from './collection-database';
+
+/** What grpc-js tells a handler of its caller's TLS (its AuthContext type is not exported). */
+type AuthContext = ReturnType<ServerUnaryCall<unknown, unknown>['getAuthContext']>;
 
 // The one wrapper between a daemon's gRPC handlers and its callers: errors
 // become statuses through shared's toStatus (one closed set of codes), every
@@ -22,6 +25,8 @@ export function requestIdOf(metadata: Metadata): string {
 export interface StreamCall {
   metadata: Metadata;
   cancelled: boolean;
+  /** The caller's verified certificate, for the call's observers (absent in plaintext and in tests). */
+  getAuthContext?(): AuthContext;
   emit(event: 'error', status: StatusObject): boolean;
 }
 
@@ -57,7 +62,12 @@ export interface Handlers {
   failed(rpc: string, requestId: string, started: number, error: unknown, fields?: LogFields, line?: string): StatusObject;
 }
 
-export function handlers(log: Logger): Handlers {
+/**
+ * The wrapper for one service. `observe` hears of every call once it has
+ * ended (the audit trail and the metrics listen here), with the same fields
+ * as its log line: nothing a caller sent.
+ */
+export function handlers(log: Logger, observe: CallObserver = () => {}): Handlers {
   const failed: Handlers['failed'] = (rpc, requestId, started, error, fields = {}, line = 'failed') => {
     const s = toStatus(error);
     log.warn({ rpc, requestId, ...fields, code: s.code, reason: s.details, ms: Date.now() - started }, line);
@@ -74,17 +84,23 @@ export function handlers(log: Logger): Handlers {
   const settle = async <T>(
     rpc: string,
     requestId: string,
+    auth: AuthContext | undefined,
     work: (fields: LogFields) => T | Promise<T>,
     lines: LogLines,
   ): Promise<{ ok: true; value: T } | { ok: false; status: StatusObject }> => {
     const started = Date.now();
     const fields: LogFields = {};
+    const observed = (code: status) =>
+      observe({ rpc, requestId, caller: callerIdentity(auth?.sslPeerCertificate), fields, code, ms: Date.now() - started });
     try {
       const value = await Promise.resolve().then(() => work(fields));
       log.info({ rpc, requestId, ...fields, ms: Date.now() - started }, lines.ok);
+      observed(status.OK);
       return { ok: true, value };
     } catch (error) {
-      return { ok: false, status: failed(rpc, requestId, started, error, fields, lines.failed) };
+      const s = failed(rpc, requestId, started, error, fields, lines.failed);
+      observed(s.code);
+      return { ok: false, status: s };
     }
   };
 
@@ -92,19 +108,19 @@ export function handlers(log: Logger): Handlers {
     failed,
     unary: (rpc, handler) => (call, callback) => {
       const requestId = requestIdOf(call.metadata);
-      void settle(rpc, requestId, (fields) => handler(call.request, requestId, fields), OK_FAILED).then((r) =>
+      void settle(rpc, requestId, call.getAuthContext?.(), (fields) => handler(call.request, requestId, fields), OK_FAILED).then((r) =>
         r.ok ? callback(null, r.value) : callback(r.status),
       );
     },
     clientStream: (rpc, idleMs, handler) => (call, callback) => {
       const requestId = requestIdOf(call.metadata);
-      void settle(rpc, requestId, (fields) => handler(partsOf(call, idleMs), requestId, fields), OK_FAILED).then((r) =>
-        r.ok ? callback(null, r.value) : callback(r.status),
+      void settle(rpc, requestId, call.getAuthContext?.(), (fields) => handler(partsOf(call, idleMs), requestId, fields), OK_FAILED).then(
+        (r) => (r.ok ? callback(null, r.value) : callback(r.status)),
       );
     },
     stream: async (rpc, call, work, lines = OK_FAILED) => {
       const requestId = requestIdOf(call.metadata);
-      const r = await settle(rpc, requestId, (fields) => work(requestId, fields), lines);
+      const r = await settle(rpc, requestId, call.getAuthContext?.(), (fields) => work(requestId, fields), lines);
       if (!r.ok && !call.cancelled) call.emit('error', r.status);
     },
   };
@@ -146,6 +162,19 @@ async function* partsOf<Part>(call: ServerReadableStream<Part, unknown>, idleMs:
     call.destroy();
     void parts.return?.();
   }
+}
+
+/** Several observers as one (audit and metrics); one that throws does not keep the others from hearing. */
+export function observeAll(observers: readonly CallObserver[] = []): CallObserver {
+  return (record) => {
+    for (const o of observers) {
+      try {
+        o(record);
+      } catch {
+        // An observer's failure is its own to report; the call has ended either way.
+      }
+    }
+  };
 }
 
 const OK_FAILED: LogLines = { ok: 'ok', failed: 'failed' };

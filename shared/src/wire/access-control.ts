@@ -45,6 +45,49 @@ export const ACCESS_POLICY: Readonly<Record<string, Allowed>> = {
   ...Object.fromEntries([...HEALTH_METHODS, ...REFLECTION_METHODS].map((path) => [path, ANY_ROLE])),
 };
 
+/** Who called, as the audit trail and the logs name a person: the certificate's public names and serial. */
+export interface CallerIdentity {
+  /** The subject's CN: a person's name, or a server's role. */
+  subject: string;
+  role: Role | 'none';
+  /** Lower-case hex without leading zeros, as a CRL lists it. */
+  serial: string;
+}
+
+export function callerIdentity(cert: PeerCertificate | undefined): CallerIdentity | undefined {
+  if (!cert?.subject) return undefined;
+  const cn = cert.subject.CN as string | string[] | undefined;
+  return {
+    subject: (Array.isArray(cn) ? cn.join(', ') : cn) ?? '',
+    role: roleOf(cert) ?? 'none',
+    serial: normalSerial(cert.serialNumber ?? ''),
+  };
+}
+
+export const normalSerial = (hex: string) => hex.toLowerCase().replace(/^0+(?=.)/, '');
+
+/**
+ * One call, once it has ended or was refused: what the audit trail and the
+ * metrics hear. `fields` are the call's log fields (counts, protocol, k; never
+ * a value a caller sent).
+ */
+export interface CallRecord {
+  rpc: string;
+  requestId: string;
+  caller: CallerIdentity | undefined;
+  fields: Record<string, string | number | boolean>;
+  /** The gRPC status code the call ended with (0 = OK). */
+  code: number;
+  ms: number;
+}
+
+export type CallObserver = (record: CallRecord) => void;
+
+/** What a daemon adds to the access check: refusals reported to its observers. */
+export interface AccessOptions {
+  onRefused?: CallObserver;
+}
+
 /**
  * Whom a caller's held values are counted against (C2's pending shares): its
  * verified certificate, by subject and serial (doctors may share a subject but
@@ -74,7 +117,7 @@ export function refusal(method: string, cert: PeerCertificate | undefined, polic
  * metadata arrives, before the handler is started, so a refused call never
  * reaches a service (nothing is read from or written to a database).
  */
-export function accessControl(log: Logger, policy = ACCESS_POLICY): ServerInterceptor {
+export function accessControl(log: Logger, options: AccessOptions = {}, policy = ACCESS_POLICY): ServerInterceptor {
   return (method, call: ServerInterceptingCallInterface) =>
     new ServerInterceptingCall(call, {
       start: (next) =>
@@ -89,6 +132,14 @@ export function accessControl(log: Logger, policy = ACCESS_POLICY): ServerInterc
               { method: method.path, role: roleOf(cert) ?? 'none', subject: cert?.subject?.CN, peer: call.getPeer(), code: s.code },
               'refused',
             );
+            options.onRefused?.({
+              rpc: method.path.split('/').pop() ?? method.path,
+              requestId: '',
+              caller: callerIdentity(cert),
+              fields: { refused: true },
+              code: s.code,
+              ms: 0,
+            });
             call.sendStatus(s);
           },
         }),

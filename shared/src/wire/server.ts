@@ -1,6 +1,6 @@
 import { Server, type ChannelOptions } from '@grpc/grpc-js';
 import type { Logger } from '../logger';
-import { accessControl } from './access-control';
+import { accessControl, type AccessOptions } from './access-control';
 import { isInsecure, serverCredentials, type Transport } from './credentials';
 import { messageSizeOptions } from './message-limit';
 
@@ -15,8 +15,13 @@ export interface RunningDaemon {
  * A daemon's server. Over TLS every call passes the role check first; without
  * TLS there is no certificate to check, so --insecure also means no roles.
  */
-export function createServer(transport: Transport, log: Logger, options: ChannelOptions = messageSizeOptions()): Server {
-  return new Server({ ...options, interceptors: isInsecure(transport) ? [] : [accessControl(log)] });
+export function createServer(
+  transport: Transport,
+  log: Logger,
+  access: AccessOptions = {},
+  options: ChannelOptions = messageSizeOptions(),
+): Server {
+  return new Server({ ...options, interceptors: isInsecure(transport) ? [] : [accessControl(log, access)] });
 }
 
 /** Bind host:port (port 0 picks a free one) and resolve to the address actually bound. */
