@@ -2,6 +2,8 @@ import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Role } from '@fnn/shared';
 import { issueAuthority, issueParty } from './certificates';
+import { REGISTER_FILE } from './certificate-register';
+import { CRL_FILE, startRegister } from './person-certificates';
 import { CliError } from './output';
 import { CA_FILE, CA_KEY_FILE, CERT_FILE, KEY_FILE, PARTIES } from './tls-files';
 
@@ -21,6 +23,8 @@ export async function writeCertificateDirectory(dir: string, request: Certificat
   const targets = [
     join(dir, CA_FILE),
     join(dir, CA_KEY_FILE),
+    join(dir, REGISTER_FILE),
+    join(dir, CRL_FILE),
     ...PARTIES.flatMap((p) => [join(dir, p, CERT_FILE), join(dir, p, KEY_FILE)]),
   ];
   for (const t of targets) if (existsSync(t)) throw new CliError('usage', `${t} exists; refusing to overwrite a certificate or key`);
@@ -36,6 +40,12 @@ export async function writeCertificateDirectory(dir: string, request: Certificat
     writeFileSync(join(dir, role, CERT_FILE), issued[i].cert, { mode: 0o644 });
     writeSecret(join(dir, role, KEY_FILE), issued[i].key);
   });
+  // Every certificate is registered, so the shared doctor's can be revoked once doctors have their own.
+  await startRegister(
+    dir,
+    ca,
+    PARTIES.map((role, i) => ({ role, issued: issued[i] })),
+  );
   return PARTIES.map((role) => join(dir, role));
 }
 

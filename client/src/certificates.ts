@@ -1,9 +1,9 @@
 // @peculiar/x509 resolves its algorithms through tsyringe, which needs the Reflect metadata API first.
 import 'reflect-metadata';
-import { KeyObject, randomBytes, webcrypto } from 'node:crypto';
+import { createPrivateKey, KeyObject, randomBytes, webcrypto, X509Certificate as NodeCertificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import * as x509 from '@peculiar/x509';
-import type { Role } from '@fnn/shared';
+import { normalSerial, type Role } from '@fnn/shared';
 
 // Issuing the deployment's certificates: a small CA and one certificate per
 // party. Keys and signatures come from Node's own WebCrypto (ECDSA P-256);
@@ -17,6 +17,14 @@ const crypto = webcrypto as unknown as Crypto;
 export interface IssuedPem {
   cert: string;
   key: string;
+}
+
+/** A party's certificate as issued, with what the register of issued certificates keeps of it. */
+export interface IssuedParty extends IssuedPem {
+  /** Lower-case hex without leading zeros, as the daemons and the CRL name it. */
+  serial: string;
+  notBefore: Date;
+  notAfter: Date;
 }
 
 export interface Authority extends IssuedPem {
@@ -57,7 +65,7 @@ export async function issueAuthority(days: number): Promise<Authority> {
  * A party's certificate. C1 and C2 are servers; C1 also calls C2, so its
  * certificate serves both ways; the owner and doctors are clients only.
  */
-export async function issueParty(ca: Authority, request: PartyRequest): Promise<IssuedPem> {
+export async function issueParty(ca: Authority, request: PartyRequest): Promise<IssuedParty> {
   const keys = await generateKeys();
   const server = request.role === 'c1' || request.role === 'c2';
   const client = request.role !== 'c2';
@@ -87,7 +95,39 @@ export async function issueParty(ca: Authority, request: PartyRequest): Promise<
     },
     crypto,
   );
-  return { cert: certificate.toString('pem'), key: exportKey(keys.privateKey) };
+  return {
+    cert: certificate.toString('pem'),
+    key: exportKey(keys.privateKey),
+    serial: normalSerial(certificate.serialNumber),
+    notBefore: certificate.notBefore,
+    notAfter: certificate.notAfter,
+  };
+}
+
+/**
+ * The CA kept from `fnn certs init`, to sign more certificates and the CRL.
+ * Throws an Error naming what is wrong: not PEM, not a CA, or a key that is not the certificate's.
+ */
+export async function loadAuthority(certPem: string, keyPem: string): Promise<Authority> {
+  let certificate: x509.X509Certificate;
+  let node: NodeCertificate;
+  try {
+    certificate = new x509.X509Certificate(certPem);
+    node = new NodeCertificate(certPem);
+  } catch {
+    throw new Error('the CA certificate is not PEM');
+  }
+  if (!node.ca) throw new Error('the CA certificate is not a CA');
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(keyPem);
+  } catch {
+    throw new Error('the CA key is not a PEM private key');
+  }
+  if (!node.checkPrivateKey(key)) throw new Error('the CA key is not the key of the CA certificate');
+  const privateKey = await crypto.subtle.importKey('pkcs8', key.export({ type: 'pkcs8', format: 'der' }), ALGORITHM, true, ['sign']);
+  const publicKey = await certificate.publicKey.export(ALGORITHM, ['verify'], crypto);
+  return { cert: certPem, key: keyPem, signer: { certificate, keys: { privateKey, publicKey } } };
 }
 
 function generateKeys(): Promise<CryptoKeyPair> {

@@ -19,7 +19,8 @@ import { transportFrom, type TransportFlags } from './tls-files';
 //   FNN_C1_LISTEN / FNN_C2_LISTEN (addresses to bind), FNN_DB (C1's database),
 //   FNN_LOG_LEVEL (daemon log level: info by default), FNN_MAX_MESSAGE_BYTES
 //   (the gRPC message limit, lowered from 64 MiB), FNN_TLS_DIR (this
-//   party's certificate directory) or FNN_TLS_CA / FNN_TLS_CERT / FNN_TLS_KEY.
+//   party's certificate directory) or FNN_TLS_CA / FNN_TLS_CERT / FNN_TLS_KEY,
+//   FNN_TLS_CRL (the daemons' revocation list).
 
 const env = (name: string) => process.env[name];
 const keys = () => new Option('--keys <dir>', 'key directory').env('FNN_KEYS').default('keys');
@@ -34,6 +35,11 @@ const tlsOptions = (cmd: Command) =>
     .addOption(new Option('--tls-cert <file>', "this party's certificate (instead of DIR/cert.pem)").env('FNN_TLS_CERT'))
     .addOption(new Option('--tls-key <file>', "this party's private key, mode 0600 (instead of DIR/key.pem)").env('FNN_TLS_KEY'))
     .option('--insecure', 'plaintext: no TLS, no certificates, no role checks (tests; never between hospitals)');
+const tlsCrl = () =>
+  new Option(
+    '--tls-crl <file>',
+    'the CRL of revoked certificates (default: DIR/crl.pem of --tls-dir, when there); re-read on change and SIGHUP',
+  ).env('FNN_TLS_CRL');
 type TlsFlags = { insecure?: boolean; tlsDir?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string };
 /** The command's options with the transport its flags name, for a party in one of `roles`. */
 const secured = <O extends TlsFlags>(o: O, roles: readonly Role[]) => {
@@ -88,8 +94,15 @@ program
   .addOption(json())
   .action(action(async (o: { out: string; bits: string; json?: boolean }) => keygen(makeOutput(!!o.json), o)));
 
-program
+// Loaded on demand: the X.509 encoder is needed by these commands only.
+const certsCommand = () => import('./commands/certs.js');
+const certsDir = () =>
+  new Option('--dir <dir>', "the directory `fnn certs init` wrote, with the CA key (the owner's)").makeOptionMandatory();
+const certs = program
   .command('certs')
+  .description('the deployment CA and its certificates: init (the default), issue, revoke, list, crl; see fnn certs CMD --help');
+certs
+  .command('init', { isDefault: true })
   .description('issue the deployment CA and certificates for C1, C2, the owner and a doctor (one directory each)')
   .requiredOption('--out <dir>', 'directory to write them into (refuses to overwrite)')
   .option('--c1-host <name...>', 'DNS names or IP addresses C1 is reached at (default: localhost, 127.0.0.1, ::1)')
@@ -97,12 +110,49 @@ program
   .option('--days <n>', "validity of the parties' certificates", '825')
   .addOption(json())
   .action(
-    action(async (o: { out: string; c1Host?: string[]; c2Host?: string[]; days: string; json?: boolean }) => {
-      // Loaded on demand: the X.509 encoder is needed by this command only.
-      const { certs } = await import('./commands/certs.js');
-      await certs(makeOutput(!!o.json), o);
-    }),
+    action(async (o: { out: string; c1Host?: string[]; c2Host?: string[]; days: string; json?: boolean }) =>
+      (await certsCommand()).certs(makeOutput(!!o.json), o),
+    ),
   );
+certs
+  .command('issue')
+  .description("a person's certificate (CN = name, OU = role) from the CA in --dir, into a directory for their --tls-dir")
+  .addOption(certsDir())
+  .addOption(new Option('--role <role>', 'what they may do').choices(['doctor', 'owner']).makeOptionMandatory())
+  .requiredOption('--name <name>', `who they are, as logs and the audit trail name them (up to 64 characters)`)
+  .option('--days <n>', 'validity', '825')
+  .option('--out <dir>', 'their directory (default: DIR/people/NAME)')
+  .option('--replace', 'revoke their live certificate and issue another (a lost key, another role)')
+  .addOption(json())
+  .action(
+    action(
+      async (o: { dir: string; role: 'doctor' | 'owner'; name: string; days: string; out?: string; replace?: boolean; json?: boolean }) =>
+        (await certsCommand()).issue(makeOutput(!!o.json), o),
+    ),
+  );
+certs
+  .command('revoke')
+  .description('revoke a certificate by its name or serial: writes the CRL (DIR/crl.pem, DIR/c1/, DIR/c2/) the daemons enforce')
+  .argument('<name-or-serial>', 'a name from `fnn certs list`, or a serial (hex)')
+  .addOption(certsDir())
+  .addOption(json())
+  .action(
+    action(async (nameOrSerial: string, o: { dir: string; json?: boolean }) =>
+      (await certsCommand()).revoke(makeOutput(!!o.json), nameOrSerial, o),
+    ),
+  );
+certs
+  .command('list')
+  .description('every certificate the CA issued: name, role, serial, valid until, revoked')
+  .addOption(certsDir())
+  .addOption(json())
+  .action(action(async (o: { dir: string; json?: boolean }) => (await certsCommand()).list(makeOutput(!!o.json), o)));
+certs
+  .command('crl')
+  .description('sign the CRL again from the register (a new number): before it is a year old, or after a cut-short revoke')
+  .addOption(certsDir())
+  .addOption(json())
+  .action(action(async (o: { dir: string; json?: boolean }) => (await certsCommand()).crl(makeOutput(!!o.json), o)));
 
 tlsOptions(
   program
@@ -110,8 +160,13 @@ tlsOptions(
     .description('run C2, the key holder')
     .addOption(new Option('--listen <host:port>', 'address to bind (port 0: a free port)').env('FNN_C2_LISTEN').default('127.0.0.1:50052'))
     .addOption(new Option('--db <file>', 'SQLite replica of the packed records (fast protocol)').env('FNN_C2_DB').default('fnn-c2.db'))
-    .addOption(keys()),
-).action(action(async (o: { listen: string; keys: string; db: string } & TlsFlags) => runC2(daemonLogger('c2'), secured(o, ['c2']))));
+    .addOption(keys())
+    .addOption(tlsCrl()),
+).action(
+  action(async (o: { listen: string; keys: string; db: string; tlsCrl?: string } & TlsFlags) =>
+    runC2(daemonLogger('c2'), secured(o, ['c2'])),
+  ),
+);
 
 tlsOptions(
   program
@@ -125,9 +180,10 @@ tlsOptions(
       new Option('--query-timeout <seconds>', "longest a query may run at C1 and C2 (the paper's protocols at 256x256 take longer)")
         .env('FNN_QUERY_TIMEOUT')
         .default('3600'),
-    ),
+    )
+    .addOption(tlsCrl()),
 ).action(
-  action(async (o: { listen: string; keys: string; db: string; c2: string; queryTimeout: string } & TlsFlags) =>
+  action(async (o: { listen: string; keys: string; db: string; c2: string; queryTimeout: string; tlsCrl?: string } & TlsFlags) =>
     runC1(daemonLogger('c1'), secured(o, ['c1'])),
   ),
 );

@@ -37,6 +37,8 @@ export interface C1Config {
   uploadPartIdleMs?: number;
   /** Hear of every call once it ended or was refused (the audit trail, the metrics). */
   observers?: CallObserver[];
+  /** Whether the deployment CA has revoked a caller's certificate (by serial): such a caller is refused before any handler. */
+  isRevoked?: (serial: string) => boolean;
 }
 
 export interface RunningC1 extends RunningDaemon {
@@ -73,6 +75,7 @@ export async function startC1(config: C1Config): Promise<RunningC1> {
     transport: config.transport,
     log: config.log,
     services: [{ definition: DatabaseService, implementation: service }],
+    isRevoked: config.isRevoked,
     onRefused: observe,
     facts: { records: store.count, c2: config.c2Address, keyBits: pk.bits },
     close: () => {

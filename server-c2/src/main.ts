@@ -30,6 +30,8 @@ export interface C2Config {
   limits?: Partial<C2Limits>;
   /** Hear of every call once it ended or was refused (the audit trail, the metrics). */
   observers?: CallObserver[];
+  /** Whether the deployment CA has revoked a caller's certificate (by serial): such a caller is refused before any handler. */
+  isRevoked?: (serial: string) => boolean;
 }
 
 export interface C2Limits {
@@ -87,6 +89,7 @@ export async function startC2(config: C2Config): Promise<RunningC2> {
       { definition: RetrievalService, implementation: retrievalService(deps, secure.openSessions) },
       { definition: ReplicaService, implementation: replicaService(deps) },
     ],
+    isRevoked: config.isRevoked,
     onRefused: deps.observe,
     facts: { keyBits: pk.bits },
     close: () => replica.close(),

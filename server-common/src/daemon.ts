@@ -22,6 +22,8 @@ export interface DaemonOptions {
   facts: LogFields;
   /** Hears of every call the access check refuses (the services' own calls reach observers through their handlers). */
   onRefused?: CallObserver;
+  /** Whether a caller's certificate serial is revoked (the deployment's CRL); refused before any handler. */
+  isRevoked?: (serial: string) => boolean;
   /** Closes what the daemon holds (stores, links): once the server has stopped, or when it cannot bind. */
   close: () => void;
 }
@@ -29,7 +31,7 @@ export interface DaemonOptions {
 /** Serves until stop(): health turns NOT_SERVING first, calls in flight finish, then `close` runs. */
 export async function serveDaemon(options: DaemonOptions): Promise<RunningDaemon> {
   const { name, log } = options;
-  const server = createServer(options.transport, log, { onRefused: options.onRefused });
+  const server = createServer(options.transport, log, { onRefused: options.onRefused, isRevoked: options.isRevoked });
   for (const s of options.services) server.addService(s.definition, s.implementation);
   const health = addStandardServices(
     server,

@@ -1,29 +1,52 @@
 import { startC1 } from '@fnn/server-c1';
 import { startC2 } from '@fnn/server-c2';
-import { INSECURE, type Logger, type PublicKey, type RunningDaemon, type Transport } from '@fnn/shared';
+import { join } from 'node:path';
+import { INSECURE, isInsecure, type Logger, type PublicKey, type RunningDaemon, type Transport } from '@fnn/shared';
 import { CliError } from '../output';
 import { loadC1PublicKey, loadC1SecretKey, loadPublicKey, loadSecretKey } from '../key-files';
 import { checkAddress } from '../connect';
 import { createCrypto } from '../crypto-workers';
 import { jsonLine } from '../output';
+import { CRL_FILE } from '../person-certificates';
+import { watchRevocations, type RevocationWatch } from '../revocation';
 
 // `fnn c1` and `fnn c2`: load keys and config, start, stop cleanly on SIGTERM/SIGINT.
 // The bound address goes to stdout as one JSON line (port 0 picks a free port).
+// SIGHUP re-reads the revocation list.
 
-export async function runC2(log: Logger, options: { listen: string; keys: string; db: string; transport: Transport }): Promise<void> {
+/** Where a daemon's revocation list comes from: --tls-crl, else crl.pem in its --tls-dir. */
+export interface RevocationFlags {
+  tlsDir?: string;
+  tlsCrl?: string;
+}
+
+export async function runC2(
+  log: Logger,
+  options: { listen: string; keys: string; db: string; transport: Transport } & RevocationFlags,
+): Promise<void> {
   const listen = checkAddress(options.listen, '--listen', 'FNN_C2_LISTEN');
   const sk2 = loadSecretKey(options.keys);
   const pk1 = loadC1PublicKey(options.keys);
   sameSize(sk2.publicKey, pk1);
+  // Before the crypto workers start: a bad list ends the daemon with nothing to stop.
+  const revocation = await revocationFor(options, log);
   const crypto = createCrypto(sk2.publicKey, sk2);
   const fast = { sk2, pk1, multiExp: crypto.pool.multiExp.bind(crypto.pool) };
-  const daemon = await startC2({ listen, dbPath: options.db, crypto: crypto.keyHolder!, fast, log, transport: options.transport });
-  await serveUntilSignal(daemon, 'c2', log, crypto.close, options.transport);
+  const daemon = await startC2({
+    listen,
+    dbPath: options.db,
+    crypto: crypto.keyHolder!,
+    fast,
+    log,
+    transport: options.transport,
+    isRevoked: revocation?.isRevoked,
+  });
+  await serveUntilSignal(daemon, 'c2', log, crypto.close, options.transport, revocation);
 }
 
 export async function runC1(
   log: Logger,
-  options: { listen: string; keys: string; db: string; c2: string; queryTimeout: string; transport: Transport },
+  options: { listen: string; keys: string; db: string; c2: string; queryTimeout: string; transport: Transport } & RevocationFlags,
 ): Promise<void> {
   const listen = checkAddress(options.listen, '--listen', 'FNN_C1_LISTEN');
   const c2Address = checkAddress(options.c2, '--c2', 'FNN_C2');
@@ -33,6 +56,7 @@ export async function runC1(
   const pk2 = loadPublicKey(options.keys);
   const sk1 = loadC1SecretKey(options.keys);
   sameSize(pk2, sk1.publicKey);
+  const revocation = await revocationFor(options, log);
   const crypto = createCrypto(pk2);
   const fast = { pk2, sk1, multiExp: crypto.pool.multiExp.bind(crypto.pool) };
   const daemon = await startC1({
@@ -44,8 +68,27 @@ export async function runC1(
     fast,
     log,
     transport: options.transport,
+    isRevoked: revocation?.isRevoked,
   });
-  await serveUntilSignal(daemon, 'c1', log, crypto.close, options.transport);
+  await serveUntilSignal(daemon, 'c1', log, crypto.close, options.transport, revocation);
+}
+
+/**
+ * The daemon's revocation list, checked against the CA it trusts. Without
+ * --tls-crl, DIR/crl.pem is awaited if it is not there yet, so a deployment
+ * started before its first revocation picks the list up without a restart.
+ */
+async function revocationFor(options: { transport: Transport } & RevocationFlags, log: Logger): Promise<RevocationWatch | undefined> {
+  if (isInsecure(options.transport)) {
+    if (options.tlsCrl !== undefined) throw new CliError('usage', '--tls-crl needs TLS; it cannot go with --insecure');
+    return undefined;
+  }
+  const path = options.tlsCrl ?? (options.tlsDir !== undefined ? join(options.tlsDir, CRL_FILE) : undefined);
+  if (path === undefined) {
+    log.warn({}, 'no revocation list: pass --tls-crl FILE (or --tls-dir holding crl.pem) to refuse revoked certificates');
+    return undefined;
+  }
+  return watchRevocations({ path, ca: options.transport.ca, log, required: options.tlsCrl !== undefined });
 }
 
 /** The packing is sized by one key and checked against the other: both key pairs must be the same size. */
@@ -54,13 +97,27 @@ function sameSize(pk2: PublicKey, pk1: PublicKey): void {
     throw new CliError('usage', `C2's key has ${pk2.bits} bits and C1's ${pk1.bits}: make both with one \`fnn keygen\``);
 }
 
-async function serveUntilSignal(daemon: RunningDaemon, role: string, log: Logger, cleanup: () => Promise<void>, transport: Transport) {
+async function serveUntilSignal(
+  daemon: RunningDaemon,
+  role: string,
+  log: Logger,
+  cleanup: () => Promise<void>,
+  transport: Transport,
+  revocation?: RevocationWatch,
+) {
   const tls = transport !== INSECURE;
   if (!tls) log.warn({}, 'plaintext (--insecure): no TLS, no certificates, no role checks');
+  const reload = () => {
+    log.info({ signal: 'SIGHUP' }, 'reloading the revocation list');
+    void revocation?.reload();
+  };
+  if (revocation) process.on('SIGHUP', reload);
   process.stdout.write(jsonLine({ event: 'listening', role, address: daemon.address, tls, pid: process.pid }) + '\n');
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info({ signal }, 'stopping');
+      process.off('SIGHUP', reload);
+      revocation?.close();
       void daemon.stop().then(cleanup).then(resolve);
     };
     process.once('SIGTERM', () => stop('SIGTERM'));

@@ -83,9 +83,11 @@ export interface CallRecord {
 
 export type CallObserver = (record: CallRecord) => void;
 
-/** What a daemon adds to the access check: refusals reported to its observers. */
+/** What a daemon adds to the access check: refusals reported to its observers, and revoked certificates. */
 export interface AccessOptions {
   onRefused?: CallObserver;
+  /** Whether the deployment CA has revoked the certificate with this serial (lower-case hex, as callerIdentity gives it). */
+  isRevoked?: (serial: string) => boolean;
 }
 
 /**
@@ -124,19 +126,31 @@ export function accessControl(log: Logger, options: AccessOptions = {}, policy =
         next({
           onReceiveMetadata: (metadata, pass) => {
             const cert = call.getAuthContext()?.sslPeerCertificate;
-            const refused = refusal(method.path, cert, policy);
+            const caller = callerIdentity(cert);
+            // Revocation first: a revoked certificate is refused whatever its role may call, health and status too.
+            const revoked = caller !== undefined && options.isRevoked?.(caller.serial) === true;
+            const refused = revoked
+              ? unauthenticated(`this certificate (serial ${caller.serial}) is revoked`)
+              : refusal(method.path, cert, policy);
             if (!refused) return pass(metadata);
             const s = toStatus(refused);
             // Role, method and the certificate's public names only: nothing a caller sent is logged.
             log.warn(
-              { method: method.path, role: roleOf(cert) ?? 'none', subject: cert?.subject?.CN, peer: call.getPeer(), code: s.code },
+              {
+                method: method.path,
+                role: roleOf(cert) ?? 'none',
+                subject: cert?.subject?.CN,
+                ...(revoked ? { serial: caller.serial, revoked: true } : {}),
+                peer: call.getPeer(),
+                code: s.code,
+              },
               'refused',
             );
             options.onRefused?.({
               rpc: method.path.split('/').pop() ?? method.path,
               requestId: '',
-              caller: callerIdentity(cert),
-              fields: { refused: true },
+              caller,
+              fields: revoked ? { refused: true, revoked: true } : { refused: true },
               code: s.code,
               ms: 0,
             });
