@@ -3,9 +3,9 @@ import { join } from 'node:path';
 import type { Role } from '@fnn/shared';
 import { issueAuthority, issueParty } from './certificates';
 import { REGISTER_FILE } from './certificate-register';
-import { CRL_FILE, startRegister } from './person-certificates';
+import { startRegister } from './person-certificates';
 import { CliError } from './output';
-import { CA_FILE, CA_KEY_FILE, CERT_FILE, KEY_FILE, PARTIES } from './tls-files';
+import { CA_FILE, CA_KEY_FILE, CERT_FILE, CRL_FILE, KEY_FILE, PARTIES } from './tls-files';
 
 // Writing the certificate directory for `fnn certs` (the layout is in tls-files.ts).
 

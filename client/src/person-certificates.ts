@@ -5,13 +5,12 @@ import { findEntry, isLive, readRegister, writeAtomically, writeRegister, type I
 import { signCrl } from './crl';
 import { refuseReadableByOthers } from './key-files';
 import { CliError } from './output';
-import { CA_FILE, CA_KEY_FILE, CERT_FILE, KEY_FILE } from './tls-files';
+import { CA_FILE, CA_KEY_FILE, CERT_FILE, CRL_FILE, KEY_FILE } from './tls-files';
 
 // One certificate per person, from the CA the owner keeps (`fnn certs init`),
 // and their revocation: the register (certificate-register.ts) says who holds
 // what, the CRL (crl.ts) is what the daemons enforce.
 
-export const CRL_FILE = 'crl.pem';
 /** Where `fnn certs issue` puts a person's directory unless --out says otherwise. */
 export const PEOPLE_DIR = 'people';
 /** The parties whose daemons enforce the CRL: it is also written into their directories, to be copied with them. */

@@ -9,11 +9,15 @@ import { CliError } from './output';
 // --out DIR` writes it (certificate-directory.ts); each party
 // gets its own subdirectory to copy to its machine and pass as --tls-dir:
 //   ca.pem, ca-key.pem          the deployment CA (its key stays with the owner, mode 0600)
-//   c1/, c2/, owner/, doctor/   ca.pem, cert.pem, key.pem (mode 0600)
+//   issued.json, crl.pem        the register of issued certificates, the CRL made from it
+//   c1/, c2/, owner/, doctor/   ca.pem, cert.pem, key.pem (mode 0600); c1/ and c2/ also crl.pem
+//   people/<name>/              a person's, from `fnn certs issue`
 export const CA_FILE = 'ca.pem';
 export const CA_KEY_FILE = 'ca-key.pem';
 export const CERT_FILE = 'cert.pem';
 export const KEY_FILE = 'key.pem';
+/** The CA's revocation list: in DIR, and in c1/ and c2/ whose daemons enforce it (`fnn certs revoke`). */
+export const CRL_FILE = 'crl.pem';
 export const PARTIES: readonly Role[] = ['c1', 'c2', 'owner', 'doctor'];
 
 /** The connection flags every command and daemon takes (environment: FNN_TLS_DIR, FNN_CA, FNN_CERT, FNN_KEY). */

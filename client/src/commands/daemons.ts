@@ -7,8 +7,8 @@ import { loadC1PublicKey, loadC1SecretKey, loadPublicKey, loadSecretKey } from '
 import { checkAddress } from '../connect';
 import { createCrypto } from '../crypto-workers';
 import { jsonLine } from '../output';
-import { CRL_FILE } from '../person-certificates';
-import { watchRevocations, type RevocationWatch } from '../revocation';
+import type { RevocationWatch } from '../revocation';
+import { CRL_FILE } from '../tls-files';
 
 // `fnn c1` and `fnn c2`: load keys and config, start, stop cleanly on SIGTERM/SIGINT.
 // The bound address goes to stdout as one JSON line (port 0 picks a free port).
@@ -88,6 +88,8 @@ async function revocationFor(options: { transport: Transport } & RevocationFlags
     log.warn({}, 'no revocation list: pass --tls-crl FILE (or --tls-dir holding crl.pem) to refuse revoked certificates');
     return undefined;
   }
+  // Loaded here, not with the CLI: the X.509 decoder is for the daemons and `fnn certs` only.
+  const { watchRevocations } = await import('../revocation.js');
   return watchRevocations({ path, ca: options.transport.ca, log, required: options.tlsCrl !== undefined });
 }
 
