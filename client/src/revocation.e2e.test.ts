@@ -138,6 +138,15 @@ describe('revoking a person', () => {
     }
   });
 
+  it('SIGHUP makes a daemon re-read its list, and the daemon keeps serving', async () => {
+    c1.child.kill('SIGHUP');
+    const end = Date.now() + 10_000;
+    while (!c1.log().includes('reloading the revocation list') && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    expect(c1.log()).toContain('reloading the revocation list');
+    expect(c1.child.exitCode).toBeNull();
+    expect(await codesFor(people.bob.dir)).toEqual([Code.OK, Code.OK]);
+  });
+
   it('a daemon does not start with a CRL signed by another CA: one line, exit 2', async () => {
     const other = join(work, 'other');
     expect((await runCli(['certs', 'init', '--out', other])).code).toBe(0);
