@@ -130,7 +130,7 @@ export function accessControl(log: Logger, options: AccessOptions = {}, policy =
             // Revocation first: a revoked certificate is refused whatever its role may call, health and status too.
             const revoked = caller !== undefined && options.isRevoked?.(caller.serial) === true;
             const refused = revoked
-              ? unauthenticated(`this certificate (serial ${caller.serial}) is revoked`)
+              ? unauthenticated(`this certificate (serial ${caller.serial}) is revoked; ask the owner for a new one`)
               : refusal(method.path, cert, policy);
             if (!refused) return pass(metadata);
             const s = toStatus(refused);
