@@ -1,5 +1,5 @@
 import { DatabaseService } from '@fnn/proto';
-import { observeAll, serveDaemon } from '@fnn/server-common';
+import { daemonAudit, observeAll, serveDaemon } from '@fnn/server-common';
 import {
   WireCodec,
   type C1Crypto,
@@ -37,6 +37,8 @@ export interface C1Config {
   uploadPartIdleMs?: number;
   /** Hear of every call once it ended or was refused (the audit trail, the metrics). */
   observers?: CallObserver[];
+  /** The audit trail's file (docs/SECURITY.md, "Audit trail"); none kept when omitted. */
+  auditPath?: string;
 }
 
 export interface RunningC1 extends RunningDaemon {
@@ -48,10 +50,12 @@ export interface RunningC1 extends RunningDaemon {
 export async function startC1(config: C1Config): Promise<RunningC1> {
   const pk = config.crypto.publicKey;
   const codec = new WireCodec(pk.cipherBytes);
+  // First: a trail that cannot be opened stops C1 before it holds anything else.
+  const audit = daemonAudit(config.auditPath, config.log, config.transport);
   const store = config.store ?? new RecordStore(config.dbPath, pk);
   const c2 = new C2Link(config.c2Address, codec, config.transport);
   const admission = new AdmissionQueue({ ...DEFAULT_ADMISSION_LIMITS, ...config.admission });
-  const observe = observeAll(config.observers);
+  const observe = observeAll([...(config.observers ?? []), ...audit.observers]);
   const service = databaseService({
     observe,
     store,
@@ -72,13 +76,14 @@ export async function startC1(config: C1Config): Promise<RunningC1> {
     listen: config.listen,
     transport: config.transport,
     log: config.log,
-    services: [{ definition: DatabaseService, implementation: service }],
+    services: [{ definition: DatabaseService, implementation: service }, audit.service(observe)],
     onRefused: observe,
     facts: { records: store.count, c2: config.c2Address, keyBits: pk.bits },
     close: () => {
       watch.stop();
       c2.close();
       store.close();
+      audit.close();
     },
   });
   return { ...daemon, admission };
