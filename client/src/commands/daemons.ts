@@ -10,20 +10,34 @@ import { jsonLine } from '../output';
 // `fnn c1` and `fnn c2`: load keys and config, start, stop cleanly on SIGTERM/SIGINT.
 // The bound address goes to stdout as one JSON line (port 0 picks a free port).
 
-export async function runC2(log: Logger, options: { listen: string; keys: string; db: string; transport: Transport }): Promise<void> {
+/** A daemon's audit trail: --audit, else beside its database. */
+export const auditPathOf = (options: { db: string; audit?: string }) => options.audit ?? `${options.db}.audit.jsonl`;
+
+export async function runC2(
+  log: Logger,
+  options: { listen: string; keys: string; db: string; audit?: string; transport: Transport },
+): Promise<void> {
   const listen = checkAddress(options.listen, '--listen', 'FNN_C2_LISTEN');
   const sk2 = loadSecretKey(options.keys);
   const pk1 = loadC1PublicKey(options.keys);
   sameSize(sk2.publicKey, pk1);
   const crypto = createCrypto(sk2.publicKey, sk2);
   const fast = { sk2, pk1, multiExp: crypto.pool.multiExp.bind(crypto.pool) };
-  const daemon = await startC2({ listen, dbPath: options.db, crypto: crypto.keyHolder!, fast, log, transport: options.transport });
+  const daemon = await startC2({
+    listen,
+    dbPath: options.db,
+    auditPath: auditPathOf(options),
+    crypto: crypto.keyHolder!,
+    fast,
+    log,
+    transport: options.transport,
+  });
   await serveUntilSignal(daemon, 'c2', log, crypto.close, options.transport);
 }
 
 export async function runC1(
   log: Logger,
-  options: { listen: string; keys: string; db: string; c2: string; queryTimeout: string; transport: Transport },
+  options: { listen: string; keys: string; db: string; audit?: string; c2: string; queryTimeout: string; transport: Transport },
 ): Promise<void> {
   const listen = checkAddress(options.listen, '--listen', 'FNN_C1_LISTEN');
   const c2Address = checkAddress(options.c2, '--c2', 'FNN_C2');
@@ -38,6 +52,7 @@ export async function runC1(
   const daemon = await startC1({
     listen,
     dbPath: options.db,
+    auditPath: auditPathOf(options),
     c2Address,
     queryTimeoutMs,
     crypto: crypto.evaluator,

@@ -37,7 +37,13 @@ export class AuditFile {
     private readonly log: Logger,
   ) {
     // Created 0600 (the trail names people); an existing file is narrowed too.
-    this.fd = openSync(path, 'a+', 0o600);
+    try {
+      this.fd = openSync(path, 'a+', 0o600);
+    } catch (error) {
+      throw new Error(
+        `cannot open the audit file ${path} (${(error as NodeJS.ErrnoException).code}): is its directory there and writable?`,
+      );
+    }
     fchmodSync(this.fd, 0o600);
     const tail = lastEntry(this.fd, path);
     // A last entry whole but for its newline: ended, so the next entry starts a line of its own.
