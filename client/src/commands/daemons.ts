@@ -11,7 +11,7 @@ import { jsonLine } from '../output';
 // The bound address goes to stdout as one JSON line (port 0 picks a free port).
 
 /** A daemon's audit trail: --audit, else beside its database. */
-export const auditPathOf = (options: { db: string; audit?: string }) => options.audit ?? `${options.db}.audit.jsonl`;
+export const auditPathOf = (options: { db: string; audit?: string }) => options.audit || `${options.db}.audit.jsonl`;
 
 export async function runC2(
   log: Logger,

@@ -1,14 +1,27 @@
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { silentLogger } from '../logger';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { silentLogger, type Logger } from '../logger';
 import { AuditFile, MAX_ENTRY_BYTES, readAuditLines } from './audit-file';
 import { AUDIT_RESUMED, verifyChain, type AuditEvent } from './chain';
 
 // The trail on disk: appended entry by entry, continued across restarts, a
 // write cut short marked so that the chain still verifies, and read back in
 // chunks as the Audit service sends it.
+
+/** A disk that fills: while `full`, a write puts down half its bytes and fails with ENOSPC, as write(2) may. */
+const disk = vi.hoisted(() => ({ full: false }));
+vi.mock('node:fs', async (original) => {
+  const fs = await original<typeof import('node:fs')>();
+  const writeSync = ((fd: number, data: Buffer | string, ...rest: unknown[]) => {
+    if (!disk.full) return (fs.writeSync as (...a: unknown[]) => number)(fd, data, ...rest);
+    const bytes = Buffer.isBuffer(data) ? data.subarray((rest[0] as number | undefined) ?? 0) : Buffer.from(data);
+    fs.writeSync(fd, bytes.subarray(0, Math.floor(bytes.length / 2)));
+    throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+  }) as typeof fs.writeSync;
+  return { ...fs, default: { ...fs, writeSync }, writeSync };
+});
 
 let dir: string;
 let path: string;
@@ -72,6 +85,28 @@ describe('AuditFile', () => {
     appendAll([2]);
     expect(entries().map((e) => e.seq)).toEqual([1, 2, 3]);
     expect(verifyChain(fileLines())).toMatchObject({ ok: true, entries: 3 });
+  });
+
+  it('when a write fails half done: logs it without the entry, counts it, and marks the torn half before the next entry', () => {
+    const logged: { fields: object; message: string }[] = [];
+    const log: Logger = { ...silentLogger, error: (fields, message) => logged.push({ fields, message }) };
+    const file = AuditFile.open(path, log);
+    expect(file.append(event(0))).toBe(true);
+    disk.full = true;
+    try {
+      expect(file.append(event(1))).toBe(false);
+    } finally {
+      disk.full = false;
+    }
+    expect(file.failures).toBe(1);
+    expect(logged).toEqual([{ fields: { audit: path, code: 'ENOSPC', failures: 1 }, message: 'audit write failed' }]);
+    expect(file.append(event(2))).toBe(true);
+    file.close();
+    const lines = fileLines();
+    expect(lines).toHaveLength(4);
+    expect(JSON.parse(lines[2])).toMatchObject({ seq: 2, rpc: AUDIT_RESUMED, what: { skippedLines: 1 } });
+    expect(JSON.parse(lines[3])).toMatchObject({ seq: 3, what: { group: 2 } });
+    expect(verifyChain(lines)).toMatchObject({ ok: true, entries: 3 });
   });
 
   it('refuses a file with no entry near its end, naming it', () => {
