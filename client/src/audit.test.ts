@@ -83,7 +83,7 @@ function doctor(id: TlsIdentity): DoctorClient {
 }
 
 /** `fnn audit` as the CLI runs it, with what it printed. */
-async function runAudit(options: { daemon: 'c1' | 'c2'; verify?: boolean; since?: string; transport?: TlsIdentity }) {
+async function runAudit(options: { daemon: 'c1' | 'c2'; verify?: boolean; since?: string; head?: string; transport?: TlsIdentity }) {
   const printed: { object: Record<string, unknown>; human: string }[] = [];
   const out: Output = {
     json: false,
@@ -261,6 +261,11 @@ describe('the audit trail at C1 and C2', () => {
     // The reads themselves are in the trail, by the owner.
     const last = entriesOf(c2Audit).at(-1)!;
     expect([whoOf(last), last.rpc, last.outcome]).toEqual(['Owner Olga', 'Audit.Read', 'OK']);
+    // The head printed then is still held later, by a chain grown since.
+    const { head } = (await runAudit({ daemon: 'c2', verify: true })).printed.at(-1)!.object as { head: { seq: number; hash: string } };
+    const later = await runAudit({ daemon: 'c2', verify: true, head: `${head.seq}:${head.hash}` });
+    expect(later.error).toBeUndefined();
+    expect(later.printed.at(-1)!.object).toMatchObject({ verified: true, entries: head.seq + 1 });
   });
 
   it('fnn audit --verify names an entry edited in the file, and the entry after a removed line (exit 7)', async () => {
