@@ -44,14 +44,19 @@ export class AuditFile {
         `cannot open the audit file ${path} (${(error as NodeJS.ErrnoException).code}): is its directory there and writable?`,
       );
     }
-    fchmodSync(this.fd, 0o600);
-    const tail = lastEntry(this.fd, path);
-    // A last entry whole but for its newline: ended, so the next entry starts a line of its own.
-    if (tail.unterminated) writeSync(this.fd, '\n');
-    this.goodSize = tail.goodSize + (tail.unterminated ? 1 : 0);
-    this.seq = tail.entry?.seq ?? 0;
-    this.lastLine = tail.line;
-    if (fstatSync(this.fd).size > this.goodSize) this.damaged = true;
+    try {
+      fchmodSync(this.fd, 0o600);
+      const tail = lastEntry(this.fd, path);
+      // A last entry whole but for its newline: ended, so the next entry starts a line of its own.
+      if (tail.unterminated) writeSync(this.fd, '\n');
+      this.goodSize = tail.goodSize + (tail.unterminated ? 1 : 0);
+      this.seq = tail.entry?.seq ?? 0;
+      this.lastLine = tail.line;
+      if (fstatSync(this.fd).size > this.goodSize) this.damaged = true;
+    } catch (error) {
+      closeSync(this.fd);
+      throw error;
+    }
   }
 
   /**
