@@ -1,5 +1,5 @@
 import { Metadata, type CallOptions, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
-import { DatabaseClient, ReplicaClient, RetrievalClient } from '@fnn/proto';
+import { AuditClient, DatabaseClient, ReplicaClient, RetrievalClient } from '@fnn/proto';
 import { channelCredentials, HealthClient, messageSizeOptions, type Transport } from '@fnn/shared';
 import { CliError } from './output';
 
@@ -18,6 +18,9 @@ export const connectC2 = (address: string, transport: Transport) =>
 /** C2's owner-facing service: the replica of the packed records. */
 export const connectReplica = (address: string, transport: Transport) =>
   new ReplicaClient(address, channelCredentials(transport, 'c2'), messageSizeOptions());
+/** Either daemon's audit trail (the owner's). */
+export const connectAudit = (address: string, transport: Transport, daemon: 'c1' | 'c2') =>
+  new AuditClient(address, channelCredentials(transport, daemon), messageSizeOptions());
 /** The standard health service of either daemon. */
 export const connectHealth = (address: string, transport: Transport, daemon: 'c1' | 'c2') =>
   new HealthClient(address, channelCredentials(transport, daemon));

@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import pino from 'pino';
 import { DEFAULT_PROTOCOL, PROTOCOL_NAMES, protocolModule, ROLES, type Logger, type Role } from '@fnn/shared';
+import { audit } from './commands/audit';
 import { runC1, runC2 } from './commands/daemons';
 import { deleteRecords } from './commands/delete';
 import { keygen } from './commands/keygen';
@@ -10,7 +11,7 @@ import { check, repair } from './commands/replicas';
 import { status } from './commands/status';
 import { upload } from './commands/upload';
 import './ip-servername-warning';
-import { classify, makeOutput, jsonLine } from './output';
+import { classify, CliError, makeOutput, jsonLine } from './output';
 import { transportFrom, type TransportFlags } from './tls-files';
 
 // Every address and path can also come from the environment, so the daemons
@@ -20,13 +21,15 @@ import { transportFrom, type TransportFlags } from './tls-files';
 //   FNN_LOG_LEVEL (daemon log level: info by default), FNN_MAX_MESSAGE_BYTES
 //   (the gRPC message limit, lowered from 64 MiB), FNN_TLS_DIR (this
 //   party's certificate directory) or FNN_TLS_CA / FNN_TLS_CERT / FNN_TLS_KEY,
-//   FNN_TLS_CRL (the daemons' revocation list).
+//   FNN_TLS_CRL (the daemons' revocation list), FNN_AUDIT (a daemon's audit trail).
 
 const env = (name: string) => process.env[name];
 const keys = () => new Option('--keys <dir>', 'key directory').env('FNN_KEYS').default('keys');
 const c1 = () => new Option('--c1 <host:port>', 'C1 address').env('FNN_C1');
 const c2 = () => new Option('--c2 <host:port>', 'C2 address').env('FNN_C2');
 const json = () => new Option('--json', 'one JSON object per line');
+const auditFile = () =>
+  new Option('--audit <file>', "the daemon's audit trail, appended (default: beside --db, <db>.audit.jsonl)").env('FNN_AUDIT');
 // Every connection is TLS with this party's certificate, or plaintext with an explicit --insecure.
 const tlsOptions = (cmd: Command) =>
   cmd
@@ -160,10 +163,11 @@ tlsOptions(
     .description('run C2, the key holder')
     .addOption(new Option('--listen <host:port>', 'address to bind (port 0: a free port)').env('FNN_C2_LISTEN').default('127.0.0.1:50052'))
     .addOption(new Option('--db <file>', 'SQLite replica of the packed records (fast protocol)').env('FNN_C2_DB').default('fnn-c2.db'))
+    .addOption(auditFile())
     .addOption(keys())
     .addOption(tlsCrl()),
 ).action(
-  action(async (o: { listen: string; keys: string; db: string; tlsCrl?: string } & TlsFlags) =>
+  action(async (o: { listen: string; keys: string; db: string; audit?: string; tlsCrl?: string } & TlsFlags) =>
     runC2(daemonLogger('c2'), secured(o, ['c2'])),
   ),
 );
@@ -174,6 +178,7 @@ tlsOptions(
     .description('run C1, the encrypted database')
     .addOption(new Option('--listen <host:port>', 'address to bind (port 0: a free port)').env('FNN_C1_LISTEN').default('127.0.0.1:50051'))
     .addOption(new Option('--db <file>', 'SQLite database').env('FNN_DB').default('fnn-c1.db'))
+    .addOption(auditFile())
     .addOption(keys())
     .addOption(c2().default('127.0.0.1:50052'))
     .addOption(
@@ -183,7 +188,7 @@ tlsOptions(
     )
     .addOption(tlsCrl()),
 ).action(
-  action(async (o: { listen: string; keys: string; db: string; c2: string; queryTimeout: string; tlsCrl?: string } & TlsFlags) =>
+  action(async (o: { listen: string; keys: string; db: string; audit?: string; c2: string; queryTimeout: string; tlsCrl?: string } & TlsFlags) =>
     runC1(daemonLogger('c1'), secured(o, ['c1'])),
   ),
 );
@@ -297,6 +302,32 @@ tlsOptions(
   action(async (o: { c1: string; c2: string; keys: string; json?: boolean } & TlsFlags) =>
     repair(makeOutput(!!o.json), secured(o, CLIENTS)),
   ),
+);
+
+const auditCommand = tlsOptions(
+  program
+    .command('audit')
+    .description(
+      "the owner's: a daemon's audit trail (who did what, when), and with --verify its hash chain checked here; exit 7 when it does not hold",
+    )
+    .addOption(c1())
+    .addOption(c2())
+    .option(
+      '--since <when>',
+      'entries from then on: a date or time (2026-12-01, 2026-12-01T08:00Z) or a duration back from now (90m, 24h, 7d)',
+    )
+    .option('--verify', 'walk the whole chain and name the first entry that was edited, removed or added')
+    .option('--head <seq:hash>', 'with --verify: the head an earlier --verify printed, which the chain must still hold (a cut end)')
+    .addOption(json()),
+).action(
+  action(async (o: { c1?: string; c2?: string; since?: string; verify?: boolean; head?: string; json?: boolean } & TlsFlags) => {
+    // One daemon: the one named on the command line, else the only one the environment names.
+    const named = (['c1', 'c2'] as const).filter((d) => auditCommand.getOptionValueSource(d) === 'cli');
+    const given = named.length > 0 ? named : (['c1', 'c2'] as const).filter((d) => o[d] !== undefined);
+    if (given.length !== 1) throw new CliError('usage', 'name one daemon: --c1 HOST:PORT or --c2 HOST:PORT. See fnn audit --help');
+    const daemon = given[0];
+    await audit(makeOutput(!!o.json), { ...secured(o, CLIENTS), daemon, address: o[daemon]! });
+  }),
 );
 
 program.parseAsync(process.argv).catch((error: { exitCode?: number; code?: string }) => {

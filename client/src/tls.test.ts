@@ -102,8 +102,8 @@ afterAll(async () => {
 describe('mutual TLS', () => {
   it('health reports SERVING for the server and each service, over TLS, to any role', async () => {
     for (const [daemon, role, services] of [
-      [c1, 'c1', ['', 'fnn.v1.Database']],
-      [c2, 'c2', ['', 'fnn.v1.SecureComputation', 'fnn.v1.Retrieval', 'fnn.v1.Replica']],
+      [c1, 'c1', ['', 'fnn.v1.Database', 'fnn.v1.Audit']],
+      [c2, 'c2', ['', 'fnn.v1.SecureComputation', 'fnn.v1.Retrieval', 'fnn.v1.Replica', 'fnn.v1.Audit']],
     ] as const) {
       const health = connectHealth(daemon.address, ids.doctor, role);
       try {

@@ -1,5 +1,5 @@
 import { DatabaseService } from '@fnn/proto';
-import { observeAll, serveDaemon } from '@fnn/server-common';
+import { daemonAudit, observeAll, serveDaemon } from '@fnn/server-common';
 import {
   WireCodec,
   type C1Crypto,
@@ -39,6 +39,8 @@ export interface C1Config {
   observers?: CallObserver[];
   /** Whether the deployment CA has revoked a caller's certificate (by serial): such a caller is refused before any handler. */
   isRevoked?: (serial: string) => boolean;
+  /** The audit trail's file (docs/SECURITY.md, "Audit trail"); none kept when omitted. */
+  auditPath?: string;
 }
 
 export interface RunningC1 extends RunningDaemon {
@@ -50,10 +52,12 @@ export interface RunningC1 extends RunningDaemon {
 export async function startC1(config: C1Config): Promise<RunningC1> {
   const pk = config.crypto.publicKey;
   const codec = new WireCodec(pk.cipherBytes);
+  // First: a trail that cannot be opened stops C1 before it holds anything else.
+  const audit = daemonAudit(config.auditPath, config.log, config.transport);
   const store = config.store ?? new RecordStore(config.dbPath, pk);
   const c2 = new C2Link(config.c2Address, codec, config.transport);
   const admission = new AdmissionQueue({ ...DEFAULT_ADMISSION_LIMITS, ...config.admission });
-  const observe = observeAll(config.observers);
+  const observe = observeAll([...(config.observers ?? []), ...audit.observers]);
   const service = databaseService({
     observe,
     store,
@@ -74,7 +78,7 @@ export async function startC1(config: C1Config): Promise<RunningC1> {
     listen: config.listen,
     transport: config.transport,
     log: config.log,
-    services: [{ definition: DatabaseService, implementation: service }],
+    services: [{ definition: DatabaseService, implementation: service }, audit.service(observe)],
     isRevoked: config.isRevoked,
     onRefused: observe,
     facts: { records: store.count, c2: config.c2Address, keyBits: pk.bits },
@@ -82,6 +86,7 @@ export async function startC1(config: C1Config): Promise<RunningC1> {
       watch.stop();
       c2.close();
       store.close();
+      audit.close();
     },
   });
   return { ...daemon, admission };

@@ -1,5 +1,5 @@
 import { ReplicaService, RetrievalService, SecureComputationService } from '@fnn/proto';
-import { observeAll, serveDaemon } from '@fnn/server-common';
+import { daemonAudit, observeAll, serveDaemon } from '@fnn/server-common';
 import {
   DEFAULT_TICKET_LIMITS,
   RetrievalStore,
@@ -32,6 +32,8 @@ export interface C2Config {
   observers?: CallObserver[];
   /** Whether the deployment CA has revoked a caller's certificate (by serial): such a caller is refused before any handler. */
   isRevoked?: (serial: string) => boolean;
+  /** The audit trail's file (docs/SECURITY.md, "Audit trail"); none kept when omitted. */
+  auditPath?: string;
 }
 
 export interface C2Limits {
@@ -61,6 +63,8 @@ export interface RunningC2 extends RunningDaemon {
 /** C2's main: the key holder's two services; no storage beyond the key. */
 export async function startC2(config: C2Config): Promise<RunningC2> {
   const pk = config.crypto.publicKey;
+  // First: a trail that cannot be opened stops C2 before it holds anything else.
+  const audit = daemonAudit(config.auditPath, config.log, config.transport);
   const replica = new ReplicaStore(config.dbPath, config.fast.pk1);
   const limits = { ...DEFAULT_C2_LIMITS, ...config.limits };
   const deps = {
@@ -69,7 +73,7 @@ export async function startC2(config: C2Config): Promise<RunningC2> {
     sessions: limits.sessions,
     codec: new WireCodec(pk.cipherBytes),
     log: config.log,
-    observe: observeAll(config.observers),
+    observe: observeAll([...(config.observers ?? []), ...audit.observers]),
     replica,
     fast: {
       crypto: config.fast,
@@ -88,11 +92,15 @@ export async function startC2(config: C2Config): Promise<RunningC2> {
       { definition: SecureComputationService, implementation: secure },
       { definition: RetrievalService, implementation: retrievalService(deps, secure.openSessions) },
       { definition: ReplicaService, implementation: replicaService(deps) },
+      audit.service(deps.observe),
     ],
     isRevoked: config.isRevoked,
     onRefused: deps.observe,
     facts: { keyBits: pk.bits },
-    close: () => replica.close(),
+    close: () => {
+      replica.close();
+      audit.close();
+    },
   });
   return {
     ...daemon,

@@ -176,13 +176,15 @@ export function replicaService(deps: C2ServiceDeps): wire.ReplicaServer {
   const pk2 = deps.crypto.publicKey;
   const pk1 = deps.fast.crypto.pk1;
   return {
-    putGroup: unary<wire.ReplicaGroup, wire.ReplicaReply>('Replica.PutGroup', (req) => {
+    putGroup: unary<wire.ReplicaGroup, wire.ReplicaReply>('Replica.PutGroup', (req, _requestId, fields) => {
       if (req.keyFingerprint !== pk2.fingerprint() || req.pk1Fingerprint !== pk1.fingerprint())
         throw invalidInput("encrypted under other keys than this deployment's");
       checkImageSize(req.width, req.height);
       checkPixelDepth(req.maxValue);
       const change = req.group;
       if (!change) throw invalidInput('no group');
+      // The audit trail's "what": the group's number and how many members it holds after the change.
+      Object.assign(fields, { group: change.group, records: req.members.length });
       checkLookupTags(req.members.map((m) => m.lookupTag));
       const columns = change.columns ? deps.codec.columnsFromWire(change.columns, false) : undefined;
       if (columns && !pk1.areValidCiphertexts([...columns.distance, ...columns.bound, ...columns.coarse]))
@@ -199,11 +201,12 @@ export function replicaService(deps: C2ServiceDeps): wire.ReplicaServer {
       );
       return { total: BigInt(deps.replica.countWithPending()) };
     }),
-    commitGroup: unary<wire.CommitGroupRequest, wire.CommitGroupReply>('Replica.CommitGroup', (req) => {
+    commitGroup: unary<wire.CommitGroupRequest, wire.CommitGroupReply>('Replica.CommitGroup', (req, _requestId, fields) => {
       if (req.collectionId.length === 0) throw invalidInput('no collection id');
       // A digest is 32 hex digits (groupDigest): anything else matches nothing, and is not stored.
       if (req.digest.length > 64) throw invalidInput('a group digest is 32 hex digits');
       const [settled] = deps.replica.settleGroups(req.collectionId, [{ group: req.group, digest: req.digest || undefined }], true);
+      Object.assign(fields, { group: req.group, agrees: settled !== 'differs' });
       return { agrees: settled !== 'differs', total: BigInt(deps.replica.count) };
     }),
     listGroups: unary<wire.ListGroupsRequest, wire.GroupList>('Replica.ListGroups', () => {

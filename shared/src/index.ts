@@ -64,3 +64,5 @@ export * from './crypto/pool';
 export * from './crypto/multiexp';
 export * from './encoding/sealed-image';
 export * from './wire/upload-parts';
+export * from './audit/chain';
+export * from './audit/audit-file';

@@ -20,9 +20,12 @@ export interface RevocationFlags {
   tlsCrl?: string;
 }
 
+/** A daemon's audit trail: --audit, else beside its database. */
+export const auditPathOf = (options: { db: string; audit?: string }) => options.audit || `${options.db}.audit.jsonl`;
+
 export async function runC2(
   log: Logger,
-  options: { listen: string; keys: string; db: string; transport: Transport } & RevocationFlags,
+  options: { listen: string; keys: string; db: string; audit?: string; transport: Transport } & RevocationFlags,
 ): Promise<void> {
   const listen = checkAddress(options.listen, '--listen', 'FNN_C2_LISTEN');
   const sk2 = loadSecretKey(options.keys);
@@ -35,6 +38,7 @@ export async function runC2(
   const daemon = await startC2({
     listen,
     dbPath: options.db,
+    auditPath: auditPathOf(options),
     crypto: crypto.keyHolder!,
     fast,
     log,
@@ -46,7 +50,7 @@ export async function runC2(
 
 export async function runC1(
   log: Logger,
-  options: { listen: string; keys: string; db: string; c2: string; queryTimeout: string; transport: Transport } & RevocationFlags,
+  options: { listen: string; keys: string; db: string; audit?: string; c2: string; queryTimeout: string; transport: Transport } & RevocationFlags,
 ): Promise<void> {
   const listen = checkAddress(options.listen, '--listen', 'FNN_C1_LISTEN');
   const c2Address = checkAddress(options.c2, '--c2', 'FNN_C2');
@@ -62,6 +66,7 @@ export async function runC1(
   const daemon = await startC1({
     listen,
     dbPath: options.db,
+    auditPath: auditPathOf(options),
     c2Address,
     queryTimeoutMs,
     crypto: crypto.evaluator,

@@ -1,7 +1,7 @@
 import type { PeerCertificate } from 'node:tls';
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { DatabaseService, ReplicaService, RetrievalService, SecureComputationService } from '@fnn/proto';
+import { AuditService, DatabaseService, ReplicaService, RetrievalService, SecureComputationService } from '@fnn/proto';
 import { ACCESS_POLICY, callerOf, refusal } from './access-control';
 import { roleOf, type Role } from './credentials';
 import { toStatus } from './status';
@@ -16,7 +16,7 @@ const codeOf = (method: string, ou: string | string[] | undefined) => {
 
 describe('the access table', () => {
   it('names every RPC of every FNN service, so a new one is decided, not open by accident', () => {
-    for (const service of [DatabaseService, SecureComputationService, RetrievalService, ReplicaService])
+    for (const service of [DatabaseService, SecureComputationService, RetrievalService, ReplicaService, AuditService])
       for (const method of Object.values(service)) expect(ACCESS_POLICY, method.path).toHaveProperty([method.path]);
   });
 
@@ -44,6 +44,11 @@ describe('the access table', () => {
       for (const role of ['owner', 'doctor']) expect(codeOf(method.path, role), `${role} ${method.path}`).toBe(status.OK);
       for (const role of ['c1', 'c2']) expect(codeOf(method.path, role), `${role} ${method.path}`).toBe(status.PERMISSION_DENIED);
     }
+  });
+
+  it("gives the audit trail (every doctor's name and calls) to the owner only", () => {
+    expect(codeOf(AuditService.read.path, 'owner')).toBe(status.OK);
+    for (const role of ['doctor', 'c1', 'c2']) expect(codeOf(AuditService.read.path, role), role).toBe(status.PERMISSION_DENIED);
   });
 
   it('opens protocol sessions at C2 to C1 only', () => {

@@ -1,6 +1,6 @@
 import { ServerInterceptingCall, type ServerInterceptingCallInterface, type ServerInterceptor } from '@grpc/grpc-js';
 import type { PeerCertificate } from 'node:tls';
-import { DatabaseService, ReplicaService, RetrievalService, SecureComputationService } from '@fnn/proto';
+import { AuditService, DatabaseService, ReplicaService, RetrievalService, SecureComputationService } from '@fnn/proto';
 import { permissionDenied, unauthenticated, type FnnError } from '../errors';
 import type { Logger } from '../logger';
 import { roleOf, type Role } from './credentials';
@@ -41,6 +41,8 @@ export const ACCESS_POLICY: Readonly<Record<string, Allowed>> = {
   [ReplicaService.putGroup.path]: OWNER,
   [ReplicaService.commitGroup.path]: OWNER,
   [ReplicaService.listGroups.path]: OWNER,
+  // Both daemons: the audit trail names every doctor and what each did.
+  [AuditService.read.path]: OWNER,
   // the standard services: health and reflection
   ...Object.fromEntries([...HEALTH_METHODS, ...REFLECTION_METHODS].map((path) => [path, ANY_ROLE])),
 };

@@ -865,6 +865,19 @@ export interface KeyHolderStatus {
   collectionId: Buffer;
 }
 
+export interface AuditReadRequest {
+  /**
+   * Only entries written at or after this time (ms since 1970); 0: every line.
+   * Lines that are not entries (a torn write) are always sent.
+   */
+  sinceMs: bigint;
+}
+
+export interface AuditLines {
+  /** each one line of the file, without its newline */
+  lines: string[];
+}
+
 function createBaseEncryptedRecord(): EncryptedRecord {
   return {
     encryptedId: Buffer.alloc(0),
@@ -9221,6 +9234,145 @@ export const KeyHolderStatus: MessageFns<KeyHolderStatus> = {
   },
 };
 
+function createBaseAuditReadRequest(): AuditReadRequest {
+  return { sinceMs: 0n };
+}
+
+export const AuditReadRequest: MessageFns<AuditReadRequest> = {
+  encode(message: AuditReadRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sinceMs !== 0n) {
+      if (BigInt.asUintN(64, message.sinceMs) !== message.sinceMs) {
+        throw new globalThis.Error("value provided for field message.sinceMs of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.sinceMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditReadRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditReadRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.sinceMs = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditReadRequest {
+    return {
+      sinceMs: isSet(object.sinceMs) ? BigInt(object.sinceMs) : isSet(object.since_ms) ? BigInt(object.since_ms) : 0n,
+    };
+  },
+
+  toJSON(message: AuditReadRequest): unknown {
+    const obj: any = {};
+    if (message.sinceMs !== 0n) {
+      obj.sinceMs = message.sinceMs.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AuditReadRequest>): AuditReadRequest {
+    return AuditReadRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AuditReadRequest>): AuditReadRequest {
+    const message = createBaseAuditReadRequest();
+    message.sinceMs = (object.sinceMs !== undefined && object.sinceMs !== null) ? BigInt(object.sinceMs) : 0n;
+    return message;
+  },
+};
+
+function createBaseAuditLines(): AuditLines {
+  return { lines: [] };
+}
+
+export const AuditLines: MessageFns<AuditLines> = {
+  encode(message: AuditLines, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.lines) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditLines {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditLines();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.lines.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditLines {
+    return { lines: globalThis.Array.isArray(object?.lines) ? object.lines.map((e: any) => globalThis.String(e)) : [] };
+  },
+
+  toJSON(message: AuditLines): unknown {
+    const obj: any = {};
+    if (message.lines?.length) {
+      obj.lines = message.lines;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AuditLines>): AuditLines {
+    return AuditLines.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AuditLines>): AuditLines {
+    const message = createBaseAuditLines();
+    message.lines = object.lines?.map((e) => e) || [];
+    return message;
+  },
+};
+
 /**
  * ---------------------------------------------------------------------------
  * C1: the encrypted database. Called by the owner (upload, delete) and by
@@ -9763,6 +9915,55 @@ export interface ReplicaClient extends Client {
 export const ReplicaClient = makeGenericClientConstructor(ReplicaService, "fnn.v1.Replica") as unknown as {
   new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): ReplicaClient;
   service: typeof ReplicaService;
+  serviceName: string;
+};
+
+/**
+ * ---------------------------------------------------------------------------
+ * Both daemons: the audit trail (docs/SECURITY.md, "Audit trail"), the owner's only.
+ * ---------------------------------------------------------------------------
+ */
+export type AuditService = typeof AuditService;
+export const AuditService = {
+  /**
+   * The audit file's lines as written, oldest first, so the caller verifies
+   * the hash chain itself; in chunks, the file is never held whole.
+   */
+  read: {
+    path: "/fnn.v1.Audit/Read" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: AuditReadRequest): Buffer => Buffer.from(AuditReadRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AuditReadRequest => AuditReadRequest.decode(value),
+    responseSerialize: (value: AuditLines): Buffer => Buffer.from(AuditLines.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AuditLines => AuditLines.decode(value),
+  },
+} as const;
+
+export interface AuditServer extends UntypedServiceImplementation {
+  /**
+   * The audit file's lines as written, oldest first, so the caller verifies
+   * the hash chain itself; in chunks, the file is never held whole.
+   */
+  read: handleServerStreamingCall<AuditReadRequest, AuditLines>;
+}
+
+export interface AuditClient extends Client {
+  /**
+   * The audit file's lines as written, oldest first, so the caller verifies
+   * the hash chain itself; in chunks, the file is never held whole.
+   */
+  read(request: AuditReadRequest, options?: Partial<CallOptions>): ClientReadableStream<AuditLines>;
+  read(
+    request: AuditReadRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<AuditLines>;
+}
+
+export const AuditClient = makeGenericClientConstructor(AuditService, "fnn.v1.Audit") as unknown as {
+  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): AuditClient;
+  service: typeof AuditService;
   serviceName: string;
 };
 
