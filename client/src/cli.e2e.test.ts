@@ -75,10 +75,10 @@ afterAll(async () => {
 });
 
 describe('fnn keygen', () => {
-  it('writes the secret files with mode 0600 and refuses to overwrite keys', async () => {
-    expect(statSync(join(keys, 'c2-secret.json')).mode & 0o777).toBe(0o600);
-    expect(statSync(join(keys, 'record.key')).mode & 0o777).toBe(0o600);
-    expect(statSync(join(keys, 'c1-secret.json')).mode & 0o777).toBe(0o600);
+  it('writes one directory per party, the secret files with mode 0600, and refuses to overwrite keys', async () => {
+    expect(statSync(join(keys, 'c2', 'c2-secret.json')).mode & 0o777).toBe(0o600);
+    expect(statSync(join(keys, 'owner', 'record.key')).mode & 0o777).toBe(0o600);
+    expect(statSync(join(keys, 'c1', 'c1-secret.json')).mode & 0o777).toBe(0o600);
     const again = await fnn('keygen', '--out', keys, '--bits', '512');
     expect(again.code).toBe(EXIT.usage);
     expect(again.stderr).toMatch(/refusing to overwrite/);

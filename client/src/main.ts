@@ -82,8 +82,8 @@ function daemonLogger(role: string): Logger {
 
 program
   .command('keygen')
-  .description('create the Paillier key pair (g = N+1) and the record key k')
-  .requiredOption('--out <dir>', 'directory to write the keys into')
+  .description("create two Paillier key pairs (C2's and C1's, g = N+1) and the record key k, one directory per party to copy to it")
+  .requiredOption('--out <dir>', 'directory to write c1/, c2/, owner/ and doctor/ into (refuses to overwrite)')
   .option('--bits <n>', 'Paillier modulus size', '2048')
   .addOption(json())
   .action(action(async (o: { out: string; bits: string; json?: boolean }) => keygen(makeOutput(!!o.json), o)));

@@ -12,8 +12,8 @@ import { jsonLine } from '../output';
 
 export async function runC2(log: Logger, options: { listen: string; keys: string; db: string; transport: Transport }): Promise<void> {
   const listen = checkAddress(options.listen, '--listen', 'FNN_C2_LISTEN');
-  const sk2 = loadSecretKey(options.keys);
-  const pk1 = loadC1PublicKey(options.keys);
+  const sk2 = loadSecretKey(options.keys, 'c2');
+  const pk1 = loadC1PublicKey(options.keys, 'c2');
   sameSize(sk2.publicKey, pk1);
   const crypto = createCrypto(sk2.publicKey, sk2);
   const fast = { sk2, pk1, multiExp: crypto.pool.multiExp.bind(crypto.pool) };
@@ -30,8 +30,8 @@ export async function runC1(
   const queryTimeoutMs = Number(options.queryTimeout) * 1000;
   if (!(queryTimeoutMs > 0) || !Number.isFinite(queryTimeoutMs))
     throw new CliError('usage', '--query-timeout must be a positive number of seconds');
-  const pk2 = loadPublicKey(options.keys);
-  const sk1 = loadC1SecretKey(options.keys);
+  const pk2 = loadPublicKey(options.keys, 'c1');
+  const sk1 = loadC1SecretKey(options.keys, 'c1');
   sameSize(pk2, sk1.publicKey);
   const crypto = createCrypto(pk2);
   const fast = { pk2, sk1, multiExp: crypto.pool.multiExp.bind(crypto.pool) };

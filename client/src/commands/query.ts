@@ -59,8 +59,8 @@ function prepare(options: QueryOptions) {
   if (!Number.isInteger(k) || k < 1 || k > 100) throw new CliError('usage', '--k must be an integer from 1 to 100');
   const timeoutMs = Number(options.timeout) * 1000;
   if (!(timeoutMs > 0)) throw new CliError('usage', '--timeout must be a positive number of seconds');
-  const pk2 = loadPublicKey(options.keys);
-  const recordKey = loadRecordKey(options.keys);
+  const pk2 = loadPublicKey(options.keys, 'doctor');
+  const recordKey = loadRecordKey(options.keys, 'doctor');
   const crypto = createCrypto(pk2);
   const c1 = connectC1(c1Address, options.transport);
   const c2 = connectC2(c2Address, options.transport);

@@ -40,9 +40,9 @@ export async function upload(out: Output, paths: string[], options: UploadOption
   if (options.id !== undefined && files.length !== 1) throw new CliError('usage', '--id names the records of one file: give one file');
   const imageOptions = parseImageOptions(options);
   // Read now, so a missing key file is reported before any image is opened.
-  loadPublicKey(options.keys);
-  loadC1PublicKey(options.keys);
-  loadRecordKey(options.keys);
+  loadPublicKey(options.keys, 'owner');
+  loadC1PublicKey(options.keys, 'owner');
+  loadRecordKey(options.keys, 'owner');
   const client = connectC1(address, options.transport);
   const replica = connectReplica(replicaAddress, options.transport);
   let owner: ReturnType<typeof openCollectionWriter> | undefined;
