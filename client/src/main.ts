@@ -12,6 +12,7 @@ import { upload } from './commands/upload';
 import './ip-servername-warning';
 import { classify, makeOutput, jsonLine } from './output';
 import { transportFrom, type TransportFlags } from './tls-files';
+import { oneLineUsageErrors } from './usage-errors';
 
 // Every address and path can also come from the environment, so the daemons
 // can run under a service manager:
@@ -22,7 +23,10 @@ import { transportFrom, type TransportFlags } from './tls-files';
 //   party's certificate directory) or FNN_TLS_CA / FNN_TLS_CERT / FNN_TLS_KEY.
 
 const env = (name: string) => process.env[name];
-const keys = () => new Option('--keys <dir>', 'key directory').env('FNN_KEYS').default('keys');
+const keys = () =>
+  new Option('--keys <dir>', "key directory: this party's from `fnn keygen` (or its whole output on one machine)").env('FNN_KEYS').default('keys');
+// Accepted where no key is read, so one set of connection flags works with every command.
+const unusedKeys = () => new Option('--keys <dir>', 'accepted and not used by this command').env('FNN_KEYS');
 const c1 = () => new Option('--c1 <host:port>', 'C1 address').env('FNN_C1');
 const c2 = () => new Option('--c2 <host:port>', 'C2 address').env('FNN_C2');
 const json = () => new Option('--json', 'one JSON object per line');
@@ -57,7 +61,6 @@ const imageOptions = (cmd: Command) =>
 
 const program = new Command('fnn')
   .description('Exact nearest-neighbour search over encrypted medical images (two non-colluding servers)')
-  .showHelpAfterError()
   .exitOverride();
 
 /** Run a command: its failure is one line on stderr (or a JSON object) and a documented exit code. */
@@ -217,6 +220,7 @@ tlsOptions(
     .description('are C1 and C2 up; records, image size, key size')
     .addOption(c1())
     .addOption(c2())
+    .addOption(unusedKeys())
     .addOption(json()),
 ).action(action(async (o: { c1: string; c2: string; json?: boolean } & TlsFlags) => status(makeOutput(!!o.json), secured(o, ROLES))));
 
@@ -226,6 +230,7 @@ tlsOptions(
     .description("the owner's: compare C1's collection and C2's replica group by group (digests, member counts); exit 3 when they differ")
     .addOption(c1())
     .addOption(c2())
+    .addOption(unusedKeys())
     .addOption(json()),
 ).action(action(async (o: { c1: string; c2: string; json?: boolean } & TlsFlags) => check(makeOutput(!!o.json), secured(o, CLIENTS))));
 
@@ -243,6 +248,7 @@ tlsOptions(
   ),
 );
 
+oneLineUsageErrors(program);
 program.parseAsync(process.argv).catch((error: { exitCode?: number; code?: string }) => {
   // commander's own usage errors (already printed) and --help/--version
   process.exitCode = error.code === 'commander.helpDisplayed' || error.code === 'commander.version' ? 0 : 2;

@@ -1,3 +1,5 @@
+import { existsSync, rmSync } from 'node:fs';
+import { logVerbosity, setLogVerbosity } from '@grpc/grpc-js';
 import { startC1 } from '@fnn/server-c1';
 import { startC2 } from '@fnn/server-c2';
 import { INSECURE, type Logger, type PublicKey, type RunningDaemon, type Transport } from '@fnn/shared';
@@ -17,7 +19,9 @@ export async function runC2(log: Logger, options: { listen: string; keys: string
   sameSize(sk2.publicKey, pk1);
   const crypto = createCrypto(sk2.publicKey, sk2);
   const fast = { sk2, pk1, multiExp: crypto.pool.multiExp.bind(crypto.pool) };
-  const daemon = await startC2({ listen, dbPath: options.db, crypto: crypto.keyHolder!, fast, log, transport: options.transport });
+  const daemon = await starting('c2', listen, options.db, crypto.close, () =>
+    startC2({ listen, dbPath: options.db, crypto: crypto.keyHolder!, fast, log, transport: options.transport }),
+  );
   await serveUntilSignal(daemon, 'c2', log, crypto.close, options.transport);
 }
 
@@ -35,17 +39,48 @@ export async function runC1(
   sameSize(pk2, sk1.publicKey);
   const crypto = createCrypto(pk2);
   const fast = { pk2, sk1, multiExp: crypto.pool.multiExp.bind(crypto.pool) };
-  const daemon = await startC1({
-    listen,
-    dbPath: options.db,
-    c2Address,
-    queryTimeoutMs,
-    crypto: crypto.evaluator,
-    fast,
-    log,
-    transport: options.transport,
-  });
+  const daemon = await starting('c1', listen, options.db, crypto.close, () =>
+    startC1({
+      listen,
+      dbPath: options.db,
+      c2Address,
+      queryTimeoutMs,
+      crypto: crypto.evaluator,
+      fast,
+      log,
+      transport: options.transport,
+    }),
+  );
   await serveUntilSignal(daemon, 'c1', log, crypto.close, options.transport);
+}
+
+/**
+ * Start a daemon; if it cannot, leave no database file it created (the store
+ * is opened before the port is bound) and say why in one line. grpc-js's own
+ * log is off: it would print the bind failure a second time, raw.
+ */
+async function starting<T>(role: 'c1' | 'c2', listen: string, db: string, cleanup: () => Promise<void>, start: () => Promise<T>) {
+  if (!process.env.GRPC_VERBOSITY && !process.env.GRPC_TRACE) setLogVerbosity(logVerbosity.NONE);
+  const fresh = !existsSync(db);
+  try {
+    return await start();
+  } catch (error) {
+    if (fresh) for (const file of [db, `${db}-wal`, `${db}-shm`, `${db}-journal`]) rmSync(file, { force: true });
+    await cleanup();
+    throw bindFailure(error, listen, role) ?? error;
+  }
+}
+
+/** A failed bind in words; undefined for any other failure to start. */
+export function bindFailure(error: unknown, listen: string, role: 'c1' | 'c2'): CliError | undefined {
+  const text = error instanceof Error ? error.message : String(error);
+  if (/EADDRINUSE/.test(text))
+    return new CliError('usage', `${listen} is in use (is another fnn ${role} running?). Stop it, or pass another --listen`);
+  if (/EADDRNOTAVAIL/.test(text))
+    return new CliError('usage', `${listen} is not an address of this host. Pass one of its addresses to --listen (0.0.0.0:PORT for all)`);
+  if (/EACCES/.test(text)) return new CliError('usage', `${listen}: this user may not bind that port. Use a port above 1023`);
+  if (/No address added/.test(text)) return new CliError('usage', `${listen} cannot be bound (${text.replace(/^.*\[|\]$/g, '')})`);
+  return undefined;
 }
 
 /** The packing is sized by one key and checked against the other: both key pairs must be the same size. */
