@@ -52,7 +52,9 @@ describe('fnn keygen', () => {
   it('--help speaks of two key pairs and the record key', async () => {
     const run = await runCli(['keygen', '--help']);
     expect(run.code).toBe(0);
-    expect(run.stdout.replace(/\s+/g, ' ')).toMatch(/two Paillier key pairs \(C2's and C1's.*and the record key k, one directory per party/);
+    expect(run.stdout.replace(/\s+/g, ' ')).toMatch(
+      /two Paillier key pairs \(C2's and C1's.*and the record key k, one directory per party/,
+    );
   });
 });
 
@@ -109,12 +111,16 @@ describe('fnn query, before it connects', () => {
   it('--out that is an existing file: exit 2, says it must be a directory', async () => {
     const run = await query('--keys', keys, '--out', image);
     expect(run.code).toBe(EXIT.usage);
-    expect(oneLine(run.stderr)).toBe(`fnn: --out ${image}: ${image} is a file, not a directory. --out names a directory for the neighbour images`);
+    expect(oneLine(run.stderr)).toBe(
+      `fnn: --out ${image}: ${image} is a file, not a directory. --out names a directory for the neighbour images`,
+    );
   });
 
   it('a daemon that is down: which one, where, and `fnn c1`', async () => {
     const run = await query('--keys', keys, '--protocol', 'fnn');
     expect(run.code).toBe(EXIT.unavailable);
-    expect(oneLine(run.stderr)).toBe('fnn: UNAVAILABLE: C1 at 127.0.0.1:1 cannot be reached (connection refused). Is `fnn c1` running there?');
+    expect(oneLine(run.stderr)).toBe(
+      'fnn: UNAVAILABLE: C1 at 127.0.0.1:1 cannot be reached (connection refused). Is `fnn c1` running there?',
+    );
   });
 });

@@ -41,14 +41,23 @@ describe('explainConnectionFailure, from the channel text', () => {
 
   it('plaintext against a TLS daemon: only a plaintext caller is told to drop --insecure', () => {
     const raw = 'No connection established. Last error: Failed to connect (2026-12-02T06:57:05.004Z). Resolution note: ';
-    expect(explainConnectionFailure(raw, { ...C1, tls: false })).toMatch(/did not answer in plaintext \(--insecure\).*--tls-dir DIR instead of --insecure/);
+    expect(explainConnectionFailure(raw, { ...C1, tls: false })).toMatch(
+      /did not answer in plaintext \(--insecure\).*--tls-dir DIR instead of --insecure/,
+    );
     expect(explainConnectionFailure(raw, C1)).not.toMatch(/--insecure/);
   });
 
   it("C1's report that it cannot reach C2 names the link, without gRPC's wrapping", () => {
-    const raw = 'C2 is unavailable (UNAVAILABLE): No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:9. Resolution note:';
+    const raw =
+      'C2 is unavailable (UNAVAILABLE): No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:9. Resolution note:';
     expect(explainConnectionFailure(raw, C1)).toBe(
       "C1 at 127.0.0.1:50051 cannot reach its C2 (connect ECONNREFUSED 127.0.0.1:9). Is `fnn c2` running, and is C1's --c2 its address?",
+    );
+  });
+
+  it("C1 that waited for C2 in vain: names C2's address and the hint", () => {
+    expect(explainConnectionFailure('C2 at 127.0.0.1:9 is unavailable (no connection within 5 s)', C1)).toBe(
+      "C1 at 127.0.0.1:50051 cannot reach its C2 at 127.0.0.1:9 (no connection within 5 s). Is `fnn c2` running there, and is C1's --c2 its address?",
     );
   });
 

@@ -26,9 +26,16 @@ export function explainConnectionFailure(details: string, peer: Peer): string | 
     const why = lastError(relayed[1]);
     return `C1 at ${address} cannot reach its C2${why ? ` (${why})` : ''}. Is \`fnn c2\` running, and is C1's --c2 its address?`;
   }
+  const waited = /^C2 at (\S+) is unavailable \((no connection within [^)]*)\)$/.exec(details);
+  if (waited && daemon === 'C1')
+    return `C1 at ${address} cannot reach its C2 at ${waited[1]} (${waited[2]}). Is \`fnn c2\` running there, and is C1's --c2 its address?`;
   if (!/No connection established|Failed to connect|Connection dropped|ECONNREFUSED|ECONNRESET/.test(details)) return undefined;
   const raw = lastError(details) ?? details;
-  if (/self[- ]signed certificate|unable to (?:get local issuer|verify the first) certificate|certificate signature failure|unknown ca/i.test(raw))
+  if (
+    /self[- ]signed certificate|unable to (?:get local issuer|verify the first) certificate|certificate signature failure|unknown ca/i.test(
+      raw,
+    )
+  )
     return `${daemon}'s certificate at ${address} is not from your CA (ca.pem of --tls-dir). Is this another deployment's ${daemon}, or the wrong --tls-dir?`;
   if (/certificate has expired|certificate is not yet valid/i.test(raw))
     return `${daemon}'s certificate at ${address} is not valid now (${/not yet/.test(raw) ? 'not yet valid' : 'expired'}). The owner issues a new one with \`fnn certs\``;

@@ -73,14 +73,14 @@ describe('the key directory per party', () => {
     expect(loadRecordKey(keys, 'doctor').lookupTag('x')).toEqual(loadRecordKey(join(keys, 'owner'), 'owner').lookupTag('x'));
   });
 
-  it("tells a doctor without record.key to ask the owner for it, not to make new keys", () => {
+  it('tells a doctor without record.key to ask the owner for it, not to make new keys', () => {
     const error = failure(() => loadRecordKey(join(keys, 'c1'), 'doctor'));
     expect(error.kind).toBe('usage');
     expect(error.message).toMatch(/record\.key not found .*\. Ask the owner for record\.key/);
     expect(error.message).not.toMatch(/fnn keygen --out/);
   });
 
-  it("tells a server without its secret which directory to copy to its host", () => {
+  it('tells a server without its secret which directory to copy to its host', () => {
     expect(failure(() => loadSecretKey(join(keys, 'doctor'), 'c2')).message).toMatch(
       /c2-secret\.json not found .*\. Copy the c2\/ directory of the owner's `fnn keygen` to this host and pass it as --keys$/,
     );

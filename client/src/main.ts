@@ -24,7 +24,9 @@ import { oneLineUsageErrors } from './usage-errors';
 
 const env = (name: string) => process.env[name];
 const keys = () =>
-  new Option('--keys <dir>', "key directory: this party's from `fnn keygen` (or its whole output on one machine)").env('FNN_KEYS').default('keys');
+  new Option('--keys <dir>', "key directory: this party's from `fnn keygen` (or its whole output on one machine)")
+    .env('FNN_KEYS')
+    .default('keys');
 // Accepted where no key is read, so one set of connection flags works with every command.
 const unusedKeys = () => new Option('--keys <dir>', 'accepted and not used by this command').env('FNN_KEYS');
 const c1 = () => new Option('--c1 <host:port>', 'C1 address').env('FNN_C1');

@@ -89,5 +89,8 @@ export function classify(error: unknown): { code: number; reason: string } {
  */
 export function ownerOnly(error: unknown, action: string): unknown {
   if (describeGrpcError(error)?.code !== 'PERMISSION_DENIED') return error;
-  return new CliError('refused', `only the owner may ${action}: the daemons refused this certificate (PERMISSION_DENIED). Use the owner's --tls-dir`);
+  return new CliError(
+    'refused',
+    `only the owner may ${action}: the daemons refused this certificate (PERMISSION_DENIED). Use the owner's --tls-dir`,
+  );
 }

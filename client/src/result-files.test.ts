@@ -39,7 +39,9 @@ describe('--out', () => {
   it('refuses an existing file, and a file on the way', () => {
     const file = join(work, 'results.png');
     writeFileSync(file, 'x');
-    expect(refusal(file).message).toBe(`--out ${file}: ${file} is a file, not a directory. --out names a directory for the neighbour images`);
+    expect(refusal(file).message).toBe(
+      `--out ${file}: ${file} is a file, not a directory. --out names a directory for the neighbour images`,
+    );
     expect(refusal(join(file, 'below')).kind).toBe('usage');
   });
 });

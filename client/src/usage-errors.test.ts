@@ -9,9 +9,20 @@ function parse(args: string[]) {
   const err: string[] = [];
   const out: string[] = [];
   const program = new Command('fnn').exitOverride().configureOutput({ writeErr: (s) => err.push(s), writeOut: (s) => out.push(s) });
-  program.command('status').option('--c1 <host:port>', 'C1 address').action(() => {});
-  program.command('query').argument('<image>').requiredOption('--keys <dir>', 'keys').action(() => {});
-  program.command('certs').command('issue').requiredOption('--name <name>', 'who').action(() => {});
+  program
+    .command('status')
+    .option('--c1 <host:port>', 'C1 address')
+    .action(() => {});
+  program
+    .command('query')
+    .argument('<image>')
+    .requiredOption('--keys <dir>', 'keys')
+    .action(() => {});
+  program
+    .command('certs')
+    .command('issue')
+    .requiredOption('--name <name>', 'who')
+    .action(() => {});
   oneLineUsageErrors(program);
   try {
     program.parse(args, { from: 'user' });

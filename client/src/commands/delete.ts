@@ -40,5 +40,8 @@ export function notFoundById(error: unknown, ids: string[]): unknown {
   const at = /record (\d+) of (\d+) is not in the collection/.exec(grpc.message);
   const id = at && Number(at[2]) === sent.length ? sent[Number(at[1]) - 1] : undefined;
   const what = id === undefined ? 'one of the IDs is' : `"${id}" is`;
-  return new CliError('notFound', `${what} not in the collection, so nothing was deleted (NOT_FOUND). Record IDs are the uploaded file names`);
+  return new CliError(
+    'notFound',
+    `${what} not in the collection, so nothing was deleted (NOT_FOUND). Record IDs are the uploaded file names`,
+  );
 }
