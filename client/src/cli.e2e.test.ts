@@ -75,10 +75,10 @@ afterAll(async () => {
 });
 
 describe('fnn keygen', () => {
-  it('writes the secret files with mode 0600 and refuses to overwrite keys', async () => {
-    expect(statSync(join(keys, 'c2-secret.json')).mode & 0o777).toBe(0o600);
-    expect(statSync(join(keys, 'record.key')).mode & 0o777).toBe(0o600);
-    expect(statSync(join(keys, 'c1-secret.json')).mode & 0o777).toBe(0o600);
+  it('writes one directory per party, the secret files with mode 0600, and refuses to overwrite keys', async () => {
+    expect(statSync(join(keys, 'c2', 'c2-secret.json')).mode & 0o777).toBe(0o600);
+    expect(statSync(join(keys, 'owner', 'record.key')).mode & 0o777).toBe(0o600);
+    expect(statSync(join(keys, 'c1', 'c1-secret.json')).mode & 0o777).toBe(0o600);
     const again = await fnn('keygen', '--out', keys, '--bits', '512');
     expect(again.code).toBe(EXIT.usage);
     expect(again.stderr).toMatch(/refusing to overwrite/);
@@ -345,7 +345,10 @@ describe('bad input', () => {
   it('deleting an unknown ID is NOT_FOUND and deletes nothing', async () => {
     const run = await fnn('delete', 'scan-0.png', 'no-such-scan', '--c1', c1.address, '--c2', c2.address, '--keys', keys);
     expect(run.code).toBe(EXIT.notFound);
-    expect(run.stderr).toMatch(/NOT_FOUND/);
+    // C1 names the unknown record by its place in the request; the CLI names the ID it sent there.
+    expect(run.stderr).toBe(
+      'fnn: "no-such-scan" is not in the collection, so nothing was deleted (NOT_FOUND). Record IDs are the uploaded file names\n',
+    );
     const status = jsonLines((await fnn('status', '--c1', c1.address, '--c2', c2.address, '--json')).stdout)[0] as {
       c1: { records: number };
     };
@@ -397,6 +400,37 @@ describe('certificates and roles', () => {
       c1: { records: number };
     };
     expect(after.c1.records).toBe(before.c1.records);
+  });
+
+  it("a doctor's delete says only the owner may delete (exit 6), and deletes nothing", async () => {
+    const run = await doctor('delete', 'scan-0.png', '--c1', c1.address, '--c2', c2.address, '--keys', keys);
+    expect(run.code).toBe(EXIT.refused);
+    expect(run.stderr).toBe(
+      "fnn: only the owner may delete records: the daemons refused this certificate (PERMISSION_DENIED). Use the owner's --tls-dir\n",
+    );
+    const status = jsonLines((await fnn('status', '--c1', c1.address, '--c2', c2.address, '--json')).stdout)[0] as {
+      c1: { records: number };
+    };
+    expect(status.c1.records).toBe(stored.length);
+  });
+
+  it('daemons of another deployment: their certificate is not from your CA (exit 5)', async () => {
+    const other = join(work, 'other-certs');
+    expect((await fnn('certs', '--out', other)).code).toBe(0);
+    const run = await runCli(['status', '--c1', c1.address, '--c2', c2.address], { FNN_TLS_DIR: join(other, 'owner') });
+    expect(run.code).toBe(EXIT.unavailable);
+    expect(run.stdout).toContain(
+      `C1 ${c1.address}: DOWN (UNAVAILABLE: C1's certificate at ${c1.address} is not from your CA (ca.pem of --tls-dir)`,
+    );
+    expect(run.stdout).toContain(`C2 ${c2.address}: DOWN (UNAVAILABLE: C2's certificate at ${c2.address} is not from your CA`);
+  });
+
+  it('--insecure against TLS daemons says to pass --tls-dir instead (exit 5)', async () => {
+    const run = await runCli(['status', '--c1', c1.address, '--c2', c2.address, '--insecure']);
+    expect(run.code).toBe(EXIT.unavailable);
+    expect(run.stdout).toContain(
+      `C1 ${c1.address}: DOWN (UNAVAILABLE: C1 at ${c1.address} did not answer in plaintext (--insecure): it probably runs TLS. Pass --tls-dir DIR instead of --insecure)`,
+    );
   });
 
   it('a daemon refuses to start with a TLS private key that others can read', async () => {
@@ -479,7 +513,9 @@ describe('C2 down', () => {
     writeImage(query, randomPixels());
     const failed = await fnn('query', query, ...conn());
     expect(failed.code).toBe(EXIT.unavailable);
-    expect(failed.stderr).toMatch(/UNAVAILABLE.*C2/);
+    expect(failed.stderr).toBe(
+      `fnn: UNAVAILABLE: C2 at ${c2Address} cannot be reached (connection refused). Is \`fnn c2\` running there?\n`,
+    );
     const status = await fnn('status', '--c1', c1.address, '--c2', c2Address, '--json');
     const [s] = jsonLines(status.stdout) as [{ c1: { up: boolean; seesC2: boolean }; c2: { up: boolean } }];
     expect(s.c1).toMatchObject({ up: true, seesC2: false });

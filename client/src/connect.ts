@@ -1,6 +1,7 @@
 import { Metadata, type CallOptions, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
 import { AuditClient, DatabaseClient, ReplicaClient, RetrievalClient } from '@fnn/proto';
-import { channelCredentials, HealthClient, messageSizeOptions, type Transport } from '@fnn/shared';
+import { channelCredentials, HealthClient, isInsecure, messageSizeOptions, type Transport } from '@fnn/shared';
+import { explainFailures, isExplained } from './connection-errors';
 import { CliError } from './output';
 
 export function checkAddress(address: string | undefined, flag: string, env: string): string {
@@ -10,20 +11,27 @@ export function checkAddress(address: string | undefined, flag: string, env: str
   return address;
 }
 
-// Each connection checks that the server's certificate is the daemon it means to reach (role c1 or c2).
+/**
+ * Each connection checks that the server's certificate is the daemon it means
+ * to reach (role c1 or c2), and says in words why it could not connect.
+ */
+const options = (address: string, transport: Transport, daemon: 'c1' | 'c2', sized = true) => ({
+  ...(sized ? messageSizeOptions() : {}),
+  interceptors: [explainFailures({ daemon: daemon === 'c1' ? 'C1' : 'C2', address, tls: !isInsecure(transport) })],
+});
 export const connectC1 = (address: string, transport: Transport) =>
-  new DatabaseClient(address, channelCredentials(transport, 'c1'), messageSizeOptions());
+  new DatabaseClient(address, channelCredentials(transport, 'c1'), options(address, transport, 'c1'));
 export const connectC2 = (address: string, transport: Transport) =>
-  new RetrievalClient(address, channelCredentials(transport, 'c2'), messageSizeOptions());
+  new RetrievalClient(address, channelCredentials(transport, 'c2'), options(address, transport, 'c2'));
 /** C2's owner-facing service: the replica of the packed records. */
 export const connectReplica = (address: string, transport: Transport) =>
-  new ReplicaClient(address, channelCredentials(transport, 'c2'), messageSizeOptions());
+  new ReplicaClient(address, channelCredentials(transport, 'c2'), options(address, transport, 'c2'));
 /** Either daemon's audit trail (the owner's). */
 export const connectAudit = (address: string, transport: Transport, daemon: 'c1' | 'c2') =>
-  new AuditClient(address, channelCredentials(transport, daemon), messageSizeOptions());
+  new AuditClient(address, channelCredentials(transport, daemon), options(address, transport, daemon));
 /** The standard health service of either daemon. */
 export const connectHealth = (address: string, transport: Transport, daemon: 'c1' | 'c2') =>
-  new HealthClient(address, channelCredentials(transport, daemon));
+  new HealthClient(address, channelCredentials(transport, daemon), options(address, transport, daemon, false));
 
 /** A unary call as a promise, with a deadline and the request id in metadata. */
 export function call<Req, Res>(
@@ -39,7 +47,7 @@ export function call<Req, Res>(
   return new Promise((resolve, reject) =>
     method(request, metadata, { deadline: new Date(Date.now() + timeoutMs) }, (err, res) => {
       if (!err) return resolve(res);
-      if (who) err.details = `${who}: ${err.details}`;
+      if (who && !isExplained(err)) err.details = `${who}: ${err.details}`;
       reject(err);
     }),
   );

@@ -13,6 +13,7 @@ import { upload } from './commands/upload';
 import './ip-servername-warning';
 import { classify, CliError, makeOutput, jsonLine } from './output';
 import { transportFrom, type TransportFlags } from './tls-files';
+import { oneLineUsageErrors } from './usage-errors';
 
 // Every address and path can also come from the environment, so the daemons
 // can run under a service manager:
@@ -24,7 +25,12 @@ import { transportFrom, type TransportFlags } from './tls-files';
 //   FNN_TLS_CRL (the daemons' revocation list), FNN_AUDIT (a daemon's audit trail).
 
 const env = (name: string) => process.env[name];
-const keys = () => new Option('--keys <dir>', 'key directory').env('FNN_KEYS').default('keys');
+const keys = () =>
+  new Option('--keys <dir>', "key directory: this party's from `fnn keygen` (or its whole output on one machine)")
+    .env('FNN_KEYS')
+    .default('keys');
+// Accepted where no key is read, so one set of connection flags works with every command.
+const unusedKeys = () => new Option('--keys <dir>', 'accepted and not used by this command').env('FNN_KEYS');
 const c1 = () => new Option('--c1 <host:port>', 'C1 address').env('FNN_C1');
 const c2 = () => new Option('--c2 <host:port>', 'C2 address').env('FNN_C2');
 const json = () => new Option('--json', 'one JSON object per line');
@@ -66,7 +72,6 @@ const imageOptions = (cmd: Command) =>
 
 const program = new Command('fnn')
   .description('Exact nearest-neighbour search over encrypted medical images (two non-colluding servers)')
-  .showHelpAfterError()
   .exitOverride();
 
 /** Run a command: its failure is one line on stderr (or a JSON object) and a documented exit code. */
@@ -91,8 +96,8 @@ function daemonLogger(role: string): Logger {
 
 program
   .command('keygen')
-  .description('create the Paillier key pair (g = N+1) and the record key k')
-  .requiredOption('--out <dir>', 'directory to write the keys into')
+  .description("create two Paillier key pairs (C2's and C1's, g = N+1) and the record key k, one directory per party to copy to it")
+  .requiredOption('--out <dir>', 'directory to write c1/, c2/, owner/ and doctor/ into (refuses to overwrite)')
   .option('--bits <n>', 'Paillier modulus size', '2048')
   .addOption(json())
   .action(action(async (o: { out: string; bits: string; json?: boolean }) => keygen(makeOutput(!!o.json), o)));
@@ -278,6 +283,7 @@ tlsOptions(
     .description('are C1 and C2 up; records, image size, key size')
     .addOption(c1())
     .addOption(c2())
+    .addOption(unusedKeys())
     .addOption(json()),
 ).action(action(async (o: { c1: string; c2: string; json?: boolean } & TlsFlags) => status(makeOutput(!!o.json), secured(o, ROLES))));
 
@@ -287,6 +293,7 @@ tlsOptions(
     .description("the owner's: compare C1's collection and C2's replica group by group (digests, member counts); exit 3 when they differ")
     .addOption(c1())
     .addOption(c2())
+    .addOption(unusedKeys())
     .addOption(json()),
 ).action(action(async (o: { c1: string; c2: string; json?: boolean } & TlsFlags) => check(makeOutput(!!o.json), secured(o, CLIENTS))));
 
@@ -330,6 +337,7 @@ const auditCommand = tlsOptions(
   }),
 );
 
+oneLineUsageErrors(program);
 program.parseAsync(process.argv).catch((error: { exitCode?: number; code?: string }) => {
   // commander's own usage errors (already printed) and --help/--version
   process.exitCode = error.code === 'commander.helpDisplayed' || error.code === 'commander.version' ? 0 : 2;

@@ -81,3 +81,16 @@ export function classify(error: unknown): { code: number; reason: string } {
   }
   return { code: EXIT.failure, reason: error instanceof Error ? error.message : String(error) };
 }
+
+/**
+ * A daemon's PERMISSION_DENIED for one of the owner's commands, said as what
+ * the person tried: the daemon names an RPC ("may not call .../AllocateSlots"),
+ * which is not what `fnn delete` looks like from a keyboard.
+ */
+export function ownerOnly(error: unknown, action: string): unknown {
+  if (describeGrpcError(error)?.code !== 'PERMISSION_DENIED') return error;
+  return new CliError(
+    'refused',
+    `only the owner may ${action}: the daemons refused this certificate (PERMISSION_DENIED). Use the owner's --tls-dir`,
+  );
+}

@@ -4,7 +4,15 @@ import type * as wire from '@fnn/proto';
 import { CollectionWriter, messageLimit, needsParts, uploadParts, type Layout, type OwnerLink } from '@fnn/shared';
 import { call } from './connect';
 import { createCrypto } from './crypto-workers';
-import { hasC1SecretKey, hasSecretKey, loadC1PublicKey, loadC1SecretKey, loadPublicKey, loadRecordKey, loadSecretKey } from './key-files';
+import {
+  C1_SECRET_KEY_FILE,
+  loadC1PublicKey,
+  loadPublicKey,
+  loadRecordKey,
+  loadSecretKeyAt,
+  ownerHeldSecret,
+  SECRET_KEY_FILE,
+} from './key-files';
 
 /** The owner's calls over gRPC, each with a deadline; C2's failures say "C2". */
 export function grpcOwnerLink(c1: wire.DatabaseClient, c2: wire.ReplicaClient): OwnerLink {
@@ -44,15 +52,17 @@ function uploadInParts(c1: wire.DatabaseClient, req: wire.UploadRequest, timeout
 
 /**
  * The owner's writer from a key directory, with its worker threads (one set for
- * both keys). The owner made both key pairs: with the factorisations,
- * encryption is ~3x faster (the C module's CRT path).
+ * both keys). Where the owner still holds a server's secret key (the whole
+ * keygen output on one machine), encryption takes the ~3x faster CRT path.
  */
 export function openCollectionWriter(link: OwnerLink, keysDir: string, layouts: readonly Layout[]) {
-  const pk2 = loadPublicKey(keysDir);
-  const pk1 = loadC1PublicKey(keysDir);
-  const recordKey = loadRecordKey(keysDir);
-  const underPk2 = createCrypto(pk2, hasSecretKey(keysDir) ? loadSecretKey(keysDir, pk2) : undefined);
-  const underPk1 = underPk2.pool.withKey(pk1, hasC1SecretKey(keysDir) ? loadC1SecretKey(keysDir, pk1) : undefined);
+  const pk2 = loadPublicKey(keysDir, 'owner');
+  const pk1 = loadC1PublicKey(keysDir, 'owner');
+  const recordKey = loadRecordKey(keysDir, 'owner');
+  const sk2 = ownerHeldSecret(keysDir, SECRET_KEY_FILE);
+  const sk1 = ownerHeldSecret(keysDir, C1_SECRET_KEY_FILE);
+  const underPk2 = createCrypto(pk2, sk2 ? loadSecretKeyAt(sk2, pk2) : undefined);
+  const underPk1 = underPk2.pool.withKey(pk1, sk1 ? loadSecretKeyAt(sk1, pk1) : undefined);
   return {
     writer: new CollectionWriter(
       link,

@@ -1,3 +1,5 @@
+import { existsSync, rmSync } from 'node:fs';
+import { logVerbosity, setLogVerbosity } from '@grpc/grpc-js';
 import { startC1 } from '@fnn/server-c1';
 import { startC2 } from '@fnn/server-c2';
 import { join } from 'node:path';
@@ -28,23 +30,25 @@ export async function runC2(
   options: { listen: string; keys: string; db: string; audit?: string; transport: Transport } & RevocationFlags,
 ): Promise<void> {
   const listen = checkAddress(options.listen, '--listen', 'FNN_C2_LISTEN');
-  const sk2 = loadSecretKey(options.keys);
-  const pk1 = loadC1PublicKey(options.keys);
+  const sk2 = loadSecretKey(options.keys, 'c2');
+  const pk1 = loadC1PublicKey(options.keys, 'c2');
   sameSize(sk2.publicKey, pk1);
   // Before the crypto workers start: a bad list ends the daemon with nothing to stop.
   const revocation = await revocationFor(options, log);
   const crypto = createCrypto(sk2.publicKey, sk2);
   const fast = { sk2, pk1, multiExp: crypto.pool.multiExp.bind(crypto.pool) };
-  const daemon = await startC2({
-    listen,
-    dbPath: options.db,
-    auditPath: auditPathOf(options),
-    crypto: crypto.keyHolder!,
-    fast,
-    log,
-    transport: options.transport,
-    isRevoked: revocation?.isRevoked,
-  });
+  const daemon = await starting('c2', listen, [options.db, auditPathOf(options)], crypto.close, () =>
+    startC2({
+      listen,
+      dbPath: options.db,
+      auditPath: auditPathOf(options),
+      crypto: crypto.keyHolder!,
+      fast,
+      log,
+      transport: options.transport,
+      isRevoked: revocation?.isRevoked,
+    }),
+  );
   await serveUntilSignal(daemon, 'c2', log, crypto.close, options.transport, revocation);
 }
 
@@ -57,24 +61,26 @@ export async function runC1(
   const queryTimeoutMs = Number(options.queryTimeout) * 1000;
   if (!(queryTimeoutMs > 0) || !Number.isFinite(queryTimeoutMs))
     throw new CliError('usage', '--query-timeout must be a positive number of seconds');
-  const pk2 = loadPublicKey(options.keys);
-  const sk1 = loadC1SecretKey(options.keys);
+  const pk2 = loadPublicKey(options.keys, 'c1');
+  const sk1 = loadC1SecretKey(options.keys, 'c1');
   sameSize(pk2, sk1.publicKey);
   const revocation = await revocationFor(options, log);
   const crypto = createCrypto(pk2);
   const fast = { pk2, sk1, multiExp: crypto.pool.multiExp.bind(crypto.pool) };
-  const daemon = await startC1({
-    listen,
-    dbPath: options.db,
-    auditPath: auditPathOf(options),
-    c2Address,
-    queryTimeoutMs,
-    crypto: crypto.evaluator,
-    fast,
-    log,
-    transport: options.transport,
-    isRevoked: revocation?.isRevoked,
-  });
+  const daemon = await starting('c1', listen, [options.db, auditPathOf(options)], crypto.close, () =>
+    startC1({
+      listen,
+      dbPath: options.db,
+      auditPath: auditPathOf(options),
+      c2Address,
+      queryTimeoutMs,
+      crypto: crypto.evaluator,
+      fast,
+      log,
+      transport: options.transport,
+      isRevoked: revocation?.isRevoked,
+    }),
+  );
   await serveUntilSignal(daemon, 'c1', log, crypto.close, options.transport, revocation);
 }
 
@@ -96,6 +102,36 @@ async function revocationFor(options: { transport: Transport } & RevocationFlags
   // Loaded here, not with the CLI: the X.509 decoder is for the daemons and `fnn certs` only.
   const { watchRevocations } = await import('../revocation.js');
   return watchRevocations({ path, ca: options.transport.ca, log, required: options.tlsCrl !== undefined });
+}
+
+/**
+ * Start a daemon; if it cannot, leave no database file it created (the store
+ * is opened before the port is bound) and say why in one line. grpc-js's own
+ * log is off: it would print the bind failure a second time, raw.
+ */
+async function starting<T>(role: 'c1' | 'c2', listen: string, files: string[], cleanup: () => Promise<void>, start: () => Promise<T>) {
+  if (!process.env.GRPC_VERBOSITY && !process.env.GRPC_TRACE) setLogVerbosity(logVerbosity.NONE);
+  // The database and the audit trail: what did not exist before is removed again when the daemon cannot start.
+  const fresh = files.filter((f) => !existsSync(f));
+  try {
+    return await start();
+  } catch (error) {
+    for (const f of fresh) for (const file of [f, `${f}-wal`, `${f}-shm`, `${f}-journal`]) rmSync(file, { force: true });
+    await cleanup();
+    throw bindFailure(error, listen, role) ?? error;
+  }
+}
+
+/** A failed bind in words; undefined for any other failure to start. */
+export function bindFailure(error: unknown, listen: string, role: 'c1' | 'c2'): CliError | undefined {
+  const text = error instanceof Error ? error.message : String(error);
+  if (/EADDRINUSE/.test(text))
+    return new CliError('usage', `${listen} is in use (is another fnn ${role} running?). Stop it, or pass another --listen`);
+  if (/EADDRNOTAVAIL/.test(text))
+    return new CliError('usage', `${listen} is not an address of this host. Pass one of its addresses to --listen (0.0.0.0:PORT for all)`);
+  if (/EACCES/.test(text)) return new CliError('usage', `${listen}: this user may not bind that port. Use a port above 1023`);
+  if (/No address added/.test(text)) return new CliError('usage', `${listen} cannot be bound (${text.replace(/^.*\[|\]$/g, '')})`);
+  return undefined;
 }
 
 /** The packing is sized by one key and checked against the other: both key pairs must be the same size. */

@@ -1,7 +1,8 @@
 import type { Transport } from '@fnn/shared';
+import { describeGrpcError } from '@fnn/shared';
 import { checkAddress, connectC1, connectReplica } from '../connect';
 import { grpcOwnerLink, openCollectionWriter } from '../owner-upload';
-import type { Output } from '../output';
+import { CliError, ownerOnly, type Output } from '../output';
 
 /**
  * `fnn delete`: all named records go in one transaction at C1, or none if one
@@ -19,9 +20,28 @@ export async function deleteRecords(
   try {
     const reply = await owner.writer.delete(ids);
     out.result({ deleted: ids, total: Number(reply.total) }, `deleted ${reply.deleted} record(s); ${reply.total} remain`);
+  } catch (error) {
+    throw notFoundById(ownerOnly(error, 'delete records'), ids);
   } finally {
     client.close();
     replica.close();
     await owner.close();
   }
+}
+
+/**
+ * C1's NOT_FOUND names the unknown record by its place in the request ("record
+ * 2 of 3"), as C1 never sees an ID; the CLI knows which ID it sent there.
+ */
+export function notFoundById(error: unknown, ids: string[]): unknown {
+  const grpc = describeGrpcError(error);
+  if (grpc?.code !== 'NOT_FOUND') return error;
+  const sent = [...new Set(ids)]; // as the writer sends them: an ID named twice once
+  const at = /record (\d+) of (\d+) is not in the collection/.exec(grpc.message);
+  const id = at && Number(at[2]) === sent.length ? sent[Number(at[1]) - 1] : undefined;
+  const what = id === undefined ? 'one of the IDs is' : `"${id}" is`;
+  return new CliError(
+    'notFound',
+    `${what} not in the collection, so nothing was deleted (NOT_FOUND). Record IDs are the uploaded file names`,
+  );
 }

@@ -1,7 +1,17 @@
+import { join } from 'node:path';
 import { generateKeyPair, generateSymmetricKey } from '@fnn/shared';
-import { C1_PUBLIC_KEY_FILE, C1_SECRET_KEY_FILE, PUBLIC_KEY_FILE, RECORD_KEY_FILE, SECRET_KEY_FILE, writeKeyDirectory } from '../key-files';
+import { KEY_PARTIES, PARTY_KEY_FILES, writeKeyDirectory, type KeyParty } from '../key-files';
 import { CliError, type Output } from '../output';
 
+/** Where each party's directory goes, said in keygen's output and the README. */
+const DESTINATION: Record<KeyParty, string> = {
+  c1: "C1's host: `fnn c1 --keys DIR`",
+  c2: "C2's host: `fnn c2 --keys DIR`",
+  owner: "the owner's machine: upload, delete, check, repair",
+  doctor: "each doctor's machine: query, batch-query",
+};
+
+/** `fnn keygen`: C2's and C1's Paillier key pairs and the record key k, one directory per party. */
 export async function keygen(out: Output, options: { out: string; bits: string }): Promise<void> {
   const bits = Number(options.bits);
   if (!Number.isInteger(bits) || bits < 256 || bits % 2 !== 0)
@@ -11,15 +21,13 @@ export async function keygen(out: Output, options: { out: string; bits: string }
   const [c2, c1] = await Promise.all([generateKeyPair(bits), generateKeyPair(bits)]);
   const publicKey = c2.publicKey;
   writeKeyDirectory(options.out, c2, c1, generateSymmetricKey());
+  const parties = Object.fromEntries(KEY_PARTIES.map((p) => [p, { dir: join(options.out, p), files: PARTY_KEY_FILES[p] }]));
   out.result(
-    { dir: options.out, bits, fingerprint: publicKey.fingerprint(), elapsedMs: Date.now() - started },
+    { dir: options.out, bits, fingerprint: publicKey.fingerprint(), parties, elapsedMs: Date.now() - started },
     [
-      `keys written to ${options.out} (${bits}-bit Paillier, fingerprint ${publicKey.fingerprint()})`,
-      `  ${PUBLIC_KEY_FILE}  public key: give to C1, C2 and doctors`,
-      `  ${SECRET_KEY_FILE}   C2's secret key: give to C2 only (keep a backup with the owner)`,
-      `  ${C1_PUBLIC_KEY_FILE}  C1's public key: give to C2 and the owner`,
-      `  ${C1_SECRET_KEY_FILE}   C1's secret key: give to C1 only (keep a backup with the owner)`,
-      `  ${RECORD_KEY_FILE}       record key k: owner and authorised doctors only`,
+      `keys written to ${options.out} (two ${bits}-bit Paillier key pairs, fingerprint ${publicKey.fingerprint()}, and the record key); copy each directory to one place:`,
+      ...KEY_PARTIES.map((p) => `  ${join(options.out, p)}/  to ${DESTINATION[p]} (${PARTY_KEY_FILES[p].join(', ')})`),
+      "c2/ and c1/ hold the only copies of the servers' secret keys: back them up offline; a lost one means a new keygen and a new upload",
     ].join('\n'),
   );
 }

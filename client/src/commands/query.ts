@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Metadata, status } from '@grpc/grpc-js';
@@ -23,6 +23,7 @@ import { writeSheet } from '../sheet';
 import { CliError, classify, type Output } from '../output';
 import { queryProgressBar } from '../progress';
 import { queryWithProgress } from '../query-stream';
+import { neighbourFileName, prepareOutDir, queryStem } from '../result-files';
 
 export interface QueryOptions extends ImageFlags {
   c1: string;
@@ -59,8 +60,10 @@ function prepare(options: QueryOptions) {
   if (!Number.isInteger(k) || k < 1 || k > 100) throw new CliError('usage', '--k must be an integer from 1 to 100');
   const timeoutMs = Number(options.timeout) * 1000;
   if (!(timeoutMs > 0)) throw new CliError('usage', '--timeout must be a positive number of seconds');
-  const pk2 = loadPublicKey(options.keys);
-  const recordKey = loadRecordKey(options.keys);
+  const pk2 = loadPublicKey(options.keys, 'doctor');
+  const recordKey = loadRecordKey(options.keys, 'doctor');
+  // Before any image is read or encrypted: a --out that cannot be written costs nothing.
+  if (options.out !== undefined) prepareOutDir(options.out);
   const crypto = createCrypto(pk2);
   const c1 = connectC1(c1Address, options.transport);
   const c2 = connectC2(c2Address, options.transport);
@@ -92,8 +95,7 @@ function complete(answer: DoctorAnswer, image: GrayImage, started: number, outDi
   const results = answer.neighbours.map((n, rank) => {
     let written: string | null = null;
     if (outDir) {
-      mkdirSync(outDir, { recursive: true });
-      written = join(outDir, `${stem(answer.tag)}.nn${rank + 1}.${safeName(n.id)}.png`);
+      written = join(outDir, neighbourFileName(answer.tag, rank + 1, n.id));
       writeFileSync(written, encodePng({ width: image.width, height: image.height, maxValue: n.image.maxValue, pixels: n.image.pixels }));
     }
     return { id: n.id, distance: n.distance.toString(), image: written };
@@ -101,7 +103,7 @@ function complete(answer: DoctorAnswer, image: GrayImage, started: number, outDi
   const sheet = outDir
     ? writeSheet(
         outDir,
-        stem(answer.tag),
+        queryStem(answer.tag),
         basename(answer.tag),
         image,
         answer.neighbours.map((n) => ({
@@ -124,7 +126,8 @@ function complete(answer: DoctorAnswer, image: GrayImage, started: number, outDi
   };
 }
 
-function human(r: QueryResult): string {
+/** The human lines of one answer; a protocol without a bound (bf) says nothing of one. */
+export function human(r: QueryResult): string {
   const bound = r.lowerBoundMs === undefined ? '' : `, ${r.rejected} rejected by the bound`;
   const lines = [`${r.query}: ${r.protocol}, ${r.total} records${bound}, ${(r.elapsedMs / 1000).toFixed(1)} s`];
   if (r.levels)
@@ -257,13 +260,3 @@ export async function batchQuery(out: Output, paths: string[], options: QueryOpt
     await ctx.close();
   }
 }
-
-/** The file-name stem of a query's outputs: `scan.png` -> scan, `vol.nii.gz#z012` -> vol.z012 (slices must not collide). */
-function stem(tag: string): string {
-  const name = basename(tag);
-  const hash = name.lastIndexOf('#');
-  const [file, label] = hash > 0 && !existsSync(tag) ? [name.slice(0, hash), name.slice(hash + 1)] : [name, ''];
-  const base = file.replace(/\.nii\.gz$/i, '').replace(/\.[^.]*$/, '') || file;
-  return label ? `${base}.${safeName(label)}` : base;
-}
-const safeName = (id: string) => id.replace(/[^\w.-]+/g, '_').slice(0, 100);

@@ -1,7 +1,7 @@
 import { compareReplicas, type ReplicaComparison, type Transport } from '@fnn/shared';
 import { checkAddress, connectC1, connectReplica } from '../connect';
 import { grpcOwnerLink, openCollectionWriter } from '../owner-upload';
-import { CliError, type Output } from '../output';
+import { CliError, ownerOnly, type Output } from '../output';
 
 // `fnn check` and `fnn repair` (the owner's): C1's collection and C2's replica
 // compared group by group from their ListGroups (digests and member counts;
@@ -52,6 +52,8 @@ export async function check(out: Output, options: Omit<Options, 'keys'>): Promis
       throw new CliError('dataLoss', `${damaged} stored blob(s) damaged (C1 ${c.damaged.c1.length}, C2 ${c.damaged.c2.length})`);
     if (!c.sameCollection) throw new CliError('invalid', "C2's replica belongs to another collection");
     if (differ.length > 0) throw new CliError('invalid', `the replicas differ in ${differ.length} group(s): run \`fnn repair\``);
+  } catch (error) {
+    throw ownerOnly(error, 'check the replicas');
   } finally {
     close();
   }
@@ -70,6 +72,8 @@ export async function repair(out: Output, options: Options): Promise<void> {
         ? 'nothing to repair: the replicas agree'
         : `repaired ${n} group(s): ${report.rewritten.length} rewritten at C2 from C1's records, ${report.committed.length} pending change(s) committed`,
     );
+  } catch (error) {
+    throw ownerOnly(error, 'repair the replicas');
   } finally {
     close();
     await owner.close();

@@ -3,7 +3,7 @@ import { call, checkAddress, connectC1, connectReplica } from '../connect';
 import { expandImagePaths, parseImageOptions, recordIdOf, type ImageFlags } from '../image-files';
 import { loadC1PublicKey, loadPublicKey, loadRecordKey } from '../key-files';
 import { grpcOwnerLink, openCollectionWriter } from '../owner-upload';
-import { CliError, classify, EXIT, type Output } from '../output';
+import { CliError, classify, EXIT, ownerOnly, type Output } from '../output';
 import { progressBar } from '../progress';
 import { planUpload, readPlannedFile } from '../upload-plan';
 import { sendPlan } from '../upload-send';
@@ -40,9 +40,9 @@ export async function upload(out: Output, paths: string[], options: UploadOption
   if (options.id !== undefined && files.length !== 1) throw new CliError('usage', '--id names the records of one file: give one file');
   const imageOptions = parseImageOptions(options);
   // Read now, so a missing key file is reported before any image is opened.
-  loadPublicKey(options.keys);
-  loadC1PublicKey(options.keys);
-  loadRecordKey(options.keys);
+  loadPublicKey(options.keys, 'owner');
+  loadC1PublicKey(options.keys, 'owner');
+  loadRecordKey(options.keys, 'owner');
   const client = connectC1(address, options.transport);
   const replica = connectReplica(replicaAddress, options.transport);
   let owner: ReturnType<typeof openCollectionWriter> | undefined;
@@ -57,8 +57,9 @@ export async function upload(out: Output, paths: string[], options: UploadOption
     const shape = await call(client.status.bind(client), {}, 30_000);
     // Quiet until pass 1 has counted the records.
     let bar = progressBar(0, 'records', false);
-    const failed = (file: string, id: string, error: unknown, records: number, where: string) => {
+    const failed = (file: string, id: string, cause: unknown, records: number, where: string) => {
       notUploaded += records;
+      const error = ownerOnly(cause, 'upload');
       const { reason, code } = classify(error);
       bar.around(() => out.result({ file, id, status: 'failed', error: reason }, `${where}${file}: FAILED: ${reason}`));
       if (stops(code)) throw error;

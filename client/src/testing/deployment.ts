@@ -40,9 +40,10 @@ export interface Keys {
 export async function makeKeys(dir: string, bits = 512): Promise<Keys> {
   const run = await runCli(['keygen', '--out', dir, '--bits', String(bits), '--json']);
   if (run.code !== 0) throw new Error(`fnn keygen failed: ${run.stderr}`);
-  const pk = loadPublicKey(dir);
-  const pk1 = loadC1PublicKey(dir);
-  return { dir, pk, sk: loadSecretKey(dir, pk), pk1, sk1: loadC1SecretKey(dir, pk1), recordKey: loadRecordKey(dir) };
+  // Each key as the party that holds it reads it from the keygen output.
+  const pk = loadPublicKey(dir, 'owner');
+  const pk1 = loadC1PublicKey(dir, 'owner');
+  return { dir, pk, sk: loadSecretKey(dir, 'c2', pk), pk1, sk1: loadC1SecretKey(dir, 'c1', pk1), recordKey: loadRecordKey(dir, 'owner') };
 }
 
 /** What C1 holds by its own file (read-only, C1 dead or alive): ID and image of every record, in upload order. */
