@@ -10,6 +10,7 @@ import { check, repair } from './commands/replicas';
 import { status } from './commands/status';
 import { upload } from './commands/upload';
 import './ip-servername-warning';
+import { withConfigFile } from './config-file';
 import { classify, makeOutput, jsonLine } from './output';
 import { transportFrom, type TransportFlags } from './tls-files';
 
@@ -20,12 +21,17 @@ import { transportFrom, type TransportFlags } from './tls-files';
 //   FNN_LOG_LEVEL (daemon log level: info by default), FNN_MAX_MESSAGE_BYTES
 //   (the gRPC message limit, lowered from 64 MiB), FNN_TLS_DIR (this
 //   party's certificate directory) or FNN_TLS_CA / FNN_TLS_CERT / FNN_TLS_KEY.
+//   FNN_CONFIG (a daemon's config file), FNN_METRICS (a daemon's /metrics address).
 
 const env = (name: string) => process.env[name];
 const keys = () => new Option('--keys <dir>', 'key directory').env('FNN_KEYS').default('keys');
 const c1 = () => new Option('--c1 <host:port>', 'C1 address').env('FNN_C1');
 const c2 = () => new Option('--c2 <host:port>', 'C2 address').env('FNN_C2');
 const json = () => new Option('--json', 'one JSON object per line');
+const metrics = () =>
+  new Option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (port 0: a free port; off by default)').env(
+    'FNN_METRICS',
+  );
 // Every connection is TLS with this party's certificate, or plaintext with an explicit --insecure.
 const tlsOptions = (cmd: Command) =>
   cmd
@@ -110,8 +116,13 @@ tlsOptions(
     .description('run C2, the key holder')
     .addOption(new Option('--listen <host:port>', 'address to bind (port 0: a free port)').env('FNN_C2_LISTEN').default('127.0.0.1:50052'))
     .addOption(new Option('--db <file>', 'SQLite replica of the packed records (fast protocol)').env('FNN_C2_DB').default('fnn-c2.db'))
-    .addOption(keys()),
-).action(action(async (o: { listen: string; keys: string; db: string } & TlsFlags) => runC2(daemonLogger('c2'), secured(o, ['c2']))));
+    .addOption(keys())
+    .addOption(metrics()),
+).action(
+  action(async (o: { listen: string; keys: string; db: string; metrics?: string } & TlsFlags) =>
+    runC2(daemonLogger('c2'), secured(o, ['c2'])),
+  ),
+);
 
 tlsOptions(
   program
@@ -125,9 +136,10 @@ tlsOptions(
       new Option('--query-timeout <seconds>', "longest a query may run at C1 and C2 (the paper's protocols at 256x256 take longer)")
         .env('FNN_QUERY_TIMEOUT')
         .default('3600'),
-    ),
+    )
+    .addOption(metrics()),
 ).action(
-  action(async (o: { listen: string; keys: string; db: string; c2: string; queryTimeout: string } & TlsFlags) =>
+  action(async (o: { listen: string; keys: string; db: string; c2: string; queryTimeout: string; metrics?: string } & TlsFlags) =>
     runC1(daemonLogger('c1'), secured(o, ['c1'])),
   ),
 );
@@ -243,7 +255,20 @@ tlsOptions(
   ),
 );
 
-program.parseAsync(process.argv).catch((error: { exitCode?: number; code?: string }) => {
-  // commander's own usage errors (already printed) and --help/--version
-  process.exitCode = error.code === 'commander.helpDisplayed' || error.code === 'commander.version' ? 0 : 2;
-});
+// The daemons read a config file under a service manager (config-file.ts: flag > env > file > default).
+for (const daemon of ['c1', 'c2']) withConfigFile(program.commands.find((c) => c.name() === daemon)!);
+
+export { program };
+
+/** Runs the CLI on `argv`: `node client/dist/main.js` and client/bin/fnn.js (npx fnn) call it; a test imports `program` instead. */
+export function run(argv: readonly string[] = process.argv): Promise<void> {
+  return program.parseAsync(argv).then(
+    () => {},
+    (error: { exitCode?: number; code?: string }) => {
+      // commander's own usage errors (already printed) and --help/--version
+      process.exitCode = error.code === 'commander.helpDisplayed' || error.code === 'commander.version' ? 0 : 2;
+    },
+  );
+}
+
+if (require.main === module) void run();
