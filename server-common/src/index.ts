@@ -3,3 +3,4 @@ export * from './collection-database';
 export * from './handlers';
 export * from './limits';
 export * from './daemon';
+export * from './metrics';
