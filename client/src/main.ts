@@ -6,6 +6,7 @@ import { runC1, runC2 } from './commands/daemons';
 import { deleteRecords } from './commands/delete';
 import { keygen } from './commands/keygen';
 import { batchQuery, query } from './commands/query';
+import { health } from './commands/health';
 import { check, repair } from './commands/replicas';
 import { status } from './commands/status';
 import { upload } from './commands/upload';
@@ -231,6 +232,20 @@ tlsOptions(
     .addOption(c2())
     .addOption(json()),
 ).action(action(async (o: { c1: string; c2: string; json?: boolean } & TlsFlags) => status(makeOutput(!!o.json), secured(o, ROLES))));
+
+tlsOptions(
+  program
+    .command('health')
+    .description("a daemon's grpc.health.v1: exit 0 if it is SERVING, 5 if not (a service manager's or container's health check)")
+    .addOption(c1())
+    .addOption(c2())
+    .option('--timeout <seconds>', 'give up after this long', '5')
+    .addOption(json()),
+).action(
+  action(async (o: { c1?: string; c2?: string; timeout: string; json?: boolean } & TlsFlags) =>
+    health(makeOutput(!!o.json), secured(o, ROLES)),
+  ),
+);
 
 tlsOptions(
   program
