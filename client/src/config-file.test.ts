@@ -57,7 +57,7 @@ async function parse(args: string[]) {
   }
   const code = process.exitCode ?? 0;
   process.exitCode = undefined;
-  return { options: given, code, stderr: stderr.join('') };
+  return { options: given as Record<string, unknown> | undefined, code, stderr: stderr.join('') };
 }
 
 beforeEach(() => {
