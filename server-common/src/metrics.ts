@@ -66,7 +66,7 @@ export class DaemonMetrics {
     collectDefaultMetrics({ register: this.registry });
     this.querySeconds = new Histogram({
       name: 'fnn_query_seconds',
-      help: 'Time of each answered query at C1, from admission to the reply, by protocol',
+      help: 'Time of each answered query at C1, from its arrival (the admission wait included) to the reply, by protocol',
       labelNames: ['protocol'],
       buckets: QUERY_SECONDS_BUCKETS,
       registers,
