@@ -12,4 +12,4 @@ if (!existsSync(main)) {
   process.stderr.write('fnn: the CLI is not built yet. Run `make build` in the repository first.\n');
   process.exit(2);
 }
-require(main);
+require(main).run();

@@ -63,13 +63,14 @@ export async function issueAuthority(days: number): Promise<Authority> {
 
 /**
  * A party's certificate. C1 and C2 are servers; C1 also calls C2, so its
- * certificate serves both ways; the owner and doctors are clients only.
+ * certificate serves both ways; the owner and doctors are clients only. C2's
+ * is a client too so that its host can run `fnn health` with it (deploy/):
+ * the role table lets c2 call nothing but status, health and reflection.
  */
 export async function issueParty(ca: Authority, request: PartyRequest): Promise<IssuedParty> {
   const keys = await generateKeys();
   const server = request.role === 'c1' || request.role === 'c2';
-  const client = request.role !== 'c2';
-  const usages = [...(server ? [x509.ExtendedKeyUsage.serverAuth] : []), ...(client ? [x509.ExtendedKeyUsage.clientAuth] : [])];
+  const usages = [...(server ? [x509.ExtendedKeyUsage.serverAuth] : []), x509.ExtendedKeyUsage.clientAuth];
   const certificate = await x509.X509CertificateGenerator.create(
     {
       serialNumber: serial(),

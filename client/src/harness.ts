@@ -37,6 +37,8 @@ export const jsonLines = (out: string) =>
 
 export interface Daemon {
   address: string;
+  /** The daemon's listening line, e.g. its metrics address with --metrics. */
+  listening: Record<string, unknown>;
   child: ChildProcess;
   /** The daemon's log (stderr) so far. */
   log(): string;
@@ -91,6 +93,7 @@ function listening(role: 'c1' | 'c2', args: string[], env: NodeJS.ProcessEnv): P
       started = true;
       resolvePromise({
         address: event.address,
+        listening: event,
         child,
         log: () => log,
         stop: async () => {

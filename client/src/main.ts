@@ -7,10 +7,12 @@ import { runC1, runC2 } from './commands/daemons';
 import { deleteRecords } from './commands/delete';
 import { keygen } from './commands/keygen';
 import { batchQuery, query } from './commands/query';
+import { health } from './commands/health';
 import { check, repair } from './commands/replicas';
 import { status } from './commands/status';
 import { upload } from './commands/upload';
 import './ip-servername-warning';
+import { withConfigFile } from './config-file';
 import { classify, CliError, makeOutput, jsonLine } from './output';
 import { transportFrom, type TransportFlags } from './tls-files';
 import { oneLineUsageErrors } from './usage-errors';
@@ -22,7 +24,8 @@ import { oneLineUsageErrors } from './usage-errors';
 //   FNN_LOG_LEVEL (daemon log level: info by default), FNN_MAX_MESSAGE_BYTES
 //   (the gRPC message limit, lowered from 64 MiB), FNN_TLS_DIR (this
 //   party's certificate directory) or FNN_TLS_CA / FNN_TLS_CERT / FNN_TLS_KEY,
-//   FNN_TLS_CRL (the daemons' revocation list), FNN_AUDIT (a daemon's audit trail).
+//   FNN_TLS_CRL (the daemons' revocation list), FNN_AUDIT (a daemon's audit trail),
+//   FNN_CONFIG (a daemon's config file), FNN_METRICS (a daemon's /metrics address).
 
 const env = (name: string) => process.env[name];
 const keys = () =>
@@ -36,6 +39,10 @@ const c2 = () => new Option('--c2 <host:port>', 'C2 address').env('FNN_C2');
 const json = () => new Option('--json', 'one JSON object per line');
 const auditFile = () =>
   new Option('--audit <file>', "the daemon's audit trail, appended (default: beside --db, <db>.audit.jsonl)").env('FNN_AUDIT');
+const metrics = () =>
+  new Option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (port 0: a free port; off by default)').env(
+    'FNN_METRICS',
+  );
 // Every connection is TLS with this party's certificate, or plaintext with an explicit --insecure.
 const tlsOptions = (cmd: Command) =>
   cmd
@@ -170,9 +177,10 @@ tlsOptions(
     .addOption(new Option('--db <file>', 'SQLite replica of the packed records (fast protocol)').env('FNN_C2_DB').default('fnn-c2.db'))
     .addOption(auditFile())
     .addOption(keys())
-    .addOption(tlsCrl()),
+    .addOption(tlsCrl())
+    .addOption(metrics()),
 ).action(
-  action(async (o: { listen: string; keys: string; db: string; audit?: string; tlsCrl?: string } & TlsFlags) =>
+  action(async (o: { listen: string; keys: string; db: string; audit?: string; tlsCrl?: string; metrics?: string } & TlsFlags) =>
     runC2(daemonLogger('c2'), secured(o, ['c2'])),
   ),
 );
@@ -191,10 +199,22 @@ tlsOptions(
         .env('FNN_QUERY_TIMEOUT')
         .default('3600'),
     )
-    .addOption(tlsCrl()),
+    .addOption(tlsCrl())
+    .addOption(metrics()),
 ).action(
-  action(async (o: { listen: string; keys: string; db: string; audit?: string; c2: string; queryTimeout: string; tlsCrl?: string } & TlsFlags) =>
-    runC1(daemonLogger('c1'), secured(o, ['c1'])),
+  action(
+    async (
+      o: {
+        listen: string;
+        keys: string;
+        db: string;
+        audit?: string;
+        c2: string;
+        queryTimeout: string;
+        tlsCrl?: string;
+        metrics?: string;
+      } & TlsFlags,
+    ) => runC1(daemonLogger('c1'), secured(o, ['c1'])),
   ),
 );
 
@@ -289,6 +309,20 @@ tlsOptions(
 
 tlsOptions(
   program
+    .command('health')
+    .description("a daemon's grpc.health.v1: exit 0 if it is SERVING, 5 if not (a service manager's or container's health check)")
+    .addOption(c1())
+    .addOption(c2())
+    .option('--timeout <seconds>', 'give up after this long', '5')
+    .addOption(json()),
+).action(
+  action(async (o: { c1?: string; c2?: string; timeout: string; json?: boolean } & TlsFlags) =>
+    health(makeOutput(!!o.json), secured(o, ROLES)),
+  ),
+);
+
+tlsOptions(
+  program
     .command('check')
     .description("the owner's: compare C1's collection and C2's replica group by group (digests, member counts); exit 3 when they differ")
     .addOption(c1())
@@ -337,8 +371,22 @@ const auditCommand = tlsOptions(
   }),
 );
 
+// The daemons read a config file under a service manager (config-file.ts: flag > env > file > default).
+for (const daemon of ['c1', 'c2']) withConfigFile(program.commands.find((c) => c.name() === daemon)!);
+
 oneLineUsageErrors(program);
-program.parseAsync(process.argv).catch((error: { exitCode?: number; code?: string }) => {
-  // commander's own usage errors (already printed) and --help/--version
-  process.exitCode = error.code === 'commander.helpDisplayed' || error.code === 'commander.version' ? 0 : 2;
-});
+
+export { program };
+
+/** Runs the CLI on `argv`: `node client/dist/main.js` and client/bin/fnn.js (npx fnn) call it; a test imports `program` instead. */
+export function run(argv: readonly string[] = process.argv): Promise<void> {
+  return program.parseAsync(argv).then(
+    () => {},
+    (error: { exitCode?: number; code?: string }) => {
+      // commander's own usage errors (already printed) and --help/--version
+      process.exitCode = error.code === 'commander.helpDisplayed' || error.code === 'commander.version' ? 0 : 2;
+    },
+  );
+}
+
+if (require.main === module) void run();

@@ -28,6 +28,7 @@ export const CONNECT_TIMEOUT_MS = 5000;
 export class C2Link {
   private readonly secure: SecureComputationClient;
   private readonly retrieval: RetrievalClient;
+  private open = 0;
 
   constructor(
     readonly address: string,
@@ -52,6 +53,9 @@ export class C2Link {
     const metadata = new Metadata();
     metadata.set('x-request-id', requestId);
     const call = this.secure.session(metadata, { deadline });
+    // A session is held until its stream's final status, however it ends (the metrics' sessions in flight).
+    this.open++;
+    call.once('status', () => this.open--);
     const waiting: { resolve: (m: C2Message) => void; reject: (e: unknown) => void }[] = [];
     let failure: unknown;
     let closed = false;
@@ -83,6 +87,11 @@ export class C2Link {
         call.end();
       },
     };
+  }
+
+  /** The sessions with C2 this link holds open now. */
+  get openSessions(): number {
+    return this.open;
   }
 
   private connected(): Promise<void> {

@@ -46,6 +46,8 @@ export interface C1Config {
 export interface RunningC1 extends RunningDaemon {
   /** The queries running and waiting now. */
   readonly admission: AdmissionQueue;
+  /** The protocol sessions with C2 open now (the metrics' sessions in flight). */
+  c2Sessions(): number;
 }
 
 /** C1's main: wire storage, the link to C2 and the service; nothing else. */
@@ -89,5 +91,5 @@ export async function startC1(config: C1Config): Promise<RunningC1> {
       audit.close();
     },
   });
-  return { ...daemon, admission };
+  return { ...daemon, admission, c2Sessions: () => c2.openSessions };
 }

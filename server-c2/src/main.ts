@@ -58,6 +58,8 @@ export interface C2Held {
 
 export interface RunningC2 extends RunningDaemon {
   held(): C2Held;
+  /** The protocol sessions C1 holds open here now (the metrics' sessions in flight). */
+  openSessions(): number;
 }
 
 /** C2's main: the key holder's two services; no storage beyond the key. */
@@ -104,6 +106,7 @@ export async function startC2(config: C2Config): Promise<RunningC2> {
   });
   return {
     ...daemon,
+    openSessions: () => secure.openSessions(),
     held: () => ({
       shares: { entries: shares.size, bytes: shares.bytes },
       retrievals: { entries: deps.retrievals.size, bytes: deps.retrievals.bytes },

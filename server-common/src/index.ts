@@ -4,3 +4,4 @@ export * from './handlers';
 export * from './limits';
 export * from './daemon';
 export * from './audit';
+export * from './metrics';

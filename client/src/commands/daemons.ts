@@ -1,5 +1,6 @@
 import { existsSync, rmSync } from 'node:fs';
 import { logVerbosity, setLogVerbosity } from '@grpc/grpc-js';
+import { DaemonMetrics, MetricsListenError, type MetricsServer } from '@fnn/server-common';
 import { startC1 } from '@fnn/server-c1';
 import { startC2 } from '@fnn/server-c2';
 import { join } from 'node:path';
@@ -27,7 +28,7 @@ export const auditPathOf = (options: { db: string; audit?: string }) => options.
 
 export async function runC2(
   log: Logger,
-  options: { listen: string; keys: string; db: string; audit?: string; transport: Transport } & RevocationFlags,
+  options: { listen: string; keys: string; db: string; audit?: string; metrics?: string; transport: Transport } & RevocationFlags,
 ): Promise<void> {
   const listen = checkAddress(options.listen, '--listen', 'FNN_C2_LISTEN');
   const sk2 = loadSecretKey(options.keys, 'c2');
@@ -35,9 +36,11 @@ export async function runC2(
   sameSize(sk2.publicKey, pk1);
   // Before the crypto workers start: a bad list ends the daemon with nothing to stop.
   const revocation = await revocationFor(options, log);
+  // Bound before the database is opened: a port in use leaves no file behind.
+  const metrics = await serveMetrics('c2', options.metrics);
   const crypto = createCrypto(sk2.publicKey, sk2);
   const fast = { sk2, pk1, multiExp: crypto.pool.multiExp.bind(crypto.pool) };
-  const daemon = await starting('c2', listen, [options.db, auditPathOf(options)], crypto.close, () =>
+  const daemon = await starting('c2', listen, [options.db, auditPathOf(options)], stopAll(metrics, revocation, crypto.close), () =>
     startC2({
       listen,
       dbPath: options.db,
@@ -47,14 +50,25 @@ export async function runC2(
       log,
       transport: options.transport,
       isRevoked: revocation?.isRevoked,
+      observers: metrics ? [metrics.observe] : [],
     }),
   );
-  await serveUntilSignal(daemon, 'c2', log, crypto.close, options.transport, revocation);
+  metrics?.watch({ sessions: daemon.openSessions, databases: [options.db] });
+  await serveUntilSignal(daemon, 'c2', log, crypto.close, options.transport, revocation, metrics?.server);
 }
 
 export async function runC1(
   log: Logger,
-  options: { listen: string; keys: string; db: string; audit?: string; c2: string; queryTimeout: string; transport: Transport } & RevocationFlags,
+  options: {
+    listen: string;
+    keys: string;
+    db: string;
+    audit?: string;
+    c2: string;
+    queryTimeout: string;
+    metrics?: string;
+    transport: Transport;
+  } & RevocationFlags,
 ): Promise<void> {
   const listen = checkAddress(options.listen, '--listen', 'FNN_C1_LISTEN');
   const c2Address = checkAddress(options.c2, '--c2', 'FNN_C2');
@@ -65,9 +79,10 @@ export async function runC1(
   const sk1 = loadC1SecretKey(options.keys, 'c1');
   sameSize(pk2, sk1.publicKey);
   const revocation = await revocationFor(options, log);
+  const metrics = await serveMetrics('c1', options.metrics);
   const crypto = createCrypto(pk2);
   const fast = { pk2, sk1, multiExp: crypto.pool.multiExp.bind(crypto.pool) };
-  const daemon = await starting('c1', listen, [options.db, auditPathOf(options)], crypto.close, () =>
+  const daemon = await starting('c1', listen, [options.db, auditPathOf(options)], stopAll(metrics, revocation, crypto.close), () =>
     startC1({
       listen,
       dbPath: options.db,
@@ -79,9 +94,11 @@ export async function runC1(
       log,
       transport: options.transport,
       isRevoked: revocation?.isRevoked,
+      observers: metrics ? [metrics.observe] : [],
     }),
   );
-  await serveUntilSignal(daemon, 'c1', log, crypto.close, options.transport, revocation);
+  metrics?.watch({ sessions: daemon.c2Sessions, queries: () => daemon.admission.state(), databases: [options.db] });
+  await serveUntilSignal(daemon, 'c1', log, crypto.close, options.transport, revocation, metrics?.server);
 }
 
 /**
@@ -134,6 +151,37 @@ export function bindFailure(error: unknown, listen: string, role: 'c1' | 'c2'): 
   return undefined;
 }
 
+/**
+ * The daemon's metrics, bound before the daemon opens its database: an
+ * address that cannot be bound stops the start with nothing written.
+ */
+async function serveMetrics(daemon: 'c1' | 'c2', listen: string | undefined) {
+  if (listen === undefined) return undefined;
+  const address = checkAddress(listen, '--metrics', 'FNN_METRICS');
+  const metrics = new DaemonMetrics(daemon);
+  try {
+    return Object.assign(metrics, { server: await metrics.serve(address) });
+  } catch (error) {
+    if (error instanceof MetricsListenError)
+      throw new CliError(
+        'usage',
+        error.code === 'EADDRINUSE'
+          ? `cannot serve metrics at ${address}: the port is in use. Pick another --metrics (FNN_METRICS) or stop what holds it`
+          : `cannot serve metrics at ${address} (${error.code}). --metrics takes an address of this host, e.g. 127.0.0.1:9464`,
+      );
+    throw error;
+  }
+}
+
+/** A daemon that failed to start takes its metrics server, revocation watch and crypto workers down with it. */
+const stopAll =
+  (metrics: { server: MetricsServer } | undefined, revocation: RevocationWatch | undefined, cleanup: () => Promise<void>) =>
+  async (): Promise<void> => {
+    revocation?.close();
+    await metrics?.server.close();
+    await cleanup();
+  };
+
 /** The packing is sized by one key and checked against the other: both key pairs must be the same size. */
 function sameSize(pk2: PublicKey, pk1: PublicKey): void {
   if (pk2.bits !== pk1.bits)
@@ -147,6 +195,7 @@ async function serveUntilSignal(
   cleanup: () => Promise<void>,
   transport: Transport,
   revocation?: RevocationWatch,
+  metrics?: MetricsServer,
 ) {
   const tls = transport !== INSECURE;
   if (!tls) log.warn({}, 'plaintext (--insecure): no TLS, no certificates, no role checks');
@@ -155,13 +204,21 @@ async function serveUntilSignal(
     void revocation?.reload();
   };
   if (revocation) process.on('SIGHUP', reload);
-  process.stdout.write(jsonLine({ event: 'listening', role, address: daemon.address, tls, pid: process.pid }) + '\n');
+  if (metrics) log.info({ metrics: `http://${metrics.address}/metrics` }, 'serving metrics');
+  process.stdout.write(
+    jsonLine({ event: 'listening', role, address: daemon.address, tls, pid: process.pid, ...(metrics && { metrics: metrics.address }) }) +
+      '\n',
+  );
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info({ signal }, 'stopping');
       process.off('SIGHUP', reload);
       revocation?.close();
-      void daemon.stop().then(cleanup).then(resolve);
+      void daemon
+        .stop()
+        .then(() => metrics?.close())
+        .then(cleanup)
+        .then(resolve);
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
