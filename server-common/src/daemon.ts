@@ -1,5 +1,14 @@
 import type { ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
-import { addStandardServices, bind, createServer, shutdown, type CallObserver, type Logger, type RunningDaemon, type Transport } from '@fnn/shared';
+import {
+  addStandardServices,
+  bind,
+  createServer,
+  shutdown,
+  type CallObserver,
+  type Logger,
+  type RunningDaemon,
+  type Transport,
+} from '@fnn/shared';
 import type { LogFields } from './handlers';
 
 // Starting and stopping a daemon the same way in C1 and C2: its services with
