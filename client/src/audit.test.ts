@@ -236,7 +236,7 @@ describe('the audit trail at C1 and C2', () => {
     const { error } = await runAudit({ daemon: 'c1', transport: doctorB });
     expect((error as ServiceError).code).toBe(Code.PERMISSION_DENIED);
     const last = entriesOf(c1Audit).at(-1)!;
-    expect([whoOf(last), last.rpc, last.outcome]).toEqual(['Dr Bob Hooke', 'Read', 'PERMISSION_DENIED']);
+    expect([whoOf(last), last.rpc, last.outcome]).toEqual(['Dr Bob Hooke', 'Audit.Read', 'PERMISSION_DENIED']);
   });
 
   it('fnn audit prints each entry (time, who, rpc, outcome, what), and --since leaves out older ones', async () => {

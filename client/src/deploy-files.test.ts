@@ -66,7 +66,9 @@ describe("deploy/'s example config files", () => {
 });
 
 describe("deploy/'s systemd units and Dockerfile", () => {
-  it.skipIf(spawnSync('systemd-analyze', ['--version']).error !== undefined)('pass systemd-analyze verify', () => {
+  // Skipped only off CI when Debian's systemd is missing; .ci/run installs it, so there it always runs.
+  const noSystemdAnalyze = spawnSync('systemd-analyze', ['--version']).error !== undefined;
+  it.skipIf(noSystemdAnalyze && !process.env.CI)('pass systemd-analyze verify', () => {
     const run = spawnSync('systemd-analyze', ['verify', ...UNITS.map((f) => join(DEPLOY, 'systemd', f))], { encoding: 'utf8' });
     expect(run.stderr.trim(), 'systemd-analyze verify warned').toBe('');
     expect(run.status).toBe(0);

@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { status as Code } from '@grpc/grpc-js';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { ACCESS_POLICY, PROTOCOL_NAMES, type CallObserver, type CallRecord } from '@fnn/shared';
+import { ACCESS_POLICY, PROTOCOL_NAMES, rpcName, type CallObserver, type CallRecord } from '@fnn/shared';
 
 // A daemon's Prometheus metrics (`--metrics HOST:PORT`): what an operator
 // graphs and alerts on, from the calls the daemon's observers hear and a few
@@ -18,7 +18,7 @@ export const QUERY_SECONDS_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 6
 const QUERY_RPCS = new Set(['Query', 'QueryWithProgress', 'BatchQuery']);
 const UPLOAD_RPCS = new Set(['Upload', 'UploadInParts']);
 /** The method names a refusal may carry: a path outside the table is labelled `other`, so a caller cannot mint series. */
-const KNOWN_METHODS = new Set(Object.keys(ACCESS_POLICY).map((path) => path.split('/').pop()!));
+const KNOWN_METHODS = new Set(Object.keys(ACCESS_POLICY).map(rpcName));
 const PROTOCOLS = new Set<string>(PROTOCOL_NAMES);
 
 /** What the gauges read at scrape time; each absent until the daemon that has it is started. */

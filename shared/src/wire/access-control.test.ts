@@ -2,7 +2,7 @@ import type { PeerCertificate } from 'node:tls';
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { AuditService, DatabaseService, ReplicaService, RetrievalService, SecureComputationService } from '@fnn/proto';
-import { ACCESS_POLICY, callerOf, refusal } from './access-control';
+import { ACCESS_POLICY, callerOf, refusal, rpcName } from './access-control';
 import { roleOf, type Role } from './credentials';
 import { toStatus } from './status';
 
@@ -88,5 +88,17 @@ describe('the caller C2 counts held values against', () => {
 
   it('is "insecure" without TLS, where there is no certificate', () => {
     expect(callerOf(undefined)).toBe('insecure');
+  });
+});
+
+describe('the name a refused call is reported under', () => {
+  it("is the name the daemons' handlers log for it, so a refusal and a served call of one method count together", () => {
+    expect(rpcName(DatabaseService.upload.path)).toBe('Upload');
+    expect(rpcName(DatabaseService.listGroups.path)).toBe('ListGroups');
+    expect(rpcName(RetrievalService.putShare.path)).toBe('PutShare');
+    expect(rpcName(SecureComputationService.session.path)).toBe('Session');
+    expect(rpcName(ReplicaService.putGroup.path)).toBe('Replica.PutGroup');
+    expect(rpcName(ReplicaService.listGroups.path)).toBe('Replica.ListGroups');
+    expect(rpcName(AuditService.read.path)).toBe('Audit.Read');
   });
 });

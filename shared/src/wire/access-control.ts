@@ -117,6 +117,19 @@ export function refusal(method: string, cert: PeerCertificate | undefined, polic
 }
 
 /**
+ * A method as the daemons' handlers name it in their log lines, the audit
+ * trail and the metrics: the bare method for C1's Database and C2's protocol
+ * services, `Service.Method` for the services whose method names repeat
+ * another's (Replica.ListGroups beside Database's ListGroups, Audit.Read).
+ */
+export function rpcName(path: string): string {
+  const [, service = '', method = path] = path.split('/');
+  const short = service.split('.').pop() ?? service;
+  return QUALIFIED_SERVICES.has(short) ? `${short}.${method}` : method;
+}
+const QUALIFIED_SERVICES = new Set(['Replica', 'Audit']);
+
+/**
  * The server interceptor that enforces the table. It runs when the call's
  * metadata arrives, before the handler is started, so a refused call never
  * reaches a service (nothing is read from or written to a database).
@@ -137,19 +150,21 @@ export function accessControl(log: Logger, options: AccessOptions = {}, policy =
             if (!refused) return pass(metadata);
             const s = toStatus(refused);
             // Role, method and the certificate's public names only: nothing a caller sent is logged.
+            // The serial names the one certificate (a person may hold a reissued one): public, like the CN.
             log.warn(
               {
                 method: method.path,
                 role: roleOf(cert) ?? 'none',
                 subject: cert?.subject?.CN,
-                ...(revoked ? { serial: caller.serial, revoked: true } : {}),
+                serial: caller?.serial,
+                ...(revoked ? { revoked: true } : {}),
                 peer: call.getPeer(),
                 code: s.code,
               },
               'refused',
             );
             options.onRefused?.({
-              rpc: method.path.split('/').pop() ?? method.path,
+              rpc: rpcName(method.path),
               requestId: '',
               caller,
               fields: revoked ? { refused: true, revoked: true } : { refused: true },
