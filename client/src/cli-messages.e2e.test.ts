@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodePng } from '@fnn/shared';
 import { runCli } from './harness';
 import { EXIT } from './output';
+import { program } from './main';
 
 // The CLI's failures as a person meets them, through the real `fnn` binary:
 // each is one line "fnn: WHAT. HINT" on stderr with its documented exit code.
@@ -64,6 +65,19 @@ describe('usage errors', () => {
     expect(run.code).toBe(EXIT.usage);
     expect(oneLine(run.stderr)).toBe("fnn: unknown option '--nope'. See `fnn query --help`");
     expect(run.stdout).toBe('');
+  });
+
+  it('every command a doctor or the owner runs against the daemons has the whole connection flag set', () => {
+    const common = ['--c1', '--c2', '--keys', '--tls-dir', '--tls-ca', '--tls-cert', '--tls-key', '--insecure', '--json'];
+    const clients = program.commands.filter((c) => !['keygen', 'certs', 'c1', 'c2'].includes(c.name()));
+    expect(clients.map((c) => c.name())).toEqual(expect.arrayContaining(['upload', 'query', 'status', 'check', 'audit', 'health']));
+    for (const command of clients) {
+      const flags = command.options.map((o) => o.long);
+      expect(
+        common.filter((f) => !flags.includes(f)),
+        `fnn ${command.name()} lacks`,
+      ).toEqual([]);
+    }
   });
 
   it('every client command takes the common connection flags (status and check take --keys)', async () => {

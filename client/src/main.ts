@@ -313,6 +313,7 @@ tlsOptions(
     .description("a daemon's grpc.health.v1: exit 0 if it is SERVING, 5 if not (a service manager's or container's health check)")
     .addOption(c1())
     .addOption(c2())
+    .addOption(keys())
     .option('--timeout <seconds>', 'give up after this long', '5')
     .addOption(json()),
 ).action(
@@ -359,6 +360,7 @@ const auditCommand = tlsOptions(
     )
     .option('--verify', 'walk the whole chain and name the first entry that was edited, removed or added')
     .option('--head <seq:hash>', 'with --verify: the head an earlier --verify printed, which the chain must still hold (a cut end)')
+    .addOption(keys())
     .addOption(json()),
 ).action(
   action(async (o: { c1?: string; c2?: string; since?: string; verify?: boolean; head?: string; json?: boolean } & TlsFlags) => {
