@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status as Code, type ServiceError } from '@grpc/grpc-js';
@@ -135,6 +135,22 @@ describe('revoking a person', () => {
       );
       expect(lines.some((l) => l.msg === 'refused' && l.subject === 'Bob Stone')).toBe(false);
       expect(lines).toContainEqual(expect.objectContaining({ msg: 'revocation list loaded', number: '2', revoked: 1 }));
+    }
+  });
+
+  it("puts each refusal of a revoked certificate in both daemons' audit trails, under her name and serial", () => {
+    for (const db of ['c1.db', 'c2.db']) {
+      const entries = readFileSync(join(work, `${db}.audit.jsonl`), 'utf8')
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { who: unknown; outcome: string; what: Record<string, unknown> });
+      expect(entries, db).toContainEqual(
+        expect.objectContaining({
+          who: { subject: 'Alice Martin', role: 'doctor', serial: people.alice.serial },
+          outcome: 'UNAUTHENTICATED',
+          what: expect.objectContaining({ refused: true, revoked: true }),
+        }),
+      );
     }
   });
 

@@ -65,6 +65,8 @@ export const AUDIT_FIELDS: Readonly<Record<string, (v: unknown) => boolean>> = {
   agrees: (v) => typeof v === 'boolean',
   entries: COUNT,
   refused: (v) => v === true,
+  // A refusal because the CA revoked the caller's certificate (access-control.ts).
+  revoked: (v) => v === true,
   skippedLines: COUNT,
   skippedBytes: COUNT,
 };
