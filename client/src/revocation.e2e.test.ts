@@ -111,6 +111,10 @@ describe('revoking a person', () => {
     const refused = await query(people.alice.dir);
     expect(refused.code).toBe(EXIT.refused);
     expect(refused.stderr).toContain(`this certificate (serial ${people.alice.serial}) is revoked`);
+    // fnn status says she is refused, not that the daemons are down.
+    const looked = await runCli(['status', '--c1', c1.address, '--c2', c2.address], asParty(people.alice.dir));
+    expect(looked.code, looked.stderr).toBe(EXIT.refused);
+    expect(looked.stderr).toMatch(/^fnn: C1 \S+ refused this certificate \(.*is revoked.*\)/m);
 
     const still = await query(people.bob.dir);
     expect(still.code, still.stderr).toBe(0);

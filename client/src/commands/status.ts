@@ -1,14 +1,15 @@
 import { checkHealth, type Transport } from '@fnn/shared';
 import { call, checkAddress, connectC1, connectC2, connectHealth } from '../connect';
-import { classify, CliError, type Output } from '../output';
+import { classify, CliError, EXIT, type Output } from '../output';
 
 const STATUS_TIMEOUT_MS = 5000;
 
 /**
  * `fnn status`: are both daemons serving (the standard health service), can C1
  * reach C2, are they on the same key and do their replicas hold as many
- * records, and what does C1 hold? Exit 5 when a daemon or the link is down, 1
- * when the keys differ, 3 when the replicas differ (in that order).
+ * records, and what does C1 hold? Exit 6 when a daemon refuses this
+ * certificate (revoked), 5 when a daemon or the link is down, 1 when the keys
+ * differ, 3 when the replicas differ (in that order).
  */
 export async function status(out: Output, options: { c1: string; c2: string; transport: Transport }): Promise<void> {
   const c1Address = checkAddress(options.c1, '--c1', 'FNN_C1');
@@ -66,8 +67,17 @@ export async function status(out: Output, options: { c1: string; c2: string; tra
     ];
     // What an operator must fix, most urgent first: the first decides the exit code.
     const problems: { kind: CliError['kind']; line: string }[] = [];
-    if (!c1Up) problems.push({ kind: 'unavailable', line: `C1 ${options.c1} is down` });
-    if (!c2Up) problems.push({ kind: 'unavailable', line: `C2 ${options.c2} is down` });
+    // A daemon that refuses this certificate (revoked, or of a role it does not serve) is up: say so, exit 6.
+    const unusable = (name: string, address: string, failed: PromiseSettledResult<unknown>) => {
+      const { code, reason } = classify((failed as PromiseRejectedResult).reason);
+      problems.push(
+        code === EXIT.refused
+          ? { kind: 'refused', line: `${name} ${address} refused this certificate (${reason})` }
+          : { kind: 'unavailable', line: `${name} ${address} is down` },
+      );
+    };
+    if (!c1Up) unusable('C1', options.c1, db);
+    if (!c2Up) unusable('C2', options.c2, holder);
     if (c1Up && !c1Up.c2Reachable)
       problems.push({ kind: 'unavailable', line: "the link from C1 to C2 is down: C1 cannot reach its C2 (see C1's log for the address)" });
     if (sameKey === false) problems.push({ kind: 'failure', line: 'C1 and C2 hold different keys' });
@@ -78,7 +88,7 @@ export async function status(out: Output, options: { c1: string; c2: string; tra
       });
     out.result({ ...report, problems: problems.map((p) => p.line) }, lines.join('\n'));
     for (const p of problems) out.note(`WARNING: ${p.line}`);
-    const worst = (['unavailable', 'failure', 'invalid'] as const).find((kind) => problems.some((p) => p.kind === kind));
+    const worst = (['refused', 'unavailable', 'failure', 'invalid'] as const).find((kind) => problems.some((p) => p.kind === kind));
     if (worst)
       throw new CliError(
         worst,
