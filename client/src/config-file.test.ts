@@ -155,4 +155,10 @@ describe('a bad config file: one line naming the file and the line, exit 2, the 
     expect(missing.stderr.trim()).toMatch(/^fnn: cannot read config file .*nope\.toml \(ENOENT\)\. Check --config or FNN_CONFIG$/);
     expect(await refused('c1.ini', 'listen=1\n')).toMatch(/c1\.ini: its name must end in \.toml, \.yaml or \.yml/);
   });
+
+  it('a file larger than 64 KiB (a database or a log named by mistake)', async () => {
+    expect(await refused('huge.toml', `# ${'x'.repeat(64 * 1024)}\nlisten = "127.0.0.1:1"\n`)).toMatch(
+      /huge\.toml is larger than 64 KiB: not a config file/,
+    );
+  });
 });

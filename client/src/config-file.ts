@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { extname } from 'node:path';
 import { CommanderError, InvalidArgumentError, Option, type Command } from 'commander';
 import { LineCounter, parseDocument, isMap, isScalar, isSeq, type Node as YamlNode } from 'yaml';
@@ -38,13 +38,15 @@ export async function readConfigFile(path: string): Promise<ConfigEntry[]> {
     throw new ConfigError(`config file ${path}: its name must end in .toml, .yaml or .yml (the format is chosen by it)`);
   let text: string;
   try {
+    // The size first: a wrong --config (a database, a log) is refused without being read.
+    if (statSync(path).size > MAX_CONFIG_BYTES)
+      throw new ConfigError(`config file ${path} is larger than ${MAX_CONFIG_BYTES / 1024} KiB: not a config file`);
     text = readFileSync(path, 'utf8');
   } catch (error) {
+    if (error instanceof ConfigError) throw error;
     const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
     throw new ConfigError(`cannot read config file ${path} (${code}). Check --config or FNN_CONFIG`);
   }
-  if (Buffer.byteLength(text) > MAX_CONFIG_BYTES)
-    throw new ConfigError(`config file ${path} is larger than ${MAX_CONFIG_BYTES / 1024} KiB: not a config file`);
   return ext === '.toml' ? tomlEntries(path, text, await import('smol-toml')) : yamlEntries(path, text);
 }
 
