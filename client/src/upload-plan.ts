@@ -67,8 +67,13 @@ export async function planUpload(
   for (const file of files) {
     try {
       const stack = await openImageFile(file, options);
-      // An empty collection takes the size of its first image.
-      target ??= { width: stack.width, height: stack.height };
+      if (!target) {
+        // An empty collection takes the size of its first image that will be
+        // stored: this file's images are ruled now (one file's decoding, once),
+        // so one refused for its values does not fix the size of the rest.
+        for (let i = 0; i < stack.count; i++) ruledImage(stack, i, options, undefined);
+        target = { width: stack.width, height: stack.height };
+      }
       if (options.fit === 'refuse' && (stack.width !== target.width || stack.height !== target.height)) {
         throw sizeRefusal(stack.name, stack, target);
       }
