@@ -93,6 +93,15 @@ describe('a collection created with --offset 1024', () => {
     expect(run.stderr.trim()).toBe('fnn: this collection was created with --offset 1024; drop --offset or pass 1024');
   });
 
+  it('a query of another size is refused by its fit, without suggesting a --fit it would refuse', async () => {
+    const small = writeImage(join(work, 'offset-4x4.png'), randomPixels(16), 4, 4);
+    const run = await runCli(['query', small, ...d.flags()]);
+    expect(run.code).toBe(EXIT.usage);
+    expect(run.stderr.trim()).toBe(
+      "fnn: offset-4x4.png: 4x4, but the collection's images are 8x8, and it refuses other sizes (it was created with --fit refuse)",
+    );
+  });
+
   it('an upload with another --offset is refused before anything is encrypted, naming 1024', async () => {
     const extra = writeImage(join(work, 'offset-extra.png'), randomPixels(W * H), W, H);
     const run = await runCli(['upload', extra, ...d.flags(), '--offset', '0']);

@@ -53,6 +53,7 @@ describe('rememberedImageOptions', () => {
       size: { width: 64, height: 32 },
       fit: 'crop',
       axis: 'z',
+      fitRemembered: true,
     });
   });
 
@@ -88,6 +89,7 @@ describe('rememberedImageOptions', () => {
       size: { width: 64, height: 32 },
     });
     expect(refusal(() => rememberedImageOptions({ size: '1x1' }, old))[0]).toBe('usage');
+    expect(rememberedImageOptions({}, old).fitRemembered, 'its fit is not known: a refusal may suggest --fit crop').toBeUndefined();
   });
 });
 

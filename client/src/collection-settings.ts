@@ -49,6 +49,7 @@ export function rememberedImageOptions(flags: ImageFlags, remembered: Remembered
     size: size ?? given.size,
     rule: { offset: flags.offset === undefined && settings ? settings.offset : given.rule.offset },
     fit: flags.fit === undefined && settings ? settings.fit : given.fit,
+    ...(settings ? { fitRemembered: true } : {}),
   };
 }
 

@@ -75,7 +75,7 @@ export async function planUpload(
         target = { width: stack.width, height: stack.height };
       }
       if (options.fit === 'refuse' && (stack.width !== target.width || stack.height !== target.height)) {
-        throw sizeRefusal(stack.name, stack, target);
+        throw sizeRefusal(stack.name, stack, target, options.fitRemembered);
       }
       planned.push({ file, count: stack.count });
     } catch (error) {
