@@ -78,7 +78,7 @@ const imageOptions = (cmd: Command) =>
     .addOption(
       new Option(
         '--fit <mode>',
-        "an image of another size: refuse, or center-crop/pad with 0 to --size; default: the collection's, refuse for a new one",
+        "an image of another size: refuse, or center-crop/pad with 0 to the collection's size; default: the collection's, refuse for a new one",
       ).choices(['refuse', 'crop']),
     )
     .addOption(new Option('--axis <axis>', 'NIfTI volumes: the voxel axis to slice along').choices(['x', 'y', 'z']).default('z'));
