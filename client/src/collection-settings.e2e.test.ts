@@ -88,9 +88,11 @@ describe('a collection created with --offset 1024', () => {
     const same = await cliQuery([join(dir, 'r1.png'), ...d.flags(), '--offset', '1024']);
     expect(same.code, same.stderr).toBe(0);
     expect(same.result.results![0]).toMatchObject({ id: 'r1.png', distance: '0' });
-    const run = await runCli(['query', join(dir, 'r1.png'), ...d.flags(), '--offset', '0']);
-    expect(run.code).toBe(EXIT.usage);
-    expect(run.stderr.trim()).toBe('fnn: this collection was created with --offset 1024; drop --offset or pass 1024');
+    for (const command of ['query', 'batch-query']) {
+      const run = await runCli([command, join(dir, 'r1.png'), ...d.flags(), '--offset', '0']);
+      expect(run.code, command).toBe(EXIT.usage);
+      expect(run.stderr.trim(), command).toBe('fnn: this collection was created with --offset 1024; drop --offset or pass 1024');
+    }
   });
 
   it('a query of another size is refused by its fit, without suggesting a --fit it would refuse', async () => {

@@ -26,7 +26,7 @@ export interface UploadPlan {
   files: PlannedFile[];
   /** Records of all planned files: the progress bar's total. */
   total: number;
-  /** The size every record must have: --size, the collection's, or the first file's. */
+  /** The size every record must have: --size, the collection's, or that of the first file whose images pass every check. */
   target: Size | undefined;
   /** The pixel depth every record must have: the collection's, else the first record's. */
   depth: number | undefined;
