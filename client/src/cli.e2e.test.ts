@@ -280,7 +280,7 @@ describe('upload, query, batch query, status', () => {
         writeImage(path, pixels);
         return { path, pixels };
       });
-      // fast: the CLI refuses it (it must know the collection's size to split the query); fnn: C1 does.
+      // The CLI refuses it before encrypting it: the collection's size comes with its Status.
       const odd = join(work, `mixed-${protocol}-odd.png`);
       writeImage(odd, randomPixels(SIZE * (SIZE + 1)), SIZE, SIZE + 1);
       const run = await fnn('batch-query', good[0].path, odd, good[1].path, ...conn(), '--protocol', protocol, '--json');
@@ -292,7 +292,7 @@ describe('upload, query, batch query, status', () => {
         expect(r.results[0].id).toBe(plaintextNearest(stored, good.find((g) => g.path === r.query)!.pixels, 1)[0].id);
       expect(lines.find((l) => l.query === odd)).toMatchObject({
         code: 'INVALID_ARGUMENT',
-        error: expect.stringMatching(/query is 6x7, the collection's images are 6x6/),
+        error: expect.stringMatching(/odd\.png: 6x7, but the collection's images are 6x6/),
       });
       const { summary } = lines.find((l) => l.summary) as {
         summary: { answered: number; total: number; failures: object; medianMs: number; maxMs: number; elapsedMs: number };

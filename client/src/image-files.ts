@@ -65,6 +65,8 @@ export interface ImageOptions {
   fit: 'refuse' | 'crop';
   /** NIfTI: the voxel axis to slice along. */
   axis: SliceAxis;
+  /** The fit is the collection's own (collection-settings.ts): a refusal cannot suggest another. */
+  fitRemembered?: boolean;
 }
 
 export interface ImageFlags {
@@ -142,14 +144,21 @@ export function ruledImage(stack: ImageStack, i: number, options: ImageOptions, 
   }
   if (!target || (image.width === target.width && image.height === target.height)) return image;
   if (options.fit === 'crop') return centerFit(image, target.width, target.height);
-  throw sizeRefusal(stack.name, image, target);
+  throw sizeRefusal(stack.name, image, target, options.fitRemembered);
 }
 
-export function sizeRefusal(name: string, got: { width: number; height: number }, want: { width: number; height: number }) {
+export function sizeRefusal(
+  name: string,
+  got: { width: number; height: number },
+  want: { width: number; height: number },
+  fitRemembered = false,
+) {
+  const what = `${name}: ${sizeText(got)}, but the collection's images are ${sizeText(want)}`;
   return new CliError(
     'usage',
-    `${name}: ${sizeText(got)}, but the collection's images are ${sizeText(want)}: ` +
-      `pass --fit crop to center-crop/pad it to ${sizeText(want)} (the same flags on every upload and query)`,
+    fitRemembered
+      ? `${what}, and it refuses other sizes (it was created with --fit refuse)`
+      : `${what}: pass --fit crop to center-crop/pad it to ${sizeText(want)}`,
   );
 }
 

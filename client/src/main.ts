@@ -64,16 +64,22 @@ const secured = <O extends TlsFlags>(o: O, roles: readonly Role[]) => {
 };
 // The CLI takes an owner's or a doctor's certificate for every call; the daemons decide what each may do.
 const CLIENTS: readonly Role[] = ['owner', 'doctor'];
-// How images become the stored integers and the collection's size: the same
-// flags on every upload and every query of a collection (docs/IMAGES.md).
+// How images become the stored integers and the collection's size: a
+// collection's first upload fixes them, and every later upload and query
+// takes them from C1 (collection-settings.ts, docs/IMAGES.md). No defaults
+// here: a flag left out takes the collection's value, never a default.
 const imageOptions = (cmd: Command) =>
   cmd
-    .option('--offset <n>', "added to every pixel after the file's rescale (e.g. 1024 for CT in Hounsfield units)", '0')
-    .option('--size <WxH>', "the collection's image size, e.g. 256x256")
+    .option(
+      '--offset <n>',
+      "added to every pixel after the file's rescale (e.g. 1024 for CT in Hounsfield units); default: the collection's, 0 for a new one",
+    )
+    .option('--size <WxH>', "the collection's image size, e.g. 256x256; default: the collection's, its first stored image's for a new one")
     .addOption(
-      new Option('--fit <mode>', 'an image of another size: refuse, or center-crop/pad with 0 to --size')
-        .choices(['refuse', 'crop'])
-        .default('refuse'),
+      new Option(
+        '--fit <mode>',
+        "an image of another size: refuse, or center-crop/pad with 0 to the collection's size; default: the collection's, refuse for a new one",
+      ).choices(['refuse', 'crop']),
     )
     .addOption(new Option('--axis <axis>', 'NIfTI volumes: the voxel axis to slice along').choices(['x', 'y', 'z']).default('z'));
 
@@ -230,18 +236,16 @@ tlsOptions(
       .addOption(c2())
       .addOption(keys())
       .option('--id <id>', 'record ID (base name) for a single file')
+      .option('--paper-layout', "store the paper's per-pixel layout too, so fnn and bf can run (a new collection's default)")
       .option(
         '--no-paper-layout',
-        "skip the paper's per-pixel layout (d encryptions and d ciphertexts per record): the collection then answers only --protocol fast; fixed by a collection's first upload",
+        "skip the paper's per-pixel layout (d encryptions and d ciphertexts per record): the collection then answers only --protocol fast; default: the collection's",
       )
       .addOption(json()),
   ),
 ).action(
-  action(
-    async (
-      paths: string[],
-      o: Omit<Parameters<typeof upload>[2], 'transport' | 'layouts'> & TlsFlags & { json?: boolean; paperLayout: boolean },
-    ) => upload(makeOutput(!!o.json), paths, { ...secured(o, CLIENTS), layouts: o.paperLayout ? ['packed', 'paper'] : ['packed'] }),
+  action(async (paths: string[], o: Omit<Parameters<typeof upload>[2], 'transport'> & TlsFlags & { json?: boolean }) =>
+    upload(makeOutput(!!o.json), paths, secured(o, CLIENTS)),
   ),
 );
 

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { Metadata } from '@grpc/grpc-js';
 import type * as wire from '@fnn/proto';
-import { CollectionWriter, messageLimit, needsParts, uploadParts, type Layout, type OwnerLink } from '@fnn/shared';
+import { CollectionWriter, messageLimit, needsParts, uploadParts, type CollectionSettings, type Layout, type OwnerLink } from '@fnn/shared';
 import { call } from './connect';
 import { createCrypto } from './crypto-workers';
 import {
@@ -55,7 +55,7 @@ function uploadInParts(c1: wire.DatabaseClient, req: wire.UploadRequest, timeout
  * both keys). Where the owner still holds a server's secret key (the whole
  * keygen output on one machine), encryption takes the ~3x faster CRT path.
  */
-export function openCollectionWriter(link: OwnerLink, keysDir: string, layouts: readonly Layout[]) {
+export function openCollectionWriter(link: OwnerLink, keysDir: string, layouts: readonly Layout[], settings?: CollectionSettings) {
   const pk2 = loadPublicKey(keysDir, 'owner');
   const pk1 = loadC1PublicKey(keysDir, 'owner');
   const recordKey = loadRecordKey(keysDir, 'owner');
@@ -69,6 +69,7 @@ export function openCollectionWriter(link: OwnerLink, keysDir: string, layouts: 
       { pk2, pk1, recordKey },
       { underPk2: (v) => underPk2.pool.encrypt(v), underPk1: (v) => underPk1.encrypt(v) },
       layouts,
+      settings,
     ),
     close: () => underPk2.close(),
   };

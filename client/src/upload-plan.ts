@@ -26,7 +26,7 @@ export interface UploadPlan {
   files: PlannedFile[];
   /** Records of all planned files: the progress bar's total. */
   total: number;
-  /** The size every record must have: --size, the collection's, or the first file's. */
+  /** The size every record must have: --size, the collection's, or that of the first file whose images pass every check. */
   target: Size | undefined;
   /** The pixel depth every record must have: the collection's, else the first record's. */
   depth: number | undefined;
@@ -67,10 +67,15 @@ export async function planUpload(
   for (const file of files) {
     try {
       const stack = await openImageFile(file, options);
-      // An empty collection takes the size of its first image.
-      target ??= { width: stack.width, height: stack.height };
+      if (!target) {
+        // An empty collection takes the size of its first image that will be
+        // stored: this file's images are ruled now (one file's decoding, once),
+        // so one refused for its values does not fix the size of the rest.
+        for (let i = 0; i < stack.count; i++) ruledImage(stack, i, options, undefined);
+        target = { width: stack.width, height: stack.height };
+      }
       if (options.fit === 'refuse' && (stack.width !== target.width || stack.height !== target.height)) {
-        throw sizeRefusal(stack.name, stack, target);
+        throw sizeRefusal(stack.name, stack, target, options.fitRemembered);
       }
       planned.push({ file, count: stack.count });
     } catch (error) {

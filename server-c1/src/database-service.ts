@@ -6,6 +6,7 @@ import {
   callerOf,
   concurrencyLimit,
   layoutsToWire,
+  settingsToWire,
   resourceExhausted,
   throttleProgress,
   UploadAssembly,
@@ -265,6 +266,7 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
         keyFingerprint: pk.fingerprint(),
         c2Reachable: await deps.c2.reachable(),
         layouts: layoutsToWire(shape?.layouts ?? []),
+        settings: shape?.settings && settingsToWire(shape.settings),
       };
     }),
   };

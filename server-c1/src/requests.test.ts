@@ -52,6 +52,7 @@ const upload = (over: Partial<wire.UploadRequest> = {}): wire.UploadRequest => (
   height: 4,
   maxValue: 255,
   layouts: layoutsToWire(['packed']),
+  settings: { offset: -1024, fit: wire.Fit.FIT_CROP },
   group: { group: 0, baseVersion: Buffer.alloc(0), version: Buffer.alloc(16, 1), columns: undefined },
   records: [
     {
@@ -110,7 +111,8 @@ describe('RequestChecks.query: what every protocol shares', () => {
 describe('RequestChecks.upload, delete, allocateSlots', () => {
   it("turns a packed-only upload into the store's shape, change and records (no paper layout)", () => {
     const { shape, change, records } = checks.upload(upload());
-    expect(shape).toEqual({ width: 4, height: 4, maxValue: 255, layouts: ['packed'] });
+    expect(shape).toEqual({ width: 4, height: 4, maxValue: 255, layouts: ['packed'], settings: { offset: -1024, fit: 'crop' } });
+    expect(checks.upload(upload({ settings: undefined })).shape.settings, "an older owner's upload names no settings").toBeUndefined();
     expect([change.group, change.version.length, change.columns]).toEqual([0, 16, undefined]);
     expect(records.map((r) => [r.slot, r.lookupTag.length, r.paper])).toEqual([[0, 32, undefined]]);
   });
@@ -124,6 +126,8 @@ describe('RequestChecks.upload, delete, allocateSlots', () => {
     ],
     ['an unknown layout', () => upload({ layouts: [wire.Layout.LAYOUT_PACKED, 9 as wire.Layout] }), 'unknown record layout'],
     ['no records', () => upload({ records: [] }), 'no records to upload'],
+    ['an offset beyond 2^20', () => upload({ settings: { offset: (1 << 20) + 1, fit: wire.Fit.FIT_REFUSE } }), 'offset beyond ±1048576'],
+    ['no fit rule', () => upload({ settings: { offset: 0, fit: wire.Fit.FIT_UNSPECIFIED } }), 'unknown fit rule'],
     ['no group', () => upload({ group: undefined }), 'an upload names no group'],
     [
       'a 31-byte lookup tag',

@@ -4,6 +4,7 @@ import {
   invalidInput,
   layoutsFromWire,
   protocolOfQuery,
+  settingsFromWire,
   type ProtocolModule,
   type PublicKey,
   type WireCodec,
@@ -62,7 +63,13 @@ export class RequestChecks {
       };
     });
     return {
-      shape: { width: req.width, height: req.height, maxValue: req.maxValue, layouts },
+      shape: {
+        width: req.width,
+        height: req.height,
+        maxValue: req.maxValue,
+        layouts,
+        settings: req.settings && settingsFromWire(req.settings),
+      },
       change: this.groupChange(req.group),
       records,
     };

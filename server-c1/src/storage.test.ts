@@ -285,6 +285,34 @@ describe('RecordStore: the collection shape', () => {
     }
   });
 
+  it('keeps the offset and fit of the first upload, refuses others naming the stored one, and forgets them when emptied', async () => {
+    const store = openStore();
+    const withSettings = { ...SHAPE_4x4, settings: { offset: 1024, fit: 'crop' as const } };
+    const a = await record('a', 0);
+    await upload(store, 0, [a], withSettings);
+    expect(store.shape(), 'the first upload must fix the offset and fit with the shape').toEqual(withSettings);
+    const before = await stateOf(store);
+    const cases: [string, CollectionShape, RegExp][] = [
+      ['another offset', { ...SHAPE_4x4, settings: { offset: 0, fit: 'crop' } }, /created with --offset 1024/],
+      ['another fit', { ...SHAPE_4x4, settings: { offset: 1024, fit: 'refuse' } }, /created with --fit crop/],
+    ];
+    for (const [what, shape, message] of cases) {
+      const r = await record('b', 1);
+      const change = await changeFor(store, 0, [r], { shape });
+      const error = thrown(() => store.upsertGroup(shape, change, [r.stored]), what);
+      expectFnnError(error, 'invalid-input', what);
+      expect((error as Error).message, what).toMatch(message);
+      await expectUnchanged(store, before, what);
+    }
+    // An upload that names no settings (an older owner's) is checked against the shape only.
+    await upload(store, 0, [await record('c', 1)], SHAPE_4x4);
+    expect(store.shape()).toEqual(withSettings);
+    await remove(store, [a.stored.lookupTag, (await record('c', 1)).stored.lookupTag]);
+    expect(store.shape(), 'an emptied collection must forget its settings with its shape').toBeUndefined();
+    await upload(store, 0, [await record('d', 0)], { ...SHAPE_4x4, settings: { offset: 0, fit: 'refuse' } });
+    expect(store.shape()?.settings).toEqual({ offset: 0, fit: 'refuse' });
+  });
+
   it('refuses a record whose paper layout does not match its collection with invalid-input, storing nothing', async () => {
     const paper = openStore();
     const a = await record('a', 0);

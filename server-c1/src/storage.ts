@@ -5,6 +5,7 @@ import {
   checkColumnCounts,
   packingParams,
   protocolState,
+  type CollectionSettings,
   type Family,
   type Layout,
   type PackedColumns,
@@ -22,6 +23,12 @@ export interface CollectionShape {
   maxValue: number;
   /** What the collection stores for the protocols (always 'packed'; 'paper' for fnn and bf); fixed by the first upload. */
   layouts: Layout[];
+  /**
+   * The offset and fit rule its images were made with, fixed by the first
+   * upload that names them; absent for a collection stored before they were
+   * kept (its uploads and queries then take the flags as given).
+   */
+  settings?: CollectionSettings;
 }
 
 /** A new or replaced member of a group. */
@@ -63,7 +70,14 @@ export class RecordStore extends CollectionStore {
 
   shape(): CollectionShape | undefined {
     const shape = this.collection.shape();
-    return shape && { ...shape, layouts: (this.collection.fact('layouts') ?? '').split(',').filter(Boolean) as Layout[] };
+    if (!shape) return undefined;
+    const offset = this.collection.fact('offset');
+    const fit = this.collection.fact('fit') as CollectionSettings['fit'] | undefined;
+    return {
+      ...shape,
+      layouts: (this.collection.fact('layouts') ?? '').split(',').filter(Boolean) as Layout[],
+      ...(offset !== undefined && fit !== undefined ? { settings: { offset: Number(offset), fit } } : {}),
+    };
   }
 
   /**
@@ -357,6 +371,17 @@ export class RecordStore extends CollectionStore {
     this.collection.checkShape(shape, layouts !== undefined);
     if (current === undefined) {
       if (layouts !== undefined) this.collection.setFact('layouts', layouts);
+      if (layouts !== undefined && shape.settings) {
+        this.collection.setFact('offset', String(shape.settings.offset));
+        this.collection.setFact('fit', shape.settings.fit);
+      }
+    } else if (shape.settings && current.settings && shape.settings.offset !== current.settings.offset) {
+      // Records under two offsets would rank by the offset, not by the images: the distances would be shifted.
+      throw invalidInput(
+        `the collection was created with --offset ${current.settings.offset}; upload with --offset ${current.settings.offset}`,
+      );
+    } else if (shape.settings && current.settings && shape.settings.fit !== current.settings.fit) {
+      throw invalidInput(`the collection was created with --fit ${current.settings.fit}; upload with --fit ${current.settings.fit}`);
     } else if (layouts !== undefined && layouts !== [...current.layouts].sort().join(',')) {
       throw invalidInput(
         current.layouts.includes('paper')

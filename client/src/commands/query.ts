@@ -14,6 +14,7 @@ import {
   type GrayImage,
   type Transport,
 } from '@fnn/shared';
+import { rememberedImageOptions, rememberedOf } from '../collection-settings';
 import { call, checkAddress, connectC1, connectC2 } from '../connect';
 import { createCrypto } from '../crypto-workers';
 import { BatchTally, failureCode, humanSummary } from '../batch-summary';
@@ -82,6 +83,8 @@ function prepare(options: QueryOptions) {
     doctor: new DoctorClient(link, { pk2, recordKey }, (v) => crypto.pool.encrypt(v), options.protocol, k),
     c1,
     timeoutMs,
+    /** The flags over what the collection remembers (its size, offset, fit), asked of C1 before any image is read. */
+    imageOptions: async () => rememberedImageOptions(options, rememberedOf(await call(c1.status.bind(c1), {}, 30_000))),
     close: async () => {
       c1.close();
       c2.close();
@@ -141,7 +144,7 @@ export async function query(out: Output, path: string, options: QueryOptions): P
   const ctx = prepare(options);
   try {
     const started = Date.now();
-    const image = await readQueryImage(path, parseImageOptions(options));
+    const image = await readQueryImage(path, await ctx.imageOptions());
     // Only counts come back while C1 searches; drawn on a terminal, never with --json.
     const bar = queryProgressBar(ctx.doctor.protocol.progressUnit, !out.json);
     let answer: DoctorAnswer;
@@ -169,7 +172,7 @@ export const BATCH_WINDOW = 8;
  * same stream, as `fnn query` does; the stream ends once every query is settled.
  */
 export async function batchQuery(out: Output, paths: string[], options: QueryOptions): Promise<void> {
-  const imageOptions = parseImageOptions(options);
+  parseImageOptions(options); // a malformed flag is reported before anything is connected
   const ctx = prepare(options);
   const started = Date.now();
   const tally = new BatchTally(started);
@@ -179,6 +182,7 @@ export async function batchQuery(out: Output, paths: string[], options: QueryOpt
     out.result({ query: name, error: reason, code }, `${name}: FAILED: ${reason}`);
   };
   try {
+    const imageOptions = await ctx.imageOptions();
     const stream = ctx.c1.batchQuery(new Metadata(), { deadline: new Date(Date.now() + ctx.timeoutMs) });
     // Queries asked and not yet settled (answered, or failed for good); the
     // stream is ended when the input is read and none is left.

@@ -1,8 +1,16 @@
-import { checkHealth, type Transport } from '@fnn/shared';
+import type * as wire from '@fnn/proto';
+import { checkHealth, settingsFromWire, type Transport } from '@fnn/shared';
 import { call, checkAddress, connectC1, connectC2, connectHealth } from '../connect';
 import { classify, CliError, EXIT, type Output } from '../output';
 
 const STATUS_TIMEOUT_MS = 5000;
+
+/** The settings a collection applies to every upload and query, as its flags would give them. */
+const settingsText = (s: wire.CollectionSettings | undefined) => {
+  if (!s) return '';
+  const { offset, fit } = settingsFromWire(s);
+  return `, --offset ${offset} --fit ${fit}`;
+};
 
 /**
  * `fnn status`: are both daemons serving (the standard health service), can C1
@@ -40,6 +48,8 @@ export async function status(out: Output, options: { c1: string; c2: string; tra
             width: c1Up.width,
             height: c1Up.height,
             maxValue: c1Up.maxValue,
+            // What every upload and query of the collection applies (collection-settings.ts).
+            ...(c1Up.settings ? { settings: settingsFromWire(c1Up.settings) } : {}),
             keyBits: c1Up.keyBits,
             keyFingerprint: c1Up.keyFingerprint,
             seesC2: c1Up.c2Reachable,
@@ -59,7 +69,7 @@ export async function status(out: Output, options: { c1: string; c2: string; tra
     };
     const lines = [
       c1Up
-        ? `C1 ${options.c1}: up, ${c1Up.records} records${c1Up.width ? ` of ${c1Up.width}x${c1Up.height} (max ${c1Up.maxValue})` : ''}, ${c1Up.keyBits}-bit key ${c1Up.keyFingerprint}, C2 ${c1Up.c2Reachable ? 'reachable' : 'NOT reachable'} from C1`
+        ? `C1 ${options.c1}: up, ${c1Up.records} records${c1Up.width ? ` of ${c1Up.width}x${c1Up.height} (max ${c1Up.maxValue}${settingsText(c1Up.settings)})` : ''}, ${c1Up.keyBits}-bit key ${c1Up.keyFingerprint}, C2 ${c1Up.c2Reachable ? 'reachable' : 'NOT reachable'} from C1`
         : `C1 ${options.c1}: DOWN (${report.c1.error})`,
       c2Up
         ? `C2 ${options.c2}: up, ${c2Up.keyBits}-bit key ${c2Up.keyFingerprint}, replica of ${c2Up.replicaRecords} records, ${c2Up.openSessions} open sessions`

@@ -1,4 +1,5 @@
-import type { Layout, Transport } from '@fnn/shared';
+import type { Transport } from '@fnn/shared';
+import { rememberedImageOptions, rememberedLayouts, rememberedOf } from '../collection-settings';
 import { call, checkAddress, connectC1, connectReplica } from '../connect';
 import { expandImagePaths, parseImageOptions, recordIdOf, type ImageFlags } from '../image-files';
 import { loadC1PublicKey, loadPublicKey, loadRecordKey } from '../key-files';
@@ -13,8 +14,11 @@ export interface UploadOptions extends ImageFlags {
   c2: string;
   keys: string;
   id?: string;
-  /** What to store: the packed layout, and the paper's per-pixel one unless --no-paper-layout (then fnn and bf cannot run). */
-  layouts: Layout[];
+  /**
+   * --paper-layout (true), --no-paper-layout (false: only the packed layout,
+   * so fnn and bf cannot run) or neither: the collection's, both for a new one.
+   */
+  paperLayout?: boolean;
   transport: Transport;
 }
 
@@ -38,7 +42,7 @@ export async function upload(out: Output, paths: string[], options: UploadOption
   const replicaAddress = checkAddress(options.c2, '--c2', 'FNN_C2');
   const files = expandImagePaths(paths);
   if (options.id !== undefined && files.length !== 1) throw new CliError('usage', '--id names the records of one file: give one file');
-  const imageOptions = parseImageOptions(options);
+  parseImageOptions(options); // a malformed flag is reported before anything is read or connected
   // Read now, so a missing key file is reported before any image is opened.
   loadPublicKey(options.keys, 'owner');
   loadC1PublicKey(options.keys, 'owner');
@@ -55,6 +59,10 @@ export async function upload(out: Output, paths: string[], options: UploadOption
     // with a message that says what to do, rather than refused by C1 after
     // the image has been encrypted.
     const shape = await call(client.status.bind(client), {}, 30_000);
+    // What the collection was made with, applied to this upload before any image is read or encrypted.
+    const remembered = rememberedOf(shape);
+    const imageOptions = rememberedImageOptions(options, remembered);
+    const layouts = rememberedLayouts(options.paperLayout, remembered);
     // Quiet until pass 1 has counted the records.
     let bar = progressBar(0, 'records', false);
     const failed = (file: string, id: string, cause: unknown, records: number, where: string) => {
@@ -67,7 +75,13 @@ export async function upload(out: Output, paths: string[], options: UploadOption
     const plan = await planUpload(files, imageOptions, shape, options.id, (file, id, error) => failed(file, id, error, 1, ''));
     total = plan.total;
     bar = progressBar(total, 'records', !out.json);
-    owner = plan.files.length > 0 ? openCollectionWriter(grpcOwnerLink(client, replica), options.keys, options.layouts) : undefined;
+    owner =
+      plan.files.length > 0
+        ? openCollectionWriter(grpcOwnerLink(client, replica), options.keys, layouts, {
+            offset: imageOptions.rule.offset,
+            fit: imageOptions.fit,
+          })
+        : undefined;
     let n = 0;
     const position = (count = 1) => {
       n += count;

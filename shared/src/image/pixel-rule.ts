@@ -23,6 +23,19 @@ export interface PixelRule {
 
 export const DEFAULT_PIXEL_RULE: PixelRule = { offset: 0 };
 
+/** The largest |offset| a collection may take: wider than any modality's range, small enough that no sum overflows a key. */
+export const MAX_OFFSET = 1 << 20;
+
+/**
+ * What a collection is created with besides its size and layouts, kept with it
+ * at C1 so every later upload and query maps pixels the same way.
+ */
+export interface CollectionSettings {
+  offset: number;
+  /** An image of another size: refused, or center-cropped/padded with 0 to the collection's size. */
+  fit: 'refuse' | 'crop';
+}
+
 /** A decimal number held exactly: digits * 10^exponent. */
 export interface Decimal {
   digits: bigint;

@@ -24,6 +24,7 @@ describe('CollectionWriter', () => {
         keyFingerprint: '',
         c2Reachable: true,
         layouts: [],
+        settings: undefined,
       }),
       allocateSlots: async (req) => ({
         slots: req.lookupTags.map((_, i) => ({ group: Math.floor(i / G), slot: i % G, stored: false })),

@@ -6,7 +6,8 @@ import { mapConcurrent } from '../concurrency';
 import { invalidInput, isFnnError, protocolState } from '../errors';
 import { describeGrpcError } from '../wire/status';
 import type { GrayImage } from '../image/image';
-import { layoutsToWire, WireCodec } from '../wire/codec';
+import type { CollectionSettings } from '../image/pixel-rule';
+import { layoutsToWire, settingsToWire, WireCodec } from '../wire/codec';
 import type { Layout } from './module';
 import { packingParams, type PackingParams } from './fast/params';
 import { encryptGroup, encryptReplica, groupDigest, newGroupVersion, type PackedColumns } from './fast/records';
@@ -103,6 +104,8 @@ export class CollectionWriter {
      * encryptions per record), so the protocols that read it (fnn, bf) can run.
      */
     private readonly layouts: readonly Layout[],
+    /** How the images became integers: C1 keeps them with a new collection and refuses an upload that differs. */
+    private readonly settings?: CollectionSettings,
   ) {
     if (!layouts.includes('packed')) throw invalidInput("every collection holds the packed layout: C2's replica is packed");
     this.codec = new WireCodec(keys.pk2.cipherBytes);
@@ -197,6 +200,7 @@ export class CollectionWriter {
           keyFingerprint: this.keys.pk2.fingerprint(),
           ...shape,
           layouts: layoutsToWire(this.layouts),
+          settings: this.settings && settingsToWire(this.settings),
           group: change('forC1'),
           records: incoming.map((m, i) => this.codec.recordToWire(owned[i], sealImage(this.keys.recordKey, m.record.image), m.slot)),
         });

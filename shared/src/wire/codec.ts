@@ -6,6 +6,7 @@ import type { QueryPhase, QueryProgress } from '../protocol/progress';
 import type { OwnerRecord } from '../protocol/paper/owner';
 import type { EncryptedQuery } from '../protocol/paper/records';
 import type { Layout } from '../protocol/module';
+import { MAX_OFFSET, type CollectionSettings } from '../image/pixel-rule';
 
 // The one module that turns protocol values into wire messages and back.
 // Ciphertexts are fixed-width big-endian bytes (width = the key's cipherBytes).
@@ -92,6 +93,18 @@ export function layoutsFromWire(list: wire.Layout[]): Layout[] {
   });
   if (new Set(out).size !== out.length) throw invalidInput('a record layout named twice');
   return out;
+}
+
+const FIT_TO_WIRE: Record<CollectionSettings['fit'], wire.Fit> = { refuse: wire.Fit.FIT_REFUSE, crop: wire.Fit.FIT_CROP };
+
+export const settingsToWire = (s: CollectionSettings): wire.CollectionSettings => ({ offset: s.offset, fit: FIT_TO_WIRE[s.fit] });
+
+/** A collection's settings from the network, refused when out of range or of an unknown fit. */
+export function settingsFromWire(s: wire.CollectionSettings): CollectionSettings {
+  if (!Number.isSafeInteger(s.offset) || Math.abs(s.offset) > MAX_OFFSET) throw invalidInput(`offset beyond ±${MAX_OFFSET}`);
+  const fit = (Object.keys(FIT_TO_WIRE) as CollectionSettings['fit'][]).find((f) => FIT_TO_WIRE[f] === s.fit);
+  if (!fit) throw invalidInput('unknown fit rule');
+  return { offset: s.offset, fit };
 }
 
 /** Values in Z_N that are not ciphertexts (blindings r, and m + r): minimal big-endian bytes. */

@@ -22,6 +22,7 @@ function request(records: number, paper: boolean): wire.UploadRequest {
     height: 5,
     maxValue: 255,
     layouts: [],
+    settings: undefined,
     records: Array.from({ length: records }, (_, i) => ({
       encryptedId: randomBytes(40),
       lookupTag: randomBytes(32),

@@ -71,6 +71,45 @@ export function layoutToJSON(object: Layout): string {
   }
 }
 
+export enum Fit {
+  FIT_UNSPECIFIED = 0,
+  FIT_REFUSE = 1,
+  FIT_CROP = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function fitFromJSON(object: any): Fit {
+  switch (object) {
+    case 0:
+    case "FIT_UNSPECIFIED":
+      return Fit.FIT_UNSPECIFIED;
+    case 1:
+    case "FIT_REFUSE":
+      return Fit.FIT_REFUSE;
+    case 2:
+    case "FIT_CROP":
+      return Fit.FIT_CROP;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return Fit.UNRECOGNIZED;
+  }
+}
+
+export function fitToJSON(object: Fit): string {
+  switch (object) {
+    case Fit.FIT_UNSPECIFIED:
+      return "FIT_UNSPECIFIED";
+    case Fit.FIT_REFUSE:
+      return "FIT_REFUSE";
+    case Fit.FIT_CROP:
+      return "FIT_CROP";
+    case Fit.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Where a running query is. Phases come in this order; a protocol skips those it has not. */
 export enum QueryPhase {
   QUERY_PHASE_UNSPECIFIED = 0,
@@ -346,7 +385,23 @@ export interface UploadRequest {
   records: EncryptedRecord[];
   /** the layouts the records carry; fixed by a collection's first upload */
   layouts: Layout[];
-  group: GroupChange | undefined;
+  group:
+    | GroupChange
+    | undefined;
+  /** how the owner made the integers; fixed by a collection's first upload */
+  settings: CollectionSettings | undefined;
+}
+
+/**
+ * How a collection's images became its integers (docs/IMAGES.md), stored with
+ * it at C1 so that every later upload and query applies them. Not secret: the
+ * offset and the fit rule say how pixels are mapped, never what they are.
+ */
+export interface CollectionSettings {
+  /** added to every pixel after the file's rescale (--offset) */
+  offset: number;
+  /** an image of another size: refused, or center-cropped/padded (--fit) */
+  fit: Fit;
 }
 
 /**
@@ -573,6 +628,8 @@ export interface DatabaseStatus {
   c2Reachable: boolean;
   /** what the collection holds, so which protocols it answers (empty while empty) */
   layouts: Layout[];
+  /** absent while empty, or for a collection stored before settings were kept */
+  settings: CollectionSettings | undefined;
 }
 
 export interface QueryShare {
@@ -2438,7 +2495,16 @@ export const DamagedBlob: MessageFns<DamagedBlob> = {
 };
 
 function createBaseUploadRequest(): UploadRequest {
-  return { keyFingerprint: "", width: 0, height: 0, maxValue: 0, records: [], layouts: [], group: undefined };
+  return {
+    keyFingerprint: "",
+    width: 0,
+    height: 0,
+    maxValue: 0,
+    records: [],
+    layouts: [],
+    group: undefined,
+    settings: undefined,
+  };
 }
 
 export const UploadRequest: MessageFns<UploadRequest> = {
@@ -2467,6 +2533,9 @@ export const UploadRequest: MessageFns<UploadRequest> = {
     }
     if (message.group !== undefined) {
       GroupChange.encode(message.group, writer.uint32(58).fork()).join();
+    }
+    if (message.settings !== undefined) {
+      CollectionSettings.encode(message.settings, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -2550,6 +2619,14 @@ export const UploadRequest: MessageFns<UploadRequest> = {
             message.group = GroupChange.decode(reader, reader.uint32());
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.settings = CollectionSettings.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2583,6 +2660,7 @@ export const UploadRequest: MessageFns<UploadRequest> = {
         ? object.layouts.map((e: any) => layoutFromJSON(e))
         : [],
       group: isSet(object.group) ? GroupChange.fromJSON(object.group) : undefined,
+      settings: isSet(object.settings) ? CollectionSettings.fromJSON(object.settings) : undefined,
     };
   },
 
@@ -2609,6 +2687,9 @@ export const UploadRequest: MessageFns<UploadRequest> = {
     if (message.group !== undefined) {
       obj.group = GroupChange.toJSON(message.group);
     }
+    if (message.settings !== undefined) {
+      obj.settings = CollectionSettings.toJSON(message.settings);
+    }
     return obj;
   },
 
@@ -2626,6 +2707,94 @@ export const UploadRequest: MessageFns<UploadRequest> = {
     message.group = (object.group !== undefined && object.group !== null)
       ? GroupChange.fromPartial(object.group)
       : undefined;
+    message.settings = (object.settings !== undefined && object.settings !== null)
+      ? CollectionSettings.fromPartial(object.settings)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCollectionSettings(): CollectionSettings {
+  return { offset: 0, fit: 0 };
+}
+
+export const CollectionSettings: MessageFns<CollectionSettings> = {
+  encode(message: CollectionSettings, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.offset !== 0) {
+      writer.uint32(8).sint32(message.offset);
+    }
+    if (message.fit !== 0) {
+      writer.uint32(16).int32(message.fit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CollectionSettings {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCollectionSettings();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.offset = reader.sint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.fit = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CollectionSettings {
+    return {
+      offset: isSet(object.offset) ? globalThis.Number(object.offset) : 0,
+      fit: isSet(object.fit) ? fitFromJSON(object.fit) : 0,
+    };
+  },
+
+  toJSON(message: CollectionSettings): unknown {
+    const obj: any = {};
+    if (message.offset !== 0) {
+      obj.offset = Math.round(message.offset);
+    }
+    if (message.fit !== 0) {
+      obj.fit = fitToJSON(message.fit);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CollectionSettings>): CollectionSettings {
+    return CollectionSettings.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CollectionSettings>): CollectionSettings {
+    const message = createBaseCollectionSettings();
+    message.offset = object.offset ?? 0;
+    message.fit = object.fit ?? 0;
     return message;
   },
 };
@@ -5060,6 +5229,7 @@ function createBaseDatabaseStatus(): DatabaseStatus {
     keyFingerprint: "",
     c2Reachable: false,
     layouts: [],
+    settings: undefined,
   };
 }
 
@@ -5095,6 +5265,9 @@ export const DatabaseStatus: MessageFns<DatabaseStatus> = {
         writer.int32(v);
       }
       writer.join();
+    }
+    if (message.settings !== undefined) {
+      CollectionSettings.encode(message.settings, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -5186,6 +5359,14 @@ export const DatabaseStatus: MessageFns<DatabaseStatus> = {
 
             break;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.settings = CollectionSettings.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5226,6 +5407,7 @@ export const DatabaseStatus: MessageFns<DatabaseStatus> = {
       layouts: globalThis.Array.isArray(object?.layouts)
         ? object.layouts.map((e: any) => layoutFromJSON(e))
         : [],
+      settings: isSet(object.settings) ? CollectionSettings.fromJSON(object.settings) : undefined,
     };
   },
 
@@ -5255,6 +5437,9 @@ export const DatabaseStatus: MessageFns<DatabaseStatus> = {
     if (message.layouts?.length) {
       obj.layouts = message.layouts.map((e) => layoutToJSON(e));
     }
+    if (message.settings !== undefined) {
+      obj.settings = CollectionSettings.toJSON(message.settings);
+    }
     return obj;
   },
 
@@ -5271,6 +5456,9 @@ export const DatabaseStatus: MessageFns<DatabaseStatus> = {
     message.keyFingerprint = object.keyFingerprint ?? "";
     message.c2Reachable = object.c2Reachable ?? false;
     message.layouts = object.layouts?.map((e) => e) || [];
+    message.settings = (object.settings !== undefined && object.settings !== null)
+      ? CollectionSettings.fromPartial(object.settings)
+      : undefined;
     return message;
   },
 };
