@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import pino from 'pino';
 import { DEFAULT_PROTOCOL, PROTOCOL_NAMES, protocolModule, ROLES, type Logger, type Role } from '@fnn/shared';
 import { audit } from './commands/audit';
-import { runC1, runC2 } from './commands/daemons';
+import { runC1, runC2, type C1Flags, type C2Flags } from './commands/daemons';
 import { deleteRecords } from './commands/delete';
 import { keygen } from './commands/keygen';
 import { batchQuery, query } from './commands/query';
@@ -185,11 +185,7 @@ tlsOptions(
     .addOption(keys())
     .addOption(tlsCrl())
     .addOption(metrics()),
-).action(
-  action(async (o: { listen: string; keys: string; db: string; audit?: string; tlsCrl?: string; metrics?: string } & TlsFlags) =>
-    runC2(daemonLogger('c2'), secured(o, ['c2'])),
-  ),
-);
+).action(action(async (o: C2Flags & TlsFlags) => runC2(daemonLogger('c2'), secured(o, ['c2']))));
 
 tlsOptions(
   program
@@ -207,22 +203,7 @@ tlsOptions(
     )
     .addOption(tlsCrl())
     .addOption(metrics()),
-).action(
-  action(
-    async (
-      o: {
-        listen: string;
-        keys: string;
-        db: string;
-        audit?: string;
-        c2: string;
-        queryTimeout: string;
-        tlsCrl?: string;
-        metrics?: string;
-      } & TlsFlags,
-    ) => runC1(daemonLogger('c1'), secured(o, ['c1'])),
-  ),
-);
+).action(action(async (o: C1Flags & TlsFlags) => runC1(daemonLogger('c1'), secured(o, ['c1']))));
 
 tlsOptions(
   imageOptions(

@@ -12,6 +12,8 @@ import {
   makeKeys,
   randomPixels,
   rawUnary,
+  startC1,
+  startC2,
   writeImage,
   type Connections,
   type Keys,
@@ -32,30 +34,10 @@ let c: Connections;
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'fnn-metrics-'));
   keys = await makeKeys(join(work, 'keys'));
-  c2 = await startDaemon('c2', [
-    '--listen',
-    '127.0.0.1:0',
-    '--keys',
-    keys.dir,
-    '--db',
-    join(work, 'c2.db'),
-    '--metrics',
-    '127.0.0.1:0',
-    INSECURE,
-  ]);
-  c1 = await startDaemon('c1', [
-    '--listen',
-    '127.0.0.1:0',
-    '--keys',
-    keys.dir,
-    '--c2',
-    c2.address,
-    '--db',
-    join(work, 'c1.db'),
-    '--metrics',
-    '127.0.0.1:0',
-    INSECURE,
-  ]);
+  // FNN_METRICS is --metrics (a free port each); the listening line says where.
+  const metrics = { FNN_METRICS: '127.0.0.1:0' };
+  c2 = await startC2(keys, join(work, 'c2.db'), '127.0.0.1:0', metrics);
+  c1 = await startC1(keys, join(work, 'c1.db'), c2.address, '127.0.0.1:0', metrics);
   c = connect(c1.address, c2.address);
 });
 

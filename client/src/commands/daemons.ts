@@ -26,10 +26,22 @@ export interface RevocationFlags {
 /** A daemon's audit trail: --audit, else beside its database. */
 export const auditPathOf = (options: { db: string; audit?: string }) => options.audit || `${options.db}.audit.jsonl`;
 
-export async function runC2(
-  log: Logger,
-  options: { listen: string; keys: string; db: string; audit?: string; metrics?: string; transport: Transport } & RevocationFlags,
-): Promise<void> {
+/** The flags `fnn c2` takes (main.ts declares them; the transport comes from its TLS flags). */
+export interface C2Flags extends RevocationFlags {
+  listen: string;
+  keys: string;
+  db: string;
+  audit?: string;
+  metrics?: string;
+}
+
+/** The flags `fnn c1` takes: C2's, and where C2 is and how long a query may run. */
+export interface C1Flags extends C2Flags {
+  c2: string;
+  queryTimeout: string;
+}
+
+export async function runC2(log: Logger, options: C2Flags & { transport: Transport }): Promise<void> {
   const listen = checkAddress(options.listen, '--listen', 'FNN_C2_LISTEN');
   const sk2 = loadSecretKey(options.keys, 'c2');
   const pk1 = loadC1PublicKey(options.keys, 'c2');
@@ -57,19 +69,7 @@ export async function runC2(
   await serveUntilSignal(daemon, 'c2', log, crypto.close, options.transport, revocation, metrics?.server);
 }
 
-export async function runC1(
-  log: Logger,
-  options: {
-    listen: string;
-    keys: string;
-    db: string;
-    audit?: string;
-    c2: string;
-    queryTimeout: string;
-    metrics?: string;
-    transport: Transport;
-  } & RevocationFlags,
-): Promise<void> {
+export async function runC1(log: Logger, options: C1Flags & { transport: Transport }): Promise<void> {
   const listen = checkAddress(options.listen, '--listen', 'FNN_C1_LISTEN');
   const c2Address = checkAddress(options.c2, '--c2', 'FNN_C2');
   const queryTimeoutMs = Number(options.queryTimeout) * 1000;
