@@ -114,13 +114,20 @@ export function readImage(path: string): GrayImage {
 
 /** A file's images, or a CliError naming the file and the reason. */
 export async function openImageFile(path: string, options: Pick<ImageOptions, 'axis'>): Promise<ImageStack> {
-  const bytes = readBytes(path);
+  return openImageBytes(readBytes(path), basename(path), options);
+}
+
+/** A file's bytes however they came (read from disk, or pulled from a PACS), decoded the one way. */
+export async function openImageBytes(bytes: Uint8Array, name: string, options: Pick<ImageOptions, 'axis'>): Promise<ImageStack> {
   try {
-    return await openImageStack(bytes, basename(path), { axis: options.axis });
+    return await openImageStack(bytes, name, { axis: options.axis });
   } catch (e) {
     throw new CliError('usage', (e as Error).message);
   }
 }
+
+/** How the upload's two passes open a source by its name: a file on disk unless the images come from elsewhere. */
+export type OpenImages = (name: string, options: Pick<ImageOptions, 'axis'>) => Promise<ImageStack>;
 
 /** The record ID of image i of a file: its name, `name#frame3` or `name#z012` (or --id in its place). */
 export function recordIdOf(path: string, stack?: ImageStack, i = 0, id?: string): string {

@@ -212,7 +212,17 @@ tlsOptions(
       .description(
         'encrypt images and upload them to C1 (record ID = file name; name#frameN / name#z012 for DICOM frames and NIfTI slices)',
       )
-      .argument('<paths...>', 'PNG, DICOM (.dcm or none) and NIfTI (.nii, .nii.gz) files, or directories of them')
+      .argument('[paths...]', 'PNG, DICOM (.dcm or none) and NIfTI (.nii, .nii.gz) files, or directories of them')
+      .option(
+        '--dicomweb <url>',
+        'import from a PACS instead: its DICOMweb root, e.g. http://pacs:8042/dicom-web (record ID = SOPInstanceUID)',
+      )
+      .option('--study <uid...>', '--dicomweb: these studies (StudyInstanceUID)')
+      .option('--series <uid...>', '--dicomweb: these series (SeriesInstanceUID)')
+      .option('--all', '--dicomweb: every instance the PACS holds')
+      .option('--since <date>', '--dicomweb: studies from this StudyDate on (YYYY-MM-DD)')
+      .option('--dicomweb-user <user>', '--dicomweb: HTTP basic auth user; the password is read from FNN_DICOMWEB_PASSWORD')
+      .option('--dicomweb-token-file <file>', '--dicomweb: a file holding a bearer token (or set FNN_DICOMWEB_TOKEN)')
       .addOption(c1())
       .addOption(c2())
       .addOption(keys())

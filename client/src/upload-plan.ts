@@ -1,5 +1,5 @@
 import type { NamedImage } from '@fnn/shared';
-import { openImageFile, recordIdOf, ruledImage, sizeRefusal, type ImageOptions } from './image-files';
+import { openImageFile, recordIdOf, ruledImage, sizeRefusal, type ImageOptions, type OpenImages } from './image-files';
 import { CliError } from './output';
 
 // Planning an upload (`fnn upload`, pass 1 and the decoding of pass 2): which
@@ -61,12 +61,13 @@ export async function planUpload(
   collection: CollectionShape,
   id: string | undefined,
   refused: (file: string, id: string, error: unknown) => void,
+  open: OpenImages = openImageFile,
 ): Promise<UploadPlan> {
   let target = targetSize(options, collection);
   const planned: PlannedFile[] = [];
   for (const file of files) {
     try {
-      const stack = await openImageFile(file, options);
+      const stack = await open(file, options);
       if (!target) {
         // An empty collection takes the size of its first image that will be
         // stored: this file's images are ruled now (one file's decoding, once),
@@ -95,8 +96,9 @@ export async function readPlannedFile(
   file: string,
   options: ImageOptions,
   id: string | undefined,
+  open: OpenImages = openImageFile,
 ): Promise<NamedImage[]> {
-  const stack = await openImageFile(file, options);
+  const stack = await open(file, options);
   return Array.from({ length: stack.count }, (_, i) => {
     let image = ruledImage(stack, i, options, plan.target);
     plan.depth ??= image.maxValue;

@@ -1,7 +1,8 @@
 import type { Transport } from '@fnn/shared';
 import { rememberedImageOptions, rememberedLayouts, rememberedOf } from '../collection-settings';
 import { call, checkAddress, connectC1, connectReplica } from '../connect';
-import { expandImagePaths, parseImageOptions, recordIdOf, type ImageFlags } from '../image-files';
+import { dicomWebImport, pacsOpener, storedInstances, type DicomWebFlags } from '../dicomweb-import';
+import { expandImagePaths, openImageFile, parseImageOptions, recordIdOf, type ImageFlags, type OpenImages } from '../image-files';
 import { loadC1PublicKey, loadPublicKey, loadRecordKey } from '../key-files';
 import { grpcOwnerLink, openCollectionWriter } from '../owner-upload';
 import { CliError, classify, EXIT, ownerOnly, type Output } from '../output';
@@ -9,7 +10,7 @@ import { progressBar } from '../progress';
 import { planUpload, readPlannedFile } from '../upload-plan';
 import { sendPlan } from '../upload-send';
 
-export interface UploadOptions extends ImageFlags {
+export interface UploadOptions extends ImageFlags, DicomWebFlags {
   c1: string;
   c2: string;
   keys: string;
@@ -40,13 +41,20 @@ const stops = (code: number) => code === EXIT.unavailable || code === EXIT.refus
 export async function upload(out: Output, paths: string[], options: UploadOptions) {
   const address = checkAddress(options.c1, '--c1', 'FNN_C1');
   const replicaAddress = checkAddress(options.c2, '--c2', 'FNN_C2');
-  const files = expandImagePaths(paths);
+  const pacs = options.dicomweb !== undefined ? dicomWebImport(options) : undefined;
+  if (pacs && paths.length > 0) throw new CliError('usage', '--dicomweb imports from the PACS: give no files with it');
+  if (!pacs && (options.study || options.series || options.all || options.since !== undefined))
+    throw new CliError('usage', '--study, --series, --all and --since choose what --dicomweb imports: give --dicomweb URL');
+  if (!pacs && paths.length === 0) throw new CliError('usage', 'name the images: files or directories, or --dicomweb URL');
+  if (pacs && options.id !== undefined)
+    throw new CliError('usage', "--id names one file's records: a PACS's are named by their SOPInstanceUID");
+  let files = pacs ? [] : expandImagePaths(paths);
   if (options.id !== undefined && files.length !== 1) throw new CliError('usage', '--id names the records of one file: give one file');
   parseImageOptions(options); // a malformed flag is reported before anything is read or connected
   // Read now, so a missing key file is reported before any image is opened.
   loadPublicKey(options.keys, 'owner');
   loadC1PublicKey(options.keys, 'owner');
-  loadRecordKey(options.keys, 'owner');
+  const recordKey = loadRecordKey(options.keys, 'owner');
   const client = connectC1(address, options.transport);
   const replica = connectReplica(replicaAddress, options.transport);
   let owner: ReturnType<typeof openCollectionWriter> | undefined;
@@ -65,6 +73,19 @@ export async function upload(out: Output, paths: string[], options: UploadOption
     const layouts = rememberedLayouts(options.paperLayout, remembered);
     // Quiet until pass 1 has counted the records.
     let bar = progressBar(0, 'records', false);
+    let open: OpenImages = openImageFile;
+    if (pacs) {
+      const found = await pacs.client.search(pacs.filter);
+      if (found.length === 0) throw new CliError('notFound', `the PACS has no instances matching ${pacs.describe}`);
+      // Resumable: an instance whose records C1 holds is not fetched again.
+      const held = await storedInstances(client, recordKey, shape, found);
+      const refs = found.filter((r) => !held.has(r.sop));
+      if (held.size > 0) out.note(`${held.size} of ${found.length} instances already stored, skipped`);
+      files = refs.map((r) => r.sop);
+      // Pass 1 fetches every instance: the bar counts them until the records are counted.
+      bar = progressBar(refs.length, 'instances fetched', !out.json);
+      open = pacsOpener(pacs.client, refs, () => bar.tick());
+    }
     const failed = (file: string, id: string, cause: unknown, records: number, where: string) => {
       notUploaded += records;
       const error = ownerOnly(cause, 'upload');
@@ -72,7 +93,12 @@ export async function upload(out: Output, paths: string[], options: UploadOption
       bar.around(() => out.result({ file, id, status: 'failed', error: reason }, `${where}${file}: FAILED: ${reason}`));
       if (stops(code)) throw error;
     };
-    const plan = await planUpload(files, imageOptions, shape, options.id, (file, id, error) => failed(file, id, error, 1, ''));
+    let plan;
+    try {
+      plan = await planUpload(files, imageOptions, shape, options.id, (file, id, error) => failed(file, id, error, 1, ''), open);
+    } finally {
+      bar.stop();
+    }
     total = plan.total;
     bar = progressBar(total, 'records', !out.json);
     owner =
@@ -93,7 +119,7 @@ export async function upload(out: Output, paths: string[], options: UploadOption
         await sendPlan(
           plan,
           owner.writer,
-          (file) => readPlannedFile(plan, file, imageOptions, options.id),
+          (file) => readPlannedFile(plan, file, imageOptions, options.id, open),
           {
             stored: (file, id, replaced, records) => {
               stored++;
@@ -114,8 +140,9 @@ export async function upload(out: Output, paths: string[], options: UploadOption
     replica.close();
     await owner?.close();
   }
+  const sources = pacs ? 'instance' : 'file';
   out.note(
-    `uploaded ${stored} of ${total} images from ${files.length} file${files.length === 1 ? '' : 's'} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    `uploaded ${stored} of ${total} images from ${files.length} ${sources}${files.length === 1 ? '' : 's'} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
   );
   if (notUploaded > 0)
     throw new CliError('invalid', `${notUploaded} image${notUploaded === 1 ? ' was' : 's were'} not uploaded (see the FAILED lines)`);
