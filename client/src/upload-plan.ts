@@ -1,5 +1,5 @@
 import type { NamedImage } from '@fnn/shared';
-import { openImageFile, recordIdOf, ruledImage, sizeRefusal, type ImageOptions } from './image-files';
+import { openImageFile, recordIdOf, ruledImage, sizeRefusal, type ImageOptions, type RecordNaming } from './image-files';
 import { CliError } from './output';
 
 // Planning an upload (`fnn upload`, pass 1 and the decoding of pass 2): which
@@ -59,7 +59,7 @@ export async function planUpload(
   files: string[],
   options: ImageOptions,
   collection: CollectionShape,
-  id: string | undefined,
+  naming: RecordNaming,
   refused: (file: string, id: string, error: unknown) => void,
 ): Promise<UploadPlan> {
   let target = targetSize(options, collection);
@@ -79,7 +79,7 @@ export async function planUpload(
       }
       planned.push({ file, count: stack.count });
     } catch (error) {
-      refused(file, recordIdOf(file, undefined, 0, id), error);
+      refused(file, recordIdOf(file, undefined, 0, naming.id), error);
     }
   }
   return { files: planned, total: planned.reduce((sum, p) => sum + p.count, 0), target, depth: collection.maxValue || undefined };
@@ -90,12 +90,7 @@ export async function planUpload(
  * fails the whole file before any of it is stored. The first record of an
  * empty collection fixes the plan's depth.
  */
-export async function readPlannedFile(
-  plan: UploadPlan,
-  file: string,
-  options: ImageOptions,
-  id: string | undefined,
-): Promise<NamedImage[]> {
+export async function readPlannedFile(plan: UploadPlan, file: string, options: ImageOptions, naming: RecordNaming): Promise<NamedImage[]> {
   const stack = await openImageFile(file, options);
   return Array.from({ length: stack.count }, (_, i) => {
     let image = ruledImage(stack, i, options, plan.target);
@@ -109,6 +104,6 @@ export async function readPlannedFile(
           '(a collection keeps the depth of its first upload, which the file type and --offset decide)',
       );
     }
-    return { id: recordIdOf(file, stack, i, id), image };
+    return { id: recordIdOf(file, stack, i, naming.id, naming.from), image };
   });
 }
