@@ -74,9 +74,9 @@ describe.skipIf(missing)('fnn upload --dicomweb (Orthanc)', () => {
     const disk = await deployment('disk');
     const files = join(work, 'files');
     mkdirSync(files);
-    // Named by their SOPInstanceUID, as the PACS's instances are.
-    for (const [sop, bytes] of INSTANCES) writeFileSync(join(files, sop), bytes);
-    const fromDisk = await runCli(['upload', ...INSTANCES.map(([sop]) => join(files, sop)), ...disk.flags, '--no-paper-layout']);
+    // Any file names: a DICOM record is named by its SOPInstanceUID (--id-from sop, the default), as the PACS's instances are.
+    INSTANCES.forEach(([, bytes], i) => writeFileSync(join(files, `scan${i}.dcm`), bytes));
+    const fromDisk = await runCli(['upload', files, ...disk.flags, '--no-paper-layout']);
     expect(fromDisk.code, fromDisk.stderr).toBe(0);
 
     const imported = await deployment('pacs');

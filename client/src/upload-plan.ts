@@ -1,5 +1,5 @@
 import type { NamedImage } from '@fnn/shared';
-import { openImageFile, recordIdOf, ruledImage, sizeRefusal, type ImageOptions, type OpenImages } from './image-files';
+import { openImageFile, recordIdOf, ruledImage, sizeRefusal, type ImageOptions, type OpenImages, type RecordNaming } from './image-files';
 import { CliError } from './output';
 
 // Planning an upload (`fnn upload`, pass 1 and the decoding of pass 2): which
@@ -59,7 +59,7 @@ export async function planUpload(
   files: string[],
   options: ImageOptions,
   collection: CollectionShape,
-  id: string | undefined,
+  naming: RecordNaming,
   refused: (file: string, id: string, error: unknown) => void,
   open: OpenImages = openImageFile,
 ): Promise<UploadPlan> {
@@ -80,7 +80,7 @@ export async function planUpload(
       }
       planned.push({ file, count: stack.count });
     } catch (error) {
-      refused(file, recordIdOf(file, undefined, 0, id), error);
+      refused(file, recordIdOf(file, undefined, 0, naming.id), error);
     }
   }
   return { files: planned, total: planned.reduce((sum, p) => sum + p.count, 0), target, depth: collection.maxValue || undefined };
@@ -95,7 +95,7 @@ export async function readPlannedFile(
   plan: UploadPlan,
   file: string,
   options: ImageOptions,
-  id: string | undefined,
+  naming: RecordNaming,
   open: OpenImages = openImageFile,
 ): Promise<NamedImage[]> {
   const stack = await open(file, options);
@@ -111,6 +111,6 @@ export async function readPlannedFile(
           '(a collection keeps the depth of its first upload, which the file type and --offset decide)',
       );
     }
-    return { id: recordIdOf(file, stack, i, id), image };
+    return { id: recordIdOf(file, stack, i, naming.id, naming.from), image };
   });
 }

@@ -1,8 +1,18 @@
+import { basename } from 'node:path';
 import type { Transport } from '@fnn/shared';
 import { rememberedImageOptions, rememberedLayouts, rememberedOf } from '../collection-settings';
 import { call, checkAddress, connectC1, connectReplica } from '../connect';
 import { dicomWebImport, pacsOpener, storedInstances, type DicomWebFlags } from '../dicomweb-import';
-import { expandImagePaths, openImageFile, parseImageOptions, recordIdOf, type ImageFlags, type OpenImages } from '../image-files';
+import {
+  expandImagePaths,
+  openImageFile,
+  parseIdFrom,
+  parseImageOptions,
+  recordIdOf,
+  type ImageFlags,
+  type OpenImages,
+  type RecordNaming,
+} from '../image-files';
 import { loadC1PublicKey, loadPublicKey, loadRecordKey } from '../key-files';
 import { grpcOwnerLink, openCollectionWriter } from '../owner-upload';
 import { CliError, classify, EXIT, ownerOnly, type Output } from '../output';
@@ -15,6 +25,8 @@ export interface UploadOptions extends ImageFlags, DicomWebFlags {
   c2: string;
   keys: string;
   id?: string;
+  /** --id-from: sop (default: a DICOM's SOP Instance UID) or file (the file name). */
+  idFrom?: string;
   /**
    * --paper-layout (true), --no-paper-layout (false: only the packed layout,
    * so fnn and bf cannot run) or neither: the collection's, both for a new one.
@@ -22,6 +34,9 @@ export interface UploadOptions extends ImageFlags, DicomWebFlags {
   paperLayout?: boolean;
   transport: Transport;
 }
+
+/** A record named by its SOP Instance UID (or --id) also names the file it came from. */
+const fromFile = (file: string, id: string) => (id.startsWith(basename(file)) ? '' : ` (${basename(file)})`);
 
 /** C1 is down, or refuses this certificate: the rest of the upload would fail too. */
 const stops = (code: number) => code === EXIT.unavailable || code === EXIT.refused;
@@ -51,6 +66,7 @@ export async function upload(out: Output, paths: string[], options: UploadOption
   let files = pacs ? [] : expandImagePaths(paths);
   if (options.id !== undefined && files.length !== 1) throw new CliError('usage', '--id names the records of one file: give one file');
   parseImageOptions(options); // a malformed flag is reported before anything is read or connected
+  const naming: RecordNaming = { id: options.id, from: parseIdFrom(options.idFrom) };
   // Read now, so a missing key file is reported before any image is opened.
   loadPublicKey(options.keys, 'owner');
   loadC1PublicKey(options.keys, 'owner');
@@ -95,7 +111,7 @@ export async function upload(out: Output, paths: string[], options: UploadOption
     };
     let plan;
     try {
-      plan = await planUpload(files, imageOptions, shape, options.id, (file, id, error) => failed(file, id, error, 1, ''), open);
+      plan = await planUpload(files, imageOptions, shape, naming, (file, id, error) => failed(file, id, error, 1, ''), open);
     } finally {
       bar.stop();
     }
@@ -119,13 +135,15 @@ export async function upload(out: Output, paths: string[], options: UploadOption
         await sendPlan(
           plan,
           owner.writer,
-          (file) => readPlannedFile(plan, file, imageOptions, options.id, open),
+          (file) => readPlannedFile(plan, file, imageOptions, naming, open),
           {
             stored: (file, id, replaced, records) => {
               stored++;
               const status = replaced ? 'replaced' : 'stored';
               const where = position();
-              bar.around(() => out.result({ file, id, status, total: records }, `${where}${id}: ${status} (${records} records)`));
+              bar.around(() =>
+                out.result({ file, id, status, total: records }, `${where}${id}${fromFile(file, id)}: ${status} (${records} records)`),
+              );
             },
             failed: (file, id, error) => failed(file, id, error, 1, position()),
             unreadable: (file, error, count) => failed(file, recordIdOf(file, undefined, 0, options.id), error, count, position(count)),

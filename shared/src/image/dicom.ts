@@ -243,6 +243,7 @@ export async function openDicom(bytes: Uint8Array, name: string): Promise<ImageS
     height: rows,
     count: frames,
     label: (f) => (frames > 1 ? `frame${f + 1}` : ''),
+    sopInstanceUid: sopInstanceUidOf(ds),
     image(f: number, rule: PixelRule) {
       if (!Number.isInteger(f) || f < 0 || f >= frames) throw new RangeError(`${name} has no frame ${f + 1}`);
       const raw = containers(f);
@@ -255,6 +256,26 @@ export async function openDicom(bytes: Uint8Array, name: string): Promise<ImageS
       return applyPixelRule({ width: columns, height: rows, values, range, rescale: rescales[f], where: where(f) }, rule);
     },
   };
+}
+
+/**
+ * A DICOM UID: digits and dots, at most 64 characters (PS3.5 9.1). Leading
+ * zeros in a component are tolerated: some scanners write them, and the UID
+ * still names one instance.
+ */
+const UID = /^[0-9]+(\.[0-9]+)*$/;
+
+/**
+ * The instance's SOP Instance UID (the dataset's, else the file meta's), or
+ * undefined when neither is a well-formed UID: such a file keeps its file name
+ * as record ID rather than a malformed or empty one.
+ */
+function sopInstanceUidOf(ds: dicomParser.DataSet): string | undefined {
+  for (const tag of ['x00080018', 'x00020003']) {
+    const uid = ds.string(tag)?.replace(/\0/g, '').trim();
+    if (uid && uid.length <= 64 && UID.test(uid)) return uid;
+  }
+  return undefined;
 }
 
 /**

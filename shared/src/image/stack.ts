@@ -21,6 +21,12 @@ export interface ImageStack {
    * (NIfTI, the 0-based slice index along the axis).
    */
   label(i: number): string;
+  /**
+   * DICOM: the file's SOP Instance UID (0008,0018, else the file meta's
+   * MediaStorageSOPInstanceUID), when it is a well-formed UID. It names the
+   * instance whatever its encoding, so it is the default record ID.
+   */
+  sopInstanceUid?: string;
   /** Image i under the collection's pixel rule; throws an invalid-input FnnError naming the file. */
   image(i: number, rule: PixelRule): GrayImage;
 }
