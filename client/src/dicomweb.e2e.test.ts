@@ -103,7 +103,13 @@ describe.skipIf(missing)('fnn upload --dicomweb (Orthanc)', () => {
     expect(again.stderr).toMatch(/3 of 3 instances already stored, skipped/);
     expect(again.stderr).toMatch(/uploaded 0 of 0 images from 0 instances/);
     expect(again.stdout).toBe('');
+    const json = await runCli([...pacs('--all'), ...imported.flags, '--json'], withPassword());
+    expect(json.code, json.stderr).toBe(0);
+    expect(jsonLines(json.stdout)).toEqual(INSTANCES.map(([sop]) => ({ file: sop, status: 'skipped' })));
     expect(held(imported.db)).toEqual(held(disk.db));
+    // C2's replica agrees with C1 group by group: nothing half-written by the resumed imports.
+    const check = await runCli(['check', ...imported.flags]);
+    expect(check.code, check.stdout + check.stderr).toBe(0);
   });
 
   it('refuses a wrong password with exit 6 and a hint, never showing the password', async () => {

@@ -97,6 +97,7 @@ export async function upload(out: Output, paths: string[], options: UploadOption
       const held = await storedInstances(client, recordKey, shape, found);
       const refs = found.filter((r) => !held.has(r.sop));
       if (held.size > 0) out.note(`${held.size} of ${found.length} instances already stored, skipped`);
+      if (out.json) for (const sop of held) out.result({ file: sop, status: 'skipped' }, '');
       files = refs.map((r) => r.sop);
       // Pass 1 fetches every instance: the bar counts them until the records are counted.
       bar = progressBar(refs.length, 'instances fetched', !out.json);
