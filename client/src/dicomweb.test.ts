@@ -102,22 +102,30 @@ describe('DICOMweb credentials', () => {
 });
 
 describe('DICOMweb answers', () => {
-  it('pages QIDO-RS with limit and offset until a short page, with the filter and the credentials', async () => {
+  it('pages QIDO-RS with limit and offset until an empty page, with the filter and the credentials', async () => {
+    // A PACS that caps its pages at 300 instances, holding 602.
     const { seen, client } = pacs((url) => {
       const offset = Number(url.searchParams.get('offset'));
-      const n = offset === 0 ? PAGE_SIZE : 2;
+      const n = Math.max(0, Math.min(300, 602 - offset));
       return Response.json(Array.from({ length: n }, (_, i) => entry(`1.9.${offset + i}`)));
     });
     const refs = await client('Bearer t').search({ selection: { studies: ['1.2.3'] }, since: '20240101' });
-    expect(refs).toHaveLength(PAGE_SIZE + 2);
-    expect(seen.map((s) => s.url.searchParams.get('offset'))).toEqual(['0', String(PAGE_SIZE)]);
+    expect(refs).toHaveLength(602);
+    expect(seen.map((s) => s.url.searchParams.get('offset'))).toEqual(['0', '300', '600', '602']);
+    expect(seen[0].url.searchParams.get('limit')).toBe(String(PAGE_SIZE));
     expect(seen[0].url.pathname).toBe('/dicom-web/instances');
     expect(seen[0].url.searchParams.get('StudyInstanceUID')).toBe('1.2.3');
     expect(seen[0].url.searchParams.get('StudyDate')).toBe('20240101-');
     expect(seen[0].headers.authorization).toBe('Bearer t');
   });
 
-  it('stops a PACS that ignores offset at the instance bound', async () => {
+  it('stops at a page with nothing new (a PACS that ignores offset)', async () => {
+    const { seen, client } = pacs(() => Response.json([entry('1.9.1'), entry('1.9.2')]));
+    expect(await client().search({ selection: { all: true } })).toHaveLength(2);
+    expect(seen).toHaveLength(2);
+  });
+
+  it('stops a search that finds more than the instance bound', async () => {
     let calls = 0;
     const { client } = pacs((url) => {
       calls++;

@@ -172,12 +172,15 @@ export class DicomWebClient {
           ? filter.selection.series.map((uid) => ({ SeriesInstanceUID: uid }))
           : [{}];
     for (const keys of queries) {
-      for (let offset = 0; ; offset += PAGE_SIZE) {
+      // Until an empty page: a PACS may cap a page below our limit (a short
+      // page is not the last then), and offset moves by what came.
+      for (let offset = 0; ;) {
         const params = new URLSearchParams({ ...keys, ...(filter.since ? { StudyDate: `${filter.since}-` } : {}) });
         params.set('includefield', '00280008');
         params.set('limit', String(PAGE_SIZE));
         params.set('offset', String(offset));
         const page = await this.searchPage(`${this.root.pathname}/instances?${params}`);
+        const before = found.size;
         for (const ref of page) {
           found.set(ref.sop, ref);
           if (found.size > maxInstances)
@@ -186,8 +189,9 @@ export class DicomWebClient {
               `the PACS has more than ${maxInstances} instances matching: import fewer at a time (--study, --series or --since)`,
             );
         }
-        // A short page is the last; a PACS that ignores offset is stopped by the bound above.
-        if (page.length < PAGE_SIZE) break;
+        // A page with nothing new is the end too: a PACS that ignores offset sends its first page again.
+        if (page.length === 0 || found.size === before) break;
+        offset += page.length;
       }
     }
     return [...found.values()].sort(
