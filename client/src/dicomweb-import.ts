@@ -60,7 +60,7 @@ export function dicomWebImport(flags: DicomWebFlags): { client: DicomWebClient; 
  * collection that has none, i.e. an empty one, which is never asked.
  */
 export async function storedInstances(
-  c1: wire.DatabaseClient,
+  c1: Pick<wire.DatabaseClient, 'allocateSlots'>,
   recordKey: RecordKey,
   shape: CollectionShape,
   refs: InstanceRef[],
@@ -87,7 +87,12 @@ export async function storedInstances(
  * hears of it, for the progress bar), keeping its bytes while they fit in
  * CACHE_BYTES; the second takes them from there, or fetches again.
  */
-export function pacsOpener(client: DicomWebClient, refs: InstanceRef[], fetched: () => void): OpenImages {
+export function pacsOpener(
+  client: Pick<DicomWebClient, 'fetchInstance'>,
+  refs: InstanceRef[],
+  fetched: () => void,
+  cacheBytes = CACHE_BYTES,
+): OpenImages {
   const bySop = new Map(refs.map((r) => [r.sop, r]));
   const kept = new Map<string, Buffer>();
   let keptBytes = 0;
@@ -99,7 +104,7 @@ export function pacsOpener(client: DicomWebClient, refs: InstanceRef[], fetched:
     } else {
       bytes = await client.fetchInstance(bySop.get(sop)!);
       fetched();
-      if (keptBytes + bytes.length <= CACHE_BYTES) {
+      if (keptBytes + bytes.length <= cacheBytes) {
         kept.set(sop, bytes);
         keptBytes += bytes.length;
       }
