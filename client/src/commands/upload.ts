@@ -52,6 +52,10 @@ const stops = (code: number) => code === EXIT.unavailable || code === EXIT.refus
  * files before any encryption; sending (upload-send.ts) decodes one file at a
  * time (all its images, so a bad frame fails the whole file before any of it
  * is stored) and uploads. This command keeps the flags and the output.
+ *
+ * With --dicomweb the sources are a PACS's instances instead of files
+ * (dicomweb-import.ts): found by QIDO-RS, those C1 already holds skipped,
+ * each fetched by WADO-RS in pass 1 and decoded from its bytes as a file is.
  */
 export async function upload(out: Output, paths: string[], options: UploadOptions) {
   const address = checkAddress(options.c1, '--c1', 'FNN_C1');
@@ -94,7 +98,9 @@ export async function upload(out: Output, paths: string[], options: UploadOption
       const found = await pacs.client.search(pacs.filter);
       if (found.length === 0) throw new CliError('notFound', `the PACS has no instances matching ${pacs.describe}`);
       // Resumable: an instance whose records C1 holds is not fetched again.
-      const held = await storedInstances(client, recordKey, shape, found);
+      const held = await storedInstances(client, recordKey, shape, found).catch((e: unknown) => {
+        throw ownerOnly(e, 'upload');
+      });
       const refs = found.filter((r) => !held.has(r.sop));
       if (held.size > 0) out.note(`${held.size} of ${found.length} instances already stored, skipped`);
       if (out.json) for (const sop of held) out.result({ file: sop, status: 'skipped' }, '');
