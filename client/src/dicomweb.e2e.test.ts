@@ -150,3 +150,25 @@ describe.skipIf(missing)('fnn upload --dicomweb (Orthanc)', () => {
     expect(held(d.db)).toEqual([]);
   });
 });
+
+describe('fnn upload --dicomweb flags', () => {
+  // Refused before any key is read or anything is connected: no daemon, no PACS needed.
+  const nowhere = ['--c1', '127.0.0.1:9', '--c2', '127.0.0.1:9', '--keys', '/nonexistent', '--insecure'];
+  const url = 'http://127.0.0.1:9/dicom-web';
+  it.each([
+    [['upload', '--dicomweb', url, '--all', 'scan.dcm'], /give no files with it/],
+    [['upload', '--study', '1.2.3', 'scan.dcm'], /choose what --dicomweb imports: give --dicomweb URL/],
+    [['upload', '--dicomweb', url], /needs one of --study UID\.\.\., --series UID\.\.\. and --all/],
+    [['upload', '--dicomweb', url, '--series', '1.2/../3'], /--series must be a DICOM UID/],
+    [['upload', '--dicomweb', url, '--all', '--since', 'last week'], /--since must be a date/],
+    [['upload', '--dicomweb', url, '--all', '--dicomweb-user', 'alice'], /needs the password in FNN_DICOMWEB_PASSWORD/],
+    [['upload', '--dicomweb', 'http://alice:hunter2@127.0.0.1:9/dicom-web', '--all'], /must not hold credentials/],
+    [['upload'], /name the images: files or directories, or --dicomweb URL/],
+  ])('%j is a usage error (exit 2)', async (args, message) => {
+    const run = await runCli([...args, ...nowhere], { FNN_DICOMWEB_PASSWORD: '', FNN_DICOMWEB_TOKEN: '' });
+    expect(run.code, run.stderr).toBe(EXIT.usage);
+    expect(run.stderr).toMatch(message);
+    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    expect(run.stderr).not.toContain('hunter2');
+  });
+});
