@@ -1,10 +1,12 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openSealedRecord } from '@fnn/shared';
 import { jsonLines, runCli, type Daemon } from './harness';
 import { EXIT } from './output';
-import { conn, heldByC1, makeKeys, startC1, startC2, type Keys } from './testing/deployment';
+import { conn, makeKeys, startC1, startC2, type Keys } from './testing/deployment';
 import { orthancMissing, startOrthanc, type Orthanc } from './testing/orthanc';
 
 // `fnn upload --dicomweb` against a real PACS: Debian's Orthanc with its
@@ -48,10 +50,21 @@ async function deployment(name: string) {
   return { flags: conn(c1, c2, keys), db: join(work, `${name}-c1.db`) };
 }
 
-const held = (db: string) =>
-  heldByC1(db, keys)
-    .map((r) => ({ id: r.id, pixels: Array.from(r.pixels) }))
-    .sort((a, b) => (a.id < b.id ? -1 : 1));
+/** What C1 holds, opened with the record key: ID, pixels and the metadata sealed with them, by ID. */
+function held(dbPath: string) {
+  const db = new Database(dbPath, { readonly: true, fileMustExist: true });
+  try {
+    const rows = db.prepare('SELECT encrypted_id, sealed_image FROM records').all() as { encrypted_id: Buffer; sealed_image: Buffer }[];
+    return rows
+      .map((r) => {
+        const { image, metadata } = openSealedRecord(keys.recordKey, r.sealed_image);
+        return { id: keys.recordKey.decryptId(r.encrypted_id), pixels: Array.from(image.pixels), maxValue: image.maxValue, metadata };
+      })
+      .sort((a, b) => (a.id < b.id ? -1 : 1));
+  } finally {
+    db.close();
+  }
+}
 
 describe.skipIf(missing)('fnn upload --dicomweb (Orthanc)', () => {
   beforeAll(async () => {
@@ -94,9 +107,17 @@ describe.skipIf(missing)('fnn upload --dicomweb (Orthanc)', () => {
       expect.stringMatching(new RegExp(`^\\[1/1\\] ${SOP_JPEGLS.replaceAll('.', '\\.')}: stored`)),
     ]);
 
-    // Same IDs, same pixels (the sealed images, opened) as from disk.
+    // Same IDs, same pixels, same metadata (the sealed records, opened) as from disk.
     expect(held(imported.db).map((r) => r.id)).toEqual(RECORD_IDS);
     expect(held(imported.db)).toEqual(held(disk.db));
+    const frame2 = held(imported.db).find((r) => r.id === `${SOP_3FRAMES}#frame2`)!;
+    expect(frame2.metadata).toMatchObject({
+      modality: 'MR',
+      sopInstanceUid: SOP_3FRAMES,
+      seriesInstanceUid: SERIES,
+      studyInstanceUid: STUDY,
+    });
+    expect(held(imported.db).find((r) => r.id === SOP_JPEGLS)!.metadata).toMatchObject({ seriesInstanceUid: OTHER_SERIES });
 
     const again = await runCli([...pacs('--all', '--since', '2004-08-26'), ...imported.flags], withPassword());
     expect(again.code, again.stderr).toBe(0);

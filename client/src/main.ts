@@ -235,6 +235,11 @@ tlsOptions(
           .choices(['sop', 'file'])
           .default('sop'),
       )
+      .option('--labels <file.csv>', "the owner's label of each record (e.g. a diagnosis): CSV rows ID,label, sealed with the record")
+      .option(
+        '--keep-patient-identity',
+        'seal the DICOM PatientName and PatientID with each record too (by default they are never uploaded, not even encrypted)',
+      )
       .option('--paper-layout', "store the paper's per-pixel layout too, so fnn and bf can run (a new collection's default)")
       .option(
         '--no-paper-layout',

@@ -1,6 +1,7 @@
 import type { NamedImage } from '@fnn/shared';
 import { openImageFile, recordIdOf, ruledImage, sizeRefusal, type ImageOptions, type OpenImages, type RecordNaming } from './image-files';
 import { CliError } from './output';
+import { recordMetadata, type MetadataOptions } from './record-labels';
 
 // Planning an upload (`fnn upload`, pass 1 and the decoding of pass 2): which
 // files hold how many records of which size and depth, decided before any
@@ -89,13 +90,16 @@ export async function planUpload(
 /**
  * Pass 2, one file: all its records decoded and ruled at once, so a bad frame
  * fails the whole file before any of it is stored. The first record of an
- * empty collection fixes the plan's depth.
+ * empty collection fixes the plan's depth. Each record carries the metadata
+ * sealed with it: its DICOM header's (record-metadata.ts; patient identity
+ * only with `keepPatientIdentity`) and its label.
  */
 export async function readPlannedFile(
   plan: UploadPlan,
   file: string,
   options: ImageOptions,
   naming: RecordNaming,
+  metadata?: MetadataOptions,
   open: OpenImages = openImageFile,
 ): Promise<NamedImage[]> {
   const stack = await open(file, options);
@@ -111,6 +115,9 @@ export async function readPlannedFile(
           '(a collection keeps the depth of its first upload, which the file type and --offset decide)',
       );
     }
-    return { id: recordIdOf(file, stack, i, naming.id, naming.from), image };
+    const id = recordIdOf(file, stack, i, naming.id, naming.from);
+    const header = stack.metadata?.(i, { keepPatientIdentity: metadata?.keepPatientIdentity ?? false });
+    const sealed = recordMetadata(header, id, metadata);
+    return { id, image, ...(sealed ? { metadata: sealed } : {}) };
   });
 }

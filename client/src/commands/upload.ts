@@ -17,6 +17,7 @@ import { loadC1PublicKey, loadPublicKey, loadRecordKey } from '../key-files';
 import { grpcOwnerLink, openCollectionWriter } from '../owner-upload';
 import { CliError, classify, EXIT, ownerOnly, type Output } from '../output';
 import { progressBar } from '../progress';
+import { readLabels, type MetadataOptions } from '../record-labels';
 import { planUpload, readPlannedFile } from '../upload-plan';
 import { sendPlan } from '../upload-send';
 
@@ -27,6 +28,10 @@ export interface UploadOptions extends ImageFlags, DicomWebFlags {
   id?: string;
   /** --id-from: sop (default: a DICOM's SOP Instance UID) or file (the file name). */
   idFrom?: string;
+  /** --labels FILE.csv: ID,label rows, each label sealed with its record. */
+  labels?: string;
+  /** --keep-patient-identity: seal PatientName and PatientID too (left out by default). */
+  keepPatientIdentity?: boolean;
   /**
    * --paper-layout (true), --no-paper-layout (false: only the packed layout,
    * so fnn and bf cannot run) or neither: the collection's, both for a new one.
@@ -71,6 +76,10 @@ export async function upload(out: Output, paths: string[], options: UploadOption
   if (options.id !== undefined && files.length !== 1) throw new CliError('usage', '--id names the records of one file: give one file');
   parseImageOptions(options); // a malformed flag is reported before anything is read or connected
   const naming: RecordNaming = { id: options.id, from: parseIdFrom(options.idFrom) };
+  const metadata: MetadataOptions = {
+    keepPatientIdentity: options.keepPatientIdentity === true,
+    labels: options.labels === undefined ? undefined : readLabels(options.labels),
+  };
   // Read now, so a missing key file is reported before any image is opened.
   loadPublicKey(options.keys, 'owner');
   loadC1PublicKey(options.keys, 'owner');
@@ -142,7 +151,7 @@ export async function upload(out: Output, paths: string[], options: UploadOption
         await sendPlan(
           plan,
           owner.writer,
-          (file) => readPlannedFile(plan, file, imageOptions, naming, open),
+          (file) => readPlannedFile(plan, file, imageOptions, naming, metadata, open),
           {
             stored: (file, id, replaced, records) => {
               stored++;
@@ -164,6 +173,13 @@ export async function upload(out: Output, paths: string[], options: UploadOption
     client.close();
     replica.close();
     await owner?.close();
+  }
+  const unmatched = metadata.labels?.unmatched() ?? [];
+  if (unmatched.length > 0) {
+    const shown = unmatched.slice(0, 5).join(', ') + (unmatched.length > 5 ? `, ... (${unmatched.length - 5} more)` : '');
+    const note = `${metadata.labels!.file}: ${unmatched.length} ID${unmatched.length === 1 ? '' : 's'} labelled no record of this upload: ${shown}`;
+    if (out.json) out.result({ labels: metadata.labels!.file, unmatched }, '');
+    else out.note(note);
   }
   const sources = pacs ? 'instance' : 'file';
   out.note(

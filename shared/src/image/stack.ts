@@ -5,6 +5,7 @@
 
 import type { GrayImage } from './image';
 import type { PixelRule } from './pixel-rule';
+import type { DicomMetadataOptions, RecordMetadata } from './record-metadata';
 
 export type ImageFormat = 'png' | 'dicom' | 'nifti';
 
@@ -27,6 +28,11 @@ export interface ImageStack {
    * instance whatever its encoding, so it is the default record ID.
    */
   sopInstanceUid?: string;
+  /**
+   * DICOM: what the header says of image i (record-metadata.ts), patient
+   * name and ID only when asked for. Other formats have none.
+   */
+  metadata?(i: number, options?: DicomMetadataOptions): RecordMetadata;
   /** Image i under the collection's pixel rule; throws an invalid-input FnnError naming the file. */
   image(i: number, rule: PixelRule): GrayImage;
 }
