@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { plaintextNearest, PROTOCOL_NAMES } from '@fnn/shared';
@@ -6,12 +6,14 @@ import { jsonLines, runCli, startDaemon, type Daemon } from './harness';
 import { EXIT } from './output';
 import { readImage } from './image-files';
 import './ip-servername-warning';
+import { dicomFile } from './testing/dicom-file';
 import { transportFrom } from './tls-files';
 
 // `make demo`: keys and certificates, both daemons on free localhost ports over
 // mutual TLS, the bundled real MRI slices uploaded by the owner, one query per
 // protocol and one batch query by a doctor, each answer checked against the
-// plaintext nearest neighbour, daemons stopped.
+// plaintext nearest neighbour; then one DICOM record with a label, whose
+// metadata the doctor sees with the result; daemons stopped.
 
 const ROOT = resolve(__dirname, '..', '..');
 const IMAGES = join(ROOT, 'demo', 'images');
@@ -114,6 +116,43 @@ async function main() {
         `max ${(summary.maxMs / 1000).toFixed(1)} s; total ${(summary.elapsedMs / 1000).toFixed(1)} s\n`,
     );
     allExact = summary.answered === queries.length && allExact;
+
+    step("a record with its clinical identity: a DICOM slice and the owner's label, sealed with the image under k");
+    const clinical = join(work, 'clinical');
+    mkdirSync(clinical);
+    const slice = queries[queries.length - 1]; // not in the collection yet: the query below finds it at distance 0
+    const uid = '1.2.826.0.1.3680043.8.498.167';
+    const q = readImage(slice);
+    writeFileSync(
+      join(clinical, 'IM0001'),
+      dicomFile({
+        width: q.width,
+        height: q.height,
+        pixels: q.pixels,
+        sopInstanceUid: uid,
+        header: {
+          Modality: 'MR',
+          BodyPartExamined: 'HEAD',
+          StudyDescription: 'Brain MRI (ch2 template)',
+          SeriesDescription: 'T1 axial',
+          StudyDate: '20240305',
+          WindowCenter: '128',
+          WindowWidth: '256',
+          PatientName: 'Demo^Patient',
+          PatientID: 'DEMO-0001',
+        },
+      }),
+    );
+    writeFileSync(join(clinical, 'labels.csv'), `ID,label\n${uid},"normal adult brain, slice z167"\n`);
+    const owner = ['--c1', c1.address, '--c2', c2.address, '--keys', keys, ...as('owner')];
+    const [stored] = await fnn(['upload', join(clinical, 'IM0001'), ...owner, '--labels', join(clinical, 'labels.csv'), '--json']);
+    process.stdout.write(`  IM0001 stored as ${String(stored.id)} (its SOP Instance UID); PatientName and PatientID left out\n`);
+    const seen = await runCli(['query', slice, '--k', '2', ...common.filter((a) => a !== '--json')]);
+    if (seen.code !== 0) throw new Error(`fnn query failed (exit ${seen.code}): ${seen.stderr.trim()}`);
+    process.stdout.write(seen.stdout.trimEnd().replace(/^/gm, '  ') + '\n');
+    const found = seen.stdout.includes(`1. ${uid}  distance 0`) && seen.stdout.includes('"Brain MRI (ch2 template)"');
+    if (!found || seen.stdout.includes('Demo^Patient'))
+      throw new Error("the doctor's result does not show the record's metadata as sealed");
   } finally {
     step('stopping the daemons');
     for (const d of daemons.reverse()) {
