@@ -167,6 +167,27 @@ describe('DICOMweb answers', () => {
     await expect(client().fetchInstance(ref)).rejects.toThrow(/answered text\/html, not multipart\/related DICOM/);
   });
 
+  it('says a PACS that does not answer in time or cannot be reached is unavailable, naming no credential', async () => {
+    const failing = (error: Error) =>
+      new DicomWebClient(root, { header: 'Basic c2VjcmV0', hint: '' }, (async () => {
+        throw error;
+      }) as unknown as typeof fetch);
+    const timeout = Object.assign(new Error('The operation was aborted due to timeout'), { name: 'TimeoutError' });
+    await expect(failing(timeout).search({ selection: { all: true } })).rejects.toMatchObject({
+      kind: 'unavailable',
+      message: 'the PACS at http://127.0.0.1:8042/dicom-web did not answer within 60 s',
+    });
+    const refused = Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNREFUSED' } });
+    const e = await failing(refused)
+      .search({ selection: { all: true } })
+      .catch((x: CliError) => x);
+    expect(e).toMatchObject({
+      kind: 'unavailable',
+      message: 'the PACS at http://127.0.0.1:8042/dicom-web cannot be reached (ECONNREFUSED)',
+    });
+    expect((e as CliError).message).not.toContain('c2VjcmV0');
+  });
+
   it('maps HTTP failures to one line and an exit kind: 401 with the hint, 404, 5xx', async () => {
     let status = 401;
     const { client } = pacs(() => new Response('no', { status }));
