@@ -72,7 +72,6 @@ export async function startOrthanc(dir: string): Promise<Orthanc> {
         RemoteAccessAllowed: false,
         AuthenticationEnabled: true,
         RegisteredUsers: { [user]: password },
-        HttpCompressionEnabled: false,
         Plugins: [plugin],
         DicomWeb: { Enable: true, Root: '/dicom-web/' },
       }),
