@@ -324,6 +324,7 @@ tlsOptions(
     .command('collections')
     .description("the deployment's collections: name, records, image size, pixel depth, settings, protocols")
     .addOption(c1())
+    .addOption(new Option('--c2 <host:port>', 'accepted and not used by this command').env('FNN_C2'))
     .addOption(unusedKeys())
     .addOption(json()),
 ).action(action(async (o: { c1: string; json?: boolean } & TlsFlags) => collections(makeOutput(!!o.json), secured(o, ROLES))));
