@@ -240,6 +240,27 @@ describe('two collections of different sizes in one deployment', () => {
     expect(result.results![0]).toMatchObject({ id: 'default-0.png', distance: '0' });
   });
 
+  it("C2 without one collection's replica: check of that collection exits 3, repair rewrites it from C1, the other is untouched", async () => {
+    const address = c2.address;
+    await c2.stop();
+    for (const suffix of ['', '-wal', '-shm']) rmSync(join(`${c2Db}.collections`, `${MR.name}.db${suffix}`), { force: true });
+    c2 = await startC2(keys, c2Db, address, env);
+    const check = await runCli(['check', ...flags(), '--collection', MR.name]);
+    expect(check.code, check.stdout + check.stderr).toBe(EXIT.invalid);
+    expect(check.stdout).toContain("C1 holds 4 records, C2's replica serves 0");
+    const other = await runCli(['check', ...flags(), '--collection', CT.name]);
+    expect(other.code, other.stdout + other.stderr).toBe(0);
+    const repair = await runCli(['repair', ...flags(), '--collection', MR.name]);
+    expect(repair.code, repair.stderr).toBe(0);
+    const again = await runCli(['check', ...flags(), '--collection', MR.name]);
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+    const query = randomPixels(MR.width * MR.height);
+    const file = writeImage(join(work, 'mr-after-repair.png'), query, MR.width, MR.height);
+    const { code, stderr, result } = await cliQuery([file, ...flags(), '--collection', MR.name, '--protocol', 'fast', '--k', '4']);
+    expect(code, stderr).toBe(0);
+    expect(result.results!.map((r) => ({ id: r.id, distance: r.distance }))).toEqual(reference(MR, query));
+  });
+
   it('after a restart both daemons open every collection again, and each still answers exactly', async () => {
     await c1.stop();
     await c2.stop();

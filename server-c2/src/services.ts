@@ -116,6 +116,7 @@ export function secureComputationService(deps: C2ServiceDeps): wire.SecureComput
         async (_requestId, fields) => {
           let steps = 0;
           try {
+            collectionOf(call.metadata); // a bad name ends the session before its first message, whichever its protocol
             // destroyOnReturn: false, or the stream is destroyed when the loop ends and call.end() sends no status.
             const messages = (call.iterator({ destroyOnReturn: false }) as AsyncIterable<wire.C1Message>)[Symbol.asyncIterator]();
             for (;;) {
