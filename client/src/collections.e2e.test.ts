@@ -4,7 +4,22 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jsonLines, runCli, type Daemon } from './harness';
 import { EXIT } from './output';
-import { cliQuery, conn, freshDir, heldByC1, makeKeys, randomPixels, startC1, startC2, writeImage, type Keys } from './testing/deployment';
+import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { COLLECTION_METADATA } from '@fnn/shared';
+import {
+  cliQuery,
+  conn,
+  connect,
+  freshDir,
+  grpcError,
+  heldByC1,
+  makeKeys,
+  randomPixels,
+  startC1,
+  startC2,
+  writeImage,
+  type Keys,
+} from './testing/deployment';
 
 // Several collections in one deployment: one pair of daemons holds a CT
 // collection of 8x8 images made with --offset 1024 and an MR collection of
@@ -206,6 +221,46 @@ describe('two collections of different sizes in one deployment', () => {
       const run = await runCli(['query', file, ...flags(), '--collection', 'xr-hand', '--protocol', protocol]);
       expect(run.code, protocol).toBe(EXIT.notFound);
       expect(run.stderr.trim(), protocol).toBe('fnn: NOT_FOUND: C1 has no collection "xr-hand"; `fnn collections` lists those it has');
+    }
+  });
+
+  it("the daemons refuse any caller's unknown or malformed collection: NOT_FOUND naming it, INVALID_ARGUMENT for a bad name", async () => {
+    const clients = connect(c1.address, c2.address);
+    const named = (name: string) => {
+      const m = new Metadata();
+      m.set(COLLECTION_METADATA, name);
+      return m;
+    };
+    const unary = <Res>(
+      invoke: (m: Metadata, o: { deadline: Date }, cb: (e: ServiceError | null, r: Res) => void) => unknown,
+      name: string,
+    ) =>
+      grpcError(
+        new Promise((resolve, reject) =>
+          invoke(named(name), { deadline: new Date(Date.now() + 10_000) }, (e, r) => (e ? reject(e) : resolve(r))),
+        ),
+        name,
+      );
+    try {
+      const share = await unary((m, o, cb) => clients.retrieval.putShare({ distance: [], bound: [], coarse: [] }, m, o, cb), 'xr-hand');
+      expect([share.code, share.details]).toEqual([
+        status.NOT_FOUND,
+        'C2 has no collection "xr-hand"; its replica is written by the collection\'s uploads, or by `fnn repair --collection xr-hand`',
+      ]);
+      const commit = await unary(
+        (m, o, cb) => clients.replica.commitGroup({ collectionId: Buffer.alloc(16), group: 0, digest: '' }, m, o, cb),
+        'xr-hand',
+      );
+      expect(commit.code).toBe(status.NOT_FOUND);
+      for (const bad of ['../c1', 'CT Chest']) {
+        const refused = await unary((m, o, cb) => clients.db.status({}, m, o, cb), bad);
+        expect(refused.code, bad).toBe(status.INVALID_ARGUMENT);
+        expect(refused.details, bad).toMatch(/^collection name ".*" is not allowed: 1-64 of a-z/);
+      }
+      const groups = await unary((m, o, cb) => clients.db.getGroup({ group: 0 }, m, o, cb), 'xr-hand');
+      expect(groups.code).toBe(status.NOT_FOUND);
+    } finally {
+      clients.close();
     }
   });
 

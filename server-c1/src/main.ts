@@ -66,6 +66,7 @@ export async function startC1(config: C1Config): Promise<RunningC1> {
     defaultStore: config.store,
     max: config.maxCollections,
     daemon: 'C1',
+    hint: () => '`fnn collections` lists those it has',
   });
   const store = collections.defaultStore;
   const c2 = new C2Link(config.c2Address, codec, config.transport);

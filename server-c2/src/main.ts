@@ -76,6 +76,8 @@ export async function startC2(config: C2Config): Promise<RunningC2> {
     open: (path) => new ReplicaStore(path, config.fast.pk1),
     max: config.maxCollections,
     daemon: 'C2',
+    // C1 may hold a collection whose replica C2 lost or never got: the owner's repair writes it.
+    hint: (name) => `its replica is written by the collection's uploads, or by \`fnn repair --collection ${name}\``,
   });
   const replica = replicas.defaultStore;
   const limits = { ...DEFAULT_C2_LIMITS, ...config.limits };

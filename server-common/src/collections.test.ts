@@ -23,7 +23,14 @@ class FileStore {
 
 let dir: string;
 let db: string;
-const open = (max?: number) => new Collections<FileStore>({ dbPath: db, open: (path) => new FileStore(path), max, daemon: 'C1' });
+const open = (max?: number) =>
+  new Collections<FileStore>({
+    dbPath: db,
+    open: (path) => new FileStore(path),
+    max,
+    daemon: 'C1',
+    hint: () => '`fnn collections` lists those it has',
+  });
 
 /** The kind and message of what `fn` throws. */
 function refusal(fn: () => unknown): { kind: string; message: string } {

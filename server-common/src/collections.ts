@@ -56,6 +56,8 @@ export interface CollectionsOptions<S> {
   max?: number;
   /** How refusals name the daemon, e.g. 'C1'. */
   daemon: string;
+  /** What an unknown collection's NOT_FOUND tells the caller to do, given its name. */
+  hint?: (name: string) => string;
 }
 
 /**
@@ -95,7 +97,10 @@ export class Collections<S extends ClosableStore> {
   /** The collection's store, or NOT_FOUND naming it (a name is not secret; record IDs are). */
   find(name: string): S {
     const store = this.stores.get(name);
-    if (!store) throw notFound(`${this.options.daemon} has no collection "${name}"; \`fnn collections\` lists those it has`);
+    if (!store) {
+      const hint = this.options.hint?.(name);
+      throw notFound(`${this.options.daemon} has no collection "${name}"${hint ? `; ${hint}` : ''}`);
+    }
     return store;
   }
 
