@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jsonLines, runCli, type Daemon } from './harness';
 import { EXIT } from './output';
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { COLLECTION_METADATA } from '@fnn/shared';
+import { COLLECTION_METADATA, MESSAGE_LIMIT_ENV } from '@fnn/shared';
 import {
   cliQuery,
   conn,
@@ -87,7 +87,10 @@ beforeAll(async () => {
   c1Db = join(work, 'c1.db');
   c2Db = join(work, 'c2.db');
   await start();
-  const ct = await runCli(['upload', imagesOf(CT, 4), ...flags(), '--collection', CT.name, '--offset', String(CT.offset)]);
+  // CT's groups go over a lowered message limit: its upload is in parts (UploadInParts), into its own collection too.
+  const ct = await runCli(['upload', imagesOf(CT, 4), ...flags(), '--collection', CT.name, '--offset', String(CT.offset)], {
+    [MESSAGE_LIMIT_ENV]: String(16 * 1024),
+  });
   expect(ct.code, ct.stderr).toBe(0);
   const mr = await runCli(['upload', imagesOf(MR, 5), ...flags(), '--collection', MR.name]);
   expect(mr.code, mr.stderr).toBe(0);
@@ -332,6 +335,10 @@ describe('two collections of different sizes in one deployment', () => {
       entries.filter((e) => e.rpc === 'QueryWithProgress' && e.what.collection === name && e.outcome === 'OK');
     expect(queried(CT.name).length).toBeGreaterThanOrEqual(3);
     expect(queried(MR.name).length).toBeGreaterThanOrEqual(3);
+    const ctUploads = entries.filter((e) => ['Upload', 'UploadInParts'].includes(e.rpc) && e.what.collection === CT.name);
+    expect(ctUploads.length).toBeGreaterThan(0);
+    expect(ctUploads.every((e) => e.rpc === 'UploadInParts' && e.outcome === 'OK')).toBe(true);
+    expect(entries.filter((e) => e.rpc === 'Upload' && e.what.collection === MR.name && e.outcome === 'OK').length).toBeGreaterThan(0);
     // The default collection's calls name none, as before.
     expect(entries.some((e) => e.rpc === 'Upload' && e.what.collection === undefined)).toBe(true);
     const text = JSON.stringify(entries);
