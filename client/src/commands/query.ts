@@ -18,6 +18,7 @@ import {
   type Transport,
 } from '@fnn/shared';
 import { rememberedImageOptions, rememberedOf } from '../collection-settings';
+import { collectionFlag } from '../collections';
 import { call, checkAddress, connectC1, connectC2 } from '../connect';
 import { createCrypto } from '../crypto-workers';
 import { BatchTally, failureCode, humanSummary } from '../batch-summary';
@@ -37,6 +38,8 @@ export interface QueryOptions extends ImageFlags {
   k: string;
   out?: string;
   timeout: string;
+  /** The collection to search (--collection); the default one when absent. */
+  collection?: string;
   transport: Transport;
 }
 
@@ -72,6 +75,7 @@ export interface QueryResult {
 function prepare(options: QueryOptions) {
   const c1Address = checkAddress(options.c1, '--c1', 'FNN_C1');
   const c2Address = checkAddress(options.c2, '--c2', 'FNN_C2');
+  const collection = collectionFlag(options.collection);
   if (!isProtocolName(options.protocol)) throw new CliError('usage', `--protocol must be one of ${PROTOCOL_NAMES.join(', ')}`);
   const k = Number(options.k);
   if (!Number.isInteger(k) || k < 1 || k > 100) throw new CliError('usage', '--k must be an integer from 1 to 100');
@@ -82,8 +86,9 @@ function prepare(options: QueryOptions) {
   // Before any image is read or encrypted: a --out that cannot be written costs nothing.
   if (options.out !== undefined) prepareOutDir(options.out);
   const crypto = createCrypto(pk2);
-  const c1 = connectC1(c1Address, options.transport);
-  const c2 = connectC2(c2Address, options.transport);
+  // Every call of the query names its collection: C1's Status and query, C2's PutShare and Retrieve.
+  const c1 = connectC1(c1Address, options.transport, collection);
+  const c2 = connectC2(c2Address, options.transport, collection);
   const link: DoctorLink = {
     status: async () => {
       const status = await call(c1.status.bind(c1), {}, 30_000);
