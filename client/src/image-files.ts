@@ -114,9 +114,13 @@ export function readImage(path: string): GrayImage {
 
 /** A file's images, or a CliError naming the file and the reason. */
 export async function openImageFile(path: string, options: Pick<ImageOptions, 'axis'>): Promise<ImageStack> {
-  const bytes = readBytes(path);
+  return openImageBytes(readBytes(path), basename(path), options);
+}
+
+/** A file's bytes as its images (the viewer's uploads come as bytes), or a CliError naming the file and the reason. */
+export async function openImageBytes(bytes: Uint8Array, name: string, options: Pick<ImageOptions, 'axis'>): Promise<ImageStack> {
   try {
-    return await openImageStack(bytes, basename(path), { axis: options.axis });
+    return await openImageStack(bytes, name, { axis: options.axis });
   } catch (e) {
     throw new CliError('usage', (e as Error).message);
   }
