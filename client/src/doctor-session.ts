@@ -68,8 +68,7 @@ export function openDoctorSession(options: DoctorSessionOptions) {
   };
   return {
     /** A client for one protocol and k over this session's keys and connections. */
-    doctor: (protocol: ProtocolName, k: number) =>
-      new DoctorClient(link, { pk2, recordKey }, (v) => crypto.pool.encrypt(v), protocol, k),
+    doctor: (protocol: ProtocolName, k: number) => new DoctorClient(link, { pk2, recordKey }, (v) => crypto.pool.encrypt(v), protocol, k),
     c1,
     c1Address,
     c2Address,
