@@ -1,6 +1,6 @@
 # The two commands of the README: `make demo` and `make test`. Both install
 # what they need (npm ci from the lock file; better-sqlite3 builds from source).
-.PHONY: all install build test lint format soak demo proto clean dataset
+.PHONY: all install build test lint format soak demo demo-viewer proto clean dataset
 
 all: build
 
@@ -41,6 +41,11 @@ soak: build
 
 demo: build
 	node client/dist/demo.js
+
+# The demo, then its 128 x 128 deployment kept up with the doctor's viewer on
+# 127.0.0.1:8080 (FNN_DEMO_LISTEN to change it) until Ctrl-C.
+demo-viewer: build
+	FNN_DEMO_VIEWER=1 node client/dist/demo.js
 
 # Regenerate proto/src/generated/ from proto/fnn/v1/*.proto (buf and ts-proto from npm).
 proto: install
