@@ -24,7 +24,7 @@ const IMAGES = join(ROOT, 'demo', 'images');
 const QUERIES = join(ROOT, 'demo', 'queries');
 const LARGE_IMAGES = join(ROOT, 'demo', 'mri128', 'images');
 const LARGE_QUERIES = join(ROOT, 'demo', 'mri128', 'queries');
-/** The 128 x 128 query: a slice 0.5 mm from a stored one, itself not stored. */
+/** The query of both deployments: a slice 0.5 mm from a stored one, itself not stored. */
 const HELD_OUT = 'ch2-z167.png';
 const BITS = process.env.FNN_DEMO_BITS ?? '2048';
 const K = 3;
@@ -122,7 +122,7 @@ async function main() {
     const asDoctor = (connection: string[]) => [...connection, ...as('doctor'), '--json', '--out', join(work, 'results')];
     for (const protocol of PROTOCOL_NAMES) {
       step(`query by the doctor, protocol ${protocol}`);
-      const [result] = await fnn(['query', pngs(QUERIES)[0], '--protocol', protocol, ...asDoctor(small)]);
+      const [result] = await fnn(['query', join(QUERIES, HELD_OUT), '--protocol', protocol, ...asDoctor(small)]);
       allExact = check(IMAGES, result) && allExact;
     }
     step('stopping deployment 1');
@@ -166,11 +166,12 @@ async function main() {
 /** `fnn viewer` on the demo's deployment, as the doctor would run it, until Ctrl-C (which it and the demo both get). */
 async function serveViewer(doctorFlags: string[]) {
   step("the doctor's viewer on deployment 2: open the address below in a browser on this machine; Ctrl-C stops it and the demo");
-  process.stdout.write(`  fnn viewer ${doctorFlags.join(' ')} --listen 127.0.0.1:8080\n`);
+  const listen = process.env.FNN_DEMO_LISTEN ?? '127.0.0.1:8080';
+  process.stdout.write(`  fnn viewer ${doctorFlags.join(' ')} --listen ${listen}\n`);
   const ignore = () => {};
   process.on('SIGINT', ignore);
   try {
-    const child = spawn(process.execPath, [CLI, 'viewer', ...doctorFlags, '--listen', process.env.FNN_DEMO_LISTEN ?? '127.0.0.1:8080'], {
+    const child = spawn(process.execPath, [CLI, 'viewer', ...doctorFlags, '--listen', listen], {
       stdio: 'inherit',
     });
     await new Promise<void>((r) => child.on('exit', () => r()));

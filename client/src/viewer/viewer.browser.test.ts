@@ -64,6 +64,18 @@ function get(url: string, headers: Record<string, string>): Promise<{ status: nu
   });
 }
 
+function getBytes(url: string): Promise<Buffer> {
+  return new Promise((resolvePromise, reject) => {
+    request(url, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (b: Buffer) => chunks.push(b));
+      res.on('end', () => (res.statusCode === 200 ? resolvePromise(Buffer.concat(chunks)) : reject(new Error(`GET ${res.statusCode}`))));
+    })
+      .on('error', reject)
+      .end();
+  });
+}
+
 /** Drop files onto the page's drop zone, as a doctor dragging them from a file manager would. */
 async function dropFiles(page: Page, files: { name: string; bytes: Buffer }[]) {
   await page.evaluate(
@@ -166,7 +178,19 @@ describe.skipIf(!haveChromium)('the viewer in a browser', () => {
     await page.click('#search');
     await page.waitForSelector('.result[data-state="done"], .result[data-state="failed"]', { timeout: 60_000 });
     expect(await page.textContent('.result .status')).toMatch(/fast: 24 records searched/);
-    expect(await shownRows(page, '.result')).toEqual(reference(query, K));
+    const want = reference(query, K);
+    expect(await shownRows(page, '.result')).toEqual(want);
+    // The downloads: result.json with the same answer, and each neighbour's PNG holding its stored pixels.
+    const links = await page.$$eval('.result .downloads a', (as) => as.map((a) => (a as HTMLAnchorElement).href));
+    const json = await get(
+      links.find((l) => l.includes('result.json'))!,
+      {},
+    );
+    expect(JSON.parse(json.body).results.map((r: { id: string; distance: string }) => ({ id: r.id, distance: r.distance }))).toEqual(want);
+    const png = await getBytes(links.find((l) => l.includes('/images/1.png'))!);
+    expect(Array.from(decodePng(png, 'neighbour-1.png').pixels)).toEqual(
+      Array.from(decodePng(readFileSync(join(IMAGES, want[0].id)), want[0].id).pixels),
+    );
   });
 
   it('redraws the images under a new window/level', async () => {
