@@ -155,7 +155,7 @@ function failure(error: unknown, maxFileBytes: number): { status: number; body: 
     return {
       status: 413,
       body: {
-        error: `the file is larger than this viewer accepts (${Math.round(maxFileBytes / 2 ** 20)} MiB: --max-file)`,
+        error: `the file is larger than this viewer accepts (${maxFileBytes >= 2 ** 20 ? `${Math.floor(maxFileBytes / 2 ** 20)} MiB` : `${maxFileBytes} bytes`}: --max-file)`,
         exitCode: EXIT.usage,
       },
     };
