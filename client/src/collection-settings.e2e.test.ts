@@ -167,7 +167,8 @@ describe("a new collection's size", () => {
       'MR_small_jpeg_ls_lossless.dcm',
     ];
     for (const f of mr) copyFileSync(join(TESTDATA, f), join(dir, f));
-    const run = await runCli(['upload', dir, ...mixed.flags(), '--no-paper-layout', '--json']);
+    // --id-from file: the 8 are one instance in 8 encodings, so by SOP Instance UID they would be one record.
+    const run = await runCli(['upload', dir, ...mixed.flags(), '--no-paper-layout', '--id-from', 'file', '--json']);
     expect(run.code, run.stderr).toBe(EXIT.invalid);
     const lines = jsonLines(run.stdout) as { id?: string; status?: string; error?: string }[];
     const byId = Object.fromEntries(lines.filter((l) => l.id).map((l) => [l.id, l]));

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodePng, encodePng } from '@fnn/shared';
-import { expandImagePaths, openImageFile, parseImageOptions, readQueryImage, recordIdOf, ruledImage } from './image-files';
+import { expandImagePaths, openImageFile, parseIdFrom, parseImageOptions, readQueryImage, recordIdOf, ruledImage } from './image-files';
 import { CliError } from './output';
 
 const TESTDATA = join(__dirname, '..', '..', 'shared', 'src', 'image', 'testdata');
@@ -94,6 +94,33 @@ describe('records of a file', () => {
 
     const png = await openImageFile(DEMO_PNG, defaults);
     expect([recordIdOf(DEMO_PNG, png, 0), recordIdOf(DEMO_PNG, png, 0, 'scan-7')]).toEqual(['ch2-z106.png', 'scan-7']);
+  });
+
+  it('--id-from sop names a DICOM record by its SOP Instance UID, the same in every lossless encoding; frames keep #frameN', async () => {
+    const MR_UID = '1.3.6.1.4.1.5962.1.1.4.1.1.20040826185059.5457';
+    const encodings = ['MR_small.dcm', 'MR_small_RLE.dcm', 'MR_small_bigendian.dcm', 'MR_small_implicit.dcm', 'MR_small_jp2klossless.dcm'];
+    for (const f of encodings) {
+      const stack = await openImageFile(join(TESTDATA, f), defaults);
+      expect([recordIdOf(f, stack, 0, undefined, 'sop'), recordIdOf(f, stack, 0, undefined, 'file')], f).toEqual([MR_UID, f]);
+    }
+    const frames = await openImageFile(join(TESTDATA, 'MR_small_3frames_rle_dcmtk.dcm'), defaults);
+    expect(recordIdOf('mf.dcm', frames, 1, undefined, 'sop')).toBe(`${MR_UID}#frame2`);
+    // --id wins over the UID; a PNG or a NIfTI has none and keeps its name.
+    expect(recordIdOf('mf.dcm', frames, 1, 'scan-7', 'sop')).toBe('scan-7#frame2');
+    const png = await openImageFile(DEMO_PNG, defaults);
+    expect(recordIdOf(DEMO_PNG, png, 0, undefined, 'sop')).toBe('ch2-z106.png');
+    expect([parseIdFrom(undefined), parseIdFrom('file')]).toEqual(['sop', 'file']);
+    expect(() => parseIdFrom('uid')).toThrow(/--id-from must be sop or file, not "uid"/);
+  });
+
+  it('a DICOM without a well-formed SOP Instance UID keeps its file name under --id-from sop', async () => {
+    const bytes = Buffer.from(readFileSync(join(TESTDATA, 'ch2-z106.dcm')));
+    // Same length, not a UID: both the dataset's SOPInstanceUID and the file meta's copy.
+    const uid = Buffer.from('1.2.826.0.1.3680043.8.498.1');
+    for (let at = bytes.indexOf(uid); at >= 0; at = bytes.indexOf(uid, at + 1)) bytes.write('1.2.826.0.1.3680043.8.498.X', at, 'latin1');
+    writeFileSync(join(work, 'no-uid.dcm'), bytes);
+    const stack = await openImageFile(join(work, 'no-uid.dcm'), defaults);
+    expect([stack.sopInstanceUid, recordIdOf('no-uid.dcm', stack, 0, undefined, 'sop')]).toEqual([undefined, 'no-uid.dcm']);
   });
 
   it('a file that cannot be read is a usage error naming it and the reason', async () => {

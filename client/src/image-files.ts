@@ -126,9 +126,33 @@ export async function openImageBytes(bytes: Uint8Array, name: string, options: P
   }
 }
 
-/** The record ID of image i of a file: its name, `name#frame3` or `name#z012` (or --id in its place). */
-export function recordIdOf(path: string, stack?: ImageStack, i = 0, id?: string): string {
-  const base = id ?? basename(path);
+/**
+ * What names a record (`fnn upload --id-from`): `sop`, a DICOM's SOP Instance
+ * UID, so that one instance is one record whatever its encoding or file name;
+ * `file`, the file name. PNG and NIfTI have no UID and always use their name.
+ */
+export type IdFrom = 'file' | 'sop';
+
+/** How an upload names its records: --id (one file's base name) or --id-from. */
+export interface RecordNaming {
+  id?: string;
+  from: IdFrom;
+}
+
+export function parseIdFrom(flag: string | undefined): IdFrom {
+  const from = flag ?? 'sop';
+  if (from !== 'file' && from !== 'sop') throw new CliError('usage', `--id-from must be sop or file, not "${flag}"`);
+  return from;
+}
+
+/**
+ * The record ID of image i of a file: `base` or `base#label` (`#frame3` for a
+ * DICOM frame, `#z012` for a NIfTI slice), where base is --id when given, else
+ * the DICOM's SOP Instance UID under `--id-from sop` (when the file has a
+ * well-formed one), else the file's name.
+ */
+export function recordIdOf(path: string, stack?: ImageStack, i = 0, id?: string, from: IdFrom = 'file'): string {
+  const base = id ?? (from === 'sop' ? stack?.sopInstanceUid : undefined) ?? basename(path);
   const label = stack?.label(i) ?? '';
   return label ? `${base}#${label}` : base;
 }

@@ -10,6 +10,8 @@ import { EXIT } from './output';
 // unreadable, uploaded with the real `fnn` binary to real daemons.
 
 const TESTDATA = join(__dirname, '..', '..', 'shared', 'src', 'image', 'testdata');
+/** The SOP Instance UID of ch2-z106.dcm and its lossless encodings: a.dcm's record ID. */
+const CH2_UID = '1.2.826.0.1.3680043.8.498.1';
 const DEMO = join(__dirname, '..', '..', 'demo', 'images');
 let work: string;
 let keys: string;
@@ -59,10 +61,12 @@ describe('fnn upload of DICOM, NIfTI and PNG', () => {
     copyFileSync(join(TESTDATA, 'MR_small.dcm'), join(dir, 'f.dcm')); // 64x64: not the collection's 16x16
     const run = await runCli(['upload', dir, ...conn(), '--json']);
     expect(run.code, run.stderr).toBe(EXIT.invalid);
-    const lines = jsonLines(run.stdout) as { id?: string; status?: string; error?: string }[];
+    const lines = jsonLines(run.stdout) as { id?: string; file?: string; status?: string; error?: string }[];
     const byId = Object.fromEntries(lines.filter((l) => l.id).map((l) => [l.id, l]));
-    expect(Object.keys(byId).sort()).toEqual(['a.dcm', 'b.nii.gz#z000', 'b.nii.gz#z001', 'c.dcm', 'd.dcm', 'e.png', 'f.dcm']);
-    for (const id of ['a.dcm', 'b.nii.gz#z000', 'b.nii.gz#z001', 'e.png']) expect(byId[id].status, id).toBe('stored');
+    // A readable DICOM is named by its SOP Instance UID, an unreadable one by its file.
+    expect(Object.keys(byId).sort()).toEqual([CH2_UID, 'b.nii.gz#z000', 'b.nii.gz#z001', 'c.dcm', 'd.dcm', 'e.png', 'f.dcm'].sort());
+    expect(byId[CH2_UID].file).toBe(join(dir, 'a.dcm'));
+    for (const id of [CH2_UID, 'b.nii.gz#z000', 'b.nii.gz#z001', 'e.png']) expect(byId[id].status, id).toBe('stored');
     expect(byId['c.dcm']).toMatchObject({ status: 'failed', error: expect.stringMatching(/c\.dcm: the file is truncated/) });
     expect(byId['d.dcm']).toMatchObject({ status: 'failed', error: expect.stringMatching(/d\.dcm: has no pixel data: not an image/) });
     expect(byId['f.dcm']).toMatchObject({
@@ -78,11 +82,39 @@ describe('fnn upload of DICOM, NIfTI and PNG', () => {
     expect(status.c1.records).toBe(4);
   });
 
+  it('the same instance in other encodings and under other names is the same record (--id-from sop); --id-from file keeps the names', async () => {
+    const dir = join(work, 'encodings');
+    mkdirSync(dir);
+    for (const f of ['ch2-z106.dcm', 'ch2-z106_rle_dcmtk.dcm', 'ch2-z106_j2k_gdcm.dcm']) copyFileSync(join(TESTDATA, f), join(dir, f));
+    copyFileSync(join(TESTDATA, 'ch2-z106_implicit_dcmtk.dcm'), join(dir, 'IM0001'));
+    const run = await runCli(['upload', dir, ...conn(), '--json']);
+    expect(run.code, run.stderr).toBe(0);
+    const lines = jsonLines(run.stdout) as { id?: string; status?: string; total?: number }[];
+    const records = lines.filter((l) => l.id);
+    expect(records.map((l) => [l.id, l.status])).toEqual([
+      [CH2_UID, 'replaced'],
+      [CH2_UID, 'replaced'],
+      [CH2_UID, 'replaced'],
+      [CH2_UID, 'replaced'],
+    ]);
+    // Still the 4 records of the first test: a.dcm was this instance already.
+    expect(records.at(-1)!.total).toBe(4);
+    const human = await runCli(['upload', join(dir, 'IM0001'), ...conn()]);
+    expect(human.code, human.stderr).toBe(0);
+    expect(human.stdout).toContain(`${CH2_UID} (IM0001): replaced (4 records)`);
+
+    const byFile = await runCli(['upload', join(dir, 'ch2-z106_rle_dcmtk.dcm'), ...conn(), '--id-from', 'file', '--json']);
+    expect(byFile.code, byFile.stderr).toBe(0);
+    expect(jsonLines(byFile.stdout)[0]).toMatchObject({ id: 'ch2-z106_rle_dcmtk.dcm', status: 'stored', total: 5 });
+    const gone = await runCli(['delete', 'ch2-z106_rle_dcmtk.dcm', ...conn()]);
+    expect(gone.code, gone.stderr).toBe(0);
+  });
+
   it('the PNG of an image uploaded as DICOM finds it at distance 0', async () => {
     const run = await runCli(['query', join(DEMO, 'ch2-z106.png'), ...conn(), '--json']);
     expect(run.code, run.stderr).toBe(0);
     const [result] = jsonLines(run.stdout) as { results: { id: string; distance: string }[] }[];
-    expect(result.results[0]).toMatchObject({ id: 'a.dcm', distance: '0' });
+    expect(result.results[0]).toMatchObject({ id: CH2_UID, distance: '0' });
   });
 
   it('a NIfTI slice is queried as FILE#z001 and finds itself', async () => {
@@ -110,7 +142,7 @@ describe('fnn upload of DICOM, NIfTI and PNG', () => {
     expect(Object.keys(byQuery).sort()).toEqual([`${volume}#z000`, `${volume}#z001`, join(DEMO, 'ch2-z106.png')].sort());
     expect(byQuery[`${volume}#z000`]).toMatchObject({ id: 'b.nii.gz#z000', distance: '0' });
     expect(byQuery[`${volume}#z001`]).toMatchObject({ id: 'b.nii.gz#z001', distance: '0' });
-    expect(byQuery[join(DEMO, 'ch2-z106.png')]).toMatchObject({ id: 'a.dcm', distance: '0' });
+    expect(byQuery[join(DEMO, 'ch2-z106.png')]).toMatchObject({ id: CH2_UID, distance: '0' });
     // Each slice's neighbour is written under its own name.
     expect(new Set(Object.values(byQuery).map((r) => r.image)).size).toBe(3);
     for (const r of Object.values(byQuery)) expect(existsSync(r.image), r.image).toBe(true);

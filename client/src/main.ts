@@ -211,13 +211,26 @@ tlsOptions(
     program
       .command('upload')
       .description(
-        'encrypt images and upload them to C1 (record ID = file name; name#frameN / name#z012 for DICOM frames and NIfTI slices)',
+        "encrypt images and upload them to C1 (record ID = a DICOM's SOP Instance UID, else the file name; #frameN / #z012 for DICOM frames and NIfTI slices)",
       )
       .argument('<paths...>', 'PNG, DICOM (.dcm or none) and NIfTI (.nii, .nii.gz) files, or directories of them')
       .addOption(c1())
       .addOption(c2())
       .addOption(keys())
       .option('--id <id>', 'record ID (base name) for a single file')
+      .addOption(
+        new Option(
+          '--id-from <what>',
+          'what names a DICOM record: sop (its SOP Instance UID: the same instance in any encoding is one record) or file (its file name); PNG and NIfTI records are always named by their file',
+        )
+          .choices(['sop', 'file'])
+          .default('sop'),
+      )
+      .option('--labels <file.csv>', "the owner's label of each record (e.g. a diagnosis): CSV rows ID,label, sealed with the record")
+      .option(
+        '--keep-patient-identity',
+        'seal the DICOM PatientName and PatientID with each record too (by default they are never uploaded, not even encrypted)',
+      )
       .option('--paper-layout', "store the paper's per-pixel layout too, so fnn and bf can run (a new collection's default)")
       .option(
         '--no-paper-layout',

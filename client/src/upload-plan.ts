@@ -1,6 +1,7 @@
 import type { NamedImage } from '@fnn/shared';
-import { openImageFile, recordIdOf, ruledImage, sizeRefusal, type ImageOptions } from './image-files';
+import { openImageFile, recordIdOf, ruledImage, sizeRefusal, type ImageOptions, type RecordNaming } from './image-files';
 import { CliError } from './output';
+import { recordMetadata, type MetadataOptions } from './record-labels';
 
 // Planning an upload (`fnn upload`, pass 1 and the decoding of pass 2): which
 // files hold how many records of which size and depth, decided before any
@@ -59,7 +60,7 @@ export async function planUpload(
   files: string[],
   options: ImageOptions,
   collection: CollectionShape,
-  id: string | undefined,
+  naming: RecordNaming,
   refused: (file: string, id: string, error: unknown) => void,
 ): Promise<UploadPlan> {
   let target = targetSize(options, collection);
@@ -79,7 +80,7 @@ export async function planUpload(
       }
       planned.push({ file, count: stack.count });
     } catch (error) {
-      refused(file, recordIdOf(file, undefined, 0, id), error);
+      refused(file, recordIdOf(file, undefined, 0, naming.id), error);
     }
   }
   return { files: planned, total: planned.reduce((sum, p) => sum + p.count, 0), target, depth: collection.maxValue || undefined };
@@ -88,13 +89,16 @@ export async function planUpload(
 /**
  * Pass 2, one file: all its records decoded and ruled at once, so a bad frame
  * fails the whole file before any of it is stored. The first record of an
- * empty collection fixes the plan's depth.
+ * empty collection fixes the plan's depth. Each record carries the metadata
+ * sealed with it: its DICOM header's (record-metadata.ts; patient identity
+ * only with `keepPatientIdentity`) and its label.
  */
 export async function readPlannedFile(
   plan: UploadPlan,
   file: string,
   options: ImageOptions,
-  id: string | undefined,
+  naming: RecordNaming,
+  metadata?: MetadataOptions,
 ): Promise<NamedImage[]> {
   const stack = await openImageFile(file, options);
   return Array.from({ length: stack.count }, (_, i) => {
@@ -109,6 +113,9 @@ export async function readPlannedFile(
           '(a collection keeps the depth of its first upload, which the file type and --offset decide)',
       );
     }
-    return { id: recordIdOf(file, stack, i, id), image };
+    const id = recordIdOf(file, stack, i, naming.id, naming.from);
+    const header = stack.metadata?.(i, { keepPatientIdentity: metadata?.keepPatientIdentity ?? false });
+    const sealed = recordMetadata(header, id, metadata);
+    return { id, image, ...(sealed ? { metadata: sealed } : {}) };
   });
 }

@@ -38,11 +38,15 @@ function decodePixels(base64) {
   return out;
 }
 
-/** The window a result opens with: the record's own (DICOM window center/width) when it has one; no stretch for 8-bit; 0..max else. */
-function defaultWindow(image, metadata) {
-  const c = Number(metadata && (metadata.windowCenter ?? metadata.WindowCenter));
-  const w = Number(metadata && (metadata.windowWidth ?? metadata.WindowWidth));
-  if (Number.isFinite(c) && Number.isFinite(w) && w > 0) return { center: c, width: w };
+/**
+ * The window a result opens with: the record's own DICOM window when it has one
+ * (in the file's units, so moved by the collection's offset to the stored
+ * values drawn here); 8-bit images unstretched; else 0..the brightest value.
+ */
+function defaultWindow(image, metadata, offset = 0) {
+  const c = Number(metadata && metadata.windowCenter);
+  const w = Number(metadata && metadata.windowWidth);
+  if (metadata && Number.isFinite(c) && Number.isFinite(w) && w > 0) return { center: c + offset, width: w };
   if (image.maxValue <= 255) return { center: 127.5, width: 255 };
   let max = 1;
   for (const v of image.pixels) if (v > max) max = v;
@@ -211,6 +215,26 @@ function resultCard(title) {
   };
 }
 
+/** As `fnn query` prints it: three significant digits, no exponent. */
+const rmsText = (x) => (x === 0 ? '0' : x >= 100 ? x.toFixed(0) : x.toPrecision(3));
+
+/** A record's metadata fields (what the owner sealed with it) in words. */
+const FIELD_NAMES = {
+  modality: 'Modality',
+  bodyPart: 'Body part',
+  studyDescription: 'Study',
+  seriesDescription: 'Series',
+  studyDate: 'Study date',
+  studyInstanceUid: 'Study UID',
+  seriesInstanceUid: 'Series UID',
+  sopInstanceUid: 'Instance UID',
+  windowCenter: 'Window center',
+  windowWidth: 'Window width',
+  label: 'Label',
+  patientName: 'Patient',
+  patientId: 'Patient ID',
+};
+
 const PHASES = { 'lower-bounds': 'lower bounds', candidates: 'candidates', distances: 'distances' };
 
 function runSearch(file, index, card) {
@@ -262,7 +286,7 @@ function runSearch(file, index, card) {
 function renderResult(result) {
   const query = { width: result.width, height: result.height, maxValue: result.maxValue, pixels: decodePixels(result.pixels) };
   const neighbours = result.neighbours.map((n) => ({ ...n, image: { ...query, maxValue: n.maxValue, pixels: decodePixels(n.pixels) } }));
-  const win = defaultWindow(query, neighbours[0] && neighbours[0].metadata);
+  const win = defaultWindow(query, neighbours[0] && neighbours[0].metadata, result.offset);
   const top = Math.max(query.maxValue, 1);
   const level = el('input', { type: 'range', class: 'level', min: '0', max: String(top), step: 'any', value: String(win.center) });
   const width = el('input', { type: 'range', class: 'width', min: '1', max: String(top * 2), step: 'any', value: String(win.width) });
@@ -290,11 +314,11 @@ function renderResult(result) {
       el('div', { class: 'rank', text: `#${n.rank}` }),
       el('div', { class: 'nid', text: n.id }),
       el('div', {}, 'squared distance ', el('b', { class: 'ndist', text: n.distance })),
-      el('div', {}, 'per pixel (RMS) ', el('b', { class: 'nrms', text: n.rmsPerPixel })),
+      el('div', {}, 'per pixel (RMS) ', el('b', { class: 'nrms', text: rmsText(n.rmsPerPixel) })),
     );
     if (n.metadata) {
       const dl = el('dl', { class: 'metadata' });
-      for (const [k, v] of Object.entries(n.metadata)) dl.append(el('dt', { text: k }), el('dd', { text: String(v) }));
+      for (const [k, v] of Object.entries(n.metadata)) dl.append(el('dt', { text: FIELD_NAMES[k] || k }), el('dd', { text: String(v) }));
       facts.append(dl);
     }
     return el('tr', { class: 'neighbour', 'data-rank': String(n.rank) }, el('td', {}, qc), el('td', {}, nc), facts);

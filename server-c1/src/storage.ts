@@ -169,7 +169,7 @@ export class RecordStore extends CollectionStore {
   }
 
   /** The records as the protocols see them, in upload order, frozen at this moment. */
-  snapshot(): RecordSource & { encryptedId(candidate: number): Buffer } {
+  snapshot(): RecordSource & { encryptedId(candidate: number): Buffer; sealedImage(candidate: number): Buffer } {
     const shape = this.shape();
     if (shape && !shape.layouts.includes('paper'))
       throw protocolState("this collection was uploaded without the paper's per-pixel layout: query it with the fast protocol");
@@ -180,6 +180,7 @@ export class RecordStore extends CollectionStore {
       )
       .all() as (RecordPlace & Checked<'encrypted_id' | 'sum' | 'spread'> & { seq: number })[];
     const getPixels = this.db.prepare('SELECT pixels, pixels_sha FROM records WHERE seq = ?');
+    const getSealed = this.db.prepare('SELECT sealed_image, sealed_image_sha FROM records WHERE seq = ?');
     const dimension = shape ? shape.width * shape.height : 0;
     const checked = this.recordBlob(rows);
     return {
@@ -194,6 +195,11 @@ export class RecordStore extends CollectionStore {
         return this.fromBlob(checked(candidate, row, 'pixels'));
       },
       encryptedId: (candidate) => checked(candidate, rows[candidate], 'encrypted_id'),
+      sealedImage: (candidate) => {
+        const row = getSealed.get(rows[candidate].seq) as Checked<'sealed_image'> | undefined;
+        if (!row) throw notFound('a record was deleted during the query; run the query again');
+        return checked(candidate, row, 'sealed_image');
+      },
     };
   }
 

@@ -15,6 +15,7 @@ export * from './image/stack';
 export * from './image/dicom';
 export * from './image/nifti';
 export * from './image/formats';
+export * from './image/record-metadata';
 export * from './reference';
 export * from './protocol/messages';
 export * from './protocol/module';

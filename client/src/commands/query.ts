@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { Metadata, status } from '@grpc/grpc-js';
 import * as wire from '@fnn/proto';
-import { encodePng, type DoctorAnswer, type GrayImage } from '@fnn/shared';
+import { encodePng, metadataLine, presentMetadata, type DoctorAnswer, type GrayImage, type RecordMetadata } from '@fnn/shared';
 import { openDoctorSession, parseK, parseProtocol, type DoctorSessionOptions } from '../doctor-session';
 import { BatchTally, failureCode, humanSummary } from '../batch-summary';
 import { batchImages, parseImageOptions, readQueryImage } from '../image-files';
@@ -17,9 +17,22 @@ export interface QueryOptions extends DoctorSessionOptions {
   out?: string;
 }
 
+/** One neighbour as printed: `metadata` and `rmsPerPixel` are read by other tools, keep their names. */
+export interface QueryResultEntry {
+  id: string;
+  /** The squared Euclidean distance D, exact (a decimal string: it may pass 2^53 in other units). */
+  distance: string;
+  /** sqrt(D / d): the root-mean-square difference per pixel, in the collection's units (Hounsfield units for CT). */
+  rmsPerPixel: number;
+  /** The PNG written with --out. */
+  image: string | null;
+  /** What the owner sealed with the record, only the fields present ({} for none). */
+  metadata: RecordMetadata;
+}
+
 export interface QueryResult {
   query: string;
-  results: { id: string; distance: string; image: string | null }[];
+  results: QueryResultEntry[];
   /** With --out: the HTML page showing the query beside its neighbours. */
   sheet: string | null;
   protocol: string;
@@ -48,14 +61,20 @@ function prepare(options: QueryOptions) {
 }
 
 /** The doctor's answer as the CLI prints it, with the neighbours written as PNG and a sheet under `outDir`. */
-function complete(answer: DoctorAnswer, image: GrayImage, started: number, outDir: string | undefined): QueryResult {
-  const results = answer.neighbours.map((n, rank) => {
+function complete(answer: DoctorAnswer, image: GrayImage, started: number, outDir: string | undefined, offset: number): QueryResult {
+  const results = answer.neighbours.map((n, rank): QueryResultEntry => {
     let written: string | null = null;
     if (outDir) {
       written = join(outDir, neighbourFileName(answer.tag, rank + 1, n.id));
       writeFileSync(written, encodePng({ width: image.width, height: image.height, maxValue: n.image.maxValue, pixels: n.image.pixels }));
     }
-    return { id: n.id, distance: n.distance.toString(), image: written };
+    return {
+      id: n.id,
+      distance: n.distance.toString(),
+      rmsPerPixel: rmsPerPixel(n.distance, image.pixels.length),
+      image: written,
+      metadata: presentMetadata(n.metadata),
+    };
   });
   const sheet = outDir
     ? writeSheet(
@@ -63,11 +82,14 @@ function complete(answer: DoctorAnswer, image: GrayImage, started: number, outDi
         queryStem(answer.tag),
         basename(answer.tag),
         image,
-        answer.neighbours.map((n) => ({
+        answer.neighbours.map((n, i) => ({
           id: n.id,
-          distance: n.distance.toString(),
+          distance: results[i].distance,
+          rmsPerPixel: results[i].rmsPerPixel,
+          metadata: results[i].metadata,
           image: { ...image, maxValue: n.image.maxValue, pixels: n.image.pixels },
         })),
+        offset,
       )
     : null;
   return {
@@ -83,13 +105,29 @@ function complete(answer: DoctorAnswer, image: GrayImage, started: number, outDi
   };
 }
 
+/**
+ * sqrt(D / d): what D says per pixel, in the units the collection's values are
+ * in. The offset cancels in every difference, so these are the file's own
+ * units (after its rescale): Hounsfield units for CT, gray levels for a PNG.
+ */
+export function rmsPerPixel(distance: bigint, pixels: number): number {
+  return Math.sqrt(Number(distance) / pixels);
+}
+
+/** Three significant digits, and no exponent below 10^6. */
+const rmsText = (rms: number) => (rms === 0 ? '0' : rms >= 100 ? rms.toFixed(0) : rms.toPrecision(3));
+
 /** The human lines of one answer; a protocol without a bound (bf) says nothing of one. */
 export function human(r: QueryResult): string {
   const bound = r.lowerBoundMs === undefined ? '' : `, ${r.rejected} rejected by the bound`;
   const lines = [`${r.query}: ${r.protocol}, ${r.total} records${bound}, ${(r.elapsedMs / 1000).toFixed(1)} s`];
   if (r.levels)
     lines.push(`  stages: ${r.levels.map((l) => `${l.level} ${l.groupsVisited} groups (${l.groupsPruned} pruned)`).join(', ')}`);
-  r.results.forEach((x, i) => lines.push(`  ${i + 1}. ${x.id}  distance ${x.distance}${x.image ? `  -> ${x.image}` : ''}`));
+  r.results.forEach((x, i) => {
+    lines.push(`  ${i + 1}. ${x.id}  distance ${x.distance} (RMS ${rmsText(x.rmsPerPixel)} per pixel)${x.image ? `  -> ${x.image}` : ''}`);
+    const about = metadataLine(x.metadata);
+    if (about) lines.push(`     ${about}`);
+  });
   if (r.sheet) lines.push(`  sheet: ${r.sheet}`);
   return lines.join('\n');
 }
@@ -98,7 +136,8 @@ export async function query(out: Output, path: string, options: QueryOptions): P
   const ctx = prepare(options);
   try {
     const started = Date.now();
-    const image = await readQueryImage(path, await ctx.imageOptions());
+    const imageOptions = await ctx.imageOptions();
+    const image = await readQueryImage(path, imageOptions);
     // Only counts come back while C1 searches; drawn on a terminal, never with --json.
     const bar = queryProgressBar(ctx.doctor.protocol.progressUnit, !out.json);
     let answer: DoctorAnswer;
@@ -107,7 +146,7 @@ export async function query(out: Output, path: string, options: QueryOptions): P
     } finally {
       bar.stop();
     }
-    const result = complete(answer, image, started, options.out);
+    const result = complete(answer, image, started, options.out, imageOptions.rule.offset);
     out.result(result, human(result));
   } finally {
     await ctx.close();
@@ -171,7 +210,13 @@ export async function batchQuery(out: Output, paths: string[], options: QueryOpt
             }
             settled();
             if (failure) return failed(reply.tag, failure.code, `${failure.code}: ${failure.message}`);
-            const result = complete(await ctx.doctor.open(reply, query.image), query.image, query.started, options.out);
+            const result = complete(
+              await ctx.doctor.open(reply, query.image),
+              query.image,
+              query.started,
+              options.out,
+              imageOptions.rule.offset,
+            );
             tally.answered(result.elapsedMs);
             out.result(result, human(result));
           })().catch((error) => failed(reply.tag, failureCode(error), classify(error).reason)),

@@ -1,11 +1,13 @@
+import { basename } from 'node:path';
 import type { Transport } from '@fnn/shared';
 import { rememberedImageOptions, rememberedLayouts, rememberedOf } from '../collection-settings';
 import { call, checkAddress, connectC1, connectReplica } from '../connect';
-import { expandImagePaths, parseImageOptions, recordIdOf, type ImageFlags } from '../image-files';
+import { expandImagePaths, parseIdFrom, parseImageOptions, recordIdOf, type ImageFlags, type RecordNaming } from '../image-files';
 import { loadC1PublicKey, loadPublicKey, loadRecordKey } from '../key-files';
 import { grpcOwnerLink, openCollectionWriter } from '../owner-upload';
 import { CliError, classify, EXIT, ownerOnly, type Output } from '../output';
 import { progressBar } from '../progress';
+import { readLabels, type MetadataOptions } from '../record-labels';
 import { planUpload, readPlannedFile } from '../upload-plan';
 import { sendPlan } from '../upload-send';
 
@@ -14,6 +16,12 @@ export interface UploadOptions extends ImageFlags {
   c2: string;
   keys: string;
   id?: string;
+  /** --id-from: sop (default: a DICOM's SOP Instance UID) or file (the file name). */
+  idFrom?: string;
+  /** --labels FILE.csv: ID,label rows, each label sealed with its record. */
+  labels?: string;
+  /** --keep-patient-identity: seal PatientName and PatientID too (left out by default). */
+  keepPatientIdentity?: boolean;
   /**
    * --paper-layout (true), --no-paper-layout (false: only the packed layout,
    * so fnn and bf cannot run) or neither: the collection's, both for a new one.
@@ -21,6 +29,9 @@ export interface UploadOptions extends ImageFlags {
   paperLayout?: boolean;
   transport: Transport;
 }
+
+/** A record named by its SOP Instance UID (or --id) also names the file it came from. */
+const fromFile = (file: string, id: string) => (id.startsWith(basename(file)) ? '' : ` (${basename(file)})`);
 
 /** C1 is down, or refuses this certificate: the rest of the upload would fail too. */
 const stops = (code: number) => code === EXIT.unavailable || code === EXIT.refused;
@@ -43,6 +54,11 @@ export async function upload(out: Output, paths: string[], options: UploadOption
   const files = expandImagePaths(paths);
   if (options.id !== undefined && files.length !== 1) throw new CliError('usage', '--id names the records of one file: give one file');
   parseImageOptions(options); // a malformed flag is reported before anything is read or connected
+  const naming: RecordNaming = { id: options.id, from: parseIdFrom(options.idFrom) };
+  const metadata: MetadataOptions = {
+    keepPatientIdentity: options.keepPatientIdentity === true,
+    labels: options.labels === undefined ? undefined : readLabels(options.labels),
+  };
   // Read now, so a missing key file is reported before any image is opened.
   loadPublicKey(options.keys, 'owner');
   loadC1PublicKey(options.keys, 'owner');
@@ -72,7 +88,7 @@ export async function upload(out: Output, paths: string[], options: UploadOption
       bar.around(() => out.result({ file, id, status: 'failed', error: reason }, `${where}${file}: FAILED: ${reason}`));
       if (stops(code)) throw error;
     };
-    const plan = await planUpload(files, imageOptions, shape, options.id, (file, id, error) => failed(file, id, error, 1, ''));
+    const plan = await planUpload(files, imageOptions, shape, naming, (file, id, error) => failed(file, id, error, 1, ''));
     total = plan.total;
     bar = progressBar(total, 'records', !out.json);
     owner =
@@ -93,13 +109,15 @@ export async function upload(out: Output, paths: string[], options: UploadOption
         await sendPlan(
           plan,
           owner.writer,
-          (file) => readPlannedFile(plan, file, imageOptions, options.id),
+          (file) => readPlannedFile(plan, file, imageOptions, naming, metadata),
           {
             stored: (file, id, replaced, records) => {
               stored++;
               const status = replaced ? 'replaced' : 'stored';
               const where = position();
-              bar.around(() => out.result({ file, id, status, total: records }, `${where}${id}: ${status} (${records} records)`));
+              bar.around(() =>
+                out.result({ file, id, status, total: records }, `${where}${id}${fromFile(file, id)}: ${status} (${records} records)`),
+              );
             },
             failed: (file, id, error) => failed(file, id, error, 1, position()),
             unreadable: (file, error, count) => failed(file, recordIdOf(file, undefined, 0, options.id), error, count, position(count)),
@@ -113,6 +131,13 @@ export async function upload(out: Output, paths: string[], options: UploadOption
     client.close();
     replica.close();
     await owner?.close();
+  }
+  const unmatched = metadata.labels?.unmatched() ?? [];
+  if (unmatched.length > 0) {
+    const shown = unmatched.slice(0, 5).join(', ') + (unmatched.length > 5 ? `, ... (${unmatched.length - 5} more)` : '');
+    const note = `${metadata.labels!.file}: ${unmatched.length} ID${unmatched.length === 1 ? '' : 's'} labelled no record of this upload: ${shown}`;
+    if (out.json) out.result({ labels: metadata.labels!.file, unmatched }, '');
+    else out.note(note);
   }
   out.note(
     `uploaded ${stored} of ${total} images from ${files.length} file${files.length === 1 ? '' : 's'} in ${((Date.now() - started) / 1000).toFixed(1)} s`,

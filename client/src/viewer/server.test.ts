@@ -27,7 +27,7 @@ afterAll(() => viewer.close());
 
 const send = (bytes: Uint8Array, headers: Record<string, string> = { 'x-fnn-token': TOKEN }) => {
   const form = new FormData();
-  form.append('file', new Blob([bytes]), 'q.png');
+  form.append('file', new Blob([new Uint8Array(bytes)]), 'q.png');
   return fetch(`${base}/api/files`, { method: 'POST', body: form, headers });
 };
 
@@ -48,7 +48,7 @@ describe('the viewer server', () => {
     expect(held.status).toBe(200);
     expect(await held.json()).toMatchObject({ name: 'q.png', format: 'png', count: 1, width: 2, height: 2 });
     const form = new FormData();
-    form.append('file', new Blob([png]), 'q.png');
+    form.append('file', new Blob([new Uint8Array(png)]), 'q.png');
     expect((await fetch(`${base}/api/files?t=${TOKEN}`, { method: 'POST', body: form })).status).toBe(403);
   });
 

@@ -11,9 +11,12 @@ import {
   PROTOCOL_NAMES,
   protocolModule,
   type DoctorAnswer,
+  presentMetadata,
   type GrayImage,
   type ProtocolName,
+  type RecordMetadata,
 } from '@fnn/shared';
+import { rmsPerPixel } from '../commands/query';
 import type { DoctorSession } from '../doctor-session';
 import { parseK } from '../doctor-session';
 import { openImageBytes, recordIdOf, ruledImage, type ImageOptions } from '../image-files';
@@ -77,10 +80,10 @@ export interface ViewerNeighbour {
   id: string;
   /** Squared Euclidean distance, exact (a decimal string: it can pass 2^53). */
   distance: string;
-  /** sqrt(distance / pixels): a typical pixel's difference, in the image's own units. */
-  rmsPerPixel: string;
-  /** What the record says of itself, when the deployment keeps it. */
-  metadata?: Record<string, string | number>;
+  /** sqrt(distance / pixels): a typical pixel's difference, in the collection's units (as `fnn query --json`). */
+  rmsPerPixel: number;
+  /** What the owner sealed with the record (modality, study, date, DICOM window, label...), only the fields present; absent for none. */
+  metadata?: RecordMetadata;
   maxValue: number;
   pixels: string;
 }
@@ -97,6 +100,8 @@ export interface ViewerResult {
   width: number;
   height: number;
   maxValue: number;
+  /** The collection's offset: a record's DICOM window is in its values before it (stored = file value + offset). */
+  offset: number;
   pixels: string;
   neighbours: ViewerNeighbour[];
 }
@@ -108,8 +113,15 @@ export function pixelsBase64(pixels: Uint16Array): string {
   return out.toString('base64');
 }
 
-function toResult(search: string, collection: string, k: number, image: GrayImage, answer: DoctorAnswer, started: number): ViewerResult {
-  const n = image.pixels.length;
+function toResult(
+  search: string,
+  collection: string,
+  k: number,
+  image: GrayImage,
+  answer: DoctorAnswer,
+  started: number,
+  offset: number,
+): ViewerResult {
   return {
     search,
     query: answer.tag,
@@ -122,15 +134,16 @@ function toResult(search: string, collection: string, k: number, image: GrayImag
     width: image.width,
     height: image.height,
     maxValue: image.maxValue,
+    offset,
     pixels: pixelsBase64(image.pixels),
     neighbours: answer.neighbours.map((nb, i) => {
-      const metadata = (nb as { metadata?: Record<string, string | number> }).metadata;
+      const metadata = presentMetadata(nb.metadata);
       return {
         rank: i + 1,
         id: nb.id,
         distance: nb.distance.toString(),
-        rmsPerPixel: Math.sqrt(Number(nb.distance) / n).toFixed(2),
-        ...(metadata && Object.keys(metadata).length > 0 ? { metadata } : {}),
+        rmsPerPixel: rmsPerPixel(nb.distance, image.pixels.length),
+        ...(Object.keys(metadata).length > 0 ? { metadata } : {}),
         maxValue: nb.image.maxValue,
         pixels: pixelsBase64(nb.image.pixels),
       };
@@ -284,14 +297,14 @@ export async function startViewer(options: ViewerOptions) {
       );
     if (!chosen.protocols.includes(protocol))
       throw new CliError('usage', 'this collection was uploaded with --no-paper-layout: it answers only --protocol fast');
-    const { name, image } = await searched(String(body.file), intParam(body.index ?? 0, 'the image number', 1 << 20));
+    const { name, image, options } = await searched(String(body.file), intParam(body.index ?? 0, 'the image number', 1 << 20));
     const doctor = session.doctor(protocol, k);
     const search = searches.start(async (onProgress) => {
       const started = Date.now();
       const answer = await doctor.query(name, image, onProgress);
       images.set(search.id, { query: image, neighbours: answer.neighbours.map((n) => n.image) });
       for (const id of images.keys()) if (!searches.get(id)) images.delete(id);
-      return toResult(search.id, collection, k, image, answer, started);
+      return toResult(search.id, collection, k, image, answer, started, options.rule.offset);
     });
     return reply.code(202).send({ search: search.id, query: name });
   });

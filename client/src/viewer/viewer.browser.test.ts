@@ -139,7 +139,24 @@ describe.skipIf(!haveChromium)('the viewer in a browser', () => {
     const upload = join(work, 'collection');
     mkdirSync(upload);
     for (const f of stored) writeFileSync(join(upload, f), readFileSync(join(IMAGES, f)));
-    await ok(['upload', upload, '--c1', c1.address, '--c2', c2.address, '--keys', keys, ...as('owner'), '--no-paper-layout', '--json']);
+    // The owner's labels, sealed with each record: the page shows them beside the neighbour.
+    const labels = join(work, 'labels.csv');
+    writeFileSync(labels, ['ID,label', ...stored.map((f) => `${f},"axial slice ${f.slice(5, 8)}, normal"`)].join('\n'));
+    await ok([
+      'upload',
+      upload,
+      '--c1',
+      c1.address,
+      '--c2',
+      c2.address,
+      '--keys',
+      keys,
+      ...as('owner'),
+      '--no-paper-layout',
+      '--labels',
+      labels,
+      '--json',
+    ]);
     viewer = await startViewer(['--c1', c1.address, '--c2', c2.address, '--keys', keys, ...as('doctor'), '--listen', '127.0.0.1:0']);
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
     page = await browser.newPage({ viewport: { width: 1100, height: 1300 } });
@@ -180,13 +197,17 @@ describe.skipIf(!haveChromium)('the viewer in a browser', () => {
     expect(await page.textContent('.result .status')).toMatch(/fast: 24 records searched/);
     const want = reference(query, K);
     expect(await shownRows(page, '.result')).toEqual(want);
+    const metadata = await page.$$eval('.result tr.neighbour dl.metadata', (dls) => dls.map((dl) => dl.textContent));
+    expect(metadata).toEqual(want.map((w) => `Labelaxial slice ${w.id.slice(5, 8)}, normal`));
     // The downloads: result.json with the same answer, and each neighbour's PNG holding its stored pixels.
     const links = await page.$$eval('.result .downloads a', (as) => as.map((a) => (a as HTMLAnchorElement).href));
     const json = await get(
       links.find((l) => l.includes('result.json'))!,
       {},
     );
-    expect(JSON.parse(json.body).results.map((r: { id: string; distance: string }) => ({ id: r.id, distance: r.distance }))).toEqual(want);
+    const saved = JSON.parse(json.body) as { results: { id: string; distance: string; metadata?: { label?: string } }[] };
+    expect(saved.results.map((r) => ({ id: r.id, distance: r.distance }))).toEqual(want);
+    expect(saved.results[0].metadata?.label).toBe(`axial slice ${want[0].id.slice(5, 8)}, normal`);
     const png = await getBytes(links.find((l) => l.includes('/images/1.png'))!);
     expect(Array.from(decodePng(png, 'neighbour-1.png').pixels)).toEqual(
       Array.from(decodePng(readFileSync(join(IMAGES, want[0].id)), want[0].id).pixels),

@@ -17,7 +17,10 @@
 import * as dicomParser from 'dicom-parser';
 import { invalidInput } from '../errors';
 import { applyPixelRule, decimalOf, parseDecimal, type PixelRule, type Rescale } from './pixel-rule';
+import { dicomRecordMetadata, dicomSopInstanceUid, dicomWindow, type DicomMetadataOptions } from './record-metadata';
 import type { ImageStack } from './stack';
+
+const decimalNumber = (d: { digits: bigint; exponent: number }) => Number(d.digits) * 10 ** d.exponent;
 
 type Codecs = typeof import('dcmjs-codecs');
 type DecoderName = 'decodeRle' | 'decodeJpeg' | 'decodeJpegLs' | 'decodeJpeg2000' | 'decodeHtJpeg2000' | 'decodeJpegXl';
@@ -235,6 +238,8 @@ export async function openDicom(bytes: Uint8Array, name: string): Promise<ImageS
   // always "larger is brighter", so a MONOCHROME1 and a MONOCHROME2 file of
   // the same picture store the same values and the PNGs look right.
   const invert = photometric === 'MONOCHROME1';
+  // Read once: the same for every frame but the window.
+  const header = dicomRecordMetadata(ds);
 
   return {
     format: 'dicom',
@@ -243,6 +248,20 @@ export async function openDicom(bytes: Uint8Array, name: string): Promise<ImageS
     height: rows,
     count: frames,
     label: (f) => (frames > 1 ? `frame${f + 1}` : ''),
+    sopInstanceUid: dicomSopInstanceUid(ds),
+    metadata(f: number, options: DicomMetadataOptions = {}) {
+      if (!Number.isInteger(f) || f < 0 || f >= frames) throw new RangeError(`${name} has no frame ${f + 1}`);
+      const m = { ...header, ...(options.keepPatientIdentity ? dicomRecordMetadata(ds, options) : {}) };
+      const window = dicomWindow(ds, f);
+      if (!window) return m;
+      // The window is in modality units (after the rescale); a MONOCHROME1
+      // image's values were mirrored within the stored range, so its window is too.
+      const rescale = rescales[f];
+      const slope = rescale ? decimalNumber(rescale.slope) : 1;
+      const intercept = rescale ? decimalNumber(rescale.intercept) : 0;
+      const center = invert ? slope * (range[0] + range[1]) + 2 * intercept - window.center : window.center;
+      return { ...m, windowCenter: center, windowWidth: window.width };
+    },
     image(f: number, rule: PixelRule) {
       if (!Number.isInteger(f) || f < 0 || f >= frames) throw new RangeError(`${name} has no frame ${f + 1}`);
       const raw = containers(f);

@@ -5,6 +5,7 @@
 
 import type { GrayImage } from './image';
 import type { PixelRule } from './pixel-rule';
+import type { DicomMetadataOptions, RecordMetadata } from './record-metadata';
 
 export type ImageFormat = 'png' | 'dicom' | 'nifti';
 
@@ -21,6 +22,17 @@ export interface ImageStack {
    * (NIfTI, the 0-based slice index along the axis).
    */
   label(i: number): string;
+  /**
+   * DICOM: the file's SOP Instance UID (0008,0018, else the file meta's
+   * MediaStorageSOPInstanceUID), when it is a well-formed UID. It names the
+   * instance whatever its encoding, so it is the default record ID.
+   */
+  sopInstanceUid?: string;
+  /**
+   * DICOM: what the header says of image i (record-metadata.ts), patient
+   * name and ID only when asked for. Other formats have none.
+   */
+  metadata?(i: number, options?: DicomMetadataOptions): RecordMetadata;
   /** Image i under the collection's pixel rule; throws an invalid-input FnnError naming the file. */
   image(i: number, rule: PixelRule): GrayImage;
 }

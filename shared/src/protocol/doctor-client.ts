@@ -4,6 +4,7 @@ import type { PublicKey } from '../crypto/paillier';
 import { RecordKeyError } from '../encoding/sealed-image';
 import type { RecordKey } from '../crypto/symmetric';
 import type { GrayImage } from '../image/image';
+import type { RecordMetadata } from '../image/record-metadata';
 import { squaredDistance } from '../reference';
 import { WireCodec } from '../wire/codec';
 import type { DoctorContext, ProtocolModule, ProtocolName } from './module';
@@ -33,6 +34,8 @@ export interface DoctorNeighbour {
   id: string;
   distance: bigint;
   image: GrayImage;
+  /** What the owner sealed with the record: its DICOM header's identity and label; {} for none. */
+  metadata: RecordMetadata;
 }
 
 export interface DoctorAnswer {
@@ -117,7 +120,12 @@ export class DoctorClient {
     const opened = await this.protocol.doctor.neighbours(this.ctx, answer, query);
     const neighbours = opened.map((n) => {
       if (n.image.pixels.length !== query.pixels.length) throw new Error('a result image has another size than the query');
-      return { id: this.decryptId(n.encryptedId), distance: squaredDistance(query.pixels, n.image.pixels), image: n.image };
+      return {
+        id: this.decryptId(n.encryptedId),
+        distance: squaredDistance(query.pixels, n.image.pixels),
+        image: n.image,
+        metadata: n.metadata,
+      };
     });
     const bound = reply.stats?.bound;
     const levels = reply.stats?.levels ?? [];

@@ -3,6 +3,7 @@ import type { BatchEncryptor, C1Crypto, C2Crypto } from '../crypto/backend';
 import type { PublicKey } from '../crypto/paillier';
 import type { RecordKey } from '../crypto/symmetric';
 import type { GrayImage } from '../image/image';
+import type { RecordMetadata } from '../image/record-metadata';
 import type { WireCodec } from '../wire/codec';
 import type { C1Message, C2Message, SessionFamily, SessionTransport } from './messages';
 import type { ProgressListener } from './progress';
@@ -38,7 +39,7 @@ export type Layout = 'paper' | 'packed';
 export interface CollectionAtC1 {
   shape(): { width: number; height: number } | undefined;
   /** The paper's layout; refuses (FAILED_PRECONDITION) a collection uploaded without it. */
-  snapshot(): RecordSource & { encryptedId(candidate: number): Buffer };
+  snapshot(): RecordSource & { encryptedId(candidate: number): Buffer; sealedImage(candidate: number): Buffer };
   packedSnapshot(): PackedRecordSource & { sealedImage(candidate: number): Buffer; encryptedId(candidate: number): Buffer };
 }
 
@@ -115,10 +116,12 @@ export interface DoctorContext {
   retrieve(ticket: string): AsyncIterable<Uint8Array[]>;
 }
 
-/** One neighbour as the doctor's side opens it: E_k(ID) still sealed, the image in clear. */
+/** One neighbour as the doctor's side opens it: E_k(ID) still sealed, the image and metadata in clear. */
 export interface Neighbour {
   encryptedId: Uint8Array;
   image: GrayImage;
+  /** What the owner sealed with the image ({} for none, or from a C1 that did not send it). */
+  metadata: RecordMetadata;
 }
 
 export interface ProtocolModule {

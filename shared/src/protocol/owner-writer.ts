@@ -6,6 +6,7 @@ import { mapConcurrent } from '../concurrency';
 import { invalidInput, isFnnError, protocolState } from '../errors';
 import { describeGrpcError } from '../wire/status';
 import type { GrayImage } from '../image/image';
+import type { RecordMetadata } from '../image/record-metadata';
 import type { CollectionSettings } from '../image/pixel-rule';
 import { layoutsToWire, settingsToWire, WireCodec } from '../wire/codec';
 import type { Layout } from './module';
@@ -71,6 +72,8 @@ export interface RepairReport {
 export interface NamedImage {
   id: string;
   image: GrayImage;
+  /** Sealed with the image under k (sealed-image.ts): C1 and C2 never read it. */
+  metadata?: RecordMetadata;
 }
 
 /** What happened to the records of one group: all stored (or replaced) together, or all failed. */
@@ -202,7 +205,9 @@ export class CollectionWriter {
           layouts: layoutsToWire(this.layouts),
           settings: this.settings && settingsToWire(this.settings),
           group: change('forC1'),
-          records: incoming.map((m, i) => this.codec.recordToWire(owned[i], sealImage(this.keys.recordKey, m.record.image), m.slot)),
+          records: incoming.map((m, i) =>
+            this.codec.recordToWire(owned[i], sealImage(this.keys.recordKey, m.record.image, m.record.metadata), m.slot),
+          ),
         });
         atC1 = false;
         await this.commitReplica(ctx, group, version, memberTags);

@@ -2,7 +2,7 @@ import { randomBelow } from '../../crypto/random';
 import { invalidInput } from '../../errors';
 import type { BatchEncryptor } from '../../crypto/backend';
 import type * as wire from '@fnn/proto';
-import { openSealedImage } from '../../encoding/sealed-image';
+import { openSealedRecord } from '../../encoding/sealed-image';
 import type { GrayImage } from '../../image/image';
 import { residueToBytes } from '../../wire/codec';
 import type { DoctorContext, Neighbour } from '../module';
@@ -104,5 +104,5 @@ export async function fastQuery(ctx: DoctorContext, image: GrayImage): Promise<w
 
 /** The neighbours of a fast answer (§3.7): sealed under k, opened here. */
 export async function fastNeighbours(ctx: DoctorContext, answer: wire.FastAnswer): Promise<Neighbour[]> {
-  return answer.neighbours.map((n) => ({ encryptedId: n.encryptedId, image: openSealedImage(ctx.recordKey, n.sealedImage) }));
+  return answer.neighbours.map((n) => ({ encryptedId: n.encryptedId, ...openSealedRecord(ctx.recordKey, n.sealedImage) }));
 }

@@ -134,7 +134,7 @@ async function runBf(images: Uint16Array[], q: Uint16Array, k: number): Promise<
   const records = { count: images.length, dimension: q.length, stats: async () => stats, pixels: async (c: number) => pixels[c] };
   const collection: CollectionAtC1 = {
     shape: () => ({ width: q.length, height: 1 }),
-    snapshot: () => ({ ...records, encryptedId: (candidate) => Buffer.from([candidate]) }),
+    snapshot: () => ({ ...records, encryptedId: (candidate) => Buffer.from([candidate]), sealedImage: () => Buffer.alloc(0) }),
     packedSnapshot: () => {
       throw new Error('bf reads no packed layout');
     },

@@ -73,6 +73,8 @@ export async function answerPaperQuery(
     const neighbours: wire.PaperNeighbour[] = ranking.candidates.map((candidate, i) => ({
       encryptedId: records.encryptedId(candidate),
       blindingSeed: images[i].seed,
+      // C1 names the winners to the doctor anyway (E_k(ID)); their sealed records carry the metadata.
+      sealedImage: records.sealedImage(candidate),
     }));
     const bound = ranking.lowerBoundMs === undefined ? undefined : { rejected: BigInt(ranking.rejected), ms: BigInt(ranking.lowerBoundMs) };
     return { ranking, answer: { $case: name, value: { neighbours, retrievalTicket } }, stats: { total: BigInt(records.count), bound } };

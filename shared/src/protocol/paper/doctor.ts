@@ -2,6 +2,7 @@ import type * as wire from '@fnn/proto';
 import { imageStats } from '../../encoding/lower-bound';
 import type { GrayImage } from '../../image/image';
 import { residueFromBytes } from '../../wire/codec';
+import { openSealedRecord } from '../../encoding/sealed-image';
 import type { DoctorContext, Neighbour } from '../module';
 import { RetrievalBlinding, unblindRetrieved } from './retrieval';
 import type { BatchEncryptor } from '../../crypto/backend';
@@ -46,7 +47,20 @@ export async function paperNeighbours(ctx: DoctorContext, answer: wire.PaperAnsw
   if (at !== total) throw new Error('C1 and C2 disagree on the number of results');
   return answer.neighbours.map((r, rank) => {
     const pixels = images[rank];
-    const maxValue = pixels.some((v) => v > 255) ? 65535 : 255;
-    return { encryptedId: r.encryptedId, image: { width: query.width, height: query.height, maxValue, pixels } };
+    // A C1 from before metadata sends no sealed record: the image is the retrieved one alone.
+    if (r.sealedImage.length === 0) {
+      const maxValue = pixels.some((v) => v > 255) ? 65535 : 255;
+      return { encryptedId: r.encryptedId, image: { width: query.width, height: query.height, maxValue, pixels }, metadata: {} };
+    }
+    // The owner's sealed record carries the metadata; its pixels must be the
+    // retrieved ones, so the metadata (a diagnosis) cannot sit beside another image.
+    const sealed = openSealedRecord(ctx.recordKey, r.sealedImage);
+    if (sealed.image.pixels.length !== d || sealed.image.pixels.some((v, i) => v !== pixels[i]))
+      throw new Error(`result ${rank + 1}: the retrieved image differs from the record C1 named (C1 and C2 answers do not match)`);
+    return {
+      encryptedId: r.encryptedId,
+      image: { width: query.width, height: query.height, maxValue: sealed.image.maxValue, pixels },
+      metadata: sealed.metadata,
+    };
   });
 }

@@ -147,7 +147,7 @@ describe('FNN and BF return exactly the plaintext nearest neighbours', () => {
     // C1's view of the collection: the paper's layout only, each record's E_k(ID) standing for its candidate number.
     const collection: CollectionAtC1 = {
       shape: () => ({ width: records.dimension, height: 1 }),
-      snapshot: () => ({ ...records, encryptedId: (candidate) => Buffer.from([candidate]) }),
+      snapshot: () => ({ ...records, encryptedId: (candidate) => Buffer.from([candidate]), sealedImage: () => Buffer.alloc(0) }),
       packedSnapshot: () => {
         throw new Error('the paper protocols read no packed layout');
       },

@@ -11,6 +11,8 @@ import type { C1Message, PaperC1Body, SessionTransport } from '../messages';
 import type { C1QueryContext, C2SessionDeps, CollectionAtC1, DoctorContext } from '../module';
 import { C2SessionStream } from '../session';
 import { bigintBytes } from '../ticket-store';
+import { generateSymmetricKey, RecordKey } from '../../crypto/symmetric';
+import { sealImage } from '../../encoding/sealed-image';
 import { answerPaperQuery } from './c1';
 import { encryptQuery, paperNeighbours } from './doctor';
 import type { EncryptedStats, RecordSource } from './records';
@@ -43,7 +45,7 @@ async function encryptedCollection(images: Uint16Array[]): Promise<CollectionAtC
   return {
     shape: () => ({ width: D, height: 1 }),
     // Each record's E_k(ID) stands for its candidate number.
-    snapshot: () => ({ ...records, encryptedId: (candidate) => Buffer.from([candidate]) }),
+    snapshot: () => ({ ...records, encryptedId: (candidate) => Buffer.from([candidate]), sealedImage: () => Buffer.alloc(0) }),
     packedSnapshot: () => {
       throw new Error('the paper protocols read no packed layout');
     },
@@ -67,11 +69,11 @@ function watchedC2(deps: C2SessionDeps): { transport: SessionTransport; chunks: 
 }
 
 /** The doctor's side over this store: C2's Retrieve yields m + r in parts of `partValues`. */
-function doctorOver(retrievals: RetrievalStore, partValues: number): DoctorContext {
+function doctorOver(retrievals: RetrievalStore, partValues: number, recordKey?: RecordKey): DoctorContext {
   const unused = () => Promise.reject(new Error('not used by the paper retrieval'));
   return {
     pk2: pk,
-    recordKey: undefined as never,
+    recordKey: recordKey ?? (undefined as never),
     codec: new WireCodec(pk.cipherBytes),
     encrypt: encryptAll,
     collection: unused,
@@ -135,10 +137,32 @@ describe('a retrieval in chunks returns exactly the nearest neighbours', () => {
     expect(split, 'the same answer as in one message').toEqual({ ...whole, chunks: split.chunks });
   });
 
+  it("the doctor takes the metadata from C1's sealed record, and refuses one whose pixels are not the retrieved ones", async () => {
+    const key = new RecordKey(generateSymmetricKey());
+    const seed = Buffer.alloc(BLINDING_SEED_BYTES, 9);
+    const m = randomImage(D);
+    const r = new RetrievalBlinding(seed, pk.n).next(D);
+    const image = { width: D, height: 1, maxValue: 255, pixels: m };
+    const other = { ...image, pixels: m.map((v) => (v + 1) % 256) };
+    const retrievals = new RetrievalStore();
+    const answerWith = (sealedImage: Buffer) => ({
+      neighbours: [{ encryptedId: Buffer.from([0]), blindingSeed: seed, sealedImage }],
+      retrievalTicket: retrievals.put(Array.from(m, (v, i) => (BigInt(v) + r[i]) % pk.n)),
+    });
+    const [n] = await paperNeighbours(doctorOver(retrievals, 5, key), answerWith(sealImage(key, image, { label: 'glioma' })), image);
+    expect([Array.from(n.image.pixels), n.metadata]).toEqual([Array.from(m), { label: 'glioma' }]);
+    await expect(
+      paperNeighbours(doctorOver(retrievals, 5, key), answerWith(sealImage(key, other, { label: 'glioma' })), image),
+    ).rejects.toThrow(/result 1: the retrieved image differs from the record C1 named/);
+  });
+
   it('the doctor refuses a C2 that returns more or fewer values than C1 has results', async () => {
     const retrievals = new RetrievalStore();
     const seed = Buffer.alloc(BLINDING_SEED_BYTES, 7);
-    const answer = { neighbours: [{ encryptedId: Buffer.from([0]), blindingSeed: seed }], retrievalTicket: '' };
+    const answer = {
+      neighbours: [{ encryptedId: Buffer.from([0]), blindingSeed: seed, sealedImage: Buffer.alloc(0) }],
+      retrievalTicket: '',
+    };
     const image = { width: D, height: 1, maxValue: 255, pixels: randomImage(D) };
     const r = new RetrievalBlinding(seed, pk.n).next(D + 1);
     for (const values of [r.slice(0, D - 1), r]) {

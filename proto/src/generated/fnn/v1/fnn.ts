@@ -520,6 +520,8 @@ export interface PaperNeighbour {
   encryptedId: Buffer;
   /** 32 bytes: r_1 .. r_d, pseudo-random in Z_N, expand from it */
   blindingSeed: Buffer;
+  /** E_k(image, metadata) as sealed: its metadata; pixels must match m */
+  sealedImage: Buffer;
 }
 
 export interface PaperAnswer {
@@ -3971,7 +3973,7 @@ export const QueryRequest: MessageFns<QueryRequest> = {
 };
 
 function createBasePaperNeighbour(): PaperNeighbour {
-  return { encryptedId: Buffer.alloc(0), blindingSeed: Buffer.alloc(0) };
+  return { encryptedId: Buffer.alloc(0), blindingSeed: Buffer.alloc(0), sealedImage: Buffer.alloc(0) };
 }
 
 export const PaperNeighbour: MessageFns<PaperNeighbour> = {
@@ -3981,6 +3983,9 @@ export const PaperNeighbour: MessageFns<PaperNeighbour> = {
     }
     if (message.blindingSeed.length !== 0) {
       writer.uint32(26).bytes(message.blindingSeed);
+    }
+    if (message.sealedImage.length !== 0) {
+      writer.uint32(34).bytes(message.sealedImage);
     }
     return writer;
   },
@@ -4014,6 +4019,14 @@ export const PaperNeighbour: MessageFns<PaperNeighbour> = {
             message.blindingSeed = Buffer.from(reader.bytes());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.sealedImage = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4038,6 +4051,11 @@ export const PaperNeighbour: MessageFns<PaperNeighbour> = {
         : isSet(object.blinding_seed)
         ? Buffer.from(bytesFromBase64(object.blinding_seed))
         : Buffer.alloc(0),
+      sealedImage: isSet(object.sealedImage)
+        ? Buffer.from(bytesFromBase64(object.sealedImage))
+        : isSet(object.sealed_image)
+        ? Buffer.from(bytesFromBase64(object.sealed_image))
+        : Buffer.alloc(0),
     };
   },
 
@@ -4049,6 +4067,9 @@ export const PaperNeighbour: MessageFns<PaperNeighbour> = {
     if (message.blindingSeed.length !== 0) {
       obj.blindingSeed = base64FromBytes(message.blindingSeed);
     }
+    if (message.sealedImage.length !== 0) {
+      obj.sealedImage = base64FromBytes(message.sealedImage);
+    }
     return obj;
   },
 
@@ -4059,6 +4080,7 @@ export const PaperNeighbour: MessageFns<PaperNeighbour> = {
     const message = createBasePaperNeighbour();
     message.encryptedId = object.encryptedId ?? Buffer.alloc(0);
     message.blindingSeed = object.blindingSeed ?? Buffer.alloc(0);
+    message.sealedImage = object.sealedImage ?? Buffer.alloc(0);
     return message;
   },
 };
