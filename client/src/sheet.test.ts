@@ -15,7 +15,9 @@ const drawn = (html: string) =>
 describe('the result sheet', () => {
   it('keeps a distance on one line and lets only the ID wrap', () => {
     const html = readFileSync(
-      writeSheet(dir, 'a', 'q.png', image(255, [1, 2]), [{ id: 'r.png', distance: '65710', rmsPerPixel: 181, metadata: {}, image: image(255, [1, 3]) }]),
+      writeSheet(dir, 'a', 'q.png', image(255, [1, 2]), [
+        { id: 'r.png', distance: '65710', rmsPerPixel: 181, metadata: {}, image: image(255, [1, 3]) },
+      ]),
       'utf8',
     );
     expect(html).toContain('<span class="id">1. r.png</span><br><span class="nowrap">squared distance 65710, RMS 181 per pixel</span>');
@@ -24,7 +26,9 @@ describe('the result sheet', () => {
 
   it('draws 8-bit images as stored, and deeper ones through one window for all (no stretch per image)', () => {
     const eight = readFileSync(
-      writeSheet(dir, 'b', 'q.png', image(255, [10, 20]), [{ id: 'r', distance: '1', rmsPerPixel: 0.707, metadata: {}, image: image(255, [11, 20]) }]),
+      writeSheet(dir, 'b', 'q.png', image(255, [10, 20]), [
+        { id: 'r', distance: '1', rmsPerPixel: 0.707, metadata: {}, image: image(255, [11, 20]) },
+      ]),
       'utf8',
     );
     expect(drawn(eight)).toEqual([
@@ -32,7 +36,9 @@ describe('the result sheet', () => {
       [11, 20],
     ]);
     const deep = readFileSync(
-      writeSheet(dir, 'c', 'q.dcm', image(65535, [0, 1000]), [{ id: 'r', distance: '1', rmsPerPixel: 0.707, metadata: {}, image: image(65535, [0, 500]) }]),
+      writeSheet(dir, 'c', 'q.dcm', image(65535, [0, 1000]), [
+        { id: 'r', distance: '1', rmsPerPixel: 0.707, metadata: {}, image: image(65535, [0, 500]) },
+      ]),
       'utf8',
     );
     // One map, 0..1000 -> 0..255: the darker neighbour stays darker.
