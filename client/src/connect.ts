@@ -1,6 +1,14 @@
-import { Metadata, type CallOptions, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
+import { InterceptingCall, Metadata, type CallOptions, type ClientUnaryCall, type Interceptor, type ServiceError } from '@grpc/grpc-js';
 import { AuditClient, DatabaseClient, ReplicaClient, RetrievalClient } from '@fnn/proto';
-import { channelCredentials, HealthClient, isInsecure, messageSizeOptions, type Transport } from '@fnn/shared';
+import {
+  channelCredentials,
+  COLLECTION_METADATA,
+  DEFAULT_COLLECTION,
+  HealthClient,
+  isInsecure,
+  messageSizeOptions,
+  type Transport,
+} from '@fnn/shared';
 import { explainFailures, isExplained } from './connection-errors';
 import { CliError } from './output';
 
@@ -15,17 +23,32 @@ export function checkAddress(address: string | undefined, flag: string, env: str
  * Each connection checks that the server's certificate is the daemon it means
  * to reach (role c1 or c2), and says in words why it could not connect.
  */
-const options = (address: string, transport: Transport, daemon: 'c1' | 'c2', sized = true) => ({
+const options = (address: string, transport: Transport, daemon: 'c1' | 'c2', sized = true, collection?: string) => ({
   ...(sized ? messageSizeOptions() : {}),
-  interceptors: [explainFailures({ daemon: daemon === 'c1' ? 'C1' : 'C2', address, tls: !isInsecure(transport) })],
+  interceptors: [
+    explainFailures({ daemon: daemon === 'c1' ? 'C1' : 'C2', address, tls: !isInsecure(transport) }),
+    ...(collection !== undefined && collection !== DEFAULT_COLLECTION ? [namingCollection(collection)] : []),
+  ],
 });
-export const connectC1 = (address: string, transport: Transport) =>
-  new DatabaseClient(address, channelCredentials(transport, 'c1'), options(address, transport, 'c1'));
-export const connectC2 = (address: string, transport: Transport) =>
-  new RetrievalClient(address, channelCredentials(transport, 'c2'), options(address, transport, 'c2'));
+
+/** The collection a command's calls go to: `fnn-collection` on every call of the connection (none: the default collection). */
+const namingCollection =
+  (collection: string): Interceptor =>
+  (callOptions, nextCall) =>
+    new InterceptingCall(nextCall(callOptions), {
+      start: (metadata, listener, next) => {
+        metadata.set(COLLECTION_METADATA, collection);
+        next(metadata, listener);
+      },
+    });
+
+export const connectC1 = (address: string, transport: Transport, collection?: string) =>
+  new DatabaseClient(address, channelCredentials(transport, 'c1'), options(address, transport, 'c1', true, collection));
+export const connectC2 = (address: string, transport: Transport, collection?: string) =>
+  new RetrievalClient(address, channelCredentials(transport, 'c2'), options(address, transport, 'c2', true, collection));
 /** C2's owner-facing service: the replica of the packed records. */
-export const connectReplica = (address: string, transport: Transport) =>
-  new ReplicaClient(address, channelCredentials(transport, 'c2'), options(address, transport, 'c2'));
+export const connectReplica = (address: string, transport: Transport, collection?: string) =>
+  new ReplicaClient(address, channelCredentials(transport, 'c2'), options(address, transport, 'c2', true, collection));
 /** Either daemon's audit trail (the owner's). */
 export const connectAudit = (address: string, transport: Transport, daemon: 'c1' | 'c2') =>
   new AuditClient(address, channelCredentials(transport, daemon), options(address, transport, daemon));

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import pino from 'pino';
+import { DEFAULT_MAX_COLLECTIONS } from '@fnn/server-common';
 import { DEFAULT_PROTOCOL, PROTOCOL_NAMES, protocolModule, ROLES, type Logger, type Role } from '@fnn/shared';
 import { audit } from './commands/audit';
 import { runC1, runC2, type C1Flags, type C2Flags } from './commands/daemons';
@@ -9,6 +10,7 @@ import { keygen } from './commands/keygen';
 import { batchQuery, query } from './commands/query';
 import { health } from './commands/health';
 import { check, repair } from './commands/replicas';
+import { collections } from './commands/collections';
 import { status } from './commands/status';
 import { upload } from './commands/upload';
 import { viewer } from './commands/viewer';
@@ -38,8 +40,15 @@ const unusedKeys = () => new Option('--keys <dir>', 'accepted and not used by th
 const c1 = () => new Option('--c1 <host:port>', 'C1 address').env('FNN_C1');
 const c2 = () => new Option('--c2 <host:port>', 'C2 address').env('FNN_C2');
 const json = () => new Option('--json', 'one JSON object per line');
+// Which of the deployment's collections a command works on (collections.ts); a new one is created by its first upload.
+const collection = () =>
+  new Option('--collection <name>', 'the collection (see `fnn collections`); default: the collection "default"').env('FNN_COLLECTION');
 const auditFile = () =>
   new Option('--audit <file>', "the daemon's audit trail, appended (default: beside --db, <db>.audit.jsonl)").env('FNN_AUDIT');
+const maxCollections = () =>
+  new Option('--max-collections <n>', 'collections this daemon holds at most, the default one included; the next is refused')
+    .env('FNN_MAX_COLLECTIONS')
+    .default(String(DEFAULT_MAX_COLLECTIONS));
 const metrics = () =>
   new Option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (port 0: a free port; off by default)').env(
     'FNN_METRICS',
@@ -181,7 +190,12 @@ tlsOptions(
     .command('c2')
     .description('run C2, the key holder')
     .addOption(new Option('--listen <host:port>', 'address to bind (port 0: a free port)').env('FNN_C2_LISTEN').default('127.0.0.1:50052'))
-    .addOption(new Option('--db <file>', 'SQLite replica of the packed records (fast protocol)').env('FNN_C2_DB').default('fnn-c2.db'))
+    .addOption(
+      new Option('--db <file>', "SQLite replica of the packed records (fast protocol); other collections' beside it, in FILE.collections/")
+        .env('FNN_C2_DB')
+        .default('fnn-c2.db'),
+    )
+    .addOption(maxCollections())
     .addOption(auditFile())
     .addOption(keys())
     .addOption(tlsCrl())
@@ -193,7 +207,12 @@ tlsOptions(
     .command('c1')
     .description('run C1, the encrypted database')
     .addOption(new Option('--listen <host:port>', 'address to bind (port 0: a free port)').env('FNN_C1_LISTEN').default('127.0.0.1:50051'))
-    .addOption(new Option('--db <file>', 'SQLite database').env('FNN_DB').default('fnn-c1.db'))
+    .addOption(
+      new Option('--db <file>', "SQLite database of the default collection; other collections' beside it, in FILE.collections/")
+        .env('FNN_DB')
+        .default('fnn-c1.db'),
+    )
+    .addOption(maxCollections())
     .addOption(auditFile())
     .addOption(keys())
     .addOption(c2().default('127.0.0.1:50052'))
@@ -217,6 +236,7 @@ tlsOptions(
       .addOption(c1())
       .addOption(c2())
       .addOption(keys())
+      .addOption(collection())
       .option('--id <id>', 'record ID (base name) for a single file')
       .addOption(
         new Option(
@@ -252,9 +272,10 @@ tlsOptions(
     .addOption(c1())
     .addOption(c2())
     .addOption(keys())
+    .addOption(collection())
     .addOption(json()),
 ).action(
-  action(async (ids: string[], o: { c1: string; c2: string; keys: string; json?: boolean } & TlsFlags) =>
+  action(async (ids: string[], o: { c1: string; c2: string; keys: string; collection?: string; json?: boolean } & TlsFlags) =>
     deleteRecords(makeOutput(!!o.json), ids, secured(o, CLIENTS)),
   ),
 );
@@ -264,6 +285,7 @@ const queryOptions = (cmd: Command) =>
     .addOption(c1())
     .addOption(c2())
     .addOption(keys())
+    .addOption(collection())
     .addOption(
       new Option('--protocol <name>', PROTOCOL_NAMES.map((name) => `${name}: ${protocolModule(name).summary}`).join('; '))
         .choices(PROTOCOL_NAMES)
@@ -310,6 +332,11 @@ tlsOptions(
         '127.0.0.1:8080',
       )
       .addOption(new Option('--protocol <name>', "the page's default protocol").choices(PROTOCOL_NAMES).default(DEFAULT_PROTOCOL))
+      .addOption(
+        new Option('--collection <name>', 'the collection the page opens with (it lists them all: `fnn collections`)').env(
+          'FNN_COLLECTION',
+        ),
+      )
       .option('--max-file <MiB>', 'largest file the page may send', '256')
       .option('--timeout <seconds>', 'give up on a search after this long', '3600')
       .addOption(json()),
@@ -327,8 +354,23 @@ tlsOptions(
     .addOption(c1())
     .addOption(c2())
     .addOption(unusedKeys())
+    .addOption(collection())
     .addOption(json()),
-).action(action(async (o: { c1: string; c2: string; json?: boolean } & TlsFlags) => status(makeOutput(!!o.json), secured(o, ROLES))));
+).action(
+  action(async (o: { c1: string; c2: string; collection?: string; json?: boolean } & TlsFlags) =>
+    status(makeOutput(!!o.json), secured(o, ROLES)),
+  ),
+);
+
+tlsOptions(
+  program
+    .command('collections')
+    .description("the deployment's collections: name, records, image size, pixel depth, settings, protocols")
+    .addOption(c1())
+    .addOption(new Option('--c2 <host:port>', 'accepted and not used by this command').env('FNN_C2'))
+    .addOption(unusedKeys())
+    .addOption(json()),
+).action(action(async (o: { c1: string; json?: boolean } & TlsFlags) => collections(makeOutput(!!o.json), secured(o, ROLES))));
 
 tlsOptions(
   program
@@ -352,8 +394,13 @@ tlsOptions(
     .addOption(c1())
     .addOption(c2())
     .addOption(unusedKeys())
+    .addOption(collection())
     .addOption(json()),
-).action(action(async (o: { c1: string; c2: string; json?: boolean } & TlsFlags) => check(makeOutput(!!o.json), secured(o, CLIENTS))));
+).action(
+  action(async (o: { c1: string; c2: string; collection?: string; json?: boolean } & TlsFlags) =>
+    check(makeOutput(!!o.json), secured(o, CLIENTS)),
+  ),
+);
 
 tlsOptions(
   program
@@ -362,9 +409,10 @@ tlsOptions(
     .addOption(c1())
     .addOption(c2())
     .addOption(keys())
+    .addOption(collection())
     .addOption(json()),
 ).action(
-  action(async (o: { c1: string; c2: string; keys: string; json?: boolean } & TlsFlags) =>
+  action(async (o: { c1: string; c2: string; keys: string; collection?: string; json?: boolean } & TlsFlags) =>
     repair(makeOutput(!!o.json), secured(o, CLIENTS)),
   ),
 );

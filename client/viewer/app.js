@@ -92,10 +92,14 @@ async function loadCollections() {
     state.defaultProtocol = info.defaultProtocol;
     $('k').max = String(info.maxK);
     const select = $('collection');
-    select.replaceChildren(...info.collections.map((c) => el('option', { value: c.name, text: c.name || 'this deployment' })));
+    select.replaceChildren(
+      ...info.collections.map((c) =>
+        el('option', { value: c.name, text: `${c.name} (${c.records ? `${c.records} records, ${c.width} x ${c.height}` : 'empty'})` }),
+      ),
+    );
+    if (info.collections.some((c) => c.name === info.defaultCollection)) select.value = info.defaultCollection;
     select.disabled = info.collections.length < 2;
     onCollection();
-    if (info.collections.length === 0) showError('The collection is empty: nothing to search yet (the owner uploads with fnn upload).');
   } catch (error) {
     showError(error.message);
   }
@@ -106,9 +110,14 @@ function onCollection() {
   const protocols = c ? c.protocols : [];
   $('protocol').replaceChildren(...protocols.map((p) => el('option', { value: p, text: p })));
   if (protocols.includes(state.defaultProtocol)) $('protocol').value = state.defaultProtocol;
-  $('collection-info').textContent = c
-    ? `${c.records} records, ${c.width} x ${c.height} pixels; pixel offset ${c.offset ?? 0}, other sizes: ${c.fit === 'crop' ? 'center-cropped or padded' : 'refused'}`
-    : '';
+  $('collection-info').textContent = !c
+    ? ''
+    : c.records === 0
+      ? `${c.name}: empty`
+      : `${c.name}: ${c.records} records, ${c.width} x ${c.height} pixels; pixel offset ${c.offset}, other sizes: ${c.fit === 'crop' ? 'center-cropped or padded' : 'refused'}`;
+  if (!c) showError('C1 holds no collection yet: nothing to search (the owner uploads with fnn upload).');
+  else if (c.records === 0) showError(`The collection ${c.name} is empty: nothing to search yet (the owner uploads with fnn upload).`);
+  else showError('');
   if (state.file) void showPreview();
 }
 
@@ -165,7 +174,8 @@ async function drawPreview() {
   const index = Number($('slice').value);
   $('slice-label').textContent = file.count > 1 ? `${file.labels[index]} (${index + 1} of ${file.count})` : '';
   try {
-    const image = await api(`/api/files/${file.file}/images/${index}`);
+    const c = selected();
+    const image = await api(`/api/files/${file.file}/images/${index}?collection=${encodeURIComponent(c ? c.name : '')}`);
     const pixels = decodePixels(image.pixels);
     const shown = { ...image, pixels };
     draw($('preview-canvas'), shown, defaultWindow(shown));

@@ -1,6 +1,8 @@
 import { Metadata, type ChannelOptions } from '@grpc/grpc-js';
 import { SecureComputationClient, RetrievalClient, type KeyHolderStatus } from '@fnn/proto';
 import {
+  COLLECTION_METADATA,
+  DEFAULT_COLLECTION,
   c1MessageToWire,
   c2MessageFromWire,
   channelCredentials,
@@ -48,10 +50,12 @@ export class C2Link {
    * in order. Waits (briefly) for the connection first, so a C2 that just
    * restarted is found again and a C2 that is down fails fast and clearly.
    */
-  async openSession(requestId: string, deadline: Date): Promise<SessionTransport> {
+  async openSession(requestId: string, deadline: Date, collection = DEFAULT_COLLECTION): Promise<SessionTransport> {
     await this.connected();
     const metadata = new Metadata();
     metadata.set('x-request-id', requestId);
+    // C2 answers the session from this collection's replica; none named: the default's, as a C2 of one collection did.
+    if (collection !== DEFAULT_COLLECTION) metadata.set(COLLECTION_METADATA, collection);
     const call = this.secure.session(metadata, { deadline });
     // A session is held until its stream's final status, however it ends (the metrics' sessions in flight).
     this.open++;

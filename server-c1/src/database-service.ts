@@ -1,6 +1,13 @@
-import { status, type Deadline, type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream } from '@grpc/grpc-js';
+import {
+  status,
+  type Deadline,
+  type Metadata,
+  type ServerDuplexStream,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+} from '@grpc/grpc-js';
 import * as wire from '@fnn/proto';
-import { damagedToWire, handlers, requestIdOf, type LogFields } from '@fnn/server-common';
+import { collectionField, collectionOf, damagedToWire, handlers, requestIdOf, type Collections, type LogFields } from '@fnn/server-common';
 import {
   callerIdentity,
   callerOf,
@@ -27,7 +34,8 @@ import type { RecordStore } from './storage';
 const PROGRESS_INTERVAL_MS = 100;
 
 export interface DatabaseDeps {
-  store: RecordStore;
+  /** Every collection's store; a call names its own (`fnn-collection`), the default one when it names none. */
+  collections: Collections<RecordStore>;
   crypto: C1Crypto;
   codec: WireCodec;
   c2: C2Link;
@@ -76,7 +84,7 @@ export const BATCH_CONCURRENCY = 2;
 
 /** C1's gRPC service: the owner's uploads and deletes, the doctors' queries. */
 export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
-  const { store, crypto, codec, log } = deps;
+  const { collections, crypto, codec, log } = deps;
   const pk = crypto.publicKey;
   const { unary, clientStream, stream, failed } = handlers(log, deps.observe);
   let uploadsInParts = 0;
@@ -98,8 +106,12 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
     req: wire.QueryRequest,
     requestId: string,
     fields: LogFields,
+    metadata: Metadata,
     onProgress?: ProgressListener,
   ): Promise<wire.QueryReply> => {
+    // An unknown collection is NOT_FOUND before any check or protocol work: nothing is created by a query.
+    const collection = collectionOf(metadata);
+    const store = collections.find(collection);
     const { protocol, k, query } = checks.query(req, store.shape());
     // What the call's log line, the audit trail and the metrics say of it: the protocol and k, and how many records it weighed.
     fields.protocol = protocol.name;
@@ -111,7 +123,7 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
         crypto,
         fast: deps.fast,
         codec,
-        openSession: () => deps.c2.openSession(requestId, new Date(Date.now() + deps.queryTimeoutMs)),
+        openSession: () => deps.c2.openSession(requestId, new Date(Date.now() + deps.queryTimeoutMs), collection),
         k,
         requestId,
         onProgress,
@@ -126,8 +138,9 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
   };
 
   return {
-    upload: unary<wire.UploadRequest, wire.UploadReply>('Upload', (req, _requestId, fields) => {
+    upload: unary<wire.UploadRequest, wire.UploadReply>('Upload', (req, _requestId, fields, metadata) => {
       const { shape, change, records } = checks.upload(req);
+      const store = collections.create(collectionOf(metadata));
       const { stored, replaced } = store.upsertGroup(shape, change, records);
       Object.assign(fields, { group: change.group, stored, replaced });
       return { stored, replaced, total: BigInt(store.count) };
@@ -137,7 +150,9 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
     uploadInParts: clientStream<wire.UploadPart, wire.UploadReply>(
       'UploadInParts',
       deps.uploadPartIdleMs ?? UPLOAD_PART_IDLE_MS,
-      async (parts, _requestId, fields) => {
+      async (parts, _requestId, fields, metadata) => {
+        // Named before the parts are read: a bad or unknown name costs the caller nothing of C1's memory.
+        const collection = collectionOf(metadata);
         if (uploadsInParts >= UPLOADS_IN_PARTS)
           throw resourceExhausted(`C1 is taking ${UPLOADS_IN_PARTS} uploads in parts already: try again when one is done`);
         uploadsInParts++;
@@ -150,6 +165,7 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
           }
           fields.parts = count;
           const { shape, change, records } = checks.upload(assembly.finish());
+          const store = collections.create(collection);
           const { stored, replaced } = store.upsertGroup(shape, change, records);
           Object.assign(fields, { group: change.group, stored, replaced });
           return { stored, replaced, total: BigInt(store.count) };
@@ -159,7 +175,8 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
       },
     ),
 
-    delete: unary<wire.DeleteRequest, wire.DeleteReply>('Delete', (req, _requestId, fields) => {
+    delete: unary<wire.DeleteRequest, wire.DeleteReply>('Delete', (req, _requestId, fields, metadata) => {
+      const store = collections.find(collectionOf(metadata));
       const { tags, changes } = checks.delete(req);
       const deleted = store.delete(tags, changes);
       Object.assign(fields, { groups: changes.map((c) => c.group).join(','), deleted });
@@ -169,8 +186,8 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
     // The caller's verified certificate is on the call, not the request: read it there.
     query: (call: ServerUnaryCall<wire.QueryRequest, wire.QueryReply>, callback) => {
       const signal = cancelSignal(call);
-      unary<wire.QueryRequest, wire.QueryReply>('Query', (req, requestId, fields) =>
-        admitted(call, signal, () => runQuery(req, requestId, fields)),
+      unary<wire.QueryRequest, wire.QueryReply>('Query', (req, requestId, fields, metadata) =>
+        admitted(call, signal, () => runQuery(req, requestId, fields, metadata)),
       )(call, callback);
     },
 
@@ -181,23 +198,27 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
           if (!call.cancelled && call.writable) call.write({ event });
         };
         const onProgress = throttleProgress((p) => send({ $case: 'progress', value: progressToWire(p) }), PROGRESS_INTERVAL_MS);
-        const reply = await admitted(call, cancelSignal(call), () => runQuery(call.request, requestId, fields, onProgress));
+        const reply = await admitted(call, cancelSignal(call), () => runQuery(call.request, requestId, fields, call.metadata, onProgress));
         send({ $case: 'reply', value: reply });
         call.end();
       }),
 
-    allocateSlots: unary<wire.AllocateSlotsRequest, wire.SlotAssignments>('AllocateSlots', (req) => {
+    // A collection's first AllocateSlots creates it (its file, within the daemon's bound), before its first upload.
+    allocateSlots: unary<wire.AllocateSlotsRequest, wire.SlotAssignments>('AllocateSlots', (req, _requestId, _fields, metadata) => {
       const { shape, tags } = checks.allocateSlots(req);
+      const store = collections.create(collectionOf(metadata));
       const slots = store.allocateSlots(shape, tags);
       return { slots, collectionId: store.fixCollectionId() };
     }),
 
-    getGroup: unary<wire.GetGroupRequest, wire.GroupContents>('GetGroup', (req) => {
+    getGroup: unary<wire.GetGroupRequest, wire.GroupContents>('GetGroup', (req, _requestId, _fields, metadata) => {
+      const store = collections.find(collectionOf(metadata));
       const { version, members } = store.group(req.group);
       return { version, members: members.map((m) => ({ slot: m.slot, lookupTag: m.lookupTag, sealedImage: m.sealedImage })) };
     }),
 
-    listGroups: unary<wire.ListGroupsRequest, wire.GroupList>('ListGroups', () => {
+    listGroups: unary<wire.ListGroupsRequest, wire.GroupList>('ListGroups', (_req, _requestId, _fields, metadata) => {
+      const store = collections.find(collectionOf(metadata));
       const shape = store.shape();
       return {
         collectionId: store.collectionId() ?? Buffer.alloc(0),
@@ -223,7 +244,7 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
       call.on('data', (req: wire.QueryRequest) => {
         const requestId = `${batchId}.${++n}`;
         const started = Date.now();
-        const fields: LogFields = {};
+        const fields: LogFields = collectionField(call.metadata);
         // Each query of a batch is its own call for the audit trail and the metrics.
         const observed = (code: status) =>
           deps.observe?.({
@@ -235,7 +256,7 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
             ms: Date.now() - started,
           });
         running.push(
-          limit(() => admitted(call, signal, () => runQuery(req, requestId, fields))).then(
+          limit(() => admitted(call, signal, () => runQuery(req, requestId, fields, call.metadata))).then(
             (reply) => {
               observed(status.OK);
               call.write(reply);
@@ -255,7 +276,24 @@ export function databaseService(deps: DatabaseDeps): wire.DatabaseServer {
       call.on('error', () => {});
     },
 
-    status: unary<wire.StatusRequest, wire.DatabaseStatus>('Status', async () => {
+    listCollections: unary<wire.ListCollectionsRequest, wire.CollectionList>('ListCollections', () => ({
+      collections: collections.entries().map(([name, store]) => {
+        const shape = store.shape();
+        return {
+          name,
+          records: BigInt(store.count),
+          width: shape?.width ?? 0,
+          height: shape?.height ?? 0,
+          maxValue: shape?.maxValue ?? 0,
+          layouts: layoutsToWire(shape?.layouts ?? []),
+          settings: shape?.settings && settingsToWire(shape.settings),
+        };
+      }),
+    })),
+
+    // A collection not created yet is NOT_FOUND here too: the doctor's query asks Status first (the owner's upload takes it as new).
+    status: unary<wire.StatusRequest, wire.DatabaseStatus>('Status', async (_req, _requestId, _fields, metadata) => {
+      const store = collections.find(collectionOf(metadata));
       const shape = store.shape();
       return {
         records: BigInt(store.count),

@@ -1,5 +1,5 @@
 import { DatabaseService } from '@fnn/proto';
-import { daemonAudit, observeAll, serveDaemon } from '@fnn/server-common';
+import { Collections, daemonAudit, observeAll, serveDaemon } from '@fnn/server-common';
 import {
   WireCodec,
   type C1Crypto,
@@ -18,8 +18,10 @@ import { RecordStore } from './storage';
 export interface C1Config {
   listen: string; // host:port; port 0 picks a free one
   dbPath: string;
-  /** The store, already open at dbPath (a test limits its size); C1 closes it on stop. Default: opened here. */
+  /** The default collection's store, already open at dbPath (a test limits its size); C1 closes it on stop. Default: opened here. */
   store?: RecordStore;
+  /** Collections C1 holds at most, the default one included (default DEFAULT_MAX_COLLECTIONS); the next one is refused. */
+  maxCollections?: number;
   c2Address: string;
   crypto: C1Crypto;
   fast: FastC1Crypto;
@@ -48,6 +50,8 @@ export interface RunningC1 extends RunningDaemon {
   readonly admission: AdmissionQueue;
   /** The protocol sessions with C2 open now (the metrics' sessions in flight). */
   c2Sessions(): number;
+  /** Every collection's file now (the metrics' database size). */
+  databases(): string[];
 }
 
 /** C1's main: wire storage, the link to C2 and the service; nothing else. */
@@ -56,13 +60,21 @@ export async function startC1(config: C1Config): Promise<RunningC1> {
   const codec = new WireCodec(pk.cipherBytes);
   // First: a trail that cannot be opened stops C1 before it holds anything else.
   const audit = daemonAudit(config.auditPath, config.log, config.transport);
-  const store = config.store ?? new RecordStore(config.dbPath, pk);
+  const collections = new Collections<RecordStore>({
+    dbPath: config.dbPath,
+    open: (path) => new RecordStore(path, pk),
+    defaultStore: config.store,
+    max: config.maxCollections,
+    daemon: 'C1',
+    hint: () => '`fnn collections` lists those it has',
+  });
+  const store = collections.defaultStore;
   const c2 = new C2Link(config.c2Address, codec, config.transport);
   const admission = new AdmissionQueue({ ...DEFAULT_ADMISSION_LIMITS, ...config.admission });
   const observe = observeAll([...(config.observers ?? []), ...audit.observers]);
   const service = databaseService({
     observe,
-    store,
+    collections,
     crypto: config.crypto,
     codec,
     c2,
@@ -74,6 +86,7 @@ export async function startC1(config: C1Config): Promise<RunningC1> {
     uploadPartIdleMs: config.uploadPartIdleMs,
   });
   // In the background: C1 serves whatever C2 does; the watch only tells the operator (and stops with C1).
+  // It compares the default collection's id with C2's: each other collection's is checked by C2 at every session.
   const watch = watchC2(c2, { pk2: pk, pk1: config.fast.sk1.publicKey }, () => store.collectionId(), config.log, config.c2Retry);
   const daemon = await serveDaemon({
     name: 'C1',
@@ -83,13 +96,13 @@ export async function startC1(config: C1Config): Promise<RunningC1> {
     services: [{ definition: DatabaseService, implementation: service }, audit.service(observe)],
     isRevoked: config.isRevoked,
     onRefused: observe,
-    facts: { records: store.count, c2: config.c2Address, keyBits: pk.bits },
+    facts: { records: collections.count((s) => s.count), collections: collections.names().length, c2: config.c2Address, keyBits: pk.bits },
     close: () => {
       watch.stop();
       c2.close();
-      store.close();
+      collections.close();
       audit.close();
     },
   });
-  return { ...daemon, admission, c2Sessions: () => c2.openSessions };
+  return { ...daemon, admission, c2Sessions: () => c2.openSessions, databases: () => collections.files() };
 }

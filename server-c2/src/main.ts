@@ -1,5 +1,5 @@
 import { ReplicaService, RetrievalService, SecureComputationService } from '@fnn/proto';
-import { daemonAudit, observeAll, serveDaemon } from '@fnn/server-common';
+import { Collections, daemonAudit, observeAll, serveDaemon } from '@fnn/server-common';
 import {
   DEFAULT_TICKET_LIMITS,
   RetrievalStore,
@@ -34,6 +34,8 @@ export interface C2Config {
   isRevoked?: (serial: string) => boolean;
   /** The audit trail's file (docs/SECURITY.md, "Audit trail"); none kept when omitted. */
   auditPath?: string;
+  /** Collections' replicas C2 holds at most, the default one included (default DEFAULT_MAX_COLLECTIONS). */
+  maxCollections?: number;
 }
 
 export interface C2Limits {
@@ -60,6 +62,8 @@ export interface RunningC2 extends RunningDaemon {
   held(): C2Held;
   /** The protocol sessions C1 holds open here now (the metrics' sessions in flight). */
   openSessions(): number;
+  /** Every collection's replica file now (the metrics' database size). */
+  databases(): string[];
 }
 
 /** C2's main: the key holder's two services; no storage beyond the key. */
@@ -67,7 +71,15 @@ export async function startC2(config: C2Config): Promise<RunningC2> {
   const pk = config.crypto.publicKey;
   // First: a trail that cannot be opened stops C2 before it holds anything else.
   const audit = daemonAudit(config.auditPath, config.log, config.transport);
-  const replica = new ReplicaStore(config.dbPath, config.fast.pk1);
+  const replicas = new Collections<ReplicaStore>({
+    dbPath: config.dbPath,
+    open: (path) => new ReplicaStore(path, config.fast.pk1),
+    max: config.maxCollections,
+    daemon: 'C2',
+    // C1 may hold a collection whose replica C2 lost or never got: the owner's repair writes it.
+    hint: (name) => `its replica is written by the collection's uploads, or by \`fnn repair --collection ${name}\``,
+  });
+  const replica = replicas.defaultStore;
   const limits = { ...DEFAULT_C2_LIMITS, ...config.limits };
   const deps = {
     crypto: config.crypto,
@@ -77,6 +89,7 @@ export async function startC2(config: C2Config): Promise<RunningC2> {
     log: config.log,
     observe: observeAll([...(config.observers ?? []), ...audit.observers]),
     replica,
+    replicas,
     fast: {
       crypto: config.fast,
       replica: () => replica.source(),
@@ -100,13 +113,14 @@ export async function startC2(config: C2Config): Promise<RunningC2> {
     onRefused: deps.observe,
     facts: { keyBits: pk.bits },
     close: () => {
-      replica.close();
+      replicas.close();
       audit.close();
     },
   });
   return {
     ...daemon,
     openSessions: () => secure.openSessions(),
+    databases: () => replicas.files(),
     held: () => ({
       shares: { entries: shares.size, bytes: shares.bytes },
       retrievals: { entries: deps.retrievals.size, bytes: deps.retrievals.bytes },

@@ -1,12 +1,23 @@
 import { status as Code, type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream } from '@grpc/grpc-js';
 import * as wire from '@fnn/proto';
-import { checkImageSize, checkLookupTags, checkPixelDepth, damagedToWire, handlers } from '@fnn/server-common';
+import type { Metadata } from '@grpc/grpc-js';
+import {
+  checkImageSize,
+  checkLookupTags,
+  checkPixelDepth,
+  collectionOf,
+  damagedToWire,
+  handlers,
+  type Collections,
+} from '@fnn/server-common';
 import {
   C2SessionStream,
   c1MessageFromWire,
   c2MessageToWire,
   residueToBytes,
   invalidInput,
+  notFound,
+  DEFAULT_COLLECTION,
   checkShares,
   shareValue,
   callerOf,
@@ -28,7 +39,10 @@ export interface C2ServiceDeps {
   log: Logger;
   /** The fast protocol: C1's public key, the replica, the doctors' query shares. */
   fast: FastC2Deps;
+  /** The default collection's replica (what `fast.replica` reads). */
   replica: ReplicaStore;
+  /** Every collection's replica, the default one included; without it C2 holds the default collection only. */
+  replicas?: Collections<ReplicaStore>;
   sessions: SessionLimits;
   /** Hears of every call once it has ended (the audit trail and the metrics). */
   observe?: CallObserver;
@@ -63,6 +77,20 @@ async function nextWithin<T>(iterator: AsyncIterator<T>, idleMs: number): Promis
   }
 }
 
+/** The replica of the collection a call names (NOT_FOUND for one C2 does not hold). */
+function replicaOf(deps: C2ServiceDeps, metadata: Metadata): { name: string; replica: ReplicaStore } {
+  const name = collectionOf(metadata);
+  if (deps.replicas) return { name, replica: deps.replicas.find(name) };
+  if (name !== DEFAULT_COLLECTION) throw notFound(`C2 has no collection "${name}"`);
+  return { name, replica: deps.replica };
+}
+
+/** The replica of a collection a call names, for a question (Status, ListGroups): none yet answers as an empty one. */
+function replicaIfAny(deps: C2ServiceDeps, metadata: Metadata): ReplicaStore | undefined {
+  const name = collectionOf(metadata);
+  return deps.replicas ? deps.replicas.get(name) : name === DEFAULT_COLLECTION ? deps.replica : undefined;
+}
+
 /** C2's protocol service: one C2SessionStream per stream, messages answered strictly in order. */
 export function secureComputationService(deps: C2ServiceDeps): wire.SecureComputationServer & { openSessions(): number } {
   const { stream } = handlers(deps.log, deps.observe);
@@ -79,13 +107,16 @@ export function secureComputationService(deps: C2ServiceDeps): wire.SecureComput
         return;
       }
       open++;
-      const session = new C2SessionStream({ crypto: deps.crypto, retrievals: deps.retrievals, fast: deps.fast });
+      // The session's collection is read when a fast session opens (its replica as it is then): an unknown one is NOT_FOUND there.
+      const fast: FastC2Deps = { ...deps.fast, replica: () => replicaOf(deps, call.metadata).replica.source() };
+      const session = new C2SessionStream({ crypto: deps.crypto, retrievals: deps.retrievals, fast });
       void stream(
         'Session',
         call,
         async (_requestId, fields) => {
           let steps = 0;
           try {
+            collectionOf(call.metadata); // a bad name ends the session before its first message, whichever its protocol
             // destroyOnReturn: false, or the stream is destroyed when the loop ends and call.end() sends no status.
             const messages = (call.iterator({ destroyOnReturn: false }) as AsyncIterable<wire.C1Message>)[Symbol.asyncIterator]();
             for (;;) {
@@ -135,6 +166,8 @@ export function retrievalService(deps: C2ServiceDeps, openSessions: () => number
     // The ticket is spent when the stream starts: a doctor whose stream breaks runs the query again.
     retrieve: (call: ServerWritableStream<wire.RetrieveRequest, wire.RetrievedValues>) =>
       void stream('Retrieve', call, async (_requestId, fields) => {
+        // The ticket is a session's, whichever collection it searched: the name is checked, not needed.
+        collectionOf(call.metadata);
         const values = deps.retrievals.take(call.request.ticket);
         const perMessage = valuesPerMessage(Math.ceil(pk.bits / 8));
         let parts = 0;
@@ -145,20 +178,24 @@ export function retrievalService(deps: C2ServiceDeps, openSessions: () => number
         fields.parts = parts;
         call.end();
       }),
-    status: unary<wire.StatusRequest, wire.KeyHolderStatus>('Status', () => ({
-      keyBits: pk.bits,
-      keyFingerprint: pk.fingerprint(),
-      openSessions: openSessions(),
-      pendingRetrievals: deps.retrievals.size,
-      replicaRecords: BigInt(deps.replica.count),
-      pk1Fingerprint: deps.fast.crypto.pk1.fingerprint(),
-      collectionId: deps.replica.collectionId() ?? Buffer.alloc(0),
-    })),
+    // Sessions and retrievals are C2's in all; the replica is the named collection's (none yet: empty).
+    status: unary<wire.StatusRequest, wire.KeyHolderStatus>('Status', (_req, _requestId, _fields, metadata) => {
+      const replica = replicaIfAny(deps, metadata);
+      return {
+        keyBits: pk.bits,
+        keyFingerprint: pk.fingerprint(),
+        openSessions: openSessions(),
+        pendingRetrievals: deps.retrievals.size,
+        replicaRecords: BigInt(replica?.count ?? 0),
+        pk1Fingerprint: deps.fast.crypto.pk1.fingerprint(),
+        collectionId: replica?.collectionId() ?? Buffer.alloc(0),
+      };
+    }),
     // The caller's verified certificate is on the call, not the request: read it there.
     putShare: (call: ServerUnaryCall<wire.QueryShare, wire.ShareTicket>, callback) =>
-      unary<wire.QueryShare, wire.ShareTicket>('PutShare', (req) => {
+      unary<wire.QueryShare, wire.ShareTicket>('PutShare', (req, _requestId, _fields, metadata) => {
         // A share is held in memory for minutes: refuse one that cannot belong to this collection, value by value.
-        const p = deps.replica.params();
+        const p = replicaOf(deps, metadata).replica.params();
         if (!p) throw invalidInput('the collection is empty');
         const share = checkShares(p, {
           distance: req.distance.map(shareValue),
@@ -176,7 +213,7 @@ export function replicaService(deps: C2ServiceDeps): wire.ReplicaServer {
   const pk2 = deps.crypto.publicKey;
   const pk1 = deps.fast.crypto.pk1;
   return {
-    putGroup: unary<wire.ReplicaGroup, wire.ReplicaReply>('Replica.PutGroup', (req, _requestId, fields) => {
+    putGroup: unary<wire.ReplicaGroup, wire.ReplicaReply>('Replica.PutGroup', (req, _requestId, fields, metadata) => {
       if (req.keyFingerprint !== pk2.fingerprint() || req.pk1Fingerprint !== pk1.fingerprint())
         throw invalidInput("encrypted under other keys than this deployment's");
       checkImageSize(req.width, req.height);
@@ -189,7 +226,10 @@ export function replicaService(deps: C2ServiceDeps): wire.ReplicaServer {
       const columns = change.columns ? deps.codec.columnsFromWire(change.columns, false) : undefined;
       if (columns && !pk1.areValidCiphertexts([...columns.distance, ...columns.bound, ...columns.coarse]))
         throw invalidInput('invalid ciphertext');
-      deps.replica.stageGroup(
+      // A collection's first change creates its replica (its file, within C2's bound on collections).
+      const name = collectionOf(metadata);
+      const replica = deps.replicas ? deps.replicas.create(name) : replicaOf(deps, metadata).replica;
+      replica.stageGroup(
         { width: req.width, height: req.height, maxValue: req.maxValue },
         {
           group: change.group,
@@ -199,24 +239,28 @@ export function replicaService(deps: C2ServiceDeps): wire.ReplicaServer {
         },
         req.collectionId,
       );
-      return { total: BigInt(deps.replica.countWithPending()) };
+      return { total: BigInt(replica.countWithPending()) };
     }),
-    commitGroup: unary<wire.CommitGroupRequest, wire.CommitGroupReply>('Replica.CommitGroup', (req, _requestId, fields) => {
+    commitGroup: unary<wire.CommitGroupRequest, wire.CommitGroupReply>('Replica.CommitGroup', (req, _requestId, fields, metadata) => {
+      const { replica } = replicaOf(deps, metadata);
       if (req.collectionId.length === 0) throw invalidInput('no collection id');
       // A digest is 32 hex digits (groupDigest): anything else matches nothing, and is not stored.
       if (req.digest.length > 64) throw invalidInput('a group digest is 32 hex digits');
-      const [settled] = deps.replica.settleGroups(req.collectionId, [{ group: req.group, digest: req.digest || undefined }], true);
+      const [settled] = replica.settleGroups(req.collectionId, [{ group: req.group, digest: req.digest || undefined }], true);
       Object.assign(fields, { group: req.group, agrees: settled !== 'differs' });
-      return { agrees: settled !== 'differs', total: BigInt(deps.replica.count) };
+      return { agrees: settled !== 'differs', total: BigInt(replica.count) };
     }),
-    listGroups: unary<wire.ListGroupsRequest, wire.GroupList>('Replica.ListGroups', () => {
-      const shape = deps.replica.shape();
+    // A collection C2 has no replica of yet lists as an empty replica: `fnn check` then says which groups to repair.
+    listGroups: unary<wire.ListGroupsRequest, wire.GroupList>('Replica.ListGroups', (_req, _requestId, _fields, metadata) => {
+      const replica = replicaIfAny(deps, metadata);
+      if (!replica) return { collectionId: Buffer.alloc(0), width: 0, height: 0, maxValue: 0, groups: [], damaged: [] };
+      const shape = replica.shape();
       return {
-        collectionId: deps.replica.collectionId() ?? Buffer.alloc(0),
+        collectionId: replica.collectionId() ?? Buffer.alloc(0),
         width: shape?.width ?? 0,
         height: shape?.height ?? 0,
         maxValue: shape?.maxValue ?? 0,
-        groups: deps.replica.groupStates().map((g) => ({
+        groups: replica.groupStates().map((g) => ({
           group: g.group,
           digest: g.digest ?? '',
           members: g.members,
@@ -224,7 +268,7 @@ export function replicaService(deps: C2ServiceDeps): wire.ReplicaServer {
           pendingDigest: g.pending?.digest ?? '',
           pendingMembers: g.pending?.members ?? 0,
         })),
-        damaged: damagedToWire(deps.replica.verify()),
+        damaged: damagedToWire(replica.verify()),
       };
     }),
   };

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { status, type Metadata, type sendUnaryData, type ServerReadableStream, type ServerUnaryCall } from '@grpc/grpc-js';
 import { callerIdentity, invalidInput, resourceExhausted, toStatus, type CallObserver, type Logger, type StatusObject } from '@fnn/shared';
 import { DataLossError, DiskFullError } from './collection-database';
+import { collectionField } from './collections';
 
 /** What grpc-js tells a handler of its caller's TLS (its AuthContext type is not exported). */
 type AuthContext = ReturnType<ServerUnaryCall<unknown, unknown>['getAuthContext']>;
@@ -39,7 +40,7 @@ export interface Handlers {
   /** A unary handler: the reply, or the status of what it threw. */
   unary<Req, Res>(
     rpc: string,
-    handler: (req: Req, requestId: string, fields: LogFields) => Res | Promise<Res>,
+    handler: (req: Req, requestId: string, fields: LogFields, metadata: Metadata) => Res | Promise<Res>,
   ): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void;
   /**
    * A client-streaming handler: the reply to the parts the caller sent, or the
@@ -50,7 +51,7 @@ export interface Handlers {
   clientStream<Part, Res>(
     rpc: string,
     idleMs: number,
-    handler: (parts: AsyncIterable<Part>, requestId: string, fields: LogFields) => Promise<Res>,
+    handler: (parts: AsyncIterable<Part>, requestId: string, fields: LogFields, metadata: Metadata) => Promise<Res>,
   ): (call: ServerReadableStream<Part, Res>, callback: sendUnaryData<Res>) => void;
   /**
    * A streaming call: `run` writes the replies and ends the call; if it throws,
@@ -84,12 +85,14 @@ export function handlers(log: Logger, observe: CallObserver = () => {}): Handler
   const settle = async <T>(
     rpc: string,
     requestId: string,
-    auth: AuthContext | undefined,
+    call: { metadata: Metadata; getAuthContext?(): AuthContext },
     work: (fields: LogFields) => T | Promise<T>,
     lines: LogLines,
   ): Promise<{ ok: true; value: T } | { ok: false; status: StatusObject }> => {
     const started = Date.now();
-    const fields: LogFields = {};
+    const auth = call.getAuthContext?.();
+    // The collection the call named, on its log line and audit entry (a bad name is the handler's to refuse).
+    const fields: LogFields = collectionField(call.metadata);
     const observed = (code: status) =>
       observe({ rpc, requestId, caller: callerIdentity(auth?.sslPeerCertificate), fields, code, ms: Date.now() - started });
     try {
@@ -108,19 +111,19 @@ export function handlers(log: Logger, observe: CallObserver = () => {}): Handler
     failed,
     unary: (rpc, handler) => (call, callback) => {
       const requestId = requestIdOf(call.metadata);
-      void settle(rpc, requestId, call.getAuthContext?.(), (fields) => handler(call.request, requestId, fields), OK_FAILED).then((r) =>
+      void settle(rpc, requestId, call, (fields) => handler(call.request, requestId, fields, call.metadata), OK_FAILED).then((r) =>
         r.ok ? callback(null, r.value) : callback(r.status),
       );
     },
     clientStream: (rpc, idleMs, handler) => (call, callback) => {
       const requestId = requestIdOf(call.metadata);
-      void settle(rpc, requestId, call.getAuthContext?.(), (fields) => handler(partsOf(call, idleMs), requestId, fields), OK_FAILED).then(
+      void settle(rpc, requestId, call, (fields) => handler(partsOf(call, idleMs), requestId, fields, call.metadata), OK_FAILED).then(
         (r) => (r.ok ? callback(null, r.value) : callback(r.status)),
       );
     },
     stream: async (rpc, call, work, lines = OK_FAILED) => {
       const requestId = requestIdOf(call.metadata);
-      const r = await settle(rpc, requestId, call.getAuthContext?.(), (fields) => work(requestId, fields), lines);
+      const r = await settle(rpc, requestId, call, (fields) => work(requestId, fields), lines);
       if (!r.ok && !call.cancelled) call.emit('error', r.status);
     },
   };

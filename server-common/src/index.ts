@@ -1,5 +1,6 @@
 export * from './checksums';
 export * from './collection-database';
+export * from './collections';
 export * from './handlers';
 export * from './limits';
 export * from './daemon';

@@ -28,7 +28,7 @@ export interface MetricSources {
   /** C1's admission queue: queries running and waiting. */
   queries?: () => { running: number; queued: number };
   /** The daemon's SQLite files; their -wal beside each is counted too. */
-  databases?: readonly string[];
+  databases?: readonly string[] | (() => readonly string[]);
 }
 
 export interface MetricsServer {
@@ -112,7 +112,13 @@ export class DaemonMetrics {
       help: "Size of the daemon's SQLite files on disk, write-ahead log included",
       registers,
       collect() {
-        this.set((sources().databases ?? []).reduce((sum, path) => sum + fileBytes(path) + fileBytes(`${path}-wal`), 0));
+        const databases = sources().databases ?? [];
+        this.set(
+          (typeof databases === 'function' ? databases() : databases).reduce(
+            (sum, path) => sum + fileBytes(path) + fileBytes(`${path}-wal`),
+            0,
+          ),
+        );
       },
     });
   }

@@ -54,6 +54,7 @@ export * from './protocol/fast/doctor';
 export * from './protocol/fast/c1';
 export * from './protocol/fast/c2';
 export * from './wire/codec';
+export * from './wire/collection-names';
 export * from './wire/status';
 export * from './wire/server';
 export * from './wire/message-limit';

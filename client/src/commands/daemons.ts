@@ -33,6 +33,8 @@ export interface C2Flags extends RevocationFlags {
   db: string;
   audit?: string;
   metrics?: string;
+  /** --max-collections: the collections the daemon holds at most (a positive integer). */
+  maxCollections?: string;
 }
 
 /** The flags `fnn c1` takes: C2's, and where C2 is and how long a query may run. */
@@ -43,6 +45,7 @@ export interface C1Flags extends C2Flags {
 
 export async function runC2(log: Logger, options: C2Flags & { transport: Transport }): Promise<void> {
   const listen = checkAddress(options.listen, '--listen', 'FNN_C2_LISTEN');
+  const maxCollections = maxCollectionsOf(options);
   const sk2 = loadSecretKey(options.keys, 'c2');
   const pk1 = loadC1PublicKey(options.keys, 'c2');
   sameSize(sk2.publicKey, pk1);
@@ -56,6 +59,7 @@ export async function runC2(log: Logger, options: C2Flags & { transport: Transpo
     startC2({
       listen,
       dbPath: options.db,
+      maxCollections,
       auditPath: auditPathOf(options),
       crypto: crypto.keyHolder!,
       fast,
@@ -65,7 +69,7 @@ export async function runC2(log: Logger, options: C2Flags & { transport: Transpo
       observers: metrics ? [metrics.observe] : [],
     }),
   );
-  metrics?.watch({ sessions: daemon.openSessions, databases: [options.db] });
+  metrics?.watch({ sessions: daemon.openSessions, databases: () => daemon.databases() });
   await serveUntilSignal(daemon, 'c2', log, crypto.close, options.transport, revocation, metrics?.server);
 }
 
@@ -75,6 +79,7 @@ export async function runC1(log: Logger, options: C1Flags & { transport: Transpo
   const queryTimeoutMs = Number(options.queryTimeout) * 1000;
   if (!(queryTimeoutMs > 0) || !Number.isFinite(queryTimeoutMs))
     throw new CliError('usage', '--query-timeout must be a positive number of seconds');
+  const maxCollections = maxCollectionsOf(options);
   const pk2 = loadPublicKey(options.keys, 'c1');
   const sk1 = loadC1SecretKey(options.keys, 'c1');
   sameSize(pk2, sk1.publicKey);
@@ -86,6 +91,7 @@ export async function runC1(log: Logger, options: C1Flags & { transport: Transpo
     startC1({
       listen,
       dbPath: options.db,
+      maxCollections,
       auditPath: auditPathOf(options),
       c2Address,
       queryTimeoutMs,
@@ -97,7 +103,7 @@ export async function runC1(log: Logger, options: C1Flags & { transport: Transpo
       observers: metrics ? [metrics.observe] : [],
     }),
   );
-  metrics?.watch({ sessions: daemon.c2Sessions, queries: () => daemon.admission.state(), databases: [options.db] });
+  metrics?.watch({ sessions: daemon.c2Sessions, queries: () => daemon.admission.state(), databases: () => daemon.databases() });
   await serveUntilSignal(daemon, 'c1', log, crypto.close, options.transport, revocation, metrics?.server);
 }
 
@@ -181,6 +187,14 @@ const stopAll =
     await metrics?.server.close();
     await cleanup();
   };
+
+/** --max-collections as a number: 1 (the default collection alone) to 10,000. */
+function maxCollectionsOf(options: { maxCollections?: string }): number | undefined {
+  if (options.maxCollections === undefined) return undefined;
+  const n = Number(options.maxCollections);
+  if (!Number.isInteger(n) || n < 1 || n > 10_000) throw new CliError('usage', '--max-collections must be an integer from 1 to 10000');
+  return n;
+}
 
 /** The packing is sized by one key and checked against the other: both key pairs must be the same size. */
 function sameSize(pk2: PublicKey, pk1: PublicKey): void {

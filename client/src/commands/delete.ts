@@ -1,5 +1,6 @@
 import type { Transport } from '@fnn/shared';
 import { describeGrpcError } from '@fnn/shared';
+import { collectionFlag } from '../collections';
 import { checkAddress, connectC1, connectReplica } from '../connect';
 import { grpcOwnerLink, openCollectionWriter } from '../owner-upload';
 import { CliError, ownerOnly, type Output } from '../output';
@@ -12,10 +13,11 @@ import { CliError, ownerOnly, type Output } from '../output';
 export async function deleteRecords(
   out: Output,
   ids: string[],
-  options: { c1: string; c2: string; keys: string; transport: Transport },
+  options: { c1: string; c2: string; keys: string; collection?: string; transport: Transport },
 ): Promise<void> {
-  const client = connectC1(checkAddress(options.c1, '--c1', 'FNN_C1'), options.transport);
-  const replica = connectReplica(checkAddress(options.c2, '--c2', 'FNN_C2'), options.transport);
+  const collection = collectionFlag(options.collection);
+  const client = connectC1(checkAddress(options.c1, '--c1', 'FNN_C1'), options.transport, collection);
+  const replica = connectReplica(checkAddress(options.c2, '--c2', 'FNN_C2'), options.transport, collection);
   const owner = openCollectionWriter(grpcOwnerLink(client, replica), options.keys, ['packed']);
   try {
     const reply = await owner.writer.delete(ids);

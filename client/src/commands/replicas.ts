@@ -1,4 +1,5 @@
 import { compareReplicas, type ReplicaComparison, type Transport } from '@fnn/shared';
+import { collectionFlag } from '../collections';
 import { checkAddress, connectC1, connectReplica } from '../connect';
 import { grpcOwnerLink, openCollectionWriter } from '../owner-upload';
 import { CliError, ownerOnly, type Output } from '../output';
@@ -8,11 +9,13 @@ import { CliError, ownerOnly, type Output } from '../output';
 // nothing else leaves either daemon), and the differing groups rewritten at
 // C2 from C1's records. Both print group numbers and counts only.
 
-type Options = { c1: string; c2: string; keys: string; transport: Transport };
+type Options = { c1: string; c2: string; keys: string; collection?: string; transport: Transport };
 
+/** Both daemons, each call naming the collection: a check or repair is of one collection. */
 function connect(options: Omit<Options, 'keys'>) {
-  const c1 = connectC1(checkAddress(options.c1, '--c1', 'FNN_C1'), options.transport);
-  const replica = connectReplica(checkAddress(options.c2, '--c2', 'FNN_C2'), options.transport);
+  const collection = collectionFlag(options.collection);
+  const c1 = connectC1(checkAddress(options.c1, '--c1', 'FNN_C1'), options.transport, collection);
+  const replica = connectReplica(checkAddress(options.c2, '--c2', 'FNN_C2'), options.transport, collection);
   return { link: grpcOwnerLink(c1, replica), close: () => (c1.close(), replica.close()) };
 }
 

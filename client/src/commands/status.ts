@@ -1,5 +1,6 @@
 import type * as wire from '@fnn/proto';
-import { checkHealth, settingsFromWire, type Transport } from '@fnn/shared';
+import { checkHealth, DEFAULT_COLLECTION, settingsFromWire, type Transport } from '@fnn/shared';
+import { collectionFlag } from '../collections';
 import { call, checkAddress, connectC1, connectC2, connectHealth } from '../connect';
 import { classify, CliError, EXIT, type Output } from '../output';
 
@@ -19,11 +20,13 @@ const settingsText = (s: wire.CollectionSettings | undefined) => {
  * certificate (revoked), 5 when a daemon or the link is down, 1 when the keys
  * differ, 3 when the replicas differ (in that order).
  */
-export async function status(out: Output, options: { c1: string; c2: string; transport: Transport }): Promise<void> {
+export async function status(out: Output, options: { c1: string; c2: string; collection?: string; transport: Transport }): Promise<void> {
   const c1Address = checkAddress(options.c1, '--c1', 'FNN_C1');
   const c2Address = checkAddress(options.c2, '--c2', 'FNN_C2');
-  const c1 = connectC1(c1Address, options.transport);
-  const c2 = connectC2(c2Address, options.transport);
+  // The records, size and replica reported are the named collection's; keys, sessions and the link are the daemons'.
+  const collection = collectionFlag(options.collection);
+  const c1 = connectC1(c1Address, options.transport, collection);
+  const c2 = connectC2(c2Address, options.transport, collection);
   const c1Health = connectHealth(c1Address, options.transport, 'c1');
   const c2Health = connectHealth(c2Address, options.transport, 'c2');
   // Ready first (health), then what it holds (the daemon's own Status).
@@ -66,10 +69,12 @@ export async function status(out: Output, options: { c1: string; c2: string; tra
           }
         : { up: false, error: classify((holder as PromiseRejectedResult).reason).reason },
       sameKey,
+      ...(collection !== DEFAULT_COLLECTION ? { collection } : {}),
     };
+    const named = collection !== DEFAULT_COLLECTION ? `collection ${collection}: ` : '';
     const lines = [
       c1Up
-        ? `C1 ${options.c1}: up, ${c1Up.records} records${c1Up.width ? ` of ${c1Up.width}x${c1Up.height} (max ${c1Up.maxValue}${settingsText(c1Up.settings)})` : ''}, ${c1Up.keyBits}-bit key ${c1Up.keyFingerprint}, C2 ${c1Up.c2Reachable ? 'reachable' : 'NOT reachable'} from C1`
+        ? `C1 ${options.c1}: up, ${named}${c1Up.records} records${c1Up.width ? ` of ${c1Up.width}x${c1Up.height} (max ${c1Up.maxValue}${settingsText(c1Up.settings)})` : ''}, ${c1Up.keyBits}-bit key ${c1Up.keyFingerprint}, C2 ${c1Up.c2Reachable ? 'reachable' : 'NOT reachable'} from C1`
         : `C1 ${options.c1}: DOWN (${report.c1.error})`,
       c2Up
         ? `C2 ${options.c2}: up, ${c2Up.keyBits}-bit key ${c2Up.keyFingerprint}, replica of ${c2Up.replicaRecords} records, ${c2Up.openSessions} open sessions`

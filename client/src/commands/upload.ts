@@ -1,6 +1,8 @@
 import { basename } from 'node:path';
-import type { Transport } from '@fnn/shared';
+import type * as wire from '@fnn/proto';
+import { DEFAULT_COLLECTION, describeGrpcError, type Transport } from '@fnn/shared';
 import { rememberedImageOptions, rememberedLayouts, rememberedOf } from '../collection-settings';
+import { collectionFlag } from '../collections';
 import { call, checkAddress, connectC1, connectReplica } from '../connect';
 import { expandImagePaths, parseIdFrom, parseImageOptions, recordIdOf, type ImageFlags, type RecordNaming } from '../image-files';
 import { loadC1PublicKey, loadPublicKey, loadRecordKey } from '../key-files';
@@ -27,11 +29,26 @@ export interface UploadOptions extends ImageFlags {
    * so fnn and bf cannot run) or neither: the collection's, both for a new one.
    */
   paperLayout?: boolean;
+  /** The collection to upload into (--collection), created by its first upload; the default one when absent. */
+  collection?: string;
   transport: Transport;
 }
 
 /** A record named by its SOP Instance UID (or --id) also names the file it came from. */
 const fromFile = (file: string, id: string) => (id.startsWith(basename(file)) ? '' : ` (${basename(file)})`);
+
+/** What C1's Status would say of a collection created by this upload: empty, no size, no settings. */
+const NEW_COLLECTION: wire.DatabaseStatus = {
+  records: 0n,
+  width: 0,
+  height: 0,
+  maxValue: 0,
+  keyBits: 0,
+  keyFingerprint: '',
+  c2Reachable: true,
+  layouts: [],
+  settings: undefined,
+};
 
 /** C1 is down, or refuses this certificate: the rest of the upload would fail too. */
 const stops = (code: number) => code === EXIT.unavailable || code === EXIT.refused;
@@ -51,6 +68,7 @@ const stops = (code: number) => code === EXIT.unavailable || code === EXIT.refus
 export async function upload(out: Output, paths: string[], options: UploadOptions) {
   const address = checkAddress(options.c1, '--c1', 'FNN_C1');
   const replicaAddress = checkAddress(options.c2, '--c2', 'FNN_C2');
+  const collection = collectionFlag(options.collection);
   const files = expandImagePaths(paths);
   if (options.id !== undefined && files.length !== 1) throw new CliError('usage', '--id names the records of one file: give one file');
   parseImageOptions(options); // a malformed flag is reported before anything is read or connected
@@ -63,8 +81,8 @@ export async function upload(out: Output, paths: string[], options: UploadOption
   loadPublicKey(options.keys, 'owner');
   loadC1PublicKey(options.keys, 'owner');
   loadRecordKey(options.keys, 'owner');
-  const client = connectC1(address, options.transport);
-  const replica = connectReplica(replicaAddress, options.transport);
+  const client = connectC1(address, options.transport, collection);
+  const replica = connectReplica(replicaAddress, options.transport, collection);
   let owner: ReturnType<typeof openCollectionWriter> | undefined;
   const started = Date.now();
   let stored = 0;
@@ -74,7 +92,11 @@ export async function upload(out: Output, paths: string[], options: UploadOption
     // The collection's size and depth, so that a mismatch is caught here,
     // with a message that says what to do, rather than refused by C1 after
     // the image has been encrypted.
-    const shape = await call(client.status.bind(client), {}, 30_000);
+    const shape = await call(client.status.bind(client), {}, 30_000).catch((error: unknown) => {
+      // A collection C1 does not hold yet: this upload creates it (AllocateSlots), as an empty one takes its first image's size.
+      if (collection !== DEFAULT_COLLECTION && describeGrpcError(error)?.code === 'NOT_FOUND') return NEW_COLLECTION;
+      throw error;
+    });
     // What the collection was made with, applied to this upload before any image is read or encrypted.
     const remembered = rememberedOf(shape);
     const imageOptions = rememberedImageOptions(options, remembered);

@@ -15,7 +15,7 @@ export interface ViewerCommandOptions extends DoctorSessionOptions {
  * until SIGINT or SIGTERM; the URL it prints carries the launch's token.
  */
 export async function viewer(out: Output, options: ViewerCommandOptions): Promise<void> {
-  parseImageOptions(options); // a malformed flag is reported before anything is connected
+  const flags = parseImageOptions(options); // a malformed flag is reported before anything is connected
   const protocol = parseProtocol(options.protocol);
   const maxFileMiB = Number(options.maxFile);
   if (!Number.isInteger(maxFileMiB) || maxFileMiB < 1 || maxFileMiB > 4096)
@@ -30,6 +30,7 @@ export async function viewer(out: Output, options: ViewerCommandOptions): Promis
       token: newToken(),
       maxFileBytes: maxFileMiB * 2 ** 20,
       defaultProtocol: protocol,
+      flags,
     });
   } catch (error) {
     await session.close();

@@ -10,7 +10,8 @@ import { startViewer } from './server';
 
 const TOKEN = 'c'.repeat(64);
 const session = {
-  status: async () => ({ width: 0, height: 0, records: 0n, layouts: [] }),
+  collection: 'default',
+  collections: async () => [{ name: 'default', width: 0, height: 0, maxValue: 0, records: 0, layouts: [] }],
   imageOptions: async () => parseImageOptions({}),
   doctor: () => {
     throw new Error('no query is asked in this test');
@@ -68,7 +69,14 @@ describe('the viewer server', () => {
       body: JSON.stringify({ file: 'x', index: 0, k: 1 }),
     });
     expect(search.status).toBe(404);
-    expect((await search.json()).error).toBe('the collection is empty: nothing to search');
+    expect((await search.json()).error).toBe('the collection default is empty: nothing to search');
+    const other = await fetch(`${base}/api/searches`, {
+      method: 'POST',
+      headers: { 'x-fnn-token': TOKEN, 'content-type': 'application/json' },
+      body: JSON.stringify({ file: 'x', index: 0, k: 1, collection: 'elsewhere' }),
+    });
+    expect(other.status).toBe(404);
+    expect((await other.json()).error).toBe('no collection named "elsewhere" at C1 (fnn collections lists them)');
     const k = await fetch(`${base}/api/searches`, {
       method: 'POST',
       headers: { 'x-fnn-token': TOKEN, 'content-type': 'application/json' },

@@ -7,7 +7,6 @@ import {
   DEFAULT_PROTOCOL,
   encodePng,
   isProtocolName,
-  layoutsFromWire,
   PROTOCOL_NAMES,
   protocolModule,
   type DoctorAnswer,
@@ -19,7 +18,7 @@ import {
 import { rmsPerPixel } from '../commands/query';
 import type { DoctorSession } from '../doctor-session';
 import { parseK } from '../doctor-session';
-import { openImageBytes, recordIdOf, ruledImage, type ImageOptions } from '../image-files';
+import { openImageBytes, parseImageOptions, recordIdOf, ruledImage, type ImageOptions } from '../image-files';
 import { classify, CliError, EXIT } from '../output';
 import { HeldFiles } from './files';
 import { allowedHosts, refusal, TOKEN_HEADER } from './guard';
@@ -33,15 +32,17 @@ import { Searches, SEARCH_LIMITS, type SearchEvent, type SearchLimits } from './
 /** The page's files: client/viewer/, beside src/ and dist/ alike. */
 export const PAGE_DIR = resolve(__dirname, '..', '..', 'viewer');
 
-/** A collection as the page offers it; `name` is '' for a deployment's one collection. */
-export interface CollectionInfo {
+/** A collection as the page offers it: its name, size and rule, and the protocols it answers. */
+export interface CollectionChoice {
   name: string;
   records: number;
+  /** 0 while empty. */
   width: number;
   height: number;
   protocols: ProtocolName[];
-  offset?: number;
-  fit?: string;
+  /** What every query of it applies: the collection's own when it remembers them, else this viewer's flags. */
+  offset: number;
+  fit: 'refuse' | 'crop';
 }
 
 export interface ViewerOptions {
@@ -52,26 +53,22 @@ export interface ViewerOptions {
   /** Largest file the page may send. */
   maxFileBytes: number;
   defaultProtocol?: ProtocolName;
+  /** The viewer's image flags (--offset, --fit, --size, --axis): what a collection that does not remember its own is read with. */
+  flags?: ImageOptions;
   limits?: SearchLimits;
 }
 
-/** The deployment's collections and how each is read; one on this version of C1 (its Status). */
-export async function listCollections(session: DoctorSession): Promise<CollectionInfo[]> {
-  const status = await session.status();
-  if (!status.width) return [];
-  const paper = layoutsFromWire(status.layouts).includes('paper');
-  const options = await session.imageOptions();
-  return [
-    {
-      name: '',
-      records: Number(status.records),
-      width: status.width,
-      height: status.height,
-      protocols: PROTOCOL_NAMES.filter((p) => paper || protocolModule(p).layout === 'packed'),
-      offset: options.rule.offset,
-      fit: options.fit,
-    },
-  ];
+/** The deployment's collections as the page's picker offers them (C1's ListCollections), the default first. */
+export async function listCollections(session: DoctorSession, flags: ImageOptions): Promise<CollectionChoice[]> {
+  return (await session.collections()).map((c) => ({
+    name: c.name,
+    records: c.records,
+    width: c.width,
+    height: c.height,
+    protocols: PROTOCOL_NAMES.filter((p) => c.layouts.includes(protocolModule(p).layout)),
+    offset: c.settings?.offset ?? flags.rule.offset,
+    fit: c.settings?.fit ?? flags.fit,
+  }));
 }
 
 /** One neighbour as the page shows it. */
@@ -197,6 +194,7 @@ export async function startViewer(options: ViewerOptions) {
   const { session, token, maxFileBytes } = options;
   const defaultProtocol = options.defaultProtocol ?? DEFAULT_PROTOCOL;
   const limits = options.limits ?? SEARCH_LIMITS;
+  const flags = options.flags ?? parseImageOptions({});
   const files = new HeldFiles();
   const searches = new Searches<ViewerResult>(limits);
   const images = new Map<string, { query: GrayImage; neighbours: GrayImage[] }>();
@@ -230,7 +228,8 @@ export async function startViewer(options: ViewerOptions) {
   app.get('/', async (_request, reply) => reply.type('text/html; charset=utf-8').send(index.replaceAll('__FNN_TOKEN__', token)));
 
   app.get('/api/collections', async () => ({
-    collections: await listCollections(session),
+    collections: await listCollections(session, flags),
+    defaultCollection: session.collection,
     protocols: PROTOCOL_NAMES,
     defaultProtocol,
     maxK: 100,
@@ -242,8 +241,7 @@ export async function startViewer(options: ViewerOptions) {
     if (!part) throw new CliError('usage', 'no file was sent');
     const bytes = await part.toBuffer();
     const name = part.filename || 'image';
-    const imageOptions = await session.imageOptions();
-    const stack = await openImageBytes(bytes, name, imageOptions);
+    const stack = await openImageBytes(bytes, name, flags);
     const held = files.add(name, stack, bytes.length);
     const labels = Array.from({ length: stack.count }, (_, i) => stack.label(i));
     return {
@@ -258,19 +256,26 @@ export async function startViewer(options: ViewerOptions) {
     };
   });
 
-  /** Image i of a held file as it will be searched: the collection's pixel rule and size (its fit) applied. */
-  async function searched(fileId: string, i: number): Promise<{ name: string; image: GrayImage; options: ImageOptions }> {
+  /** Image i of a held file as it will be searched in a collection: its pixel rule and size (its fit) applied. */
+  async function searched(
+    fileId: string,
+    i: number,
+    collection: string,
+  ): Promise<{ name: string; image: GrayImage; options: ImageOptions }> {
     const held = files.get(fileId);
     if (i >= held.stack.count) throw new CliError('usage', `${held.name}: has no image ${i + 1} (it holds ${held.stack.count})`);
-    const options = await session.imageOptions();
+    const options = await session.imageOptions(collection);
     if (options.fit === 'crop' && !options.size)
       throw new CliError('usage', "--fit crop needs --size WIDTHxHEIGHT (the collection's image size)");
     return { name: recordIdOf(held.name, held.stack, i), image: ruledImage(held.stack, i, options, options.size), options };
   }
 
+  const collectionOf = (text: unknown) => (text === undefined || text === '' ? session.collection : String(text));
+
   app.get('/api/files/:file/images/:index', async (request) => {
     const { file, index: i } = request.params as { file: string; index: string };
-    const { name, image, options } = await searched(file, intParam(i, 'the image number', 1 << 20));
+    const collection = collectionOf((request.query as { collection?: string }).collection);
+    const { name, image, options } = await searched(file, intParam(i, 'the image number', 1 << 20), collection);
     return {
       name,
       width: image.width,
@@ -287,18 +292,14 @@ export async function startViewer(options: ViewerOptions) {
     const k = parseK(body.k as number);
     const protocol = String(body.protocol ?? defaultProtocol);
     if (!isProtocolName(protocol)) throw new CliError('usage', `--protocol must be one of ${PROTOCOL_NAMES.join(', ')}`);
-    const collection = String(body.collection ?? '');
-    const known = await listCollections(session);
-    const chosen = known.find((c) => c.name === collection);
-    if (!chosen)
-      throw new CliError(
-        'notFound',
-        known.length === 0 ? 'the collection is empty: nothing to search' : `no collection named "${collection}"`,
-      );
+    const collection = collectionOf(body.collection);
+    const chosen = (await listCollections(session, flags)).find((c) => c.name === collection);
+    if (!chosen) throw new CliError('notFound', `no collection named "${collection.slice(0, 64)}" at C1 (fnn collections lists them)`);
+    if (chosen.records === 0) throw new CliError('notFound', `the collection ${collection} is empty: nothing to search`);
     if (!chosen.protocols.includes(protocol))
       throw new CliError('usage', 'this collection was uploaded with --no-paper-layout: it answers only --protocol fast');
-    const { name, image, options } = await searched(String(body.file), intParam(body.index ?? 0, 'the image number', 1 << 20));
-    const doctor = session.doctor(protocol, k);
+    const { name, image, options } = await searched(String(body.file), intParam(body.index ?? 0, 'the image number', 1 << 20), collection);
+    const doctor = session.doctor(protocol, k, collection);
     const search = searches.start(async (onProgress) => {
       const started = Date.now();
       const answer = await doctor.query(name, image, onProgress);

@@ -19,6 +19,8 @@ const CHROMIUM = process.env.FNN_CHROMIUM ?? '/usr/bin/chromium';
 const ROOT = resolve(__dirname, '..', '..', '..');
 const IMAGES = join(ROOT, 'demo', 'mri128', 'images');
 const QUERIES = join(ROOT, 'demo', 'mri128', 'queries');
+const SMALL_IMAGES = join(ROOT, 'demo', 'images');
+const SMALL_QUERIES = join(ROOT, 'demo', 'queries');
 /** The test's output: the screenshot of the results page lands here. */
 const OUTPUT = join(ROOT, 'test-output');
 const K = 3;
@@ -105,9 +107,11 @@ describe.skipIf(!haveChromium)('the viewer in a browser', () => {
   const stored = readdirSync(IMAGES)
     .filter((f) => f.endsWith('.png'))
     .sort();
-  const reference = (queryFile: string, k: number) =>
+  const reference = (queryFile: string, k: number, dir = IMAGES) =>
     plaintextNearest(
-      stored.map((f) => ({ id: f, pixels: decodePng(readFileSync(join(IMAGES, f)), f).pixels })),
+      readdirSync(dir)
+        .filter((f) => f.endsWith('.png'))
+        .map((f) => ({ id: f, pixels: decodePng(readFileSync(join(dir, f)), f).pixels })),
       decodePng(readFileSync(queryFile), queryFile).pixels,
       k,
     ).map((r) => ({ id: r.id, distance: r.distance.toString() }));
@@ -155,6 +159,21 @@ describe.skipIf(!haveChromium)('the viewer in a browser', () => {
       '--no-paper-layout',
       '--labels',
       labels,
+      '--json',
+    ]);
+    // A second collection, of the 16 x 16 slices with the paper's layout: the page's picker offers both.
+    await ok([
+      'upload',
+      SMALL_IMAGES,
+      '--c1',
+      c1.address,
+      '--c2',
+      c2.address,
+      '--keys',
+      keys,
+      ...as('owner'),
+      '--collection',
+      'small',
       '--json',
     ]);
     viewer = await startViewer(['--c1', c1.address, '--c2', c2.address, '--keys', keys, ...as('doctor'), '--listen', '127.0.0.1:0']);
@@ -271,6 +290,26 @@ describe.skipIf(!haveChromium)('the viewer in a browser', () => {
       expect(index).toBeGreaterThanOrEqual(0);
       expect(await shownRows(page, `.result:nth-child(${index + 1})`)).toEqual(reference(join(QUERIES, name), K));
     }
+  });
+
+  it('offers every collection of the deployment and searches the one chosen, with its protocols', async () => {
+    expect(await page.$$eval('#collection option', (os) => os.map((o) => (o as HTMLOptionElement).value))).toEqual(['default', 'small']);
+    expect(await page.$$eval('#protocol option', (os) => os.map((o) => o.textContent))).toEqual(['fast']);
+    await page.selectOption('#collection', 'small');
+    expect(await page.$$eval('#protocol option', (os) => os.map((o) => o.textContent))).toEqual(['fast', 'fnn', 'bf']);
+    expect(await page.textContent('#collection-info')).toContain('small: 24 records, 16 x 16 pixels');
+    const query = join(SMALL_QUERIES, 'ch2-z167.png');
+    await page.fill('#k', '2');
+    await page.selectOption('#protocol', 'fnn');
+    await dropFiles(page, [{ name: 'small-ch2-z167.png', bytes: readFileSync(query) }]);
+    await page.waitForFunction(() => document.getElementById('preview-name')!.textContent === 'small-ch2-z167.png');
+    await page.click('#search');
+    await page.waitForSelector('.result[data-state="done"] h3:text("small-ch2-z167.png")', { timeout: 90_000 });
+    const card = '.result:first-child';
+    expect(await page.textContent(`${card} .status`)).toMatch(/^fnn: 24 records searched/);
+    expect(await shownRows(page, card)).toEqual(reference(query, 2, SMALL_IMAGES));
+    await page.selectOption('#collection', 'default');
+    await page.fill('#k', String(K));
   });
 
   /** What `fnn query` says of a file, the doctor's way: the same reason the page must show. */

@@ -72,6 +72,13 @@ describe('audit entries', () => {
     expect(auditWhat({ protocol: 'Patient 7 <script>' })).toEqual({});
   });
 
+  it('keep the collection a call named (a label the owner chose), and no name outside the collection rule', () => {
+    expect(auditWhat({ collection: 'ct-chest', protocol: 'fast' })).toEqual({ collection: 'ct-chest', protocol: 'fast' });
+    expect(auditWhat({ collection: 'Patient 7' })).toEqual({});
+    expect(auditWhat({ collection: '../c1.db' })).toEqual({});
+    expect(auditWhat({ collection: 'x'.repeat(65) })).toEqual({});
+  });
+
   it('list at most MAX_GROUPS_LISTED groups and count the rest', () => {
     const groups = Array.from({ length: MAX_GROUPS_LISTED + 5 }, (_, i) => i).join(',');
     const what = auditWhat({ groups, deleted: 200 });

@@ -52,6 +52,8 @@ export type AuditEvent = Omit<AuditEntry, 'seq' | 'prev' | 'hash'>;
 const COUNT = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 export const AUDIT_FIELDS: Readonly<Record<string, (v: unknown) => boolean>> = {
   protocol: (v) => typeof v === 'string' && /^[a-z][a-z0-9-]{0,31}$/.test(v),
+  // The collection a call named (server-common/src/collections.ts): a name the owner chose, not a record's.
+  collection: (v) => typeof v === 'string' && /^[a-z0-9][a-z0-9._-]{0,63}$/.test(v),
   k: COUNT,
   records: COUNT,
   rejected: COUNT,

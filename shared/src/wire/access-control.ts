@@ -33,6 +33,8 @@ export const ACCESS_POLICY: Readonly<Record<string, Allowed>> = {
   [DatabaseService.queryWithProgress.path]: CLINICIANS,
   [DatabaseService.batchQuery.path]: CLINICIANS,
   [DatabaseService.status.path]: ANY_ROLE,
+  // Every collection's name, size, count and settings: what Status says of one, for all.
+  [DatabaseService.listCollections.path]: ANY_ROLE,
   // C2: only C1 runs protocol sessions; doctors fetch results and hand over query shares
   [SecureComputationService.session.path]: ['c1'],
   [RetrievalService.retrieve.path]: CLINICIANS,

@@ -616,6 +616,27 @@ export interface QueryEvent {
   { $case: "reply"; value: QueryReply } | undefined;
 }
 
+export interface ListCollectionsRequest {
+}
+
+/** One collection as Status describes it, with its name: nothing of its records beyond their count. */
+export interface CollectionSummary {
+  name: string;
+  records: bigint;
+  /** 0 while the collection is empty */
+  width: number;
+  height: number;
+  maxValue: number;
+  layouts: Layout[];
+  /** absent while empty, or for a collection stored before settings were kept */
+  settings: CollectionSettings | undefined;
+}
+
+export interface CollectionList {
+  /** by name; "default" always first */
+  collections: CollectionSummary[];
+}
+
 export interface StatusRequest {
 }
 
@@ -5189,6 +5210,317 @@ export const QueryEvent: MessageFns<QueryEvent> = {
   },
 };
 
+function createBaseListCollectionsRequest(): ListCollectionsRequest {
+  return {};
+}
+
+export const ListCollectionsRequest: MessageFns<ListCollectionsRequest> = {
+  encode(_: ListCollectionsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListCollectionsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListCollectionsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListCollectionsRequest {
+    return {};
+  },
+
+  toJSON(_: ListCollectionsRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListCollectionsRequest>): ListCollectionsRequest {
+    return ListCollectionsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<ListCollectionsRequest>): ListCollectionsRequest {
+    const message = createBaseListCollectionsRequest();
+    return message;
+  },
+};
+
+function createBaseCollectionSummary(): CollectionSummary {
+  return { name: "", records: 0n, width: 0, height: 0, maxValue: 0, layouts: [], settings: undefined };
+}
+
+export const CollectionSummary: MessageFns<CollectionSummary> = {
+  encode(message: CollectionSummary, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.records !== 0n) {
+      if (BigInt.asUintN(64, message.records) !== message.records) {
+        throw new globalThis.Error("value provided for field message.records of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.records);
+    }
+    if (message.width !== 0) {
+      writer.uint32(24).uint32(message.width);
+    }
+    if (message.height !== 0) {
+      writer.uint32(32).uint32(message.height);
+    }
+    if (message.maxValue !== 0) {
+      writer.uint32(40).uint32(message.maxValue);
+    }
+    if (message.layouts.length !== 0) {
+      writer.uint32(50).fork();
+      for (const v of message.layouts) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    if (message.settings !== undefined) {
+      CollectionSettings.encode(message.settings, writer.uint32(58).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CollectionSummary {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCollectionSummary();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.records = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.width = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.height = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.maxValue = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag === 48) {
+              message.layouts.push(reader.int32() as any);
+
+              continue;
+            }
+
+            if (tag === 50) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.layouts.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.settings = CollectionSettings.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CollectionSummary {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      records: isSet(object.records) ? BigInt(object.records) : 0n,
+      width: isSet(object.width) ? globalThis.Number(object.width) : 0,
+      height: isSet(object.height) ? globalThis.Number(object.height) : 0,
+      maxValue: isSet(object.maxValue)
+        ? globalThis.Number(object.maxValue)
+        : isSet(object.max_value)
+        ? globalThis.Number(object.max_value)
+        : 0,
+      layouts: globalThis.Array.isArray(object?.layouts) ? object.layouts.map((e: any) => layoutFromJSON(e)) : [],
+      settings: isSet(object.settings) ? CollectionSettings.fromJSON(object.settings) : undefined,
+    };
+  },
+
+  toJSON(message: CollectionSummary): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.records !== 0n) {
+      obj.records = message.records.toString();
+    }
+    if (message.width !== 0) {
+      obj.width = Math.round(message.width);
+    }
+    if (message.height !== 0) {
+      obj.height = Math.round(message.height);
+    }
+    if (message.maxValue !== 0) {
+      obj.maxValue = Math.round(message.maxValue);
+    }
+    if (message.layouts?.length) {
+      obj.layouts = message.layouts.map((e) => layoutToJSON(e));
+    }
+    if (message.settings !== undefined) {
+      obj.settings = CollectionSettings.toJSON(message.settings);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CollectionSummary>): CollectionSummary {
+    return CollectionSummary.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CollectionSummary>): CollectionSummary {
+    const message = createBaseCollectionSummary();
+    message.name = object.name ?? "";
+    message.records = (object.records !== undefined && object.records !== null) ? BigInt(object.records) : 0n;
+    message.width = object.width ?? 0;
+    message.height = object.height ?? 0;
+    message.maxValue = object.maxValue ?? 0;
+    message.layouts = object.layouts?.map((e) => e) || [];
+    message.settings = (object.settings !== undefined && object.settings !== null)
+      ? CollectionSettings.fromPartial(object.settings)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCollectionList(): CollectionList {
+  return { collections: [] };
+}
+
+export const CollectionList: MessageFns<CollectionList> = {
+  encode(message: CollectionList, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.collections) {
+      CollectionSummary.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CollectionList {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCollectionList();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.collections.push(CollectionSummary.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CollectionList {
+    return {
+      collections: globalThis.Array.isArray(object?.collections)
+        ? object.collections.map((e: any) => CollectionSummary.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: CollectionList): unknown {
+    const obj: any = {};
+    if (message.collections?.length) {
+      obj.collections = message.collections.map((e) => CollectionSummary.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CollectionList>): CollectionList {
+    return CollectionList.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CollectionList>): CollectionList {
+    const message = createBaseCollectionList();
+    message.collections = object.collections?.map((e) => CollectionSummary.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseStatusRequest(): StatusRequest {
   return {};
 }
@@ -9698,6 +10030,21 @@ export const DatabaseService = {
     responseSerialize: (value: GroupList): Buffer => Buffer.from(GroupList.encode(value).finish()),
     responseDeserialize: (value: Buffer): GroupList => GroupList.decode(value),
   },
+  /**
+   * Every collection C1 holds, with its size, count and settings (`fnn collections`).
+   * Every other call names its collection in the gRPC metadata `fnn-collection`
+   * (absent: the collection "default"; docs/ARCHITECTURE.md, "Collections").
+   */
+  listCollections: {
+    path: "/fnn.v1.Database/ListCollections" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListCollectionsRequest): Buffer =>
+      Buffer.from(ListCollectionsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListCollectionsRequest => ListCollectionsRequest.decode(value),
+    responseSerialize: (value: CollectionList): Buffer => Buffer.from(CollectionList.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CollectionList => CollectionList.decode(value),
+  },
 } as const;
 
 export interface DatabaseServer extends UntypedServiceImplementation {
@@ -9728,6 +10075,12 @@ export interface DatabaseServer extends UntypedServiceImplementation {
   getGroup: handleUnaryCall<GetGroupRequest, GroupContents>;
   /** Every group's digest and member count, for `fnn check` and `fnn repair`. */
   listGroups: handleUnaryCall<ListGroupsRequest, GroupList>;
+  /**
+   * Every collection C1 holds, with its size, count and settings (`fnn collections`).
+   * Every other call names its collection in the gRPC metadata `fnn-collection`
+   * (absent: the collection "default"; docs/ARCHITECTURE.md, "Collections").
+   */
+  listCollections: handleUnaryCall<ListCollectionsRequest, CollectionList>;
 }
 
 export interface DatabaseClient extends Client {
@@ -9874,6 +10227,26 @@ export interface DatabaseClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GroupList) => void,
+  ): ClientUnaryCall;
+  /**
+   * Every collection C1 holds, with its size, count and settings (`fnn collections`).
+   * Every other call names its collection in the gRPC metadata `fnn-collection`
+   * (absent: the collection "default"; docs/ARCHITECTURE.md, "Collections").
+   */
+  listCollections(
+    request: ListCollectionsRequest,
+    callback: (error: ServiceError | null, response: CollectionList) => void,
+  ): ClientUnaryCall;
+  listCollections(
+    request: ListCollectionsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CollectionList) => void,
+  ): ClientUnaryCall;
+  listCollections(
+    request: ListCollectionsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CollectionList) => void,
   ): ClientUnaryCall;
 }
 
