@@ -42,7 +42,7 @@ soak: build
 demo: build
 	node client/dist/demo.js
 
-# The demo, then its 128 x 128 deployment kept up with the doctor's viewer on
+# The demo, then its deployment kept up with the doctor's viewer on
 # 127.0.0.1:8080 (FNN_DEMO_LISTEN to change it) until Ctrl-C.
 demo-viewer: build
 	FNN_DEMO_VIEWER=1 node client/dist/demo.js

@@ -9,15 +9,15 @@ import { readImage } from './image-files';
 import './ip-servername-warning';
 import { transportFrom } from './tls-files';
 
-// `make demo`: keys and certificates, then two small deployments (C1 and C2
-// on free localhost ports over mutual TLS), each answer checked against the
-// plaintext nearest neighbour, daemons stopped:
-// - the paper's protocols (fnn, bf) cost d secure multiplications per record,
-//   so they run on 16 x 16 slices (demo/images), with fast beside them;
-// - the fast protocol on 128 x 128 slices a doctor can recognise
-//   (demo/mri128), queried with a held-out slice, one query and one batch.
-// With FNN_DEMO_VIEWER=1 (`make demo-viewer`) the second deployment stays up
-// and `fnn viewer` serves the doctor's page on it until Ctrl-C.
+// `make demo`: keys and certificates, C1 and C2 on free localhost ports over
+// mutual TLS, two collections, each answer checked against the plaintext
+// nearest neighbours, daemons stopped:
+// - "paper-16": 16 x 16 slices (demo/images), for the paper's protocols (fnn,
+//   bf cost d secure multiplications per record) with fast beside them;
+// - "default": 128 x 128 slices a doctor can recognise (demo/mri128), for the
+//   fast protocol: a held-out slice at k = 3, and a batch.
+// With FNN_DEMO_VIEWER=1 (`make demo-viewer`) the deployment stays up and
+// `fnn viewer` serves the doctor's page on it (both collections) until Ctrl-C.
 
 const ROOT = resolve(__dirname, '..', '..');
 const IMAGES = join(ROOT, 'demo', 'images');
@@ -28,6 +28,8 @@ const LARGE_QUERIES = join(ROOT, 'demo', 'mri128', 'queries');
 const HELD_OUT = 'ch2-z167.png';
 const BITS = process.env.FNN_DEMO_BITS ?? '2048';
 const K = 3;
+/** The collection of the 16 x 16 slices; the 128 x 128 ones are the default collection. */
+const SMALL = 'paper-16';
 
 function step(text: string) {
   process.stdout.write(`\n== ${text}\n`);
@@ -82,13 +84,13 @@ async function main() {
     }
   };
   /** C2 then C1 on free ports, ready when their health service says SERVING. */
-  const deploy = async (name: string) => {
+  const deploy = async () => {
     const readyAs = transportFrom({ tlsDir: join(certs, 'owner') }, ['owner']);
     const quiet = { FNN_LOG_LEVEL: 'warn' };
-    const c2Args = ['--listen', '127.0.0.1:0', '--keys', keys, '--db', join(work, `${name}-c2.db`), ...as('c2')];
+    const c2Args = ['--listen', '127.0.0.1:0', '--keys', keys, '--db', join(work, 'c2.db'), ...as('c2')];
     const c2 = await startDaemon('c2', c2Args, quiet, readyAs);
     daemons.push(c2);
-    const c1Args = ['--listen', '127.0.0.1:0', '--keys', keys, '--c2', c2.address, '--db', join(work, `${name}-c1.db`), ...as('c1')];
+    const c1Args = ['--listen', '127.0.0.1:0', '--keys', keys, '--c2', c2.address, '--db', join(work, 'c1.db'), ...as('c1')];
     const c1 = await startDaemon('c1', c1Args, quiet, readyAs);
     daemons.push(c1);
     process.stdout.write(`  C1 ${c1.address}, C2 ${c2.address}\n`);
@@ -106,40 +108,40 @@ async function main() {
     step('certificates: a CA for this deployment, one certificate each for C1, C2, the owner and a doctor');
     await fnn(['certs', '--out', certs, '--json']);
 
-    step("deployment 1 (the paper's protocols, 16 x 16 slices): daemons on free localhost ports, mutual TLS");
-    const small = await deploy('paper');
-    const [status] = await fnn(['status', ...small, ...as('doctor'), '--json']);
+    step('daemons on free localhost ports, mutual TLS; ready when their health service says SERVING');
+    const deployment = await deploy();
+    const [status] = await fnn(['status', ...deployment, ...as('doctor'), '--json']);
     process.stdout.write(`  status: ${JSON.stringify(status)}\n`);
 
     step("a doctor may not upload: C1 refuses the doctor's certificate");
-    const refused = await runCli(['upload', IMAGES, ...small, ...as('doctor')]);
+    const refused = await runCli(['upload', IMAGES, ...deployment, ...as('doctor')]);
     process.stdout.write(`  exit ${refused.code}: ${refused.stderr.trim().split('\n').pop()}\n`);
     if (refused.code !== EXIT.refused)
       throw new Error(`a doctor's upload should be refused (exit ${EXIT.refused}), got exit ${refused.code}`);
 
-    step(`upload by the owner: real brain MRI slices, 16 x 16, from ${IMAGES} (licence: demo/images/LICENSE.md)`);
+    const small = [...deployment, '--collection', SMALL];
+    step(`upload by the owner into collection ${SMALL}: real brain MRI slices, 16 x 16, from ${IMAGES} (licence: demo/images/LICENSE.md)`);
     await upload(small, IMAGES);
     const asDoctor = (connection: string[]) => [...connection, ...as('doctor'), '--json', '--out', join(work, 'results')];
     for (const protocol of PROTOCOL_NAMES) {
-      step(`query by the doctor, protocol ${protocol}`);
+      step(`query by the doctor in ${SMALL}: ${HELD_OUT}, a held-out slice (not stored), protocol ${protocol}`);
       const [result] = await fnn(['query', join(QUERIES, HELD_OUT), '--protocol', protocol, ...asDoctor(small)]);
       allExact = check(IMAGES, result) && allExact;
     }
-    step('stopping deployment 1');
-    await stopDaemons();
 
-    step('deployment 2 (the fast protocol, 128 x 128 slices a doctor can recognise)');
-    const large = await deploy('fast');
-    step(`upload by the owner: ${pngs(LARGE_IMAGES).length} slices from ${LARGE_IMAGES}, packed layout only (--no-paper-layout)`);
-    await upload(large, LARGE_IMAGES, ['--no-paper-layout']);
+    step(
+      `upload by the owner into collection default: ${pngs(LARGE_IMAGES).length} slices, 128 x 128, from ${LARGE_IMAGES}, ` +
+        'packed layout only (--no-paper-layout: the fast protocol)',
+    );
+    await upload(deployment, LARGE_IMAGES, ['--no-paper-layout']);
 
     step(`query by the doctor: ${HELD_OUT}, a held-out slice (not stored), k = ${K}`);
-    const [result] = await fnn(['query', join(LARGE_QUERIES, HELD_OUT), '--k', String(K), ...asDoctor(large)]);
+    const [result] = await fnn(['query', join(LARGE_QUERIES, HELD_OUT), '--k', String(K), ...asDoctor(deployment)]);
     allExact = check(LARGE_IMAGES, result) && allExact;
 
     const queries = pngs(LARGE_QUERIES);
     step(`batch query: ${queries.length} queries over one stream (protocol fast)`);
-    const lines = await fnn(['batch-query', ...queries, ...asDoctor(large)]);
+    const lines = await fnn(['batch-query', ...queries, ...asDoctor(deployment)]);
     const { summary } = lines.pop() as { summary: { answered: number; total: number; medianMs: number; maxMs: number; elapsedMs: number } };
     for (const line of lines) allExact = check(LARGE_IMAGES, line) && allExact;
     process.stdout.write(
@@ -148,10 +150,10 @@ async function main() {
     );
     allExact = summary.answered === queries.length && allExact;
 
-    if (process.env.FNN_DEMO_VIEWER && allExact) await serveViewer([...large, ...as('doctor')]);
+    if (process.env.FNN_DEMO_VIEWER && allExact) await serveViewer([...deployment, ...as('doctor')]);
     else
       step(
-        `the doctor's viewer: \`make demo-viewer\` runs this demo again, keeps deployment 2 up and prints the address of its page ` +
+        `the doctor's viewer: \`make demo-viewer\` runs this demo again, keeps the deployment up and prints the address of its page ` +
           `(drop ${join('demo', 'mri128', 'queries', HELD_OUT)} into it)`,
       );
   } finally {
@@ -165,7 +167,7 @@ async function main() {
 
 /** `fnn viewer` on the demo's deployment, as the doctor would run it, until Ctrl-C (which it and the demo both get). */
 async function serveViewer(doctorFlags: string[]) {
-  step("the doctor's viewer on deployment 2: open the address below in a browser on this machine; Ctrl-C stops it and the demo");
+  step("the doctor's viewer on this deployment: open the address below in a browser on this machine; Ctrl-C stops it and the demo");
   const listen = process.env.FNN_DEMO_LISTEN ?? '127.0.0.1:8080';
   process.stdout.write(`  fnn viewer ${doctorFlags.join(' ')} --listen ${listen}\n`);
   const ignore = () => {};
