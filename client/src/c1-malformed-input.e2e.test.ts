@@ -10,6 +10,7 @@ import {
   cipherToBytes,
   decodePng,
   encryptQuery,
+  maxSealedImageBytes,
   packingParams,
   plaintextNearest,
   residueToBytes,
@@ -311,9 +312,9 @@ const badCases: BadCase[] = [
     run: () => upload(record(() => ({ encryptedId: Buffer.alloc(1025, 1) }))),
   },
   {
-    name: 'Upload: a sealed image larger than 2d + 1024 bytes',
+    name: 'Upload: a sealed image larger than an image of d pixels seals to with the longest metadata',
     code: Code.INVALID_ARGUMENT,
-    run: () => upload(record(() => ({ sealedImage: Buffer.alloc(2 * D + 1025, 1) }))),
+    run: () => upload(record(() => ({ sealedImage: Buffer.alloc(maxSealedImageBytes(D) + 1, 1) }))),
   },
   {
     name: 'Upload: a lookup tag of 33 bytes',

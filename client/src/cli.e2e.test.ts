@@ -134,9 +134,10 @@ describe('upload, query, batch query, status', () => {
       expect(result.results[0].distance).toBe(want.distance.toString());
       const written = decodePng(readFileSync(result.results[0].image), 'neighbour');
       expect(Array.from(written.pixels)).toEqual(Array.from(stored[want.index].pixels));
-      // The sheet shows the query beside its neighbour, captioned with ID and distance.
+      // The sheet shows the query beside its neighbour, captioned with ID and distances.
       const sheet = readFileSync((result as unknown as { sheet: string }).sheet, 'utf8');
-      expect(sheet).toContain(`1. ${want.id}, squared distance ${want.distance}`);
+      expect(sheet).toContain(`1. ${want.id}<br>`);
+      expect(sheet).toContain(`squared distance ${want.distance}, RMS `);
       expect(sheet.match(/<img src="data:image\/png;base64,/g)?.length).toBe(2);
     },
   );

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { plaintextNearest, PROTOCOL_NAMES } from '@fnn/shared';
@@ -7,13 +7,15 @@ import { CLI, jsonLines, runCli, startDaemon, type Daemon } from './harness';
 import { EXIT } from './output';
 import { readImage } from './image-files';
 import './ip-servername-warning';
+import { dicomFile } from './testing/dicom-file';
 import { transportFrom } from './tls-files';
 
 // `make demo`: keys and certificates, C1 and C2 on free localhost ports over
 // mutual TLS, two collections, each answer checked against the plaintext
 // nearest neighbours, daemons stopped:
 // - "paper-16": 16 x 16 slices (demo/images), for the paper's protocols (fnn,
-//   bf cost d secure multiplications per record) with fast beside them;
+//   bf cost d secure multiplications per record) with fast beside them, then
+//   one DICOM record with a label, whose metadata the doctor sees with the result;
 // - "default": 128 x 128 slices a doctor can recognise (demo/mri128), for the
 //   fast protocol: a held-out slice at k = 3, and a batch.
 // With FNN_DEMO_VIEWER=1 (`make demo-viewer`) the deployment stays up and
@@ -128,6 +130,43 @@ async function main() {
       const [result] = await fnn(['query', join(QUERIES, HELD_OUT), '--protocol', protocol, ...asDoctor(small)]);
       allExact = check(IMAGES, result) && allExact;
     }
+
+    step(`a record with its clinical identity in ${SMALL}: a DICOM slice and the owner's label, sealed with the image under k`);
+    const clinical = join(work, 'clinical');
+    mkdirSync(clinical);
+    const slice = join(QUERIES, HELD_OUT); // not in the collection yet: the query below finds it at distance 0
+    const uid = '1.2.826.0.1.3680043.8.498.167';
+    const q = readImage(slice);
+    writeFileSync(
+      join(clinical, 'IM0001'),
+      dicomFile({
+        width: q.width,
+        height: q.height,
+        pixels: q.pixels,
+        sopInstanceUid: uid,
+        header: {
+          Modality: 'MR',
+          BodyPartExamined: 'HEAD',
+          StudyDescription: 'Brain MRI (ch2 template)',
+          SeriesDescription: 'T1 axial',
+          StudyDate: '20240305',
+          WindowCenter: '128',
+          WindowWidth: '256',
+          PatientName: 'Demo^Patient',
+          PatientID: 'DEMO-0001',
+        },
+      }),
+    );
+    writeFileSync(join(clinical, 'labels.csv'), `ID,label\n${uid},"normal adult brain, slice z167"\n`);
+    const owner = [...small, ...as('owner')];
+    const [stored] = await fnn(['upload', join(clinical, 'IM0001'), ...owner, '--labels', join(clinical, 'labels.csv'), '--json']);
+    process.stdout.write(`  IM0001 stored as ${String(stored.id)} (its SOP Instance UID); PatientName and PatientID left out\n`);
+    const seen = await runCli(['query', slice, '--k', '2', ...asDoctor(small).filter((a) => a !== '--json')]);
+    if (seen.code !== 0) throw new Error(`fnn query failed (exit ${seen.code}): ${seen.stderr.trim()}`);
+    process.stdout.write(seen.stdout.trimEnd().replace(/^/gm, '  ') + '\n');
+    const found = seen.stdout.includes(`1. ${uid}  distance 0`) && seen.stdout.includes('"Brain MRI (ch2 template)"');
+    if (!found || seen.stdout.includes('Demo^Patient'))
+      throw new Error("the doctor's result does not show the record's metadata as sealed");
 
     step(
       `upload by the owner into collection default: ${pngs(LARGE_IMAGES).length} slices, 128 x 128, from ${LARGE_IMAGES}, ` +

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as wire from '@fnn/proto';
-import { generateKeyPair, isFnnError, layoutsToWire, WireCodec, type PublicKey } from '@fnn/shared';
+import { generateKeyPair, isFnnError, layoutsToWire, maxSealedImageBytes, WireCodec, type PublicKey } from '@fnn/shared';
 import { MAX_SLOTS_PER_CALL, RequestChecks } from './requests';
 
 // C1's request checks without a daemon: each refusal is an invalid-input error
@@ -146,7 +146,7 @@ describe('RequestChecks.upload, delete, allocateSlots', () => {
     ],
     [
       'a sealed image too large for 4x4',
-      () => upload({ records: [{ ...upload().records[0], sealedImage: Buffer.alloc(2 * 16 + 1025) }] }),
+      () => upload({ records: [{ ...upload().records[0], sealedImage: Buffer.alloc(maxSealedImageBytes(16) + 1) }] }),
       'record 1: sealed image has an impossible size',
     ],
   ])('refuses an upload with %s', (_what, build, reason) => {

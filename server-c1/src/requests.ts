@@ -3,6 +3,7 @@ import { checkImageSize, checkLookupTag, checkLookupTags, checkPixelDepth, MAX_K
 import {
   invalidInput,
   layoutsFromWire,
+  maxSealedImageBytes,
   protocolOfQuery,
   settingsFromWire,
   type ProtocolModule,
@@ -46,8 +47,8 @@ export class RequestChecks {
       checkLookupTag(r.lookupTag, what);
       if (r.encryptedId.length < ENCRYPTED_ID_BYTES.min || r.encryptedId.length > ENCRYPTED_ID_BYTES.max)
         throw invalidInput(`${what}: encrypted identifier has an impossible size`);
-      // E_k(image): 12 bytes of shape and 2 per pixel, sealed (28 bytes), with room for a future header.
-      if (r.sealedImage.length < ENCRYPTED_ID_BYTES.min || r.sealedImage.length > 2 * d + 1024)
+      // E_k(image and metadata): 12 bytes of shape, 2 per pixel and the metadata section, sealed (sealed-image.ts).
+      if (r.sealedImage.length < ENCRYPTED_ID_BYTES.min || r.sealedImage.length > maxSealedImageBytes(d))
         throw invalidInput(`${what}: sealed image has an impossible size`);
       if (perRecord && r.pixels.length !== d) throw invalidInput(`${what} has ${r.pixels.length} pixels, expected ${d}`);
       if (!perRecord && (r.pixels.length > 0 || r.sum.length > 0 || r.spread.length > 0))

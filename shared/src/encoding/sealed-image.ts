@@ -1,6 +1,6 @@
 import type { RecordKey } from '../crypto/symmetric';
 import type { GrayImage } from '../image/image';
-import { parseRecordMetadata, serializeRecordMetadata, type RecordMetadata } from '../image/record-metadata';
+import { MAX_METADATA_BYTES, parseRecordMetadata, serializeRecordMetadata, type RecordMetadata } from '../image/record-metadata';
 
 // The record itself, sealed under the owner's record key k (AES-256-GCM) and
 // stored beside E_k(ID): the fast protocol hands the winners' sealed records to
@@ -9,13 +9,32 @@ import { parseRecordMetadata, serializeRecordMetadata, type RecordMetadata } fro
 //
 // Layout of the plaintext, 'fnn image v2': width, height and maxValue as
 // 32-bit big-endian, the pixels as 16-bit big-endian (this much is v1), then
-// the metadata's length as 32-bit big-endian and its canonical bytes
-// (record-metadata.ts). Records sealed as 'fnn image v1' (before metadata)
-// still open, with no metadata. The context is the GCM associated data, so a
-// v1 record cannot be passed off as a v2 one or the reverse.
+// the metadata section: the metadata's length as 32-bit big-endian, its
+// canonical bytes (record-metadata.ts), and zeros up to a multiple of
+// METADATA_BLOCK bytes. The padding is what keeps the metadata's length from
+// C1 and C2 (AES-GCM hides the bytes, not how many there are): every record of
+// a collection seals to the same size, with or without a label or a DICOM
+// header, unless its metadata passes one block. Records sealed as
+// 'fnn image v1' (before metadata) still open, with no metadata. The context
+// is the GCM associated data, so a v1 record cannot pass for a v2 one.
 
 const CONTEXT_V1 = 'fnn image v1';
 const CONTEXT = 'fnn image v2';
+
+/** The metadata section's unit: a header's fields and a long label fit in one. */
+export const METADATA_BLOCK = 2048;
+
+/** AES-GCM's nonce and tag around every sealed value (symmetric.ts). */
+const SEAL_BYTES = 12 + 16;
+
+/**
+ * The largest sealed record of an image of `pixels` pixels: what C1 accepts.
+ * Its shape and pixels, the longest metadata section (MAX_METADATA_BYTES in
+ * whole blocks) and the seal.
+ */
+export function maxSealedImageBytes(pixels: number): number {
+  return SEAL_BYTES + 12 + 2 * pixels + Math.ceil((4 + MAX_METADATA_BYTES) / METADATA_BLOCK) * METADATA_BLOCK;
+}
 
 /** A sealed value that does not open with this record key (wrong key, or a damaged record). */
 export class RecordKeyError extends Error {
@@ -31,7 +50,8 @@ export interface SealedRecord {
 export function sealImage(recordKey: RecordKey, image: GrayImage, metadata: RecordMetadata = {}): Buffer {
   const meta = serializeRecordMetadata(metadata);
   const pixelsEnd = 12 + 2 * image.pixels.length;
-  const plain = Buffer.alloc(pixelsEnd + 4 + meta.length);
+  const section = Math.ceil((4 + meta.length) / METADATA_BLOCK) * METADATA_BLOCK;
+  const plain = Buffer.alloc(pixelsEnd + section); // zeros: the padding
   plain.writeUInt32BE(image.width, 0);
   plain.writeUInt32BE(image.height, 4);
   plain.writeUInt32BE(image.maxValue, 8);
@@ -72,11 +92,12 @@ export function openSealedRecord(recordKey: RecordKey, sealed: Uint8Array): Seal
     if (plain.length !== pixelsEnd) throw malformed();
     return { image, metadata: {} };
   }
-  if (plain.length < pixelsEnd + 4) throw malformed();
+  const section = plain.length - pixelsEnd;
+  if (section < METADATA_BLOCK || section % METADATA_BLOCK !== 0) throw malformed();
   const length = plain.readUInt32BE(pixelsEnd);
-  if (plain.length !== pixelsEnd + 4 + length) throw malformed();
+  if (4 + length > section || plain.subarray(pixelsEnd + 4 + length).some((b) => b !== 0)) throw malformed();
   try {
-    return { image, metadata: parseRecordMetadata(plain.subarray(pixelsEnd + 4)) };
+    return { image, metadata: parseRecordMetadata(plain.subarray(pixelsEnd + 4, pixelsEnd + 4 + length)) };
   } catch {
     throw malformed();
   }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { Transcoder } from 'dcmjs-codecs';
 import { describe, expect, it } from 'vitest';
 import { generateSymmetricKey, RecordKey } from '../crypto/symmetric';
-import { openSealedImage, openSealedRecord, RecordKeyError, sealImage } from '../encoding/sealed-image';
+import { METADATA_BLOCK, openSealedImage, openSealedRecord, RecordKeyError, sealImage } from '../encoding/sealed-image';
 import { openDicom } from './dicom';
 import {
   MAX_LABEL_BYTES,
@@ -190,8 +190,22 @@ describe('sealed records (fnn image v2)', () => {
     damaged[damaged.length - 1] ^= 1;
     expect(() => openSealedRecord(key, damaged)).toThrow(RecordKeyError);
     expect(() => openSealedRecord(new RecordKey(generateSymmetricKey()), sealed)).toThrow(RecordKeyError);
-    // A v2 plaintext whose metadata length does not add up is malformed, not opened.
-    const bad = Buffer.concat([plain, Buffer.from([0, 0, 0, 9]), Buffer.from('{}')]);
-    expect(() => openSealedRecord(key, key.seal(bad, 'fnn image v2'))).toThrow(/malformed/);
+    // A v2 plaintext whose metadata section does not add up is malformed, not opened.
+    const section = (length: number, size = METADATA_BLOCK, fill = 0) => {
+      const b = Buffer.alloc(size, fill);
+      b.writeUInt32BE(length);
+      b.write('{}', 4);
+      return key.seal(Buffer.concat([plain, b]), 'fnn image v2');
+    };
+    expect(openSealedRecord(key, section(2)).metadata).toEqual({});
+    for (const bad of [section(METADATA_BLOCK), section(2, 100), section(2, METADATA_BLOCK, 1)])
+      expect(() => openSealedRecord(key, bad)).toThrow(/malformed/);
+  });
+
+  it('seal to one size whatever the metadata, so C1 and C2 cannot tell a labelled record from another by its length', () => {
+    const sizes = [{}, { modality: 'MR' }, { studyDescription: 'x'.repeat(256), label: 'y'.repeat(MAX_LABEL_BYTES) }].map(
+      (m) => sealImage(key, image, m).length,
+    );
+    expect(new Set(sizes).size).toBe(1);
   });
 });
