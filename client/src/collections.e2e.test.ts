@@ -1,11 +1,11 @@
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jsonLines, runCli, type Daemon } from './harness';
 import { EXIT } from './output';
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { COLLECTION_METADATA } from '@fnn/shared';
+import { COLLECTION_METADATA, MESSAGE_LIMIT_ENV } from '@fnn/shared';
 import {
   cliQuery,
   conn,
@@ -44,9 +44,16 @@ const images: Record<string, { id: string; pixels: Uint16Array }[]> = {};
 const flags = () => conn(c1, c2, keys);
 const env = { FNN_MAX_COLLECTIONS: String(MAX_COLLECTIONS) };
 
-async function start() {
-  c2 = await startC2(keys, c2Db, '127.0.0.1:0', env);
-  c1 = await startC1(keys, c1Db, c2.address, '127.0.0.1:0', env);
+async function start(more: NodeJS.ProcessEnv = {}) {
+  c2 = await startC2(keys, c2Db, '127.0.0.1:0', { ...env, ...more });
+  c1 = await startC1(keys, c1Db, c2.address, '127.0.0.1:0', { ...env, ...more });
+}
+
+/** A daemon's fnn_database_bytes, as its /metrics serves it. */
+async function databaseBytes(d: Daemon): Promise<number> {
+  const body = await (await fetch(`http://${String(d.listening.metrics)}/metrics`)).text();
+  const line = body.split('\n').find((l) => l.startsWith('fnn_database_bytes{'));
+  return Number(line?.slice(line.lastIndexOf(' ') + 1));
 }
 
 /** Writes `n` random images of a collection's size into their own directory; keeps their pixels for the reference. */
@@ -80,7 +87,10 @@ beforeAll(async () => {
   c1Db = join(work, 'c1.db');
   c2Db = join(work, 'c2.db');
   await start();
-  const ct = await runCli(['upload', imagesOf(CT, 4), ...flags(), '--collection', CT.name, '--offset', String(CT.offset)]);
+  // CT's groups go over a lowered message limit: its upload is in parts (UploadInParts), into its own collection too.
+  const ct = await runCli(['upload', imagesOf(CT, 4), ...flags(), '--collection', CT.name, '--offset', String(CT.offset)], {
+    [MESSAGE_LIMIT_ENV]: String(16 * 1024),
+  });
   expect(ct.code, ct.stderr).toBe(0);
   const mr = await runCli(['upload', imagesOf(MR, 5), ...flags(), '--collection', MR.name]);
   expect(mr.code, mr.stderr).toBe(0);
@@ -316,10 +326,37 @@ describe('two collections of different sizes in one deployment', () => {
     expect(result.results!.map((r) => ({ id: r.id, distance: r.distance }))).toEqual(reference(MR, query));
   });
 
+  it('the audit trail names the collection of each call, and no record ID', () => {
+    const entries = readFileSync(`${c1Db}.audit.jsonl`, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { rpc: string; outcome: string; what: Record<string, unknown> });
+    const queried = (name: string) =>
+      entries.filter((e) => e.rpc === 'QueryWithProgress' && e.what.collection === name && e.outcome === 'OK');
+    expect(queried(CT.name).length).toBeGreaterThanOrEqual(3);
+    expect(queried(MR.name).length).toBeGreaterThanOrEqual(3);
+    const ctUploads = entries.filter((e) => ['Upload', 'UploadInParts'].includes(e.rpc) && e.what.collection === CT.name);
+    expect(ctUploads.length).toBeGreaterThan(0);
+    expect(ctUploads.every((e) => e.rpc === 'UploadInParts' && e.outcome === 'OK')).toBe(true);
+    expect(entries.filter((e) => e.rpc === 'Upload' && e.what.collection === MR.name && e.outcome === 'OK').length).toBeGreaterThan(0);
+    // The default collection's calls name none, as before.
+    expect(entries.some((e) => e.rpc === 'Upload' && e.what.collection === undefined)).toBe(true);
+    const text = JSON.stringify(entries);
+    for (const c of [CT, MR]) for (const r of images[c.name]) expect(text).not.toContain(r.id);
+  });
+
   it('after a restart both daemons open every collection again, and each still answers exactly', async () => {
     await c1.stop();
     await c2.stop();
-    await start();
+    await start({ FNN_METRICS: '127.0.0.1:0' });
+    // The metrics' database size counts every collection's file, not only --db's.
+    for (const [d, db] of [
+      [c1, c1Db],
+      [c2, c2Db],
+    ] as const) {
+      const files = [db, ...[CT, MR].map((c) => join(`${db}.collections`, `${c.name}.db`))];
+      expect(await databaseBytes(d), db).toBeGreaterThanOrEqual(files.reduce((sum, f) => sum + statSync(f).size, 0));
+    }
     expect((await c1Collections()).map((c) => [c.name, c.records])).toEqual([
       ['default', 1],
       [CT.name, 4],

@@ -1,6 +1,5 @@
-import { status as Code, type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream } from '@grpc/grpc-js';
+import { status as Code, type Metadata, type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream } from '@grpc/grpc-js';
 import * as wire from '@fnn/proto';
-import type { Metadata } from '@grpc/grpc-js';
 import {
   checkImageSize,
   checkLookupTags,
@@ -78,11 +77,11 @@ async function nextWithin<T>(iterator: AsyncIterator<T>, idleMs: number): Promis
 }
 
 /** The replica of the collection a call names (NOT_FOUND for one C2 does not hold). */
-function replicaOf(deps: C2ServiceDeps, metadata: Metadata): { name: string; replica: ReplicaStore } {
+function replicaOf(deps: C2ServiceDeps, metadata: Metadata): ReplicaStore {
   const name = collectionOf(metadata);
-  if (deps.replicas) return { name, replica: deps.replicas.find(name) };
+  if (deps.replicas) return deps.replicas.find(name);
   if (name !== DEFAULT_COLLECTION) throw notFound(`C2 has no collection "${name}"`);
-  return { name, replica: deps.replica };
+  return deps.replica;
 }
 
 /** The replica of a collection a call names, for a question (Status, ListGroups): none yet answers as an empty one. */
@@ -108,7 +107,7 @@ export function secureComputationService(deps: C2ServiceDeps): wire.SecureComput
       }
       open++;
       // The session's collection is read when a fast session opens (its replica as it is then): an unknown one is NOT_FOUND there.
-      const fast: FastC2Deps = { ...deps.fast, replica: () => replicaOf(deps, call.metadata).replica.source() };
+      const fast: FastC2Deps = { ...deps.fast, replica: () => replicaOf(deps, call.metadata).source() };
       const session = new C2SessionStream({ crypto: deps.crypto, retrievals: deps.retrievals, fast });
       void stream(
         'Session',
@@ -195,7 +194,7 @@ export function retrievalService(deps: C2ServiceDeps, openSessions: () => number
     putShare: (call: ServerUnaryCall<wire.QueryShare, wire.ShareTicket>, callback) =>
       unary<wire.QueryShare, wire.ShareTicket>('PutShare', (req, _requestId, _fields, metadata) => {
         // A share is held in memory for minutes: refuse one that cannot belong to this collection, value by value.
-        const p = replicaOf(deps, metadata).replica.params();
+        const p = replicaOf(deps, metadata).params();
         if (!p) throw invalidInput('the collection is empty');
         const share = checkShares(p, {
           distance: req.distance.map(shareValue),
@@ -227,8 +226,7 @@ export function replicaService(deps: C2ServiceDeps): wire.ReplicaServer {
       if (columns && !pk1.areValidCiphertexts([...columns.distance, ...columns.bound, ...columns.coarse]))
         throw invalidInput('invalid ciphertext');
       // A collection's first change creates its replica (its file, within C2's bound on collections).
-      const name = collectionOf(metadata);
-      const replica = deps.replicas ? deps.replicas.create(name) : replicaOf(deps, metadata).replica;
+      const replica = deps.replicas ? deps.replicas.create(collectionOf(metadata)) : replicaOf(deps, metadata);
       replica.stageGroup(
         { width: req.width, height: req.height, maxValue: req.maxValue },
         {
@@ -242,7 +240,7 @@ export function replicaService(deps: C2ServiceDeps): wire.ReplicaServer {
       return { total: BigInt(replica.countWithPending()) };
     }),
     commitGroup: unary<wire.CommitGroupRequest, wire.CommitGroupReply>('Replica.CommitGroup', (req, _requestId, fields, metadata) => {
-      const { replica } = replicaOf(deps, metadata);
+      const replica = replicaOf(deps, metadata);
       if (req.collectionId.length === 0) throw invalidInput('no collection id');
       // A digest is 32 hex digits (groupDigest): anything else matches nothing, and is not stored.
       if (req.digest.length > 64) throw invalidInput('a group digest is 32 hex digits');

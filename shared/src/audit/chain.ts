@@ -115,7 +115,7 @@ export const codeName = (code: number): string => (status[code] as string | unde
  * like any failure; every other RPC (uploads, deletes, queries, replica
  * changes, sessions, shares, retrievals, reads of the audit) is always kept.
  */
-const ROUTINE = new Set(['Status', 'ListGroups', 'Replica.ListGroups']);
+const ROUTINE = new Set(['Status', 'ListCollections', 'ListGroups', 'Replica.ListGroups']);
 
 export const isAudited = (record: Pick<CallRecord, 'rpc' | 'code'>): boolean => record.code !== status.OK || !ROUTINE.has(record.rpc);
 
