@@ -211,8 +211,22 @@ describe.skipIf(!haveChromium)('the viewer in a browser', () => {
     await dropFiles(page, [{ name: 'ch2-z167.png', bytes: readFileSync(query) }]);
     await page.waitForSelector('#preview:not([hidden])');
     expect(await page.textContent('#preview-info')).toContain('128 x 128');
+    // Every status line the card shows while it runs, as the doctor would see them go by.
+    await page.evaluate(() => {
+      const seen: string[] = [];
+      (window as unknown as { statusLines: string[] }).statusLines = seen;
+      new MutationObserver(() => document.querySelectorAll('.result .status').forEach((s) => seen.push(s.textContent!))).observe(
+        document.getElementById('results')!,
+        { subtree: true, childList: true, characterData: true },
+      );
+    });
     await page.click('#search');
     await page.waitForSelector('.result[data-state="done"], .result[data-state="failed"]', { timeout: 60_000 });
+    const lines = await page.evaluate(() => (window as unknown as { statusLines: string[] }).statusLines);
+    expect(
+      lines.some((l) => /^C1 searching: (lower bounds|candidates|distances) \d+ of \d+/.test(l)),
+      lines.join(' | '),
+    ).toBe(true);
     expect(await page.textContent('.result .status')).toMatch(/fast: 24 records searched/);
     const want = reference(query, K);
     expect(await shownRows(page, '.result')).toEqual(want);
