@@ -57,7 +57,7 @@ function figure(image: GrayImage, title: string, details: string[] = []): string
   const width = Math.max(256, image.width);
   const more = details.map((d, i) => `<br><span class="${i === 0 ? 'nowrap' : 'meta'}">${escape(d)}</span>`).join('');
   const alt = [title, ...details.slice(0, 1)].join(', ');
-  return `<figure><img src="${src}" width="${width}" alt="${escape(alt)}"><figcaption><span class="id">${escape(title)}</span>${more}</figcaption></figure>`;
+  return `<figure><img src="${src}" width="${width}" alt="${escape(alt)}"><figcaption>${escape(title)}${more}</figcaption></figure>`;
 }
 
 const rms = (x: number) => (x === 0 ? '0' : x >= 100 ? x.toFixed(0) : x.toPrecision(3));
@@ -91,8 +91,8 @@ export function writeSheet(
 body { font-family: sans-serif; background: #111; color: #eee; margin: 1.5em; }
 main { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
 figure { margin: 0; } img { image-rendering: pixelated; display: block; border: 1px solid #444; }
-figcaption { margin-top: 0.4em; font-size: 0.9em; max-width: 256px; }
-.id { overflow-wrap: anywhere; } .nowrap { white-space: nowrap; }
+figcaption { margin-top: 0.4em; font-size: 0.9em; max-width: 256px; overflow-wrap: anywhere; }
+.nowrap { white-space: nowrap; }
 .meta { color: #bbb; font-size: 0.9em; }
 .note { color: #aaa; font-size: 0.85em; }
 </style></head><body>

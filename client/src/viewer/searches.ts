@@ -75,7 +75,7 @@ export class Searches<R extends object> {
     };
   }
 
-  /** Refuses new searches; resolves when the running ones have settled (waiting ones fail at once). */
+  /** Refuses new searches and fails the waiting ones at once; resolves when the running ones have settled. */
   async close(): Promise<void> {
     this.closed = true;
     for (const { search } of this.queue.splice(0)) this.fail(search, new CliError('unavailable', 'the viewer is shutting down'));

@@ -202,7 +202,8 @@ export async function startViewer(options: ViewerOptions) {
   let hosts = new Set<string>();
 
   // No logger: URLs carry the token, and requests name patients' files.
-  const app = Fastify({ logger: false, bodyLimit: 64 * 1024 });
+  // forceCloseConnections: a page's open event streams must not hold the viewer up when the doctor stops it.
+  const app = Fastify({ logger: false, bodyLimit: 64 * 1024, forceCloseConnections: true });
   app.addHook('onRequest', async (request, reply) => {
     const why = refusal(
       { method: request.method, headers: request.headers, queryToken: (request.query as { t?: string } | undefined)?.t },
@@ -240,7 +241,7 @@ export async function startViewer(options: ViewerOptions) {
     const part = await request.file();
     if (!part) throw new CliError('usage', 'no file was sent');
     const bytes = await part.toBuffer();
-    const name = part.filename || 'image';
+    const name = (part.filename || 'image').slice(0, 255);
     const stack = await openImageBytes(bytes, name, flags);
     const held = files.add(name, stack, bytes.length);
     const labels = Array.from({ length: stack.count }, (_, i) => stack.label(i));
@@ -383,8 +384,9 @@ export async function startViewer(options: ViewerOptions) {
   return {
     url: `http://${shown}:${port}/?t=${token}`,
     address: `${shown}:${port}`,
+    /** Stops at once: waiting searches fail, running ones end with the session's connections (a search can run an hour). */
     close: async () => {
-      await searches.close();
+      void searches.close();
       await app.close();
     },
   };
