@@ -178,7 +178,7 @@ async function drawPreview() {
     const image = await api(`/api/files/${file.file}/images/${index}?collection=${encodeURIComponent(c ? c.name : '')}`);
     const pixels = decodePixels(image.pixels);
     const shown = { ...image, pixels };
-    draw($('preview-canvas'), shown, defaultWindow(shown));
+    draw($('preview-canvas'), shown, defaultWindow(shown, image.window, image.offset));
     $('preview-name').textContent = image.name;
     const bits = image.maxValue <= 255 ? 8 : 16;
     const fitted =
@@ -296,7 +296,8 @@ function runSearch(file, index, card) {
 function renderResult(result) {
   const query = { width: result.width, height: result.height, maxValue: result.maxValue, pixels: decodePixels(result.pixels) };
   const neighbours = result.neighbours.map((n) => ({ ...n, image: { ...query, maxValue: n.maxValue, pixels: decodePixels(n.pixels) } }));
-  const win = defaultWindow(query, neighbours[0] && neighbours[0].metadata, result.offset);
+  // The query file's own window first, else the nearest record's: one window for all, so they compare.
+  const win = defaultWindow(query, result.window || (neighbours[0] && neighbours[0].metadata), result.offset);
   const top = Math.max(query.maxValue, 1);
   const level = el('input', { type: 'range', class: 'level', min: '0', max: String(top), step: 'any', value: String(win.center) });
   const width = el('input', { type: 'range', class: 'width', min: '1', max: String(top * 2), step: 'any', value: String(win.width) });

@@ -71,6 +71,12 @@ export async function listCollections(session: DoctorSession, flags: ImageOption
   }));
 }
 
+/** A DICOM file's own display window, in its units (before the collection's offset). */
+export interface QueryWindow {
+  windowCenter: number;
+  windowWidth: number;
+}
+
 /** One neighbour as the page shows it. */
 export interface ViewerNeighbour {
   rank: number;
@@ -100,6 +106,8 @@ export interface ViewerResult {
   /** The collection's offset: a record's DICOM window is in its values before it (stored = file value + offset). */
   offset: number;
   pixels: string;
+  /** The query file's DICOM window, when it has one. */
+  window?: QueryWindow;
   neighbours: ViewerNeighbour[];
 }
 
@@ -262,13 +270,19 @@ export async function startViewer(options: ViewerOptions) {
     fileId: string,
     i: number,
     collection: string,
-  ): Promise<{ name: string; image: GrayImage; options: ImageOptions }> {
+  ): Promise<{ name: string; image: GrayImage; options: ImageOptions; window?: QueryWindow }> {
     const held = files.get(fileId);
     if (i >= held.stack.count) throw new CliError('usage', `${held.name}: has no image ${i + 1} (it holds ${held.stack.count})`);
     const options = await session.imageOptions(collection);
     if (options.fit === 'crop' && !options.size)
       throw new CliError('usage', "--fit crop needs --size WIDTHxHEIGHT (the collection's image size)");
-    return { name: recordIdOf(held.name, held.stack, i), image: ruledImage(held.stack, i, options, options.size), options };
+    // The file's own DICOM window (in its units; no patient identity is read), for the page's default window.
+    const m = held.stack.metadata?.(i);
+    const window =
+      m?.windowCenter !== undefined && m.windowWidth !== undefined
+        ? { windowCenter: m.windowCenter, windowWidth: m.windowWidth }
+        : undefined;
+    return { name: recordIdOf(held.name, held.stack, i), image: ruledImage(held.stack, i, options, options.size), options, window };
   }
 
   const collectionOf = (text: unknown) => (text === undefined || text === '' ? session.collection : String(text));
@@ -276,9 +290,10 @@ export async function startViewer(options: ViewerOptions) {
   app.get('/api/files/:file/images/:index', async (request) => {
     const { file, index: i } = request.params as { file: string; index: string };
     const collection = collectionOf((request.query as { collection?: string }).collection);
-    const { name, image, options } = await searched(file, intParam(i, 'the image number', 1 << 20), collection);
+    const { name, image, options, window } = await searched(file, intParam(i, 'the image number', 1 << 20), collection);
     return {
       name,
+      ...(window ? { window } : {}),
       width: image.width,
       height: image.height,
       maxValue: image.maxValue,
@@ -299,14 +314,18 @@ export async function startViewer(options: ViewerOptions) {
     if (chosen.records === 0) throw new CliError('notFound', `the collection ${collection} is empty: nothing to search`);
     if (!chosen.protocols.includes(protocol))
       throw new CliError('usage', 'this collection was uploaded with --no-paper-layout: it answers only --protocol fast');
-    const { name, image, options } = await searched(String(body.file), intParam(body.index ?? 0, 'the image number', 1 << 20), collection);
+    const { name, image, options, window } = await searched(
+      String(body.file),
+      intParam(body.index ?? 0, 'the image number', 1 << 20),
+      collection,
+    );
     const doctor = session.doctor(protocol, k, collection);
     const search = searches.start(async (onProgress) => {
       const started = Date.now();
       const answer = await doctor.query(name, image, onProgress);
       images.set(search.id, { query: image, neighbours: answer.neighbours.map((n) => n.image) });
       for (const id of images.keys()) if (!searches.get(id)) images.delete(id);
-      return toResult(search.id, collection, k, image, answer, started, options.rule.offset);
+      return { ...toResult(search.id, collection, k, image, answer, started, options.rule.offset), ...(window ? { window } : {}) };
     });
     return reply.code(202).send({ search: search.id, query: name });
   });

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { decodePng, plaintextNearest } from '@fnn/shared';
 import { CLI, jsonLines, runCli, startDaemon, type Daemon } from '../harness';
+import { dicomFile } from '../testing/dicom-file';
 import { transportFrom } from '../tls-files';
 
 // The doctor's page in a real browser: Debian's chromium, headless, driven by
@@ -286,6 +287,30 @@ describe.skipIf(!haveChromium)('the viewer in a browser', () => {
     const rank1 = reference(join(QUERIES, 'ch2-z167.png'), 1)[0].id;
     const raw = decodePng(readFileSync(join(IMAGES, rank1)), rank1).pixels;
     expect(after).toEqual(Array.from(raw, (v) => Math.max(0, Math.min(255, Math.round(((v - 10) * 255) / 60)))));
+  });
+
+  it("opens a DICOM query under its own window: the header's center and width, drawn on the stored values", async () => {
+    const slice = decodePng(readFileSync(join(QUERIES, 'ch2-z167.png')), 'q');
+    const dicom = dicomFile({
+      width: 128,
+      height: 128,
+      pixels: slice.pixels,
+      bits: 16,
+      sopInstanceUid: '1.2.826.0.1.3680043.8.498.9167',
+      header: { Modality: 'MR', WindowCenter: '40', WindowWidth: '60' },
+    });
+    await dropFiles(page, [{ name: 'IM0167', bytes: dicom }]);
+    await page.waitForFunction(() => document.getElementById('preview-info')!.textContent!.includes('DICOM'));
+    const drawn = await page.$eval('#preview-canvas', (c) => {
+      const canvas = c as HTMLCanvasElement;
+      return Array.from(
+        canvas
+          .getContext('2d')!
+          .getImageData(0, 0, canvas.width, canvas.height)
+          .data.filter((_, i) => i % 4 === 0),
+      );
+    });
+    expect(drawn).toEqual(Array.from(slice.pixels, (v) => Math.max(0, Math.min(255, Math.round(((v - 10) * 255) / 60)))));
   });
 
   it('fills in a batch of dropped files as each finishes', async () => {
