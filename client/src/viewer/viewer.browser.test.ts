@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { decodePng, plaintextNearest } from '@fnn/shared';
+import { decodePng, openImageStack, plaintextNearest } from '@fnn/shared';
 import { CLI, jsonLines, runCli, startDaemon, type Daemon } from '../harness';
 import { dicomFile } from '../testing/dicom-file';
 import { transportFrom } from '../tls-files';
@@ -77,6 +77,21 @@ function getBytes(url: string): Promise<Buffer> {
       .on('error', reject)
       .end();
   });
+}
+
+/** A NIfTI-1 volume (.nii, uint8, no scaling) of same-size slices: x fastest, then y, then z. */
+function niftiVolume(width: number, height: number, slices: Uint16Array[]): Buffer {
+  const header = Buffer.alloc(352);
+  header.writeInt32LE(348, 0);
+  [3, width, height, slices.length, 1, 1, 1, 1].forEach((d, i) => header.writeInt16LE(d, 40 + 2 * i));
+  header.writeInt16LE(2, 70); // datatype: unsigned char
+  header.writeInt16LE(8, 72); // bitpix
+  for (let i = 0; i < 8; i++) header.writeFloatLE(1, 76 + 4 * i); // pixdim
+  header.writeFloatLE(352, 108); // vox_offset
+  header.write('n+1\0', 344, 'latin1');
+  const voxels = Buffer.alloc(width * height * slices.length);
+  slices.forEach((pixels, z) => pixels.forEach((v, i) => (voxels[z * width * height + i] = v)));
+  return Buffer.concat([header, voxels]);
 }
 
 /** Drop files onto the page's drop zone, as a doctor dragging them from a file manager would. */
@@ -311,6 +326,36 @@ describe.skipIf(!haveChromium)('the viewer in a browser', () => {
       );
     });
     expect(drawn).toEqual(Array.from(slice.pixels, (v) => Math.max(0, Math.min(255, Math.round(((v - 10) * 255) / 60)))));
+  });
+
+  it('offers a slice picker for a volume and searches the slice picked, exactly', async () => {
+    const slices = ['ch2-z156.png', 'ch2-z167.png', 'ch2-z176.png'].map((f) =>
+      decodePng(readFileSync(join(f === 'ch2-z167.png' ? QUERIES : IMAGES, f)), f),
+    );
+    const volume = niftiVolume(
+      128,
+      128,
+      slices.map((s) => s.pixels),
+    );
+    await dropFiles(page, [{ name: 'head.nii', bytes: volume }]);
+    await page.waitForSelector('#slice-picker:not([hidden])');
+    expect(await page.textContent('#slice-label')).toBe('z001 (2 of 3)');
+    expect(await page.textContent('#preview-name')).toBe('head.nii#z001');
+    await page.$eval('#slice', (el) => {
+      (el as HTMLInputElement).value = '2';
+      el.dispatchEvent(new Event('input'));
+    });
+    await page.waitForFunction(() => document.getElementById('preview-name')!.textContent === 'head.nii#z002');
+    await page.click('#search');
+    await page.waitForSelector('.result[data-state="done"] h3:text("head.nii#z002")', { timeout: 60_000 });
+    // The slice as FNN's reader gives it (the CLI's query of head.nii#z002), against every stored record.
+    const stack = await openImageStack(volume, 'head.nii');
+    const want = plaintextNearest(
+      stored.map((f) => ({ id: f, pixels: decodePng(readFileSync(join(IMAGES, f)), f).pixels })),
+      stack.image(2, { offset: 0 }).pixels,
+      K,
+    ).map((r) => ({ id: r.id, distance: r.distance.toString() }));
+    expect(await shownRows(page, '.result:first-child')).toEqual(want);
   });
 
   it('fills in a batch of dropped files as each finishes', async () => {
