@@ -1,6 +1,6 @@
 # The two commands of the README: `make demo` and `make test`. Both install
 # what they need (npm ci from the lock file; better-sqlite3 builds from source).
-.PHONY: all install build test lint format soak demo demo-viewer proto clean dataset
+.PHONY: all install build test test-browser lint format soak demo demo-viewer proto clean dataset
 
 all: build
 
@@ -22,6 +22,10 @@ build: install $(NATIVE)
 test: build lint
 	npx tsc -p tsconfig.tests.json
 	npx vitest run
+
+# The viewer's browser test alone (also part of make test): Debian's chromium, headless.
+test-browser: build
+	npx vitest run client/src/viewer/viewer.browser.test.ts
 
 # Formatting (Prettier, .prettierrc.json) and lint (ESLint + typescript-eslint, eslint.config.mjs).
 lint: install
