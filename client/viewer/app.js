@@ -6,7 +6,7 @@
 
 const TOKEN = document.querySelector('meta[name="fnn-token"]').content;
 const $ = (id) => document.getElementById(id);
-const state = { collections: [], file: undefined, batchRunning: 0 };
+const state = { collections: [], file: undefined };
 
 /** A call to the viewer: the token in a header (a foreign page cannot set one); the viewer's own message on failure. */
 async function api(path, options = {}) {
