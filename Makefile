@@ -1,6 +1,6 @@
 # The two commands of the README: `make demo` and `make test`. Both install
 # what they need (npm ci from the lock file; better-sqlite3 builds from source).
-.PHONY: all install build test lint format soak demo proto clean dataset
+.PHONY: all install build test test-browser lint format soak demo demo-viewer proto clean dataset
 
 all: build
 
@@ -23,6 +23,10 @@ test: build lint
 	npx tsc -p tsconfig.tests.json
 	npx vitest run
 
+# The viewer's browser test alone (also part of make test): Debian's chromium, headless.
+test-browser: build
+	npx vitest run client/src/viewer/viewer.browser.test.ts
+
 # Formatting (Prettier, .prettierrc.json) and lint (ESLint + typescript-eslint, eslint.config.mjs).
 lint: install
 	npx prettier --check --log-level warn .
@@ -41,6 +45,11 @@ soak: build
 
 demo: build
 	node client/dist/demo.js
+
+# The demo, then its deployment kept up with the doctor's viewer on
+# 127.0.0.1:8080 (FNN_DEMO_LISTEN to change it) until Ctrl-C.
+demo-viewer: build
+	FNN_DEMO_VIEWER=1 node client/dist/demo.js
 
 # Regenerate proto/src/generated/ from proto/fnn/v1/*.proto (buf and ts-proto from npm).
 proto: install

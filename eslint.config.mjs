@@ -18,6 +18,11 @@ export default tseslint.config(
     },
   },
   {
+    // The viewer's page runs in the browser (plain scripts, no bundler).
+    files: ['client/viewer/*.js'],
+    languageOptions: { sourceType: 'script', globals: { ...globals.browser } },
+  },
+  {
     // The CLI's bin shim is CommonJS: npm links it before anything is built.
     files: ['client/bin/*.js'],
     languageOptions: { sourceType: 'commonjs' },

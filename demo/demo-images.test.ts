@@ -39,3 +39,26 @@ describe('bundled demo images', () => {
     expect(second.distance).toBeGreaterThan(first.distance);
   });
 });
+
+describe('bundled 128 x 128 demo images (demo/mri128/LICENSE.md)', () => {
+  const stored = load('mri128/images');
+  const queries = load('mri128/queries');
+  const records = stored.map(({ id, image }) => ({ id, pixels: image.pixels }));
+
+  it('are the same 24 slices and 2 queries as the 16 x 16 set, at 128 x 128 8-bit', () => {
+    expect(stored.map((s) => s.id)).toEqual(load('images').map((s) => s.id));
+    expect(queries.map((q) => q.id)).toEqual(load('queries').map((q) => q.id));
+    for (const { image } of [...stored, ...queries]) expect(image).toMatchObject({ width: 128, height: 128, maxValue: 255 });
+  });
+
+  it("find the held-out slice's adjacent stored slice first, and a stored copy at distance 0", () => {
+    expect(stored.some((s) => s.id === 'ch2-z167.png')).toBe(false);
+    const [first, second] = plaintextNearest(records, queries.find((q) => q.id === 'ch2-z167.png')!.image.pixels, 2);
+    expect(first.id).toBe('ch2-z166.png');
+    expect(second.distance).toBeGreaterThan(first.distance);
+    expect(plaintextNearest(records, queries.find((q) => q.id === 'ch2-z106.png')!.image.pixels, 1)[0]).toMatchObject({
+      id: 'ch2-z106.png',
+      distance: 0n,
+    });
+  });
+});

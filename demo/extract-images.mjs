@@ -4,7 +4,7 @@
 // shared/src/image/image.ts (centerCrop, downsampleBox) on purpose.
 //
 //   node demo/extract-images.mjs <volume.nii[.gz]> <imagesDir> <queriesDir>
-//        [--size 32] [--count 24] [--prefix ch2]
+//        [--size 32] [--count 24] [--prefix ch2] [--factor N]
 //
 // Writes <count> axial slices, evenly spaced through the slices that contain
 // head (near-empty end slices skipped), as <prefix>-z<k>.png (k = 0-based index
@@ -12,6 +12,11 @@
 // are not stored images: the slice just above the middle stored slice (its
 // nearest neighbour is that real adjacent slice) and an exact copy of the
 // stored slice a quarter of the way up (nearest-neighbour distance 0).
+//
+// --factor is the box size of the average; by default the largest whose
+// window fits the longer in-plane side (which can cut the head's front and
+// back off: at 128 px, 2 x 2 boxes span 256 of 370 voxels; --factor 3 keeps
+// the whole head in 384).
 //
 // Pixel values are the volume's own integers (after scl_slope/scl_inter),
 // shifted up by -min if any are negative; 8-bit PNGs if they fit in 0..255,
@@ -28,17 +33,22 @@ const { PNG } = createRequire(import.meta.url)('pngjs');
 
 function parseArgs(argv) {
   const positional = [];
-  const options = { size: 32, count: 24, prefix: undefined };
+  const options = { size: 32, count: 24, prefix: undefined, factor: undefined };
   for (let i = 0; i < argv.length; i++) {
     const name = argv[i].startsWith('--') ? argv[i].slice(2) : undefined;
     if (name === undefined) positional.push(argv[i]);
-    else if (name === 'size' || name === 'count') options[name] = Number(argv[++i]);
+    else if (name === 'size' || name === 'count' || name === 'factor') options[name] = Number(argv[++i]);
     else if (name === 'prefix') options.prefix = argv[++i];
     else throw new Error(`unknown option --${name}`);
   }
-  if (positional.length !== 3 || !(options.size >= 1) || !(options.count >= 2)) {
+  if (
+    positional.length !== 3 ||
+    !(options.size >= 1) ||
+    !(options.count >= 2) ||
+    (options.factor !== undefined && !(Number.isInteger(options.factor) && options.factor >= 1))
+  ) {
     throw new Error(
-      'usage: node demo/extract-images.mjs <volume.nii[.gz]> <imagesDir> <queriesDir> [--size 32] [--count 24] [--prefix name]',
+      'usage: node demo/extract-images.mjs <volume.nii[.gz]> <imagesDir> <queriesDir> [--size 32] [--count 24] [--prefix name] [--factor N]',
     );
   }
   const [volumePath, imagesDir, queriesDir] = positional;
@@ -114,8 +124,7 @@ export function toPixelValues(voxels) {
  * highest y index down so that, with the usual RAS orientation, anterior is at
  * the top; columns follow x (subject's left on the left).
  */
-function axialSlice({ nx, ny }, values, k, size) {
-  const factor = Math.floor(Math.max(nx, ny) / size);
+function axialSlice({ nx, ny }, values, k, size, factor = Math.floor(Math.max(nx, ny) / size)) {
   if (factor < 1) throw new Error(`slices are ${nx} x ${ny}, smaller than ${size} x ${size}`);
   const window = size * factor;
   const left = Math.floor((nx - window) / 2);
@@ -179,7 +188,7 @@ function main() {
   let highest = -Infinity;
   let geometry;
   const write = (dir, k) => {
-    const slice = axialSlice(volume, values, k, args.size);
+    const slice = axialSlice(volume, values, k, args.size, args.factor);
     geometry = slice;
     for (const v of slice.pixels) {
       lowest = Math.min(lowest, v);

@@ -117,7 +117,7 @@ export async function openImageFile(path: string, options: Pick<ImageOptions, 'a
   return openImageBytes(readBytes(path), basename(path), options);
 }
 
-/** A file's bytes however they came (read from disk, or pulled from a PACS), decoded the one way. */
+/** A file's bytes however they came (read from disk, pulled from a PACS, dropped into the viewer), decoded the one way. */
 export async function openImageBytes(bytes: Uint8Array, name: string, options: Pick<ImageOptions, 'axis'>): Promise<ImageStack> {
   try {
     return await openImageStack(bytes, name, { axis: options.axis });

@@ -13,6 +13,7 @@ import { check, repair } from './commands/replicas';
 import { collections } from './commands/collections';
 import { status } from './commands/status';
 import { upload } from './commands/upload';
+import { viewer } from './commands/viewer';
 import './ip-servername-warning';
 import { withConfigFile } from './config-file';
 import { classify, CliError, makeOutput, jsonLine } from './output';
@@ -324,6 +325,35 @@ queryOptions(
 ).action(
   action(async (paths: string[], o: Omit<Parameters<typeof query>[2], 'transport'> & TlsFlags & { json?: boolean }) =>
     batchQuery(makeOutput(!!o.json), paths, secured(o, CLIENTS)),
+  ),
+);
+
+tlsOptions(
+  imageOptions(
+    program
+      .command('viewer')
+      .description("the doctor's web page on this machine: drop an image, see its nearest neighbours; crypto stays in this process")
+      .addOption(c1())
+      .addOption(c2())
+      .addOption(keys())
+      .option(
+        '--listen <host:port>',
+        'address to serve the page at (loopback unless you mean otherwise; port 0: a free port)',
+        '127.0.0.1:8080',
+      )
+      .addOption(new Option('--protocol <name>', "the page's default protocol").choices(PROTOCOL_NAMES).default(DEFAULT_PROTOCOL))
+      .addOption(
+        new Option('--collection <name>', 'the collection the page opens with (it lists them all: `fnn collections`)').env(
+          'FNN_COLLECTION',
+        ),
+      )
+      .option('--max-file <MiB>', 'largest file the page may send', '256')
+      .option('--timeout <seconds>', 'give up on a search after this long', '3600')
+      .addOption(json()),
+  ),
+).action(
+  action(async (o: Omit<Parameters<typeof viewer>[1], 'transport'> & TlsFlags & { json?: boolean }) =>
+    viewer(makeOutput(!!o.json), secured(o, CLIENTS)),
   ),
 );
 

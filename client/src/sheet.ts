@@ -7,7 +7,10 @@ import { encodePng, metadataLine, type GrayImage, type RecordMetadata } from '@f
 // pixel) and what the owner sealed with it (modality, study, date, label...).
 // Images are embedded (the page is one file a doctor can open or attach) and
 // mapped to 8 bits for display only: with the record's DICOM window when it
-// has one, else contrast-stretched; the PNG files next to it hold the exact values.
+// has one, else through one window shared by every image so they compare
+// honestly (a stretch per image would make a dark neighbour look like a bright
+// query); the PNG files next to it hold the exact values. `fnn viewer` is the
+// interactive view (window/level).
 
 export interface SheetEntry {
   id: string;
@@ -17,17 +20,16 @@ export interface SheetEntry {
   image: GrayImage;
 }
 
-/** Stretch min..max to 0..255 so a dark 16-bit scan is visible; display only. */
-function stretched(image: GrayImage): GrayImage {
-  let min = Infinity;
-  let max = -Infinity;
-  for (const v of image.pixels) {
-    if (v < min) min = v;
-    if (v > max) max = v;
-  }
-  const span = max > min ? max - min : 1;
-  return { ...image, maxValue: 255, pixels: image.pixels.map((v) => Math.round(((v - min) * 255) / span)) };
+/** The shared window: 8-bit images as they are; deeper ones 0..the brightest value of any image shown. */
+function displayScale(images: GrayImage[]): number {
+  if (images.every((i) => i.maxValue <= 255)) return 1;
+  let max = 1;
+  for (const image of images) for (const v of image.pixels) if (v > max) max = v;
+  return 255 / max;
 }
+
+const scaled = (image: GrayImage, scale: number): GrayImage =>
+  scale === 1 ? image : { ...image, maxValue: 255, pixels: image.pixels.map((v) => Math.min(255, Math.round(v * scale))) };
 
 /**
  * The DICOM linear VOI function (PS3.3 C.11.2.1.2.1) with center c and width
@@ -49,24 +51,26 @@ export function windowed(image: GrayImage, center: number, width: number, offset
 const escape = (text: string) =>
   text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 
-function figure(image: GrayImage, caption: string, details: string[] = []): string {
+/** The title (an ID) may wrap anywhere, a long accession number; the first detail (the distance), never. */
+function figure(image: GrayImage, title: string, details: string[] = []): string {
   const src = `data:image/png;base64,${encodePng(image).toString('base64')}`;
   const width = Math.max(256, image.width);
-  const more = details.map((d) => `<br><span class="meta">${escape(d)}</span>`).join('');
-  return `<figure><img src="${src}" width="${width}" alt="${escape(caption)}"><figcaption>${escape(caption)}${more}</figcaption></figure>`;
+  const more = details.map((d, i) => `<br><span class="${i === 0 ? 'nowrap' : 'meta'}">${escape(d)}</span>`).join('');
+  const alt = [title, ...details.slice(0, 1)].join(', ');
+  return `<figure><img src="${src}" width="${width}" alt="${escape(alt)}"><figcaption>${escape(title)}${more}</figcaption></figure>`;
 }
 
 const rms = (x: number) => (x === 0 ? '0' : x >= 100 ? x.toFixed(0) : x.toPrecision(3));
 
-function resultFigure(r: SheetEntry, rank: number, offset: number): string {
+function resultFigure(r: SheetEntry, rank: number, offset: number, scale: number, shared: string): string {
   const m = r.metadata;
   const hasWindow = m.windowCenter !== undefined && m.windowWidth !== undefined;
-  const shown = hasWindow ? windowed(r.image, m.windowCenter!, m.windowWidth!, offset) : stretched(r.image);
+  const shown = hasWindow ? windowed(r.image, m.windowCenter!, m.windowWidth!, offset) : scaled(r.image, scale);
   const about = metadataLine(m);
   return figure(shown, `${rank}. ${r.id}`, [
     `squared distance ${r.distance}, RMS ${rms(r.rmsPerPixel)} per pixel`,
     ...(about ? [about] : []),
-    hasWindow ? 'shown with its DICOM window' : 'contrast-stretched',
+    hasWindow ? 'shown with its DICOM window' : shared,
   ]);
 }
 
@@ -79,22 +83,25 @@ export function writeSheet(
   offset = 0,
 ): string {
   const path = join(outDir, `${fileStem}.sheet.html`);
+  const scale = displayScale([query, ...results.map((r) => r.image)]);
+  const shared = scale === 1 ? 'drawn as stored (8-bit)' : `drawn through the sheet's one window, 0..${Math.round(255 / scale)}`;
   const html = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>FNN: ${escape(queryName)}</title>
 <style>
 body { font-family: sans-serif; background: #111; color: #eee; margin: 1.5em; }
 main { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
 figure { margin: 0; } img { image-rendering: pixelated; display: block; border: 1px solid #444; }
-figcaption { margin-top: 0.4em; font-size: 0.9em; max-width: 256px; word-break: break-all; }
+figcaption { margin-top: 0.4em; font-size: 0.9em; max-width: 256px; overflow-wrap: anywhere; }
+.nowrap { white-space: nowrap; }
 .meta { color: #bbb; font-size: 0.9em; }
 .note { color: #aaa; font-size: 0.85em; }
 </style></head><body>
 <h1>Nearest neighbours of ${escape(queryName)}</h1>
 <main>
-${figure(stretched(query), `query: ${queryName} (${query.width}x${query.height})`, ['contrast-stretched'])}
-${results.map((r, i) => resultFigure(r, i + 1, offset)).join('\n')}
+${figure(scaled(query, scale), `query: ${queryName}`, [`${query.width}x${query.height}`, shared])}
+${results.map((r, i) => resultFigure(r, i + 1, offset, scale, shared)).join('\n')}
 </main>
-<p class="note">Exact search over encrypted records (FNN). The RMS per pixel is sqrt(D/d), in the collection's units. Images are shown with their DICOM window where the record has one, else contrast-stretched; the PNG files beside this page hold the exact pixel values.</p>
+<p class="note">Exact search over encrypted records (FNN). The RMS per pixel is sqrt(D/d), in the collection's units. Images are shown with their DICOM window where the record has one, else all through one window (8-bit images as stored); the PNG files beside this page hold the exact pixel values.</p>
 </body></html>
 `;
   writeFileSync(path, html);

@@ -1,46 +1,20 @@
 import { writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { Metadata, status } from '@grpc/grpc-js';
 import * as wire from '@fnn/proto';
-import {
-  DoctorClient,
-  encodePng,
-  isProtocolName,
-  metadataLine,
-  presentMetadata,
-  PROTOCOL_NAMES,
-  retrieveParts,
-  type DoctorAnswer,
-  type DoctorLink,
-  type GrayImage,
-  type RecordMetadata,
-  type Transport,
-} from '@fnn/shared';
-import { rememberedImageOptions, rememberedOf } from '../collection-settings';
-import { collectionFlag } from '../collections';
-import { call, checkAddress, connectC1, connectC2 } from '../connect';
-import { createCrypto } from '../crypto-workers';
+import { encodePng, metadataLine, presentMetadata, type DoctorAnswer, type GrayImage, type RecordMetadata } from '@fnn/shared';
+import { openDoctorSession, parseK, parseProtocol, type DoctorSessionOptions } from '../doctor-session';
 import { BatchTally, failureCode, humanSummary } from '../batch-summary';
-import { batchImages, parseImageOptions, readQueryImage, type ImageFlags } from '../image-files';
-import { loadPublicKey, loadRecordKey } from '../key-files';
+import { batchImages, parseImageOptions, readQueryImage } from '../image-files';
 import { writeSheet } from '../sheet';
 import { CliError, classify, type Output } from '../output';
 import { queryProgressBar } from '../progress';
-import { queryWithProgress } from '../query-stream';
 import { neighbourFileName, prepareOutDir, queryStem } from '../result-files';
 
-export interface QueryOptions extends ImageFlags {
-  c1: string;
-  c2: string;
-  keys: string;
+export interface QueryOptions extends DoctorSessionOptions {
   protocol: string;
   k: string;
   out?: string;
-  timeout: string;
-  /** The collection to search (--collection); the default one when absent. */
-  collection?: string;
-  transport: Transport;
 }
 
 /** One neighbour as printed: `metadata` and `rmsPerPixel` are read by other tools, keep their names. */
@@ -71,47 +45,19 @@ export interface QueryResult {
   elapsedMs: number;
 }
 
-/** What every query needs: keys, connections, the encryption pool, and the doctor's client over them. */
+/** What every query needs: the doctor's session and a client for the chosen protocol and k. */
 function prepare(options: QueryOptions) {
-  const c1Address = checkAddress(options.c1, '--c1', 'FNN_C1');
-  const c2Address = checkAddress(options.c2, '--c2', 'FNN_C2');
-  const collection = collectionFlag(options.collection);
-  if (!isProtocolName(options.protocol)) throw new CliError('usage', `--protocol must be one of ${PROTOCOL_NAMES.join(', ')}`);
-  const k = Number(options.k);
-  if (!Number.isInteger(k) || k < 1 || k > 100) throw new CliError('usage', '--k must be an integer from 1 to 100');
-  const timeoutMs = Number(options.timeout) * 1000;
-  if (!(timeoutMs > 0)) throw new CliError('usage', '--timeout must be a positive number of seconds');
-  const pk2 = loadPublicKey(options.keys, 'doctor');
-  const recordKey = loadRecordKey(options.keys, 'doctor');
-  // Before any image is read or encrypted: a --out that cannot be written costs nothing.
-  if (options.out !== undefined) prepareOutDir(options.out);
-  const crypto = createCrypto(pk2);
-  // Every call of the query names its collection: C1's Status and query, C2's PutShare and Retrieve.
-  const c1 = connectC1(c1Address, options.transport, collection);
-  const c2 = connectC2(c2Address, options.transport, collection);
-  const link: DoctorLink = {
-    status: async () => {
-      const status = await call(c1.status.bind(c1), {}, 30_000);
-      if (status.width && status.keyFingerprint !== pk2.fingerprint())
-        throw new CliError('usage', 'C1 holds records under another key than public-key.json');
-      return status;
-    },
-    putShare: async (share) => (await call(c2.putShare.bind(c2), share, 30_000, undefined, 'C2')).ticket,
-    retrieve: (ticket) => retrieveParts(c2, ticket, new Date(Date.now() + timeoutMs)),
-    query: (request, onProgress) => queryWithProgress(c1, request, timeoutMs, randomBytes(8).toString('hex'), onProgress),
-  };
-  return {
-    doctor: new DoctorClient(link, { pk2, recordKey }, (v) => crypto.pool.encrypt(v), options.protocol, k),
-    c1,
-    timeoutMs,
-    /** The flags over what the collection remembers (its size, offset, fit), asked of C1 before any image is read. */
-    imageOptions: async () => rememberedImageOptions(options, rememberedOf(await call(c1.status.bind(c1), {}, 30_000))),
-    close: async () => {
-      c1.close();
-      c2.close();
-      await crypto.close();
-    },
-  };
+  const protocol = parseProtocol(options.protocol);
+  const k = parseK(options.k);
+  // Before any key is read or image encrypted: a --out that cannot be written costs nothing.
+  const session = openDoctorSession(options);
+  try {
+    if (options.out !== undefined) prepareOutDir(options.out);
+  } catch (error) {
+    void session.close();
+    throw error;
+  }
+  return { ...session, doctor: session.doctor(protocol, k) };
 }
 
 /** The doctor's answer as the CLI prints it, with the neighbours written as PNG and a sheet under `outDir`. */
