@@ -193,4 +193,23 @@ describe('revoking a person', () => {
     expect(plain.code).toBe(EXIT.usage);
     expect(plain.stderr).toContain('--tls-crl needs TLS');
   });
+  // Last: it leaves the deployment without a usable C2.
+  it('C1 sends nothing to a C2 whose certificate is revoked, even over the connection it already had, and says why', async () => {
+    const before = await query(people.bob.dir);
+    expect(before.code, before.stderr).toBe(0); // C1 holds a connection to C2 from now on
+    const listed = await runCli(['certs', 'list', '--dir', certs, '--json']);
+    const c2Serial = (jsonLines(listed.stdout) as { role: string; serial: string }[]).find((e) => e.role === 'c2')!.serial;
+    const revoke = await runCli(['certs', 'revoke', '--dir', certs, 'c2', '--json']);
+    expect(revoke.code, revoke.stderr).toBe(0);
+    // C1 polls its crl.pem (about a second): the query is refused once the list is in, a bound, not a sleep.
+    const end = Date.now() + 20_000;
+    let run = await query(people.bob.dir);
+    while (run.code === 0 && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 200));
+      run = await query(people.bob.dir);
+    }
+    expect(run.code).toBe(EXIT.unavailable);
+    expect(run.stderr.toLowerCase()).toContain('revoked certificate');
+    expect(run.stderr.replace(/:/g, '').toLowerCase()).toContain(c2Serial.replace(/:/g, '').toLowerCase());
+  }, 60_000);
 });

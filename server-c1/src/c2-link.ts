@@ -28,21 +28,58 @@ export const CONNECT_TIMEOUT_MS = 5000;
 
 /** C1's connection to C2: one bidirectional stream per query session. */
 export class C2Link {
-  private readonly secure: SecureComputationClient;
-  private readonly retrieval: RetrievalClient;
+  private secure!: SecureComputationClient;
+  private retrieval!: RetrievalClient;
   private open = 0;
+  /** The serial of C2's certificate on the connection now; none before a handshake. */
+  private serial: string | undefined;
+  /** The serial of the last certificate refused as revoked, for the error a query gets. */
+  private revokedSerial: string | undefined;
 
   constructor(
     readonly address: string,
     private readonly codec: WireCodec,
     /** C1's own certificate: C2 opens protocol sessions to the c1 role only. */
-    transport: Transport,
+    private readonly transport: Transport,
+    /** The deployment's revocation list: a C2 whose certificate is on it gets nothing from C1. */
+    private readonly isRevoked?: (serial: string) => boolean,
   ) {
-    const credentials = channelCredentials(transport, 'c2');
+    this.dial();
+  }
+
+  private dial(): void {
+    const isRevoked = this.isRevoked;
+    const credentials = channelCredentials(this.transport, 'c2', {
+      isRevoked:
+        isRevoked &&
+        ((serial) => {
+          const revoked = isRevoked(serial);
+          if (revoked) this.revokedSerial = serial;
+          return revoked;
+        }),
+      accepted: (serial) => {
+        this.serial = serial;
+        this.revokedSerial = undefined;
+      },
+    });
     // The deployment's message limit (FNN_MAX_MESSAGE_BYTES), read when C1 starts.
     const options = { ...CHANNEL_OPTIONS, ...messageSizeOptions() };
-    this.secure = new SecureComputationClient(address, credentials, options);
-    this.retrieval = new RetrievalClient(address, credentials, options);
+    this.secure = new SecureComputationClient(this.address, credentials, options);
+    this.retrieval = new RetrievalClient(this.address, credentials, options);
+  }
+
+  /**
+   * The handshake checks the list, but a connection made before C2's
+   * certificate was revoked would outlive it: such a connection is dropped
+   * here, before anything is sent, so the next handshake checks it again.
+   */
+  private dropIfRevoked(): void {
+    if (this.serial === undefined || !this.isRevoked?.(this.serial)) return;
+    this.revokedSerial = this.serial;
+    this.serial = undefined;
+    this.secure.close();
+    this.retrieval.close();
+    this.dial();
   }
 
   /**
@@ -99,17 +136,24 @@ export class C2Link {
   }
 
   private connected(): Promise<void> {
+    this.dropIfRevoked();
     return new Promise((resolve, reject) =>
-      this.secure.waitForReady(new Date(Date.now() + CONNECT_TIMEOUT_MS), (err) =>
-        err
-          ? reject(peerUnavailable(`C2 at ${this.address} is unavailable (no connection within ${CONNECT_TIMEOUT_MS / 1000} s)`))
-          : resolve(),
-      ),
+      this.secure.waitForReady(new Date(Date.now() + CONNECT_TIMEOUT_MS), (err) => {
+        if (!err) return resolve();
+        if (this.revokedSerial !== undefined)
+          return reject(
+            peerUnavailable(
+              `C2 at ${this.address} presents a revoked certificate (serial ${this.revokedSerial}): C1 sends it nothing; issue C2 a new one`,
+            ),
+          );
+        reject(peerUnavailable(`C2 at ${this.address} is unavailable (no connection within ${CONNECT_TIMEOUT_MS / 1000} s)`));
+      }),
     );
   }
 
   /** C2's Retrieval.Status (its keys and replica) within a short deadline; rejects with the gRPC error. */
   keyHolderStatus(timeoutMs = 2000): Promise<KeyHolderStatus> {
+    this.dropIfRevoked();
     return new Promise((resolve, reject) => {
       this.retrieval.status({}, new Metadata(), { deadline: new Date(Date.now() + timeoutMs) }, (err, reply) =>
         err || reply === undefined ? reject(err ?? new Error('no reply')) : resolve(reply),

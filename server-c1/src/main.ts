@@ -39,7 +39,7 @@ export interface C1Config {
   uploadPartIdleMs?: number;
   /** Hear of every call once it ended or was refused (the audit trail, the metrics). */
   observers?: CallObserver[];
-  /** Whether the deployment CA has revoked a caller's certificate (by serial): such a caller is refused before any handler. */
+  /** Whether the deployment CA has revoked a certificate (by serial): such a caller is refused before any handler, and such a C2 gets nothing. */
   isRevoked?: (serial: string) => boolean;
   /** The audit trail's file (docs/SECURITY.md, "Audit trail"); none kept when omitted. */
   auditPath?: string;
@@ -69,7 +69,7 @@ export async function startC1(config: C1Config): Promise<RunningC1> {
     hint: () => '`fnn collections` lists those it has',
   });
   const store = collections.defaultStore;
-  const c2 = new C2Link(config.c2Address, codec, config.transport);
+  const c2 = new C2Link(config.c2Address, codec, config.transport, config.isRevoked);
   const admission = new AdmissionQueue({ ...DEFAULT_ADMISSION_LIMITS, ...config.admission });
   const observe = observeAll([...(config.observers ?? []), ...audit.observers]);
   const service = databaseService({

@@ -46,19 +46,32 @@ export function serverCredentials(transport: Transport): ServerCredentials {
   return ServerCredentials.createSsl(transport.ca, [{ cert_chain: transport.cert, private_key: transport.key }], true);
 }
 
+/** What a caller checks of a server's certificate beyond the CA, the address and the role. */
+export interface ServerCertificateCheck {
+  /** Whether the deployment CA has revoked this serial: such a server is refused at the handshake. */
+  isRevoked?: (serial: string) => boolean;
+  /** Hears the serial of every certificate a handshake accepted (so a link can drop a connection whose server is revoked later). */
+  accepted?: (serial: string) => void;
+}
+
 /**
  * A caller's side of a connection to the server with role `server`: presents
  * its own certificate, checks the server's against the CA and the address, and
- * that it really is that server (a doctor's certificate cannot pose as C2).
+ * that it really is that server (a doctor's certificate cannot pose as C2),
+ * and, given `check.isRevoked`, that the CA has not revoked it.
  */
-export function channelCredentials(transport: Transport, server: Role): ChannelCredentials {
+export function channelCredentials(transport: Transport, server: Role, check: ServerCertificateCheck = {}): ChannelCredentials {
   if (isInsecure(transport)) return ChannelCredentials.createInsecure();
   return ChannelCredentials.createSsl(transport.ca, transport.key, transport.cert, {
     checkServerIdentity: (host, cert) => {
       const hostError = checkServerIdentity(host, cert);
       if (hostError) return hostError;
       const role = roleOf(cert);
-      return role === server ? undefined : new Error(`the server's certificate is for ${role ?? 'no FNN role'}, not ${server}`);
+      if (role !== server) return new Error(`the server's certificate is for ${role ?? 'no FNN role'}, not ${server}`);
+      // A serial is not a secret: the CRL publishes the revoked ones.
+      if (check.isRevoked?.(cert.serialNumber)) return new Error(`the ${server}'s certificate (serial ${cert.serialNumber}) is revoked`);
+      check.accepted?.(cert.serialNumber);
+      return undefined;
     },
   });
 }
