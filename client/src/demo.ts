@@ -3,12 +3,11 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { plaintextNearest, PROTOCOL_NAMES } from '@fnn/shared';
-import { CLI, jsonLines, runCli, startDaemon, type Daemon } from './harness';
+import { CLI, jsonLines, runCli, startTlsPair, type Daemon } from './harness';
 import { EXIT } from './output';
 import { readImage } from './image-files';
 import './ip-servername-warning';
 import { dicomFile } from './testing/dicom-file';
-import { transportFrom } from './tls-files';
 
 // `make demo`: keys and certificates, C1 and C2 on free localhost ports over
 // mutual TLS, two collections, each answer checked against the plaintext
@@ -87,14 +86,7 @@ async function main() {
   };
   /** C2 then C1 on free ports, ready when their health service says SERVING. */
   const deploy = async () => {
-    const readyAs = transportFrom({ tlsDir: join(certs, 'owner') }, ['owner']);
-    const quiet = { FNN_LOG_LEVEL: 'warn' };
-    const c2Args = ['--listen', '127.0.0.1:0', '--keys', keys, '--db', join(work, 'c2.db'), ...as('c2')];
-    const c2 = await startDaemon('c2', c2Args, quiet, readyAs);
-    daemons.push(c2);
-    const c1Args = ['--listen', '127.0.0.1:0', '--keys', keys, '--c2', c2.address, '--db', join(work, 'c1.db'), ...as('c1')];
-    const c1 = await startDaemon('c1', c1Args, quiet, readyAs);
-    daemons.push(c1);
+    const { c1, c2 } = await startTlsPair({ dir: work, keys, certs, started: (d) => daemons.push(d) });
     process.stdout.write(`  C1 ${c1.address}, C2 ${c2.address}\n`);
     return ['--c1', c1.address, '--c2', c2.address, '--keys', keys];
   };

@@ -1,8 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { checkHealth, type Transport } from '@fnn/shared';
 import { connectHealth } from './connect';
+import { transportFrom } from './tls-files';
 
 // Running the real `fnn` binary as a subprocess: used by `make demo` and the
 // end-to-end tests, so both exercise exactly what a hospital would run.
@@ -74,6 +75,45 @@ export async function startDaemon(role: 'c1' | 'c2', args: string[], env: NodeJS
 }
 
 const READY_TIMEOUT_MS = 10_000;
+
+export interface TlsPairOptions {
+  /** Where C1's and C2's databases go (c1.db, c2.db). */
+  dir: string;
+  keys: string;
+  /** One --tls-dir per party below it (c1/, c2/, owner/), as `fnn certs` writes them. */
+  certs: string;
+  /** Hears each daemon once it is up, C2 first: the caller stops them, C2 too when C1 does not start. */
+  started: (daemon: Daemon) => void;
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * C2, then C1 pointed at it, over mutual TLS as `fnn c2` / `fnn c1` run them,
+ * on free ports; each is ready once its health service says SERVING to the
+ * owner's certificate (the demo, the viewer's browser test, bench:admission).
+ */
+export async function startTlsPair(options: TlsPairOptions): Promise<{ c1: Daemon; c2: Daemon }> {
+  const { dir, keys, certs, started, env = { FNN_LOG_LEVEL: 'warn' } } = options;
+  const readyAs = transportFrom({ tlsDir: join(certs, 'owner') }, ['owner']);
+  const c2Args = ['--listen', '127.0.0.1:0', '--keys', keys, '--db', join(dir, 'c2.db'), '--tls-dir', join(certs, 'c2')];
+  const c2 = await startDaemon('c2', c2Args, env, readyAs);
+  started(c2);
+  const c1Args = [
+    '--listen',
+    '127.0.0.1:0',
+    '--keys',
+    keys,
+    '--c2',
+    c2.address,
+    '--db',
+    join(dir, 'c1.db'),
+    '--tls-dir',
+    join(certs, 'c1'),
+  ];
+  const c1 = await startDaemon('c1', c1Args, env, readyAs);
+  started(c1);
+  return { c1, c2 };
+}
 
 function listening(role: 'c1' | 'c2', args: string[], env: NodeJS.ProcessEnv): Promise<Daemon> {
   return new Promise((resolvePromise, reject) => {

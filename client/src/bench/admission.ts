@@ -12,8 +12,7 @@ import { join, resolve } from 'node:path';
 import { decodePng, plaintextNearest } from '@fnn/shared';
 import '../ip-servername-warning';
 import { issueAuthority, issueParty } from '../certificates';
-import { jsonLines, runCli, startDaemon, type Daemon } from '../harness';
-import { transportFrom } from '../tls-files';
+import { jsonLines, runCli, startTlsPair, type Daemon } from '../harness';
 import { randomPixels, writeImage } from '../testing/deployment';
 import { gitDescribe, machine } from './report';
 import { speedCheckMs } from './scale-resources';
@@ -53,22 +52,7 @@ async function main() {
     const keygen = await runCli(['keygen', '--out', keys, '--bits', String(BITS), '--json']);
     if (keygen.code !== 0) throw new Error(`keygen: ${keygen.stderr}`);
     const as = await certificates(join(work, 'certs'));
-    const readyAs = transportFrom({ tlsDir: join(work, 'certs', 'owner') }, ['owner']);
-    const quiet = { FNN_LOG_LEVEL: 'warn' };
-    const c2 = await startDaemon(
-      'c2',
-      ['--listen', '127.0.0.1:0', '--keys', keys, '--db', join(work, 'c2.db'), ...as('c2')],
-      quiet,
-      readyAs,
-    );
-    daemons.push(c2);
-    const c1 = await startDaemon(
-      'c1',
-      ['--listen', '127.0.0.1:0', '--keys', keys, '--c2', c2.address, '--db', join(work, 'c1.db'), ...as('c1')],
-      quiet,
-      readyAs,
-    );
-    daemons.push(c1);
+    const { c1, c2 } = await startTlsPair({ dir: work, keys, certs: join(work, 'certs'), started: (d) => daemons.push(d) });
     const at = ['--c1', c1.address, '--c2', c2.address, '--keys', keys];
 
     const dir = join(work, 'images');

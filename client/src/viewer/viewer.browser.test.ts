@@ -7,9 +7,8 @@ import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { decodePng, openImageStack, plaintextNearest } from '@fnn/shared';
-import { CLI, jsonLines, runCli, startDaemon, type Daemon } from '../harness';
+import { CLI, jsonLines, runCli, startTlsPair, type Daemon } from '../harness';
 import { dicomFile } from '../testing/dicom-file';
-import { transportFrom } from '../tls-files';
 
 // The doctor's page in a real browser: Debian's chromium, headless, driven by
 // playwright-core (which downloads no browser). Real daemons over mutual TLS,
@@ -140,59 +139,18 @@ describe.skipIf(!haveChromium)('the viewer in a browser', () => {
     };
     await ok(['keygen', '--out', keys, '--bits', '512', '--json']);
     await ok(['certs', '--out', certs, '--json']);
-    const readyAs = transportFrom({ tlsDir: join(certs, 'owner') }, ['owner']);
-    const quiet = { FNN_LOG_LEVEL: 'warn' };
-    const c2 = await startDaemon(
-      'c2',
-      ['--listen', '127.0.0.1:0', '--keys', keys, '--db', join(work, 'c2.db'), ...as('c2')],
-      quiet,
-      readyAs,
-    );
-    daemons.push(c2);
-    const c1 = await startDaemon(
-      'c1',
-      ['--listen', '127.0.0.1:0', '--keys', keys, '--c2', c2.address, '--db', join(work, 'c1.db'), ...as('c1')],
-      quiet,
-      readyAs,
-    );
-    daemons.push(c1);
+    const { c1, c2 } = await startTlsPair({ dir: work, keys, certs, started: (d) => daemons.push(d) });
+    const at = ['--c1', c1.address, '--c2', c2.address, '--keys', keys];
     const upload = join(work, 'collection');
     mkdirSync(upload);
     for (const f of stored) writeFileSync(join(upload, f), readFileSync(join(IMAGES, f)));
     // The owner's labels, sealed with each record: the page shows them beside the neighbour.
     const labels = join(work, 'labels.csv');
     writeFileSync(labels, ['ID,label', ...stored.map((f) => `${f},"axial slice ${f.slice(5, 8)}, normal"`)].join('\n'));
-    await ok([
-      'upload',
-      upload,
-      '--c1',
-      c1.address,
-      '--c2',
-      c2.address,
-      '--keys',
-      keys,
-      ...as('owner'),
-      '--no-paper-layout',
-      '--labels',
-      labels,
-      '--json',
-    ]);
+    await ok(['upload', upload, ...at, ...as('owner'), '--no-paper-layout', '--labels', labels, '--json']);
     // A second collection, of the 16 x 16 slices with the paper's layout: the page's picker offers both.
-    await ok([
-      'upload',
-      SMALL_IMAGES,
-      '--c1',
-      c1.address,
-      '--c2',
-      c2.address,
-      '--keys',
-      keys,
-      ...as('owner'),
-      '--collection',
-      'small',
-      '--json',
-    ]);
-    viewer = await startViewer(['--c1', c1.address, '--c2', c2.address, '--keys', keys, ...as('doctor'), '--listen', '127.0.0.1:0']);
+    await ok(['upload', SMALL_IMAGES, ...at, ...as('owner'), '--collection', 'small', '--json']);
+    viewer = await startViewer([...at, ...as('doctor'), '--listen', '127.0.0.1:0']);
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
     page = await browser.newPage({ viewport: { width: 1100, height: 1300 } });
     await page.goto(viewer.url);
